@@ -1,0 +1,34 @@
+"""Google's error shapes, rendered in one place.
+
+JSON APIs answer `{"error": {"code", "message", "status", "details"}}`
+(https://cloud.google.com/apis/design/errors#http_mapping); OAuth token endpoints answer
+RFC 6749 section 5.2 `{"error", "error_description"}`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.responses import Response
+
+from keyless.errors import KeylessError
+
+JSON_TYPE = "application/json; charset=UTF-8"
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(),
+                    status_code=status, media_type=JSON_TYPE, headers=headers)
+
+
+def google_error(error: KeylessError) -> Response:
+    body: dict[str, Any] = {"code": error.http_status, "message": error.message, "status": error.status}
+    if error.details:
+        body["details"] = error.details
+    headers = {"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'} if error.http_status == 401 else None
+    return json_response({"error": body}, error.http_status, headers)
+
+
+def oauth_error(error: str, description: str, status: int = 400) -> Response:
+    return json_response({"error": error, "error_description": description}, status)

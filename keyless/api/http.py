@@ -1,0 +1,242 @@
+"""How a Google JSON API method becomes an HTTP endpoint, the same way for every API.
+
+`endpoint(handler)` reads and bounds the body, parses JSON (Google's messages for bad JSON),
+authenticates the bearer token, runs the handler (synchronous domain code) in a worker
+thread, renders the result or the error, and writes the call's audit entry: inside the
+handler's own write transaction on success (`Call.write()`), in a transaction of its own
+when the call failed after the caller was known.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from keyless.api.errors import google_error, json_response
+from keyless.audit import log as audit
+from keyless.errors import Internal, InvalidArgument, KeylessError
+from keyless.iam.evaluate import permission_denied
+from keyless.iam.principal import Principal
+from keyless.state import ServerState
+from keyless.tokens.access import AccessToken
+
+logger = logging.getLogger("keyless.api")
+
+# Query parameters every Google API accepts (system parameters), which handlers never see.
+SYSTEM_PARAMETERS = {"alt", "prettyPrint", "fields", "key", "quotaUser", "$.xgafv", "access_token", "callback",
+                     "upload_protocol", "uploadType"}
+
+
+@dataclass
+class Call:
+    """One API call as a handler sees it."""
+
+    state: ServerState
+    token: AccessToken | None
+    params: dict[str, str]
+    query: dict[str, list[str]]
+    body: dict[str, Any]
+    record: audit.AuditRecord | None
+    caller_ip: str = ""
+    user_agent: str = ""
+    audited: bool = field(default=False)
+
+    @property
+    def principal(self) -> Principal:
+        assert self.token is not None, "endpoint declared without authentication"
+        return self.token.principal
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        values = self.query.get(name)
+        return values[-1] if values else default
+
+    def args(self, name: str) -> list[str]:
+        return self.query.get(name, [])
+
+    def flag(self, name: str) -> bool:
+        value = (self.arg(name) or "false").lower()
+        if value not in ("true", "false", "1", "0"):
+            raise InvalidArgument(f"Invalid value for boolean parameter {name}: {value!r}")
+        return value in ("true", "1")
+
+    def page(self, items: list[Any]) -> tuple[list[Any], str | None]:
+        """Apply pageSize/pageToken (the token is an offset we issued)."""
+        size_text, token = self.arg("pageSize"), self.arg("pageToken") or "0"
+        try:
+            size = int(size_text) if size_text else 0
+            start = int(token)
+        except ValueError as exc:
+            raise InvalidArgument("Invalid page token or page size.") from exc
+        if size < 0 or start < 0 or start > len(items):
+            raise InvalidArgument("Invalid page token or page size.")
+        if size == 0:
+            size = 1000
+        end = min(start + size, len(items))
+        return items[start:end], (str(end) if end < len(items) else None)
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A write transaction that also records this call's audit entry if it commits."""
+        with self.state.db.write() as s:
+            yield s
+            if self.record is not None:
+                audit.write(s, self.record, self.token.principal if self.token else None,
+                            caller_ip=self.caller_ip, user_agent=self.user_agent)
+                self.audited = True
+
+    def read(self) -> Any:
+        return self.state.db.read()
+
+    def touch(self, *, project_id: str = "", name: str = "", type: str = "",
+              labels: dict[str, str] | None = None) -> None:
+        """Name the resource this call acts on, for its audit entry."""
+        if self.record is None:
+            return
+        if project_id:
+            self.record.project_id = project_id
+        if name:
+            self.record.resource_name = name
+        if type:
+            self.record.resource_type = type
+        if labels:
+            self.record.resource_labels = labels
+
+    def require(self, permission: str, chain: list[str], display: str | None = None) -> None:
+        """Authorise this call (and note the decision in its audit record)."""
+        decision = self.state.authz.check(self.principal, permission, chain)
+        if self.record is not None:
+            self.record.authorize(display or chain[0], permission, decision.granted)
+        if not decision.granted:
+            raise permission_denied(permission, display)
+
+
+Handler = Callable[[Call], Any]
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    """The request body as a JSON object ({} when empty), bounded by `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise InvalidArgument(f"Request payload size exceeds the limit: {limit} bytes.")
+        except ValueError as exc:
+            raise InvalidArgument("Invalid Content-Length header.") from exc
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise InvalidArgument(f"Request payload size exceeds the limit: {limit} bytes.")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidArgument(f"Invalid JSON payload received. {_json_problem(exc)}") from exc
+    if not isinstance(body, dict):
+        raise InvalidArgument("Invalid JSON payload received. Expected an object at the top level.")
+    return body
+
+
+def _json_problem(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"Unexpected token at line {exc.lineno}, column {exc.colno}: {exc.msg}."
+    if isinstance(exc, UnicodeDecodeError):
+        return "The body is not valid UTF-8."
+    return "The JSON is nested too deeply."
+
+
+def endpoint(state: ServerState, handler: Handler, *, service: str = "", method: str = "",
+             authenticated: bool = True, audited: bool = True) -> Callable[[Request], Any]:
+    """Wrap a synchronous handler as an ASGI endpoint (see the module docstring)."""
+
+    async def run(request: Request) -> Response:
+        call: Call | None = None
+        try:
+            body = await read_json(request, state.settings.max_body_bytes) \
+                if request.method in ("POST", "PUT", "PATCH") else {}
+            token = state.authenticate(request.headers.get("authorization")) if authenticated else None
+            query: dict[str, list[str]] = {}
+            for k, v in request.query_params.multi_items():
+                if k not in SYSTEM_PARAMETERS:
+                    query.setdefault(k, []).append(v)
+            record = audit.AuditRecord(service=service, method=method) if audited and method else None
+            call = Call(state=state, token=token, params=dict(request.path_params), query=query, body=body,
+                        record=record, caller_ip=request.client.host if request.client else "",
+                        user_agent=request.headers.get("user-agent", ""))
+            result = await run_in_threadpool(handler, call)
+        except KeylessError as error:
+            if call is not None and call.record is not None and call.token is not None and not call.audited:
+                await run_in_threadpool(_audit_failure, state, call, error)
+            return google_error(error)
+        except Exception:  # a bug: answer in Google's shape, keep the traceback in our log
+            logger.exception("unhandled error in %s %s", request.method, request.url.path)
+            return google_error(Internal("Internal error encountered."))
+        if isinstance(result, Response):
+            return result
+        return json_response(result if result is not None else {})
+
+    return run
+
+
+def _audit_failure(state: ServerState, call: Call, error: KeylessError) -> None:
+    assert call.record is not None
+    if not call.record.resource_name:
+        return  # nothing identifiable was touched (e.g. a malformed name)
+    try:
+        with state.db.write() as s:
+            audit.write(s, call.record, call.token.principal if call.token else None,
+                        caller_ip=call.caller_ip, user_agent=call.user_agent, error=error)
+    except Exception:
+        logger.exception("could not write the audit entry of a failed call")
+
+
+def route(state: ServerState, http_method: str, path: str, handler: Handler, **options: Any) -> Route:
+    return Route(path, endpoint(state, handler, **options), methods=[http_method])
+
+
+def allowed_fields(body: dict[str, Any], allowed: set[str], where: str) -> None:
+    """Google refuses unknown fields: 'Unknown name "x" at 'where': Cannot find field.'"""
+    for name in body:
+        if name not in allowed:
+            at = f" at '{where}'" if where else ""
+            raise InvalidArgument(f"Invalid JSON payload received. Unknown name \"{name}\"{at}: Cannot find field.")
+
+
+def string_field(body: dict[str, Any], name: str, where: str, default: str = "") -> str:
+    value = body.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise InvalidArgument(f"Invalid value at '{where}.{name}' (TYPE_STRING), {json.dumps(value)}")
+    return value
+
+
+def object_field(body: dict[str, Any], name: str, where: str) -> dict[str, Any]:
+    value = body.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"Invalid value at '{where}.{name}': expected an object, got {json.dumps(value)[:100]}")
+    return value
+
+
+def update_mask(call: Call, body_mask: Any = None) -> list[str] | None:
+    raw = call.arg("updateMask") or body_mask
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise InvalidArgument("updateMask must be a comma-separated string of field paths.")
+    return [p.strip() for p in raw.split(",") if p.strip()]

@@ -1,0 +1,566 @@
+"""IAM API (iam.googleapis.com v1): service accounts and their keys and policies, roles, and
+workload identity pools and providers.
+
+REST reference: https://cloud.google.com/iam/docs/reference/rest. Mutations of pools and
+providers answer long-running operations (already done) that gcloud polls by name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.routing import Route
+
+from keyless import operations, projects
+from keyless.api.http import Call, allowed_fields, object_field, route, string_field, update_mask
+from keyless.errors import InvalidArgument, NotFound
+from keyless.federation import pools
+from keyless.iam import roles as roles_domain
+from keyless.iam import service_account_keys as keys_domain
+from keyless.iam import service_accounts as sa_domain
+from keyless.iam.policy import get_policy_row, parse_requested_version, policy_json, set_policy
+from keyless.iam.predefined import get_predefined_role, known_permissions, role_to_json
+from keyless.state import ServerState
+from keyless.store.models import Project, ServiceAccount
+
+SERVICE = "iam.googleapis.com"
+ADMIN = "google.iam.admin.v1."
+WIF = "google.iam.v1.WorkloadIdentityPools."
+POOL_TYPE = "type.googleapis.com/google.iam.v1.WorkloadIdentityPool"
+PROVIDER_TYPE = "type.googleapis.com/google.iam.v1.WorkloadIdentityPoolProvider"
+
+
+# -- resolution helpers: find the resource, authorise, name it for the audit log ---------------
+
+
+def _project(call: Call, s: Any, id_or_number: str, permission: str) -> Project:
+    row = projects.find_project(s, id_or_number)
+    chain = projects.project_chain(row.project_id) if row else [projects.project_resource(id_or_number), projects.ROOT]
+    call.touch(project_id=row.project_id if row else id_or_number)
+    call.require(permission, chain, f"projects/{id_or_number}")
+    if row is None:
+        raise NotFound(f"Project '{id_or_number}' not found.")
+    if row.lifecycle_state != "ACTIVE":
+        raise NotFound(f"Project '{id_or_number}' is pending deletion.")
+    return row
+
+
+def _service_account(call: Call, s: Any, permission: str, *, name: str | None = None) -> ServiceAccount:
+    project, account = sa_domain.parse_name(name or f"projects/{call.params['project']}/serviceAccounts/"
+                                                    f"{call.params['account']}")
+    row = sa_domain.find(s, project, account)
+    if row is None:
+        p = projects.find_project(s, project) if project != "-" else None
+        chain = projects.project_chain(p.project_id) if p else [projects.ROOT]
+        call.touch(project_id=p.project_id if p else "", name=f"projects/{project}/serviceAccounts/{account}",
+                   type="service_account")
+        call.require(permission, chain, f"projects/{project}/serviceAccounts/{account}")
+        raise NotFound(f"Unknown service account: {account}" if "@" in account or account.isdigit()
+                       else f"Invalid service account identifier: {account}")
+    call.touch(project_id=row.project_id, name=f"projects/-/serviceAccounts/{row.unique_id}",
+               type="service_account",
+               labels={"email_id": row.email, "project_id": row.project_id, "unique_id": row.unique_id})
+    call.require(permission, sa_domain.sa_chain(row), f"projects/-/serviceAccounts/{row.unique_id}")
+    return row
+
+
+# -- service accounts --------------------------------------------------------------------------
+
+
+def create_service_account(call: Call) -> dict[str, Any]:
+    allowed_fields(call.body, {"accountId", "serviceAccount"}, "")
+    account_id = string_field(call.body, "accountId", "")
+    sa = object_field(call.body, "serviceAccount", "")
+    allowed_fields(sa, {"displayName", "description", "name", "projectId", "email", "uniqueId", "etag",
+                        "oauth2ClientId", "disabled"}, "service_account")
+    display = string_field(sa, "displayName", "service_account")
+    description = string_field(sa, "description", "service_account")
+    with call.write() as s:
+        project = _project(call, s, call.params["project"], "iam.serviceAccounts.create")
+        row = sa_domain.create(s, project.project_id, account_id, display, description)
+        call.touch(name=f"projects/{project.project_id}/serviceAccounts/{row.unique_id}", type="service_account",
+                   labels={"email_id": row.email, "project_id": row.project_id, "unique_id": row.unique_id})
+        return sa_domain.sa_json(row)
+
+
+def get_service_account(call: Call) -> dict[str, Any]:
+    with call.read() as s:
+        return sa_domain.sa_json(_service_account(call, s, "iam.serviceAccounts.get"))
+
+
+def list_service_accounts(call: Call) -> dict[str, Any]:
+    with call.read() as s:
+        project = _project(call, s, call.params["project"], "iam.serviceAccounts.list")
+        rows = sa_domain.list_accounts(s, project.project_id)
+    items, token = call.page([sa_domain.sa_json(r) for r in rows])
+    return {"accounts": items, **({"nextPageToken": token} if token else {})} if items else {}
+
+
+def patch_service_account(call: Call) -> dict[str, Any]:
+    allowed_fields(call.body, {"serviceAccount", "updateMask"}, "")
+    body = object_field(call.body, "serviceAccount", "")
+    with call.write() as s:
+        row = _service_account(call, s, "iam.serviceAccounts.update")
+        mask = call.body.get("updateMask") or call.arg("updateMask")
+        if mask is not None and not isinstance(mask, str):
+            raise InvalidArgument("updateMask must be a comma-separated string of field paths.")
+        return sa_domain.sa_json(sa_domain.patch(row, body, mask))
+
+
+def update_service_account(call: Call) -> dict[str, Any]:
+    """The older PUT `update`: the body is the ServiceAccount itself."""
+    with call.write() as s:
+        row = _service_account(call, s, "iam.serviceAccounts.update")
+        return sa_domain.sa_json(sa_domain.patch(row, call.body, "displayName,description"))
+
+
+def delete_service_account(call: Call) -> dict[str, Any]:
+    with call.write() as s:
+        sa_domain.delete(_service_account(call, s, "iam.serviceAccounts.delete"))
+    return {}
+
+
+def set_service_account_disabled(disabled: bool) -> Any:
+    def handler(call: Call) -> dict[str, Any]:
+        with call.write() as s:
+            perm = "iam.serviceAccounts.disable" if disabled else "iam.serviceAccounts.enable"
+            sa_domain.set_disabled(_service_account(call, s, perm), disabled)
+        return {}
+    return handler
+
+
+def undelete_service_account(call: Call) -> dict[str, Any]:
+    account = call.params["account"]
+    if not account.isdigit():
+        raise InvalidArgument("Undelete takes the service account's unique id, not its email.")
+    with call.write() as s:
+        row = s.get(ServiceAccount, account)
+        if row is None:
+            call.require("iam.serviceAccounts.undelete", [projects.ROOT], f"projects/-/serviceAccounts/{account}")
+            raise NotFound(f"Unknown service account: {account}")
+        call.touch(project_id=row.project_id, name=f"projects/-/serviceAccounts/{row.unique_id}",
+                   type="service_account",
+                   labels={"email_id": row.email, "project_id": row.project_id, "unique_id": row.unique_id})
+        call.require("iam.serviceAccounts.undelete", projects.project_chain(row.project_id),
+                     f"projects/{row.project_id}")
+        restored = sa_domain.undelete(s, account)
+        return {"restoredAccount": sa_domain.sa_json(restored)}
+
+
+def get_sa_iam_policy(call: Call) -> dict[str, Any]:
+    version = parse_requested_version(call.body.get("options") if call.body else
+                                      ({"requestedPolicyVersion": call.arg("options.requestedPolicyVersion")}
+                                       if call.arg("options.requestedPolicyVersion") else None))
+    with call.read() as s:
+        row = _service_account(call, s, "iam.serviceAccounts.getIamPolicy")
+        return policy_json(get_policy_row(s, sa_domain.sa_resource(row)), version)
+
+
+def set_sa_iam_policy(call: Call) -> dict[str, Any]:
+    allowed_fields(call.body, {"policy", "updateMask"}, "")
+    policy = object_field(call.body, "policy", "")
+    if call.record is not None:
+        call.record.request = {"@type": "type.googleapis.com/google.iam.v1.SetIamPolicyRequest", **call.body}
+    with call.write() as s:
+        row = _service_account(call, s, "iam.serviceAccounts.setIamPolicy")
+        stored = set_policy(s, sa_domain.sa_resource(row), policy, call.body.get("updateMask"),
+                            call.state.role_exists(s), call.state.member_check(s))
+        result = policy_json(stored, 3)
+        if call.record is not None:
+            call.record.response = {"@type": "type.googleapis.com/google.iam.v1.Policy", **result}
+        return result
+
+
+def test_sa_iam_permissions(call: Call) -> dict[str, Any]:
+    perms = call.body.get("permissions") or []
+    if not isinstance(perms, list) or not all(isinstance(p, str) for p in perms):
+        raise InvalidArgument("permissions must be a list of permission names.")
+    with call.read() as s:
+        project, account = call.params["project"], call.params["account"]
+        row = sa_domain.find(s, project, account)
+    if row is None:
+        return {}
+    chain = sa_domain.sa_chain(row)
+    granted = [p for p in perms if call.state.authz.check(call.principal, p, chain).granted]
+    return {"permissions": granted} if granted else {}
+
+
+# -- service account keys ----------------------------------------------------------------------
+
+
+def create_key(call: Call) -> dict[str, Any]:
+    allowed_fields(call.body, {"privateKeyType", "keyAlgorithm"}, "")
+    with call.write() as s:
+        sa = _service_account(call, s, "iam.serviceAccountKeys.create")
+        row, data = keys_domain.create(s, sa, call.body, call.state.settings.base_url)
+        body = keys_domain.key_json(sa, row)
+        if call.record is not None:
+            call.record.response = {"name": body["name"], "keyType": row.key_type}
+        return {**body, "privateKeyType": "TYPE_GOOGLE_CREDENTIALS_FILE", "privateKeyData": data}
+
+
+def list_keys(call: Call) -> dict[str, Any]:
+    types = call.args("keyTypes")
+    with call.read() as s:
+        sa = _service_account(call, s, "iam.serviceAccountKeys.list")
+        rows = keys_domain.list_keys(s, sa)
+        if types and "USER_MANAGED" not in types and "KEY_TYPE_UNSPECIFIED" not in types:
+            rows = []
+        return {"keys": [keys_domain.key_json(sa, r) for r in rows]} if rows else {}
+
+
+def get_key(call: Call) -> dict[str, Any]:
+    with call.read() as s:
+        sa = _service_account(call, s, "iam.serviceAccountKeys.get")
+        row = keys_domain.get(s, sa, call.params["key"])
+        return keys_domain.key_json(sa, row, public_key_type=call.arg("publicKeyType") or "TYPE_X509_PEM_FILE")
+
+
+def delete_key(call: Call) -> dict[str, Any]:
+    with call.write() as s:
+        sa = _service_account(call, s, "iam.serviceAccountKeys.delete")
+        keys_domain.get(s, sa, call.params["key"]).deleted = True
+    return {}
+
+
+def set_key_disabled(disabled: bool) -> Any:
+    def handler(call: Call) -> dict[str, Any]:
+        with call.write() as s:
+            perm = "iam.serviceAccountKeys.disable" if disabled else "iam.serviceAccountKeys.enable"
+            sa = _service_account(call, s, perm)
+            keys_domain.get(s, sa, call.params["key"]).disabled = disabled
+        return {}
+    return handler
+
+
+# -- roles -------------------------------------------------------------------------------------
+
+
+def _role_view(body: dict[str, Any], view: str | None) -> dict[str, Any]:
+    if view == "FULL":
+        return body
+    return {k: v for k, v in body.items() if k != "includedPermissions"}
+
+
+def list_predefined_roles(call: Call) -> dict[str, Any]:
+    view = call.arg("view")
+    items, token = call.page([_role_view(r, view) for r in roles_domain.list_predefined_roles()])
+    return {"roles": items, **({"nextPageToken": token} if token else {})}
+
+
+def get_predefined_role(call: Call) -> dict[str, Any]:
+    role = get_predefined_role(f"roles/{call.params['role']}")
+    if role is None:
+        raise NotFound(f"The role named roles/{call.params['role']} was not found.")
+    return role_to_json(role)
+
+
+def _custom_role_name(call: Call) -> str:
+    return f"projects/{call.params['project']}/roles/{call.params['role']}"
+
+
+def _role_project(call: Call, s: Any, permission: str) -> Project:
+    project = _project(call, s, call.params["project"], permission)
+    call.touch(name=f"projects/{project.project_id}/roles/{call.params.get('role', '')}", type="iam_role",
+               labels={"project_id": project.project_id, "role_name": call.params.get("role", "")})
+    return project
+
+
+def create_role(call: Call) -> dict[str, Any]:
+    allowed_fields(call.body, {"roleId", "role"}, "")
+    role = object_field(call.body, "role", "")
+    allowed_fields(role, {"title", "description", "includedPermissions", "stage", "etag", "name", "deleted"}, "role")
+    with call.write() as s:
+        project = _role_project(call, s, "iam.roles.create")
+        row = roles_domain.create_custom_role(s, project.project_id, call.body.get("roleId", ""), role)
+        call.touch(name=row.name, labels={"project_id": project.project_id, "role_name": row.name})
+        return roles_domain.custom_role_json(row)
+
+
+def get_role(call: Call) -> dict[str, Any]:
+    with call.read() as s:
+        project = _role_project(call, s, "iam.roles.get")
+        return roles_domain.custom_role_json(
+            roles_domain.get_custom_role(s, f"projects/{project.project_id}/roles/{call.params['role']}"))
+
+
+def list_roles(call: Call) -> dict[str, Any]:
+    with call.read() as s:
+        project = _role_project(call, s, "iam.roles.list")
+        rows = roles_domain.list_custom_roles(s, project.project_id, call.flag("showDeleted"))
+    items, token = call.page([_role_view(roles_domain.custom_role_json(r), call.arg("view")) for r in rows])
+    return {"roles": items, **({"nextPageToken": token} if token else {})} if items else {}
+
+
+def patch_role(call: Call) -> dict[str, Any]:
+    allowed_fields(call.body, {"title", "description", "includedPermissions", "stage", "etag", "name", "deleted"},
+                   "role")
+    with call.write() as s:
+        project = _role_project(call, s, "iam.roles.update")
+        row = roles_domain.update_custom_role(s, f"projects/{project.project_id}/roles/{call.params['role']}",
+                                              call.body, update_mask(call))
+        return roles_domain.custom_role_json(row)
+
+
+def delete_role(call: Call) -> dict[str, Any]:
+    with call.write() as s:
+        project = _role_project(call, s, "iam.roles.delete")
+        row = roles_domain.delete_custom_role(s, f"projects/{project.project_id}/roles/{call.params['role']}")
+        return roles_domain.custom_role_json(row)
+
+
+def undelete_role(call: Call) -> dict[str, Any]:
+    with call.write() as s:
+        project = _role_project(call, s, "iam.roles.undelete")
+        row = roles_domain.undelete_custom_role(s, f"projects/{project.project_id}/roles/{call.params['role']}")
+        return roles_domain.custom_role_json(row)
+
+
+def query_testable_permissions(call: Call) -> dict[str, Any]:
+    """Permissions testable on a resource; gcloud asks before creating or updating a custom role.
+
+    gcloud builds `fullResourceName` from its endpoint override (e.g.
+    `//127.0.0.1:8080/cloudresourcemanager/projects/p`), so only the trailing resource matters.
+    """
+    allowed_fields(call.body, {"fullResourceName", "pageSize", "pageToken"}, "")
+    name = string_field(call.body, "fullResourceName", "")
+    if not name.startswith("//") or "/projects/" not in name and "/organizations/" not in name:
+        raise InvalidArgument(f"Invalid full resource name: {name!r}.")
+    size = call.body.get("pageSize", 100)
+    start = call.body.get("pageToken") or "0"
+    if not isinstance(size, int) or not isinstance(start, str) or not start.isdigit():
+        raise InvalidArgument("Invalid page token or page size.")
+    perms = sorted(known_permissions())
+    size = max(1, min(size, 1000))
+    begin = int(start)
+    chunk = perms[begin:begin + size]
+    body: dict[str, Any] = {"permissions": [{"name": p, "stage": "GA", "customRolesSupportLevel": "SUPPORTED"}
+                                            for p in chunk]}
+    if begin + size < len(perms):
+        body["nextPageToken"] = str(begin + size)
+    return body
+
+
+# -- workload identity pools and providers ------------------------------------------------------
+
+
+def _location(call: Call) -> None:
+    if call.params.get("location") != "global":
+        raise InvalidArgument(f"Location '{call.params.get('location')}' is not supported: workload identity "
+                              "pools live in location 'global'.")
+
+
+def _pool_project(call: Call, s: Any, permission: str) -> Project:
+    _location(call)
+    project = _project(call, s, call.params["project"], permission)
+    call.touch(name=pools.pool_name(project.project_number, call.params.get("pool", "")),
+               type="audited_resource", labels={"project_id": project.project_id, "service": SERVICE})
+    return project
+
+
+def _pool_body(call: Call) -> dict[str, Any]:
+    allowed_fields(call.body, {"name", "displayName", "description", "state", "disabled", "expireTime",
+                               "sessionDuration", "mode"}, "workload_identity_pool")
+    return call.body
+
+
+def _op(s: Any, resource: str, body: dict[str, Any], response_type: str) -> dict[str, Any]:
+    return operations.record_done(s, f"{resource}/operations/{operations.new_id()}", body,
+                                  response_type=response_type)
+
+
+def create_pool(call: Call) -> dict[str, Any]:
+    body = _pool_body(call)
+    pool_id = call.arg("workloadIdentityPoolId")
+    if not pool_id:
+        raise InvalidArgument("workloadIdentityPoolId is required.")
+    with call.write() as s:
+        call.params["pool"] = pool_id
+        project = _pool_project(call, s, "iam.workloadIdentityPools.create")
+        row = pools.create_pool(s, project.project_number, pool_id, body)
+        s.flush()
+        return _op(s, row.name, pools.pool_json(row), POOL_TYPE)
+
+
+def _pool_name(call: Call, project: Project) -> str:
+    return pools.pool_name(project.project_number, call.params["pool"])
+
+
+def get_pool(call: Call) -> dict[str, Any]:
+    with call.read() as s:
+        project = _pool_project(call, s, "iam.workloadIdentityPools.get")
+        return pools.pool_json(pools.get_pool(s, _pool_name(call, project)))
+
+
+def list_pools(call: Call) -> dict[str, Any]:
+    with call.read() as s:
+        project = _pool_project(call, s, "iam.workloadIdentityPools.list")
+        rows = pools.list_pools(s, project.project_number, call.flag("showDeleted"))
+    items, token = call.page([pools.pool_json(r) for r in rows])
+    return {"workloadIdentityPools": items, **({"nextPageToken": token} if token else {})} if items else {}
+
+
+def _mask_or_fields(call: Call, body: dict[str, Any], candidates: tuple[str, ...]) -> list[str]:
+    mask = update_mask(call)
+    if mask is None:
+        mask = [f for f in candidates if f in body]
+    if not mask:
+        raise InvalidArgument("updateMask is required.")
+    return mask
+
+
+def patch_pool(call: Call) -> dict[str, Any]:
+    body = _pool_body(call)
+    with call.write() as s:
+        project = _pool_project(call, s, "iam.workloadIdentityPools.update")
+        row = pools.get_pool(s, _pool_name(call, project))
+        pools.update_pool(row, body, _mask_or_fields(call, body, ("displayName", "description", "disabled")))
+        s.flush()
+        return _op(s, row.name, pools.pool_json(row), POOL_TYPE)
+
+
+def delete_pool(call: Call) -> dict[str, Any]:
+    with call.write() as s:
+        project = _pool_project(call, s, "iam.workloadIdentityPools.delete")
+        row = pools.delete_pool(pools.get_pool(s, _pool_name(call, project)))
+        s.flush()
+        return _op(s, row.name, pools.pool_json(row), POOL_TYPE)
+
+
+def undelete_pool(call: Call) -> dict[str, Any]:
+    with call.write() as s:
+        project = _pool_project(call, s, "iam.workloadIdentityPools.undelete")
+        row = pools.undelete_pool(pools.get_pool(s, _pool_name(call, project)))
+        s.flush()
+        return _op(s, row.name, pools.pool_json(row), POOL_TYPE)
+
+
+def get_operation(call: Call) -> dict[str, Any]:
+    with call.read() as s:
+        _location(call)
+        project = _project(call, s, call.params["project"], "iam.workloadIdentityPools.get")
+        name = call.params["rest"]
+        return operations.get(s, f"projects/{project.project_number}/locations/global/workloadIdentityPools/{name}")
+
+
+def _provider_body(call: Call) -> dict[str, Any]:
+    allowed_fields(call.body, {"name", "displayName", "description", "state", "disabled", "attributeMapping",
+                               "attributeCondition", "oidc", "aws", "expireTime"}, "workload_identity_pool_provider")
+    return call.body
+
+
+def _provider_name(call: Call, project: Project) -> str:
+    return f"{_pool_name(call, project)}/providers/{call.params['provider']}"
+
+
+def create_provider(call: Call) -> dict[str, Any]:
+    body = _provider_body(call)
+    provider_id = call.arg("workloadIdentityPoolProviderId")
+    if not provider_id:
+        raise InvalidArgument("workloadIdentityPoolProviderId is required.")
+    with call.write() as s:
+        project = _pool_project(call, s, "iam.workloadIdentityPoolProviders.create")
+        pool = pools.get_pool(s, _pool_name(call, project))
+        row = pools.create_provider(s, pool, provider_id, body,
+                                    allow_insecure_loopback=call.state.settings.allow_insecure_issuers)
+        s.flush()
+        call.touch(name=row.name)
+        return _op(s, row.name, pools.provider_json(row), PROVIDER_TYPE)
+
+
+def get_provider(call: Call) -> dict[str, Any]:
+    with call.read() as s:
+        project = _pool_project(call, s, "iam.workloadIdentityPoolProviders.get")
+        return pools.provider_json(pools.get_provider(s, _provider_name(call, project)))
+
+
+def list_providers(call: Call) -> dict[str, Any]:
+    with call.read() as s:
+        project = _pool_project(call, s, "iam.workloadIdentityPoolProviders.list")
+        pool = pools.get_pool(s, _pool_name(call, project))
+        rows = pools.list_providers(s, pool, call.flag("showDeleted"))
+    items, token = call.page([pools.provider_json(r) for r in rows])
+    return {"workloadIdentityPoolProviders": items, **({"nextPageToken": token} if token else {})} if items else {}
+
+
+def patch_provider(call: Call) -> dict[str, Any]:
+    body = _provider_body(call)
+    with call.write() as s:
+        project = _pool_project(call, s, "iam.workloadIdentityPoolProviders.update")
+        row = pools.get_provider(s, _provider_name(call, project))
+        call.touch(name=row.name)
+        mask = _mask_or_fields(call, body, ("displayName", "description", "disabled", "attributeMapping",
+                                            "attributeCondition", "oidc", "aws"))
+        pools.update_provider(row, body, mask, allow_insecure_loopback=call.state.settings.allow_insecure_issuers)
+        s.flush()
+        return _op(s, row.name, pools.provider_json(row), PROVIDER_TYPE)
+
+
+def delete_provider(call: Call) -> dict[str, Any]:
+    with call.write() as s:
+        project = _pool_project(call, s, "iam.workloadIdentityPoolProviders.delete")
+        row = pools.delete_provider(pools.get_provider(s, _provider_name(call, project)))
+        call.touch(name=row.name)
+        s.flush()
+        return _op(s, row.name, pools.provider_json(row), PROVIDER_TYPE)
+
+
+def undelete_provider(call: Call) -> dict[str, Any]:
+    with call.write() as s:
+        project = _pool_project(call, s, "iam.workloadIdentityPoolProviders.undelete")
+        row = pools.undelete_provider(s, pools.get_provider(s, _provider_name(call, project)))
+        call.touch(name=row.name)
+        s.flush()
+        return _op(s, row.name, pools.provider_json(row), PROVIDER_TYPE)
+
+
+def routes(state: ServerState) -> list[Route]:
+    def r(method: str, path: str, handler: Any, audit_method: str = "", **kw: Any) -> Route:
+        return route(state, method, path, handler, service=SERVICE, method=audit_method, **kw)
+
+    sa = "/v1/projects/{project}/serviceAccounts/{account}"
+    pool = "/v1/projects/{project}/locations/{location}/workloadIdentityPools/{pool}"
+    prov = pool + "/providers/{provider}"
+    return [
+        r("POST", "/v1/projects/{project}/serviceAccounts", create_service_account, ADMIN + "CreateServiceAccount"),
+        r("GET", "/v1/projects/{project}/serviceAccounts", list_service_accounts),
+        r("GET", sa, get_service_account),
+        r("PATCH", sa, patch_service_account, ADMIN + "PatchServiceAccount"),
+        r("PUT", sa, update_service_account, ADMIN + "UpdateServiceAccount"),
+        r("DELETE", sa, delete_service_account, ADMIN + "DeleteServiceAccount"),
+        r("POST", sa + ":disable", set_service_account_disabled(True), ADMIN + "DisableServiceAccount"),
+        r("POST", sa + ":enable", set_service_account_disabled(False), ADMIN + "EnableServiceAccount"),
+        r("POST", sa + ":undelete", undelete_service_account, ADMIN + "UndeleteServiceAccount"),
+        r("POST", sa + ":getIamPolicy", get_sa_iam_policy),
+        r("POST", sa + ":setIamPolicy", set_sa_iam_policy, ADMIN + "SetIAMPolicy"),
+        r("POST", sa + ":testIamPermissions", test_sa_iam_permissions),
+        r("POST", sa + "/keys", create_key, ADMIN + "CreateServiceAccountKey"),
+        r("GET", sa + "/keys", list_keys),
+        r("GET", sa + "/keys/{key}", get_key),
+        r("DELETE", sa + "/keys/{key}", delete_key, ADMIN + "DeleteServiceAccountKey"),
+        r("POST", sa + "/keys/{key}:disable", set_key_disabled(True), ADMIN + "DisableServiceAccountKey"),
+        r("POST", sa + "/keys/{key}:enable", set_key_disabled(False), ADMIN + "EnableServiceAccountKey"),
+        r("POST", "/v1/permissions:queryTestablePermissions", query_testable_permissions),
+        r("GET", "/v1/roles", list_predefined_roles),
+        r("GET", "/v1/roles/{role}", get_predefined_role),
+        r("POST", "/v1/projects/{project}/roles", create_role, ADMIN + "CreateRole"),
+        r("GET", "/v1/projects/{project}/roles", list_roles),
+        r("GET", "/v1/projects/{project}/roles/{role}", get_role),
+        r("PATCH", "/v1/projects/{project}/roles/{role}", patch_role, ADMIN + "UpdateRole"),
+        r("DELETE", "/v1/projects/{project}/roles/{role}", delete_role, ADMIN + "DeleteRole"),
+        r("POST", "/v1/projects/{project}/roles/{role}:undelete", undelete_role, ADMIN + "UndeleteRole"),
+        r("POST", "/v1/projects/{project}/locations/{location}/workloadIdentityPools", create_pool,
+          WIF + "CreateWorkloadIdentityPool"),
+        r("GET", "/v1/projects/{project}/locations/{location}/workloadIdentityPools", list_pools),
+        r("GET", pool, get_pool),
+        r("PATCH", pool, patch_pool, WIF + "UpdateWorkloadIdentityPool"),
+        r("DELETE", pool, delete_pool, WIF + "DeleteWorkloadIdentityPool"),
+        r("POST", pool + ":undelete", undelete_pool, WIF + "UndeleteWorkloadIdentityPool"),
+        r("POST", pool + "/providers", create_provider, WIF + "CreateWorkloadIdentityPoolProvider"),
+        r("GET", pool + "/providers", list_providers),
+        r("GET", prov, get_provider),
+        r("PATCH", prov, patch_provider, WIF + "UpdateWorkloadIdentityPoolProvider"),
+        r("DELETE", prov, delete_provider, WIF + "DeleteWorkloadIdentityPoolProvider"),
+        r("POST", prov + ":undelete", undelete_provider, WIF + "UndeleteWorkloadIdentityPoolProvider"),
+        r("GET", "/v1/projects/{project}/locations/{location}/workloadIdentityPools/{rest:path}", get_operation),
+    ]

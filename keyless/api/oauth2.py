@@ -1,0 +1,61 @@
+"""OAuth 2.0 endpoints of Google's (oauth2.googleapis.com / www.googleapis.com/oauth2):
+the JWKS that verifies Keyless-signed ID tokens, and tokeninfo, which tells a resource
+server what an access token is (https://developers.google.com/identity/protocols/oauth2).
+Errors here use OAuth's `error` / `error_description` shape (RFC 6749 section 5.2).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from keyless.api.errors import json_response, oauth_error
+from keyless.errors import KeylessError
+from keyless.state import ServerState
+
+MAX_FORM_BYTES = 64 * 1024
+
+
+def routes(state: ServerState) -> list[Route]:
+    async def certs(_: Request) -> Response:
+        jwks = await run_in_threadpool(state.keys.jwks)
+        return json_response(jwks, headers={"Cache-Control": "public, max-age=300"})
+
+    async def tokeninfo(request: Request) -> Response:
+        token = request.query_params.get("access_token")
+        if token is None and request.method == "POST":
+            raw = await request.body()
+            if len(raw) > MAX_FORM_BYTES:
+                return oauth_error("invalid_request", "Request too large")
+            token = (parse_qs(raw.decode("utf-8", "replace")).get("access_token") or [None])[0]
+        if not token:
+            return oauth_error("invalid_request", "Missing access_token parameter")
+        try:
+            verified = await run_in_threadpool(state.authenticate, f"Bearer {token}")
+        except KeylessError:
+            return oauth_error("invalid_token", "Invalid Value")
+        p = verified.principal
+        body = {
+            "azp": p.service_account_id or p.subject,
+            "aud": p.service_account_id or p.subject,
+            "sub": p.service_account_id or p.subject,
+            "scope": " ".join(verified.scopes),
+            "exp": str(verified.expires_at),
+            "expires_in": str(verified.expires_in),
+            "access_type": "online",
+        }
+        if p.email:
+            body["email"] = p.email
+            body["email_verified"] = "true"
+        return json_response(body)
+
+    return [
+        Route("/v3/certs", certs, methods=["GET"]),
+        Route("/v1/certs", certs, methods=["GET"]),
+        Route("/v3/tokeninfo", tokeninfo, methods=["GET", "POST"]),
+        Route("/tokeninfo", tokeninfo, methods=["GET", "POST"]),
+    ]

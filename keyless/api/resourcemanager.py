@@ -1,0 +1,210 @@
+"""Cloud Resource Manager API (cloudresourcemanager.googleapis.com), v1 and v3: projects,
+their IAM policies, and the operations `projects create` returns.
+
+REST references: https://cloud.google.com/resource-manager/reference/rest/v1/projects and
+/v3/projects. gcloud's `projects` commands use v1; google-auth's project lookup uses v1 by
+number; v3 is served for newer clients.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.routing import Route
+
+from keyless import operations, projects
+from keyless.api.http import Call, allowed_fields, object_field, route
+from keyless.errors import InvalidArgument, PermissionDenied
+from keyless.iam.policy import add_binding, get_policy_row, parse_requested_version, policy_json, set_policy
+from keyless.iam.principal import Principal
+from keyless.state import ServerState
+from keyless.store.models import Project
+
+SERVICE = "cloudresourcemanager.googleapis.com"
+V1_PROJECT_TYPE = "type.googleapis.com/google.cloudresourcemanager.v1.Project"
+V3_PROJECT_TYPE = "type.googleapis.com/google.cloud.resourcemanager.v3.Project"
+
+
+def _display(project_id: str) -> str:
+    return f"//cloudresourcemanager.googleapis.com/projects/{project_id}"
+
+
+def _visible_project(call: Call, s: Any, id_or_number: str, permission: str) -> Project:
+    """Find a project the caller may act on; 403 (not 404) when it may not, as Google does."""
+    row = projects.find_project(s, id_or_number)
+    chain = projects.project_chain(row.project_id) if row else [projects.project_resource(id_or_number), projects.ROOT]
+    pid = row.project_id if row else id_or_number
+    call.touch(project_id=pid, name=f"projects/{pid}", type="project", labels={"project_id": pid})
+    call.require(permission, chain, _display(id_or_number))
+    if row is None:
+        # Google never confirms that a project does not exist: it answers 403 to everyone.
+        raise PermissionDenied("The caller does not have permission")
+    return row
+
+
+def _creator_member(principal: Principal) -> str:
+    return principal.member
+
+
+def create_project(call: Call, *, v3: bool = False) -> dict[str, Any]:
+    body = call.body
+    allowed_fields(body, {"projectId", "name", "displayName", "labels", "parent", "projectNumber",
+                          "lifecycleState", "createTime", "state", "etag"}, "project")
+    project_id = body.get("projectId")
+    pid = project_id if isinstance(project_id, str) else ""
+    call.touch(project_id=pid, name=f"projects/{pid}", type="project", labels={"project_id": pid})
+    call.require("resourcemanager.projects.create", [projects.ROOT], "//cloudresourcemanager.googleapis.com/")
+    projects.validate_project_id(project_id)
+    with call.write() as s:
+        row = projects.create_project(s, project_id, name=body.get("displayName" if v3 else "name"),
+                                      labels=body.get("labels"), parent=body.get("parent") if not v3 else None)
+        s.flush()
+        # The creator owns what it creates (https://cloud.google.com/resource-manager/docs/access-control-proj).
+        add_binding(s, projects.project_resource(row.project_id), "roles/owner",
+                    _creator_member(call.principal), call.state.role_exists(s), lambda m: None)
+        if v3:
+            name = f"operations/cp.{operations.new_id()}"
+            return operations.record_done(s, name, projects.project_v3_json(row), response_type=V3_PROJECT_TYPE)
+        name = f"operations/cp.{row.project_number}"
+        return operations.record_done(s, name, projects.project_v1_json(row), response_type=V1_PROJECT_TYPE)
+
+
+def get_project(call: Call) -> dict[str, Any]:
+    with call.read() as s:
+        row = _visible_project(call, s, call.params["project"], "resourcemanager.projects.get")
+        return projects.project_v1_json(row)
+
+
+def get_project_v3(call: Call) -> dict[str, Any]:
+    with call.read() as s:
+        row = _visible_project(call, s, call.params["project"], "resourcemanager.projects.get")
+        return projects.project_v3_json(row)
+
+
+def _listable(call: Call) -> list[Project]:
+    with call.read() as s:
+        rows = projects.list_projects(s)
+    return [r for r in rows if call.state.authz.check(call.principal, "resourcemanager.projects.get",
+                                                     projects.project_chain(r.project_id)).granted]
+
+
+def list_projects(call: Call) -> dict[str, Any]:
+    rows = _listable(call)
+    flt = (call.arg("filter") or "").strip()
+    if flt:
+        rows = [r for r in rows if _matches_simple_filter(r, flt)]
+    items, token = call.page([projects.project_v1_json(r) for r in rows])
+    return {"projects": items, **({"nextPageToken": token} if token else {})}
+
+
+def search_projects_v3(call: Call) -> dict[str, Any]:
+    rows = _listable(call)
+    items, token = call.page([projects.project_v3_json(r) for r in rows])
+    return {"projects": items, **({"nextPageToken": token} if token else {})}
+
+
+def _matches_simple_filter(row: Project, flt: str) -> bool:
+    """The `field:value` / `field=value` terms gcloud sends for `projects list --filter`."""
+    fields = {"id": row.project_id, "projectid": row.project_id, "name": row.display_name,
+              "lifecyclestate": row.lifecycle_state, "projectnumber": row.project_number}
+    for term in flt.replace(" AND ", " ").split():
+        for sep in (":", "="):
+            if sep in term:
+                key, value = term.split(sep, 1)
+                key = key.strip().lower().replace("_", "")
+                value = value.strip().strip("\"'")
+                if key in fields and fields[key] != value and value != "*":
+                    return False
+                break
+    return True
+
+
+def delete_project(call: Call) -> dict[str, Any]:
+    with call.write() as s:
+        row = _visible_project(call, s, call.params["project"], "resourcemanager.projects.delete")
+        projects.delete_project(s, row.project_id)
+    return {}
+
+
+def undelete_project(call: Call) -> dict[str, Any]:
+    with call.write() as s:
+        row = _visible_project(call, s, call.params["project"], "resourcemanager.projects.undelete")
+        projects.undelete_project(s, row.project_id)
+    return {}
+
+
+def get_iam_policy(call: Call) -> dict[str, Any]:
+    allowed_fields(call.body, {"options"}, "")
+    version = parse_requested_version(call.body.get("options"))
+    with call.read() as s:
+        row = _visible_project(call, s, call.params["project"], "resourcemanager.projects.getIamPolicy")
+        return policy_json(get_policy_row(s, projects.project_resource(row.project_id)), version)
+
+
+def set_iam_policy(call: Call) -> dict[str, Any]:
+    allowed_fields(call.body, {"policy", "updateMask"}, "")
+    policy = object_field(call.body, "policy", "")
+    if call.record is not None:
+        call.record.request = {"@type": "type.googleapis.com/google.iam.v1.SetIamPolicyRequest", **call.body}
+    with call.write() as s:
+        row = _visible_project(call, s, call.params["project"], "resourcemanager.projects.setIamPolicy")
+        stored = set_policy(s, projects.project_resource(row.project_id), policy, call.body.get("updateMask"),
+                            call.state.role_exists(s), call.state.member_check(s))
+        result = policy_json(stored, 3)
+        if call.record is not None:
+            call.record.response = {"@type": "type.googleapis.com/google.iam.v1.Policy", **result}
+        return result
+
+
+def test_iam_permissions(call: Call) -> dict[str, Any]:
+    allowed_fields(call.body, {"permissions"}, "")
+    perms = call.body.get("permissions") or []
+    if not isinstance(perms, list) or not all(isinstance(p, str) for p in perms) or len(perms) > 100:
+        raise InvalidArgument("permissions must be a list of at most 100 permission names.")
+    with call.read() as s:
+        row = projects.find_project(s, call.params["project"])
+    if row is None:
+        return {}
+    chain = projects.project_chain(row.project_id)
+    granted = [p for p in perms if call.state.authz.check(call.principal, p, chain).granted]
+    return {"permissions": granted} if granted else {}
+
+
+def get_ancestry(call: Call) -> dict[str, Any]:
+    with call.read() as s:
+        row = _visible_project(call, s, call.params["project"], "resourcemanager.projects.get")
+    ancestors = [{"resourceId": {"type": "project", "id": row.project_id}}]
+    if row.parent:
+        ancestors.append({"resourceId": row.parent})
+    return {"ancestor": ancestors}
+
+
+def get_operation(call: Call) -> dict[str, Any]:
+    with call.read() as s:
+        return operations.get(s, f"operations/{call.params['operation']}")
+
+
+def routes(state: ServerState) -> list[Route]:
+    def r(method: str, path: str, handler: Any, audit_method: str = "", **kw: Any) -> Route:
+        return route(state, method, path, handler, service=SERVICE, method=audit_method, **kw)
+
+    return [
+        r("POST", "/v1/projects", create_project, "CreateProject"),
+        r("GET", "/v1/projects", list_projects),
+        r("GET", "/v1/projects/{project}", get_project),
+        r("DELETE", "/v1/projects/{project}", delete_project, "DeleteProject"),
+        r("POST", "/v1/projects/{project}:undelete", undelete_project, "UndeleteProject"),
+        r("POST", "/v1/projects/{project}:getIamPolicy", get_iam_policy),
+        r("POST", "/v1/projects/{project}:setIamPolicy", set_iam_policy, "SetIamPolicy"),
+        r("POST", "/v1/projects/{project}:testIamPermissions", test_iam_permissions),
+        r("POST", "/v1/projects/{project}:getAncestry", get_ancestry),
+        r("GET", "/v1/operations/{operation}", get_operation),
+        r("POST", "/v3/projects", lambda c: create_project(c, v3=True), "CreateProject"),
+        r("GET", "/v3/projects", search_projects_v3),
+        r("GET", "/v3/projects:search", search_projects_v3),
+        r("GET", "/v3/projects/{project}", get_project_v3),
+        r("POST", "/v3/projects/{project}:getIamPolicy", get_iam_policy),
+        r("POST", "/v3/projects/{project}:setIamPolicy", set_iam_policy, "SetIamPolicy"),
+        r("POST", "/v3/projects/{project}:testIamPermissions", test_iam_permissions),
+        r("GET", "/v3/operations/{operation}", get_operation),
+    ]

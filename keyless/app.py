@@ -1,0 +1,83 @@
+"""Assembles the HTTP app: one mount per Google API, each under a path prefix named after its
+service, so gcloud's `api_endpoint_overrides/<api>` can point at `http://HOST:PORT/<api>/`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route, Router
+
+from keyless.api import iam, oauth2, resourcemanager, serviceusage
+from keyless.api.errors import google_error, json_response
+from keyless.config import Settings
+from keyless.errors import NotFound
+from keyless.state import ServerState
+
+logger = logging.getLogger("keyless")
+
+# The API prefixes (documented in the README); every one is a mount below.
+PREFIXES = {
+    "iam": iam.routes,
+    "cloudresourcemanager": resourcemanager.routes,
+    "serviceusage": serviceusage.routes,
+    "oauth2": oauth2.routes,
+}
+OWNER_TOKEN_REFRESH_SECONDS = 3600
+
+
+async def not_found(request: Request, exc: Exception | None = None) -> Response:
+    return google_error(NotFound(f"The requested URL {request.url.path} was not found on this server."))
+
+
+def _router(routes: list[Route]) -> Router:
+    return Router(routes=routes, default=_not_found_app)
+
+
+async def _not_found_app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+    response = await not_found(Request(scope, receive))
+    await response(scope, receive, send)
+
+
+def build_app(state: ServerState, *, refresh_owner_token: bool = True) -> Starlette:
+    """The ASGI app for `state`; its lifespan keeps the owner token file fresh."""
+
+    async def health(_: Request) -> Response:
+        return json_response({"status": "SERVING"})
+
+    mounts: list[Route | Mount] = [Route("/healthz", health)]
+    for prefix, routes in PREFIXES.items():
+        mounts.append(Mount(f"/{prefix}", app=_router(routes(state))))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(_refresh_owner_token(state)) if refresh_owner_token else None
+        yield
+        if task is not None:
+            task.cancel()
+
+    app = Starlette(routes=mounts, lifespan=lifespan, exception_handlers={404: not_found, 405: not_found})
+    app.state.keyless = state
+    return app
+
+
+async def _refresh_owner_token(state: ServerState) -> None:
+    while True:
+        await asyncio.sleep(OWNER_TOKEN_REFRESH_SECONDS)
+        try:
+            await asyncio.to_thread(state.write_owner_token)
+        except Exception:
+            logger.exception("could not refresh the owner token")
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """App factory for `uvicorn --factory keyless.app:create_app` (settings from the environment)."""
+    state = ServerState(settings or Settings.from_env())
+    state.bootstrap()
+    return build_app(state)

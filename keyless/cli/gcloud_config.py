@@ -1,0 +1,48 @@
+"""Writes a gcloud named configuration that points every API at a Keyless server.
+
+gcloud keeps named configurations as INI files `configurations/config_NAME` in its config
+directory (`$CLOUDSDK_CONFIG`, else ~/.config/gcloud); we write only that one file, so no
+other configuration, credential or the active-configuration choice is touched. gcloud
+authenticates with the bearer token it reads from `auth/access_token_file` on every command.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+from pathlib import Path
+
+# gcloud API names -> our path prefixes (see keyless.app.PREFIXES and the README). gcloud 528
+# has no `sts` override property (it never calls STS itself), so none is written for it.
+GCLOUD_APIS = ("iam", "cloudresourcemanager", "iamcredentials", "container", "storage",
+               "secretmanager", "logging", "serviceusage")
+
+
+def gcloud_config_dir() -> Path:
+    env = os.environ.get("CLOUDSDK_CONFIG")
+    return Path(env) if env else Path.home() / ".config" / "gcloud"
+
+
+def write_configuration(name: str, server: str, token_file: Path, project: str | None) -> Path:
+    """Create or replace the named configuration; return its path."""
+    if not name or not all(c.isalnum() or c == "-" for c in name) or not name[0].isalpha():
+        raise ValueError(f"invalid configuration name {name!r}: use letters, digits and hyphens")
+    directory = gcloud_config_dir() / "configurations"
+    directory.mkdir(parents=True, exist_ok=True)
+    cfg = configparser.ConfigParser()
+    cfg["core"] = {"disable_usage_reporting": "True", "check_gce_metadata": "False",
+                   "disable_prompts": "True"}
+    if project:
+        cfg["core"]["project"] = project
+    cfg["auth"] = {"access_token_file": str(token_file.resolve())}
+    base = server.rstrip("/")
+    cfg["api_endpoint_overrides"] = {api: f"{base}/{api}/" for api in GCLOUD_APIS}
+    cfg["component_manager"] = {"disable_update_check": "True"}
+    # Without an explicit environment gcloud looks up metadata.google.internal once per
+    # config dir to fill its User-Agent, even with check_gce_metadata off.
+    cfg["metrics"] = {"environment": "keyless"}
+    cfg["survey"] = {"disable_prompts": "True"}
+    path = directory / f"config_{name}"
+    with path.open("w") as f:
+        cfg.write(f)
+    return path

@@ -1,0 +1,152 @@
+"""The `keyless` command: serve, configure-gcloud, projects, token."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from keyless.config import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        host=getattr(args, "host", None), port=getattr(args, "port", None),
+        data_dir=Path(args.data_dir) if getattr(args, "data_dir", None) else None,
+        database_url=getattr(args, "database", None), public_url=getattr(args, "public_url", None),
+        owner=getattr(args, "owner", None),
+        allow_insecure_issuers=True if getattr(args, "allow_insecure_issuers", False) else None,
+    )
+
+
+def _add_store_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="where Keyless keeps its database and keys (default ~/.keyless, "
+                                      "or $KEYLESS_DATA_DIR)")
+    p.add_argument("--database", help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db "
+                                      "(default: SQLite in the data dir, or $KEYLESS_DATABASE_URL)")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from keyless.app import build_app
+    from keyless.state import ServerState
+
+    settings = _settings(args)
+    state = ServerState(settings)
+    state.bootstrap()
+    state.write_owner_token()
+    print(f"Keyless serving on {settings.base_url} (data in {settings.data_dir})", flush=True)
+    print(f"Bootstrap owner: user:{settings.owner}; its token is in {settings.owner_token_file} "
+          f"(or run: keyless token owner --data-dir {settings.data_dir})", flush=True)
+    print(f"Point gcloud at it: keyless configure-gcloud --server {settings.base_url} "
+          f"--data-dir {settings.data_dir}", flush=True)
+    if args.workers > 1:
+        os.environ.update({"KEYLESS_DATA_DIR": str(settings.data_dir), "KEYLESS_OWNER": settings.owner})
+        if settings.database_url:
+            os.environ["KEYLESS_DATABASE_URL"] = settings.database_url
+        if settings.public_url:
+            os.environ["KEYLESS_PUBLIC_URL"] = settings.public_url
+        state.db.dispose()
+        uvicorn.run("keyless.app:create_app", factory=True, host=settings.host, port=settings.port,
+                    workers=args.workers, log_level=args.log_level, access_log=False)
+    else:
+        uvicorn.run(build_app(state), host=settings.host, port=settings.port, log_level=args.log_level,
+                    access_log=False)
+    return 0
+
+
+def cmd_configure_gcloud(args: argparse.Namespace) -> int:
+    from keyless.cli.gcloud_config import write_configuration
+
+    settings = _settings(args)
+    server = args.server or settings.base_url
+    token_file = Path(args.token_file) if args.token_file else settings.owner_token_file
+    path = write_configuration(args.configuration, server, token_file, args.project)
+    print(f"Wrote gcloud configuration '{args.configuration}' ({path}).")
+    print(f"Use it with: gcloud --configuration {args.configuration} ...  "
+          f"or CLOUDSDK_ACTIVE_CONFIG_NAME={args.configuration}")
+    return 0
+
+
+def cmd_projects_create(args: argparse.Namespace) -> int:
+    from keyless.iam.policy import add_binding
+    from keyless.projects import create_project, project_resource
+    from keyless.state import ServerState
+
+    state = ServerState(_settings(args))
+    state.bootstrap()
+    with state.db.write() as s:
+        row = create_project(s, args.project_id, name=args.name, number=args.number)
+        s.flush()
+        add_binding(s, project_resource(row.project_id), "roles/owner", state.owner.member,
+                    state.role_exists(s), lambda m: None)
+    print(f"Created project [{row.project_id}] with number {row.project_number}.")
+    return 0
+
+
+def cmd_token_owner(args: argparse.Namespace) -> int:
+    from keyless.state import ServerState
+
+    state = ServerState(_settings(args))
+    state.bootstrap()
+    print(state.write_owner_token().token)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="keyless", description="Google Cloud Workload Identity Federation, open.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve every API on one port")
+    serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8080)")
+    _add_store_flags(serve)
+    serve.add_argument("--public-url", help="the URL clients reach this server at (default http://HOST:PORT)")
+    serve.add_argument("--owner", help="email of the bootstrap owner (default owner@keyless.dev)")
+    serve.add_argument("--allow-insecure-issuers", action="store_true",
+                       help="accept http:// OIDC issuers on loopback addresses (local testing only)")
+    serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
+    serve.add_argument("--log-level", default="warning")
+    serve.set_defaults(func=cmd_serve)
+
+    cg = sub.add_parser("configure-gcloud", help="write a gcloud configuration that points at this server")
+    cg.add_argument("--configuration", default="keyless", help="configuration name (default keyless)")
+    cg.add_argument("--server", help="the server URL (default http://127.0.0.1:8080)")
+    cg.add_argument("--project", help="default project of the configuration")
+    cg.add_argument("--token-file", help="the bearer token file gcloud should use (default: the owner's)")
+    _add_store_flags(cg)
+    cg.set_defaults(func=cmd_configure_gcloud)
+
+    projects = sub.add_parser("projects", help="manage projects directly in the store")
+    psub = projects.add_subparsers(dest="projects_command", required=True)
+    pc = psub.add_parser("create", help="create a project with a chosen number")
+    pc.add_argument("project_id")
+    pc.add_argument("--number", help="the project number (default: a random 12-digit number)")
+    pc.add_argument("--name", help="display name")
+    _add_store_flags(pc)
+    pc.set_defaults(func=cmd_projects_create)
+
+    token = sub.add_parser("token", help="mint tokens")
+    tsub = token.add_subparsers(dest="token_command", required=True)
+    to = tsub.add_parser("owner", help="print a fresh bootstrap-owner access token (and refresh its file)")
+    _add_store_flags(to)
+    to.set_defaults(func=cmd_token_owner)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except Exception as exc:  # user-facing: one clear line, not a traceback
+        from keyless.errors import KeylessError
+        if isinstance(exc, KeylessError | ValueError):
+            print(f"ERROR: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Settings of one Keyless server, from flags and KEYLESS_* environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_OWNER = "owner@keyless.dev"
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("KEYLESS_DATA_DIR") or Path.home() / ".keyless")
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = field(default_factory=default_data_dir)
+    database_url: str | None = None  # None: SQLite in data_dir
+    public_url: str | None = None  # how clients reach us (key files' token_uri, issuer URLs)
+    owner: str = DEFAULT_OWNER  # the bootstrap owner, a user: member
+    allow_insecure_issuers: bool = False  # accept http:// OIDC issuers on loopback (local testing)
+    max_body_bytes: int = 10 * 1024 * 1024
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def owner_token_file(self) -> Path:
+        return self.data_dir / "owner.token"
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        s = cls()
+        env = os.environ
+        if env.get("KEYLESS_DATABASE_URL"):
+            s.database_url = env["KEYLESS_DATABASE_URL"]
+        if env.get("KEYLESS_PUBLIC_URL"):
+            s.public_url = env["KEYLESS_PUBLIC_URL"]
+        if env.get("KEYLESS_OWNER"):
+            s.owner = env["KEYLESS_OWNER"]
+        for k, v in overrides.items():
+            if v is not None:
+                setattr(s, k, v)
+        s.data_dir = Path(s.data_dir)
+        return s

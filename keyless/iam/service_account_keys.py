@@ -1,0 +1,124 @@
+"""Service account keys: the "before" state that federation replaces.
+
+`create` generates an RSA-2048 key pair, hands the private half to the caller once, inside
+Google's JSON key file (https://cloud.google.com/iam/docs/keys-create-delete), and keeps only
+a self-signed X.509 certificate of the public half, as Google does. At most 10 user-managed
+keys per account; key creation can be forbidden per project (the
+iam.disableServiceAccountKeyCreation constraint).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from keyless.clock import rfc3339
+from keyless.errors import FailedPrecondition, InvalidArgument, NotFound
+from keyless.store.models import Project, ServiceAccount, ServiceAccountKey
+
+MAX_USER_MANAGED_KEYS = 10
+NEVER = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+KEY_TYPES = ("TYPE_GOOGLE_CREDENTIALS_FILE", "TYPE_UNSPECIFIED", "TYPE_PKCS12_FILE")
+ALGORITHMS = ("KEY_ALG_RSA_2048", "KEY_ALG_UNSPECIFIED")
+KEY_CREATION_DISABLED = "Key creation is not allowed on this service account."
+
+
+def key_name(sa: ServiceAccount, key_id: str) -> str:
+    return f"projects/{sa.project_id}/serviceAccounts/{sa.email}/keys/{key_id}"
+
+
+def _certificate(private: rsa.RSAPrivateKey, sa: ServiceAccount, key_id: str) -> bytes:
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, sa.unique_id)])
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(private.public_key()).serial_number(int(key_id[:30], 16))
+            .not_valid_before(datetime.now(UTC) - timedelta(minutes=1)).not_valid_after(NEVER)
+            .sign(private, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def create(s: Session, sa: ServiceAccount, body: dict[str, Any], token_base_url: str) -> tuple[ServiceAccountKey, str]:
+    """Create a key; return the row and the base64 `privateKeyData` (the key file)."""
+    key_type = body.get("privateKeyType", "TYPE_GOOGLE_CREDENTIALS_FILE")
+    algorithm = body.get("keyAlgorithm", "KEY_ALG_RSA_2048")
+    if key_type not in KEY_TYPES:
+        raise InvalidArgument(f"Invalid value at 'private_key_type', \"{key_type}\"")
+    if key_type == "TYPE_PKCS12_FILE":
+        raise InvalidArgument("Keyless issues JSON key files only (TYPE_GOOGLE_CREDENTIALS_FILE).")
+    if algorithm not in ALGORITHMS:
+        raise InvalidArgument(f"Invalid value at 'key_algorithm', \"{algorithm}\"")
+    project = s.get(Project, sa.project_id)
+    if project is not None and (project.settings or {}).get("disableServiceAccountKeyCreation"):
+        raise FailedPrecondition(KEY_CREATION_DISABLED, details=[{
+            "@type": "type.googleapis.com/google.rpc.PreconditionFailure",
+            "violations": [{"type": "constraints/iam.disableServiceAccountKeyCreation",
+                            "subject": f"projects/{project.project_number}",
+                            "description": KEY_CREATION_DISABLED}],
+        }])
+    live = s.scalars(select(ServiceAccountKey).where(ServiceAccountKey.sa_unique_id == sa.unique_id,
+                                                     ServiceAccountKey.deleted.is_(False))).all()
+    if len(live) >= MAX_USER_MANAGED_KEYS:
+        raise FailedPrecondition("Precondition check failed.")
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key_id = secrets.token_hex(20)
+    now = datetime.now(UTC)
+    row = ServiceAccountKey(key_id=key_id, sa_unique_id=sa.unique_id,
+                            public_key_pem=_certificate(private, sa, key_id).decode(),
+                            valid_after=now, valid_before=NEVER, disabled=False, deleted=False)
+    s.add(row)
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    base = token_base_url.rstrip("/")
+    key_file = {
+        "type": "service_account",
+        "project_id": sa.project_id,
+        "private_key_id": key_id,
+        "private_key": pem,
+        "client_email": sa.email,
+        "client_id": sa.unique_id,
+        "auth_uri": f"{base}/oauth2/auth",
+        "token_uri": f"{base}/oauth2/token",
+        "auth_provider_x509_cert_url": f"{base}/oauth2/v1/certs",
+        "client_x509_cert_url": f"{base}/robot/v1/metadata/x509/{sa.email}",
+        "universe_domain": "googleapis.com",
+    }
+    data = base64.b64encode(json.dumps(key_file, indent=2).encode()).decode()
+    return row, data
+
+
+def get(s: Session, sa: ServiceAccount, key_id: str) -> ServiceAccountKey:
+    row = s.get(ServiceAccountKey, key_id)
+    if row is None or row.sa_unique_id != sa.unique_id or row.deleted:
+        raise NotFound(f"Service account key {key_id} does not exist.")
+    return row
+
+
+def list_keys(s: Session, sa: ServiceAccount) -> list[ServiceAccountKey]:
+    q = select(ServiceAccountKey).where(ServiceAccountKey.sa_unique_id == sa.unique_id,
+                                        ServiceAccountKey.deleted.is_(False))
+    return sorted(s.scalars(q).all(), key=lambda k: k.valid_after)
+
+
+def key_json(sa: ServiceAccount, row: ServiceAccountKey, *, public_key_type: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": key_name(sa, row.key_id),
+        "validAfterTime": rfc3339(row.valid_after).replace(".000000", "").split(".")[0] + "Z",
+        "validBeforeTime": "9999-12-31T23:59:59Z",
+        "keyAlgorithm": row.key_algorithm,
+        "keyOrigin": row.key_origin,
+        "keyType": row.key_type,
+    }
+    if row.disabled:
+        body["disabled"] = True
+    if public_key_type in ("TYPE_X509_PEM_FILE",):
+        body["publicKeyData"] = base64.b64encode(row.public_key_pem.encode()).decode()
+    return body

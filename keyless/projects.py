@@ -1,0 +1,167 @@
+"""Projects (Cloud Resource Manager): ids, numbers, lifecycle, and the resource hierarchy.
+
+Project ids follow https://cloud.google.com/resource-manager/docs/creating-managing-projects:
+6-30 characters, lowercase letters, digits and hyphens, starting with a letter and not ending
+with a hyphen. Every project sits under Keyless's root node, whose policy holds the bootstrap
+owner (it plays the part of an organization: its bindings are inherited by every project).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from keyless.clock import rfc3339
+from keyless.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from keyless.etag import new_etag
+from keyless.store.models import Project
+
+ROOT = "//keyless.dev/root"  # the policy every project inherits from (the bootstrap owner's)
+PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+PROJECT_NUMBER = re.compile(r"^[1-9][0-9]{0,17}$")
+LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+
+
+def project_resource(project_id: str) -> str:
+    """The resource name IAM policies of a project are stored under."""
+    return f"projects/{project_id}"
+
+
+def project_chain(project_id: str) -> list[str]:
+    return [project_resource(project_id), ROOT]
+
+
+def validate_project_id(project_id: Any) -> str:
+    if not isinstance(project_id, str) or not PROJECT_ID.match(project_id):
+        raise InvalidArgument(
+            f"Project id '{project_id}' is invalid: it must be 6 to 30 lowercase letters, digits or "
+            "hyphens, start with a letter and not end with a hyphen."
+        )
+    return project_id
+
+
+def _validate_labels(labels: Any) -> dict[str, str]:
+    if labels is None:
+        return {}
+    if not isinstance(labels, dict) or len(labels) > 64:
+        raise InvalidArgument("Labels must be a map of at most 64 entries.")
+    for k, v in labels.items():
+        if not isinstance(k, str) or not LABEL_KEY.match(k) or not isinstance(v, str) or not LABEL_VALUE.match(v):
+            raise InvalidArgument(f"Invalid label {k!r}: {v!r}.")
+    return dict(labels)
+
+
+def create_project(s: Session, project_id: str, *, name: str | None = None, number: str | None = None,
+                   labels: Any = None, parent: Any = None) -> Project:
+    validate_project_id(project_id)
+    if s.get(Project, project_id) is not None:
+        raise AlreadyExists("Requested entity already exists")
+    if number is None:
+        while True:
+            number = str(secrets.randbelow(9 * 10**11) + 10**11)  # 12 digits, like Google's
+            if s.scalar(select(Project).where(Project.project_number == number)) is None:
+                break
+    elif not PROJECT_NUMBER.match(number):
+        raise InvalidArgument(f"Project number '{number}' is invalid: it must be a positive integer.")
+    elif s.scalar(select(Project).where(Project.project_number == number)) is not None:
+        raise AlreadyExists(f"Project number {number} is already in use.")
+    if name is not None and (not isinstance(name, str) or len(name) > 30):
+        raise InvalidArgument("Project name must be at most 30 characters.")
+    row = Project(project_id=project_id, project_number=number, display_name=name or project_id,
+                  lifecycle_state="ACTIVE", create_time=datetime.now(UTC), labels=_validate_labels(labels),
+                  parent=parent if isinstance(parent, dict) else None, settings={}, etag=new_etag())
+    s.add(row)
+    return row
+
+
+def find_project(s: Session, id_or_number: str, *, include_deleted: bool = True) -> Project | None:
+    """A project by id or by number (Google accepts either in most names)."""
+    row = s.get(Project, id_or_number) if not id_or_number.isdigit() else None
+    if row is None and id_or_number.isdigit():
+        row = s.scalar(select(Project).where(Project.project_number == id_or_number))
+    if row is not None and not include_deleted and row.lifecycle_state != "ACTIVE":
+        return None
+    return row
+
+
+def get_project(s: Session, id_or_number: str) -> Project:
+    row = find_project(s, id_or_number)
+    if row is None:
+        raise NotFound(f"Project '{id_or_number}' not found or permission denied.")
+    return row
+
+
+def active_project(s: Session, id_or_number: str) -> Project:
+    row = get_project(s, id_or_number)
+    if row.lifecycle_state != "ACTIVE":
+        raise FailedPrecondition(f"Project '{row.project_id}' is pending deletion.")
+    return row
+
+
+def delete_project(s: Session, project_id: str) -> Project:
+    row = get_project(s, project_id)
+    if row.lifecycle_state != "ACTIVE":
+        raise FailedPrecondition("Project is already pending deletion.")
+    row.lifecycle_state = "DELETE_REQUESTED"
+    row.etag = new_etag()
+    return row
+
+
+def undelete_project(s: Session, project_id: str) -> Project:
+    row = get_project(s, project_id)
+    if row.lifecycle_state != "DELETE_REQUESTED":
+        raise FailedPrecondition("Project is not pending deletion.")
+    row.lifecycle_state = "ACTIVE"
+    row.etag = new_etag()
+    return row
+
+
+def list_projects(s: Session) -> list[Project]:
+    return list(s.scalars(select(Project).order_by(Project.project_id)).all())
+
+
+def set_key_creation_disabled(s: Session, project_id: str, disabled: bool) -> Project:
+    """The iam.disableServiceAccountKeyCreation constraint, enforced per project."""
+    row = get_project(s, project_id)
+    row.settings = {**(row.settings or {}), "disableServiceAccountKeyCreation": bool(disabled)}
+    return row
+
+
+def project_v1_json(row: Project) -> dict[str, Any]:
+    """cloudresourcemanager v1 Project."""
+    body: dict[str, Any] = {
+        "projectNumber": row.project_number,
+        "projectId": row.project_id,
+        "lifecycleState": row.lifecycle_state,
+        "name": row.display_name,
+        "createTime": rfc3339(row.create_time),
+    }
+    if row.labels:
+        body["labels"] = row.labels
+    if row.parent:
+        body["parent"] = row.parent
+    return body
+
+
+def project_v3_json(row: Project) -> dict[str, Any]:
+    """cloudresourcemanager v3 Project."""
+    state = {"ACTIVE": "ACTIVE", "DELETE_REQUESTED": "DELETE_REQUESTED"}.get(row.lifecycle_state, "STATE_UNSPECIFIED")
+    body: dict[str, Any] = {
+        "name": f"projects/{row.project_number}",
+        "projectId": row.project_id,
+        "state": state,
+        "displayName": row.display_name,
+        "createTime": rfc3339(row.create_time),
+        "updateTime": rfc3339(row.create_time),
+        "etag": row.etag,
+    }
+    if row.labels:
+        body["labels"] = row.labels
+    return body
+

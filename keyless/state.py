@@ -1,0 +1,139 @@
+"""The server's state: the store and the services built on it, shared by every request.
+
+It also holds the two caches the request path needs besides policies: which service accounts
+are disabled or deleted (their tokens stop working at once), refreshed when the store's
+revision moves.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from keyless.config import Settings
+from keyless.errors import InvalidArgument, Unauthenticated
+from keyless.iam.evaluate import Authorizer
+from keyless.iam.members import member_keys_for_service_account, member_keys_for_user
+from keyless.iam.policy import add_binding, get_policy_row
+from keyless.iam.principal import Principal
+from keyless.iam.roles import RoleCatalogue
+from keyless.iam.service_accounts import EMAIL_DOMAIN, find_by_email
+from keyless.projects import ROOT
+from keyless.store.db import Database, open_database
+from keyless.store.models import ServiceAccount
+from keyless.tokens.access import CLOUD_PLATFORM, INVALID_CREDENTIALS, AccessToken, AccessTokens
+from keyless.tokens.keys import KeyRing
+
+MISSING_CREDENTIALS = (
+    "Request is missing required authentication credential. Expected OAuth 2 access token, login "
+    "cookie or other valid authentication credential. "
+    "See https://developers.google.com/identity/sign-in/web/devconsole-project."
+)
+OWNER_TOKEN_LIFETIME = timedelta(hours=24)
+BOOTSTRAP_ROLES = ("roles/owner", "roles/resourcemanager.projectCreator")
+
+
+def user_principal(email: str) -> Principal:
+    email = email.lower()
+    return Principal(member=f"user:{email}", member_keys=member_keys_for_user(email), email=email,
+                     subject=f"user:{email}")
+
+
+def service_account_principal(row: ServiceAccount) -> Principal:
+    return Principal(member=f"serviceAccount:{row.email}", member_keys=member_keys_for_service_account(row.email),
+                     email=row.email, subject=f"serviceAccount:{row.email}", service_account_id=row.unique_id)
+
+
+class ServerState:
+    """Everything a request handler needs, built once per process."""
+
+    def __init__(self, settings: Settings, db: Database | None = None) -> None:
+        self.settings = settings
+        self.db = db or open_database(settings.database_url, settings.data_dir)
+        self.keys = KeyRing(self.db)
+        self.tokens = AccessTokens(self.keys)
+        self.roles = RoleCatalogue(self.db)
+        self.authz = Authorizer(self.db, self.roles)
+        self._lock = threading.Lock()
+        self._inactive: frozenset[str] = frozenset()
+        self._inactive_revision = -1
+
+    # -- bootstrap -------------------------------------------------------------------------
+
+    @property
+    def owner(self) -> Principal:
+        return user_principal(self.settings.owner)
+
+    def bootstrap(self) -> None:
+        """Grant the bootstrap owner, on the root node, what an organization admin holds:
+        roles/owner (inherited by every project) and roles/resourcemanager.projectCreator
+        (roles/owner does not include resourcemanager.projects.create, as on Google)."""
+        member = self.owner.member
+        for role in BOOTSTRAP_ROLES:
+            with self.db.read() as s:
+                row = get_policy_row(s, ROOT)
+                present = row is not None and any(b["role"] == role and member in b["members"] for b in row.bindings)
+            if not present:
+                with self.db.write() as s:
+                    add_binding(s, ROOT, role, member, self.role_exists(s), self.member_check(s))
+
+    def write_owner_token(self) -> AccessToken:
+        """Mint the owner's token into the data directory (mode 0600) for configure-gcloud."""
+        token = self.tokens.mint(self.owner, [CLOUD_PLATFORM], int(OWNER_TOKEN_LIFETIME.total_seconds()))
+        path = self.settings.owner_token_file
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token.token)
+        os.replace(tmp, path)
+        return token
+
+    # -- authentication ----------------------------------------------------------------------
+
+    def authenticate(self, authorization: str | None) -> AccessToken:
+        """Verify a `Bearer` access token; refuse tokens of disabled or deleted accounts."""
+        if not authorization:
+            raise Unauthenticated(MISSING_CREDENTIALS)
+        scheme, _, credential = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not credential.strip():
+            raise Unauthenticated(INVALID_CREDENTIALS)
+        token = self.tokens.verify(credential.strip())
+        sa = token.principal.service_account_id
+        if sa is not None and sa in self.inactive_service_accounts():
+            raise Unauthenticated(INVALID_CREDENTIALS)
+        return token
+
+    def inactive_service_accounts(self) -> frozenset[str]:
+        """uniqueIds of disabled or deleted service accounts, as of the store's revision."""
+        revision = self.db.revision()
+        if revision != self._inactive_revision:
+            with self._lock:
+                if revision != self._inactive_revision:
+                    with self.db.read() as s:
+                        ids = s.scalars(select(ServiceAccount.unique_id).where(
+                            or_(ServiceAccount.disabled.is_(True), ServiceAccount.deleted.is_(True)))).all()
+                    self._inactive = frozenset(ids)
+                    self._inactive_revision = revision
+        return self._inactive
+
+    # -- policy validation hooks -------------------------------------------------------------
+
+    def role_exists(self, s: Session) -> Callable[[str], bool]:
+        return lambda role: self.roles.exists(s, role)
+
+    @staticmethod
+    def member_check(s: Session) -> Callable[[str], None]:
+        """Google refuses grants to service accounts that do not exist (other kinds are opaque)."""
+
+        def check(member: str) -> None:
+            if member.startswith("serviceAccount:") and member.endswith(EMAIL_DOMAIN):
+                email = member.split(":", 1)[1]
+                if find_by_email(s, email) is None:
+                    raise InvalidArgument(f"Service account {email} does not exist.")
+
+        return check

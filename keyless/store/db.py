@@ -1,0 +1,138 @@
+"""The database: engine setup (SQLite in WAL mode by default, or PostgreSQL), migrations,
+sessions, and the revision counter that tells every process when its caches are stale.
+
+Writes go through `Database.write()`, which serialises writers (BEGIN IMMEDIATE on SQLite,
+a row lock on the revision row on PostgreSQL) and bumps the revision in the same transaction,
+so a read-modify-write such as setIamPolicy's etag check can never interleave with another.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event, select, text, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from keyless.store.models import Revision
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def sqlite_url(data_dir: Path) -> str:
+    return f"sqlite:///{data_dir / 'keyless.db'}"
+
+
+class Database:
+    """One engine and its session factory; safe to share between threads."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict[str, Any] = {}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        else:
+            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+        self.engine: Engine = create_engine(url, **kwargs)
+        if self.is_sqlite:
+            self._configure_sqlite(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._local_write_lock = threading.Lock()
+        self._writing = threading.local()
+        self._revision_seen = -1
+        self._revision_checked_at = 0.0
+
+    def _configure_sqlite(self, engine: Engine) -> None:
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy issue BEGIN itself (pysqlite's implicit transactions defer the
+            # write lock, which would let two etag checks interleave).
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            # A writer takes SQLite's write lock up front, so its reads are part of the
+            # serialised transaction (no lost update between two processes either).
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if getattr(self._writing, "on", False) else "BEGIN")
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        cfg.attributes["connection"] = None
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+        with self.write() as s:
+            if s.get(Revision, 1) is None:
+                s.add(Revision(id=1, value=0))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- sessions --------------------------------------------------------------------------
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only session (a consistent snapshot on both backends)."""
+        with self._sessions() as session:
+            yield session
+            session.rollback()
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A serialised read-write transaction that bumps the revision on commit."""
+        with self._local_write_lock, self._sessions() as session:
+            self._writing.on = True
+            try:
+                if self.is_sqlite:
+                    session.connection()
+                else:
+                    session.execute(select(Revision).where(Revision.id == 1).with_for_update())
+                yield session
+                session.execute(update(Revision).where(Revision.id == 1).values(value=Revision.value + 1))
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                self._writing.on = False
+        self._revision_checked_at = 0.0  # our own write: look again at once
+
+    def revision(self, max_age: float = 0.05) -> int:
+        """The store's revision, re-read at most every `max_age` seconds."""
+        now = time.monotonic()
+        if now - self._revision_checked_at >= max_age:
+            with self.engine.connect() as conn:
+                value = conn.execute(text("SELECT value FROM revision WHERE id = 1")).scalar()
+            self._revision_seen = int(value or 0)
+            self._revision_checked_at = now
+        return self._revision_seen
+
+
+def open_database(url: str | None, data_dir: Path) -> Database:
+    """Open (creating and migrating if needed) the database at `url`, or SQLite in `data_dir`."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    db = Database(url or sqlite_url(data_dir))
+    db.migrate()
+    return db

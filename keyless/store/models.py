@@ -1,0 +1,174 @@
+"""Database models: one table per Google resource kind, plus signing keys and audit entries.
+
+Resource bodies that Google's APIs treat as opaque documents (policies, provider configs,
+operation results) are JSON columns; everything a query filters on is a real column.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Revision(Base):
+    """One row whose counter every write bumps, so other processes can drop their caches."""
+
+    __tablename__ = "revision"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Setting(Base):
+    __tablename__ = "settings"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Project(Base):
+    __tablename__ = "projects"
+    project_id: Mapped[str] = mapped_column(String(30), primary_key=True)
+    project_number: Mapped[str] = mapped_column(String(20), unique=True, index=True)
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    lifecycle_state: Mapped[str] = mapped_column(String(32), default="ACTIVE")
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    parent: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    etag: Mapped[str] = mapped_column(String(64), default="")
+
+
+class IamPolicy(Base):
+    """The IAM policy attached to one resource, keyed by its full resource name."""
+
+    __tablename__ = "iam_policies"
+    resource: Mapped[str] = mapped_column(String(512), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    bindings: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    audit_configs: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    etag: Mapped[str] = mapped_column(String(64))
+    update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ServiceAccount(Base):
+    __tablename__ = "service_accounts"
+    unique_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(30), index=True)
+    account_id: Mapped[str] = mapped_column(String(30))
+    email: Mapped[str] = mapped_column(String(256), index=True)
+    display_name: Mapped[str] = mapped_column(String(100), default="")
+    description: Mapped[str] = mapped_column(String(256), default="")
+    oauth2_client_id: Mapped[str] = mapped_column(String(32))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    delete_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    etag: Mapped[str] = mapped_column(String(64), default="")
+
+
+class ServiceAccountKey(Base):
+    __tablename__ = "service_account_keys"
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sa_unique_id: Mapped[str] = mapped_column(String(32), index=True)
+    public_key_pem: Mapped[str] = mapped_column(Text)
+    key_algorithm: Mapped[str] = mapped_column(String(32), default="KEY_ALG_RSA_2048")
+    key_origin: Mapped[str] = mapped_column(String(32), default="GOOGLE_PROVIDED")
+    key_type: Mapped[str] = mapped_column(String(32), default="USER_MANAGED")
+    valid_after: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    valid_before: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class CustomRole(Base):
+    __tablename__ = "custom_roles"
+    name: Mapped[str] = mapped_column(String(300), primary_key=True)  # projects/P/roles/ID
+    project_id: Mapped[str] = mapped_column(String(30), index=True)
+    role_id: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(100), default="")
+    description: Mapped[str] = mapped_column(String(300), default="")
+    stage: Mapped[str] = mapped_column(String(16), default="ALPHA")
+    permissions: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    delete_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    etag: Mapped[str] = mapped_column(String(64), default="")
+
+
+class WorkloadIdentityPool(Base):
+    __tablename__ = "workload_identity_pools"
+    name: Mapped[str] = mapped_column(String(300), primary_key=True)  # projects/NUM/locations/global/...
+    project_number: Mapped[str] = mapped_column(String(20), index=True)
+    pool_id: Mapped[str] = mapped_column(String(64))
+    display_name: Mapped[str] = mapped_column(String(100), default="")
+    description: Mapped[str] = mapped_column(String(300), default="")
+    state: Mapped[str] = mapped_column(String(16), default="ACTIVE")
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    expire_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    session_duration: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class WorkloadIdentityPoolProvider(Base):
+    __tablename__ = "workload_identity_pool_providers"
+    name: Mapped[str] = mapped_column(String(400), primary_key=True)
+    pool_name: Mapped[str] = mapped_column(String(300), index=True)
+    provider_id: Mapped[str] = mapped_column(String(64))
+    display_name: Mapped[str] = mapped_column(String(100), default="")
+    description: Mapped[str] = mapped_column(String(300), default="")
+    state: Mapped[str] = mapped_column(String(16), default="ACTIVE")
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    expire_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    attribute_mapping: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    attribute_condition: Mapped[str | None] = mapped_column(Text, nullable=True)
+    oidc: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    aws: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class Operation(Base):
+    """A google.longrunning.Operation, stored so gcloud can poll it."""
+
+    __tablename__ = "operations"
+    name: Mapped[str] = mapped_column(String(500), primary_key=True)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SigningKey(Base):
+    """Key material Keyless signs with: HMAC secrets for access tokens, RSA keys for ID tokens."""
+
+    __tablename__ = "signing_keys"
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(16), index=True)  # "access" | "id"
+    algorithm: Mapped[str] = mapped_column(String(16))  # "HS256" | "RS256"
+    secret: Mapped[bytes] = mapped_column(LargeBinary)  # HMAC key, or PKCS8 PEM of the RSA key
+    public_jwk: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    retire_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEntry(Base):
+    """A Cloud Audit Logs LogEntry; `entry` is the full JSON, the columns are its indexed fields."""
+
+    __tablename__ = "audit_entries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    insert_id: Mapped[str] = mapped_column(String(64), unique=True)
+    timestamp: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    project_id: Mapped[str] = mapped_column(String(30), index=True)
+    log_name: Mapped[str] = mapped_column(String(200))
+    method_name: Mapped[str] = mapped_column(String(200), index=True)
+    service_name: Mapped[str] = mapped_column(String(100))
+    resource_type: Mapped[str] = mapped_column(String(64), index=True)
+    resource_name: Mapped[str] = mapped_column(String(500))
+    principal_email: Mapped[str] = mapped_column(String(256), index=True, default="")
+    principal_subject: Mapped[str] = mapped_column(String(1024), default="")
+    severity: Mapped[str] = mapped_column(String(16), default="NOTICE")
+    status_code: Mapped[int] = mapped_column(Integer, default=0)
+    entry: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+Index("ix_audit_project_time", AuditEntry.project_id, AuditEntry.timestamp)

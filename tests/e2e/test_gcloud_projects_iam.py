@@ -1,0 +1,140 @@
+"""The seeds' project and IAM-policy commands, run with the real gcloud against keyless serve."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.conftest import Gcloud, KeylessServer
+
+pytestmark = pytest.mark.gcloud
+POOL_MEMBER = ("principalSet://iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/"
+               "github-pool/attribute.repository/my-org/my-repo")
+
+
+@pytest.fixture(scope="module")
+def g(module_gcloud: Gcloud, module_server: KeylessServer) -> Gcloud:
+    out = module_server.keyless("projects", "create", "my-project", "--number", "123456789")
+    assert out.returncode == 0, out.stderr
+    return module_gcloud
+
+
+def test_projects_create_describe_list(g: Gcloud) -> None:
+    g.run("projects", "create", "created-by-gcloud", "--name=Created by gcloud")
+    desc = g.json("projects", "describe", "created-by-gcloud")
+    assert desc["projectId"] == "created-by-gcloud"
+    assert desc["lifecycleState"] == "ACTIVE"
+    assert desc["projectNumber"].isdigit() and len(desc["projectNumber"]) == 12
+    assert desc["name"] == "Created by gcloud"
+    ids = [p["projectId"] for p in g.json("projects", "list")]
+    assert {"my-project", "created-by-gcloud"} <= set(ids)
+    # the creator (the owner) was made owner of the new project, as on Google
+    policy = g.json("projects", "get-iam-policy", "created-by-gcloud")
+    assert {"role": "roles/owner", "members": ["user:owner@keyless.dev"]} in policy["bindings"]
+
+
+def test_project_number_lookup_as_in_the_tenant_42_story(g: Gcloud) -> None:
+    number = g.run("projects", "describe", "my-project", "--format=value(projectNumber)").stdout.strip()
+    assert number == "123456789"
+
+
+def test_describe_unknown_project_fails_like_google(g: Gcloud) -> None:
+    r = g.run("projects", "describe", "no-such-project", check=False)
+    assert r.returncode != 0
+    assert "not found" in r.stderr.lower() or "permission" in r.stderr.lower()
+
+
+def test_add_and_remove_binding_direct_access(g: Gcloud) -> None:
+    g.run("projects", "add-iam-policy-binding", "my-project", "--role=roles/storage.objectViewer",
+          f"--member={POOL_MEMBER}")
+    policy = g.json("projects", "get-iam-policy", "my-project")
+    assert any(b["role"] == "roles/storage.objectViewer" and POOL_MEMBER in b["members"] for b in policy["bindings"])
+    g.run("projects", "remove-iam-policy-binding", "my-project", "--role=roles/storage.objectViewer",
+          f"--member={POOL_MEMBER}")
+    policy = g.json("projects", "get-iam-policy", "my-project")
+    assert not any(POOL_MEMBER in b["members"] for b in policy.get("bindings", []))
+
+
+def test_conditional_binding_from_seed_002(g: Gcloud) -> None:
+    g.run("iam", "service-accounts", "create", "app-gsa", "--display-name=App workload identity GSA",
+          "--project=my-project")
+    g.run("projects", "add-iam-policy-binding", "my-project",
+          "--member=serviceAccount:app-gsa@my-project.iam.gserviceaccount.com",
+          "--role=roles/storage.objectViewer",
+          '--condition=expression=resource.name.startsWith("projects/_/buckets/my-app-bucket"),title=only-app-bucket')
+    policy = g.json("projects", "get-iam-policy", "my-project")
+    assert policy["version"] == 3
+    (binding,) = [b for b in policy["bindings"] if b["role"] == "roles/storage.objectViewer"]
+    assert binding["members"] == ["serviceAccount:app-gsa@my-project.iam.gserviceaccount.com"]
+    assert binding["condition"] == {"expression": 'resource.name.startsWith("projects/_/buckets/my-app-bucket")',
+                                    "title": "only-app-bucket"}
+    g.run("projects", "remove-iam-policy-binding", "my-project",
+          "--member=serviceAccount:app-gsa@my-project.iam.gserviceaccount.com",
+          "--role=roles/storage.objectViewer", "--condition=expression=resource.name.startsWith("
+          '"projects/_/buckets/my-app-bucket"),title=only-app-bucket')
+    policy = g.json("projects", "get-iam-policy", "my-project")
+    assert not any(b["role"] == "roles/storage.objectViewer" for b in policy.get("bindings", []))
+
+
+def test_ksa_only_direct_model_member_is_accepted(g: Gcloud) -> None:
+    number = g.run("projects", "describe", "my-project", "--format=value(projectNumber)").stdout.strip()
+    member = (f"principal://iam.googleapis.com/projects/{number}/locations/global/workloadIdentityPools/"
+              "my-project.svc.id.goog/subject/ns/tenant-42/sa/app-ksa")
+    g.run("projects", "add-iam-policy-binding", "my-project", "--role=roles/storage.objectViewer",
+          f"--member={member}",
+          '--condition=expression=resource.name.startsWith("projects/_/buckets/tenant-42-data"),title=tenant-42-bucket')
+    policy = g.json("projects", "get-iam-policy", "my-project")
+    assert any(member in b["members"] and b.get("condition", {}).get("title") == "tenant-42-bucket"
+               for b in policy["bindings"])
+
+
+def test_malformed_member_is_rejected_by_the_server(g: Gcloud) -> None:
+    r = g.run("projects", "add-iam-policy-binding", "my-project", "--role=roles/viewer",
+              "--member=principalSet://iam.googleapis.com/projects/abc/locations/global/workloadIdentityPools/p/*",
+              check=False)
+    assert r.returncode != 0
+    assert "INVALID_ARGUMENT" in r.stderr or "invalid" in r.stderr.lower()
+
+
+def test_unknown_role_is_rejected(g: Gcloud) -> None:
+    r = g.run("projects", "add-iam-policy-binding", "my-project", "--role=roles/notARealRole",
+              "--member=user:a@example.com", check=False)
+    assert r.returncode != 0
+    assert "does not exist" in r.stderr
+
+
+def test_audit_configs_round_trip_through_set_iam_policy(g: Gcloud, tmp_path) -> None:
+    policy = g.json("projects", "get-iam-policy", "my-project")
+    policy["auditConfigs"] = [{"service": "iam.googleapis.com", "auditLogConfigs": [
+        {"logType": "ADMIN_READ"}, {"logType": "DATA_READ", "exemptedMembers": ["user:noisy@example.com"]}]}]
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps(policy))
+    g.run("projects", "set-iam-policy", "my-project", str(path))
+    # the seed's check: gcloud projects get-iam-policy my-project --format=json | jq '.auditConfigs'
+    got = g.json("projects", "get-iam-policy", "my-project")
+    assert got["auditConfigs"] == policy["auditConfigs"]
+
+
+def test_concurrent_add_iam_policy_binding_loses_nothing(g: Gcloud) -> None:
+    """gcloud retries its read-modify-write on 409; our etags make concurrent grants all land."""
+    members = [f"user:parallel-{i}@example.com" for i in range(6)]
+
+    def grant(member: str) -> subprocess.CompletedProcess[str]:
+        return g.run("projects", "add-iam-policy-binding", "my-project", "--role=roles/browser",
+                     f"--member={member}", check=False)
+
+    with ThreadPoolExecutor(len(members)) as pool:
+        results = list(pool.map(grant, members))
+    assert all(r.returncode == 0 for r in results), [r.stderr for r in results if r.returncode]
+    policy = g.json("projects", "get-iam-policy", "my-project")
+    (binding,) = [b for b in policy["bindings"] if b["role"] == "roles/browser"]
+    assert sorted(binding["members"]) == sorted(members)
+
+
+def test_get_ancestors_iam_policy(g: Gcloud) -> None:
+    out = g.json("projects", "get-ancestors-iam-policy", "my-project")
+    assert out[0]["id"] == "my-project" and out[0]["type"] == "project"
+    assert "policy" in out[0]

@@ -1,0 +1,135 @@
+"""Workload identity pools and providers, as seed 001 creates them, through the real gcloud."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Gcloud, KeylessServer
+
+pytestmark = pytest.mark.gcloud
+POOLS = "projects/123456789/locations/global/workloadIdentityPools"
+
+
+@pytest.fixture(scope="module")
+def g(module_gcloud: Gcloud, module_server: KeylessServer) -> Gcloud:
+    out = module_server.keyless("projects", "create", "my-project", "--number", "123456789")
+    assert out.returncode == 0, out.stderr
+    return module_gcloud
+
+
+def test_seed_001_github_pool_and_provider(g: Gcloud) -> None:
+    g.run("iam", "workload-identity-pools", "create", "github-pool", "--project=my-project", "--location=global",
+          "--display-name=GitHub Actions pool")
+    pool = g.json("iam", "workload-identity-pools", "describe", "github-pool", "--project=my-project",
+                  "--location=global")
+    assert pool == {"name": f"{POOLS}/github-pool", "displayName": "GitHub Actions pool", "state": "ACTIVE"}
+
+    g.run("iam", "workload-identity-pools", "providers", "create-oidc", "github-provider", "--project=my-project",
+          "--location=global", "--workload-identity-pool=github-pool", "--display-name=GitHub provider",
+          "--attribute-mapping=google.subject=assertion.sub,attribute.repository=assertion.repository,"
+          "attribute.ref=assertion.ref",
+          "--attribute-condition=assertion.repository_owner == 'my-org'",
+          "--issuer-uri=https://token.actions.githubusercontent.com")
+    prov = g.json("iam", "workload-identity-pools", "providers", "describe", "github-provider",
+                  "--project=my-project", "--location=global", "--workload-identity-pool=github-pool")
+    assert prov["name"] == f"{POOLS}/github-pool/providers/github-provider"
+    assert prov["state"] == "ACTIVE"
+    assert prov["attributeMapping"] == {"google.subject": "assertion.sub",
+                                        "attribute.repository": "assertion.repository",
+                                        "attribute.ref": "assertion.ref"}
+    assert prov["attributeCondition"] == "assertion.repository_owner == 'my-org'"
+    assert prov["oidc"] == {"issuerUri": "https://token.actions.githubusercontent.com"}
+
+    g.run("iam", "workload-identity-pools", "providers", "update-oidc", "github-provider", "--project=my-project",
+          "--location=global", "--workload-identity-pool=github-pool",
+          "--attribute-condition=assertion.repository_owner == 'my-org' && (assertion.ref == 'refs/heads/main' "
+          "|| assertion.ref.startsWith('refs/heads/release/'))")
+    prov = g.json("iam", "workload-identity-pools", "providers", "describe", "github-provider",
+                  "--project=my-project", "--location=global", "--workload-identity-pool=github-pool")
+    assert "refs/heads/release/" in prov["attributeCondition"]
+    assert prov["attributeMapping"]["attribute.ref"] == "assertion.ref"  # untouched by the update
+
+
+def test_bad_cel_is_refused_with_the_compiler_message(g: Gcloud) -> None:
+    g.run("iam", "workload-identity-pools", "create", "cel-pool", "--project=my-project", "--location=global")
+    r = g.run("iam", "workload-identity-pools", "providers", "create-oidc", "bad-condition", "--project=my-project",
+              "--location=global", "--workload-identity-pool=cel-pool", "--attribute-mapping=google.subject=assertion.sub",
+              "--attribute-condition=assertion.repository_owner ==", "--issuer-uri=https://issuer.example.com",
+              check=False)
+    assert r.returncode != 0 and "INVALID_ARGUMENT" in r.stderr
+    r = g.run("iam", "workload-identity-pools", "providers", "create-oidc", "no-subject", "--project=my-project",
+              "--location=global", "--workload-identity-pool=cel-pool",
+              "--attribute-mapping=attribute.repository=assertion.repository",
+              "--issuer-uri=https://issuer.example.com", check=False)
+    assert r.returncode != 0 and "google.subject" in r.stderr
+    listed = g.json("iam", "workload-identity-pools", "providers", "list", "--project=my-project",
+                    "--location=global", "--workload-identity-pool=cel-pool")
+    assert not listed
+
+
+def test_aws_provider_from_seed_001(g: Gcloud) -> None:
+    g.run("iam", "workload-identity-pools", "create", "aws-pool", "--project=my-project", "--location=global")
+    g.run("iam", "workload-identity-pools", "providers", "create-aws", "aws-provider", "--project=my-project",
+          "--location=global", "--workload-identity-pool=aws-pool", "--account-id=123456789012")
+    prov = g.json("iam", "workload-identity-pools", "providers", "describe", "aws-provider", "--project=my-project",
+                  "--location=global", "--workload-identity-pool=aws-pool")
+    assert prov["aws"] == {"accountId": "123456789012"}
+    assert prov["attributeMapping"]["google.subject"] == "assertion.arn"
+
+
+def test_uploaded_jwks_and_audiences(g: Gcloud, tmp_path: Path) -> None:
+    jwks = {"keys": [{"kty": "RSA", "kid": "k1", "alg": "RS256", "use": "sig", "e": "AQAB",
+                      "n": "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw"}]}
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps(jwks))
+    g.run("iam", "workload-identity-pools", "create", "k8s-pool", "--project=my-project", "--location=global")
+    g.run("iam", "workload-identity-pools", "providers", "create-oidc", "cluster-provider", "--project=my-project",
+          "--location=global", "--workload-identity-pool=k8s-pool", "--issuer-uri=https://kubernetes.example.com",
+          "--allowed-audiences=sts.example.com,other-aud", "--attribute-mapping=google.subject=assertion.sub",
+          f"--jwk-json-path={path}")
+    prov = g.json("iam", "workload-identity-pools", "providers", "describe", "cluster-provider",
+                  "--project=my-project", "--location=global", "--workload-identity-pool=k8s-pool")
+    assert prov["oidc"]["allowedAudiences"] == ["sts.example.com", "other-aud"]
+    assert json.loads(prov["oidc"]["jwksJson"]) == jwks
+
+
+def test_pool_update_delete_undelete_and_list(g: Gcloud) -> None:
+    g.run("iam", "workload-identity-pools", "create", "temp-pool", "--project=my-project", "--location=global")
+    g.run("iam", "workload-identity-pools", "update", "temp-pool", "--project=my-project", "--location=global",
+          "--description=for a while", "--disabled")
+    pool = g.json("iam", "workload-identity-pools", "describe", "temp-pool", "--project=my-project",
+                  "--location=global")
+    assert pool["description"] == "for a while" and pool["disabled"] is True
+
+    g.run("iam", "workload-identity-pools", "delete", "temp-pool", "--project=my-project", "--location=global",
+          "--quiet")
+    pool = g.json("iam", "workload-identity-pools", "describe", "temp-pool", "--project=my-project",
+                  "--location=global")
+    assert pool["state"] == "DELETED" and "expireTime" in pool
+    names = [p["name"] for p in g.json("iam", "workload-identity-pools", "list", "--project=my-project",
+                                       "--location=global")]
+    assert f"{POOLS}/temp-pool" not in names
+    names = [p["name"] for p in g.json("iam", "workload-identity-pools", "list", "--project=my-project",
+                                       "--location=global", "--show-deleted")]
+    assert f"{POOLS}/temp-pool" in names
+    again = g.run("iam", "workload-identity-pools", "create", "temp-pool", "--project=my-project",
+                  "--location=global", check=False)
+    assert again.returncode != 0 and "already exists" in again.stderr.lower()
+    g.run("iam", "workload-identity-pools", "undelete", "temp-pool", "--project=my-project", "--location=global")
+    assert g.json("iam", "workload-identity-pools", "describe", "temp-pool", "--project=my-project",
+                  "--location=global")["state"] == "ACTIVE"
+
+
+def test_provider_delete_undelete(g: Gcloud) -> None:
+    g.run("iam", "workload-identity-pools", "create", "prov-pool", "--project=my-project", "--location=global")
+    g.run("iam", "workload-identity-pools", "providers", "create-oidc", "short-provider", "--project=my-project",
+          "--location=global", "--workload-identity-pool=prov-pool", "--issuer-uri=https://issuer.example.com",
+          "--attribute-mapping=google.subject=assertion.sub")
+    args = ("--project=my-project", "--location=global", "--workload-identity-pool=prov-pool")
+    g.run("iam", "workload-identity-pools", "providers", "delete", "short-provider", *args, "--quiet")
+    assert g.json("iam", "workload-identity-pools", "providers", "describe", "short-provider", *args)["state"] == "DELETED"
+    g.run("iam", "workload-identity-pools", "providers", "undelete", "short-provider", *args)
+    assert g.json("iam", "workload-identity-pools", "providers", "describe", "short-provider", *args)["state"] == "ACTIVE"
