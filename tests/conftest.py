@@ -140,14 +140,15 @@ GCLOUD = shutil.which("gcloud")
 class Gcloud:
     """The real gcloud CLI, with its own config dir and the `keyless` named configuration."""
 
-    def __init__(self, server: KeylessServer, config_dir: Path) -> None:
+    def __init__(self, server: KeylessServer, config_dir: Path, project: str = "my-project") -> None:
         self.server = server
         self.env = {k: v for k, v in os.environ.items()
                     if not k.startswith(("CLOUDSDK_", "GOOGLE_APPLICATION_CREDENTIALS"))}
         self.env["CLOUDSDK_CONFIG"] = str(config_dir)
         result = subprocess.run(
             [sys.executable, "-m", "keyless.cli.main", "configure-gcloud", "--server", server.base_url,
-             "--data-dir", str(server.data_dir)], capture_output=True, text=True, env=self.env, timeout=60)
+             "--project", project, "--data-dir", str(server.data_dir)],
+            capture_output=True, text=True, env=self.env, timeout=60)
         assert result.returncode == 0, result.stderr
 
     def run(self, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -36,7 +36,10 @@ PROVIDER_TYPE = "type.googleapis.com/google.iam.v1.WorkloadIdentityPoolProvider"
 def _project(call: Call, s: Any, id_or_number: str, permission: str) -> Project:
     row = projects.find_project(s, id_or_number)
     chain = projects.project_chain(row.project_id) if row else [projects.project_resource(id_or_number), projects.ROOT]
-    call.touch(project_id=row.project_id if row else id_or_number)
+    pid = row.project_id if row else id_or_number
+    call.touch(project_id=pid)
+    if call.record is not None and not call.record.resource_name:
+        call.touch(name=f"projects/{pid}", type="project", labels={"project_id": pid})
     call.require(permission, chain, f"projects/{id_or_number}")
     if row is None:
         raise NotFound(f"Project '{id_or_number}' not found.")
@@ -116,7 +119,7 @@ def update_service_account(call: Call) -> dict[str, Any]:
 
 def delete_service_account(call: Call) -> dict[str, Any]:
     with call.write() as s:
-        sa_domain.delete(_service_account(call, s, "iam.serviceAccounts.delete"))
+        sa_domain.delete(s, _service_account(call, s, "iam.serviceAccounts.delete"))
     return {}
 
 
@@ -248,7 +251,7 @@ def list_predefined_roles(call: Call) -> dict[str, Any]:
     return {"roles": items, **({"nextPageToken": token} if token else {})}
 
 
-def get_predefined_role(call: Call) -> dict[str, Any]:
+def describe_predefined_role(call: Call) -> dict[str, Any]:
     role = get_predefined_role(f"roles/{call.params['role']}")
     if role is None:
         raise NotFound(f"The role named roles/{call.params['role']} was not found.")
@@ -542,7 +545,7 @@ def routes(state: ServerState) -> list[Route]:
         r("POST", sa + "/keys/{key}:enable", set_key_disabled(False), ADMIN + "EnableServiceAccountKey"),
         r("POST", "/v1/permissions:queryTestablePermissions", query_testable_permissions),
         r("GET", "/v1/roles", list_predefined_roles),
-        r("GET", "/v1/roles/{role}", get_predefined_role),
+        r("GET", "/v1/roles/{role}", describe_predefined_role),
         r("POST", "/v1/projects/{project}/roles", create_role, ADMIN + "CreateRole"),
         r("GET", "/v1/projects/{project}/roles", list_roles),
         r("GET", "/v1/projects/{project}/roles/{role}", get_role),

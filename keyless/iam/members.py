@@ -106,9 +106,16 @@ class Member:
         return self.project_id is not None
 
 
+def _shown(text: str) -> str:
+    return text if len(text) <= 256 else text[:256] + "..."
+
+
 def _unknown(member: str) -> InvalidArgument:
-    shown = member if len(member) <= 256 else member[:256] + "..."
-    return InvalidArgument(UNKNOWN_TYPE.format(member=shown))
+    return InvalidArgument(UNKNOWN_TYPE.format(member=_shown(member)))
+
+
+def _not_found(kind: str, value: str) -> InvalidArgument:
+    return InvalidArgument(f"{NOT_FOUND_LABEL[kind]} {_shown(value)} does not exist.")
 
 
 def _is_email(value: str) -> bool:
@@ -154,12 +161,12 @@ def parse_member(text: str) -> Member:
                 return Member(kind=kind, value=text, project_id=_gke_project(legacy["pool"]),
                               namespace=legacy["ns"], ksa=legacy["ksa"])
         if not _is_email(rest):
-            raise InvalidArgument(f"{NOT_FOUND_LABEL[kind]} {rest} does not exist.")
+            raise _not_found(kind, rest)
         email = rest.lower()
         return Member(kind=kind, value=f"{kind}:{email}", email=email)
     if kind == "domain":
         if len(rest) > 253 or not _DOMAIN.fullmatch(rest):
-            raise InvalidArgument(f"{NOT_FOUND_LABEL[kind]} {rest} does not exist.")
+            raise _not_found(kind, rest)
         domain = rest.lower()
         return Member(kind=kind, value=f"domain:{domain}", domain=domain)
     if kind == "deleted":

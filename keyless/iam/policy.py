@@ -21,6 +21,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from keyless.cel import CelCompileError, compile_expression
@@ -236,6 +237,39 @@ def add_binding(s: Session, resource: str, role: str, member: str,
     bindings.append({"role": role, "members": [member]})
     policy = {"bindings": bindings, "version": 3}
     return set_policy(s, resource, policy, None, role_exists, check_member)
+
+
+def rename_member(s: Session, old: str, new: str) -> int:
+    """Replace `old` by `new` in every stored policy (bindings and audit exemptions).
+
+    Google does this when a principal is deleted (`serviceAccount:x` becomes
+    `deleted:serviceAccount:x?uid=N`) and undoes it on undelete. Deletions are rare, so a
+    scan of the policies is acceptable; returns how many policies changed.
+    """
+    changed = 0
+    for row in s.scalars(select(IamPolicy)).all():
+        touched = False
+        bindings = []
+        for b in row.bindings:
+            if old in b["members"]:
+                b = {**b, "members": sorted({new if m == old else m for m in b["members"]})}
+                touched = True
+            bindings.append(b)
+        audit = []
+        for cfg in row.audit_configs or []:
+            logs = []
+            for log in cfg.get("auditLogConfigs", []):
+                if old in log.get("exemptedMembers", []):
+                    log = {**log, "exemptedMembers": sorted({new if m == old else m for m in log["exemptedMembers"]})}
+                    touched = True
+                logs.append(log)
+            audit.append({**cfg, "auditLogConfigs": logs})
+        if touched:
+            row.bindings, row.audit_configs = bindings, audit
+            row.etag = new_etag()
+            row.update_time = datetime.now(UTC)
+            changed += 1
+    return changed
 
 
 def get_policy_row(s: Session, resource: str) -> IamPolicy | None:

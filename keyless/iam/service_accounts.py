@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from keyless.iam.policy import rename_member
 from keyless.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from keyless.etag import etags_match, new_etag
 from keyless.projects import ROOT, project_resource
@@ -154,10 +155,16 @@ def set_disabled(row: ServiceAccount, disabled: bool) -> ServiceAccount:
     return row
 
 
-def delete(row: ServiceAccount) -> ServiceAccount:
+def deleted_member(row: ServiceAccount) -> str:
+    """How Google shows a deleted account in policies that still name it."""
+    return f"deleted:serviceAccount:{row.email}?uid={row.unique_id}"
+
+
+def delete(s: Session, row: ServiceAccount) -> ServiceAccount:
     row.deleted = True
     row.delete_time = datetime.now(UTC)
     row.etag = new_etag()
+    rename_member(s, f"serviceAccount:{row.email}", deleted_member(row))
     return row
 
 
@@ -175,6 +182,7 @@ def undelete(s: Session, unique_id: str) -> ServiceAccount:
     row.deleted = False
     row.delete_time = None
     row.etag = new_etag()
+    rename_member(s, deleted_member(row), f"serviceAccount:{row.email}")
     return row
 
 

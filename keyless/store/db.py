@@ -93,19 +93,24 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """A read-only session (a consistent snapshot on both backends)."""
+        """A read-only session. Closing it returns the connection (rolled back) without expiring
+        the objects read, so callers may use them after the block."""
         with self._sessions() as session:
             yield session
-            session.rollback()
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A serialised read-write transaction that bumps the revision on commit."""
         with self._local_write_lock, self._sessions() as session:
-            self._writing.on = True
             try:
                 if self.is_sqlite:
-                    session.connection()
+                    # Only this session's BEGIN takes the write lock: reads made while it is
+                    # open (on other pooled connections) must not queue behind it.
+                    self._writing.on = True
+                    try:
+                        session.connection()
+                    finally:
+                        self._writing.on = False
                 else:
                     session.execute(select(Revision).where(Revision.id == 1).with_for_update())
                 yield session
@@ -114,8 +119,6 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
-            finally:
-                self._writing.on = False
         self._revision_checked_at = 0.0  # our own write: look again at once
 
     def revision(self, max_age: float = 0.05) -> int:

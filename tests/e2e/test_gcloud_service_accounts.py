@@ -201,3 +201,22 @@ def test_key_file_private_data_is_base64_json(module_server: KeylessServer) -> N
     email = r.json()["email"]
     created = module_server.call("POST", f"/iam/v1/projects/-/serviceAccounts/{email}/keys", body={}).json()
     assert json.loads(base64.b64decode(created["privateKeyData"]))["private_key_id"] == created["name"].rsplit("/", 1)[1]
+
+
+def test_deleted_account_shows_as_deleted_member_and_comes_back_on_undelete(g: Gcloud) -> None:
+    g.run("iam", "service-accounts", "create", "come-and-go", "--project=my-project")
+    email = "come-and-go@my-project.iam.gserviceaccount.com"
+    uid = g.json("iam", "service-accounts", "describe", email)["uniqueId"]
+    g.run("projects", "add-iam-policy-binding", "my-project", "--role=roles/logging.viewer",
+          f"--member=serviceAccount:{email}", "--condition=None")
+    g.run("iam", "service-accounts", "delete", email, "--quiet")
+    (binding,) = [b for b in g.json("projects", "get-iam-policy", "my-project")["bindings"]
+                  if b["role"] == "roles/logging.viewer"]
+    assert binding["members"] == [f"deleted:serviceAccount:{email}?uid={uid}"]
+    # the project's policy can still be edited while it names a deleted account
+    g.run("projects", "add-iam-policy-binding", "my-project", "--role=roles/logging.viewer",
+          "--member=user:someone@example.com", "--condition=None")
+    g.run("iam", "service-accounts", "undelete", uid)
+    (binding,) = [b for b in g.json("projects", "get-iam-policy", "my-project")["bindings"]
+                  if b["role"] == "roles/logging.viewer"]
+    assert binding["members"] == [f"serviceAccount:{email}", "user:someone@example.com"]
