@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route, Router
+from starlette.types import Receive, Scope, Send
 
 from keyless.api import iam, oauth2, resourcemanager, serviceusage
 from keyless.api.errors import google_error, json_response
@@ -40,7 +41,7 @@ def _router(routes: list[Route]) -> Router:
     return Router(routes=routes, default=_not_found_app)
 
 
-async def _not_found_app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+async def _not_found_app(scope: Scope, receive: Receive, send: Send) -> None:
     response = await not_found(Request(scope, receive))
     await response(scope, receive, send)
 

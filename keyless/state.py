@@ -18,7 +18,16 @@ from sqlalchemy.orm import Session
 from keyless.config import Settings
 from keyless.errors import InvalidArgument, Unauthenticated
 from keyless.iam.evaluate import Authorizer
-from keyless.iam.members import member_keys_for_service_account, member_keys_for_user
+from keyless.iam.members import (
+    ALL_AUTHENTICATED_USERS,
+    ALL_USERS,
+    CONVENIENCE_KINDS,
+    PROJECT_MEMBER_FORM,
+    PROJECT_MEMBER_FORM_DETAIL,
+    UNKNOWN_TYPE,
+    member_keys_for_service_account,
+    member_keys_for_user,
+)
 from keyless.iam.policy import add_binding, get_policy_row
 from keyless.iam.principal import Principal
 from keyless.iam.roles import RoleCatalogue
@@ -127,13 +136,23 @@ class ServerState:
         return lambda role: self.roles.exists(s, role)
 
     @staticmethod
-    def member_check(s: Session) -> Callable[[str], None]:
-        """Google refuses grants to service accounts that do not exist (other kinds are opaque)."""
+    def member_check(s: Session, resource_kind: str = "") -> Callable[[str], None]:
+        """Per-member rules of a policy write on a `resource_kind` ("project", "bucket", ...):
+        Google refuses grants to service accounts that do not exist (other kinds are opaque
+        strings it cannot check); a project refuses public members; the storage-only
+        `projectOwner:`-style members belong on buckets."""
 
         def check(member: str) -> None:
             if member.startswith("serviceAccount:") and member.endswith(EMAIL_DOMAIN):
                 email = member.split(":", 1)[1]
                 if find_by_email(s, email) is None:
                     raise InvalidArgument(f"Service account {email} does not exist.")
+            elif resource_kind == "project" and member in (ALL_USERS, ALL_AUTHENTICATED_USERS):
+                raise InvalidArgument(PROJECT_MEMBER_FORM, details=[{
+                    "@type": "type.googleapis.com/google.rpc.BadRequest",
+                    "fieldViolations": [{"field": "policy.bindings.member", "description": PROJECT_MEMBER_FORM_DETAIL}],
+                }])
+            elif resource_kind != "bucket" and member.split(":", 1)[0] in CONVENIENCE_KINDS:
+                raise InvalidArgument(UNKNOWN_TYPE.format(member=member))
 
         return check

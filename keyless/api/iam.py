@@ -167,7 +167,7 @@ def set_sa_iam_policy(call: Call) -> dict[str, Any]:
     with call.write() as s:
         row = _service_account(call, s, "iam.serviceAccounts.setIamPolicy")
         stored = set_policy(s, sa_domain.sa_resource(row), policy, call.body.get("updateMask"),
-                            call.state.role_exists(s), call.state.member_check(s))
+                            call.state.role_exists(s), call.state.member_check(s, "serviceAccount"))
         result = policy_json(stored, 3)
         if call.record is not None:
             call.record.response = {"@type": "type.googleapis.com/google.iam.v1.Policy", **result}

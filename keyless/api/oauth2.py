@@ -31,7 +31,8 @@ def routes(state: ServerState) -> list[Route]:
             raw = await request.body()
             if len(raw) > MAX_FORM_BYTES:
                 return oauth_error("invalid_request", "Request too large")
-            token = (parse_qs(raw.decode("utf-8", "replace")).get("access_token") or [None])[0]
+            values = parse_qs(raw.decode("utf-8", "replace")).get("access_token")
+            token = values[0] if values else None
         if not token:
             return oauth_error("invalid_request", "Missing access_token parameter")
         try:

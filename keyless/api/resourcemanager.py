@@ -54,7 +54,7 @@ def create_project(call: Call, *, v3: bool = False) -> dict[str, Any]:
     pid = project_id if isinstance(project_id, str) else ""
     call.touch(project_id=pid, name=f"projects/{pid}", type="project", labels={"project_id": pid})
     call.require("resourcemanager.projects.create", [projects.ROOT], "//cloudresourcemanager.googleapis.com/")
-    projects.validate_project_id(project_id)
+    project_id = projects.validate_project_id(project_id)
     with call.write() as s:
         row = projects.create_project(s, project_id, name=body.get("displayName" if v3 else "name"),
                                       labels=body.get("labels"), parent=body.get("parent") if not v3 else None)
@@ -149,7 +149,7 @@ def set_iam_policy(call: Call) -> dict[str, Any]:
     with call.write() as s:
         row = _visible_project(call, s, call.params["project"], "resourcemanager.projects.setIamPolicy")
         stored = set_policy(s, projects.project_resource(row.project_id), policy, call.body.get("updateMask"),
-                            call.state.role_exists(s), call.state.member_check(s))
+                            call.state.role_exists(s), call.state.member_check(s, "project"))
         result = policy_json(stored, 3)
         if call.record is not None:
             call.record.response = {"@type": "type.googleapis.com/google.iam.v1.Policy", **result}

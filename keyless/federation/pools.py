@@ -205,8 +205,8 @@ def _normalise_aws(aws: Any) -> dict[str, Any]:
             not AWS_ACCOUNT.match(aws["accountId"]):
         raise InvalidArgument("aws.account_id must be a 12-digit AWS account id.")
     if set(aws) - {"accountId"}:
-        raise InvalidArgument("Invalid JSON payload received. Unknown name \"%s\" at "
-                              "'workload_identity_pool_provider.aws': Cannot find field." % sorted(set(aws) - {"accountId"})[0])
+        raise InvalidArgument("Invalid JSON payload received. Unknown name \"{}\" at "
+                              "'workload_identity_pool_provider.aws': Cannot find field.".format(sorted(set(aws) - {"accountId"})[0]))
     return {"accountId": aws["accountId"]}
 
 
@@ -271,7 +271,8 @@ def update_provider(row: WorkloadIdentityPoolProvider, body: dict[str, Any], mas
     if row.state != "ACTIVE":
         raise FailedPrecondition("The provider is deleted: undelete it before updating it.")
     _check_text(body)
-    mapping, condition = row.attribute_mapping, row.attribute_condition
+    mapping: Any = row.attribute_mapping
+    condition: Any = row.attribute_condition
     for f in mask:
         if f in ("displayName", "display_name"):
             row.display_name = body.get("displayName", "")

@@ -26,8 +26,8 @@ from sqlalchemy.orm import Session
 
 from keyless.cel import CelCompileError, compile_expression
 from keyless.errors import Aborted, InvalidArgument
-from keyless.iam.members import parse_member
 from keyless.etag import etags_match, new_etag
+from keyless.iam.members import parse_member
 from keyless.store.models import IamPolicy
 
 EMPTY_ETAG = "ACAB"  # what Google returns for a resource that never had a policy
@@ -178,10 +178,10 @@ def normalise_audit_configs(raw: Any, check_member: MemberCheck) -> list[dict[st
         configs = []
         for log_type in AUDIT_LOG_TYPES:
             if log_type in by_service[service]:
-                cfg: dict[str, Any] = {"logType": log_type}
+                log_config: dict[str, Any] = {"logType": log_type}
                 if by_service[service][log_type]:
-                    cfg["exemptedMembers"] = sorted(by_service[service][log_type])
-                configs.append(cfg)
+                    log_config["exemptedMembers"] = sorted(by_service[service][log_type])
+                configs.append(log_config)
         out.append({"service": service, "auditLogConfigs": configs})
     return out
 

@@ -16,9 +16,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from keyless.etag import etags_match, new_etag
 from keyless.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from keyless.iam.predefined import expand_permissions, get_predefined_role, known_permissions, predefined_roles, role_to_json
+from keyless.etag import etags_match, new_etag
+from keyless.iam.predefined import (
+    expand_permissions,
+    get_predefined_role,
+    known_permissions,
+    predefined_roles,
+    role_to_json,
+)
 from keyless.store.db import Database
 from keyless.store.models import CustomRole
 

@@ -18,9 +18,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from keyless.iam.policy import rename_member
 from keyless.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from keyless.etag import etags_match, new_etag
+from keyless.iam.policy import rename_member
 from keyless.projects import ROOT, project_resource
 from keyless.store.models import ServiceAccount
 

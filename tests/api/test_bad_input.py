@@ -134,3 +134,11 @@ def test_caller_without_permission_gets_403_in_googles_shape(srv: KeylessServer)
     body = srv.call("POST", f"{CRM}/projects/my-project:setIamPolicy", token=sa_token,
                     body={"policy": {"bindings": []}}).json()
     assert body["error"]["details"][0]["reason"] == "IAM_PERMISSION_DENIED"
+
+
+@pytest.mark.parametrize("member", ["allUsers", "allAuthenticatedUsers", "projectOwner:my-project"])
+def test_project_policies_refuse_public_and_bucket_only_members(srv: KeylessServer, member: str) -> None:
+    msg = _error(srv.call("POST", f"{CRM}/projects/my-project:setIamPolicy",
+                          body={"policy": {"bindings": [{"role": "roles/viewer", "members": [member]}]}}),
+                 400, "INVALID_ARGUMENT")
+    assert "Policy members must be of the form" in msg or "unknown type" in msg

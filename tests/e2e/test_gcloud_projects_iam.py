@@ -130,7 +130,7 @@ def test_concurrent_add_iam_policy_binding_loses_nothing(g: Gcloud) -> None:
     with ThreadPoolExecutor(len(members)) as pool:
         results = dict(zip(members, pool.map(grant, members), strict=True))
     succeeded = {m for m, r in results.items() if r.returncode == 0}
-    for m, r in results.items():
+    for r in results.values():
         if r.returncode != 0:
             assert "There were concurrent policy changes" in r.stderr, r.stderr
     assert succeeded

@@ -1,12 +1,11 @@
 """Initial schema: projects, IAM, service accounts, roles, pools, keys, operations, audit.
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-23 02:18:31.068341
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0001'
 down_revision = None
