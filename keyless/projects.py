@@ -17,8 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from keyless.clock import rfc3339
-from keyless.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from keyless.etag import new_etag
+from keyless.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from keyless.etag import etags_match, new_etag
 from keyless.store.models import Project
 
 ROOT = "//keyless.dev/root"  # the policy every project inherits from (the bootstrap owner's)
@@ -126,11 +126,62 @@ def list_projects(s: Session) -> list[Project]:
     return list(s.scalars(select(Project).order_by(Project.project_id)).all())
 
 
-def set_key_creation_disabled(s: Session, project_id: str, disabled: bool) -> Project:
-    """The iam.disableServiceAccountKeyCreation constraint, enforced per project."""
-    row = get_project(s, project_id)
-    row.settings = {**(row.settings or {}), "disableServiceAccountKeyCreation": bool(disabled)}
-    return row
+# -- organization policy (Resource Manager v1 projects.setOrgPolicy & co.) -----------------------
+# https://cloud.google.com/resource-manager/reference/rest/v1/Policy: one policy per constraint,
+# boolean or list, with an etag. Keyless enforces the boolean constraints it implements.
+KEY_CREATION_CONSTRAINT = "constraints/iam.disableServiceAccountKeyCreation"
+CONSTRAINT = re.compile(r"^constraints/[a-zA-Z0-9_.]{1,200}$")
+
+
+def _org_policies(row: Project) -> dict[str, Any]:
+    return dict((row.settings or {}).get("orgPolicies", {}))
+
+
+def set_org_policy(row: Project, policy: Any) -> dict[str, Any]:
+    if not isinstance(policy, dict):
+        raise InvalidArgument("Invalid value at 'policy': expected an org Policy object.")
+    unknown = set(policy) - {"constraint", "booleanPolicy", "listPolicy", "restoreDefault", "etag", "version",
+                             "updateTime"}
+    if unknown:
+        raise InvalidArgument(f"Invalid JSON payload received. Unknown name \"{sorted(unknown)[0]}\" at 'policy': "
+                              "Cannot find field.")
+    constraint = policy.get("constraint")
+    if not isinstance(constraint, str) or not CONSTRAINT.match(constraint):
+        raise InvalidArgument(f"Invalid constraint name: {constraint!r}.")
+    kinds = [k for k in ("booleanPolicy", "listPolicy", "restoreDefault") if k in policy]
+    if len(kinds) > 1:
+        raise InvalidArgument("A policy sets at most one of booleanPolicy, listPolicy and restoreDefault.")
+    boolean = policy.get("booleanPolicy")
+    if boolean is not None and (not isinstance(boolean, dict) or not isinstance(boolean.get("enforced", False), bool)):
+        raise InvalidArgument("Invalid value at 'policy.boolean_policy.enforced' (TYPE_BOOL).")
+    policies = _org_policies(row)
+    current = policies.get(constraint)
+    if "etag" in policy and current is not None and not etags_match(policy["etag"], current["etag"]):
+        raise Aborted("The etag of the org policy does not match its current etag.")
+    stored = {k: v for k, v in policy.items() if k in ("constraint", "booleanPolicy", "listPolicy", "restoreDefault")}
+    stored.update(version=1, etag=new_etag(), updateTime=rfc3339(datetime.now(UTC)))
+    policies[constraint] = stored
+    row.settings = {**(row.settings or {}), "orgPolicies": policies}
+    return stored
+
+
+def get_org_policy(row: Project, constraint: Any) -> dict[str, Any]:
+    if not isinstance(constraint, str) or not CONSTRAINT.match(constraint):
+        raise InvalidArgument(f"Invalid constraint name: {constraint!r}.")
+    return _org_policies(row).get(constraint) or {"constraint": constraint}
+
+
+def clear_org_policy(row: Project, constraint: Any) -> None:
+    get_org_policy(row, constraint)
+    policies = _org_policies(row)
+    policies.pop(constraint, None)
+    row.settings = {**(row.settings or {}), "orgPolicies": policies}
+
+
+def constraint_enforced(row: Project, constraint: str) -> bool:
+    """Whether a boolean constraint is enforced on the project (unset means not enforced)."""
+    policy = _org_policies(row).get(constraint) or {}
+    return bool((policy.get("booleanPolicy") or {}).get("enforced", False))
 
 
 def project_v1_json(row: Project) -> dict[str, Any]:

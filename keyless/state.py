@@ -44,7 +44,7 @@ MISSING_CREDENTIALS = (
     "See https://developers.google.com/identity/sign-in/web/devconsole-project."
 )
 OWNER_TOKEN_LIFETIME = timedelta(hours=24)
-BOOTSTRAP_ROLES = ("roles/owner", "roles/resourcemanager.projectCreator")
+BOOTSTRAP_ROLES = ("roles/owner", "roles/resourcemanager.projectCreator", "roles/orgpolicy.policyAdmin")
 
 
 def user_principal(email: str) -> Principal:
@@ -80,8 +80,9 @@ class ServerState:
 
     def bootstrap(self) -> None:
         """Grant the bootstrap owner, on the root node, what an organization admin holds:
-        roles/owner (inherited by every project) and roles/resourcemanager.projectCreator
-        (roles/owner does not include resourcemanager.projects.create, as on Google)."""
+        roles/owner (inherited by every project), roles/resourcemanager.projectCreator and
+        roles/orgpolicy.policyAdmin (roles/owner includes neither resourcemanager.projects.create
+        nor orgpolicy.policy.set, as on Google)."""
         member = self.owner.member
         for role in BOOTSTRAP_ROLES:
             with self.db.read() as s:

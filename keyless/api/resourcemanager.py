@@ -179,6 +179,28 @@ def get_ancestry(call: Call) -> dict[str, Any]:
     return {"ancestor": ancestors}
 
 
+def set_org_policy(call: Call) -> dict[str, Any]:
+    allowed_fields(call.body, {"policy"}, "")
+    with call.write() as s:
+        row = _visible_project(call, s, call.params["project"], "orgpolicy.policy.set")
+        return projects.set_org_policy(row, object_field(call.body, "policy", ""))
+
+
+def get_org_policy(call: Call) -> dict[str, Any]:
+    allowed_fields(call.body, {"constraint"}, "")
+    with call.read() as s:
+        row = _visible_project(call, s, call.params["project"], "orgpolicy.policy.get")
+        return projects.get_org_policy(row, call.body.get("constraint"))
+
+
+def clear_org_policy(call: Call) -> dict[str, Any]:
+    allowed_fields(call.body, {"constraint", "etag"}, "")
+    with call.write() as s:
+        row = _visible_project(call, s, call.params["project"], "orgpolicy.policy.set")
+        projects.clear_org_policy(row, call.body.get("constraint"))
+    return {}
+
+
 def get_operation(call: Call) -> dict[str, Any]:
     with call.read() as s:
         return operations.get(s, f"operations/{call.params['operation']}")
@@ -198,6 +220,10 @@ def routes(state: ServerState) -> list[Route]:
         r("POST", "/v1/projects/{project}:setIamPolicy", set_iam_policy, "SetIamPolicy"),
         r("POST", "/v1/projects/{project}:testIamPermissions", test_iam_permissions),
         r("POST", "/v1/projects/{project}:getAncestry", get_ancestry),
+        r("POST", "/v1/projects/{project}:setOrgPolicy", set_org_policy, "SetOrgPolicy"),
+        r("POST", "/v1/projects/{project}:getOrgPolicy", get_org_policy),
+        r("POST", "/v1/projects/{project}:getEffectiveOrgPolicy", get_org_policy),
+        r("POST", "/v1/projects/{project}:clearOrgPolicy", clear_org_policy, "ClearOrgPolicy"),
         r("GET", "/v1/operations/{operation}", get_operation),
         r("POST", "/v3/projects", lambda c: create_project(c, v3=True), "CreateProject"),
         r("GET", "/v3/projects", search_projects_v3),

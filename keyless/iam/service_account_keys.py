@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from keyless.clock import rfc3339
 from keyless.errors import FailedPrecondition, InvalidArgument, NotFound
+from keyless.projects import KEY_CREATION_CONSTRAINT, constraint_enforced
 from keyless.store.models import Project, ServiceAccount, ServiceAccountKey
 
 MAX_USER_MANAGED_KEYS = 10
@@ -57,10 +58,10 @@ def create(s: Session, sa: ServiceAccount, body: dict[str, Any], token_base_url:
     if algorithm not in ALGORITHMS:
         raise InvalidArgument(f"Invalid value at 'key_algorithm', \"{algorithm}\"")
     project = s.get(Project, sa.project_id)
-    if project is not None and (project.settings or {}).get("disableServiceAccountKeyCreation"):
+    if project is not None and constraint_enforced(project, KEY_CREATION_CONSTRAINT):
         raise FailedPrecondition(KEY_CREATION_DISABLED, details=[{
             "@type": "type.googleapis.com/google.rpc.PreconditionFailure",
-            "violations": [{"type": "constraints/iam.disableServiceAccountKeyCreation",
+            "violations": [{"type": KEY_CREATION_CONSTRAINT,
                             "subject": f"projects/{project.project_number}",
                             "description": KEY_CREATION_DISABLED}],
         }])

@@ -143,14 +143,24 @@ def test_at_most_ten_user_managed_keys(g: Gcloud, tmp_path: Path, module_server:
 
 
 def test_key_creation_can_be_disabled_per_project(g: Gcloud, tmp_path: Path, module_server: KeylessServer) -> None:
+    """The seeds' advice: enforce iam.disableServiceAccountKeyCreation (here per project)."""
     g.run("iam", "service-accounts", "create", "no-keys-sa", "--project=project-a")
-    from keyless.projects import set_key_creation_disabled
-    st = server_state(module_server)
-    with st.db.write() as s:
-        set_key_creation_disabled(s, "project-a", True)
+    g.run("resource-manager", "org-policies", "enable-enforce", "iam.disableServiceAccountKeyCreation",
+          "--project=project-a")
+    described = g.json("resource-manager", "org-policies", "describe", "iam.disableServiceAccountKeyCreation",
+                       "--project=project-a")
+    assert described["booleanPolicy"] == {"enforced": True}
     r = g.run("iam", "service-accounts", "keys", "create", str(tmp_path / "k.json"),
               "--iam-account=no-keys-sa@project-a.iam.gserviceaccount.com", check=False)
     assert r.returncode != 0 and "Key creation is not allowed" in r.stderr
+    # other projects are unaffected; lifting the constraint allows keys again
+    g.run("iam", "service-accounts", "create", "keys-ok-sa", "--project=project-b")
+    g.run("iam", "service-accounts", "keys", "create", str(tmp_path / "ok.json"),
+          "--iam-account=keys-ok-sa@project-b.iam.gserviceaccount.com")
+    g.run("resource-manager", "org-policies", "disable-enforce", "iam.disableServiceAccountKeyCreation",
+          "--project=project-a")
+    g.run("iam", "service-accounts", "keys", "create", str(tmp_path / "k2.json"),
+          "--iam-account=no-keys-sa@project-a.iam.gserviceaccount.com")
 
 
 ROLE_YAML = """title: "App Object Reader"
