@@ -149,3 +149,17 @@ def test_get_ancestors_iam_policy(g: Gcloud) -> None:
     out = g.json("projects", "get-ancestors-iam-policy", "my-project")
     assert out[0]["id"] == "my-project" and out[0]["type"] == "project"
     assert "policy" in out[0]
+
+
+def test_projects_delete_and_undelete(g: Gcloud) -> None:
+    g.run("projects", "create", "short-lived-project", "--no-enable-cloud-apis")
+    g.run("projects", "delete", "short-lived-project", "--quiet")
+    assert g.json("projects", "describe", "short-lived-project")["lifecycleState"] == "DELETE_REQUESTED"
+    assert "short-lived-project" not in [p["projectId"] for p in g.json("projects", "list")]
+    g.run("projects", "undelete", "short-lived-project")
+    assert g.json("projects", "describe", "short-lived-project")["lifecycleState"] == "ACTIVE"
+
+
+def test_predefined_roles_list(g: Gcloud) -> None:
+    names = [r["name"] for r in g.json("iam", "roles", "list")]
+    assert {"roles/owner", "roles/iam.workloadIdentityUser", "roles/storage.objectViewer"} <= set(names)

@@ -126,6 +126,8 @@ def test_keys_create_list_disable_delete(g: Gcloud, tmp_path: Path, module_serve
     g.run("iam", "service-accounts", "keys", "disable", key["private_key_id"], f"--iam-account={email}")
     listed = g.json("iam", "service-accounts", "keys", "list", f"--iam-account={email}")
     assert listed[0].get("disabled") is True
+    g.run("iam", "service-accounts", "keys", "enable", key["private_key_id"], f"--iam-account={email}")
+    assert "disabled" not in g.json("iam", "service-accounts", "keys", "list", f"--iam-account={email}")[0]
     g.run("iam", "service-accounts", "keys", "delete", key["private_key_id"], f"--iam-account={email}", "--quiet")
     assert g.json("iam", "service-accounts", "keys", "list", f"--iam-account={email}") in ([], None)
 
