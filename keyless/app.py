@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route, Router
 from starlette.types import Receive, Scope, Send
 
-from keyless.api import iam, oauth2, resourcemanager, serviceusage
+from keyless.api import iam, iamcredentials, idp, oauth2, resourcemanager, serviceusage, sts
 from keyless.api.errors import google_error, json_response
 from keyless.config import Settings
 from keyless.errors import NotFound
@@ -28,7 +28,10 @@ PREFIXES = {
     "iam": iam.routes,
     "cloudresourcemanager": resourcemanager.routes,
     "serviceusage": serviceusage.routes,
+    "sts": sts.routes,
+    "iamcredentials": iamcredentials.routes,
     "oauth2": oauth2.routes,
+    "idp": idp.routes,  # Keyless's own test issuers (not a Google API)
 }
 OWNER_TOKEN_REFRESH_SECONDS = 3600
 
@@ -62,6 +65,7 @@ def build_app(state: ServerState, *, refresh_owner_token: bool = True) -> Starle
         yield
         if task is not None:
             task.cancel()
+        await asyncio.to_thread(state.audit.flush)
 
     app = Starlette(routes=mounts, lifespan=lifespan, exception_handlers={404: not_found, 405: not_found})
     app.state.keyless = state

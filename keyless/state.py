@@ -15,8 +15,11 @@ from datetime import timedelta
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from keyless.audit.sink import AuditSink
 from keyless.config import Settings
 from keyless.errors import InvalidArgument, Unauthenticated
+from keyless.federation.exchange import TokenExchanger
+from keyless.federation.providers.oidc import OidcVerifier
 from keyless.iam.evaluate import Authorizer
 from keyless.iam.members import (
     ALL_AUTHENTICATED_USERS,
@@ -68,6 +71,9 @@ class ServerState:
         self.tokens = AccessTokens(self.keys)
         self.roles = RoleCatalogue(self.db)
         self.authz = Authorizer(self.db, self.roles)
+        self.audit = AuditSink(self.db)
+        self.exchanger = TokenExchanger(
+            self.db, self.tokens, OidcVerifier(allow_insecure_loopback=settings.allow_insecure_issuers))
         self._lock = threading.Lock()
         self._inactive: frozenset[str] = frozenset()
         self._inactive_revision = -1

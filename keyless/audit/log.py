@@ -57,9 +57,9 @@ class AuditRecord:
 
 
 def write(s: Session, record: AuditRecord, principal: Principal | None, *, caller_ip: str = "",
-          user_agent: str = "", error: KeylessError | None = None) -> AuditEntry:
-    """Append one entry for `record` (inside the caller's transaction)."""
-    now = datetime.now(UTC)
+          user_agent: str = "", error: KeylessError | None = None, at: datetime | None = None) -> AuditEntry:
+    """Append one entry for `record` (inside the caller's transaction); `at` is when the call happened."""
+    now = at or datetime.now(UTC)
     status: dict[str, Any] = {}
     if error is not None:
         status = {"code": RPC_CODES.get(error.status, 2), "message": error.message}

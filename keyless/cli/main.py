@@ -95,6 +95,31 @@ def cmd_token_owner(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_token_github(args: argparse.Namespace) -> int:
+    from keyless.state import ServerState
+    from keyless.tokens.idp import github_token
+
+    settings = _settings(args)
+    state = ServerState(settings)
+    print(github_token(state.keys, args.server or settings.base_url, repository=args.repository, ref=args.ref,
+                       audience=args.audience, actor=args.actor, workflow=args.workflow,
+                       event_name=args.event_name, environment=args.environment, sha=args.sha,
+                       lifetime=args.lifetime))
+    return 0
+
+
+def cmd_token_kubernetes(args: argparse.Namespace) -> int:
+    from keyless.state import ServerState
+    from keyless.tokens.idp import kubernetes_token
+
+    settings = _settings(args)
+    state = ServerState(settings)
+    print(kubernetes_token(state.keys, args.server or settings.base_url, cluster=args.cluster,
+                           namespace=args.namespace, service_account=args.service_account, audience=args.audience,
+                           pod=args.pod, lifetime=args.lifetime))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="keyless", description="Google Cloud Workload Identity Federation, open.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -133,6 +158,31 @@ def parser() -> argparse.ArgumentParser:
     to = tsub.add_parser("owner", help="print a fresh bootstrap-owner access token (and refresh its file)")
     _add_store_flags(to)
     to.set_defaults(func=cmd_token_owner)
+
+    gh = tsub.add_parser("github", help="mint a GitHub-Actions-shaped OIDC token from Keyless's test issuer")
+    gh.add_argument("--repository", required=True, help="OWNER/NAME")
+    gh.add_argument("--ref", default="refs/heads/main")
+    gh.add_argument("--audience", help="aud claim (default https://github.com/OWNER, as GitHub's)")
+    gh.add_argument("--actor", default="octocat")
+    gh.add_argument("--workflow", default="Deploy")
+    gh.add_argument("--event-name", default="push")
+    gh.add_argument("--environment")
+    gh.add_argument("--sha")
+    gh.add_argument("--lifetime", type=int, default=300, help="seconds (default 300)")
+    gh.add_argument("--server", help="the server URL the issuer lives at (default http://127.0.0.1:8080)")
+    _add_store_flags(gh)
+    gh.set_defaults(func=cmd_token_github)
+
+    k8s = tsub.add_parser("kubernetes", help="mint a projected service-account token from Keyless's test issuer")
+    k8s.add_argument("--cluster", required=True)
+    k8s.add_argument("--namespace", required=True)
+    k8s.add_argument("--service-account", required=True)
+    k8s.add_argument("--audience", required=True)
+    k8s.add_argument("--pod")
+    k8s.add_argument("--lifetime", type=int, default=3600)
+    k8s.add_argument("--server", help="the server URL the issuer lives at (default http://127.0.0.1:8080)")
+    _add_store_flags(k8s)
+    k8s.set_defaults(func=cmd_token_kubernetes)
     return p
 
 

@@ -26,11 +26,12 @@ from keyless.store.models import SigningKey
 
 ACCESS = "access"
 ID = "id"
+IDP = "idp"  # the built-in test identity providers' keys (keyless.tokens.idp), never Keyless's own
 
 # Longest token each purpose may sign (generateAccessToken allows up to 12 h with the
 # iam.allowServiceAccountCredentialLifetimeExtension constraint; the owner token lives 24 h).
-MAX_TOKEN_LIFETIME = {ACCESS: timedelta(hours=25), ID: timedelta(hours=1)}
-ROTATION = {ACCESS: timedelta(hours=24), ID: timedelta(days=7)}
+MAX_TOKEN_LIFETIME = {ACCESS: timedelta(hours=25), ID: timedelta(hours=1), IDP: timedelta(hours=24)}
+ROTATION = {ACCESS: timedelta(hours=24), ID: timedelta(days=7), IDP: timedelta(days=7)}
 
 
 def b64url(data: bytes) -> str:
@@ -144,14 +145,28 @@ class KeyRing:
             self._loaded_revision = self._db.revision(max_age=0)
         return kid
 
-    def jwks(self) -> dict[str, Any]:
-        """The public ID-token keys as a JSON Web Key Set (RFC 7517 section 5)."""
+    def jwks(self, purpose: str = ID) -> dict[str, Any]:
+        """The public keys of `purpose` as a JSON Web Key Set (RFC 7517 section 5)."""
         self._refresh()
-        self.signing_key(ID)
+        self.signing_key(purpose)
         now = datetime.now(UTC)
         keys = [k.public_jwk for k in self._keys.values()
-                if k.purpose == ID and k.public_jwk and k.retire_at > now]
+                if k.purpose == purpose and k.public_jwk and k.retire_at > now]
         return {"keys": keys}
+
+    def sign_rs256(self, purpose: str, header: dict[str, Any], claims: dict[str, Any]) -> str:
+        """A compact JWS (RFC 7515) signed RS256 with the current key of `purpose`."""
+        import json
+
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        key = self.signing_key(purpose)
+        assert key.private_key is not None
+        head = b64url(json.dumps({**header, "alg": "RS256", "kid": key.kid}, separators=(",", ":")).encode())
+        body = b64url(json.dumps(claims, separators=(",", ":")).encode())
+        signature = key.private_key.sign(f"{head}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256())
+        return f"{head}.{body}.{b64url(signature)}"
 
 
 def _aware(value: datetime) -> datetime:

@@ -384,10 +384,10 @@ def test_malformed_claims_are_unparsable(rs: Signer, payload: bytes) -> None:
     assert (err.reason, err.error_description) == ("malformed", "Unable to parse the ID Token.")
 
 
-@pytest.mark.parametrize("token", ["", "abc", "a.b", "a.b.c.d", "a+b.c.d", "é.b.c", "e30.e30.!!"])
+@pytest.mark.parametrize("token", ["", "abc", "a.b", "a.b.c.d", "a+b.c", "é.b.c", "e30.e30.!!", "e30=.e30.e30", "e3+.e30.e30", "e30.e30.a"])
 def test_not_a_compact_jws(token: str) -> None:
     err = rejected(lambda: verify(verifier(), token, ISS, uploaded='{"keys": []}'))
-    assert err.reason in ("malformed", "algorithm")
+    assert err.reason == "malformed"
 
 
 def test_crit_header_is_refused(rs: Signer) -> None:

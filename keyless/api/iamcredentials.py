@@ -1,0 +1,83 @@
+"""IAM Service Account Credentials API (iamcredentials.googleapis.com v1):
+generateAccessToken and generateIdToken (https://cloud.google.com/iam/docs/reference/credentials/rest).
+
+GenerateAccessToken/GenerateIdToken are Data Access (DATA_READ) audit events of
+iam.googleapis.com: written only where the target's project policy enables that log type
+for the service (or allServices) and the caller is not exempted, as on Google.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.routing import Route
+
+from keyless.api.http import Call, allowed_fields, route
+from keyless.audit.log import DATA_ACCESS, AuditRecord
+from keyless.clock import rfc3339
+from keyless.iam import credentials
+from keyless.iam.principal import Principal
+from keyless.iam.service_accounts import find, sa_chain
+from keyless.state import ServerState
+from keyless.store.models import ServiceAccount
+
+SERVICE = "iam.googleapis.com"
+
+
+def _audit(call: Call, method: str, target: ServiceAccount | None, principal: Principal) -> None:
+    """Queue a Data Access entry if the target project's auditConfigs ask for DATA_READ."""
+    if target is None:
+        return
+    chain = sa_chain(target)
+    configs = call.state.authz.audit_configs(chain[1:])
+    enabled = False
+    for cfg in configs:
+        if cfg.get("service") not in (SERVICE, "allServices"):
+            continue
+        for log in cfg.get("auditLogConfigs", []):
+            if log.get("logType") == "DATA_READ" and not (set(log.get("exemptedMembers", [])) & principal.member_keys):
+                enabled = True
+    if not enabled:
+        return
+    record = AuditRecord(service=SERVICE, method=method, log=DATA_ACCESS, project_id=target.project_id,
+                         resource_name=f"projects/-/serviceAccounts/{target.unique_id}", resource_type="service_account",
+                         resource_labels={"email_id": target.email, "project_id": target.project_id,
+                                          "unique_id": target.unique_id})
+    permission = "iam.serviceAccounts.getAccessToken" if method == "GenerateAccessToken" \
+        else "iam.serviceAccounts.getOpenIdToken"
+    record.authorize(f"projects/-/serviceAccounts/{target.unique_id}", permission, True)
+    call.state.audit.submit(record, principal, caller_ip=call.caller_ip, user_agent=call.user_agent)
+
+
+def _target(call: Call) -> ServiceAccount | None:
+    with call.read() as s:
+        return find(s, call.params["project"], call.params["account"])
+
+
+def generate_access_token(call: Call) -> dict[str, Any]:
+    allowed_fields(call.body, {"delegates", "scope", "lifetime"}, "")
+    name = f"projects/{call.params['project']}/serviceAccounts/{call.params['account']}"
+    token = credentials.generate_access_token(call.state, call.principal, name, call.body)
+    _audit(call, "GenerateAccessToken", _target(call), call.principal)
+    return {"accessToken": token.token, "expireTime": rfc3339(_utc(token.expires_at)).split(".")[0] + "Z"}
+
+
+def generate_id_token(call: Call) -> dict[str, Any]:
+    allowed_fields(call.body, {"delegates", "audience", "includeEmail", "organizationNumberIncluded"}, "")
+    name = f"projects/{call.params['project']}/serviceAccounts/{call.params['account']}"
+    token = credentials.generate_id_token(call.state, call.principal, name, call.body)
+    _audit(call, "GenerateIdToken", _target(call), call.principal)
+    return {"token": token}
+
+
+def _utc(epoch: int) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def routes(state: ServerState) -> list[Route]:
+    sa = "/v1/projects/{project}/serviceAccounts/{account}"
+    return [
+        route(state, "POST", sa + ":generateAccessToken", generate_access_token, audited=False),
+        route(state, "POST", sa + ":generateIdToken", generate_id_token, audited=False),
+    ]

@@ -1,0 +1,197 @@
+"""Token exchange (RFC 8693) as Google's Security Token Service performs it.
+
+https://cloud.google.com/iam/docs/reference/sts/rest/v1/TopLevel/token: an external credential
+(an OIDC ID token, or a serialized AWS GetCallerIdentity request) is verified by its provider's
+plugin, the provider's attribute condition and mapping (CEL) run on its claims, and a federated
+access token is issued to `principal://iam.googleapis.com/projects/N/locations/global/
+workloadIdentityPools/POOL/subject/SUBJECT`, member of the pool's principal sets of its groups
+and attributes. Providers are compiled once per store revision, not per request.
+
+Errors carry the OAuth `error` code Google's STS answers with (RFC 6749 section 5.2, RFC 8693
+section 2.2.2); the HTTP layer renders them.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from keyless.errors import InvalidArgument, KeylessError, PermissionDenied
+from keyless.federation.mapping import CompiledMapping, apply, compile_mapping
+from keyless.federation.providers.oidc import OidcVerifier
+from keyless.iam.members import member_keys_for_federated
+from keyless.iam.principal import Principal
+from keyless.store.db import Database
+from keyless.store.models import WorkloadIdentityPool, WorkloadIdentityPoolProvider
+from keyless.tokens.access import AccessToken, AccessTokens
+
+GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+JWT_TYPES = ("urn:ietf:params:oauth:token-type:jwt", "urn:ietf:params:oauth:token-type:id_token")
+AWS_TYPE = "urn:ietf:params:aws:token-type:aws4_request"
+AUDIENCE = re.compile(r"^//iam\.googleapis\.com/(projects/([0-9]{1,20})/locations/global/workloadIdentityPools/"
+                      r"([a-z0-9-]{4,32}|[A-Za-z0-9._:-]{1,128}\.svc\.id\.goog)/providers/([a-z0-9-]{4,32}))$")
+DEFAULT_LIFETIME = 3600
+CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+
+INVALID_AUDIENCE = ('Invalid value for "audience". This value should be the full resource name of the Identity '
+                    "Provider. See https://cloud.google.com/iam/docs/reference/sts/rest/v1/TopLevel/token for the "
+                    "list of possible formats.")
+INVALID_TARGET = ('The target service indicated by the "audience" parameters is invalid. This might either be '
+                  "because the pool or provider is disabled or deleted or because it doesn't exist.")
+
+
+class OAuthError(KeylessError):
+    """An STS refusal: `oauth_error` is the RFC 6749 error code, `message` its description."""
+
+    def __init__(self, oauth_error: str, description: str, status: int = 400) -> None:
+        super().__init__(description)
+        self.oauth_error = oauth_error
+        self.http_status = status
+
+
+@dataclass(frozen=True)
+class ProviderRuntime:
+    """What an exchange needs of one provider, prepared once per store revision."""
+
+    name: str
+    project_number: str
+    pool_id: str
+    usable: bool  # pool and provider active and enabled
+    oidc: dict[str, Any] | None
+    aws: dict[str, Any] | None
+    compiled: CompiledMapping
+    lifetime: int
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """The outcome of one successful exchange."""
+
+    token: AccessToken
+    provider: ProviderRuntime
+    assertion: dict[str, Any]
+
+
+class Providers:
+    """Provider runtimes by full name, rebuilt lazily after any write to the store."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._lock = threading.Lock()
+        self._cache: dict[str, ProviderRuntime | None] = {}
+        self._revision = -1
+
+    def get(self, name: str) -> ProviderRuntime | None:
+        revision = self._db.revision()
+        if revision != self._revision:
+            with self._lock:
+                if revision != self._revision:
+                    self._cache = {}
+                    self._revision = revision
+        if name in self._cache:
+            return self._cache[name]
+        runtime = self._load(name)
+        if len(self._cache) < 100_000:  # bounded: audiences are caller-supplied
+            self._cache[name] = runtime
+        return runtime
+
+    def _load(self, name: str) -> ProviderRuntime | None:
+        with self._db.read() as s:
+            row = s.get(WorkloadIdentityPoolProvider, name)
+            pool = s.get(WorkloadIdentityPool, row.pool_name) if row else None
+        if row is None or pool is None:
+            return None
+        kind = "aws" if row.aws else "oidc"
+        try:
+            compiled = compile_mapping(row.attribute_mapping, row.attribute_condition, provider_type=kind)
+        except KeylessError:
+            return None  # stored before a rule tightened: unusable rather than a 500
+        usable = (row.state == "ACTIVE" and not row.disabled and pool.state == "ACTIVE" and not pool.disabled)
+        lifetime = DEFAULT_LIFETIME
+        if pool.session_duration and pool.session_duration.endswith("s"):
+            try:
+                lifetime = max(900, min(43200, int(float(pool.session_duration[:-1]))))
+            except ValueError:
+                pass
+        return ProviderRuntime(name=row.name, project_number=pool.project_number, pool_id=pool.pool_id,
+                               usable=usable, oidc=row.oidc, aws=row.aws, compiled=compiled, lifetime=lifetime)
+
+
+def federated_principal(project_number: str, pool_id: str, subject: str, groups: tuple[str, ...],
+                        attributes: dict[str, Any]) -> Principal:
+    member = (f"principal://iam.googleapis.com/projects/{project_number}/locations/global/"
+              f"workloadIdentityPools/{pool_id}/subject/{subject}")
+    keys = member_keys_for_federated(project_number, pool_id, subject, groups, attributes)
+    return Principal(member=member, member_keys=keys, subject=member)
+
+
+class TokenExchanger:
+    """Verifies subject tokens with the provider plugins and mints federated tokens."""
+
+    def __init__(self, db: Database, tokens: AccessTokens, oidc: OidcVerifier, aws: Any = None) -> None:
+        self.providers = Providers(db)
+        self._tokens = tokens
+        self._oidc = oidc
+        self._aws = aws
+
+    def exchange(self, form: dict[str, str]) -> Exchange:
+        """Perform one exchange from the request's form fields; raise OAuthError otherwise."""
+        if form.get("grant_type") != GRANT_TYPE:
+            raise OAuthError("unsupported_grant_type", f"Unsupported grant_type: {form.get('grant_type', '')!r}. "
+                             f"Expected {GRANT_TYPE}.")
+        requested = form.get("requested_token_type", ACCESS_TOKEN_TYPE)
+        if requested != ACCESS_TOKEN_TYPE:
+            raise OAuthError("invalid_request", f'Invalid value for "requested_token_type": {requested}.')
+        subject_token = form.get("subject_token", "")
+        subject_token_type = form.get("subject_token_type", "")
+        if not subject_token:
+            raise OAuthError("invalid_request", 'Missing required parameter: "subject_token".')
+        m = AUDIENCE.match(form.get("audience", ""))
+        if m is None:
+            raise OAuthError("invalid_request", INVALID_AUDIENCE)
+        provider = self.providers.get(m.group(1))
+        if provider is None or not provider.usable:
+            raise OAuthError("invalid_target", INVALID_TARGET)
+        scopes = tuple(form.get("scope", CLOUD_PLATFORM).split()) or (CLOUD_PLATFORM,)
+        assertion = self._verify(provider, subject_token, subject_token_type, form["audience"])
+        try:
+            identity = apply(provider.compiled, assertion)
+        except PermissionDenied as exc:
+            raise OAuthError("unauthorized_client", exc.message) from exc
+        except InvalidArgument as exc:
+            raise OAuthError("invalid_grant", exc.message) from exc
+        principal = federated_principal(provider.project_number, provider.pool_id, identity.subject,
+                                        tuple(identity.groups), dict(identity.attributes))
+        token = self._tokens.mint(principal, scopes, provider.lifetime)
+        return Exchange(token, provider, assertion)
+
+    def _verify(self, provider: ProviderRuntime, subject_token: str, subject_token_type: str,
+                audience: str) -> dict[str, Any]:
+        if provider.oidc is not None:
+            if subject_token_type not in JWT_TYPES:
+                raise OAuthError("invalid_request", f'Invalid value for "subject_token_type": {subject_token_type}. '
+                                 "An OIDC provider expects urn:ietf:params:oauth:token-type:jwt or id_token.")
+            try:
+                return self._oidc.verify(subject_token, issuer_uri=provider.oidc["issuerUri"],
+                                         allowed_audiences=list(provider.oidc.get("allowedAudiences", [])),
+                                         provider_resource_name=provider.name,
+                                         jwks_json=provider.oidc.get("jwksJson"))
+            except KeylessError as exc:
+                raise OAuthError(getattr(exc, "oauth_error", "invalid_grant"), exc.message) from exc
+        if subject_token_type != AWS_TYPE:
+            raise OAuthError("invalid_request", f'Invalid value for "subject_token_type": {subject_token_type}. '
+                             f"An AWS provider expects {AWS_TYPE}.")
+        if self._aws is None:
+            raise OAuthError("invalid_request", "AWS providers are not available on this server.")
+        try:
+            result: dict[str, Any] = self._aws.verify(subject_token, account_id=provider.aws["accountId"],  # type: ignore[index]
+                                                      audience=audience)
+            return result
+        except KeylessError as exc:
+            raise OAuthError(getattr(exc, "oauth_error", "invalid_grant"), exc.message) from exc
+
+
+__all__ = ["Exchange", "OAuthError", "Providers", "TokenExchanger", "federated_principal"]

@@ -1,0 +1,203 @@
+"""Seed 001 end to end: a GitHub-Actions-shaped token is exchanged at STS for a federated token,
+which impersonates a service account through IAM Credentials; google-auth does it unmodified."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.api.helpers import server_state
+from tests.conftest import KeylessServer, fresh_database_url
+
+NUMBER = "123456789"
+POOL = f"projects/{NUMBER}/locations/global/workloadIdentityPools/github-pool"
+PROVIDER = f"{POOL}/providers/github-provider"
+AUDIENCE = f"//iam.googleapis.com/{PROVIDER}"
+IAM = "/iam/v1/projects/my-project"
+REPO_SET = f"principalSet://iam.googleapis.com/{POOL}/attribute.repository/my-org/my-repo"
+DEPLOY_SA = "deploy-sa@my-project.iam.gserviceaccount.com"
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory):
+    server = KeylessServer(tmp_path_factory.mktemp("sts") / "data", fresh_database_url(), "--allow-insecure-issuers")
+    assert server.keyless("projects", "create", "my-project", "--number", NUMBER).returncode == 0
+    ok = lambda r: r.status_code == 200 or pytest.fail(r.text)  # noqa: E731
+    ok(server.call("POST", f"{IAM}/locations/global/workloadIdentityPools", params={"workloadIdentityPoolId": "github-pool"},
+                   body={"displayName": "GitHub Actions pool"}))
+    ok(server.call("POST", f"{IAM}/locations/global/workloadIdentityPools/github-pool/providers",
+                   params={"workloadIdentityPoolProviderId": "github-provider"},
+                   body={"displayName": "GitHub provider",
+                         "attributeMapping": {"google.subject": "assertion.sub",
+                                              "attribute.repository": "assertion.repository",
+                                              "attribute.ref": "assertion.ref"},
+                         "attributeCondition": "assertion.repository_owner == 'my-org'",
+                         "oidc": {"issuerUri": f"{server.base_url}/idp/github"}}))
+    ok(server.call("POST", f"{IAM}/serviceAccounts", body={"accountId": "deploy-sa"}))
+    ok(server.call("POST", f"/iam/v1/projects/-/serviceAccounts/{DEPLOY_SA}:setIamPolicy",
+                   body={"policy": {"bindings": [{"role": "roles/iam.workloadIdentityUser", "members": [REPO_SET]}]}}))
+    policy = server.call("POST", "/cloudresourcemanager/v1/projects/my-project:getIamPolicy", body={}).json()
+    policy["bindings"].append({"role": "roles/viewer", "members": [f"serviceAccount:{DEPLOY_SA}"]})
+    policy["auditConfigs"] = [{"service": "iam.googleapis.com", "auditLogConfigs": [{"logType": "DATA_READ"}]}]
+    ok(server.call("POST", "/cloudresourcemanager/v1/projects/my-project:setIamPolicy",
+                   body={"policy": policy, "updateMask": "bindings,etag,auditConfigs"}))
+    yield server
+    server.stop()
+
+
+def github_token(srv: KeylessServer, repository: str = "my-org/my-repo", audience: str = f"https:{AUDIENCE}",
+                 **extra: str) -> str:
+    args = ["token", "github", "--repository", repository, "--audience", audience, "--server", srv.base_url]
+    for k, v in extra.items():
+        args += [f"--{k.replace('_', '-')}", v]
+    out = srv.keyless(*args)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def exchange(srv: KeylessServer, token: str, audience: str = AUDIENCE, **fields: str) -> httpx.Response:
+    form = {"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange", "audience": audience,
+            "scope": "https://www.googleapis.com/auth/cloud-platform",
+            "requested_token_type": "urn:ietf:params:oauth:token-type:access_token",
+            "subject_token": token, "subject_token_type": "urn:ietf:params:oauth:token-type:jwt", **fields}
+    return httpx.post(f"{srv.base_url}/sts/v1/token", data=form, timeout=30)
+
+
+def test_exchange_issues_a_federated_token(srv: KeylessServer) -> None:
+    r = exchange(srv, github_token(srv))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["issued_token_type"] == "urn:ietf:params:oauth:token-type:access_token"
+    assert body["token_type"] == "Bearer" and 3500 <= body["expires_in"] <= 3600
+    info = httpx.get(f"{srv.base_url}/oauth2/v3/tokeninfo", params={"access_token": body["access_token"]}).json()
+    assert info["sub"] == (f"principal://iam.googleapis.com/{POOL}/subject/"
+                           "repo:my-org/my-repo:ref:refs/heads/main")
+
+
+@pytest.mark.parametrize("case, want", [
+    ("other org", ("unauthorized_client", "The given credential is rejected by the attribute condition.")),
+    ("wrong audience", ("invalid_grant", "does not match the expected audience")),
+    ("unknown provider", ("invalid_target", 'The target service indicated by the "audience" parameters is invalid')),
+    ("malformed audience", ("invalid_request", 'Invalid value for "audience"')),
+    ("garbage token", ("invalid_grant", "Unable to parse the ID Token.")),
+    ("wrong grant", ("unsupported_grant_type", "")),
+])
+def test_exchange_refusals(srv: KeylessServer, case: str, want: tuple[str, str]) -> None:
+    token = github_token(srv)
+    if case == "other org":
+        r = exchange(srv, github_token(srv, repository="evil-org/my-repo"))
+    elif case == "wrong audience":
+        r = exchange(srv, github_token(srv, audience="https://someone-else"))
+    elif case == "unknown provider":
+        r = exchange(srv, token, audience=AUDIENCE.replace("github-provider", "nope-provider"))
+    elif case == "malformed audience":
+        r = exchange(srv, token, audience="projects/123/github-pool")
+    elif case == "garbage token":
+        r = exchange(srv, "not.a.jwt")
+    else:
+        r = exchange(srv, token, grant_type="client_credentials")
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == want[0]
+    assert want[1] in r.json()["error_description"]
+
+
+def test_disabled_provider_refuses_at_once(srv: KeylessServer) -> None:
+    base = f"{IAM}/locations/global/workloadIdentityPools/github-pool/providers"
+    assert srv.call("POST", base, params={"workloadIdentityPoolProviderId": "short-provider"},
+                    body={"attributeMapping": {"google.subject": "assertion.sub"},
+                          "oidc": {"issuerUri": f"{srv.base_url}/idp/github"}}).status_code == 200
+    audience = AUDIENCE.replace("github-provider", "short-provider")
+    token = github_token(srv, audience=f"https:{audience}")
+    assert exchange(srv, token, audience=audience).status_code == 200
+    assert srv.call("PATCH", f"{base}/short-provider", params={"updateMask": "disabled"},
+                    body={"disabled": True}).status_code == 200
+    assert exchange(srv, token, audience=audience).json()["error"] == "invalid_target"
+
+
+def external_account(tmp_path: Path, srv: KeylessServer, token: str, *, impersonate: bool) -> Path:
+    """The file `gcloud iam workload-identity-pools create-cred-config` writes, pointed at Keyless."""
+    (tmp_path / "token").write_text(token)
+    config = {
+        "universe_domain": "localhost",  # keeps google-auth's background lookups off Google (research §0.3)
+        "type": "external_account",
+        "audience": AUDIENCE,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": f"{srv.base_url}/sts/v1/token",
+        "credential_source": {"file": str(tmp_path / "token")},
+    }
+    if impersonate:
+        config["service_account_impersonation_url"] = (
+            f"{srv.base_url}/iamcredentials/v1/projects/-/serviceAccounts/{DEPLOY_SA}:generateAccessToken")
+    path = tmp_path / "cred.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_google_auth_external_account_with_impersonation(srv: KeylessServer, tmp_path: Path) -> None:
+    import google.auth
+    import google.auth.transport.requests
+
+    path = external_account(tmp_path, srv, github_token(srv), impersonate=True)
+    creds, _ = google.auth.load_credentials_from_file(str(path))
+    creds = creds.with_scopes(["https://www.googleapis.com/auth/cloud-platform"])
+    creds.refresh(google.auth.transport.requests.Request())
+    # the service account's token reads the project it was granted viewer on
+    r = srv.call("GET", "/cloudresourcemanager/v1/projects/my-project", token=creds.token)
+    assert r.status_code == 200, r.text
+    info = httpx.get(f"{srv.base_url}/oauth2/v3/tokeninfo", params={"access_token": creds.token}).json()
+    assert info["email"] == DEPLOY_SA
+    # Data Access logging is on for iam.googleapis.com in this project: the impersonation is recorded
+    st = server_state(srv)
+    from sqlalchemy import select
+
+    from keyless.store.models import AuditEntry
+    deadline = time.monotonic() + 5
+    entries: list = []
+    while time.monotonic() < deadline and not entries:
+        with st.db.read() as s:
+            entries = s.scalars(select(AuditEntry).where(AuditEntry.method_name == "GenerateAccessToken")).all()
+        time.sleep(0.1)
+    assert entries, "no GenerateAccessToken audit entry"
+    auth = entries[-1].entry["protoPayload"]["authenticationInfo"]
+    assert auth["principalSubject"].startswith(f"principal://iam.googleapis.com/{POOL}/subject/repo:my-org/my-repo")
+    assert entries[-1].entry["logName"].endswith("cloudaudit.googleapis.com%2Fdata_access")
+
+
+def test_google_auth_direct_access_token_lacks_the_service_accounts_rights(srv: KeylessServer, tmp_path: Path) -> None:
+    import google.auth
+    import google.auth.transport.requests
+
+    path = external_account(tmp_path, srv, github_token(srv), impersonate=False)
+    creds, _ = google.auth.load_credentials_from_file(str(path))
+    creds = creds.with_scopes(["https://www.googleapis.com/auth/cloud-platform"])
+    creds.refresh(google.auth.transport.requests.Request())
+    assert creds.token.startswith("ya29.")
+    # the federated principal itself holds no role on the project
+    assert srv.call("GET", "/cloudresourcemanager/v1/projects/my-project", token=creds.token).status_code == 403
+
+
+def test_impersonation_refused_for_other_repositories(srv: KeylessServer) -> None:
+    sts = exchange(srv, github_token(srv, repository="my-org/other-repo")).json()["access_token"]
+    r = httpx.post(f"{srv.base_url}/iamcredentials/v1/projects/-/serviceAccounts/{DEPLOY_SA}:generateAccessToken",
+                   json={"scope": ["https://www.googleapis.com/auth/cloud-platform"]},
+                   headers={"Authorization": f"Bearer {sts}"})
+    assert r.status_code == 403 and "iam.serviceAccounts.getAccessToken" in r.json()["error"]["message"]
+
+
+def test_id_token_verifies_with_google_auth(srv: KeylessServer) -> None:
+    from google.auth.transport.requests import Request
+    from google.oauth2 import id_token
+
+    sts = exchange(srv, github_token(srv)).json()["access_token"]
+    # workloadIdentityUser includes getOpenIdToken
+    r = httpx.post(f"{srv.base_url}/iamcredentials/v1/projects/-/serviceAccounts/{DEPLOY_SA}:generateIdToken",
+                   json={"audience": "https://run-service.example.com", "includeEmail": True},
+                   headers={"Authorization": f"Bearer {sts}"})
+    assert r.status_code == 200, r.text
+    claims = id_token.verify_token(r.json()["token"], Request(), audience="https://run-service.example.com",
+                                   certs_url=f"{srv.base_url}/oauth2/v3/certs")
+    assert claims["email"] == DEPLOY_SA and claims["email_verified"] is True
