@@ -1,4 +1,5 @@
-"""OAuth 2.0 endpoints of Google's (oauth2.googleapis.com / www.googleapis.com/oauth2):
+"""OAuth 2.0 endpoints of Google's (oauth2.googleapis.com / www.googleapis.com/oauth2): the token
+endpoint (JWT-bearer grants of key files, keyless.iam.key_grant),
 the JWKS that verifies Keyless-signed ID tokens, and tokeninfo, which tells a resource
 server what an access token is (https://developers.google.com/identity/protocols/oauth2).
 Errors here use OAuth's `error` / `error_description` shape (RFC 6749 section 5.2).
@@ -6,7 +7,7 @@ Errors here use OAuth's `error` / `error_description` shape (RFC 6749 section 5.
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, parse_qsl
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -15,9 +16,11 @@ from starlette.routing import Route
 
 from keyless.api.errors import json_response, oauth_error
 from keyless.errors import KeylessError
+from keyless.iam.key_grant import GrantRefused, redeem
 from keyless.state import ServerState
 
 MAX_FORM_BYTES = 64 * 1024
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 
 def routes(state: ServerState) -> list[Route]:
@@ -54,7 +57,27 @@ def routes(state: ServerState) -> list[Route]:
             body["email_verified"] = "true"
         return json_response(body)
 
+    async def token(request: Request) -> Response:
+        """The token endpoint: JWT-bearer grants of service account key files."""
+        raw = await request.body()
+        if len(raw) > MAX_FORM_BYTES:
+            return oauth_error("invalid_request", "Request too large")
+        form = dict(parse_qsl(raw.decode("utf-8", "replace"), max_num_fields=16))
+        if form.get("grant_type") != JWT_BEARER:
+            return oauth_error("unsupported_grant_type", "Invalid grant_type: " + form.get("grant_type", ""))
+        try:
+            granted = await run_in_threadpool(redeem, state, form.get("assertion", ""),
+                                              f"{state.settings.base_url}/oauth2/token")
+        except GrantRefused as refused:
+            return oauth_error(refused.error, refused.description)
+        if granted.id_token is not None:
+            return json_response({"id_token": granted.id_token})
+        return json_response({"access_token": granted.access_token, "expires_in": granted.expires_in,
+                              "token_type": "Bearer"})
+
     return [
+        Route("/token", token, methods=["POST"]),
+        Route("/v4/token", token, methods=["POST"]),
         Route("/v3/certs", certs, methods=["GET"]),
         Route("/v1/certs", certs, methods=["GET"]),
         Route("/v3/tokeninfo", tokeninfo, methods=["GET", "POST"]),

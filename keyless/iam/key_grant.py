@@ -1,0 +1,103 @@
+"""The JWT-bearer grant of service account key files (RFC 7523 section 2.1, as Google's
+token endpoint implements it: https://developers.google.com/identity/protocols/oauth2/service-account).
+
+The assertion is an RS256 JWT signed with the key file's private key, `kid` = private_key_id,
+`iss` = the account's email, `aud` = https://oauth2.googleapis.com/token (google-auth hard-codes
+it whatever `token_uri` says) or our own token URL, lifetime at most an hour. It carries either
+`scope` (an access token is issued) or `target_audience` (a Google-shaped ID token is issued).
+Verified against the certificate Keyless kept of the key; disabled or deleted keys and accounts
+stop working at once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from keyless.iam.credentials import id_token_for
+from keyless.iam.service_accounts import find_by_email
+from keyless.state import ServerState, service_account_principal
+from keyless.store.models import ServiceAccountKey
+from keyless.tokens.keys import b64url_decode
+
+GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
+MAX_ASSERTION_BYTES = 16 * 1024
+MAX_LIFETIME = 3600
+SKEW = 300
+
+
+class GrantRefused(Exception):
+    """Refused with OAuth's `error` code and Google's description."""
+
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+
+
+@dataclass(frozen=True)
+class Granted:
+    access_token: str | None
+    id_token: str | None
+    expires_in: int
+
+
+def _invalid(description: str = "Invalid JWT Signature.") -> GrantRefused:
+    return GrantRefused("invalid_grant", description)
+
+
+def redeem(state: ServerState, assertion: str, token_url: str) -> Granted:
+    if len(assertion) > MAX_ASSERTION_BYTES or assertion.count(".") != 2:
+        raise _invalid("Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe.")
+    head_b64, body_b64, sig_b64 = assertion.split(".")
+    try:
+        header = json.loads(b64url_decode(head_b64))
+        claims = json.loads(b64url_decode(body_b64))
+        signature = b64url_decode(sig_b64)
+    except (ValueError, TypeError) as exc:
+        raise _invalid() from exc
+    if not isinstance(header, dict) or not isinstance(claims, dict) or header.get("alg") != "RS256":
+        raise _invalid()
+    email, kid = claims.get("iss"), header.get("kid")
+    if not isinstance(email, str) or not isinstance(kid, str):
+        raise _invalid()
+    with state.db.read() as s:
+        account = find_by_email(s, email)
+        key = s.get(ServiceAccountKey, kid)
+    if account is None or account.deleted:
+        raise GrantRefused("invalid_grant", "Invalid grant: account not found")
+    if key is None or key.deleted or key.sa_unique_id != account.unique_id:
+        raise _invalid()
+    if account.disabled or key.disabled:
+        raise GrantRefused("invalid_grant", "Invalid grant: account not found" if account.disabled
+                           else "Invalid JWT Signature.")
+    public = x509.load_pem_x509_certificate(key.public_key_pem.encode()).public_key()
+    assert isinstance(public, rsa.RSAPublicKey)
+    try:
+        public.verify(signature, f"{head_b64}.{body_b64}".encode(), padding.PKCS1v15(), hashes.SHA256())
+    except InvalidSignature as exc:
+        raise _invalid() from exc
+    if claims.get("aud") not in (GOOGLE_TOKEN_AUDIENCE, token_url):
+        raise _invalid("Invalid JWT: Failed audience check.")
+    now = time.time()
+    iat, exp = claims.get("iat"), claims.get("exp")
+    if not isinstance(iat, int | float) or not isinstance(exp, int | float) or exp - iat > MAX_LIFETIME \
+            or iat > now + SKEW or exp < now - SKEW:
+        raise _invalid("Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. "
+                       "Check your iat and exp values in the JWT claim.")
+    target_audience = claims.get("target_audience")
+    if isinstance(target_audience, str) and target_audience:
+        return Granted(None, id_token_for(state, account, target_audience, include_email=True), 3600)
+    scope = claims.get("scope")
+    if not isinstance(scope, str) or not scope.strip():
+        raise GrantRefused("invalid_scope", "Invalid OAuth scope or ID token audience provided.")
+    token = state.tokens.mint(service_account_principal(account), scope.split(), MAX_LIFETIME)
+    return Granted(token.token, None, token.expires_in)
+
+
