@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route, Router
 from starlette.types import Receive, Scope, Send
 
-from keyless.api import iam, iamcredentials, idp, oauth2, resourcemanager, serviceusage, sts
+from keyless.api import iam, iamcredentials, idp, oauth2, resourcemanager, robot, serviceusage, sts
 from keyless.api.errors import google_error, json_response
 from keyless.config import Settings
 from keyless.errors import NotFound
@@ -31,6 +31,7 @@ PREFIXES = {
     "sts": sts.routes,
     "iamcredentials": iamcredentials.routes,
     "oauth2": oauth2.routes,
+    "robot": robot.routes,  # Google's public service-account certificates
     "idp": idp.routes,  # Keyless's own test issuers (not a Google API)
 }
 OWNER_TOKEN_REFRESH_SECONDS = 3600

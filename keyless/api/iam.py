@@ -203,12 +203,10 @@ def create_key(call: Call) -> dict[str, Any]:
 
 
 def list_keys(call: Call) -> dict[str, Any]:
-    types = call.args("keyTypes")
+    types = set(call.args("keyTypes")) - {"KEY_TYPE_UNSPECIFIED"}
     with call.read() as s:
         sa = _service_account(call, s, "iam.serviceAccountKeys.list")
-        rows = keys_domain.list_keys(s, sa)
-        if types and "USER_MANAGED" not in types and "KEY_TYPE_UNSPECIFIED" not in types:
-            rows = []
+        rows = [r for r in keys_domain.list_keys(s, sa) if not types or r.key_type in types]
         return {"keys": [keys_domain.key_json(sa, r) for r in rows]} if rows else {}
 
 
@@ -222,7 +220,7 @@ def get_key(call: Call) -> dict[str, Any]:
 def delete_key(call: Call) -> dict[str, Any]:
     with call.write() as s:
         sa = _service_account(call, s, "iam.serviceAccountKeys.delete")
-        keys_domain.get(s, sa, call.params["key"]).deleted = True
+        keys_domain.user_managed(keys_domain.get(s, sa, call.params["key"])).deleted = True
     return {}
 
 
@@ -231,7 +229,7 @@ def set_key_disabled(disabled: bool) -> Any:
         with call.write() as s:
             perm = "iam.serviceAccountKeys.disable" if disabled else "iam.serviceAccountKeys.enable"
             sa = _service_account(call, s, perm)
-            keys_domain.get(s, sa, call.params["key"]).disabled = disabled
+            keys_domain.user_managed(keys_domain.get(s, sa, call.params["key"])).disabled = disabled
         return {}
     return handler
 

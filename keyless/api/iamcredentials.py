@@ -8,6 +8,7 @@ for the service (or allServices) and the caller is not exempted, as on Google.
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,8 +45,9 @@ def _audit(call: Call, method: str, target: ServiceAccount | None, principal: Pr
                          resource_name=f"projects/-/serviceAccounts/{target.unique_id}", resource_type="service_account",
                          resource_labels={"email_id": target.email, "project_id": target.project_id,
                                           "unique_id": target.unique_id})
-    permission = "iam.serviceAccounts.getAccessToken" if method == "GenerateAccessToken" \
-        else "iam.serviceAccounts.getOpenIdToken"
+    permission = {"GenerateAccessToken": "iam.serviceAccounts.getAccessToken",
+                  "GenerateIdToken": "iam.serviceAccounts.getOpenIdToken",
+                  "SignBlob": "iam.serviceAccounts.signBlob", "SignJwt": "iam.serviceAccounts.signJwt"}[method]
     record.authorize(f"projects/-/serviceAccounts/{target.unique_id}", permission, True)
     call.state.audit.submit(record, principal, caller_ip=call.caller_ip, user_agent=call.user_agent)
 
@@ -71,6 +73,22 @@ def generate_id_token(call: Call) -> dict[str, Any]:
     return {"token": token}
 
 
+def sign_blob(call: Call) -> dict[str, Any]:
+    allowed_fields(call.body, {"delegates", "payload"}, "")
+    name = f"projects/{call.params['project']}/serviceAccounts/{call.params['account']}"
+    key_id, signature = credentials.sign_blob(call.state, call.principal, name, call.body)
+    _audit(call, "SignBlob", _target(call), call.principal)
+    return {"keyId": key_id, "signedBlob": base64.b64encode(signature).decode()}
+
+
+def sign_jwt(call: Call) -> dict[str, Any]:
+    allowed_fields(call.body, {"delegates", "payload"}, "")
+    name = f"projects/{call.params['project']}/serviceAccounts/{call.params['account']}"
+    key_id, jwt = credentials.sign_jwt(call.state, call.principal, name, call.body)
+    _audit(call, "SignJwt", _target(call), call.principal)
+    return {"keyId": key_id, "signedJwt": jwt}
+
+
 def _utc(epoch: int) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
@@ -80,4 +98,6 @@ def routes(state: ServerState) -> list[Route]:
     return [
         route(state, "POST", sa + ":generateAccessToken", generate_access_token, audited=False),
         route(state, "POST", sa + ":generateIdToken", generate_id_token, audited=False),
+        route(state, "POST", sa + ":signBlob", sign_blob, audited=False),
+        route(state, "POST", sa + ":signJwt", sign_jwt, audited=False),
     ]

@@ -30,7 +30,22 @@ def routes(state: ServerState) -> list[Route]:
         return json_response(await run_in_threadpool(state.keys.jwks, IDP),
                              headers={"Cache-Control": "public, max-age=300"})
 
+    async def actions_token(request: Request) -> Response:
+        """GitHub Actions' OIDC token request endpoint (what ACTIONS_ID_TOKEN_REQUEST_URL names)."""
+        scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not credential:
+            return json_response({"message": "Unauthorized"}, 401)
+        try:
+            job = await run_in_threadpool(idp.redeem_actions_request, state.keys, credential.strip())
+            audience = request.query_params.get("audience") or None
+            value = await run_in_threadpool(lambda: idp.github_token(state.keys, state.settings.base_url,
+                                                                     audience=audience, **job))
+        except KeylessError:
+            return json_response({"message": "Unauthorized"}, 401)
+        return json_response({"count": len(value), "value": value})
+
     return [
+        Route("/github/actions-token", actions_token, methods=["GET"]),
         Route("/{issuer}/.well-known/openid-configuration", configuration, methods=["GET"]),
         Route("/{issuer}/jwks", jwks, methods=["GET"]),
     ]

@@ -108,6 +108,22 @@ def cmd_token_github(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_actions_env(args: argparse.Namespace) -> int:
+    from keyless.state import ServerState
+    from keyless.tokens.idp import actions_request_token
+
+    settings = _settings(args)
+    state = ServerState(settings)
+    job = {"repository": args.repository, "ref": args.ref, "actor": args.actor, "workflow": args.workflow,
+           "event_name": args.event_name}
+    if args.environment:
+        job["environment"] = args.environment
+    base = (args.server or settings.base_url).rstrip("/")
+    print(f"ACTIONS_ID_TOKEN_REQUEST_URL={base}/idp/github/actions-token?")
+    print(f"ACTIONS_ID_TOKEN_REQUEST_TOKEN={actions_request_token(state.keys, job)}")
+    return 0
+
+
 def cmd_token_kubernetes(args: argparse.Namespace) -> int:
     from keyless.state import ServerState
     from keyless.tokens.idp import kubernetes_token
@@ -172,6 +188,18 @@ def parser() -> argparse.ArgumentParser:
     gh.add_argument("--server", help="the server URL the issuer lives at (default http://127.0.0.1:8080)")
     _add_store_flags(gh)
     gh.set_defaults(func=cmd_token_github)
+
+    ae = tsub.add_parser("github-actions-env",
+                         help="print ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN for a job, as GitHub sets them")
+    ae.add_argument("--repository", required=True, help="OWNER/NAME")
+    ae.add_argument("--ref", default="refs/heads/main")
+    ae.add_argument("--actor", default="octocat")
+    ae.add_argument("--workflow", default="Deploy")
+    ae.add_argument("--event-name", default="push")
+    ae.add_argument("--environment")
+    ae.add_argument("--server", help="the server URL (default http://127.0.0.1:8080)")
+    _add_store_flags(ae)
+    ae.set_defaults(func=cmd_actions_env)
 
     k8s = tsub.add_parser("kubernetes", help="mint a projected service-account token from Keyless's test issuer")
     k8s.add_argument("--cluster", required=True)

@@ -9,20 +9,27 @@ constraints/iam.allowServiceAccountCredentialLifetimeExtension; not enforced her
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+
 from keyless.clock import parse_duration
 from keyless.errors import FailedPrecondition, InvalidArgument, NotFound
 from keyless.iam.evaluate import Authorizer, permission_denied
 from keyless.iam.principal import Principal
+from keyless.iam.service_account_keys import system_key
 from keyless.iam.service_accounts import find, sa_chain
 from keyless.state import ServerState, service_account_principal
 from keyless.store.models import ServiceAccount
 from keyless.tokens.access import AccessToken
-from keyless.tokens.keys import ID
+from keyless.tokens.keys import ID, b64url
 
 DELEGATE = re.compile(r"^projects/([^/]+)/serviceAccounts/([^/]+)$")
 MAX_LIFETIME = 3600
@@ -107,3 +114,45 @@ def id_token_for(state: ServerState, account: ServiceAccount, audience: str, inc
     if include_email:
         claims.update(email=account.email, email_verified=True)
     return state.keys.sign_rs256(ID, {"typ": "JWT"}, claims)
+
+
+def sign_blob(state: ServerState, caller: Principal, name: str, body: dict[str, Any]) -> tuple[str, bytes]:
+    """signBlob: RSA-SHA256 over the payload with the target's Google-managed key."""
+    payload = body.get("payload")
+    if not isinstance(payload, str):
+        raise InvalidArgument("payload is required (base64).")
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (ValueError, binascii.Error) as exc:
+        raise InvalidArgument("payload must be base64.") from exc
+    if len(data) > 1024 * 1024:
+        raise InvalidArgument("payload must be at most 1 MiB.")
+    chain = resolve_chain(state, caller, name, body.get("delegates"), "iam.serviceAccounts.signBlob")
+    with state.db.write() as s:
+        key, private = system_key(s, chain.target)
+        key_id = key.key_id
+    return key_id, private.sign(data, padding.PKCS1v15(), hashes.SHA256())
+
+
+def sign_jwt(state: ServerState, caller: Principal, name: str, body: dict[str, Any]) -> tuple[str, str]:
+    """signJwt: the payload (a JSON claims object) as an RS256 JWT with the Google-managed key."""
+    payload = body.get("payload")
+    if not isinstance(payload, str) or len(payload) > 64 * 1024:
+        raise InvalidArgument("payload is required: a JSON object of JWT claims.")
+    try:
+        claims = json.loads(payload)
+    except ValueError as exc:
+        raise InvalidArgument(f"payload is not valid JSON: {exc}") from exc
+    if not isinstance(claims, dict):
+        raise InvalidArgument("payload must be a JSON object.")
+    exp = claims.get("exp")
+    if exp is not None and (not isinstance(exp, int | float) or exp > time.time() + 12 * 3600):
+        raise InvalidArgument("The exp claim must be at most 12 hours in the future.")
+    chain = resolve_chain(state, caller, name, body.get("delegates"), "iam.serviceAccounts.signJwt")
+    with state.db.write() as s:
+        key, private = system_key(s, chain.target)
+        key_id = key.key_id
+    head = b64url(json.dumps({"alg": "RS256", "typ": "JWT", "kid": key_id}, separators=(",", ":")).encode())
+    body_b64 = b64url(payload.encode())
+    signature = private.sign(f"{head}.{body_b64}".encode(), padding.PKCS1v15(), hashes.SHA256())
+    return key_id, f"{head}.{body_b64}.{b64url(signature)}"

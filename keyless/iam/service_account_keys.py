@@ -66,6 +66,7 @@ def create(s: Session, sa: ServiceAccount, body: dict[str, Any], token_base_url:
                             "description": KEY_CREATION_DISABLED}],
         }])
     live = s.scalars(select(ServiceAccountKey).where(ServiceAccountKey.sa_unique_id == sa.unique_id,
+                                                     ServiceAccountKey.key_type == "USER_MANAGED",
                                                      ServiceAccountKey.deleted.is_(False))).all()
     if len(live) >= MAX_USER_MANAGED_KEYS:
         raise FailedPrecondition("Precondition check failed.")
@@ -96,6 +97,49 @@ def create(s: Session, sa: ServiceAccount, body: dict[str, Any], token_base_url:
     return row, data
 
 
+SYSTEM_KEY_ROTATION = timedelta(days=14)
+
+
+def system_key(s: Session, sa: ServiceAccount) -> tuple[ServiceAccountKey, rsa.RSAPrivateKey]:
+    """The account's current Google-managed key (created or rotated on demand), for signing.
+
+    Google signs signBlob/signJwt with keys it manages and never hands out; they are listed
+    with keyType SYSTEM_MANAGED and their certificates are public at the x509 endpoint.
+    """
+    now = datetime.now(UTC)
+    rows = s.scalars(select(ServiceAccountKey).where(ServiceAccountKey.sa_unique_id == sa.unique_id,
+                                                     ServiceAccountKey.key_type == "SYSTEM_MANAGED",
+                                                     ServiceAccountKey.deleted.is_(False))).all()
+    live = [r for r in rows if _aware(r.valid_after) + SYSTEM_KEY_ROTATION > now and r.private_key_pem]
+    if live:
+        row = max(live, key=lambda r: _aware(r.valid_after))
+        private = serialization.load_pem_private_key(row.private_key_pem or b"", None)
+        assert isinstance(private, rsa.RSAPrivateKey)
+        return row, private
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key_id = secrets.token_hex(20)
+    row = ServiceAccountKey(key_id=key_id, sa_unique_id=sa.unique_id, key_type="SYSTEM_MANAGED",
+                            public_key_pem=_certificate(private, sa, key_id).decode(), valid_after=now,
+                            valid_before=now + SYSTEM_KEY_ROTATION * 2, disabled=False, deleted=False,
+                            private_key_pem=private.private_bytes(serialization.Encoding.PEM,
+                                                                  serialization.PrivateFormat.PKCS8,
+                                                                  serialization.NoEncryption()))
+    s.add(row)
+    return row, private
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def certificates(s: Session, sa: ServiceAccount) -> dict[str, str]:
+    """{key id: PEM certificate} of the account's live keys (Google's x509 metadata endpoint)."""
+    rows = s.scalars(select(ServiceAccountKey).where(ServiceAccountKey.sa_unique_id == sa.unique_id,
+                                                     ServiceAccountKey.deleted.is_(False),
+                                                     ServiceAccountKey.disabled.is_(False))).all()
+    return {r.key_id: r.public_key_pem for r in rows}
+
+
 def get(s: Session, sa: ServiceAccount, key_id: str) -> ServiceAccountKey:
     row = s.get(ServiceAccountKey, key_id)
     if row is None or row.sa_unique_id != sa.unique_id or row.deleted:
@@ -109,11 +153,18 @@ def list_keys(s: Session, sa: ServiceAccount) -> list[ServiceAccountKey]:
     return sorted(s.scalars(q).all(), key=lambda k: k.valid_after)
 
 
+def user_managed(row: ServiceAccountKey) -> ServiceAccountKey:
+    """Google-managed keys cannot be deleted, disabled or enabled by users."""
+    if row.key_type != "USER_MANAGED":
+        raise FailedPrecondition(f"Key {row.key_id} is managed by Google and cannot be changed.")
+    return row
+
+
 def key_json(sa: ServiceAccount, row: ServiceAccountKey, *, public_key_type: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "name": key_name(sa, row.key_id),
         "validAfterTime": rfc3339(row.valid_after).replace(".000000", "").split(".")[0] + "Z",
-        "validBeforeTime": "9999-12-31T23:59:59Z",
+        "validBeforeTime": rfc3339(row.valid_before).split(".")[0] + "Z",
         "keyAlgorithm": row.key_algorithm,
         "keyOrigin": row.key_origin,
         "keyType": row.key_type,

@@ -83,6 +83,8 @@ class ServiceAccountKey(Base):
     valid_before: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Only SYSTEM_MANAGED keys (Google's own, used by signBlob/signJwt) keep their private half.
+    private_key_pem: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class CustomRole(Base):

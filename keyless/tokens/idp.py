@@ -120,3 +120,50 @@ def kubernetes_token(keys: KeyRing, base_url: str, *, cluster: str, namespace: s
         "cluster": cluster,
     }
     return keys.sign_rs256(IDP, {"typ": "JWT"}, claims)
+
+
+# -- GitHub Actions' token request (ACTIONS_ID_TOKEN_REQUEST_URL / _TOKEN) ---------------------
+# A job asks `GET $ACTIONS_ID_TOKEN_REQUEST_URL&audience=AUD` with
+# `Authorization: Bearer $ACTIONS_ID_TOKEN_REQUEST_TOKEN` and gets `{"value": JWT}`. Keyless's
+# request token is the job's claims, HMAC-tagged with the current access-token key under a
+# separate label, so it can only be redeemed here and only for that job's claims.
+REQUEST_LABEL = b"keyless-actions-request."
+
+
+def actions_request_token(keys: KeyRing, job: dict[str, Any], lifetime: int = 3600) -> str:
+    import hmac
+    import json
+    from hashlib import sha256
+
+    from keyless.tokens.keys import ACCESS, b64url
+
+    key = keys.signing_key(ACCESS)
+    payload = b64url(json.dumps({**job, "exp": int(time.time()) + lifetime}, separators=(",", ":")).encode())
+    tag = b64url(hmac.digest(key.secret, REQUEST_LABEL + f"{key.kid}.{payload}".encode(), sha256))
+    return f"{key.kid}.{payload}.{tag}"
+
+
+def redeem_actions_request(keys: KeyRing, token: str) -> dict[str, Any]:
+    """The job claims of a request token, or InvalidArgument."""
+    import hmac
+    import json
+    from hashlib import sha256
+
+    from keyless.tokens.keys import ACCESS, b64url_decode
+
+    parts = token.split(".")
+    if len(parts) != 3 or len(token) > 8192:
+        raise InvalidArgument("Invalid request token.")
+    key = keys.get(parts[0])
+    if key is None or key.purpose != ACCESS:
+        raise InvalidArgument("Invalid request token.")
+    expected = hmac.digest(key.secret, REQUEST_LABEL + f"{parts[0]}.{parts[1]}".encode(), sha256)
+    try:
+        ok = hmac.compare_digest(expected, b64url_decode(parts[2]))
+        job = json.loads(b64url_decode(parts[1]))
+    except (ValueError, TypeError) as exc:
+        raise InvalidArgument("Invalid request token.") from exc
+    if not ok or not isinstance(job, dict) or int(job.get("exp", 0)) <= time.time():
+        raise InvalidArgument("Invalid request token.")
+    job.pop("exp")
+    return job

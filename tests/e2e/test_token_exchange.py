@@ -201,3 +201,127 @@ def test_id_token_verifies_with_google_auth(srv: KeylessServer) -> None:
     claims = id_token.verify_token(r.json()["token"], Request(), audience="https://run-service.example.com",
                                    certs_url=f"{srv.base_url}/oauth2/v3/certs")
     assert claims["email"] == DEPLOY_SA and claims["email_verified"] is True
+
+
+def _impersonating_config(tmp_path: Path, srv: KeylessServer, source: dict) -> Path:
+    config = {
+        "universe_domain": "localhost", "type": "external_account", "audience": AUDIENCE,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt", "token_url": f"{srv.base_url}/sts/v1/token",
+        "credential_source": source,
+        "service_account_impersonation_url":
+            f"{srv.base_url}/iamcredentials/v1/projects/-/serviceAccounts/{DEPLOY_SA}:generateAccessToken",
+    }
+    path = tmp_path / "cred.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def _refresh_and_check(srv: KeylessServer, path: Path) -> None:
+    import google.auth
+    import google.auth.transport.requests
+
+    creds, _ = google.auth.load_credentials_from_file(str(path))
+    creds = creds.with_scopes(["https://www.googleapis.com/auth/cloud-platform"])
+    creds.refresh(google.auth.transport.requests.Request())
+    assert srv.call("GET", "/cloudresourcemanager/v1/projects/my-project", token=creds.token).status_code == 200
+
+
+def test_google_auth_url_source_through_the_actions_token_endpoint(srv: KeylessServer, tmp_path: Path) -> None:
+    """As google-github-actions/auth does: ask ACTIONS_ID_TOKEN_REQUEST_URL for a token with our audience."""
+    from urllib.parse import quote
+
+    out = srv.keyless("token", "github-actions-env", "--repository", "my-org/my-repo", "--server", srv.base_url)
+    env = dict(line.split("=", 1) for line in out.stdout.splitlines())
+    url = env["ACTIONS_ID_TOKEN_REQUEST_URL"] + "&audience=" + quote(f"https:{AUDIENCE}", safe="")
+    _refresh_and_check(srv, _impersonating_config(tmp_path, srv, {
+        "url": url, "headers": {"Authorization": f"Bearer {env['ACTIONS_ID_TOKEN_REQUEST_TOKEN']}"},
+        "format": {"type": "json", "subject_token_field_name": "value"}}))
+    # a forged request token gets nothing
+    r = httpx.get(url, headers={"Authorization": "Bearer " + env["ACTIONS_ID_TOKEN_REQUEST_TOKEN"][:-4] + "AAAA"})
+    assert r.status_code == 401
+
+
+def test_google_auth_executable_source(srv: KeylessServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    token = github_token(srv)
+    script = tmp_path / "issue-token.py"
+    script.write_text(
+        "import json, time\n"
+        f"print(json.dumps({{'version': 1, 'success': True, 'token_type': 'urn:ietf:params:oauth:token-type:jwt',"
+        f" 'id_token': {token!r}, 'expiration_time': int(time.time()) + 300}}))\n")
+    monkeypatch.setenv("GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES", "1")
+    _refresh_and_check(srv, _impersonating_config(tmp_path, srv, {
+        "executable": {"command": f"{sys.executable} {script}", "timeout_millis": 30000}}))
+
+
+def test_sign_blob_and_sign_jwt_verify_against_published_certificates(srv: KeylessServer) -> None:
+    import base64 as b64
+
+    from google.auth import crypt, jwt
+
+    owner = srv.owner_token
+    # the owner may not sign as the account until granted Token Creator (roles/owner lacks signBlob)
+    base = f"{srv.base_url}/iamcredentials/v1/projects/-/serviceAccounts/{DEPLOY_SA}"
+    denied = httpx.post(f"{base}:signBlob", json={"payload": b64.b64encode(b"x").decode()},
+                        headers={"Authorization": f"Bearer {owner}"})
+    assert denied.status_code == 403
+    policy = srv.call("POST", f"/iam/v1/projects/-/serviceAccounts/{DEPLOY_SA}:getIamPolicy", body={}).json()
+    policy["bindings"].append({"role": "roles/iam.serviceAccountTokenCreator", "members": ["user:owner@keyless.dev"]})
+    assert srv.call("POST", f"/iam/v1/projects/-/serviceAccounts/{DEPLOY_SA}:setIamPolicy",
+                    body={"policy": policy}).status_code == 200
+    signed = httpx.post(f"{base}:signBlob", json={"payload": b64.b64encode(b"hello").decode()},
+                        headers={"Authorization": f"Bearer {owner}"}).json()
+    certs = httpx.get(f"{srv.base_url}/robot/v1/metadata/x509/{DEPLOY_SA}").json()
+    verifier = crypt.RSAVerifier.from_string(certs[signed["keyId"]])
+    assert verifier.verify(b"hello", b64.b64decode(signed["signedBlob"]))
+    assert not verifier.verify(b"hellO", b64.b64decode(signed["signedBlob"]))
+    now = int(time.time())
+    claims = {"iss": DEPLOY_SA, "aud": "https://example.com", "iat": now, "exp": now + 600}
+    out = httpx.post(f"{base}:signJwt", json={"payload": json.dumps(claims)},
+                     headers={"Authorization": f"Bearer {owner}"}).json()
+    assert jwt.decode(out["signedJwt"], certs=certs, audience="https://example.com")["iss"] == DEPLOY_SA
+    # the Google-managed key is listed, and cannot be deleted by users
+    keys = srv.call("GET", f"/iam/v1/projects/-/serviceAccounts/{DEPLOY_SA}/keys",
+                    params={"keyTypes": "SYSTEM_MANAGED"}).json()["keys"]
+    assert [k["keyType"] for k in keys] == ["SYSTEM_MANAGED"]
+    assert srv.call("DELETE", f"/iam/v1/{keys[0]['name']}").status_code == 400
+
+
+
+def test_impersonated_credentials_with_delegates(srv: KeylessServer) -> None:
+    """google.auth.impersonated_credentials: owner -> hop-sa (delegate) -> deploy-sa."""
+    from google.auth import impersonated_credentials
+    from google.auth.transport.requests import Request
+    from google.oauth2.credentials import Credentials
+
+    assert srv.call("POST", f"{IAM}/serviceAccounts", body={"accountId": "hop-sa"}).status_code == 200
+    hop = "hop-sa@my-project.iam.gserviceaccount.com"
+    for account, member in ((hop, "user:owner@keyless.dev"), (DEPLOY_SA, f"serviceAccount:{hop}")):
+        policy = srv.call("POST", f"/iam/v1/projects/-/serviceAccounts/{account}:getIamPolicy", body={}).json()
+        policy.setdefault("bindings", []).append({"role": "roles/iam.serviceAccountTokenCreator", "members": [member]})
+        assert srv.call("POST", f"/iam/v1/projects/-/serviceAccounts/{account}:setIamPolicy",
+                        body={"policy": policy}).status_code == 200
+    source = Credentials(token=srv.owner_token)
+    target = impersonated_credentials.Credentials(
+        source_credentials=source, target_principal=DEPLOY_SA,
+        target_scopes=["https://www.googleapis.com/auth/cloud-platform"],
+        delegates=[f"projects/-/serviceAccounts/{hop}"],
+        iam_endpoint_override=f"{srv.base_url}/iamcredentials/v1/projects/-/serviceAccounts/{DEPLOY_SA}:generateAccessToken")
+    target.refresh(Request())
+    info = httpx.get(f"{srv.base_url}/oauth2/v3/tokeninfo", params={"access_token": target.token}).json()
+    assert info["email"] == DEPLOY_SA
+    # remove the middle hop's right: the chain breaks at that hop
+    policy = srv.call("POST", f"/iam/v1/projects/-/serviceAccounts/{DEPLOY_SA}:getIamPolicy", body={}).json()
+    for b in policy["bindings"]:
+        b["members"] = [m for m in b["members"] if m != f"serviceAccount:{hop}"]
+    assert srv.call("POST", f"/iam/v1/projects/-/serviceAccounts/{DEPLOY_SA}:setIamPolicy",
+                    body={"policy": policy}).status_code == 200
+    from google.auth import exceptions
+    with pytest.raises(exceptions.RefreshError):
+        impersonated_credentials.Credentials(
+            source_credentials=source, target_principal=DEPLOY_SA,
+            target_scopes=["https://www.googleapis.com/auth/cloud-platform"],
+            delegates=[f"projects/-/serviceAccounts/{hop}"],
+            iam_endpoint_override=f"{srv.base_url}/iamcredentials/v1/projects/-/serviceAccounts/{DEPLOY_SA}"
+                                  ":generateAccessToken").refresh(Request())
