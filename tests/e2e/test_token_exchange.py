@@ -325,3 +325,33 @@ def test_impersonated_credentials_with_delegates(srv: KeylessServer) -> None:
             delegates=[f"projects/-/serviceAccounts/{hop}"],
             iam_endpoint_override=f"{srv.base_url}/iamcredentials/v1/projects/-/serviceAccounts/{DEPLOY_SA}"
                                   ":generateAccessToken").refresh(Request())
+
+
+@pytest.mark.gcloud
+def test_gcloud_auth_login_with_cred_file(srv: KeylessServer, tmp_path: Path) -> None:
+    """`gcloud auth login --cred-file=CONFIG`, then print-access-token: gcloud exchanges through Keyless."""
+    import os
+    import shutil
+    import subprocess
+
+    gcloud = shutil.which("gcloud")
+    if gcloud is None:
+        pytest.skip("gcloud is not installed: this test needs the Google Cloud CLI on PATH")
+    path = _impersonating_config(tmp_path, srv, {"file": str(tmp_path / "token")})
+    (tmp_path / "token").write_text(github_token(srv))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDSDK_")}
+    env.update(CLOUDSDK_CONFIG=str(tmp_path / "gcloud"), CLOUDSDK_CORE_DISABLE_PROMPTS="1",
+               CLOUDSDK_CORE_DISABLE_USAGE_REPORTING="1", CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK="1",
+               CLOUDSDK_METRICS_ENVIRONMENT="keyless", CLOUDSDK_CORE_CHECK_GCE_METADATA="false")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([gcloud, *args], capture_output=True, text=True, env=env, timeout=120)
+
+    login = run("auth", "login", f"--cred-file={path}")
+    assert login.returncode == 0, login.stderr
+    printed = run("auth", "print-access-token")
+    assert printed.returncode == 0, printed.stderr
+    info = httpx.get(f"{srv.base_url}/oauth2/v3/tokeninfo", params={"access_token": printed.stdout.strip()}).json()
+    assert info["email"] == DEPLOY_SA
+    listed = run("auth", "list", "--format=value(account)")
+    assert DEPLOY_SA in listed.stdout
