@@ -59,6 +59,14 @@ class AuditRecord:
 def write(s: Session, record: AuditRecord, principal: Principal | None, *, caller_ip: str = "",
           user_agent: str = "", error: KeylessError | None = None, at: datetime | None = None) -> AuditEntry:
     """Append one entry for `record` (inside the caller's transaction); `at` is when the call happened."""
+    row = AuditEntry(**entry_row(record, principal, caller_ip=caller_ip, user_agent=user_agent, error=error, at=at))
+    s.add(row)
+    return row
+
+
+def entry_row(record: AuditRecord, principal: Principal | None, *, caller_ip: str = "", user_agent: str = "",
+              error: KeylessError | None = None, at: datetime | None = None) -> dict[str, Any]:
+    """The column values of one audit entry (the LogEntry JSON and its indexed fields)."""
     now = at or datetime.now(UTC)
     status: dict[str, Any] = {}
     if error is not None:
@@ -97,10 +105,8 @@ def write(s: Session, record: AuditRecord, principal: Principal | None, *, calle
         "logName": f"projects/{project}/logs/{quote(record.log, safe='')}",
         "receiveTimestamp": rfc3339(now),
     }
-    row = AuditEntry(insert_id=insert_id, timestamp=now, project_id=project, log_name=entry["logName"],
-                     method_name=record.method, service_name=record.service, resource_type=record.resource_type,
-                     resource_name=record.resource_name, principal_email=auth_info.get("principalEmail", ""),
-                     principal_subject=auth_info.get("principalSubject", ""), severity=entry["severity"],
-                     status_code=status.get("code", 0), entry=entry)
-    s.add(row)
-    return row
+    return dict(insert_id=insert_id, timestamp=now, project_id=project, log_name=entry["logName"],
+                method_name=record.method, service_name=record.service, resource_type=record.resource_type,
+                resource_name=record.resource_name, principal_email=auth_info.get("principalEmail", ""),
+                principal_subject=auth_info.get("principalSubject", ""), severity=entry["severity"],
+                status_code=status.get("code", 0), entry=entry)

@@ -16,10 +16,13 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from sqlalchemy import insert
+
 from keyless.audit import log as audit
 from keyless.errors import KeylessError
 from keyless.iam.principal import Principal
 from keyless.store.db import Database
+from keyless.store.models import AuditEntry
 
 logger = logging.getLogger("keyless.audit")
 
@@ -58,10 +61,10 @@ class AuditSink:
                 except queue.Empty:
                     break
             if items:
-                with self._db.write() as s:
-                    for p in items:
-                        audit.write(s, p.record, p.principal, caller_ip=p.caller_ip, user_agent=p.user_agent,
-                                    error=p.error, at=p.at)
+                rows = [audit.entry_row(p.record, p.principal, caller_ip=p.caller_ip, user_agent=p.user_agent,
+                                        error=p.error, at=p.at) for p in items]
+                with self._db.write(bump=False) as s:
+                    s.execute(insert(AuditEntry), rows)  # one executemany, not an ORM flush per row
             return len(items)
 
     def _run(self) -> None:

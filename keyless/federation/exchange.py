@@ -20,7 +20,7 @@ from typing import Any
 
 from keyless.errors import InvalidArgument, KeylessError, PermissionDenied
 from keyless.federation.mapping import CompiledMapping, apply, compile_mapping
-from keyless.federation.providers.oidc import OidcVerifier
+from keyless.federation.providers.oidc import NeedsNetwork, OidcVerifier
 from keyless.iam.members import member_keys_for_federated
 from keyless.iam.principal import Principal
 from keyless.store.db import Database
@@ -137,8 +137,11 @@ class TokenExchanger:
         self._oidc = oidc
         self._aws = aws
 
-    def exchange(self, form: dict[str, str]) -> Exchange:
-        """Perform one exchange from the request's form fields; raise OAuthError otherwise."""
+    def exchange(self, form: dict[str, str], *, allow_network: bool = True) -> Exchange:
+        """Perform one exchange from the request's form fields; raise OAuthError otherwise.
+
+        With `allow_network=False` it raises NeedsNetwork instead of contacting an issuer or AWS,
+        so an event loop can run it inline and hand only cold cases to a worker thread."""
         if form.get("grant_type") != GRANT_TYPE:
             raise OAuthError("unsupported_grant_type", f"Unsupported grant_type: {form.get('grant_type', '')!r}. "
                              f"Expected {GRANT_TYPE}.")
@@ -156,7 +159,7 @@ class TokenExchanger:
         if provider is None or not provider.usable:
             raise OAuthError("invalid_target", INVALID_TARGET)
         scopes = tuple(form.get("scope", CLOUD_PLATFORM).split()) or (CLOUD_PLATFORM,)
-        assertion = self._verify(provider, subject_token, subject_token_type, form["audience"])
+        assertion = self._verify(provider, subject_token, subject_token_type, form["audience"], allow_network)
         try:
             identity = apply(provider.compiled, assertion)
         except PermissionDenied as exc:
@@ -169,7 +172,7 @@ class TokenExchanger:
         return Exchange(token, provider, assertion)
 
     def _verify(self, provider: ProviderRuntime, subject_token: str, subject_token_type: str,
-                audience: str) -> dict[str, Any]:
+                audience: str, allow_network: bool) -> dict[str, Any]:
         if provider.oidc is not None:
             if subject_token_type not in JWT_TYPES:
                 raise OAuthError("invalid_request", f'Invalid value for "subject_token_type": {subject_token_type}. '
@@ -178,7 +181,7 @@ class TokenExchanger:
                 return self._oidc.verify(subject_token, issuer_uri=provider.oidc["issuerUri"],
                                          allowed_audiences=list(provider.oidc.get("allowedAudiences", [])),
                                          provider_resource_name=provider.name,
-                                         jwks_json=provider.oidc.get("jwksJson"))
+                                         jwks_json=provider.oidc.get("jwksJson"), allow_network=allow_network)
             except KeylessError as exc:
                 raise OAuthError(getattr(exc, "oauth_error", "invalid_grant"), exc.message) from exc
         if subject_token_type != AWS_TYPE:
@@ -186,6 +189,8 @@ class TokenExchanger:
                              f"An AWS provider expects {AWS_TYPE}.")
         if self._aws is None:
             raise OAuthError("invalid_request", "AWS providers are not available on this server.")
+        if not allow_network:
+            raise NeedsNetwork("AWS STS")  # every AWS exchange asks AWS
         try:
             result: dict[str, Any] = self._aws.verify(subject_token, account_id=provider.aws["accountId"],  # type: ignore[index]
                                                       audience=audience)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event, select, text, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from keyless.store.models import Revision
@@ -37,7 +37,9 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {}
         if self.is_sqlite:
+            # A pool as large as the worker threads, so no connection is opened per request.
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            kwargs.update(pool_size=20, max_overflow=40)
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         self.engine: Engine = create_engine(url, **kwargs)
@@ -48,6 +50,8 @@ class Database:
         self._writing = threading.local()
         self._revision_seen = -1
         self._revision_checked_at = 0.0
+        self._revision_lock = threading.Lock()
+        self._revision_conn: Connection | None = None
 
     def _configure_sqlite(self, engine: Engine) -> None:
         @event.listens_for(engine, "connect")
@@ -87,6 +91,10 @@ class Database:
                 s.add(Revision(id=1, value=0))
 
     def dispose(self) -> None:
+        with self._revision_lock:
+            if self._revision_conn is not None:
+                self._revision_conn.close()
+                self._revision_conn = None
         self.engine.dispose()
 
     # -- sessions --------------------------------------------------------------------------
@@ -99,8 +107,11 @@ class Database:
             yield session
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
-        """A serialised read-write transaction that bumps the revision on commit."""
+    def write(self, *, bump: bool = True) -> Iterator[Session]:
+        """A serialised read-write transaction that bumps the revision on commit.
+
+        `bump=False` is for append-only data no cache depends on (audit entries): bumping
+        would make every process drop its policy, provider and key caches for nothing."""
         with self._local_write_lock, self._sessions() as session:
             try:
                 if self.is_sqlite:
@@ -114,22 +125,50 @@ class Database:
                 else:
                     session.execute(select(Revision).where(Revision.id == 1).with_for_update())
                 yield session
-                session.execute(update(Revision).where(Revision.id == 1).values(value=Revision.value + 1))
+                if bump:
+                    session.execute(update(Revision).where(Revision.id == 1).values(value=Revision.value + 1))
                 session.commit()
             except BaseException:
                 session.rollback()
                 raise
-        self._revision_checked_at = 0.0  # our own write: look again at once
+        if bump:
+            self._revision_checked_at = 0.0  # our own write: look again at once
 
     def revision(self, max_age: float = 0.05) -> int:
-        """The store's revision, re-read at most every `max_age` seconds."""
+        """The store's revision, re-read at most every `max_age` seconds.
+
+        Every cache asks this on every request, so it must cost nothing: one thread re-reads
+        (on a connection it keeps) while the others use the value they have; nobody waits
+        unless no value was ever read."""
         now = time.monotonic()
-        if now - self._revision_checked_at >= max_age:
-            with self.engine.connect() as conn:
-                value = conn.execute(text("SELECT value FROM revision WHERE id = 1")).scalar()
-            self._revision_seen = int(value or 0)
-            self._revision_checked_at = now
+        if now - self._revision_checked_at < max_age and self._revision_seen >= 0:
+            return self._revision_seen
+        if not self._revision_lock.acquire(blocking=self._revision_seen < 0):
+            return self._revision_seen
+        try:
+            if time.monotonic() - self._revision_checked_at >= max_age or self._revision_seen < 0:
+                checked_at = time.monotonic()
+                self._revision_seen = self._read_revision()
+                self._revision_checked_at = checked_at
+        finally:
+            self._revision_lock.release()
         return self._revision_seen
+
+    def _read_revision(self) -> int:
+        for attempt in (1, 2):
+            try:
+                if self._revision_conn is None:
+                    self._revision_conn = self.engine.connect()
+                value = self._revision_conn.execute(text("SELECT value FROM revision WHERE id = 1")).scalar()
+                self._revision_conn.rollback()  # end the read transaction: the next read sees new commits
+                return int(value or 0)
+            except Exception:
+                if self._revision_conn is not None:
+                    self._revision_conn.close()
+                self._revision_conn = None
+                if attempt == 2:
+                    raise
+        return 0
 
 
 def open_database(url: str | None, data_dir: Path) -> Database:

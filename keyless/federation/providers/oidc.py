@@ -75,6 +75,13 @@ ALGORITHMS = frozenset(_RSA_PKCS1) | frozenset(_RSA_PSS) | frozenset(_ECDSA)
 _CURVES: dict[str, ec.EllipticCurve] = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1()}
 
 
+class NeedsNetwork(Exception):
+    """Raised instead of fetching when `verify(..., allow_network=False)` would need the network.
+
+    Lets a caller on an event loop verify inline while keys are cached, and move to a worker
+    thread only when the issuer must be asked."""
+
+
 class SubjectTokenRejected(InvalidArgument):
     """A subject token the STS refuses, rendered as an RFC 6749 error response."""
 
@@ -330,8 +337,11 @@ class OidcVerifier:
     # -- the plugin interface ----------------------------------------------------------------
 
     def verify(self, token: str, *, issuer_uri: str, allowed_audiences: list[str],
-               provider_resource_name: str, jwks_json: str | None, now: float | None = None) -> dict[str, Any]:
-        """The verified claims of `token` (the CEL `assertion`), or SubjectTokenRejected."""
+               provider_resource_name: str, jwks_json: str | None, now: float | None = None,
+               allow_network: bool = True) -> dict[str, Any]:
+        """The verified claims of `token` (the CEL `assertion`), or SubjectTokenRejected.
+
+        With `allow_network=False`, raises NeedsNetwork where it would fetch discovery or JWKS."""
         if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES:
             size = len(token) if isinstance(token, str) else 0
             raise SubjectTokenRejected(
@@ -366,7 +376,7 @@ class OidcVerifier:
             raise _rejected("issuer", f"The issuer in ID Token [{iss}] does not match the expected issuer.",
                             f"expected issuer {issuer_uri}")
 
-        key = self._key_for(kid, alg, issuer_uri, jwks_json)
+        key = self._key_for(kid, alg, issuer_uri, jwks_json, allow_network)
         if not _verify_signature(key, alg, f"{header_b64}.{payload_b64}".encode("ascii"), signature):
             raise _bad_signature(f"the signature does not verify with key {key.kid or '(no kid)'}")
 
@@ -409,7 +419,8 @@ class OidcVerifier:
 
     # -- keys ----------------------------------------------------------------------------------
 
-    def _key_for(self, kid: str | None, alg: str, issuer_uri: str, jwks_json: str | None) -> _Key:
+    def _key_for(self, kid: str | None, alg: str, issuer_uri: str, jwks_json: str | None,
+                 allow_network: bool = True) -> _Key:
         if jwks_json:
             keyset = self._uploaded_keyset(jwks_json)
             key = keyset.find(kid, alg)
@@ -417,11 +428,11 @@ class OidcVerifier:
                 raise _bad_signature(f"no key in the provider's uploaded JWKS matches kid {kid!r} and alg {alg}")
             return key
         entry = self._entry(issuer_uri)
-        keyset = self._keyset(entry, issuer_uri)
+        keyset = self._keyset(entry, issuer_uri, allow_network=allow_network)
         key = keyset.find(kid, alg)
         if key is None and kid is not None and kid not in keyset.by_kid:
             # An unknown kid may be a freshly rotated key: refetch, at most once per interval.
-            keyset = self._keyset(entry, issuer_uri, refetch=keyset)
+            keyset = self._keyset(entry, issuer_uri, refetch=keyset, allow_network=allow_network)
             key = keyset.find(kid, alg)
         if key is None:
             raise _bad_signature(f"no key in the issuer's JWKS matches kid {kid!r} and alg {alg}")
@@ -456,7 +467,8 @@ class OidcVerifier:
                     self._issuers.popitem(last=False)
             return entry
 
-    def _keyset(self, entry: _IssuerEntry, issuer_uri: str, *, refetch: _KeySet | None = None) -> _KeySet:
+    def _keyset(self, entry: _IssuerEntry, issuer_uri: str, *, refetch: _KeySet | None = None,
+                allow_network: bool = True) -> _KeySet:
         """The issuer's keys: cached while fresh, else refetched under that issuer's own lock.
 
         `refetch` is the key set in which a token's kid was not found: fetch again unless the
@@ -476,6 +488,8 @@ class OidcVerifier:
                 if stale_ok and keyset is not None:
                     return keyset  # the issuer is failing: keep verifying with the keys we had
                 raise entry.error  # fail fast instead of waiting on a failing issuer again
+        if not allow_network:
+            raise NeedsNetwork(issuer_uri)
         generation = entry.generation
         # With usable keys in hand, don't queue behind another thread's refresh: use them.
         if not entry.lock.acquire(blocking=refetch is not None or not stale_ok):

@@ -1,0 +1,196 @@
+"""Token exchange throughput over loopback, driven by wrk at fixed concurrency.
+
+Starts `keyless serve` (1 and 2 worker processes) on a fresh SQLite store, sets up seed 001's
+GitHub pool, provider and deploy service account, and measures, at concurrency 32 and 128:
+  - OIDC exchange (RS256 GitHub-shaped token, condition, mapping, access token);
+  - OIDC exchange + generateAccessToken (each connection alternates the two calls);
+  - the peer: moto's STS AssumeRoleWithWebIdentity (which verifies no signature), when moto
+    is installed.
+Prints requests/s, p50 and p99 per case. Needs `wrk` (Debian package wrk).
+
+    .venv/bin/python bench/exchange.py [--duration 10] [--workers 1,2] [--connections 32,128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+NUMBER = "123456789"
+POOL = f"projects/{NUMBER}/locations/global/workloadIdentityPools/github-pool"
+AUDIENCE = f"//iam.googleapis.com/{POOL}/providers/github-provider"
+SA = "deploy-sa@my-project.iam.gserviceaccount.com"
+
+STS_LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.body = "%s"
+"""
+
+FLOW_LUA = """
+local sts_body = "%s"
+local gat_path = "/iamcredentials/v1/projects/-/serviceAccounts/%s:generateAccessToken"
+local token = nil
+local step = 0
+request = function()
+  step = step + 1
+  if token == nil or step %% 2 == 1 then
+    return wrk.format("POST", "/sts/v1/token", {["Content-Type"] = "application/x-www-form-urlencoded"}, sts_body)
+  end
+  return wrk.format("POST", gat_path, {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. token},
+                    '{"scope": ["https://www.googleapis.com/auth/cloud-platform"]}')
+end
+response = function(status, headers, body)
+  local t = body:match('"access_token":"([^"]+)"')
+  if t then token = t end
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def keyless(data: Path, *args: str) -> str:
+    out = subprocess.run([sys.executable, "-m", "keyless.cli.main", *args, "--data-dir", str(data)],
+                         capture_output=True, text=True, check=True, cwd=ROOT)
+    return out.stdout.strip()
+
+
+def start(data: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, "-m", "keyless.cli.main", "serve", "--port", str(port),
+                             "--data-dir", str(data), "--allow-insecure-issuers", "--workers", str(workers)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    for _ in range(300):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SystemExit("server did not start")
+
+
+def setup(base: str, token: str) -> None:
+    h = {"Authorization": f"Bearer {token}"}
+    iam = f"{base}/iam/v1/projects/my-project"
+
+    def ok(r: httpx.Response) -> None:
+        if r.status_code != 200:
+            raise SystemExit(f"setup failed: {r.status_code} {r.text}")
+
+    ok(httpx.post(f"{iam}/locations/global/workloadIdentityPools?workloadIdentityPoolId=github-pool", json={},
+                  headers=h))
+    ok(httpx.post(f"{iam}/locations/global/workloadIdentityPools/github-pool/providers"
+                  "?workloadIdentityPoolProviderId=github-provider", headers=h, json={
+                      "attributeMapping": {"google.subject": "assertion.sub",
+                                           "attribute.repository": "assertion.repository",
+                                           "attribute.ref": "assertion.ref", "attribute.actor": "assertion.actor"},
+                      "attributeCondition": "assertion.repository_owner == 'my-org' && (assertion.ref == "
+                                            "'refs/heads/main' || assertion.ref.startsWith('refs/heads/release/'))",
+                      "oidc": {"issuerUri": f"{base}/idp/github"}}))
+    ok(httpx.post(f"{iam}/serviceAccounts", json={"accountId": "deploy-sa"}, headers=h))
+    member = f"principalSet://iam.googleapis.com/{POOL}/attribute.repository/my-org/my-repo"
+    ok(httpx.post(f"{base}/iam/v1/projects/-/serviceAccounts/{SA}:setIamPolicy", headers=h,
+                  json={"policy": {"bindings": [{"role": "roles/iam.workloadIdentityUser", "members": [member]}]}}))
+
+
+def wrk(url: str, script: str, connections: int, duration: int) -> tuple[float, float, float, int]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(script)
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", f.name, url],
+                         capture_output=True, text=True).stdout
+    os.unlink(f.name)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    bad = int(non2xx.group(1)) if non2xx else 0
+    if bad:
+        print(f"  WARNING: {bad} non-2xx answers: the figure below counts failures and is not valid")
+    return rps, _ms(lat.get("50", "0ms")), _ms(lat.get("99", "0ms")), bad
+
+
+def _ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def form_body(token: str) -> str:
+    from urllib.parse import urlencode
+    return urlencode({"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange", "audience": AUDIENCE,
+                      "scope": "https://www.googleapis.com/auth/cloud-platform",
+                      "requested_token_type": "urn:ietf:params:oauth:token-type:access_token",
+                      "subject_token": token, "subject_token_type": "urn:ietf:params:oauth:token-type:jwt"})
+
+
+def moto_peer(connections: list[int], duration: int) -> None:
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError:
+        print("moto peer: skipped (moto is not installed)")
+        return
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    body = ("Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleSessionName=bench&"
+            "RoleArn=arn:aws:iam::123456789012:role/bench&WebIdentityToken=" + "a" * 800)
+    for c in connections:
+        rps, p50, p99, bad = wrk(f"http://127.0.0.1:{port}/", STS_LUA % body, c, duration)
+        print(f"{'moto AssumeRoleWithWebIdentity (peer)':<44} conc {c:>3}: {rps:>8.0f} req/s  "
+              f"p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  non-2xx {bad}")
+    server.stop()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--duration", type=int, default=10)
+    p.add_argument("--workers", default="1,2")
+    p.add_argument("--connections", default="32,128")
+    args = p.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is required: apt-get install wrk")
+    connections = [int(c) for c in args.connections.split(",")]
+    print(f"# keyless token exchange, {args.duration}s per case, wrk -t2, {os.cpu_count()} cores")
+    for workers in (int(w) for w in args.workers.split(",")):
+        data = Path(tempfile.mkdtemp(prefix="keyless-bench-"))
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        keyless(data, "projects", "create", "my-project", "--number", NUMBER)
+        proc = start(data, port, workers)
+        try:
+            setup(base, (data / "owner.token").read_text().strip())
+            gh = keyless(data, "token", "github", "--repository", "my-org/my-repo", "--audience", f"https:{AUDIENCE}",
+                         "--lifetime", "3600", "--server", base)
+            body = form_body(gh)
+            check = httpx.post(f"{base}/sts/v1/token", content=body,
+                               headers={"Content-Type": "application/x-www-form-urlencoded"})
+            assert check.status_code == 200, check.text
+            for c in connections:
+                rps, p50, p99, bad = wrk(f"{base}/sts/v1/token", STS_LUA % body, c, args.duration)
+                print(f"{f'OIDC exchange, {workers} worker(s)':<44} conc {c:>3}: {rps:>8.0f} req/s  "
+                      f"p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  non-2xx {bad}")
+            for c in connections:
+                rps, p50, p99, bad = wrk(base, FLOW_LUA % (body, SA), c, args.duration)
+                print(f"{f'exchange + generateAccessToken, {workers} w':<44} conc {c:>3}: {rps / 2:>8.0f} flows/s "
+                      f"p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  non-2xx {bad}  (per request)")
+        finally:
+            proc.terminate()
+            proc.wait(10)
+            shutil.rmtree(data, ignore_errors=True)
+    moto_peer(connections, args.duration)
+
+
+if __name__ == "__main__":
+    main()
