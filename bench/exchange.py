@@ -4,6 +4,7 @@ Starts `keyless serve` (1 and 2 worker processes) on a fresh SQLite store, sets 
 GitHub pool, provider and deploy service account, and measures, at concurrency 32 and 128:
   - OIDC exchange (RS256 GitHub-shaped token, condition, mapping, access token);
   - OIDC exchange + generateAccessToken (each connection alternates the two calls);
+  - AWS exchange, with moto's server as AWS (so bounded by moto's own rate);
   - the peer: moto's STS AssumeRoleWithWebIdentity (which verifies no signature), when moto
     is installed.
 Prints requests/s, p50 and p99 per case. Needs `wrk` (Debian package wrk).
@@ -14,6 +15,7 @@ Prints requests/s, p50 and p99 per case. Needs `wrk` (Debian package wrk).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -135,6 +137,103 @@ def form_body(token: str) -> str:
                       "subject_token": token, "subject_token_type": "urn:ietf:params:oauth:token-type:jwt"})
 
 
+class Moto:
+    """moto's server as AWS: an IAM role assumed by a session whose credentials sign for us."""
+
+    def __init__(self) -> None:
+        import boto3
+        import requests
+        from botocore.awsrequest import AWSRequest
+        from moto.iam import access_control
+        from moto.server import ThreadedMotoServer
+
+        def raw_body(self: object) -> AWSRequest:  # moto hashes the query for an empty body: hash the body
+            signed = self._get_string_between("SignedHeaders=", ",", self._headers["Authorization"]).split(";")  # type: ignore[attr-defined]
+            headers = self._create_headers_for_aws_request(signed, self._headers)  # type: ignore[attr-defined]
+            req = AWSRequest(method=self._method, url=self._path, data=self._body, headers=headers)  # type: ignore[attr-defined]
+            req.context["timestamp"] = headers["X-Amz-Date"]
+            return req
+
+        access_control.IAMRequestBase._create_aws_request = raw_body  # type: ignore[method-assign]
+        self.port = free_port()
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server.start()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        admin = {"endpoint_url": self.endpoint, "region_name": "us-east-1", "aws_access_key_id": "testing",
+                 "aws_secret_access_key": "testing"}
+        iam = boto3.client("iam", **admin)
+        iam.create_user(UserName="bench")
+        key = iam.create_access_key(UserName="bench")["AccessKey"]
+        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                          "Principal": {"AWS": "arn:aws:iam::123456789012:root"}}]}
+        role = iam.create_role(RoleName="bench-role", AssumeRolePolicyDocument=json.dumps(trust))["Role"]
+        sts = boto3.client("sts", endpoint_url=self.endpoint, region_name="us-east-1",
+                           aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
+        self.session = sts.assume_role(RoleArn=role["Arn"], RoleSessionName="bench")["Credentials"]
+        requests.post(f"{self.endpoint}/moto-api/reset-auth", data=b"0", timeout=5)
+
+    def subject_token(self, audience: str) -> str:
+        from google.auth import aws
+        from google.auth.transport.requests import Request
+
+        os.environ.update(AWS_ACCESS_KEY_ID=self.session["AccessKeyId"],
+                          AWS_SECRET_ACCESS_KEY=self.session["SecretAccessKey"],
+                          AWS_SESSION_TOKEN=self.session["SessionToken"], AWS_REGION="us-east-1")
+        creds = aws.Credentials(audience=audience, subject_token_type="urn:ietf:params:aws:token-type:aws4_request",
+                                token_url="https://sts.googleapis.com/v1/token",
+                                credential_source={"environment_id": "aws1", "regional_cred_verification_url":
+                                                   "https://sts.{region}.amazonaws.com?Action=GetCallerIdentity"
+                                                   "&Version=2011-06-15"})
+        return str(creds.retrieve_subject_token(Request()))
+
+    def stop(self) -> None:
+        import requests
+
+        requests.post(f"{self.endpoint}/moto-api/reset-auth", data=b"inf", timeout=5)  # auth is process-global
+        self.server.stop()
+
+
+def aws_case(moto: Moto, connections: list[int], duration: int) -> None:
+    from urllib.parse import urlencode
+
+    data = Path(tempfile.mkdtemp(prefix="keyless-bench-"))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    keyless(data, "projects", "create", "my-project", "--number", NUMBER)
+    proc = subprocess.Popen([sys.executable, "-m", "keyless.cli.main", "serve", "--port", str(port), "--data-dir",
+                             str(data), "--aws-sts-endpoint", moto.endpoint], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, cwd=ROOT)
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        h = {"Authorization": f"Bearer {(data / 'owner.token').read_text().strip()}"}
+        pools = f"{base}/iam/v1/projects/my-project/locations/global/workloadIdentityPools"
+        httpx.post(f"{pools}?workloadIdentityPoolId=aws-pool", json={}, headers=h).raise_for_status()
+        httpx.post(f"{pools}/aws-pool/providers?workloadIdentityPoolProviderId=aws-provider", headers=h,
+                   json={"aws": {"accountId": "123456789012"}}).raise_for_status()
+        audience = f"//iam.googleapis.com/projects/{NUMBER}/locations/global/workloadIdentityPools/aws-pool/providers/aws-provider"
+        body = urlencode({"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange", "audience": audience,
+                          "scope": "https://www.googleapis.com/auth/cloud-platform",
+                          "requested_token_type": "urn:ietf:params:oauth:token-type:access_token",
+                          "subject_token": moto.subject_token(audience),
+                          "subject_token_type": "urn:ietf:params:aws:token-type:aws4_request"})
+        check = httpx.post(f"{base}/sts/v1/token", content=body,
+                           headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert check.status_code == 200, check.text
+        for c in connections:
+            rps, p50, p99, bad = wrk(f"{base}/sts/v1/token", STS_LUA % body, c, duration)
+            print(f"{'AWS exchange (moto as AWS), 1 worker':<44} conc {c:>3}: {rps:>8.0f} req/s  "
+                  f"p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  non-2xx {bad}")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(data, ignore_errors=True)
+
+
 def moto_peer(connections: list[int], duration: int) -> None:
     try:
         from moto.server import ThreadedMotoServer
@@ -189,6 +288,15 @@ def main() -> None:
             proc.terminate()
             proc.wait(10)
             shutil.rmtree(data, ignore_errors=True)
+    try:
+        moto = Moto()
+    except ImportError as exc:
+        print(f"AWS exchange: skipped ({exc})")
+    else:
+        try:
+            aws_case(moto, connections, args.duration)
+        finally:
+            moto.stop()
     moto_peer(connections, args.duration)
 
 

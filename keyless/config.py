@@ -22,6 +22,7 @@ class Settings:
     public_url: str | None = None  # how clients reach us (key files' token_uri, issuer URLs)
     owner: str = DEFAULT_OWNER  # the bootstrap owner, a user: member
     allow_insecure_issuers: bool = False  # accept http:// OIDC issuers on loopback (local testing)
+    aws_sts_endpoint: str | None = None  # where AWS subject tokens are verified (default: AWS itself)
     max_body_bytes: int = 10 * 1024 * 1024
 
     @property
@@ -40,6 +41,8 @@ class Settings:
             s.database_url = env["KEYLESS_DATABASE_URL"]
         if env.get("KEYLESS_PUBLIC_URL"):
             s.public_url = env["KEYLESS_PUBLIC_URL"]
+        if env.get("KEYLESS_AWS_STS_ENDPOINT"):
+            s.aws_sts_endpoint = env["KEYLESS_AWS_STS_ENDPOINT"]
         if env.get("KEYLESS_OWNER"):
             s.owner = env["KEYLESS_OWNER"]
         for k, v in overrides.items():

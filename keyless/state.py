@@ -19,7 +19,9 @@ from keyless.audit.sink import AuditSink
 from keyless.config import Settings
 from keyless.errors import InvalidArgument, Unauthenticated
 from keyless.federation.exchange import TokenExchanger
+from keyless.federation.providers.aws import AwsVerifier
 from keyless.federation.providers.oidc import OidcVerifier
+from keyless.iam.directory import AccountInfo, ServiceAccountDirectory
 from keyless.iam.evaluate import Authorizer
 from keyless.iam.members import (
     ALL_AUTHENTICATED_USERS,
@@ -56,7 +58,7 @@ def user_principal(email: str) -> Principal:
                      subject=f"user:{email}")
 
 
-def service_account_principal(row: ServiceAccount) -> Principal:
+def service_account_principal(row: ServiceAccount | AccountInfo) -> Principal:
     return Principal(member=f"serviceAccount:{row.email}", member_keys=member_keys_for_service_account(row.email),
                      email=row.email, subject=f"serviceAccount:{row.email}", service_account_id=row.unique_id)
 
@@ -72,8 +74,10 @@ class ServerState:
         self.roles = RoleCatalogue(self.db)
         self.authz = Authorizer(self.db, self.roles)
         self.audit = AuditSink(self.db)
+        self.directory = ServiceAccountDirectory(self.db)
         self.exchanger = TokenExchanger(
-            self.db, self.tokens, OidcVerifier(allow_insecure_loopback=settings.allow_insecure_issuers))
+            self.db, self.tokens, OidcVerifier(allow_insecure_loopback=settings.allow_insecure_issuers),
+            AwsVerifier(sts_endpoint=settings.aws_sts_endpoint))
         self._lock = threading.Lock()
         self._inactive: frozenset[str] = frozenset()
         self._inactive_revision = -1

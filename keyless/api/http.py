@@ -159,8 +159,11 @@ def _json_problem(exc: Exception) -> str:
 
 
 def endpoint(state: ServerState, handler: Handler, *, service: str = "", method: str = "",
-             authenticated: bool = True, audited: bool = True) -> Callable[[Request], Any]:
-    """Wrap a synchronous handler as an ASGI endpoint (see the module docstring)."""
+             authenticated: bool = True, audited: bool = True, inline: bool = False) -> Callable[[Request], Any]:
+    """Wrap a synchronous handler as an ASGI endpoint (see the module docstring).
+
+    `inline` runs the handler on the event loop: only for hot-path handlers that work from
+    in-memory caches (a cache miss then costs one short store read on the loop)."""
 
     async def run(request: Request) -> Response:
         call: Call | None = None
@@ -176,7 +179,7 @@ def endpoint(state: ServerState, handler: Handler, *, service: str = "", method:
             call = Call(state=state, token=token, params=dict(request.path_params), query=query, body=body,
                         record=record, caller_ip=request.client.host if request.client else "",
                         user_agent=request.headers.get("user-agent", ""))
-            result = await run_in_threadpool(handler, call)
+            result = handler(call) if inline else await run_in_threadpool(handler, call)
         except KeylessError as error:
             if call is not None and call.record is not None and call.token is not None and not call.audited:
                 await run_in_threadpool(_audit_failure, state, call, error)

@@ -18,15 +18,15 @@ from keyless.api.http import Call, allowed_fields, route
 from keyless.audit.log import DATA_ACCESS, AuditRecord
 from keyless.clock import rfc3339
 from keyless.iam import credentials
+from keyless.iam.directory import AccountInfo
 from keyless.iam.principal import Principal
-from keyless.iam.service_accounts import find, sa_chain
+from keyless.iam.service_accounts import sa_chain
 from keyless.state import ServerState
-from keyless.store.models import ServiceAccount
 
 SERVICE = "iam.googleapis.com"
 
 
-def _audit(call: Call, method: str, target: ServiceAccount | None, principal: Principal) -> None:
+def _audit(call: Call, method: str, target: AccountInfo | None, principal: Principal) -> None:
     """Queue a Data Access entry if the target project's auditConfigs ask for DATA_READ."""
     if target is None:
         return
@@ -52,9 +52,8 @@ def _audit(call: Call, method: str, target: ServiceAccount | None, principal: Pr
     call.state.audit.submit(record, principal, caller_ip=call.caller_ip, user_agent=call.user_agent)
 
 
-def _target(call: Call) -> ServiceAccount | None:
-    with call.read() as s:
-        return find(s, call.params["project"], call.params["account"])
+def _target(call: Call) -> AccountInfo | None:
+    return call.state.directory.find(call.params["account"])
 
 
 def generate_access_token(call: Call) -> dict[str, Any]:
@@ -96,7 +95,7 @@ def _utc(epoch: int) -> datetime:
 def routes(state: ServerState) -> list[Route]:
     sa = "/v1/projects/{project}/serviceAccounts/{account}"
     return [
-        route(state, "POST", sa + ":generateAccessToken", generate_access_token, audited=False),
+        route(state, "POST", sa + ":generateAccessToken", generate_access_token, audited=False, inline=True),
         route(state, "POST", sa + ":generateIdToken", generate_id_token, audited=False),
         route(state, "POST", sa + ":signBlob", sign_blob, audited=False),
         route(state, "POST", sa + ":signJwt", sign_jwt, audited=False),

@@ -38,7 +38,7 @@ class Pending:
 
 
 class AuditSink:
-    def __init__(self, db: Database, *, interval: float = 0.2, batch: int = 1000) -> None:
+    def __init__(self, db: Database, *, interval: float = 0.05, batch: int = 1000) -> None:
         self._db = db
         self._queue: queue.SimpleQueue[Pending] = queue.SimpleQueue()
         self._interval = interval

@@ -17,6 +17,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         database_url=getattr(args, "database", None), public_url=getattr(args, "public_url", None),
         owner=getattr(args, "owner", None),
         allow_insecure_issuers=True if getattr(args, "allow_insecure_issuers", False) else None,
+        aws_sts_endpoint=getattr(args, "aws_sts_endpoint", None),
     )
 
 
@@ -48,6 +49,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             os.environ["KEYLESS_DATABASE_URL"] = settings.database_url
         if settings.public_url:
             os.environ["KEYLESS_PUBLIC_URL"] = settings.public_url
+        if settings.aws_sts_endpoint:
+            os.environ["KEYLESS_AWS_STS_ENDPOINT"] = settings.aws_sts_endpoint
         state.db.dispose()
         uvicorn.run("keyless.app:create_app", factory=True, host=settings.host, port=settings.port,
                     workers=args.workers, log_level=args.log_level, access_log=False)
@@ -148,6 +151,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--owner", help="email of the bootstrap owner (default owner@keyless.dev)")
     serve.add_argument("--allow-insecure-issuers", action="store_true",
                        help="accept http:// OIDC issuers on loopback addresses (local testing only)")
+    serve.add_argument("--aws-sts-endpoint", help="verify AWS subject tokens at this STS endpoint instead of AWS "
+                                                  "(e.g. a local moto server); or $KEYLESS_AWS_STS_ENDPOINT")
     serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
     serve.add_argument("--log-level", default="warning")
     serve.set_defaults(func=cmd_serve)

@@ -22,10 +22,11 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 from keyless.clock import parse_duration
 from keyless.errors import FailedPrecondition, InvalidArgument, NotFound
+from keyless.iam.directory import AccountInfo
 from keyless.iam.evaluate import Authorizer, permission_denied
 from keyless.iam.principal import Principal
 from keyless.iam.service_account_keys import system_key
-from keyless.iam.service_accounts import find, sa_chain
+from keyless.iam.service_accounts import sa_chain
 from keyless.state import ServerState, service_account_principal
 from keyless.store.models import ServiceAccount
 from keyless.tokens.access import AccessToken
@@ -39,35 +40,35 @@ GOOGLE_ISSUER = "https://accounts.google.com"  # what Google's ID tokens say; JW
 
 @dataclass(frozen=True)
 class Chain:
-    target: ServiceAccount
-    hops: tuple[ServiceAccount, ...]  # the delegates, in order
+    target: AccountInfo
+    hops: tuple[AccountInfo, ...]  # the delegates, in order
     delegation: tuple[str, ...]  # principals the final token acts for, first = the caller
 
 
-def _account(state: ServerState, s: Any, name: str) -> ServiceAccount:
+def _account(state: ServerState, name: str) -> AccountInfo:
     m = DELEGATE.match(name)
     if m is None:
         raise InvalidArgument(f"Invalid form of account ID {name}. Should be [Gaia ID |Email |Unique ID |] "
                               "of the account")
-    row = find(s, m.group(1), m.group(2))
-    if row is None:
+    account = state.directory.find(m.group(2))
+    if account is None:
         raise NotFound(f"Not found; Gaia id not found for email {m.group(2)}")
-    if row.disabled:
-        raise FailedPrecondition(f"Service account {row.email} is disabled.")
-    return row
+    if account.disabled:
+        raise FailedPrecondition(f"Service account {account.email} is disabled.")
+    return account
 
 
 def resolve_chain(state: ServerState, caller: Principal, target_name: str, delegates: Any,
                   permission: str) -> Chain:
-    """Check the whole chain caller -> delegates... -> target for `permission`."""
+    """Check the whole chain caller -> delegates... -> target for `permission` (no store access
+    while caches are warm: accounts come from the directory, policies from the authorizer)."""
     if delegates is None:
         delegates = []
     if not isinstance(delegates, list) or not all(isinstance(d, str) for d in delegates) \
             or len(delegates) > MAX_DELEGATES:
         raise InvalidArgument(f"delegates must be a list of at most {MAX_DELEGATES} service account names.")
-    with state.db.read() as s:
-        hops = tuple(_account(state, s, d) for d in delegates)
-        target = _account(state, s, target_name)
+    hops = tuple(_account(state, d) for d in delegates)
+    target = _account(state, target_name)
     authz: Authorizer = state.authz
     actor = caller
     for account in (*hops, target):
@@ -106,7 +107,8 @@ def generate_id_token(state: ServerState, caller: Principal, name: str, body: di
     return id_token_for(state, chain.target, audience, include_email)
 
 
-def id_token_for(state: ServerState, account: ServiceAccount, audience: str, include_email: bool) -> str:
+def id_token_for(state: ServerState, account: ServiceAccount | AccountInfo, audience: str,
+                 include_email: bool) -> str:
     """A Google-shaped ID token for `account`, RS256-signed with Keyless's ID key."""
     now = int(time.time())
     claims: dict[str, Any] = {"aud": audience, "azp": account.unique_id, "exp": now + 3600, "iat": now,
@@ -129,7 +131,7 @@ def sign_blob(state: ServerState, caller: Principal, name: str, body: dict[str, 
         raise InvalidArgument("payload must be at most 1 MiB.")
     chain = resolve_chain(state, caller, name, body.get("delegates"), "iam.serviceAccounts.signBlob")
     with state.db.write() as s:
-        key, private = system_key(s, chain.target)
+        key, private = system_key(s, _row(s, chain.target))
         key_id = key.key_id
     return key_id, private.sign(data, padding.PKCS1v15(), hashes.SHA256())
 
@@ -150,9 +152,16 @@ def sign_jwt(state: ServerState, caller: Principal, name: str, body: dict[str, A
         raise InvalidArgument("The exp claim must be at most 12 hours in the future.")
     chain = resolve_chain(state, caller, name, body.get("delegates"), "iam.serviceAccounts.signJwt")
     with state.db.write() as s:
-        key, private = system_key(s, chain.target)
+        key, private = system_key(s, _row(s, chain.target))
         key_id = key.key_id
     head = b64url(json.dumps({"alg": "RS256", "typ": "JWT", "kid": key_id}, separators=(",", ":")).encode())
     body_b64 = b64url(payload.encode())
     signature = private.sign(f"{head}.{body_b64}".encode(), padding.PKCS1v15(), hashes.SHA256())
     return key_id, f"{head}.{body_b64}.{b64url(signature)}"
+
+
+def _row(s: Any, account: AccountInfo) -> ServiceAccount:
+    row = s.get(ServiceAccount, account.unique_id)
+    if row is None or row.deleted:
+        raise NotFound(f"Not found; Gaia id not found for email {account.email}")
+    return row

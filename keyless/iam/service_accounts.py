@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from keyless.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from keyless.etag import etags_match, new_etag
+from keyless.iam.directory import AccountInfo
 from keyless.iam.policy import rename_member
 from keyless.projects import ROOT, project_resource
 from keyless.store.models import ServiceAccount
@@ -34,12 +35,12 @@ def email_for(account_id: str, project_id: str) -> str:
     return f"{account_id}@{project_id}{EMAIL_DOMAIN}"
 
 
-def sa_resource(row: ServiceAccount) -> str:
+def sa_resource(row: ServiceAccount | AccountInfo) -> str:
     """Where the account's IAM policy is stored (by uniqueId)."""
     return f"projects/{row.project_id}/serviceAccounts/{row.unique_id}"
 
 
-def sa_chain(row: ServiceAccount) -> list[str]:
+def sa_chain(row: ServiceAccount | AccountInfo) -> list[str]:
     return [sa_resource(row), project_resource(row.project_id), ROOT]
 
 

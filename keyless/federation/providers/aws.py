@@ -47,12 +47,12 @@ resolves external entities, so defusedxml adds nothing here.
 
 from __future__ import annotations
 
-import calendar
 import json
 import re
 import threading
 import time
 import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -184,8 +184,9 @@ def parse_subject_token(subject_token: str, *, audience: str, now: float,
     amz_date = headers["x-amz-date"]
     if not _AMZ_DATE.fullmatch(amz_date):
         raise _malformed(f"x-amz-date {amz_date[:40]!r} is not in ISO 8601 basic format")
-    try:
-        signed_at = calendar.timegm(time.strptime(amz_date, "%Y%m%dT%H%M%SZ"))
+    try:  # by hand: time.strptime's lazy import is not thread-safe
+        signed_at = datetime(int(amz_date[0:4]), int(amz_date[4:6]), int(amz_date[6:8]), int(amz_date[9:11]),
+                             int(amz_date[11:13]), int(amz_date[13:15]), tzinfo=UTC).timestamp()
     except ValueError as exc:
         raise _malformed(f"x-amz-date {amz_date!r} is not a valid time") from exc
     if scope_date != amz_date[:8]:
@@ -231,8 +232,10 @@ def parse_caller_identity(status: int, body: bytes) -> dict[str, Any]:
     except (ET.ParseError, ValueError) as exc:
         raise _bad_response(f"HTTP {status}, unparsable XML: {exc}") from exc
     if status != 200:
-        code = _child_text(root, "Error", "Code") if _local(root.tag) == "ErrorResponse" else None
-        message = _child_text(root, "Error", "Message") or ""
+        # AWS: ErrorResponse/Error/{Code,Message}; moto wraps the Error in an extra Errors element.
+        error = next((e for e in root.iter() if _local(e.tag) == "Error"), None)
+        code = _child_text(error, "Code") if error is not None and _local(root.tag) == "ErrorResponse" else None
+        message = (_child_text(error, "Message") if error is not None else None) or ""
         if code is None or not _ERROR_CODE.fullmatch(code):
             raise _bad_response(f"HTTP {status} without an AWS error code")
         message = "".join(c if " " <= c <= "~" else " " for c in message[:1000])
