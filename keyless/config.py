@@ -41,6 +41,8 @@ class Settings:
             s.database_url = env["KEYLESS_DATABASE_URL"]
         if env.get("KEYLESS_PUBLIC_URL"):
             s.public_url = env["KEYLESS_PUBLIC_URL"]
+        if env.get("KEYLESS_ALLOW_INSECURE_ISSUERS", "").lower() in ("1", "true", "yes"):
+            s.allow_insecure_issuers = True
         if env.get("KEYLESS_AWS_STS_ENDPOINT"):
             s.aws_sts_endpoint = env["KEYLESS_AWS_STS_ENDPOINT"]
         if env.get("KEYLESS_OWNER"):

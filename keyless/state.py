@@ -8,7 +8,6 @@ revision moves.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -38,7 +37,7 @@ from keyless.iam.principal import Principal
 from keyless.iam.roles import RoleCatalogue
 from keyless.iam.service_accounts import EMAIL_DOMAIN, find_by_email
 from keyless.projects import ROOT
-from keyless.store.db import Database, open_database
+from keyless.store.db import Database, RevisionCache, open_database
 from keyless.store.models import ServiceAccount
 from keyless.tokens.access import CLOUD_PLATFORM, INVALID_CREDENTIALS, AccessToken, AccessTokens
 from keyless.tokens.keys import KeyRing
@@ -78,9 +77,7 @@ class ServerState:
         self.exchanger = TokenExchanger(
             self.db, self.tokens, OidcVerifier(allow_insecure_loopback=settings.allow_insecure_issuers),
             AwsVerifier(sts_endpoint=settings.aws_sts_endpoint))
-        self._lock = threading.Lock()
-        self._inactive: frozenset[str] = frozenset()
-        self._inactive_revision = -1
+        self._inactive = RevisionCache(self.db, self._load_inactive)
 
     # -- bootstrap -------------------------------------------------------------------------
 
@@ -130,16 +127,12 @@ class ServerState:
 
     def inactive_service_accounts(self) -> frozenset[str]:
         """uniqueIds of disabled or deleted service accounts, as of the store's revision."""
-        revision = self.db.revision()
-        if revision != self._inactive_revision:
-            with self._lock:
-                if revision != self._inactive_revision:
-                    with self.db.read() as s:
-                        ids = s.scalars(select(ServiceAccount.unique_id).where(
-                            or_(ServiceAccount.disabled.is_(True), ServiceAccount.deleted.is_(True)))).all()
-                    self._inactive = frozenset(ids)
-                    self._inactive_revision = revision
-        return self._inactive
+        return self._inactive.get()
+
+    def _load_inactive(self) -> frozenset[str]:
+        with self.db.read() as s:
+            return frozenset(s.scalars(select(ServiceAccount.unique_id).where(
+                or_(ServiceAccount.disabled.is_(True), ServiceAccount.deleted.is_(True)))).all())
 
     # -- policy validation hooks -------------------------------------------------------------
 

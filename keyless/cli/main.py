@@ -51,6 +51,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             os.environ["KEYLESS_PUBLIC_URL"] = settings.public_url
         if settings.aws_sts_endpoint:
             os.environ["KEYLESS_AWS_STS_ENDPOINT"] = settings.aws_sts_endpoint
+        if settings.allow_insecure_issuers:
+            os.environ["KEYLESS_ALLOW_INSECURE_ISSUERS"] = "1"
         state.db.dispose()
         uvicorn.run("keyless.app:create_app", factory=True, host=settings.host, port=settings.port,
                     workers=args.workers, log_level=args.log_level, access_log=False)

@@ -14,7 +14,6 @@ section 2.2.2); the HTTP layer renders them.
 from __future__ import annotations
 
 import re
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +22,7 @@ from keyless.federation.mapping import CompiledMapping, apply, compile_mapping
 from keyless.federation.providers.oidc import NeedsNetwork, OidcVerifier
 from keyless.iam.members import member_keys_for_federated
 from keyless.iam.principal import Principal
-from keyless.store.db import Database
+from keyless.store.db import Database, RevisionCache
 from keyless.store.models import WorkloadIdentityPool, WorkloadIdentityPoolProvider
 from keyless.tokens.access import AccessToken, AccessTokens
 
@@ -80,22 +79,15 @@ class Providers:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._lock = threading.Lock()
-        self._cache: dict[str, ProviderRuntime | None] = {}
-        self._revision = -1
+        self._cache: RevisionCache[dict[str, ProviderRuntime | None]] = RevisionCache(db, dict)
 
     def get(self, name: str) -> ProviderRuntime | None:
-        revision = self._db.revision()
-        if revision != self._revision:
-            with self._lock:
-                if revision != self._revision:
-                    self._cache = {}
-                    self._revision = revision
-        if name in self._cache:
-            return self._cache[name]
+        cache = self._cache.get()
+        if name in cache:
+            return cache[name]
         runtime = self._load(name)
-        if len(self._cache) < 100_000:  # bounded: audiences are caller-supplied
-            self._cache[name] = runtime
+        if len(cache) < 100_000:  # bounded: audiences are caller-supplied
+            cache[name] = runtime
         return runtime
 
     def _load(self, name: str) -> ProviderRuntime | None:

@@ -6,12 +6,11 @@ uniqueId on every request; an ORM session per lookup costs ~250 µs, a dict look
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from keyless.store.db import Database
+from keyless.store.db import Database, RevisionCache
 from keyless.store.models import ServiceAccount
 
 
@@ -28,27 +27,16 @@ class AccountInfo:
 class ServiceAccountDirectory:
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._lock = threading.Lock()
-        self._by_email: dict[str, AccountInfo] = {}
-        self._by_id: dict[str, AccountInfo] = {}
-        self._revision = -1
+        self._accounts = RevisionCache(db, self._load)
 
-    def _current(self) -> None:
-        revision = self._db.revision()
-        if revision == self._revision:
-            return
-        with self._lock:
-            if revision == self._revision:
-                return
-            with self._db.read() as s:
-                rows = s.execute(select(ServiceAccount.unique_id, ServiceAccount.email, ServiceAccount.project_id,
-                                        ServiceAccount.disabled).where(ServiceAccount.deleted.is_(False))).all()
-            infos = [AccountInfo(*row) for row in rows]
-            self._by_email = {i.email: i for i in infos}
-            self._by_id = {i.unique_id: i for i in infos}
-            self._revision = revision
+    def _load(self) -> tuple[dict[str, AccountInfo], dict[str, AccountInfo]]:
+        with self._db.read() as s:
+            rows = s.execute(select(ServiceAccount.unique_id, ServiceAccount.email, ServiceAccount.project_id,
+                                    ServiceAccount.disabled).where(ServiceAccount.deleted.is_(False))).all()
+        infos = [AccountInfo(*row) for row in rows]
+        return {i.email: i for i in infos}, {i.unique_id: i for i in infos}
 
     def find(self, account: str) -> AccountInfo | None:
         """A live (not deleted) account by email or uniqueId."""
-        self._current()
-        return self._by_id.get(account) if account.isdigit() else self._by_email.get(account.lower())
+        by_email, by_id = self._accounts.get()
+        return by_id.get(account) if account.isdigit() else by_email.get(account.lower())

@@ -11,7 +11,6 @@ so a check costs a few dictionary lookups however many bindings a policy has.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,7 +20,7 @@ from keyless.cel import CelError, Program, compile_expression
 from keyless.errors import PermissionDenied
 from keyless.iam.principal import Principal
 from keyless.iam.roles import RoleCatalogue
-from keyless.store.db import Database
+from keyless.store.db import Database, RevisionCache
 from keyless.store.models import IamPolicy
 
 
@@ -61,23 +60,16 @@ class Authorizer:
     def __init__(self, db: Database, roles: RoleCatalogue) -> None:
         self._db = db
         self._roles = roles
-        self._lock = threading.Lock()
-        self._indexes: dict[str, PolicyIndex] = {}
-        self._revision = -1
+        self._indexes: RevisionCache[dict[str, PolicyIndex]] = RevisionCache(db, dict)
 
     def _index(self, resource: str) -> PolicyIndex:
-        revision = self._db.revision()
-        if revision != self._revision:
-            with self._lock:
-                if revision != self._revision:
-                    self._indexes = {}
-                    self._revision = revision
-        index = self._indexes.get(resource)
+        indexes = self._indexes.get()
+        index = indexes.get(resource)
         if index is None:
             with self._db.read() as s:
                 row = s.get(IamPolicy, resource)
             index = self._compile(row)
-            self._indexes[resource] = index
+            indexes[resource] = index
         return index
 
     @staticmethod

@@ -8,7 +8,6 @@ but its bindings stay in policies; permissions must exist (we check against the 
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -25,7 +24,7 @@ from keyless.iam.predefined import (
     predefined_roles,
     role_to_json,
 )
-from keyless.store.db import Database
+from keyless.store.db import Database, RevisionCache
 from keyless.store.models import CustomRole
 
 ROLE_ID = re.compile(r"^[a-zA-Z0-9_.]{3,64}$")
@@ -41,28 +40,21 @@ class RoleCatalogue:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._lock = threading.Lock()
-        self._custom: dict[str, frozenset[str]] = {}
-        self._revision = -1
+        self._custom = RevisionCache(db, self._load_custom)
+
+    def _load_custom(self) -> dict[str, frozenset[str]]:
+        with self._db.read() as s:
+            rows = s.scalars(select(CustomRole).where(CustomRole.deleted.is_(False))).all()
+            # Google spells some permissions two ways in roles
+            # (iam.googleapis.com/workloadIdentityPools.x and iam.workloadIdentityPools.x)
+            return {r.name: expand_permissions(r.permissions) for r in rows if r.stage != "DISABLED"}
 
     def permissions(self, role: str) -> frozenset[str]:
         """The permissions `role` grants now (empty for unknown or deleted roles)."""
         predefined = get_predefined_role(role)
         if predefined is not None:
             return predefined.included_permissions
-        revision = self._db.revision()
-        if revision != self._revision:
-            with self._lock:
-                if revision != self._revision:
-                    with self._db.read() as s:
-                        rows = s.scalars(select(CustomRole).where(CustomRole.deleted.is_(False))).all()
-                        # Google spells some permissions two ways in roles
-                        # (iam.googleapis.com/workloadIdentityPools.x and iam.workloadIdentityPools.x)
-                        self._custom = {
-                            r.name: expand_permissions(r.permissions) for r in rows if r.stage != "DISABLED"
-                        }
-                    self._revision = revision
-        return self._custom.get(role, frozenset())
+        return self._custom.get().get(role, frozenset())
 
     def exists(self, session: Session, role: str) -> bool:
         """Whether `role` names a predefined role or a (possibly deleted) custom role."""

@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import create_engine, event, select, text, update
 from sqlalchemy.engine import Connection, Engine
@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from keyless.store.models import Revision
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+T = TypeVar("T")
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -169,6 +170,31 @@ class Database:
                 if attempt == 2:
                     raise
         return 0
+
+
+class RevisionCache(Generic[T]):
+    """A value derived from the store, rebuilt (by `build`) when the store's revision moves.
+
+    The one way Keyless keeps hot-path state in memory: policies, providers, roles, accounts.
+    With `build=dict` it is a lazily filled map that is emptied on every change."""
+
+    def __init__(self, db: Database, build: Callable[[], T]) -> None:
+        self._db = db
+        self._build = build
+        self._lock = threading.Lock()
+        self._value: T | None = None
+        self._revision = -1
+
+    def get(self) -> T:
+        revision = self._db.revision()
+        value = self._value
+        if revision != self._revision or value is None:
+            with self._lock:
+                if revision != self._revision or self._value is None:
+                    self._value = self._build()
+                    self._revision = revision
+                value = self._value
+        return value
 
 
 def open_database(url: str | None, data_dir: Path) -> Database:

@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from keyless.store.models import AuditEntry
 from tests.api.helpers import server_state, token_for_user
-from tests.conftest import KeylessServer
+from tests.conftest import KeylessServer, fresh_database_url
 
 IAM = "/iam/v1"
 CRM = "/cloudresourcemanager/v1"
@@ -50,3 +50,26 @@ def test_mutations_write_admin_activity_entries(server: KeylessServer) -> None:
         "resource": "projects/audited-project", "permission": "iam.serviceAccounts.create", "granted": True}]
     # reads are not Admin Activity
     assert not any(m[0].startswith("Get") for m in methods)
+
+
+def test_two_workers_share_settings_store_and_tokens(tmp_path) -> None:
+    """--workers 2: every worker gets the flags (here --allow-insecure-issuers) and one store."""
+    import httpx
+
+    srv = KeylessServer(tmp_path / "data", fresh_database_url(), "--workers", "2", "--allow-insecure-issuers")
+    try:
+        assert srv.call("POST", f"{CRM}/projects", body={"projectId": "multi-worker"}).status_code == 200
+        pools = "/iam/v1/projects/multi-worker/locations/global/workloadIdentityPools"
+        assert srv.call("POST", pools, params={"workloadIdentityPoolId": "local-pool"}, body={}).status_code == 200
+        for i in range(8):  # requests land on both workers; each must accept the loopback issuer
+            r = srv.call("POST", f"{pools}/local-pool/providers", params={"workloadIdentityPoolProviderId": f"prov-{i}"},
+                         body={"attributeMapping": {"google.subject": "assertion.sub"},
+                               "oidc": {"issuerUri": f"{srv.base_url}/idp/github"}})
+            assert r.status_code == 200, r.text
+        listed = srv.call("GET", f"{pools}/local-pool/providers").json()["workloadIdentityPoolProviders"]
+        assert len(listed) == 8
+        for _ in range(8):
+            assert httpx.get(f"{srv.base_url}/oauth2/v3/tokeninfo",
+                             params={"access_token": srv.owner_token}).status_code == 200
+    finally:
+        srv.stop()
