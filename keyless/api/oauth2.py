@@ -75,7 +75,21 @@ def routes(state: ServerState) -> list[Route]:
         return json_response({"access_token": granted.access_token, "expires_in": granted.expires_in,
                               "token_type": "Bearer"})
 
+    async def discovery(_: Request) -> Response:
+        """OIDC discovery for the ID tokens Keyless signs (issuer as Google's: accounts.google.com)."""
+        base = state.settings.base_url
+        return json_response({
+            "issuer": "https://accounts.google.com",
+            "jwks_uri": f"{base}/oauth2/v3/certs",
+            "token_endpoint": f"{base}/oauth2/token",
+            "response_types_supported": ["id_token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "claims_supported": ["aud", "azp", "email", "email_verified", "exp", "iat", "iss", "sub"],
+        })
+
     return [
+        Route("/.well-known/openid-configuration", discovery, methods=["GET"]),
         Route("/token", token, methods=["POST"]),
         Route("/v4/token", token, methods=["POST"]),
         Route("/v3/certs", certs, methods=["GET"]),

@@ -47,8 +47,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ.update({"KEYLESS_DATA_DIR": str(settings.data_dir), "KEYLESS_OWNER": settings.owner})
         if settings.database_url:
             os.environ["KEYLESS_DATABASE_URL"] = settings.database_url
-        if settings.public_url:
-            os.environ["KEYLESS_PUBLIC_URL"] = settings.public_url
+        # Workers rebuild their settings from the environment: they must know where they are
+        # reached (issuer URLs, key files' token_uri), not assume the default port.
+        os.environ["KEYLESS_PUBLIC_URL"] = settings.base_url
         if settings.aws_sts_endpoint:
             os.environ["KEYLESS_AWS_STS_ENDPOINT"] = settings.aws_sts_endpoint
         if settings.allow_insecure_issuers:

@@ -355,3 +355,65 @@ def test_gcloud_auth_login_with_cred_file(srv: KeylessServer, tmp_path: Path) ->
     assert info["email"] == DEPLOY_SA
     listed = run("auth", "list", "--format=value(account)")
     assert DEPLOY_SA in listed.stdout
+
+
+@pytest.mark.gcloud
+def test_create_cred_config_output_consumed_by_google_auth(srv: KeylessServer, tmp_path: Path) -> None:
+    """gcloud writes Google's hosts into the file; pointed at Keyless, google-auth uses it as is."""
+    import os
+    import shutil
+    import subprocess
+
+    gcloud = shutil.which("gcloud")
+    if gcloud is None:
+        pytest.skip("gcloud is not installed: this test needs the Google Cloud CLI on PATH")
+    (tmp_path / "token").write_text(github_token(srv))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDSDK_")}
+    env.update(CLOUDSDK_CONFIG=str(tmp_path / "gcloud"), CLOUDSDK_CORE_DISABLE_PROMPTS="1",
+               CLOUDSDK_METRICS_ENVIRONMENT="keyless", CLOUDSDK_CORE_CHECK_GCE_METADATA="false")
+    out = subprocess.run([gcloud, "iam", "workload-identity-pools", "create-cred-config", PROVIDER,
+                          f"--service-account={DEPLOY_SA}", f"--output-file={tmp_path / 'cred.json'}",
+                          f"--credential-source-file={tmp_path / 'token'}"], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    config = json.loads((tmp_path / "cred.json").read_text())
+    assert config["audience"] == AUDIENCE and config["token_url"] == "https://sts.googleapis.com/v1/token"
+    config["token_url"] = f"{srv.base_url}/sts/v1/token"
+    config["service_account_impersonation_url"] = config["service_account_impersonation_url"].replace(
+        "https://iamcredentials.googleapis.com", f"{srv.base_url}/iamcredentials")
+    config["universe_domain"] = "localhost"
+    (tmp_path / "cred.json").write_text(json.dumps(config))
+    _refresh_and_check(srv, tmp_path / "cred.json")
+
+
+def test_cross_project_impersonation_needs_token_creator(srv: KeylessServer) -> None:
+    """Seed 000 grants roles/iam.serviceAccountUser for "impersonation"; on Google that role allows
+    actAs only. Minting B's token needs roles/iam.serviceAccountTokenCreator."""
+    from tests.api.helpers import token_for_service_account
+
+    assert srv.keyless("projects", "create", "project-a", "--number", "111111111111").returncode == 0
+    assert srv.keyless("projects", "create", "project-b", "--number", "222222222222").returncode == 0
+    a, b = "service-account-a@project-a.iam.gserviceaccount.com", "service-account-b@project-b.iam.gserviceaccount.com"
+    for project, account in (("project-a", "service-account-a"), ("project-b", "service-account-b")):
+        assert srv.call("POST", f"/iam/v1/projects/{project}/serviceAccounts", body={"accountId": account}).status_code == 200
+    url = f"{srv.base_url}/iamcredentials/v1/projects/-/serviceAccounts/{b}:generateAccessToken"
+    body = {"scope": ["https://www.googleapis.com/auth/cloud-platform"]}
+    token_a = token_for_service_account(srv, a)
+
+    def grant(role: str) -> None:
+        assert srv.call("POST", f"/iam/v1/projects/-/serviceAccounts/{b}:setIamPolicy", body={"policy": {
+            "bindings": [{"role": role, "members": [f"serviceAccount:{a}"]}]}}).status_code == 200
+
+    grant("roles/iam.serviceAccountUser")
+    assert httpx.post(url, json=body, headers={"Authorization": f"Bearer {token_a}"}).status_code == 403
+    grant("roles/iam.serviceAccountTokenCreator")
+    r = httpx.post(url, json=body, headers={"Authorization": f"Bearer {token_a}"})
+    assert r.status_code == 200, r.text
+    info = httpx.get(f"{srv.base_url}/oauth2/v3/tokeninfo", params={"access_token": r.json()["accessToken"]}).json()
+    assert info["email"] == b
+
+
+def test_id_token_discovery(srv: KeylessServer) -> None:
+    doc = httpx.get(f"{srv.base_url}/oauth2/.well-known/openid-configuration").json()
+    assert doc["jwks_uri"] == f"{srv.base_url}/oauth2/v3/certs"
+    assert httpx.get(doc["jwks_uri"]).json()["keys"]

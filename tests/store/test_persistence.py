@@ -71,5 +71,8 @@ def test_two_workers_share_settings_store_and_tokens(tmp_path) -> None:
         for _ in range(8):
             assert httpx.get(f"{srv.base_url}/oauth2/v3/tokeninfo",
                              params={"access_token": srv.owner_token}).status_code == 200
+            # every worker knows the URL it is reached at (not the default port)
+            doc = httpx.get(f"{srv.base_url}/idp/github/.well-known/openid-configuration").json()
+            assert doc["jwks_uri"] == f"{srv.base_url}/idp/github/jwks"
     finally:
         srv.stop()
