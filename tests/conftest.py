@@ -73,6 +73,10 @@ class KeylessServer:
         raise RuntimeError(f"keyless serve did not start: {self.logs()}")
 
     def stop(self) -> None:
+        state = getattr(self, "_state", None)
+        if state is not None:  # the tests' own view of this store (tests/api/helpers.server_state)
+            state.db.dispose()
+            self._state = None
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -127,11 +131,12 @@ def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeylessS
 
 
 @pytest.fixture
-def state(tmp_path: Path) -> ServerState:
+def state(tmp_path: Path) -> Iterator[ServerState]:
     """The domain without HTTP, on the same kind of database as the server fixtures."""
     st = ServerState(Settings(data_dir=tmp_path / "data", database_url=fresh_database_url()))
     st.bootstrap()
-    return st
+    yield st
+    st.db.dispose()
 
 
 GCLOUD = shutil.which("gcloud")

@@ -44,12 +44,16 @@ class AuditSink:
         self._interval = interval
         self._batch = batch
         self._lock = threading.Lock()  # one writer at a time (thread or flush())
-        self._thread = threading.Thread(target=self._run, name="keyless-audit", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None  # started by the first submit
 
     def submit(self, record: audit.AuditRecord, principal: Principal | None, *, caller_ip: str = "",
                user_agent: str = "", error: KeylessError | None = None) -> None:
         self._queue.put(Pending(record, principal, caller_ip, user_agent, error))
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="keyless-audit", daemon=True)
+                    self._thread.start()
 
     def flush(self, first: Pending | None = None) -> int:
         """Write everything queued now; return how many entries were written."""

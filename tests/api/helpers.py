@@ -10,7 +10,12 @@ from tests.conftest import KeylessServer
 
 
 def server_state(srv: KeylessServer) -> ServerState:
-    return ServerState(Settings(data_dir=srv.data_dir, database_url=srv.database_url))
+    """One state per server for the whole test session (a second worker on the same store)."""
+    state = getattr(srv, "_state", None)
+    if state is None:
+        state = ServerState(Settings(data_dir=srv.data_dir, database_url=srv.database_url))
+        srv._state = state  # type: ignore[attr-defined]
+    return state
 
 
 def token_for_service_account(srv: KeylessServer, email: str, lifetime: int = 3600) -> str:

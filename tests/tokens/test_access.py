@@ -55,7 +55,10 @@ def test_keys_persist_across_processes(state: ServerState) -> None:
     """A second ServerState on the same store (another worker) verifies tokens the first minted."""
     tok = state.tokens.mint(user_principal("alice@example.com"), [], 3600).token
     other = ServerState(state.settings, db=None)
-    assert other.tokens.verify(tok).principal.email == "alice@example.com"
+    try:
+        assert other.tokens.verify(tok).principal.email == "alice@example.com"
+    finally:
+        other.db.dispose()
 
 
 def test_jwks_publishes_only_public_rsa_keys(state: ServerState) -> None:
