@@ -51,7 +51,7 @@ def _project(call: Call, s: Any, id_or_number: str, permission: str) -> Project:
 def _service_account(call: Call, s: Any, permission: str, *, name: str | None = None) -> ServiceAccount:
     project, account = sa_domain.parse_name(name or f"projects/{call.params['project']}/serviceAccounts/"
                                                     f"{call.params['account']}")
-    row = sa_domain.find(s, project, account)
+    row = sa_domain.find(s, account)
     if row is None:
         p = projects.find_project(s, project) if project != "-" else None
         chain = projects.project_chain(p.project_id) if p else [projects.ROOT]
@@ -179,8 +179,7 @@ def test_sa_iam_permissions(call: Call) -> dict[str, Any]:
     if not isinstance(perms, list) or not all(isinstance(p, str) for p in perms):
         raise InvalidArgument("permissions must be a list of permission names.")
     with call.read() as s:
-        project, account = call.params["project"], call.params["account"]
-        row = sa_domain.find(s, project, account)
+        row = sa_domain.find(s, call.params["account"])
     if row is None:
         return {}
     chain = sa_domain.sa_chain(row)

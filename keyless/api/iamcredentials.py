@@ -26,10 +26,8 @@ from keyless.state import ServerState
 SERVICE = "iam.googleapis.com"
 
 
-def _audit(call: Call, method: str, target: AccountInfo | None, principal: Principal) -> None:
+def _audit(call: Call, method: str, target: AccountInfo, principal: Principal) -> None:
     """Queue a Data Access entry if the target project's auditConfigs ask for DATA_READ."""
-    if target is None:
-        return
     chain = sa_chain(target)
     configs = call.state.authz.audit_configs(chain[1:])
     enabled = False
@@ -52,39 +50,35 @@ def _audit(call: Call, method: str, target: AccountInfo | None, principal: Princ
     call.state.audit.submit(record, principal, caller_ip=call.caller_ip, user_agent=call.user_agent)
 
 
-def _target(call: Call) -> AccountInfo | None:
-    return call.state.directory.find(call.params["account"])
-
-
 def generate_access_token(call: Call) -> dict[str, Any]:
     allowed_fields(call.body, {"delegates", "scope", "lifetime"}, "")
     name = f"projects/{call.params['project']}/serviceAccounts/{call.params['account']}"
-    token = credentials.generate_access_token(call.state, call.principal, name, call.body)
-    _audit(call, "GenerateAccessToken", _target(call), call.principal)
+    token, target = credentials.generate_access_token(call.state, call.principal, name, call.body)
+    _audit(call, "GenerateAccessToken", target, call.principal)
     return {"accessToken": token.token, "expireTime": rfc3339(_utc(token.expires_at)).split(".")[0] + "Z"}
 
 
 def generate_id_token(call: Call) -> dict[str, Any]:
     allowed_fields(call.body, {"delegates", "audience", "includeEmail", "organizationNumberIncluded"}, "")
     name = f"projects/{call.params['project']}/serviceAccounts/{call.params['account']}"
-    token = credentials.generate_id_token(call.state, call.principal, name, call.body)
-    _audit(call, "GenerateIdToken", _target(call), call.principal)
+    token, target = credentials.generate_id_token(call.state, call.principal, name, call.body)
+    _audit(call, "GenerateIdToken", target, call.principal)
     return {"token": token}
 
 
 def sign_blob(call: Call) -> dict[str, Any]:
     allowed_fields(call.body, {"delegates", "payload"}, "")
     name = f"projects/{call.params['project']}/serviceAccounts/{call.params['account']}"
-    key_id, signature = credentials.sign_blob(call.state, call.principal, name, call.body)
-    _audit(call, "SignBlob", _target(call), call.principal)
+    key_id, signature, target = credentials.sign_blob(call.state, call.principal, name, call.body)
+    _audit(call, "SignBlob", target, call.principal)
     return {"keyId": key_id, "signedBlob": base64.b64encode(signature).decode()}
 
 
 def sign_jwt(call: Call) -> dict[str, Any]:
     allowed_fields(call.body, {"delegates", "payload"}, "")
     name = f"projects/{call.params['project']}/serviceAccounts/{call.params['account']}"
-    key_id, jwt = credentials.sign_jwt(call.state, call.principal, name, call.body)
-    _audit(call, "SignJwt", _target(call), call.principal)
+    key_id, jwt, target = credentials.sign_jwt(call.state, call.principal, name, call.body)
+    _audit(call, "SignJwt", target, call.principal)
     return {"keyId": key_id, "signedJwt": jwt}
 
 

@@ -79,7 +79,8 @@ def resolve_chain(state: ServerState, caller: Principal, target_name: str, deleg
     return Chain(target, hops, delegation)
 
 
-def generate_access_token(state: ServerState, caller: Principal, name: str, body: dict[str, Any]) -> AccessToken:
+def generate_access_token(state: ServerState, caller: Principal, name: str,
+                          body: dict[str, Any]) -> tuple[AccessToken, AccountInfo]:
     scopes = body.get("scope")
     if not isinstance(scopes, list) or not scopes or not all(isinstance(x, str) and x for x in scopes):
         raise InvalidArgument("Scope required.")
@@ -93,10 +94,11 @@ def generate_access_token(state: ServerState, caller: Principal, name: str, body
     base = service_account_principal(chain.target)
     principal = Principal(member=base.member, member_keys=base.member_keys, email=base.email, subject=base.subject,
                           service_account_id=base.service_account_id, delegation=chain.delegation)
-    return state.tokens.mint(principal, scopes, lifetime)
+    return state.tokens.mint(principal, scopes, lifetime), chain.target
 
 
-def generate_id_token(state: ServerState, caller: Principal, name: str, body: dict[str, Any]) -> str:
+def generate_id_token(state: ServerState, caller: Principal, name: str,
+                      body: dict[str, Any]) -> tuple[str, AccountInfo]:
     audience = body.get("audience")
     if not isinstance(audience, str) or not audience or len(audience) > 2048:
         raise InvalidArgument("Audience required.")
@@ -104,7 +106,7 @@ def generate_id_token(state: ServerState, caller: Principal, name: str, body: di
     if not isinstance(include_email, bool):
         raise InvalidArgument("includeEmail must be a boolean.")
     chain = resolve_chain(state, caller, name, body.get("delegates"), "iam.serviceAccounts.getOpenIdToken")
-    return id_token_for(state, chain.target, audience, include_email)
+    return id_token_for(state, chain.target, audience, include_email), chain.target
 
 
 def id_token_for(state: ServerState, account: ServiceAccount | AccountInfo, audience: str,
@@ -118,7 +120,8 @@ def id_token_for(state: ServerState, account: ServiceAccount | AccountInfo, audi
     return state.keys.sign_rs256(ID, {"typ": "JWT"}, claims)
 
 
-def sign_blob(state: ServerState, caller: Principal, name: str, body: dict[str, Any]) -> tuple[str, bytes]:
+def sign_blob(state: ServerState, caller: Principal, name: str,
+              body: dict[str, Any]) -> tuple[str, bytes, AccountInfo]:
     """signBlob: RSA-SHA256 over the payload with the target's Google-managed key."""
     payload = body.get("payload")
     if not isinstance(payload, str):
@@ -133,10 +136,11 @@ def sign_blob(state: ServerState, caller: Principal, name: str, body: dict[str, 
     with state.db.write() as s:
         key, private = system_key(s, _row(s, chain.target))
         key_id = key.key_id
-    return key_id, private.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    return key_id, private.sign(data, padding.PKCS1v15(), hashes.SHA256()), chain.target
 
 
-def sign_jwt(state: ServerState, caller: Principal, name: str, body: dict[str, Any]) -> tuple[str, str]:
+def sign_jwt(state: ServerState, caller: Principal, name: str,
+             body: dict[str, Any]) -> tuple[str, str, AccountInfo]:
     """signJwt: the payload (a JSON claims object) as an RS256 JWT with the Google-managed key."""
     payload = body.get("payload")
     if not isinstance(payload, str) or len(payload) > 64 * 1024:
@@ -157,7 +161,7 @@ def sign_jwt(state: ServerState, caller: Principal, name: str, body: dict[str, A
     head = b64url(json.dumps({"alg": "RS256", "typ": "JWT", "kid": key_id}, separators=(",", ":")).encode())
     body_b64 = b64url(payload.encode())
     signature = private.sign(f"{head}.{body_b64}".encode(), padding.PKCS1v15(), hashes.SHA256())
-    return key_id, f"{head}.{body_b64}.{b64url(signature)}"
+    return key_id, f"{head}.{body_b64}.{b64url(signature)}", chain.target
 
 
 def _row(s: Any, account: AccountInfo) -> ServiceAccount:

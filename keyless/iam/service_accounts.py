@@ -98,22 +98,21 @@ def find_by_email(s: Session, email: str) -> ServiceAccount | None:
                                                  ServiceAccount.deleted.is_(False)))
 
 
-def find(s: Session, project: str, account: str) -> ServiceAccount | None:
-    """Resolve the `{email or uniqueId}` part of a name (`project` may be anything, e.g. `-`)."""
+def find(s: Session, account: str) -> ServiceAccount | None:
+    """Resolve the `{email or uniqueId}` part of a name. The name's project part is not
+    consulted: Google infers it from the account (docs/gcloud-wire.md §3)."""
     if account.isdigit():
         row = s.get(ServiceAccount, account)
         if row is not None and row.deleted:
             return None
     else:
         row = find_by_email(s, account)
-    # The project segment is not checked: Google infers the project from the account, and
-    # gcloud sends the configuration's project for some verbs (see docs/gcloud-wire.md §3).
     return row
 
 
 def get(s: Session, name: str) -> ServiceAccount:
-    project, account = parse_name(name)
-    row = find(s, project, account)
+    _, account = parse_name(name)
+    row = find(s, account)
     if row is None:
         raise NotFound(f"Unknown service account: {account}")
     return row

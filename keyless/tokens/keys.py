@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,6 +32,7 @@ IDP = "idp"  # the built-in test identity providers' keys (keyless.tokens.idp), 
 # Longest token each purpose may sign (generateAccessToken allows up to 12 h with the
 # iam.allowServiceAccountCredentialLifetimeExtension constraint; the owner token lives 24 h).
 MAX_TOKEN_LIFETIME = {ACCESS: timedelta(hours=25), ID: timedelta(hours=1), IDP: timedelta(hours=24)}
+MISS_RELOAD_INTERVAL = 1.0  # seconds between store look-ups for unknown key ids
 ROTATION = {ACCESS: timedelta(hours=24), ID: timedelta(days=7), IDP: timedelta(days=7)}
 
 
@@ -69,6 +71,7 @@ class KeyRing:
         self._lock = threading.Lock()
         self._keys: dict[str, Key] = {}
         self._loaded_revision = -1
+        self._miss_reload_at = -MISS_RELOAD_INTERVAL
 
     def _refresh(self) -> None:
         revision = self._db.revision()
@@ -98,12 +101,18 @@ class KeyRing:
         self._keys = keys
 
     def get(self, kid: str) -> Key | None:
-        """The key with this id, if it is still live (looks in the store once on a miss)."""
+        """The key with this id, if it is still live.
+
+        Rotations elsewhere reach us through the revision refresh; a miss looks in the store
+        again at most once a second, so tokens with made-up kids cannot turn into a query each."""
         self._refresh()
         key = self._keys.get(kid)
-        if key is None and len(kid) <= 64:
+        now = time.monotonic()
+        if key is None and len(kid) <= 64 and now - self._miss_reload_at >= MISS_RELOAD_INTERVAL:
             with self._lock:
-                self._load_reusing(self._keys)
+                if now - self._miss_reload_at >= MISS_RELOAD_INTERVAL:
+                    self._miss_reload_at = now
+                    self._load_reusing(self._keys)
             key = self._keys.get(kid)
         if key is not None and key.retire_at <= datetime.now(UTC):
             return None

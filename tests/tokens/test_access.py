@@ -76,3 +76,27 @@ def test_tokeninfo_and_jwks_over_http(server) -> None:
     assert bad.status_code == 400 and bad.json() == {"error": "invalid_token", "error_description": "Invalid Value"}
     jwks = httpx.get(f"{server.base_url}/oauth2/v3/certs").json()
     assert jwks["keys"] and all("n" in k and "d" not in k for k in jwks["keys"])
+
+
+def test_made_up_key_ids_do_not_each_query_the_store(state: ServerState, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flood of forged tokens with random kids must not turn into one store query each."""
+    state.tokens.mint(user_principal("alice@example.com"), [], 3600)  # keys loaded
+    loads: list[int] = []
+    original = state.keys._load_reusing
+    monkeypatch.setattr(state.keys, "_load_reusing", lambda old: (loads.append(1), original(old))[1])
+    for i in range(200):
+        with pytest.raises(Unauthenticated):
+            state.tokens.verify(f"ya29.{i:040x}.e30.AAAA")
+    assert len(loads) <= 1
+    # a key rotated in by another process is still found (through the revision refresh)
+    other = ServerState(state.settings, db=None)
+    try:
+        token = other.tokens.mint(user_principal("bob@example.com"), [], 3600).token
+        new_kid = other.keys.rotate("access")
+        token = other.tokens.mint(user_principal("bob@example.com"), [], 3600).token
+        assert token.split(".")[1] == new_kid
+        import time as _time
+        _time.sleep(0.06)  # past the revision check window
+        assert state.tokens.verify(token).principal.email == "bob@example.com"
+    finally:
+        other.db.dispose()
