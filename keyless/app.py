@@ -16,7 +16,20 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from keyless.api import iam, iamcredentials, idp, oauth2, resourcemanager, robot, serviceusage, sts
+from keyless.api import (
+    container,
+    iam,
+    iamcredentials,
+    idp,
+    logging as logging_api,
+    oauth2,
+    resourcemanager,
+    robot,
+    secretmanager,
+    serviceusage,
+    storage,
+    sts,
+)
 from keyless.api.errors import google_error, json_response
 from keyless.config import Settings
 from keyless.errors import NotFound
@@ -34,6 +47,10 @@ PREFIXES = {
     "oauth2": oauth2.routes,
     "robot": robot.routes,  # Google's public service-account certificates
     "idp": idp.routes,  # Keyless's own test issuers (not a Google API)
+    "storage": storage.routes,
+    "secretmanager": secretmanager.routes,
+    "logging": logging_api.routes,
+    "container": container.routes,
 }
 OWNER_TOKEN_REFRESH_SECONDS = 3600
 

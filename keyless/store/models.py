@@ -174,3 +174,18 @@ class AuditEntry(Base):
 
 
 Index("ix_audit_project_time", AuditEntry.project_id, AuditEntry.timestamp)
+
+
+# --- Cloud Storage (issue #2; migration 0003) -------------------------------------------------
+# (storage models go here)
+# --- end Cloud Storage ------------------------------------------------------------------------
+
+
+# --- Secret Manager (issue #2; migration 0004) ------------------------------------------------
+# (secret manager models go here)
+# --- end Secret Manager -----------------------------------------------------------------------
+
+
+# --- GKE and Kubernetes (issue #7; migration 0005) --------------------------------------------
+# (GKE models go here)
+# --- end GKE and Kubernetes -------------------------------------------------------------------
