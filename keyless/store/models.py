@@ -187,5 +187,70 @@ Index("ix_audit_project_time", AuditEntry.project_id, AuditEntry.timestamp)
 
 
 # --- GKE and Kubernetes (issue #7; migration 0005) --------------------------------------------
-# (GKE models go here)
+class GkeCluster(Base):
+    """A GKE cluster (container.googleapis.com v1 Cluster). `body` keeps the fields of the
+    Cluster resource that are echoed back as given; the columns are what Keyless acts on.
+    Each cluster is its own Kubernetes service-account token issuer (`issuer_key_pem`)."""
+
+    __tablename__ = "gke_clusters"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # uuid; also the issuer's path
+    project_id: Mapped[str] = mapped_column(String(30), index=True)
+    location: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32), default="RUNNING")
+    workload_pool: Mapped[str] = mapped_column(String(128), default="")  # PROJECT_ID.svc.id.goog or ""
+    autopilot: Mapped[bool] = mapped_column(Boolean, default=False)
+    endpoint: Mapped[str] = mapped_column(String(64), default="")
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    issuer_key_pem: Mapped[bytes] = mapped_column(LargeBinary)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+Index("ux_gke_cluster_name", GkeCluster.project_id, GkeCluster.location, GkeCluster.name, unique=True)
+
+
+class GkeNodePool(Base):
+    __tablename__ = "gke_node_pools"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    cluster_id: Mapped[str] = mapped_column(String(36), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32), default="RUNNING")
+    workload_metadata_mode: Mapped[str] = mapped_column(String(32), default="GCE_METADATA")  # or GKE_METADATA
+    service_account: Mapped[str] = mapped_column(String(256), default="")  # the nodes' Compute Engine SA
+    node_count: Mapped[int] = mapped_column(Integer, default=1)
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    body: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+Index("ux_gke_node_pool_name", GkeNodePool.cluster_id, GkeNodePool.name, unique=True)
+
+
+class GkeNode(Base):
+    """One node of a node pool: where pods run and whose metadata server they reach."""
+
+    __tablename__ = "gke_nodes"
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)  # gke-CLUSTER-POOL-xxxxxxxx-yyyy
+    cluster_id: Mapped[str] = mapped_column(String(36), index=True)
+    node_pool_id: Mapped[str] = mapped_column(String(36), index=True)
+    internal_ip: Mapped[str] = mapped_column(String(45), default="")
+
+
+class K8sObject(Base):
+    """A Kubernetes object of one cluster (Namespace, ServiceAccount, Pod, Deployment, ...),
+    kept as the manifest the user applied (`body`, with metadata.uid and status filled in).
+    `pod_ip` is the running pod's address, which the metadata server identifies pods by."""
+
+    __tablename__ = "k8s_objects"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    cluster_id: Mapped[str] = mapped_column(String(36), index=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    namespace: Mapped[str] = mapped_column(String(253), default="")  # "" for cluster-scoped kinds
+    name: Mapped[str] = mapped_column(String(253))
+    uid: Mapped[str] = mapped_column(String(36), unique=True)
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    pod_ip: Mapped[str | None] = mapped_column(String(45), nullable=True, index=True)
+
+
+Index("ux_k8s_object", K8sObject.cluster_id, K8sObject.kind, K8sObject.namespace, K8sObject.name, unique=True)
 # --- end GKE and Kubernetes -------------------------------------------------------------------
