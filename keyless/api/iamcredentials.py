@@ -15,6 +15,7 @@ from typing import Any
 from starlette.routing import Route
 
 from keyless.api.http import Call, allowed_fields, route
+from keyless.audit.data_access import DATA_READ, data_access_enabled
 from keyless.audit.log import DATA_ACCESS, AuditRecord
 from keyless.clock import rfc3339
 from keyless.iam import credentials
@@ -30,14 +31,7 @@ def _audit(call: Call, method: str, target: AccountInfo, principal: Principal) -
     """Queue a Data Access entry if the target project's auditConfigs ask for DATA_READ."""
     chain = sa_chain(target)
     configs = call.state.authz.audit_configs(chain[1:])
-    enabled = False
-    for cfg in configs:
-        if cfg.get("service") not in (SERVICE, "allServices"):
-            continue
-        for log in cfg.get("auditLogConfigs", []):
-            if log.get("logType") == "DATA_READ" and not (set(log.get("exemptedMembers", [])) & principal.member_keys):
-                enabled = True
-    if not enabled:
+    if not data_access_enabled(configs, SERVICE, DATA_READ, principal.member_keys):
         return
     record = AuditRecord(service=SERVICE, method=method, log=DATA_ACCESS, project_id=target.project_id,
                          resource_name=f"projects/-/serviceAccounts/{target.unique_id}", resource_type="service_account",
