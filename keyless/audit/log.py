@@ -110,3 +110,8 @@ def entry_row(record: AuditRecord, principal: Principal | None, *, caller_ip: st
                 resource_name=record.resource_name, principal_email=auth_info.get("principalEmail", ""),
                 principal_subject=auth_info.get("principalSubject", ""), severity=entry["severity"],
                 status_code=status.get("code", 0), entry=entry)
+
+
+def entry_of(row: AuditEntry) -> dict[str, Any]:
+    """The LogEntry JSON of a stored row: the one way readers get an entry (its storage may change)."""
+    return row.entry
