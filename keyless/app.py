@@ -21,7 +21,6 @@ from keyless.api import (
     iam,
     iamcredentials,
     idp,
-    logging as logging_api,
     oauth2,
     resourcemanager,
     robot,
@@ -30,6 +29,7 @@ from keyless.api import (
     storage,
     sts,
 )
+from keyless.api import logging as logging_api
 from keyless.api.errors import google_error, json_response
 from keyless.config import Settings
 from keyless.errors import NotFound
@@ -84,7 +84,7 @@ def build_app(state: ServerState, *, refresh_owner_token: bool = True) -> ASGIAp
         yield
         if task is not None:
             task.cancel()
-        await asyncio.to_thread(state.audit.flush)
+        await asyncio.to_thread(state.audit.close)
 
     app = Starlette(routes=mounts, lifespan=lifespan, exception_handlers={404: not_found, 405: not_found})
     app.state.keyless = state

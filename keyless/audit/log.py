@@ -59,24 +59,39 @@ class AuditRecord:
 def write(s: Session, record: AuditRecord, principal: Principal | None, *, caller_ip: str = "",
           user_agent: str = "", error: KeylessError | None = None, at: datetime | None = None) -> AuditEntry:
     """Append one entry for `record` (inside the caller's transaction); `at` is when the call happened."""
-    row = AuditEntry(**entry_row(record, principal, caller_ip=caller_ip, user_agent=user_agent, error=error, at=at))
+    row = AuditEntry(**entry_row(record, *caller_of(principal), caller_ip=caller_ip, user_agent=user_agent,
+                                 error=error_of(error), at=at))
     s.add(row)
     return row
 
 
-def entry_row(record: AuditRecord, principal: Principal | None, *, caller_ip: str = "", user_agent: str = "",
-              error: KeylessError | None = None, at: datetime | None = None) -> dict[str, Any]:
-    """The column values of one audit entry (the LogEntry JSON and its indexed fields)."""
+def caller_of(principal: Principal | None) -> tuple[str, str] | tuple[None, None]:
+    """(principalEmail, principalSubject) of an entry; (None, None) when the caller is unknown."""
+    if principal is None:
+        return None, None
+    return principal.email or "", principal.subject or ""
+
+
+def error_of(error: KeylessError | None) -> tuple[str, str] | None:
+    """(status, message) of a failed call, the part of the error an entry keeps."""
+    return None if error is None else (error.status, error.message)
+
+
+def entry_row(record: AuditRecord, email: str | None, subject: str | None, *, caller_ip: str = "",
+              user_agent: str = "", error: tuple[str, str] | None = None,
+              at: datetime | None = None) -> dict[str, Any]:
+    """The column values of one audit entry (the LogEntry JSON and its indexed fields).
+    `email`/`subject` are None when the caller is unknown; `error` is (status, message)."""
     now = at or datetime.now(UTC)
     status: dict[str, Any] = {}
     if error is not None:
-        status = {"code": RPC_CODES.get(error.status, 2), "message": error.message}
+        status = {"code": RPC_CODES.get(error[0], 2), "message": error[1]}
     auth_info: dict[str, Any] = {}
-    if principal is not None:
-        if principal.email:
-            auth_info["principalEmail"] = principal.email
-        if principal.subject:
-            auth_info["principalSubject"] = principal.subject
+    if email is not None:
+        if email:
+            auth_info["principalEmail"] = email
+        if subject:
+            auth_info["principalSubject"] = subject
         if record.delegation:
             auth_info["serviceAccountDelegationInfo"] = record.delegation
     payload: dict[str, Any] = {

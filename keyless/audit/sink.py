@@ -1,84 +1,142 @@
-"""Batched audit writing for the data plane.
+"""Batched audit writing for the data plane, in a writer process of its own.
 
 Token exchanges and impersonations happen thousands of times a second; one database
-transaction each would cap them at the store's commit rate. The sink queues entries and a
-background thread writes them in batches (every `interval` seconds or `batch` entries),
-so the request path only pays for an enqueue. `flush()` drains synchronously (tests,
-shutdown). Entries still queued when the process is killed are lost; Admin Activity entries
-are not written here but inside the mutation's own transaction.
+transaction each would cap them at the store's commit rate, and even batched, rendering a
+LogEntry and inserting it costs about as much CPU as a fifth of an exchange. Done by a thread
+it also holds the serving process's GIL in bursts, which is what the exchange's p99 latency
+was made of (docs/performance.md). So the request path only appends a small tuple; a thread
+sends the tuples, pickled in batches, to a child process (`keyless.audit.writer`) that renders
+the entries and inserts them with one `executemany` per batch on another core.
+
+`flush()` drains synchronously and waits until the writer has committed (tests, shutdown).
+Entries still queued when the process is killed are lost; Admin Activity entries are not
+written here but inside the mutation's own transaction. If the writer dies it is started
+again and the batch it was sent is retried.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
+import multiprocessing
 import threading
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-
-from sqlalchemy import insert
+import time
+from collections import deque
+from dataclasses import astuple
+from multiprocessing.connection import Connection
+from typing import Any
 
 from keyless.audit import log as audit
 from keyless.errors import KeylessError
 from keyless.iam.principal import Principal
 from keyless.store.db import Database
-from keyless.store.models import AuditEntry
 
 logger = logging.getLogger("keyless.audit")
 
-
-@dataclass(frozen=True)
-class Pending:
-    record: audit.AuditRecord
-    principal: Principal | None
-    caller_ip: str
-    user_agent: str
-    error: KeylessError | None
-    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+# What one queued entry is: AuditRecord's fields, then caller email, subject, IP, user agent,
+# error (status, message) or None, and the epoch time of the call.
+Pending = tuple[Any, ...]
 
 
 class AuditSink:
-    def __init__(self, db: Database, *, interval: float = 0.05, batch: int = 1000) -> None:
-        self._db = db
-        self._queue: queue.SimpleQueue[Pending] = queue.SimpleQueue()
+    def __init__(self, db: Database, *, interval: float = 0.05, batch: int = 2000) -> None:
+        self._url = db.url
+        self._pending: deque[Pending] = deque()
         self._interval = interval
         self._batch = batch
-        self._lock = threading.Lock()  # one writer at a time (thread or flush())
+        self._wake = threading.Event()
+        self._lock = threading.Lock()  # one sender at a time (the thread or flush())
         self._thread: threading.Thread | None = None  # started by the first submit
+        self._writer: multiprocessing.process.BaseProcess | None = None
+        self._conn: Connection | None = None
 
     def submit(self, record: audit.AuditRecord, principal: Principal | None, *, caller_ip: str = "",
                user_agent: str = "", error: KeylessError | None = None) -> None:
-        self._queue.put(Pending(record, principal, caller_ip, user_agent, error))
+        email, subject = audit.caller_of(principal)
+        # deque.append is atomic: no lock on the request path.
+        self._pending.append((*astuple(record), email, subject, caller_ip, user_agent, audit.error_of(error),
+                              time.time()))
         if self._thread is None:
-            with self._lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, name="keyless-audit", daemon=True)
-                    self._thread.start()
+            self._start_thread()
+        elif len(self._pending) >= self._batch:
+            self._wake.set()
 
-    def flush(self, first: Pending | None = None) -> int:
-        """Write everything queued now; return how many entries were written."""
+    def flush(self, timeout: float = 30.0) -> int:
+        """Send everything queued now and wait until it is committed; return how many entries."""
         with self._lock:
-            items: list[Pending] = [first] if first is not None else []
-            while len(items) < self._batch * 10:
-                try:
-                    items.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            if items:
-                rows = [audit.entry_row(p.record, p.principal, caller_ip=p.caller_ip, user_agent=p.user_agent,
-                                        error=p.error, at=p.at) for p in items]
-                with self._db.write(bump=False) as s:
-                    s.execute(insert(AuditEntry), rows)  # one executemany, not an ORM flush per row
-            return len(items)
+            return self._send(wait=True, timeout=timeout)
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def _start_thread(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="keyless-audit", daemon=True)
+                self._thread.start()
 
     def _run(self) -> None:
         while True:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            if not self._pending:
+                continue
             try:
-                first = self._queue.get()
-            except Exception:  # pragma: no cover - interpreter shutdown
-                return
-            threading.Event().wait(self._interval)
-            try:
-                self.flush(first)
+                with self._lock:
+                    self._send(wait=False)
             except Exception:
-                logger.exception("could not write audit entries")
+                logger.exception("could not send audit entries to the writer")
+                time.sleep(1.0)
+
+    def _send(self, *, wait: bool, timeout: float = 30.0) -> int:
+        batch: list[Pending] = []
+        take = self._pending.popleft  # atomic per item, so entries submitted meanwhile are never lost
+        while True:
+            try:
+                batch.append(take())
+            except IndexError:
+                break
+        for attempt in (1, 2):
+            conn = self._connection()
+            try:
+                conn.send(("write", batch, wait))
+                if wait:
+                    if not conn.poll(timeout):
+                        raise TimeoutError("the audit writer did not answer")
+                    answer = conn.recv()
+                    if answer[0] != "ok":
+                        raise RuntimeError(f"the audit writer failed: {answer[1]}")
+                return len(batch)
+            except (OSError, EOFError, BrokenPipeError):
+                self._stop_writer()
+                if attempt == 2:
+                    self._pending.extendleft(reversed(batch))  # keep them for the next round
+                    raise
+        return 0  # pragma: no cover - the loop returns or raises
+
+    def _connection(self) -> Connection:
+        if self._conn is None or self._writer is None or not self._writer.is_alive():
+            self._stop_writer()
+            # spawn, not fork: the serving process has threads and open database connections.
+            ctx = multiprocessing.get_context("spawn")
+            parent, child = ctx.Pipe()
+            from keyless.audit import writer
+
+            process = ctx.Process(target=writer.main, args=(child, self._url), name="keyless-audit-writer",
+                                  daemon=True)
+            process.start()
+            child.close()
+            self._writer, self._conn = process, parent
+        return self._conn
+
+    def _stop_writer(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        if self._writer is not None and self._writer.is_alive():
+            self._writer.terminate()
+        self._writer = self._conn = None
+
+    def close(self) -> None:
+        """Flush and stop the writer (the process's end)."""
+        if self._thread is not None:
+            self.flush()
+        with self._lock:
+            self._stop_writer()
