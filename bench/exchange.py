@@ -109,7 +109,8 @@ def setup(base: str, token: str) -> None:
                   json={"policy": {"bindings": [{"role": "roles/iam.workloadIdentityUser", "members": [member]}]}}))
 
 
-def wrk(url: str, script: str, connections: int, duration: int) -> tuple[float, float, float, int]:
+def wrk(url: str, script: str, connections: int, duration: int) -> tuple[float, float, float, int, int]:
+    """(requests/s, p50 ms, p99 ms, non-2xx answers, requests) of one wrk run."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
     out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", f.name, url],
@@ -121,7 +122,8 @@ def wrk(url: str, script: str, connections: int, duration: int) -> tuple[float, 
     bad = int(non2xx.group(1)) if non2xx else 0
     if bad:
         print(f"  WARNING: {bad} non-2xx answers: the figure below counts failures and is not valid")
-    return rps, _ms(lat.get("50", "0ms")), _ms(lat.get("99", "0ms")), bad
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return rps, _ms(lat.get("50", "0ms")), _ms(lat.get("99", "0ms")), bad, total
 
 
 def _ms(text: str) -> float:
@@ -225,7 +227,7 @@ def aws_case(moto: Moto, connections: list[int], duration: int) -> None:
                            headers={"Content-Type": "application/x-www-form-urlencoded"})
         assert check.status_code == 200, check.text
         for c in connections:
-            rps, p50, p99, bad = wrk(f"{base}/sts/v1/token", STS_LUA % body, c, duration)
+            rps, p50, p99, bad, _ = wrk(f"{base}/sts/v1/token", STS_LUA % body, c, duration)
             print(f"{'AWS exchange (moto as AWS), 1 worker':<44} conc {c:>3}: {rps:>8.0f} req/s  "
                   f"p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  non-2xx {bad}")
     finally:
@@ -246,10 +248,58 @@ def moto_peer(connections: list[int], duration: int) -> None:
     body = ("Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleSessionName=bench&"
             "RoleArn=arn:aws:iam::123456789012:role/bench&WebIdentityToken=" + "a" * 800)
     for c in connections:
-        rps, p50, p99, bad = wrk(f"http://127.0.0.1:{port}/", STS_LUA % body, c, duration)
+        rps, p50, p99, bad, _ = wrk(f"http://127.0.0.1:{port}/", STS_LUA % body, c, duration)
         print(f"{'moto AssumeRoleWithWebIdentity (peer)':<44} conc {c:>3}: {rps:>8.0f} req/s  "
               f"p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  non-2xx {bad}")
     server.stop()
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def cpu_by_role(root: int, workers: int) -> dict[str, float]:
+    """CPU seconds (user+system) used so far by the server's processes, split into the serving
+    processes and the audit writers (the leaves spawned by a serving process). A figure that
+    contention on the machine barely moves, unlike requests/s."""
+    tick = os.sysconf("SC_CLK_TCK")
+    totals = {"serving": 0.0, "audit writer": 0.0, "other": 0.0}
+    stack = [(root, 0)]
+    while stack:
+        pid, depth = stack.pop()
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        seconds = (int(fields[11]) + int(fields[12])) / tick
+        serving_depth = 0 if workers == 1 else 1
+        if b"resource_tracker" in cmdline:
+            role = "other"
+        elif depth == serving_depth:
+            role = "serving"
+        elif depth == serving_depth + 1:
+            role = "audit writer"
+        else:
+            role = "other"
+        totals[role] += seconds
+        stack += [(c, depth + 1) for c in _children(pid)]
+    return totals
+
+
+def measured(proc: subprocess.Popen[bytes], workers: int, run):  # type: ignore[no-untyped-def]
+    """Run `run()` (a wrk case) and add the server's CPU ms per request to its figures."""
+    before = cpu_by_role(proc.pid, workers)
+    rps, p50, p99, bad, requests = run()
+    after = cpu_by_role(proc.pid, workers)
+    per = {k: (after[k] - before[k]) * 1000 / max(requests, 1) for k in ("serving", "audit writer")}
+    return rps, p50, p99, bad, per
 
 
 def main() -> None:
@@ -276,14 +326,19 @@ def main() -> None:
             check = httpx.post(f"{base}/sts/v1/token", content=body,
                                headers={"Content-Type": "application/x-www-form-urlencoded"})
             assert check.status_code == 200, check.text
+            wrk(f"{base}/sts/v1/token", STS_LUA % body, 16, 2)  # warm-up: caches, the audit writer
             for c in connections:
-                rps, p50, p99, bad = wrk(f"{base}/sts/v1/token", STS_LUA % body, c, args.duration)
+                rps, p50, p99, bad, cpu = measured(proc, workers, lambda c=c, base=base, body=body: wrk(
+                    f"{base}/sts/v1/token", STS_LUA % body, c, args.duration))
                 print(f"{f'OIDC exchange, {workers} worker(s)':<44} conc {c:>3}: {rps:>8.0f} req/s  "
-                      f"p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  non-2xx {bad}")
+                      f"p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  non-2xx {bad}  "
+                      f"cpu/req {cpu['serving']:.3f} ms serving + {cpu['audit writer']:.3f} ms audit writer")
             for c in connections:
-                rps, p50, p99, bad = wrk(base, FLOW_LUA % (body, SA), c, args.duration)
+                rps, p50, p99, bad, cpu = measured(proc, workers, lambda c=c, base=base, body=body: wrk(
+                    base, FLOW_LUA % (body, SA), c, args.duration))
                 print(f"{f'exchange + generateAccessToken, {workers} w':<44} conc {c:>3}: {rps / 2:>8.0f} flows/s "
-                      f"p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  non-2xx {bad}  (per request)")
+                      f"p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  non-2xx {bad}  (per request)  "
+                      f"cpu/req {cpu['serving']:.3f} ms serving + {cpu['audit writer']:.3f} ms audit writer")
         finally:
             proc.terminate()
             proc.wait(10)

@@ -21,7 +21,6 @@ import multiprocessing
 import threading
 import time
 from collections import deque
-from dataclasses import astuple
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -53,8 +52,9 @@ class AuditSink:
                user_agent: str = "", error: KeylessError | None = None) -> None:
         email, subject = audit.caller_of(principal)
         # deque.append is atomic: no lock on the request path.
-        self._pending.append((*astuple(record), email, subject, caller_ip, user_agent, audit.error_of(error),
-                              time.time()))
+        # vars() in field order, not dataclasses.astuple: that deep-copies every nested dict.
+        self._pending.append((*vars(record).values(), email, subject, caller_ip, user_agent,
+                              audit.error_of(error), time.time()))
         if self._thread is None:
             self._start_thread()
         elif len(self._pending) >= self._batch:

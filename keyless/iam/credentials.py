@@ -3,8 +3,9 @@
 https://cloud.google.com/iam/docs/create-short-lived-credentials-direct and -delegated: the
 caller needs the permission on the first account of the chain (`delegates`, then the target),
 and every account in the chain needs it on the next one. Disabled or deleted accounts are
-refused. Access tokens live at most an hour (twelve where the project allows it with
-constraints/iam.allowServiceAccountCredentialLifetimeExtension; not enforced here yet).
+refused. Access tokens live at most an hour, or twelve for the service accounts that the
+target project's list constraint constraints/iam.allowServiceAccountCredentialLifetimeExtension
+allows (https://cloud.google.com/iam/docs/create-short-lived-credentials-direct#sa-credentials-oauth).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from keyless.iam.evaluate import Authorizer, permission_denied
 from keyless.iam.principal import Principal
 from keyless.iam.service_account_keys import system_key
 from keyless.iam.service_accounts import sa_chain
+from keyless.projects import find_project, get_org_policy
 from keyless.state import ServerState, service_account_principal
 from keyless.store.models import ServiceAccount
 from keyless.tokens.access import AccessToken
@@ -34,6 +36,8 @@ from keyless.tokens.keys import ID, b64url
 
 DELEGATE = re.compile(r"^projects/([^/]+)/serviceAccounts/([^/]+)$")
 MAX_LIFETIME = 3600
+EXTENDED_MAX_LIFETIME = 12 * 3600
+LIFETIME_EXTENSION_CONSTRAINT = "constraints/iam.allowServiceAccountCredentialLifetimeExtension"
 MAX_DELEGATES = 10
 GOOGLE_ISSUER = "https://accounts.google.com"  # what Google's ID tokens say; JWKS at /oauth2/v3/certs
 
@@ -87,14 +91,35 @@ def generate_access_token(state: ServerState, caller: Principal, name: str,
     lifetime = MAX_LIFETIME
     if body.get("lifetime") is not None:
         lifetime = int(parse_duration(body["lifetime"], "lifetime"))
-        if not 1 <= lifetime <= MAX_LIFETIME:
-            raise InvalidArgument(f"The lifetime must be between 1 and {MAX_LIFETIME} seconds "
-                                  "(longer lifetimes need constraints/iam.allowServiceAccountCredentialLifetimeExtension).")
+        if not 1 <= lifetime <= EXTENDED_MAX_LIFETIME:
+            raise InvalidArgument(f"The lifetime must be between 1 and {EXTENDED_MAX_LIFETIME} seconds.")
     chain = resolve_chain(state, caller, name, body.get("delegates"), "iam.serviceAccounts.getAccessToken")
+    if lifetime > MAX_LIFETIME and not _lifetime_extension_allowed(state, chain.target):
+        raise InvalidArgument(
+            f"The lifetime {lifetime}s is longer than the maximum {MAX_LIFETIME}s: service account "
+            f"{chain.target.email} is not allowed a longer lifetime by {LIFETIME_EXTENSION_CONSTRAINT}.")
     base = service_account_principal(chain.target)
     principal = Principal(member=base.member, member_keys=base.member_keys, email=base.email, subject=base.subject,
                           service_account_id=base.service_account_id, delegation=chain.delegation)
     return state.tokens.mint(principal, scopes, lifetime), chain.target
+
+
+def _lifetime_extension_allowed(state: ServerState, target: AccountInfo) -> bool:
+    """Whether the target project's list policy for the constraint allows this account's email
+    (`allowedValues`, or `allValues: ALLOW`; `deniedValues` wins)."""
+    with state.db.read() as s:
+        project = find_project(s, target.project_id, include_deleted=False)
+        if project is None:
+            return False
+        policy = get_org_policy(project, LIFETIME_EXTENSION_CONSTRAINT).get("listPolicy") or {}
+    if not isinstance(policy, dict):
+        return False
+    email = target.email.lower()
+    values = {str(v).lower().removeprefix("is:") for v in policy.get("allowedValues") or []}
+    denied = {str(v).lower().removeprefix("is:") for v in policy.get("deniedValues") or []}
+    if email in denied or policy.get("allValues") == "DENY":
+        return False
+    return policy.get("allValues") == "ALLOW" or email in values
 
 
 def generate_id_token(state: ServerState, caller: Principal, name: str,

@@ -165,6 +165,30 @@ def test_key_creation_can_be_disabled_per_project(g: Gcloud, tmp_path: Path, mod
           "--iam-account=no-keys-sa@project-a.iam.gserviceaccount.com")
 
 
+def test_token_lifetime_over_an_hour_needs_the_lifetime_extension_constraint(
+        g: Gcloud, module_server: KeylessServer) -> None:
+    """generateAccessToken allows up to 12 h only for accounts the list constraint
+    iam.allowServiceAccountCredentialLifetimeExtension allows on the account's project."""
+    g.run("iam", "service-accounts", "create", "long-lived-sa", "--project=project-b")
+    g.run("iam", "service-accounts", "create", "short-lived-sa", "--project=project-b")
+    g.run("projects", "add-iam-policy-binding", "project-b", "--member=user:owner@keyless.dev",
+          "--role=roles/iam.serviceAccountTokenCreator")
+    path = "/iamcredentials/v1/projects/-/serviceAccounts/{}@project-b.iam.gserviceaccount.com:generateAccessToken"
+    body = {"scope": ["https://www.googleapis.com/auth/cloud-platform"], "lifetime": "7200s"}
+    refused = module_server.call("POST", path.format("long-lived-sa"), body=body)
+    assert refused.status_code == 400 and "allowServiceAccountCredentialLifetimeExtension" in refused.text
+    g.run("resource-manager", "org-policies", "allow", "iam.allowServiceAccountCredentialLifetimeExtension",
+          "long-lived-sa@project-b.iam.gserviceaccount.com", "--project=project-b")
+    granted = module_server.call("POST", path.format("long-lived-sa"), body=body)
+    assert granted.status_code == 200, granted.text
+    info = module_server.call("GET", "/oauth2/v3/tokeninfo?access_token=" + granted.json()["accessToken"])
+    assert 7100 < int(info.json()["expires_in"]) <= 7200
+    # only the allowed account, and never beyond 12 hours
+    assert module_server.call("POST", path.format("short-lived-sa"), body=body).status_code == 400
+    too_long = module_server.call("POST", path.format("long-lived-sa"), body={**body, "lifetime": "43201s"})
+    assert too_long.status_code == 400
+
+
 ROLE_YAML = """title: "App Object Reader"
 stage: "GA"
 includedPermissions:
