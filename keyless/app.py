@@ -9,6 +9,7 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -48,11 +49,15 @@ PREFIXES = {
     "robot": robot.routes,  # Google's public service-account certificates
     "idp": idp.routes,  # Keyless's own test issuers (not a Google API)
     "storage": storage.routes,
+    "upload": storage.upload_routes,  # Cloud Storage media uploads: /upload/storage/v1/...
+    "download": storage.download_routes,  # Cloud Storage media downloads: /download/storage/v1/...
+    "resumable": storage.resumable_routes,  # gcloud's resumable uploads: /resumable/upload/storage/v1/...
     "secretmanager": secretmanager.routes,
     "logging": logging_api.routes,
     "container": container.routes,
 }
 OWNER_TOKEN_REFRESH_SECONDS = 3600
+AUDIT_PRUNE_SECONDS = 3600
 
 
 async def not_found(request: Request, exc: Exception | None = None) -> Response:
@@ -80,9 +85,11 @@ def build_app(state: ServerState, *, refresh_owner_token: bool = True) -> ASGIAp
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        task = asyncio.create_task(_refresh_owner_token(state)) if refresh_owner_token else None
+        tasks = [asyncio.create_task(_prune_audit_log(state))]
+        if refresh_owner_token:
+            tasks.append(asyncio.create_task(_refresh_owner_token(state)))
         yield
-        if task is not None:
+        for task in tasks:
             task.cancel()
         await asyncio.to_thread(state.audit.close)
 
@@ -107,6 +114,18 @@ async def _refresh_owner_token(state: ServerState) -> None:
             await asyncio.to_thread(state.write_owner_token)
         except Exception:
             logger.exception("could not refresh the owner token")
+
+
+async def _prune_audit_log(state: ServerState) -> None:
+    """Apply the audit log's retention at start and hourly (each worker may; deletes are idempotent)."""
+    from keyless.audit.retention import Retention, prune
+
+    while True:
+        try:
+            await asyncio.to_thread(prune, state.db, datetime.now(UTC), Retention.from_settings(state.settings))
+        except Exception:
+            logger.exception("could not prune the audit log")
+        await asyncio.sleep(AUDIT_PRUNE_SECONDS)
 
 
 def create_app(settings: Settings | None = None) -> ASGIApp:

@@ -24,6 +24,11 @@ class Settings:
     allow_insecure_issuers: bool = False  # accept http:// OIDC issuers on loopback (local testing)
     aws_sts_endpoint: str | None = None  # where AWS subject tokens are verified (default: AWS itself)
     max_body_bytes: int = 10 * 1024 * 1024
+    # Audit log retention (keyless.audit.retention), Google's defaults: Admin Activity and System
+    # Event 400 days, Data Access 30 days; and at most this many entries in all (0: no bound).
+    audit_retention_days: int = 400
+    audit_data_access_retention_days: int = 30
+    audit_max_entries: int = 10_000_000
 
     @property
     def base_url(self) -> str:
@@ -47,6 +52,9 @@ class Settings:
             s.aws_sts_endpoint = env["KEYLESS_AWS_STS_ENDPOINT"]
         if env.get("KEYLESS_OWNER"):
             s.owner = env["KEYLESS_OWNER"]
+        for name in ("audit_retention_days", "audit_data_access_retention_days", "audit_max_entries"):
+            if env.get(f"KEYLESS_{name.upper()}"):
+                setattr(s, name, int(env[f"KEYLESS_{name.upper()}"]))
         for k, v in overrides.items():
             if v is not None:
                 setattr(s, k, v)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -40,7 +41,11 @@ from keyless.projects import ROOT
 from keyless.store.db import Database, RevisionCache, open_database
 from keyless.store.models import ServiceAccount
 from keyless.tokens.access import CLOUD_PLATFORM, INVALID_CREDENTIALS, AccessToken, AccessTokens
+from keyless.tokens.access import PREFIX as ACCESS_PREFIX
 from keyless.tokens.keys import KeyRing
+
+if TYPE_CHECKING:
+    from keyless.iam.self_signed import SelfSignedJwts
 
 MISSING_CREDENTIALS = (
     "Request is missing required authentication credential. Expected OAuth 2 access token, login "
@@ -78,6 +83,7 @@ class ServerState:
             self.db, self.tokens, OidcVerifier(allow_insecure_loopback=settings.allow_insecure_issuers),
             AwsVerifier(sts_endpoint=settings.aws_sts_endpoint))
         self._inactive = RevisionCache(self.db, self._load_inactive)
+        self._jwts: SelfSignedJwts | None = None
 
     # -- bootstrap -------------------------------------------------------------------------
 
@@ -112,18 +118,30 @@ class ServerState:
 
     # -- authentication ----------------------------------------------------------------------
 
-    def authenticate(self, authorization: str | None) -> AccessToken:
-        """Verify a `Bearer` access token; refuse tokens of disabled or deleted accounts."""
+    def authenticate(self, authorization: str | None, service: str = "") -> AccessToken:
+        """Verify a `Bearer` access token, or a self-signed JWT of a service account key meant for
+        `service` (keyless.iam.self_signed); refuse tokens of disabled or deleted accounts."""
         if not authorization:
             raise Unauthenticated(MISSING_CREDENTIALS)
         scheme, _, credential = authorization.partition(" ")
         if scheme.lower() != "bearer" or not credential.strip():
             raise Unauthenticated(INVALID_CREDENTIALS)
-        token = self.tokens.verify(credential.strip())
+        credential = credential.strip()
+        if not credential.startswith(ACCESS_PREFIX) and credential.count(".") == 2:
+            token = self._self_signed().authenticate(credential, service)
+        else:
+            token = self.tokens.verify(credential)
         sa = token.principal.service_account_id
         if sa is not None and sa in self.inactive_service_accounts():
             raise Unauthenticated(INVALID_CREDENTIALS)
         return token
+
+    def _self_signed(self) -> SelfSignedJwts:
+        if self._jwts is None:
+            from keyless.iam.self_signed import SelfSignedJwts  # it builds on this module
+
+            self._jwts = SelfSignedJwts(self)
+        return self._jwts
 
     def inactive_service_accounts(self) -> frozenset[str]:
         """uniqueIds of disabled or deleted service accounts, as of the store's revision."""

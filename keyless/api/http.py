@@ -170,7 +170,7 @@ def endpoint(state: ServerState, handler: Handler, *, service: str = "", method:
         try:
             body = await read_json(request, state.settings.max_body_bytes) \
                 if request.method in ("POST", "PUT", "PATCH") else {}
-            token = state.authenticate(request.headers.get("authorization")) if authenticated else None
+            token = state.authenticate(request.headers.get("authorization"), service) if authenticated else None
             query: dict[str, list[str]] = {}
             for k, v in request.query_params.multi_items():
                 if k not in SYSTEM_PARAMETERS:

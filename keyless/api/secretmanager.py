@@ -1,11 +1,363 @@
-"""(being written)"""
+"""Secret Manager API (secretmanager.googleapis.com v1, REST): secrets, versions and secret IAM
+(https://cloud.google.com/secret-manager/docs/reference/rest), mounted at /secretmanager.
+
+Every call is authorised on [secret, project, root] with Secret Manager's permissions and its
+own denial wording ("denied for resource"). Audit entries follow
+https://cloud.google.com/secret-manager/docs/audit-logging: ADMIN_WRITE methods (create,
+update, delete, addVersion, enable/disable/destroy, setIamPolicy) always write Admin Activity;
+ADMIN_READ (get, list, getIamPolicy) and DATA_READ (access) write Data Access entries only where
+the project's auditConfigs enable them, on `audited_resource`.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+from collections.abc import Callable
+from typing import Any
+
 from starlette.routing import Route
 
+from keyless import projects
+from keyless.api.http import Call, allowed_fields, object_field, route, update_mask
+from keyless.audit.data_access import ADMIN_READ, DATA_READ, data_access_enabled
+from keyless.audit.log import DATA_ACCESS, AuditRecord
+from keyless.errors import InvalidArgument, KeylessError, NotFound, PermissionDenied
+from keyless.iam.evaluate import ResourceContext, permission_denied
+from keyless.iam.policy import get_policy_row, parse_requested_version, policy_json, set_policy
+from keyless.secretmanager import names
+from keyless.secretmanager import secrets as secrets_domain
+from keyless.secretmanager import versions as versions_domain
+from keyless.secretmanager.names import SERVICE
 from keyless.state import ServerState
+from keyless.store.models import Project, SmSecret, SmSecretVersion
+
+PREFIX = "google.cloud.secretmanager.v1.SecretManagerService."
+MAX_PAYLOAD_B64 = 4 * ((versions_domain.MAX_PAYLOAD_BYTES + 2) // 3) + 4
+
+
+# -- authorisation and resolution ---------------------------------------------------------------
+
+
+def _denied(permission: str, display: str) -> PermissionDenied:
+    """Secret Manager says "denied for resource" where IAM says "denied on resource"."""
+    error = permission_denied(permission, display)
+    return PermissionDenied(error.message.replace(" on resource ", " for resource ", 1), details=error.details)
+
+
+def _require(call: Call, permission: str, chain: list[str], display: str, context: ResourceContext) -> None:
+    decision = call.state.authz.check(call.principal, permission, chain, context)
+    if call.record is not None:
+        call.record.authorize(context.name, permission, decision.granted)
+    if not decision.granted:
+        raise _denied(permission, display)
+
+
+def _touch(call: Call, project_id: str, name: str, *, found: bool) -> None:
+    labels = {"service": SERVICE, "method": call.record.method if call.record else ""}
+    if found:  # marks the project as known, for the Data Access decision
+        labels["project_id"] = project_id
+    call.touch(project_id=project_id, name=name, type="audited_resource", labels=labels)
+
+
+def _project(call: Call, s: Any, permission: str) -> Project:
+    """The project of the path, for project-level methods (create, list)."""
+    given = call.params["project"]
+    row = projects.find_project(s, given, include_deleted=False)
+    if row is None:
+        _touch(call, given, f"projects/{given}", found=False)
+        chain = [projects.project_resource(given), projects.ROOT]
+        _require(call, permission, chain, f"projects/{given}", ResourceContext(f"projects/{given}"))
+        raise _denied(permission, f"projects/{given}")  # Google never confirms a project is missing
+    name = f"projects/{row.project_number}"
+    _touch(call, row.project_id, name, found=True)
+    _require(call, permission, projects.project_chain(row.project_id), f"projects/{given}",
+             ResourceContext(name, "cloudresourcemanager.googleapis.com/Project", "cloudresourcemanager.googleapis.com"))
+    return row
+
+
+def _secret_target(call: Call, s: Any, permission: str, version: str | None = None,
+                   *, for_update: bool = False) -> tuple[Project, SmSecret | None]:
+    """Authorise `permission` on the secret (or version) of the path; the secret if it exists."""
+    given, secret_id = call.params["project"], call.params["secret"]
+    if version is None:
+        names.check_secret_id(given, secret_id)
+    else:
+        names.check_version_id(given, secret_id, version)
+    display = names.secret_name(given, secret_id) if version is None else \
+        names.version_name(given, secret_id, version)
+    row = projects.find_project(s, given, include_deleted=False)
+    if row is None:
+        _touch(call, given, display, found=False)
+        _require(call, permission, [projects.project_resource(given), projects.ROOT], display,
+                 ResourceContext(display))
+        raise _denied(permission, display)
+    number = row.project_number
+    name = names.secret_name(number, secret_id) if version is None else names.version_name(number, secret_id, version)
+    _touch(call, row.project_id, name, found=True)
+    chain = [names.policy_resource(number, secret_id), *projects.project_chain(row.project_id)]
+    context = ResourceContext(name, names.SECRET_TYPE if version is None else names.VERSION_TYPE, SERVICE)
+    _require(call, permission, chain, display, context)
+    return row, secrets_domain.find_secret(s, row.project_id, secret_id, for_update=for_update)
+
+
+def _secret(call: Call, s: Any, permission: str, *, for_update: bool = False) -> tuple[Project, SmSecret]:
+    project, secret = _secret_target(call, s, permission, for_update=for_update)
+    if secret is None:
+        raise NotFound(
+            f"Secret [{names.secret_name(project.project_number, call.params['secret'])}] not found.")
+    return project, secret
+
+
+def _version(call: Call, s: Any, permission: str) -> tuple[SmSecret, SmSecretVersion]:
+    version_id = call.params["version"]
+    project, secret = _secret_target(call, s, permission, version_id)
+    if secret is None:
+        raise versions_domain.missing(project.project_number, call.params["secret"], version_id)
+    row = versions_domain.resolve(s, secret, version_id)
+    call.touch(name=names.version_name(secret.project_number, secret.secret_id, row.version))
+    return secret, row
+
+
+# -- Data Access entries ------------------------------------------------------------------------
+
+
+def _data_access(method: str, log_type: str, handler: Callable[[Call], Any]) -> Callable[[Call], Any]:
+    """Run a read method with its own audit record, written (batched) only if auditConfigs ask."""
+
+    def run(call: Call) -> Any:
+        call.record = AuditRecord(service=SERVICE, method=PREFIX + method, log=DATA_ACCESS)
+        try:
+            result = handler(call)
+        except KeylessError as error:
+            _submit(call, log_type, error)
+            call.record = None  # decided here: the endpoint must not write it again
+            raise
+        _submit(call, log_type, None)
+        return result
+
+    return run
+
+
+def _submit(call: Call, log_type: str, error: KeylessError | None) -> None:
+    record = call.record
+    if record is None or call.token is None:
+        return
+    project_id = record.resource_labels.get("project_id")
+    if not project_id:
+        return  # unknown project or malformed name: nothing identifiable was read
+    configs = call.state.authz.audit_configs(projects.project_chain(project_id))
+    if data_access_enabled(configs, SERVICE, log_type, call.principal.member_keys):
+        call.state.audit.submit(record, call.principal, caller_ip=call.caller_ip, user_agent=call.user_agent,
+                                error=error)
+
+
+# -- secrets ------------------------------------------------------------------------------------
+
+
+def create_secret(call: Call) -> dict[str, Any]:
+    secret_id = call.arg("secretId") or call.arg("secret_id") or ""
+    with call.write() as s:
+        project = _project(call, s, "secretmanager.secrets.create")
+        names.check_secret_id(call.params["project"], secret_id)
+        _touch(call, project.project_id, names.secret_name(project.project_number, secret_id), found=True)
+        row = secrets_domain.create_secret(s, project, secret_id, call.body)
+        return secrets_domain.secret_json(row)
+
+
+def get_secret(call: Call) -> dict[str, Any]:
+    with call.read() as s:
+        _, row = _secret(call, s, "secretmanager.secrets.get")
+        return secrets_domain.secret_json(row)
+
+
+def list_secrets(call: Call) -> dict[str, Any]:
+    with call.read() as s:
+        project = _project(call, s, "secretmanager.secrets.list")
+        rows = secrets_domain.list_secrets(s, project.project_id, call.arg("filter"))
+        everything = [secrets_domain.secret_json(r) for r in rows]
+    items, token = call.page(everything)
+    if not items:
+        return {}
+    return {"secrets": items, **({"nextPageToken": token} if token else {}), "totalSize": len(everything)}
+
+
+def patch_secret(call: Call) -> dict[str, Any]:
+    mask = update_mask(call)
+    with call.write() as s:
+        _, row = _secret(call, s, "secretmanager.secrets.update")
+        return secrets_domain.secret_json(secrets_domain.update_secret(row, call.body, mask))
+
+
+def delete_secret(call: Call) -> dict[str, Any]:
+    with call.write() as s:
+        _, row = _secret(call, s, "secretmanager.secrets.delete")
+        secrets_domain.delete_secret(s, row, call.arg("etag"))
+    return {}
+
+
+# -- versions -----------------------------------------------------------------------------------
+
+
+def _payload(body: dict[str, Any]) -> tuple[bytes, int | None]:
+    """SecretPayload from an AddSecretVersionRequest body: base64 `data`, int64 `dataCrc32c`."""
+    allowed_fields(body, {"payload"}, "")
+    payload = secrets_domain.camel(object_field(body, "payload", ""))
+    allowed_fields(payload, {"data", "dataCrc32c"}, "payload")
+    data = payload.get("data", "")
+    if not isinstance(data, str):
+        raise InvalidArgument(f"Invalid value at 'payload.data' (TYPE_BYTES), {json.dumps(data)[:100]}")
+    if len(data) > MAX_PAYLOAD_B64:
+        raise InvalidArgument(f"Secret payload data length must be at most [{versions_domain.MAX_PAYLOAD_BYTES}] bytes.")
+    text = data.strip().replace("-", "+").replace("_", "/")  # proto JSON accepts either alphabet
+    try:
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidArgument(f"Invalid value at 'payload.data' (TYPE_BYTES), Base64 decoding failed for "
+                              f"\"{data[:100]}\"") from exc
+    checksum = payload.get("dataCrc32c")
+    if checksum is None:
+        return raw, None
+    try:
+        if isinstance(checksum, bool) or not isinstance(checksum, (int, str)):
+            raise ValueError
+        value = int(checksum)
+    except ValueError as exc:
+        raise InvalidArgument(f"Invalid value at 'payload.data_crc32c' (TYPE_INT64), "
+                              f"{json.dumps(checksum)[:100]}") from exc
+    if not -(2**63) <= value < 2**63:
+        raise InvalidArgument(f"Invalid value at 'payload.data_crc32c' (TYPE_INT64), {json.dumps(checksum)[:100]}")
+    return raw, value
+
+
+def add_version(call: Call) -> dict[str, Any]:
+    data, checksum = _payload(call.body)
+    with call.write() as s:
+        _, secret = _secret(call, s, "secretmanager.versions.add", for_update=True)
+        row = versions_domain.add_version(s, secret, data, checksum)
+        call.touch(name=names.version_name(secret.project_number, secret.secret_id, row.version))
+        return versions_domain.version_json(secret, row)
+
+
+def get_version(call: Call) -> dict[str, Any]:
+    with call.read() as s:
+        secret, row = _version(call, s, "secretmanager.versions.get")
+        return versions_domain.version_json(secret, row)
+
+
+def list_versions(call: Call) -> dict[str, Any]:
+    with call.read() as s:
+        _, secret = _secret(call, s, "secretmanager.versions.list")
+        rows = versions_domain.list_versions(s, secret, call.arg("filter"))
+        everything = [versions_domain.version_json(secret, r) for r in rows]
+    items, token = call.page(everything)
+    if not items:
+        return {}
+    return {"versions": items, **({"nextPageToken": token} if token else {}), "totalSize": len(everything)}
+
+
+def access_version(call: Call) -> dict[str, Any]:
+    with call.read() as s:
+        secret, row = _version(call, s, "secretmanager.versions.access")
+        data, checksum = versions_domain.access(secret, row)
+        name = names.version_name(secret.project_number, secret.secret_id, row.version)
+    return {"name": name, "payload": {"data": base64.b64encode(data).decode(), "dataCrc32c": str(checksum)}}
+
+
+def change_version(permission: str, change: Callable[..., SmSecretVersion]) -> Callable[[Call], Any]:
+    def handler(call: Call) -> dict[str, Any]:
+        allowed_fields(call.body, {"name", "etag"}, "")
+        etag = call.body.get("etag")
+        if etag is not None and not isinstance(etag, str):
+            raise InvalidArgument(f"Invalid value at 'etag' (TYPE_STRING), {json.dumps(etag)[:100]}")
+        with call.write() as s:
+            secret, row = _version(call, s, permission)
+            return versions_domain.version_json(secret, change(secret, row, etag))
+
+    return handler
+
+
+# -- secret IAM ---------------------------------------------------------------------------------
+
+
+def get_iam_policy(call: Call) -> dict[str, Any]:
+    options = call.body.get("options") if call.body else None
+    if options is None and call.arg("options.requestedPolicyVersion") is not None:
+        options = {"requestedPolicyVersion": call.arg("options.requestedPolicyVersion")}
+    version = parse_requested_version(options)
+    with call.read() as s:
+        _, secret = _secret(call, s, "secretmanager.secrets.getIamPolicy")
+        return policy_json(get_policy_row(s, names.policy_resource(secret.project_number, secret.secret_id)),
+                           version)
+
+
+def set_iam_policy(call: Call) -> dict[str, Any]:
+    allowed_fields(call.body, {"policy", "updateMask"}, "")
+    policy = object_field(call.body, "policy", "")
+    mask = call.body.get("updateMask")
+    if mask is not None and not isinstance(mask, str):
+        raise InvalidArgument("updateMask must be a comma-separated string of field paths.")
+    if call.record is not None:
+        call.record.request = {"@type": "type.googleapis.com/google.iam.v1.SetIamPolicyRequest", **call.body}
+    with call.write() as s:
+        _, secret = _secret(call, s, "secretmanager.secrets.setIamPolicy")
+        stored = set_policy(s, names.policy_resource(secret.project_number, secret.secret_id), policy, mask,
+                            call.state.role_exists(s), call.state.member_check(s, "secret"))
+        result = policy_json(stored, 3)
+        if call.record is not None:
+            call.record.response = {"@type": "type.googleapis.com/google.iam.v1.Policy", **result}
+        return result
+
+
+def test_iam_permissions(call: Call) -> dict[str, Any]:
+    allowed_fields(call.body, {"permissions"}, "")
+    perms = call.body.get("permissions") or []
+    if not isinstance(perms, list) or len(perms) > 100 or not all(isinstance(p, str) and len(p) < 200 for p in perms):
+        raise InvalidArgument("permissions must be a list of at most 100 permission names.")
+    given, secret_id = call.params["project"], call.params["secret"]
+    names.check_secret_id(given, secret_id)
+    with call.read() as s:
+        project = projects.find_project(s, given, include_deleted=False)
+        secret = secrets_domain.find_secret(s, project.project_id, secret_id) if project else None
+    if project is None or secret is None:
+        return {}
+    chain = [names.policy_resource(project.project_number, secret_id), *projects.project_chain(project.project_id)]
+    context = ResourceContext(names.secret_name(project.project_number, secret_id), names.SECRET_TYPE, SERVICE)
+    granted = [p for p in perms if call.state.authz.check(call.principal, p, chain, context).granted]
+    return {"permissions": granted} if granted else {}
 
 
 def routes(state: ServerState) -> list[Route]:
-    return []
+    def admin(http_method: str, path: str, handler: Callable[[Call], Any], method: str) -> Route:
+        return route(state, http_method, path, handler, service=SERVICE, method=PREFIX + method)
+
+    def read(http_method: str, path: str, handler: Callable[[Call], Any], method: str,
+             log_type: str = ADMIN_READ) -> Route:
+        return route(state, http_method, path, _data_access(method, log_type, handler), audited=False)
+
+    secrets = "/v1/projects/{project}/secrets"
+    secret = secrets + "/{secret}"
+    version = secret + "/versions/{version}"
+    # Custom methods (`name:verb`) come before the plain resource routes they would also match.
+    return [
+        read("GET", version + ":access", access_version, "AccessSecretVersion", DATA_READ),
+        admin("POST", version + ":enable", change_version("secretmanager.versions.enable", versions_domain.enable),
+              "EnableSecretVersion"),
+        admin("POST", version + ":disable", change_version("secretmanager.versions.disable", versions_domain.disable),
+              "DisableSecretVersion"),
+        admin("POST", version + ":destroy", change_version("secretmanager.versions.destroy", versions_domain.destroy),
+              "DestroySecretVersion"),
+        read("GET", version, get_version, "GetSecretVersion"),
+        read("GET", secret + "/versions", list_versions, "ListSecretVersions"),
+        admin("POST", secret + ":addVersion", add_version, "AddSecretVersion"),
+        read("GET", secret + ":getIamPolicy", get_iam_policy, "GetIamPolicy"),
+        read("POST", secret + ":getIamPolicy", get_iam_policy, "GetIamPolicy"),
+        admin("POST", secret + ":setIamPolicy", set_iam_policy, "SetIamPolicy"),
+        route(state, "POST", secret + ":testIamPermissions", test_iam_permissions, audited=False),
+        read("GET", secret, get_secret, "GetSecret"),
+        admin("PATCH", secret, patch_secret, "UpdateSecret"),
+        admin("DELETE", secret, delete_secret, "DeleteSecret"),
+        read("GET", secrets, list_secrets, "ListSecrets"),
+        admin("POST", secrets, create_secret, "CreateSecret"),
+    ]

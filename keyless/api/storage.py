@@ -1,11 +1,252 @@
-"""(being written)"""
+"""Cloud Storage JSON API v1 (https://cloud.google.com/storage/docs/json_api/v1): buckets,
+bucket IAM, object metadata, listing and deletion, under `/storage/v1/...`; media uploads
+and downloads live in keyless.api.storage_media (`/upload/...`, `/download/...`).
+
+Every call is authorised with Cloud Storage's permissions on [bucket, project, root]
+(IAM conditions see resource.name `projects/_/buckets/B[/objects/O]`, resource.type and
+resource.service). Admin Activity entries record bucket create/delete/setIamPolicy; Data
+Access entries (DATA_READ, DATA_WRITE, ADMIN_READ) are written only where the project's
+auditConfigs enable them for storage.googleapis.com, as on Google.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
+from keyless.api import storage_media
+from keyless.api.storage_wire import (
+    StorageCall,
+    authorize_bucket,
+    authorize_object,
+    bucket_context,
+    data_access,
+    load_bucket,
+    read_preconditions,
+    storage_endpoint,
+    touch_bucket,
+    with_convenience_members,
+)
+from keyless.errors import InvalidArgument
+from keyless.iam.evaluate import ResourceContext
+from keyless.iam.policy import get_policy_row, parse_requested_version, policy_json, set_policy
+from keyless.projects import active_project, project_chain, project_resource
 from keyless.state import ServerState
+from keyless.storage import buckets, objects
+from keyless.storage.names import validate_object_name
+from keyless.store.models import StorageBucket
 
+MAX_LIST_RESULTS = 1000
+
+
+def _max_results(call: StorageCall) -> int:
+    value = call.int_arg("maxResults")
+    if value is None or value > MAX_LIST_RESULTS:
+        return MAX_LIST_RESULTS
+    if value < 1:
+        raise InvalidArgument(f"Invalid value for maxResults: {value}")
+    return value
+
+
+# -- buckets -------------------------------------------------------------------------------------
+
+def insert_bucket(call: StorageCall) -> dict[str, Any]:
+    project_id = call.arg("project")
+    if not project_id:
+        raise InvalidArgument("Required parameter: project")
+    with call.read() as s:
+        project = active_project(s, project_id)
+    name = call.body.get("name")
+    call.touch(project_id=project.project_id, name=buckets.bucket_resource(str(name)), type="gcs_bucket",
+               labels={"bucket_name": str(name), "location": str(call.body.get("location") or "US").lower(),
+                       "project_id": project.project_id})
+    call.authorize("storage.buckets.create", project_chain(project.project_id),
+                   ResourceContext(project_resource(project.project_id), "cloudresourcemanager.googleapis.com/Project",
+                                   "cloudresourcemanager.googleapis.com"), "project")
+    with call.write() as s:
+        row = buckets.create_bucket(s, project, call.body, call.state.role_exists(s),
+                                    call.state.member_check(s, "bucket"))
+        s.flush()
+        touch_bucket(call, row)
+        return buckets.bucket_json(row, call.base_url)
+
+
+def get_bucket(call: StorageCall) -> dict[str, Any]:
+    row = load_bucket(call)
+    authorize_bucket(call, row, "storage.buckets.get")
+    data_access(call, "storage.buckets.get", row, buckets.bucket_resource(row.name), "storage.buckets.get")
+    return buckets.bucket_json(row, call.base_url)
+
+
+def list_buckets(call: StorageCall) -> dict[str, Any]:
+    project_id = call.arg("project")
+    if not project_id:
+        raise InvalidArgument("Required parameter: project")
+    with call.read() as s:
+        project = active_project(s, project_id)
+    call.authorize("storage.buckets.list", project_chain(project.project_id),
+                   ResourceContext(project_resource(project.project_id), "cloudresourcemanager.googleapis.com/Project",
+                                   "cloudresourcemanager.googleapis.com"), "project")
+    with call.read() as s:
+        rows = buckets.list_buckets(s, project.project_id, call.arg("prefix") or "")
+    start = 0
+    token = call.arg("pageToken")
+    if token:
+        start = next((i for i, b in enumerate(rows) if b.name > token), len(rows))
+    page = rows[start:start + _max_results(call)]
+    body: dict[str, Any] = {"kind": "storage#buckets", "items": [buckets.bucket_json(b, call.base_url) for b in page]}
+    if start + len(page) < len(rows):
+        body["nextPageToken"] = page[-1].name
+    return body
+
+
+def delete_bucket(call: StorageCall) -> None:
+    row = load_bucket(call)
+    touch_bucket(call, row)
+    authorize_bucket(call, row, "storage.buckets.delete")
+    with call.write() as s:
+        buckets.delete_bucket(s, row.name, call.int_arg("ifMetagenerationMatch"))
+    return None
+
+
+# -- bucket IAM ----------------------------------------------------------------------------------
+
+def _storage_policy(row: StorageBucket, policy: dict[str, Any]) -> dict[str, Any]:
+    return {"kind": "storage#policy", "resourceId": buckets.bucket_resource(row.name), **policy}
+
+
+def get_bucket_iam(call: StorageCall) -> dict[str, Any]:
+    row = load_bucket(call)
+    authorize_bucket(call, row, "storage.buckets.getIamPolicy")
+    version = parse_requested_version({"requestedPolicyVersion": call.arg("optionsRequestedPolicyVersion") or 1})
+    with call.read() as s:
+        policy = policy_json(get_policy_row(s, buckets.bucket_resource(row.name)), version)
+    data_access(call, "storage.getIamPermissions", row, buckets.bucket_resource(row.name),
+                "storage.buckets.getIamPolicy")
+    return _storage_policy(row, policy)
+
+
+def set_bucket_iam(call: StorageCall) -> dict[str, Any]:
+    row = load_bucket(call)
+    touch_bucket(call, row)
+    authorize_bucket(call, row, "storage.buckets.setIamPolicy")
+    policy = {k: v for k, v in call.body.items() if k not in ("kind", "resourceId")}
+    if "auditConfigs" in policy:
+        raise InvalidArgument("Invalid argument: auditConfigs cannot be set on a bucket policy.")
+    with call.write() as s:
+        stored = set_policy(s, buckets.bucket_resource(row.name), policy, "bindings,etag",
+                            call.state.role_exists(s), call.state.member_check(s, "bucket"))
+        return _storage_policy(row, policy_json(stored, 3))
+
+
+def test_bucket_iam(call: StorageCall) -> dict[str, Any]:
+    row = load_bucket(call)
+    wanted = call.args("permissions")
+    if not wanted:
+        raise InvalidArgument("Required parameter: permissions")
+    if len(wanted) > 100:
+        raise InvalidArgument("Too many permissions: at most 100 may be tested at once.")
+    chain, ctx = buckets.bucket_chain(row), bucket_context(row.name)
+    principal = with_convenience_members(call.state, call.principal, row.project_id)
+    granted = [p for p in wanted if call.state.authz.check(principal, p, chain, ctx).granted]
+    body: dict[str, Any] = {"kind": "storage#testIamPermissionsResponse"}
+    if granted:
+        body["permissions"] = granted
+    return body
+
+
+# -- objects -------------------------------------------------------------------------------------
+
+def list_objects(call: StorageCall) -> dict[str, Any]:
+    row = load_bucket(call)
+    authorize_bucket(call, row, "storage.objects.list")
+    with call.read() as s:
+        items, prefixes, token = objects.list_objects(
+            s, row.name, prefix=call.arg("prefix") or "", delimiter=call.arg("delimiter") or "",
+            max_results=_max_results(call), page_token=call.arg("pageToken"),
+            start_offset=call.arg("startOffset") or "", end_offset=call.arg("endOffset") or "",
+            include_trailing_delimiter=call.flag("includeTrailingDelimiter"))
+    data_access(call, "storage.objects.list", row, buckets.bucket_resource(row.name), "storage.objects.list")
+    body: dict[str, Any] = {"kind": "storage#objects"}
+    if prefixes:
+        body["prefixes"] = prefixes
+    if items:
+        body["items"] = [objects.object_json(o, call.base_url) for o in items]
+    if token:
+        body["nextPageToken"] = token
+    return body
+
+
+async def get_object(call: StorageCall) -> Any:
+    """Metadata, or the bytes with alt=media (the JSON API serves both at one path)."""
+    if call.arg("alt") == "media":
+        return await storage_media.download(call)
+    return await run_in_threadpool(get_object_metadata, call)
+
+
+def get_object_metadata(call: StorageCall) -> dict[str, Any]:
+    row = load_bucket(call)
+    name = validate_object_name(call.params["object"])
+    authorize_object(call, row, name, "storage.objects.get")
+    with call.read() as s:
+        obj = objects.get_object(s, row.name, name, call.int_arg("generation"))
+    read_preconditions(call).check(obj)
+    data_access(call, "storage.objects.get", row, objects.object_resource(row.name, name), "storage.objects.get")
+    return objects.object_json(obj, call.base_url)
+
+
+def delete_object(call: StorageCall) -> None:
+    row = load_bucket(call)
+    name = validate_object_name(call.params["object"])
+    authorize_object(call, row, name, "storage.objects.delete")
+    with call.state.db.write(bump=False) as s:  # no cache depends on objects
+        obj = objects.delete_object(s, row.name, name, read_preconditions(call), call.int_arg("generation"))
+        blob_id = obj.blob_id
+    call.storage.blobs.delete(blob_id)
+    data_access(call, "storage.objects.delete", row, objects.object_resource(row.name, name),
+                "storage.objects.delete")
+    return None
+
+
+# -- routes --------------------------------------------------------------------------------------
 
 def routes(state: ServerState) -> list[Route]:
-    return []
+    """Mounted at /storage."""
+    b = "/v1/b/{bucket}"
+    return [
+        Route("/v1/b", storage_endpoint(state, insert_bucket, method="storage.buckets.create"), methods=["POST"]),
+        Route("/v1/b", storage_endpoint(state, list_buckets), methods=["GET"]),
+        Route(b, storage_endpoint(state, get_bucket), methods=["GET"]),
+        Route(b, storage_endpoint(state, delete_bucket, method="storage.buckets.delete"), methods=["DELETE"]),
+        Route(b + "/iam", storage_endpoint(state, get_bucket_iam), methods=["GET"]),
+        Route(b + "/iam", storage_endpoint(state, set_bucket_iam, method="storage.setIamPermissions"),
+              methods=["PUT"]),
+        Route(b + "/iam/testPermissions", storage_endpoint(state, test_bucket_iam), methods=["GET"]),
+        Route(b + "/o", storage_endpoint(state, list_objects), methods=["GET"]),
+        Route(b + "/o", storage_endpoint(state, storage_media.upload, json_body=False), methods=["POST"]),
+        Route(b + "/o/{object:path}", storage_endpoint(state, get_object), methods=["GET"]),
+        Route(b + "/o/{object:path}", storage_endpoint(state, delete_object), methods=["DELETE"]),
+    ]
+
+
+def upload_routes(state: ServerState, prefix: str = "") -> list[Route]:
+    """Mounted at /upload: /upload/storage/v1/b/B/o (media, multipart, resumable)."""
+    o = prefix + "/storage/v1/b/{bucket}/o"
+    return [
+        Route(o, storage_endpoint(state, storage_media.upload, json_body=False), methods=["POST"]),
+        Route(o, storage_endpoint(state, storage_media.upload_chunk, json_body=False), methods=["PUT"]),
+        Route(o, storage_endpoint(state, storage_media.cancel_upload, json_body=False), methods=["DELETE"]),
+    ]
+
+
+def download_routes(state: ServerState) -> list[Route]:
+    """Mounted at /download: /download/storage/v1/b/B/o/O?alt=media."""
+    return [Route("/storage/v1/b/{bucket}/o/{object:path}", storage_endpoint(state, storage_media.download),
+                  methods=["GET"])]
+
+
+def resumable_routes(state: ServerState) -> list[Route]:
+    """Mounted at /resumable: gcloud starts resumable uploads at /resumable/upload/storage/v1/b/B/o."""
+    return upload_routes(state, "/upload")

@@ -94,6 +94,8 @@ class AuditSink:
                 batch.append(take())
             except IndexError:
                 break
+        if not batch and self._writer is None:
+            return 0  # nothing was ever queued: no writer to wait for
         for attempt in (1, 2):
             conn = self._connection()
             try:

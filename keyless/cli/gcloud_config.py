@@ -37,6 +37,8 @@ def write_configuration(name: str, server: str, token_file: Path, project: str |
     cfg["auth"] = {"access_token_file": str(token_file.resolve())}
     base = server.rstrip("/")
     cfg["api_endpoint_overrides"] = {api: f"{base}/{api}/" for api in GCLOUD_APIS}
+    # gcloud storage URL-joins `b/...` onto its override, so it must carry the version.
+    cfg["api_endpoint_overrides"]["storage"] = f"{base}/storage/v1/"
     cfg["component_manager"] = {"disable_update_check": "True"}
     # Without an explicit environment gcloud looks up metadata.google.internal once per
     # config dir to fill its User-Agent, even with check_gce_metadata off.

@@ -1,4 +1,4 @@
-"""The `keyless` command: serve, configure-gcloud, projects, token."""
+"""The `keyless` command: serve, configure-gcloud, projects, token, audit."""
 
 from __future__ import annotations
 
@@ -221,6 +221,10 @@ def parser() -> argparse.ArgumentParser:
     k8s.add_argument("--server", help="the server URL the issuer lives at (default http://127.0.0.1:8080)")
     _add_store_flags(k8s)
     k8s.set_defaults(func=cmd_token_kubernetes)
+
+    from keyless.cli import audit
+    audit.add_parser(sub, _add_store_flags, _settings)
+
     return p
 
 

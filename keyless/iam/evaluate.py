@@ -120,6 +120,16 @@ class Authorizer:
                     return Decision(True, permission, chain[0], (resource, grant.role, key))
         return Decision(False, permission, chain[0])
 
+    def holds_role(self, principal: Principal, role: str, chain: Sequence[str]) -> bool:
+        """Whether `principal` is bound to `role` without condition on chain[0] or an ancestor
+        (what Cloud Storage's convenience members such as `projectOwner:P` stand for)."""
+        for resource in chain:
+            by_member = self._index(resource).by_member
+            for key in principal.member_keys:
+                if any(g.role == role and g.program is None for g in by_member.get(key, ())):
+                    return True
+        return False
+
     def require(self, principal: Principal, permission: str, chain: Sequence[str],
                 display_resource: str | None = None, context: ResourceContext | None = None) -> Decision:
         """`check`, raising Google's 403 when the permission is missing."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -23,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from keyless.iam.credentials import id_token_for
 from keyless.iam.service_accounts import find_by_email
 from keyless.state import ServerState, service_account_principal
-from keyless.store.models import ServiceAccountKey
+from keyless.store.models import ServiceAccount, ServiceAccountKey
 from keyless.tokens.keys import b64url_decode
 
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
@@ -52,7 +53,10 @@ def _invalid(description: str = "Invalid JWT Signature.") -> GrantRefused:
     return GrantRefused("invalid_grant", description)
 
 
-def redeem(state: ServerState, assertion: str, token_url: str) -> Granted:
+def verify_key_jwt(state: ServerState, assertion: str, audiences: Callable[[object], bool]) -> tuple[ServiceAccount, dict]:
+    """Verify a JWT signed with a service account key Keyless issued (`kid` = the key's id,
+    `iss` = the account): signature against the kept certificate, live key and account,
+    `aud` accepted by `audiences`, lifetime at most an hour. Returns (account, claims)."""
     if len(assertion) > MAX_ASSERTION_BYTES or assertion.count(".") != 2:
         raise _invalid("Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe.")
     head_b64, body_b64, sig_b64 = assertion.split(".")
@@ -60,12 +64,12 @@ def redeem(state: ServerState, assertion: str, token_url: str) -> Granted:
         header = json.loads(b64url_decode(head_b64))
         claims = json.loads(b64url_decode(body_b64))
         signature = b64url_decode(sig_b64)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:
         raise _invalid() from exc
     if not isinstance(header, dict) or not isinstance(claims, dict) or header.get("alg") != "RS256":
         raise _invalid()
     email, kid = claims.get("iss"), header.get("kid")
-    if not isinstance(email, str) or not isinstance(kid, str):
+    if not isinstance(email, str) or not isinstance(kid, str) or len(kid) > 64:
         raise _invalid()
     with state.db.read() as s:
         account = find_by_email(s, email)
@@ -83,7 +87,7 @@ def redeem(state: ServerState, assertion: str, token_url: str) -> Granted:
         public.verify(signature, f"{head_b64}.{body_b64}".encode(), padding.PKCS1v15(), hashes.SHA256())
     except InvalidSignature as exc:
         raise _invalid() from exc
-    if claims.get("aud") not in (GOOGLE_TOKEN_AUDIENCE, token_url):
+    if not audiences(claims.get("aud")):
         raise _invalid("Invalid JWT: Failed audience check.")
     now = time.time()
     iat, exp = claims.get("iat"), claims.get("exp")
@@ -91,6 +95,11 @@ def redeem(state: ServerState, assertion: str, token_url: str) -> Granted:
             or iat > now + SKEW or exp < now - SKEW:
         raise _invalid("Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe. "
                        "Check your iat and exp values in the JWT claim.")
+    return account, claims
+
+
+def redeem(state: ServerState, assertion: str, token_url: str) -> Granted:
+    account, claims = verify_key_jwt(state, assertion, lambda aud: aud in (GOOGLE_TOKEN_AUDIENCE, token_url))
     target_audience = claims.get("target_audience")
     if isinstance(target_audience, str) and target_audience:
         return Granted(None, id_token_for(state, account, target_audience, include_email=True), 3600)

@@ -174,15 +174,94 @@ class AuditEntry(Base):
 
 
 Index("ix_audit_project_time", AuditEntry.project_id, AuditEntry.timestamp)
+# entries:list narrowing (keyless.audit.query): the seeds filter on methodName and principalEmail
+# within a project, newest first; the id column makes the index order the page order (migration 0008).
+Index("ix_audit_project_method_time", AuditEntry.project_id, AuditEntry.method_name, AuditEntry.timestamp,
+      AuditEntry.id)
+Index("ix_audit_project_email_time", AuditEntry.project_id, AuditEntry.principal_email, AuditEntry.timestamp,
+      AuditEntry.id)
 
 
 # --- Cloud Storage (issue #2; migration 0003) -------------------------------------------------
-# (storage models go here)
+class StorageBucket(Base):
+    """A Cloud Storage bucket (JSON API `Bucket`); its IAM policy lives in iam_policies under
+    `projects/_/buckets/NAME`. `body` keeps the echoed fields Keyless does not act on."""
+
+    __tablename__ = "storage_buckets"
+    name: Mapped[str] = mapped_column(String(222), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(30), index=True)
+    project_number: Mapped[str] = mapped_column(String(20))
+    location: Mapped[str] = mapped_column(String(64))
+    storage_class: Mapped[str] = mapped_column(String(32))
+    metageneration: Mapped[int] = mapped_column(BigInteger, default=1)
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class StorageObject(Base):
+    """The live generation of one object. Its bytes are a file named by `blob_id` under the
+    data directory (never by the object's name); `body` keeps contentType-like metadata."""
+
+    __tablename__ = "storage_objects"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    bucket: Mapped[str] = mapped_column(String(222))
+    name: Mapped[str] = mapped_column(String(1024))
+    generation: Mapped[int] = mapped_column(BigInteger)
+    metageneration: Mapped[int] = mapped_column(BigInteger, default=1)
+    size: Mapped[int] = mapped_column(BigInteger)
+    md5_hash: Mapped[str] = mapped_column(String(32))
+    crc32c: Mapped[str] = mapped_column(String(16))
+    blob_id: Mapped[str] = mapped_column(String(64))
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    body: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+Index("ux_storage_object_name", StorageObject.bucket, StorageObject.name, unique=True)
 # --- end Cloud Storage ------------------------------------------------------------------------
 
 
 # --- Secret Manager (issue #2; migration 0004) ------------------------------------------------
-# (secret manager models go here)
+class SmSecret(Base):
+    """A Secret Manager secret (secretmanager.googleapis.com v1 Secret). `uid` keys its versions,
+    so a secret deleted and created again under the same id starts afresh; `body` keeps the
+    fields Keyless only echoes (annotations, topics, rotation, expireTime, versionAliases...)."""
+
+    __tablename__ = "sm_secrets"
+    uid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(30))
+    project_number: Mapped[str] = mapped_column(String(20))
+    secret_id: Mapped[str] = mapped_column(String(255))
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    replication: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    etag: Mapped[str] = mapped_column(String(64), default="")
+    last_version: Mapped[int] = mapped_column(Integer, default=0)  # version numbers are never reused
+
+
+Index("ux_sm_secret_name", SmSecret.project_id, SmSecret.secret_id, unique=True)
+
+
+class SmSecretVersion(Base):
+    """One version of a secret: its payload (dropped when destroyed) and CRC32C."""
+
+    __tablename__ = "sm_secret_versions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    secret_uid: Mapped[str] = mapped_column(String(36))
+    version: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default="ENABLED")  # ENABLED | DISABLED | DESTROYED
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    destroy_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    payload: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    crc32c: Mapped[int] = mapped_column(BigInteger, default=0)
+    client_checksum: Mapped[bool] = mapped_column(Boolean, default=False)
+    etag: Mapped[str] = mapped_column(String(64), default="")
+
+
+Index("ux_sm_secret_version", SmSecretVersion.secret_uid, SmSecretVersion.version, unique=True)
 # --- end Secret Manager -----------------------------------------------------------------------
 
 

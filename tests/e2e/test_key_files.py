@@ -93,3 +93,55 @@ def test_forged_assertion_is_refused(module_server: KeylessServer, key_file: Pat
     creds = service_account.Credentials.from_service_account_info(info, scopes=SCOPES)
     with pytest.raises(exceptions.RefreshError, match="Invalid JWT Signature"):
         creds.refresh(Request())
+
+
+def test_self_signed_jwts_from_the_key_file_are_accepted_by_the_apis(module_server: KeylessServer, key_file: Path,
+                                                                     tmp_path: Path) -> None:
+    """google-auth's clients with a key file send self-signed JWTs straight to the API
+    (AIP-4111: aud https://SERVICE.googleapis.com/, or a scope claim); Keyless verifies them
+    against the key it issued, only for that service, and forged ones get 401."""
+    from google.auth import jwt
+    from google.auth.transport.requests import Request
+
+    created = module_server.call("POST", f"/iam/v1/projects/-/serviceAccounts/{SA}/keys", body={}).json()
+    key_file = tmp_path / "jwt-key.json"  # a key of its own: another test deletes the module's key
+    key_file.write_bytes(base64.b64decode(created["privateKeyData"]))
+    jwt_for_crm = jwt.Credentials.from_service_account_file(
+        str(key_file), audience="https://cloudresourcemanager.googleapis.com/")
+    jwt_for_crm.refresh(Request())
+    crm_jwt = _text(jwt_for_crm.token)
+    r = module_server.call("GET", "/cloudresourcemanager/v1/projects/my-project", token=crm_jwt)
+    assert r.status_code == 200, r.text
+    # meant for another API: refused here
+    jwt_for_storage = jwt.Credentials.from_service_account_file(str(key_file),
+                                                                audience="https://storage.googleapis.com/")
+    jwt_for_storage.refresh(Request())
+    r = module_server.call("GET", "/cloudresourcemanager/v1/projects/my-project", token=_text(jwt_for_storage.token))
+    assert r.status_code == 401
+    # the scoped form (no aud), as google-auth sends with always_use_jwt_access and scopes
+    scoped = jwt.Credentials.from_service_account_file(str(key_file), audience=None,
+                                                       additional_claims={"scope": SCOPES[0]})
+    scoped.refresh(Request())
+    assert module_server.call("GET", "/cloudresourcemanager/v1/projects/my-project",
+                              token=_text(scoped.token)).status_code == 200
+    # a tampered payload breaks the signature
+    head, body, sig = crm_jwt.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    claims["iss"] = claims["sub"] = "someone-else@my-project.iam.gserviceaccount.com"
+    forged_body = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    r = module_server.call("GET", "/cloudresourcemanager/v1/projects/my-project",
+                           token=f"{head}.{forged_body}.{sig}")
+    assert r.status_code == 401
+    # disabling the key stops its JWTs at once, even one already verified
+    path = _key_path(module_server, key_file)
+    assert module_server.call("POST", path + ":disable", body={}).status_code == 200
+    try:
+        r = module_server.call("GET", "/cloudresourcemanager/v1/projects/my-project", token=crm_jwt)
+        assert r.status_code == 401
+    finally:
+        assert module_server.call("POST", path + ":enable", body={}).status_code == 200
+
+
+def _text(token: str | bytes) -> str:
+    """google.auth.jwt.Credentials keep the JWT as bytes (their apply() decodes it)."""
+    return token.decode() if isinstance(token, bytes) else token

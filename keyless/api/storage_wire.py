@@ -1,0 +1,255 @@
+"""How Cloud Storage's JSON API differs on the wire from Google's other JSON APIs: its error
+body (`{"error": {"code", "message", "errors": [{"message", "domain", "reason"}]}}`, no
+`status`), its denial messages ("EMAIL does not have P access to the Google Cloud Storage
+object."), anonymous callers (401, or allowed by `allUsers`), and raw media bodies.
+
+Follows https://cloud.google.com/storage/docs/json_api/v1/status-codes and the bodies that
+google-cloud-storage and gcloud parse (reason `forbidden`, `notFound`, `conditionNotMet`...).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from keyless.api.errors import json_response
+from keyless.api.http import Call, read_json
+from keyless.audit import log as audit
+from keyless.audit.data_access import ADMIN_READ, DATA_READ, DATA_WRITE, data_access_enabled
+from keyless.audit.log import DATA_ACCESS, AuditRecord
+from keyless.errors import Internal, InvalidArgument, KeylessError, PermissionDenied, Unauthenticated
+from keyless.iam.evaluate import ResourceContext
+from keyless.iam.principal import ANONYMOUS, Principal
+from keyless.projects import project_chain
+from keyless.state import ServerState
+from keyless.storage import buckets, objects
+from keyless.storage.blobs import BlobStore
+from keyless.storage.names import validate_bucket_name
+from keyless.storage.uploads import UploadSessions
+from keyless.store.models import StorageBucket
+
+logger = logging.getLogger("keyless.api.storage")
+
+SERVICE = "storage.googleapis.com"
+OBJECT_TYPE = "storage.googleapis.com/Object"
+BUCKET_TYPE = "storage.googleapis.com/Bucket"
+# The largest object Keyless accepts (Google: 5 TiB); KEYLESS_STORAGE_MAX_OBJECT_BYTES overrides.
+MAX_OBJECT_BYTES = int(os.environ.get("KEYLESS_STORAGE_MAX_OBJECT_BYTES", str(5 * 1024**3)))
+REASONS = {400: "invalid", 401: "required", 403: "forbidden", 404: "notFound", 409: "conflict",
+           412: "conditionNotMet", 413: "uploadTooLarge", 416: "requestedRangeNotSatisfiable",
+           429: "rateLimitExceeded", 500: "backendError", 501: "notImplemented", 503: "backendError"}
+METHOD_LOG = {"storage.objects.get": DATA_READ, "storage.objects.list": DATA_READ,
+              "storage.objects.create": DATA_WRITE, "storage.objects.delete": DATA_WRITE,
+              "storage.getIamPermissions": ADMIN_READ, "storage.buckets.get": ADMIN_READ,
+              "storage.buckets.list": ADMIN_READ}
+WHAT = {"object": "the Google Cloud Storage object", "bucket": "the Google Cloud Storage bucket",
+        "project": "the Google Cloud project"}
+
+
+@dataclass
+class Storage:
+    """Per-server storage state beside the store: the blob directory and upload sessions."""
+
+    blobs: BlobStore
+    uploads: UploadSessions
+
+
+_STORAGE: weakref.WeakKeyDictionary[ServerState, Storage] = weakref.WeakKeyDictionary()
+
+
+def storage_of(state: ServerState) -> Storage:
+    found = _STORAGE.get(state)
+    if found is None:
+        blobs = BlobStore(state.settings.data_dir)
+        found = _STORAGE.setdefault(state, Storage(blobs, UploadSessions(blobs)))
+    return found
+
+
+@dataclass
+class StorageCall(Call):
+    """A Call that may be anonymous and keeps the HTTP request (headers, media bodies)."""
+
+    request: Request | None = None
+    base_url: str = ""
+
+    @property
+    def principal(self) -> Principal:
+        return self.token.principal if self.token is not None else ANONYMOUS
+
+    @property
+    def storage(self) -> Storage:
+        return storage_of(self.state)
+
+    def header(self, name: str) -> str | None:
+        return self.request.headers.get(name) if self.request is not None else None
+
+    def int_arg(self, name: str) -> int | None:
+        raw = self.arg(name)
+        if raw is None or raw == "":
+            return None
+        try:
+            return int(raw)
+        except ValueError as exc:
+            raise InvalidArgument(f"Invalid value for {name}: {raw[:64]}") from exc
+
+    def authorize(self, permission: str, chain: list[str], context: ResourceContext, kind: str,
+                  project_id: str = "") -> None:
+        """Check `permission` (403/401 in storage's words), noting it in the audit record.
+        The convenience members `projectOwner:P` & co. match holders of P's basic roles."""
+        principal = with_convenience_members(self.state, self.principal, project_id)
+        decision = self.state.authz.check(principal, permission, chain, context)
+        if self.record is not None:
+            self.record.authorize(context.name, permission, decision.granted)
+        if not decision.granted:
+            raise denied(self.principal, permission, kind)
+
+    def allowed(self, permission: str, chain: list[str], context: ResourceContext, project_id: str = "") -> bool:
+        principal = with_convenience_members(self.state, self.principal, project_id)
+        return self.state.authz.check(principal, permission, chain, context).granted
+
+
+def with_convenience_members(state: ServerState, principal: Principal, project_id: str) -> Principal:
+    if not project_id or principal is ANONYMOUS:
+        return principal
+    chain = project_chain(project_id)
+    extra = {f"{kind}:{project_id}" for kind, role in (("projectOwner", "roles/owner"),
+                                                       ("projectEditor", "roles/editor"),
+                                                       ("projectViewer", "roles/viewer"))
+             if state.authz.holds_role(principal, role, chain)}
+    return replace(principal, member_keys=principal.member_keys | extra) if extra else principal
+
+
+# -- what every storage handler does ------------------------------------------------------------
+
+def bucket_context(name: str) -> ResourceContext:
+    return ResourceContext(buckets.bucket_resource(name), BUCKET_TYPE, SERVICE)
+
+
+def object_context(bucket: str, name: str) -> ResourceContext:
+    return ResourceContext(objects.object_resource(bucket, name), OBJECT_TYPE, SERVICE)
+
+
+def load_bucket(call: StorageCall) -> StorageBucket:
+    name = validate_bucket_name(call.params["bucket"])
+    with call.read() as s:
+        return buckets.get_bucket(s, name)
+
+
+def bucket_labels(row: StorageBucket) -> dict[str, str]:
+    return {"bucket_name": row.name, "location": row.location.lower(), "project_id": row.project_id}
+
+
+def touch_bucket(call: StorageCall, row: StorageBucket, resource_name: str = "") -> None:
+    call.touch(project_id=row.project_id, name=resource_name or buckets.bucket_resource(row.name),
+               type="gcs_bucket", labels=bucket_labels(row))
+
+
+def authorize_bucket(call: StorageCall, row: StorageBucket, permission: str) -> None:
+    call.authorize(permission, buckets.bucket_chain(row), bucket_context(row.name), "bucket", row.project_id)
+
+
+def authorize_object(call: StorageCall, row: StorageBucket, name: str, permission: str) -> None:
+    call.authorize(permission, buckets.bucket_chain(row), object_context(row.name, name), "object", row.project_id)
+
+
+def data_access(call: StorageCall, method: str, row: StorageBucket, resource_name: str, permission: str) -> None:
+    """Queue a Data Access entry when the project's auditConfigs enable its log type."""
+    log_type = METHOD_LOG[method]
+    principal = call.principal
+    configs = call.state.authz.audit_configs(buckets.bucket_chain(row)[1:])
+    if not data_access_enabled(configs, SERVICE, log_type, principal.member_keys):
+        return
+    record = AuditRecord(service=SERVICE, method=method, log=DATA_ACCESS, project_id=row.project_id,
+                         resource_name=resource_name, resource_type="gcs_bucket", resource_labels=bucket_labels(row))
+    record.authorize(resource_name, permission, True)
+    call.state.audit.submit(record, principal if call.token is not None else None,
+                            caller_ip=call.caller_ip, user_agent=call.user_agent)
+
+
+def read_preconditions(call: StorageCall) -> objects.Preconditions:
+    return objects.Preconditions(call.int_arg("ifGenerationMatch"), call.int_arg("ifGenerationNotMatch"),
+                                 call.int_arg("ifMetagenerationMatch"), call.int_arg("ifMetagenerationNotMatch"))
+
+
+def denied(principal: Principal, permission: str, kind: str) -> KeylessError:
+    who = principal.email or principal.member
+    if principal is ANONYMOUS:
+        return Unauthenticated(f"Anonymous caller does not have {permission} access to {WHAT[kind]}. "
+                               f"Permission '{permission}' denied on resource (or it may not exist).")
+    return PermissionDenied(f"{who} does not have {permission} access to {WHAT[kind]}. "
+                            f"Permission '{permission}' denied on resource (or it may not exist).")
+
+
+def storage_error(error: KeylessError) -> Response:
+    """Cloud Storage's error body."""
+    item: dict[str, Any] = {"message": error.message, "domain": "global",
+                            "reason": REASONS.get(error.http_status, "backendError")}
+    headers = None
+    if error.http_status == 401:
+        item.update(locationType="header", location="Authorization")
+        headers = {"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'}
+    body = {"error": {"code": error.http_status, "message": error.message, "errors": [item]}}
+    return json_response(body, error.http_status, headers)
+
+
+StorageHandler = Callable[[StorageCall], Any] | Callable[[StorageCall], Awaitable[Any]]
+
+
+def storage_endpoint(state: ServerState, handler: StorageHandler, *, method: str = "",
+                     json_body: bool = True) -> Callable[[Request], Awaitable[Response]]:
+    """Like keyless.api.http.endpoint, for storage: optional authentication, the request kept
+    for media handlers (which are async and stream), storage's error shape."""
+    is_async = inspect.iscoroutinefunction(handler)
+
+    async def run(request: Request) -> Response:
+        call: StorageCall | None = None
+        try:
+            authorization = request.headers.get("authorization")
+            token = state.authenticate(authorization, SERVICE) if authorization else None
+            body = await read_json(request, state.settings.max_body_bytes) \
+                if json_body and request.method in ("POST", "PUT", "PATCH") else {}
+            query: dict[str, list[str]] = {}
+            for k, v in request.query_params.multi_items():
+                query.setdefault(k, []).append(v)
+            record = audit.AuditRecord(service=SERVICE, method=method) if method else None
+            call = StorageCall(state=state, token=token, params=dict(request.path_params), query=query, body=body,
+                               record=record, caller_ip=request.client.host if request.client else "",
+                               user_agent=request.headers.get("user-agent", ""), request=request,
+                               base_url=f"{request.url.scheme}://{request.url.netloc}")
+            if is_async:
+                result = await handler(call)
+            else:
+                result = await run_in_threadpool(handler, call)
+        except KeylessError as error:
+            if call is not None and call.record is not None and call.token is not None and not call.audited:
+                await run_in_threadpool(_audit_failure, state, call, error)
+            return storage_error(error)
+        except Exception:
+            logger.exception("unhandled error in %s %s", request.method, request.url.path)
+            return storage_error(Internal("Internal error encountered."))
+        if isinstance(result, Response):
+            return result
+        return json_response(result if result is not None else {})
+
+    return run
+
+
+def _audit_failure(state: ServerState, call: StorageCall, error: KeylessError) -> None:
+    assert call.record is not None
+    if not call.record.resource_name:
+        return
+    try:
+        with state.db.write(bump=False) as s:
+            audit.write(s, call.record, call.principal, caller_ip=call.caller_ip, user_agent=call.user_agent,
+                        error=error)
+    except Exception:
+        logger.exception("could not write the audit entry of a failed call")

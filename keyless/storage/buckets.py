@@ -1,0 +1,178 @@
+"""Buckets (https://cloud.google.com/storage/docs/json_api/v1/buckets): insert, get, list,
+delete, and the IAM policy every bucket starts with.
+
+A bucket's policy is stored under `projects/_/buckets/NAME`, below its project's; a new
+bucket gets Google's default for uniform bucket-level access: the project's owners and
+editors own the bucket and its objects, its viewers read them (through the convenience
+members `projectOwner:`, `projectEditor:`, `projectViewer:`).
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from keyless.clock import rfc3339
+from keyless.errors import AlreadyExists, InvalidArgument, NotFound
+from keyless.iam.policy import MemberCheck, RoleCheck, set_policy
+from keyless.projects import ROOT, project_resource
+from keyless.storage.errors import PRECONDITION_FAILED, PreconditionFailed
+from keyless.storage.names import validate_bucket_name
+from keyless.store.models import IamPolicy, Project, StorageBucket, StorageObject
+
+BUCKET_NOT_FOUND = "The specified bucket does not exist."
+BUCKET_NOT_EMPTY = "The bucket you tried to delete is not empty."
+YOU_OWN_IT = "Your previous request to create the named bucket succeeded and you already own it."
+NAME_TAKEN = ("The requested bucket name is not available. The bucket namespace is shared by all users of "
+              "the system. Please select a different name and try again.")
+MULTI_REGIONS = {"US", "EU", "ASIA"}
+DUAL_REGIONS = {"NAM4", "EUR4", "ASIA1", "EUR5", "EUR7", "EUR8"}
+STORAGE_CLASSES = {"STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE", "MULTI_REGIONAL", "REGIONAL",
+                   "DURABLE_REDUCED_AVAILABILITY"}
+# Fields of a Bucket resource Keyless accepts on insert and echoes back as given.
+ECHOED = {"versioning", "lifecycle", "cors", "website", "logging", "retentionPolicy", "defaultEventBasedHold",
+          "encryption", "billing", "autoclass", "rpo", "softDeletePolicy", "hierarchicalNamespace",
+          "customPlacementConfig", "objectRetention", "iamConfiguration"}
+ACCEPTED = ECHOED | {"name", "location", "storageClass", "labels", "kind", "id", "projectNumber", "acl",
+                     "defaultObjectAcl", "locationType", "etag", "metageneration"}
+
+
+class ConflictError(AlreadyExists):
+    """409 for the bucket name space (creation) and non-empty deletes."""
+
+
+def bucket_resource(name: str) -> str:
+    """The resource name of a bucket, for IAM policies, conditions and audit entries."""
+    return f"projects/_/buckets/{name}"
+
+
+def bucket_chain(row: StorageBucket) -> list[str]:
+    return [bucket_resource(row.name), project_resource(row.project_id), ROOT]
+
+
+def default_bindings(project_id: str) -> list[dict[str, Any]]:
+    owners = [f"projectEditor:{project_id}", f"projectOwner:{project_id}"]
+    viewers = [f"projectViewer:{project_id}"]
+    return [{"role": "roles/storage.legacyBucketOwner", "members": owners},
+            {"role": "roles/storage.legacyBucketReader", "members": viewers},
+            {"role": "roles/storage.legacyObjectOwner", "members": owners},
+            {"role": "roles/storage.legacyObjectReader", "members": viewers}]
+
+
+def _labels(raw: Any) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or len(raw) > 64 or not all(
+            isinstance(k, str) and isinstance(v, str) and 0 < len(k) <= 63 and len(v) <= 63 for k, v in raw.items()):
+        raise InvalidArgument("Invalid argument: labels must be a map of at most 64 short strings.")
+    return dict(raw)
+
+
+def create_bucket(s: Session, project: Project, body: dict[str, Any],
+                  role_exists: RoleCheck, check_member: MemberCheck) -> StorageBucket:
+    unknown = set(body) - ACCEPTED
+    if unknown:
+        raise InvalidArgument(f"Invalid argument: unknown field '{sorted(unknown)[0]}'.")
+    name = validate_bucket_name(body.get("name"))
+    existing = s.get(StorageBucket, name)
+    if existing is not None:
+        raise ConflictError(YOU_OWN_IT if existing.project_id == project.project_id else NAME_TAKEN)
+    location = body.get("location") or "US"
+    if not isinstance(location, str) or not location.replace("-", "").isalnum() or len(location) > 64:
+        raise InvalidArgument(f"Invalid location: '{str(location)[:64]}'")
+    storage_class = body.get("storageClass") or "STANDARD"
+    if storage_class not in STORAGE_CLASSES:
+        raise InvalidArgument(f"Invalid argument: unknown storage class '{str(storage_class)[:64]}'.")
+    now = datetime.now(UTC)
+    echoed = {k: v for k, v in body.items() if k in ECHOED}
+    row = StorageBucket(name=name, project_id=project.project_id, project_number=project.project_number,
+                        location=location.upper(), storage_class=storage_class, metageneration=1,
+                        create_time=now, update_time=now, labels=_labels(body.get("labels")), body=echoed)
+    s.add(row)
+    set_policy(s, bucket_resource(name), {"bindings": default_bindings(project.project_id)}, None,
+               role_exists, check_member)
+    return row
+
+
+def find_bucket(s: Session, name: str) -> StorageBucket | None:
+    return s.get(StorageBucket, name)
+
+
+def get_bucket(s: Session, name: str) -> StorageBucket:
+    row = s.get(StorageBucket, name)
+    if row is None:
+        raise NotFound(BUCKET_NOT_FOUND)
+    return row
+
+
+def list_buckets(s: Session, project_id: str, prefix: str = "") -> list[StorageBucket]:
+    q = select(StorageBucket).where(StorageBucket.project_id == project_id).order_by(StorageBucket.name)
+    return [b for b in s.scalars(q).all() if b.name.startswith(prefix)]
+
+
+def delete_bucket(s: Session, name: str, if_metageneration_match: int | None = None) -> StorageBucket:
+    row = get_bucket(s, name)
+    if if_metageneration_match is not None and row.metageneration != if_metageneration_match:
+        raise PreconditionFailed(PRECONDITION_FAILED)
+    if s.scalar(select(StorageObject.id).where(StorageObject.bucket == name).limit(1)) is not None:
+        raise ConflictError(BUCKET_NOT_EMPTY)
+    s.delete(row)
+    s.execute(delete(IamPolicy).where(IamPolicy.resource == bucket_resource(name)))
+    return row
+
+
+def location_type(location: str) -> str:
+    if location in MULTI_REGIONS:
+        return "multi-region"
+    if location in DUAL_REGIONS:
+        return "dual-region"
+    return "region"
+
+
+def varint(n: int) -> bytes:
+    """A protobuf varint (Cloud Storage's etags are small protobuf messages, base64)."""
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def metageneration_etag(metageneration: int) -> str:
+    """A bucket's etag: field 1 = metageneration ("CAE=" for 1)."""
+    return base64.b64encode(b"\x08" + varint(metageneration)).decode()
+
+
+def bucket_json(row: StorageBucket, base_url: str) -> dict[str, Any]:
+    """The JSON API Bucket resource (projection=noAcl)."""
+    created = rfc3339(row.create_time)
+    body: dict[str, Any] = {
+        "kind": "storage#bucket",
+        "selfLink": f"{base_url}/storage/v1/b/{row.name}",
+        "id": row.name,
+        "name": row.name,
+        "projectNumber": row.project_number,
+        "metageneration": str(row.metageneration),
+        "location": row.location,
+        "storageClass": row.storage_class,
+        "etag": metageneration_etag(row.metageneration),
+        "timeCreated": created,
+        "updated": rfc3339(row.update_time),
+        "iamConfiguration": {
+            "bucketPolicyOnly": {"enabled": True, "lockedTime": created},
+            "uniformBucketLevelAccess": {"enabled": True, "lockedTime": created},
+            "publicAccessPrevention": "inherited",
+        },
+        "locationType": location_type(row.location),
+        "rpo": "DEFAULT",
+    }
+    body.update({k: v for k, v in (row.body or {}).items() if k != "iamConfiguration"})
+    if row.labels:
+        body["labels"] = row.labels
+    return body
+

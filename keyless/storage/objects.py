@@ -1,0 +1,251 @@
+"""Objects (https://cloud.google.com/storage/docs/json_api/v1/objects): the live generation of
+each name, its metadata, preconditions, and listing with prefix/delimiter/pagination.
+
+Generations are microsecond timestamps that only grow, as on Google; a write that replaces
+an object gives it a new generation and metageneration 1. Preconditions follow
+https://cloud.google.com/storage/docs/request-preconditions (`ifGenerationMatch=0`: the
+object must not exist). Listing orders names by their bytes (the `C` collation on
+PostgreSQL), so a prefix's names are contiguous and page tokens are stable.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.orm import Session
+
+from keyless.clock import rfc3339
+from keyless.errors import InvalidArgument, NotFound
+from keyless.storage.buckets import varint
+from keyless.storage.errors import PRECONDITION_FAILED, PreconditionFailed
+from keyless.store.models import StorageObject
+
+MAX_CUSTOM_METADATA_BYTES = 8 * 1024  # Google's limit on the custom metadata of one object
+# Object resource fields a client may set (the rest are computed).
+WRITABLE = {"contentType", "contentEncoding", "contentDisposition", "contentLanguage", "cacheControl",
+            "metadata", "customTime", "storageClass", "temporaryHold", "eventBasedHold"}
+ACCEPTED = WRITABLE | {"name", "bucket", "md5Hash", "crc32c", "kind", "acl", "size", "id", "generation",
+                       "metageneration", "etag", "timeCreated", "updated", "selfLink", "mediaLink"}
+
+
+def object_resource(bucket: str, name: str) -> str:
+    """The resource name IAM conditions and audit entries see: projects/_/buckets/B/objects/O."""
+    return f"projects/_/buckets/{bucket}/objects/{name}"
+
+
+def not_found(bucket: str, name: str) -> NotFound:
+    return NotFound(f"No such object: {bucket}/{name}")
+
+
+@dataclass(frozen=True)
+class Preconditions:
+    """ifGenerationMatch & co.; None where the request did not set one."""
+
+    if_generation_match: int | None = None
+    if_generation_not_match: int | None = None
+    if_metageneration_match: int | None = None
+    if_metageneration_not_match: int | None = None
+
+    def check(self, row: StorageObject | None) -> None:
+        generation = row.generation if row is not None else 0
+        ok = True
+        if self.if_generation_match is not None:
+            ok &= generation == self.if_generation_match
+        if self.if_generation_not_match is not None:
+            ok &= generation != self.if_generation_not_match
+        if self.if_metageneration_match is not None:
+            ok &= row is not None and row.metageneration == self.if_metageneration_match
+        if self.if_metageneration_not_match is not None:
+            ok &= row is None or row.metageneration != self.if_metageneration_not_match
+        if not ok:
+            raise PreconditionFailed(PRECONDITION_FAILED)
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    """Bytes already committed to the blob store, with their checksums."""
+
+    blob_id: str
+    size: int
+    md5_b64: str
+    crc32c_b64: str
+
+
+def validate_metadata(body: dict[str, Any]) -> dict[str, Any]:
+    """The client-settable fields of an Object resource, checked."""
+    unknown = set(body) - ACCEPTED
+    if unknown:
+        raise InvalidArgument(f"Invalid argument: unknown field '{sorted(unknown)[0][:64]}'.")
+    out: dict[str, Any] = {}
+    for key in WRITABLE - {"metadata", "temporaryHold", "eventBasedHold"}:
+        value = body.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or len(value) > 1024:
+            raise InvalidArgument(f"Invalid value for {key}: expected a string of at most 1024 characters.")
+        out[key] = value
+    custom = body.get("metadata")
+    if custom is not None:
+        if not isinstance(custom, dict) or not all(isinstance(k, str) and isinstance(v, str | None)
+                                                   for k, v in custom.items()):
+            raise InvalidArgument("Invalid value for metadata: expected a map of strings.")
+        custom = {k: v for k, v in custom.items() if v is not None}
+        if len(json.dumps(custom).encode()) > MAX_CUSTOM_METADATA_BYTES:
+            raise InvalidArgument("Custom metadata exceeds the maximum size of 8 KiB.")
+        if custom:
+            out["metadata"] = custom
+    return out
+
+
+def find_object(s: Session, bucket: str, name: str) -> StorageObject | None:
+    return s.scalar(select(StorageObject).where(StorageObject.bucket == bucket, StorageObject.name == name))
+
+
+def get_object(s: Session, bucket: str, name: str, generation: int | None = None) -> StorageObject:
+    row = find_object(s, bucket, name)
+    if row is None or (generation is not None and row.generation != generation):
+        raise not_found(bucket, name)
+    return row
+
+
+def _next_generation(previous: StorageObject | None) -> int:
+    now = time.time_ns() // 1000
+    return max(now, previous.generation + 1) if previous is not None else now
+
+
+def put_object(s: Session, bucket: str, name: str, blob: StoredBlob, metadata: dict[str, Any],
+               pre: Preconditions) -> tuple[StorageObject, str | None]:
+    """Make `blob` the live generation of `name`; return the row and the blob it replaced."""
+    row = find_object(s, bucket, name)
+    pre.check(row)
+    now = datetime.now(UTC)
+    replaced = row.blob_id if row is not None else None
+    if row is None:
+        row = StorageObject(bucket=bucket, name=name, create_time=now)
+        s.add(row)
+    else:
+        row.create_time = now
+    row.generation = _next_generation(row if replaced else None)
+    row.metageneration = 1
+    row.size, row.md5_hash, row.crc32c, row.blob_id = blob.size, blob.md5_b64, blob.crc32c_b64, blob.blob_id
+    row.update_time = now
+    body = dict(metadata)
+    body.setdefault("contentType", "application/octet-stream")
+    row.body = body
+    return row, replaced
+
+
+def delete_object(s: Session, bucket: str, name: str, pre: Preconditions,
+                  generation: int | None = None) -> StorageObject:
+    row = get_object(s, bucket, name, generation)
+    pre.check(row)
+    s.delete(row)
+    return row
+
+
+def _bytewise(column: Any, s: Session) -> Any:
+    return column.collate("C") if s.get_bind().dialect.name == "postgresql" else column
+
+
+def _page_token(key: str, is_prefix: bool) -> str:
+    return base64.urlsafe_b64encode(json.dumps([key, is_prefix]).encode()).decode()
+
+
+def _parse_token(token: str) -> tuple[str, bool]:
+    try:
+        key, is_prefix = json.loads(base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4)))
+        if isinstance(key, str) and isinstance(is_prefix, bool):
+            return key, is_prefix
+    except (ValueError, TypeError, UnicodeDecodeError):
+        pass
+    raise InvalidArgument("Invalid page token.")
+
+
+def list_objects(s: Session, bucket: str, *, prefix: str = "", delimiter: str = "", max_results: int = 1000,
+                 page_token: str | None = None, start_offset: str = "", end_offset: str = "",
+                 include_trailing_delimiter: bool = False,
+                 ) -> tuple[list[StorageObject], list[str], str | None]:
+    """One page: (objects, prefixes, nextPageToken). maxResults counts both, as on Google."""
+    name = _bytewise(StorageObject.name, s)
+    lower: tuple[str, bool] | None = None  # (bound, inclusive)
+    if page_token:
+        key, is_prefix = _parse_token(page_token)
+        lower = (_after_prefix(key), True) if is_prefix else (key, False)
+    if start_offset and (lower is None or start_offset > lower[0]):
+        lower = (start_offset, True)
+    items: list[StorageObject] = []
+    prefixes: list[str] = []
+    batch = min(max_results + 1, 1000)
+    while True:
+        conds: list[ColumnElement[bool]] = [StorageObject.bucket == bucket]
+        if prefix:
+            conds.append(StorageObject.name.startswith(prefix, autoescape=True))
+        if lower is not None:
+            conds.append(name >= lower[0] if lower[1] else name > lower[0])
+        if end_offset:
+            conds.append(name < end_offset)
+        rows = s.scalars(select(StorageObject).where(*conds).order_by(name).limit(batch)).all()
+        if not rows:
+            return items, prefixes, None
+        for row in rows:
+            if len(items) + len(prefixes) >= max_results:
+                last_prefix = bool(prefixes) and (not items or prefixes[-1] > items[-1].name)
+                key = prefixes[-1] if last_prefix else items[-1].name
+                return items, prefixes, _page_token(key, last_prefix)
+            cut = row.name.find(delimiter, len(prefix)) if delimiter else -1
+            if cut >= 0:
+                p = row.name[:cut + len(delimiter)]
+                prefixes.append(p)
+                if include_trailing_delimiter and row.name == p:
+                    items.append(row)
+                lower = (_after_prefix(p), True)  # skip the rest of this prefix in one query
+                break
+            items.append(row)
+            lower = (row.name, False)
+        else:
+            if len(rows) < batch:
+                return items, prefixes, None
+
+
+def _after_prefix(p: str) -> str:
+    """The smallest string greater than every string starting with `p` (bytewise order)."""
+    return p[:-1] + chr(ord(p[-1]) + 1)
+
+
+def object_json(row: StorageObject, base_url: str) -> dict[str, Any]:
+    """The JSON API Object resource (projection=noAcl)."""
+    quoted = quote(row.name, safe="")
+    created, updated = rfc3339(row.create_time), rfc3339(row.update_time)
+    body: dict[str, Any] = {
+        "kind": "storage#object",
+        "id": f"{row.bucket}/{row.name}/{row.generation}",
+        "selfLink": f"{base_url}/storage/v1/b/{row.bucket}/o/{quoted}",
+        "mediaLink": f"{base_url}/download/storage/v1/b/{row.bucket}/o/{quoted}?generation={row.generation}&alt=media",
+        "name": row.name,
+        "bucket": row.bucket,
+        "generation": str(row.generation),
+        "metageneration": str(row.metageneration),
+        "storageClass": "STANDARD",
+        "size": str(row.size),
+        "md5Hash": row.md5_hash,
+        "crc32c": row.crc32c,
+        "etag": object_etag(row),
+        "timeCreated": created,
+        "updated": updated,
+        "timeStorageClassUpdated": created,
+        "timeFinalized": created,
+    }
+    body.update(row.body or {})
+    return body
+
+
+def object_etag(row: StorageObject) -> str:
+    """An object's etag: field 1 = generation, field 2 = metageneration, as Google's."""
+    return base64.b64encode(b"\x08" + varint(row.generation) + b"\x10" + varint(row.metageneration)).decode()
