@@ -51,6 +51,7 @@ class AuditRecord:
     request: dict[str, Any] | None = None
     response: dict[str, Any] | None = None
     delegation: list[dict[str, Any]] = field(default_factory=list)
+    metadata: dict[str, Any] | None = None  # AuditLog.metadata (e.g. STS's mapped_principal)
 
     def authorize(self, resource: str, permission: str, granted: bool) -> None:
         self.authorization.append({"resource": resource, "permission": permission, "granted": granted})
@@ -108,6 +109,8 @@ def entry_row(record: AuditRecord, email: str | None, subject: str | None, *, ca
         payload["request"] = record.request
     if record.response is not None:
         payload["response"] = record.response
+    if record.metadata is not None:
+        payload["metadata"] = record.metadata
     insert_id = secrets.token_hex(8)
     project = record.project_id or "keyless"
     labels = {"project_id": project, **record.resource_labels}

@@ -17,13 +17,15 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
+
 from keyless.errors import InvalidArgument, KeylessError, PermissionDenied
 from keyless.federation.mapping import CompiledMapping, apply, compile_mapping
 from keyless.federation.providers.oidc import NeedsNetwork, OidcVerifier
 from keyless.iam.members import member_keys_for_federated
 from keyless.iam.principal import Principal
 from keyless.store.db import Database, RevisionCache
-from keyless.store.models import WorkloadIdentityPool, WorkloadIdentityPoolProvider
+from keyless.store.models import Project, WorkloadIdentityPool, WorkloadIdentityPoolProvider
 from keyless.tokens.access import AccessToken, AccessTokens
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -63,6 +65,7 @@ class ProviderRuntime:
     aws: dict[str, Any] | None
     compiled: CompiledMapping
     lifetime: int
+    project_id: str = ""  # the pool's project, where its exchanges are audited
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,8 @@ class Providers:
         with self._db.read() as s:
             row = s.get(WorkloadIdentityPoolProvider, name)
             pool = s.get(WorkloadIdentityPool, row.pool_name) if row else None
+            project_id = s.scalar(select(Project.project_id).where(Project.project_number == pool.project_number)) \
+                if pool else None
         if row is None or pool is None:
             return None
         kind = "aws" if row.aws else "oidc"
@@ -109,7 +114,8 @@ class Providers:
             except ValueError:
                 pass
         return ProviderRuntime(name=row.name, project_number=pool.project_number, pool_id=pool.pool_id,
-                               usable=usable, oidc=row.oidc, aws=row.aws, compiled=compiled, lifetime=lifetime)
+                               usable=usable, oidc=row.oidc, aws=row.aws, compiled=compiled, lifetime=lifetime,
+                               project_id=project_id or "")
 
 
 def federated_principal(project_number: str, pool_id: str, subject: str, groups: tuple[str, ...],

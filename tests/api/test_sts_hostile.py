@@ -102,10 +102,21 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeylessServer]:
                         body=body)
         assert r.status_code == 200, r.text
     server.issuers = {"hanging": hang, "garbage": garbage}  # type: ignore[attr-defined]
+    set_sts_audit(server, True)
     yield server
     hang.shutdown()
     garbage.shutdown()
     server.stop()
+
+
+def set_sts_audit(server: KeylessServer, on: bool) -> None:
+    """Enable (or not) ExchangeToken's Data Access entries: ADMIN_READ for sts.googleapis.com."""
+    crm = "/cloudresourcemanager/v1/projects/my-project"
+    policy = server.call("POST", f"{crm}:getIamPolicy", body={}).json()
+    policy["auditConfigs"] = [{"service": "sts.googleapis.com", "auditLogConfigs": [{"logType": "ADMIN_READ"}]}] \
+        if on else []
+    r = server.call("POST", f"{crm}:setIamPolicy", body={"policy": policy, "updateMask": "bindings,etag,auditConfigs"})
+    assert r.status_code == 200, r.text
 
 
 def post(srv: KeylessServer, provider: str, token: str) -> tuple[httpx.Response, float]:
@@ -183,3 +194,35 @@ def test_hostile_subject_tokens(srv: KeylessServer, name: str, make, status: int
         while audit_count(srv) < before + 1 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert audit_count(srv) == before + 1
+
+
+def test_exchange_entries_name_the_idp_subject_and_the_mapped_principal(srv: KeylessServer) -> None:
+    before = audit_count(srv)
+    r, _ = post(srv, "uploaded", sign(claims("uploaded", sub="workload-7")))
+    assert r.status_code == 200, r.text
+    deadline = time.monotonic() + 5
+    while audit_count(srv) < before + 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with server_state(srv).db.read() as s:
+        row = s.scalars(select(AuditEntry).where(AuditEntry.service_name == "sts.googleapis.com")
+                        .order_by(AuditEntry.id.desc()).limit(1)).one()
+    entry = row.entry
+    assert entry["logName"] == "projects/my-project/logs/cloudaudit.googleapis.com%2Fdata_access"
+    assert entry["protoPayload"]["methodName"] == "google.identity.sts.v1.SecurityTokenService.ExchangeToken"
+    assert entry["protoPayload"]["authenticationInfo"] == {"principalSubject": "workload-7"}
+    assert entry["protoPayload"]["metadata"] == {
+        "mapped_principal": f"principal://iam.googleapis.com/{POOL}/subject/workload-7"}
+    assert entry["protoPayload"]["resourceName"] == POOL
+
+
+def test_without_admin_read_enabled_exchanges_are_not_logged(srv: KeylessServer) -> None:
+    set_sts_audit(srv, False)
+    try:
+        before = audit_count(srv)
+        assert post(srv, "uploaded", sign(claims("uploaded")))[0].status_code == 200
+        assert post(srv, "uploaded", sign(claims("uploaded", team="other")))[0].status_code == 400
+        server_state(srv).audit.flush()
+        time.sleep(0.5)  # the server's writer batches every 50 ms
+        assert audit_count(srv) == before
+    finally:
+        set_sts_audit(srv, True)
