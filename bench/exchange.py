@@ -7,7 +7,9 @@ GitHub pool, provider and deploy service account, and measures, at concurrency 3
   - AWS exchange, with moto's server as AWS (so bounded by moto's own rate);
   - the peer: moto's STS AssumeRoleWithWebIdentity (which verifies no signature), when moto
     is installed.
-Prints requests/s, p50 and p99 per case. Needs `wrk` (Debian package wrk).
+Prints requests/s, p50 and p99 per case, and the server's CPU time per request (serving
+processes and audit writers apart: a figure contention on the machine barely moves). Data Access
+audit logs are on for sts and iam, so every call writes an entry. Needs `wrk` (Debian package wrk).
 
     .venv/bin/python bench/exchange.py [--duration 10] [--workers 1,2] [--connections 32,128]
 """
@@ -107,6 +109,14 @@ def setup(base: str, token: str) -> None:
     member = f"principalSet://iam.googleapis.com/{POOL}/attribute.repository/my-org/my-repo"
     ok(httpx.post(f"{base}/iam/v1/projects/-/serviceAccounts/{SA}:setIamPolicy", headers=h,
                   json={"policy": {"bindings": [{"role": "roles/iam.workloadIdentityUser", "members": [member]}]}}))
+    # The most demanding audit set-up: every exchange (ADMIN_READ of sts) and every
+    # impersonation (DATA_READ of iam) writes a Data Access entry.
+    crm = f"{base}/cloudresourcemanager/v1/projects/my-project"
+    policy = httpx.post(f"{crm}:getIamPolicy", json={}, headers=h).json()
+    policy["auditConfigs"] = [
+        {"service": "sts.googleapis.com", "auditLogConfigs": [{"logType": "ADMIN_READ"}]},
+        {"service": "iam.googleapis.com", "auditLogConfigs": [{"logType": "DATA_READ"}]}]
+    ok(httpx.post(f"{crm}:setIamPolicy", headers=h, json={"policy": policy, "updateMask": "bindings,etag,auditConfigs"}))
 
 
 def wrk(url: str, script: str, connections: int, duration: int) -> tuple[float, float, float, int, int]:

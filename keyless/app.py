@@ -32,6 +32,7 @@ from keyless.api import (
 )
 from keyless.api import logging as logging_api
 from keyless.api.errors import google_error, json_response
+from keyless.api.hosts import HostRouter
 from keyless.config import Settings
 from keyless.errors import NotFound
 from keyless.state import ServerState
@@ -96,8 +97,17 @@ def build_app(state: ServerState, *, refresh_owner_token: bool = True) -> ASGIAp
     app = Starlette(routes=mounts, lifespan=lifespan, exception_handlers={404: not_found, 405: not_found})
     app.state.keyless = state
     token_exchange = sts.fast_path(state)
+    hosts = HostRouter(state.settings.universe_domain)
 
     async def keyless(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"host":
+                    prefix = hosts.prefix_for(value)
+                    if prefix is not None:  # sts.googleapis.com/v1/token is /sts/v1/token
+                        scope = {**scope, "path": f"/{prefix}{scope['path']}",
+                                 "raw_path": b"/" + prefix.encode() + scope.get("raw_path", b"")}
+                    break
         # The hottest endpoint skips the router (same answers as its mounted route).
         if scope["type"] == "http" and scope["path"] == "/sts/v1/token" and scope["method"] == "POST":
             await token_exchange(scope, receive, send)

@@ -24,6 +24,8 @@ class Settings:
     allow_insecure_issuers: bool = False  # accept http:// OIDC issuers on loopback (local testing)
     aws_sts_endpoint: str | None = None  # where AWS subject tokens are verified (default: AWS itself)
     max_body_bytes: int = 10 * 1024 * 1024
+    tls_port: int | None = None  # also serve HTTPS here, as Google's hosts (keyless.tls)
+    universe_domain: str | None = None  # answer as SERVICE.UNIVERSE too (e.g. keyless.test)
     # Audit log retention (keyless.audit.retention), Google's defaults: Admin Activity and System
     # Event 400 days, Data Access 30 days; and at most this many entries in all (0: no bound).
     audit_retention_days: int = 400
@@ -50,6 +52,8 @@ class Settings:
             s.allow_insecure_issuers = True
         if env.get("KEYLESS_AWS_STS_ENDPOINT"):
             s.aws_sts_endpoint = env["KEYLESS_AWS_STS_ENDPOINT"]
+        if env.get("KEYLESS_UNIVERSE_DOMAIN"):
+            s.universe_domain = env["KEYLESS_UNIVERSE_DOMAIN"]
         if env.get("KEYLESS_OWNER"):
             s.owner = env["KEYLESS_OWNER"]
         for name in ("audit_retention_days", "audit_data_access_retention_days", "audit_max_entries"):

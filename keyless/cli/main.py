@@ -19,6 +19,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         owner=getattr(args, "owner", None),
         allow_insecure_issuers=True if getattr(args, "allow_insecure_issuers", False) else None,
         aws_sts_endpoint=getattr(args, "aws_sts_endpoint", None),
+        tls_port=getattr(args, "tls_port", None), universe_domain=getattr(args, "universe_domain", None),
     )
 
 
@@ -44,7 +45,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
           f"(or run: keyless token owner --data-dir {settings.data_dir})", flush=True)
     print(f"Point gcloud at it: keyless configure-gcloud --server {settings.base_url} "
           f"--data-dir {settings.data_dir}", flush=True)
+    if settings.tls_port and args.workers > 1:
+        raise ValueError("--tls-port is served by a single process: use --workers 1, or run a second "
+                         "`keyless serve` on the same store for HTTPS")
     if args.workers > 1:
+        if settings.universe_domain:
+            os.environ["KEYLESS_UNIVERSE_DOMAIN"] = settings.universe_domain
         os.environ.update({"KEYLESS_DATA_DIR": str(settings.data_dir), "KEYLESS_OWNER": settings.owner})
         if settings.database_url:
             os.environ["KEYLESS_DATABASE_URL"] = settings.database_url
@@ -61,7 +67,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     else:
         app = build_app(state)
         gc.freeze()  # start-up objects never need collecting: keep them out of every GC pass
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=False)
+        if settings.tls_port:
+            from keyless.cli.tls_serve import serve_http_and_https
+
+            serve_http_and_https(app, settings, args.log_level)
+        else:
+            uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=False)
     return 0
 
 
@@ -158,6 +169,11 @@ def parser() -> argparse.ArgumentParser:
                        help="accept http:// OIDC issuers on loopback addresses (local testing only)")
     serve.add_argument("--aws-sts-endpoint", help="verify AWS subject tokens at this STS endpoint instead of AWS "
                                                   "(e.g. a local moto server); or $KEYLESS_AWS_STS_ENDPOINT")
+    serve.add_argument("--tls-port", type=int, help="also serve HTTPS on this port, as Google's API hosts "
+                                                    "(*.googleapis.com and the universe's), with a certificate "
+                                                    "from Keyless's local CA (see `keyless env`)")
+    serve.add_argument("--universe-domain", help="also answer as SERVICE.UNIVERSE_DOMAIN, e.g. keyless.test "
+                                                 "(or $KEYLESS_UNIVERSE_DOMAIN)")
     serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
     serve.add_argument("--log-level", default="warning")
     serve.set_defaults(func=cmd_serve)
@@ -225,6 +241,11 @@ def parser() -> argparse.ArgumentParser:
     from keyless.cli import audit
     audit.add_parser(sub, _add_store_flags, _settings)
 
+    from keyless.cli import env
+    env.register(sub, _add_store_flags, _settings)
+
+    from keyless.cli import pod
+    pod.register(sub, _add_store_flags)
     return p
 
 

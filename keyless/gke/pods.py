@@ -1,0 +1,347 @@
+"""Running a command as a pod of a GKE cluster, in its own network namespace on one of its nodes.
+
+Like the kubelet, `run_pod` places the pod on a node (the node's namespace and metadata server
+are made on first use), gives it an IP, records it (K8sObject.pod_ip, status.podIP), runs the
+command with `ip netns exec`, and tears everything down when the command ends. A reaper forked
+before anything exists performs the same tear-down if the runner is killed, even by SIGKILL;
+owner records let the next start sweep whatever a killed reaper left (keyless/gke/netns.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from keyless.config import Settings
+from keyless.errors import FailedPrecondition, InvalidArgument, NotFound
+from keyless.gke import netns
+from keyless.store.db import Database, open_database
+from keyless.store.models import GkeCluster, GkeNode, GkeNodePool, K8sObject
+
+SERVER_START_TIMEOUT = 30.0
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass
+class PodSpec:
+    """What `keyless pod run` was asked for."""
+
+    cluster: str
+    command: list[str]
+    namespace: str = "default"
+    service_account: str | None = None  # None: the pod's own, else `default`
+    pod: str | None = None  # run an existing Pod object (e.g. one of a Deployment's replicas)
+    name: str | None = None
+    node_pool: str | None = None
+    project: str | None = None
+    location: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    metadata_egress: bool = True  # False: as under a default-deny egress NetworkPolicy
+
+
+@dataclass
+class Placement:
+    cluster_id: str
+    node_name: str
+    node_ip: str
+    node_ns: str
+    gateway: str
+    pod_name: str
+    pod_uid: str
+    ephemeral: bool  # made for this run (kubectl run --rm): deleted at the end
+    env: dict[str, str]
+
+
+def _db_identity(settings: Settings) -> str:
+    return settings.database_url or str(settings.data_dir.resolve())
+
+
+def node_namespace(settings: Settings, node_name: str) -> tuple[str, str]:
+    """The node's namespace name and its pod subnet's gateway (a /24 of 10.64.0.0/10)."""
+    digest = hashlib.sha256(f"{_db_identity(settings)}|{node_name}".encode()).digest()
+    return netns.NODE_PREFIX + digest.hex()[:10], f"10.{64 + digest[10] % 64}.{digest[11]}.1"
+
+
+def _cluster(s: Any, spec: PodSpec) -> GkeCluster:
+    q = select(GkeCluster).where(GkeCluster.name == spec.cluster)
+    if spec.project:
+        q = q.where(GkeCluster.project_id == spec.project)
+    if spec.location:
+        q = q.where(GkeCluster.location == spec.location)
+    rows = s.scalars(q).all()
+    if not rows:
+        raise NotFound(f'cluster "{spec.cluster}" not found')
+    if len(rows) > 1:
+        raise InvalidArgument(f'more than one cluster is named "{spec.cluster}": pass --project and --location')
+    cluster: GkeCluster = rows[0]
+    return cluster
+
+
+def _place(s: Any, settings: Settings, spec: PodSpec) -> tuple[Placement, dict[str, Any] | None]:
+    """Choose the node and the Pod object; returns the placement and, for a new pod, its body."""
+    cluster = _cluster(s, spec)
+    existing: K8sObject | None = None
+    if spec.pod:
+        existing = s.scalars(select(K8sObject).where(
+            K8sObject.cluster_id == cluster.id, K8sObject.kind == "Pod", K8sObject.namespace == spec.namespace,
+            K8sObject.name == spec.pod)).first()
+        if existing is None:
+            raise NotFound(f'pods "{spec.pod}" not found in namespace "{spec.namespace}"')
+    pod_spec = dict((existing.body.get("spec") or {}) if existing else {})
+    ksa = spec.service_account or pod_spec.get("serviceAccountName") or "default"
+    if ksa != "default" and s.scalars(select(K8sObject.id).where(
+            K8sObject.cluster_id == cluster.id, K8sObject.kind == "ServiceAccount",
+            K8sObject.namespace == spec.namespace, K8sObject.name == ksa)).first() is None:
+        raise FailedPrecondition(f'pods is forbidden: error looking up service account {spec.namespace}/{ksa}: '
+                                 f'serviceaccount "{ksa}" not found')
+    nodes = s.scalars(select(GkeNode).where(GkeNode.cluster_id == cluster.id).order_by(GkeNode.name)).all()
+    if spec.node_pool:
+        pool = s.scalars(select(GkeNodePool).where(GkeNodePool.cluster_id == cluster.id,
+                                                   GkeNodePool.name == spec.node_pool)).first()
+        if pool is None:
+            raise NotFound(f'node pool "{spec.node_pool}" not found in cluster "{cluster.name}"')
+        nodes = [n for n in nodes if n.node_pool_id == pool.id]
+    elif pod_spec.get("nodeName"):
+        nodes = [n for n in nodes if n.name == pod_spec["nodeName"]] or nodes
+    if not nodes:
+        raise FailedPrecondition(f'cluster "{cluster.name}" has no nodes to run the pod on')
+    node = nodes[0]
+    node_ns, gateway = node_namespace(settings, node.name)
+    env: dict[str, str] = {}
+    for container in (pod_spec.get("containers") or [])[:1]:
+        for item in container.get("env") or []:
+            if isinstance(item, dict) and isinstance(item.get("name"), str) and isinstance(item.get("value"), str):
+                env[item["name"]] = item["value"]
+    if existing is not None:
+        return Placement(cluster.id, node.name, node.internal_ip, node_ns, gateway, existing.name, existing.uid,
+                         False, env), None
+    name = spec.name or f"pod-run-{secrets.token_hex(3)}"
+    if s.scalars(select(K8sObject.id).where(K8sObject.cluster_id == cluster.id, K8sObject.kind == "Pod",
+                                            K8sObject.namespace == spec.namespace, K8sObject.name == name)).first():
+        raise FailedPrecondition(f'pods "{name}" already exists')
+    uid = str(uuid.uuid4())
+    pod_body: dict[str, Any] = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": spec.namespace, "uid": uid, "labels": {"run": name}},
+        "spec": {"serviceAccountName": ksa, "nodeName": node.name,
+                 "containers": [{"name": name, "command": spec.command}]},
+    }
+    return Placement(cluster.id, node.name, node.internal_ip, node_ns, gateway, name, uid, True, env), pod_body
+
+
+# -- node set-up ---------------------------------------------------------------------------------
+
+def _server_alive(node_ns: str) -> bool:
+    rec = netns.read_record(node_ns) or {}
+    server = rec.get("server")
+    return isinstance(server, list) and netns.alive(server) and bool(rec.get("ready"))
+
+
+def ensure_node(settings: Settings, place: Placement) -> None:
+    """The node's namespace and metadata server, made if missing (caller holds the node lock)."""
+    if not netns.exists(place.node_ns):
+        netns.write_record(place.node_ns, {"kind": "node", "node": place.node_name, "owners": [netns.owner(os.getpid())]})
+        netns.create_node(place.node_ns, place.gateway)
+    if _server_alive(place.node_ns):
+        return
+    log_dir = settings.data_dir / "gke"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "keyless.cli.main", "pod", "metadata-server", "--node", place.node_name,
+           "--netns", place.node_ns, "--data-dir", str(settings.data_dir)]
+    if settings.database_url:
+        cmd += ["--database", settings.database_url]
+    with open(log_dir / f"{place.node_ns}.log", "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if _server_alive(place.node_ns):
+            return
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise FailedPrecondition(f"the metadata server of node {place.node_name} did not start; see "
+                             f"{log_dir / (place.node_ns + '.log')}")
+
+
+def _allocate(node_ns: str, gateway: str) -> str:
+    base = gateway.rsplit(".", 1)[0]
+    used = {rec.get("ip") for rec in netns.records().values() if rec.get("node") == node_ns}
+    for host in range(2, 255):
+        address = f"{base}.{host}"
+        if address not in used:
+            return address
+    raise FailedPrecondition("the node has no free pod IP (253 pods running)")
+
+
+# -- recording the pod ---------------------------------------------------------------------------
+
+def _record_running(db: Database, place: Placement, body: dict[str, Any] | None, address: str) -> None:
+    now = datetime.now(UTC)
+    with db.write() as s:
+        for stale in s.scalars(select(K8sObject).where(K8sObject.cluster_id == place.cluster_id,
+                                                       K8sObject.pod_ip == address)).all():
+            stale.pod_ip = None  # a pod whose runner died without clearing its address
+        if body is not None:
+            row = K8sObject(cluster_id=place.cluster_id, kind="Pod", namespace=body["metadata"]["namespace"],
+                            name=place.pod_name, uid=place.pod_uid, create_time=now, body=body)
+            s.add(row)
+        else:
+            row = s.scalars(select(K8sObject).where(K8sObject.uid == place.pod_uid)).one()
+        new = dict(row.body)
+        new["spec"] = {**(new.get("spec") or {}), "nodeName": place.node_name}
+        new["status"] = {"phase": "Running", "podIP": address, "podIPs": [{"ip": address}], "hostIP": place.node_ip,
+                         "startTime": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        row.body = new
+        row.pod_ip = address
+
+
+def _record_ended(db: Database, pod_uid: str, ephemeral: bool, returncode: int | None) -> None:
+    with db.write() as s:
+        row = s.scalars(select(K8sObject).where(K8sObject.uid == pod_uid)).first()
+        if row is None:
+            return
+        if ephemeral:
+            s.delete(row)
+            return
+        new = dict(row.body)
+        status = dict(new.get("status") or {})
+        status.pop("podIP", None)
+        status.pop("podIPs", None)
+        status["phase"] = "Succeeded" if returncode == 0 else "Failed"
+        new["status"] = status
+        row.body = new
+        row.pod_ip = None
+
+
+# -- tear-down (runner or reaper) ----------------------------------------------------------------
+
+def teardown(info: dict[str, Any], db: Database | None, returncode: int | None) -> None:
+    """Delete the pod's namespace, forget its IP, and remove the node if it was the last pod."""
+    netns.delete_pod(info["pod_ns"], info["node_ns"])
+    if db is not None:
+        with contextlib.suppress(Exception):  # the store may be gone (test ended): the kernel state matters most
+            _record_ended(db, info["pod_uid"], info["ephemeral"], returncode)
+    node_ns = info["node_ns"]
+    with netns.node_lock(node_ns):
+        if netns.bridge_ports(node_ns) == 0 and not any(
+                r.get("node") == node_ns and r.get("kind") == "pod" for r in netns.records().values()):
+            netns.delete_node(node_ns)
+
+
+def _fork_reaper() -> tuple[int, int]:
+    """A process in its own session that tears the pod down if the runner dies first. It is
+    forked before any thread or connection exists; the runner tells it the pod (one JSON line)
+    and then `done` once it has torn down itself."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(write_fd)
+        os.setsid()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        lines = b""
+        while True:
+            chunk = os.read(read_fd, 65536)
+            if not chunk:
+                break
+            lines += chunk
+        status = 0
+        try:
+            messages = [json.loads(line) for line in lines.splitlines() if line.strip()]
+            if messages and messages[-1] != "done":
+                info = messages[-1]
+                db = None
+                with contextlib.suppress(Exception):
+                    db = open_database(info["database_url"], __import__("pathlib").Path(info["data_dir"]))
+                teardown(info, db, None)
+        except Exception:
+            status = 1
+        os._exit(status)
+    os.close(read_fd)
+    return pid, write_fd
+
+
+def _pdeathsig() -> None:
+    """In the pod's process: die with the runner (a SIGKILLed runner leaves no orphan pod)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def pod_environment(place: Placement, spec: PodSpec) -> dict[str, str]:
+    """A container's environment: PATH and HOME, the pod's name, the manifest's env, then --env.
+    Nothing of the caller's credentials or Keyless settings leaks in."""
+    env = {"PATH": os.environ.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+           "HOME": "/root", "HOSTNAME": place.pod_name}
+    for key in ("LANG", "TERM", "TZ"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    env.update(place.env)
+    env.update(spec.env)
+    return env
+
+
+def run_pod(settings: Settings, spec: PodSpec) -> int:
+    """Run `spec.command` as a pod until it ends; its exit status is returned."""
+    netns.require_available()
+    if not spec.command:
+        raise InvalidArgument("a command to run is required (after --)")
+    reaper, to_reaper = _fork_reaper()
+    db = open_database(settings.database_url, settings.data_dir)
+    info: dict[str, Any] | None = None
+    returncode: int | None = None
+    try:
+        netns.sweep()
+        with db.read() as s:
+            place, body = _place(s, settings, spec)
+        with netns.node_lock(place.node_ns):
+            ensure_node(settings, place)
+            address = _allocate(place.node_ns, place.gateway)
+            pod_ns = netns.POD_PREFIX + secrets.token_hex(5)
+            info = {"pod_ns": pod_ns, "node_ns": place.node_ns, "pod_uid": place.pod_uid,
+                    "ephemeral": place.ephemeral, "database_url": settings.database_url,
+                    "data_dir": str(settings.data_dir)}
+            netns.write_record(pod_ns, {"kind": "pod", "node": place.node_ns, "ip": address, "pod": place.pod_name,
+                                        "owners": [netns.owner(os.getpid()), netns.owner(reaper)]})
+            os.write(to_reaper, json.dumps(info).encode() + b"\n")
+            netns.create_pod(pod_ns, place.node_ns, netns.veth_name(pod_ns), address, place.gateway,
+                             metadata_egress=spec.metadata_egress)
+            _record_running(db, place, body, address)
+        proc = subprocess.Popen(["ip", "netns", "exec", pod_ns, *spec.command], env=pod_environment(place, spec),
+                                preexec_fn=_pdeathsig)
+        forward = lambda signum, _frame: proc.send_signal(signum)  # noqa: E731
+        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+        try:
+            returncode = proc.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return returncode
+    finally:
+        try:
+            if info is not None:
+                teardown(info, db, returncode)
+        finally:
+            with contextlib.suppress(OSError):
+                os.write(to_reaper, b'"done"\n')
+            os.close(to_reaper)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(reaper, 0)
+            db.dispose()
+
+
+__all__ = ["PodSpec", "node_namespace", "run_pod", "teardown"]
