@@ -6,7 +6,7 @@ N pods at once with `keyless pod run`. Each pod times its first `/token` (cold: 
 + generateAccessToken), waits for the others, then requests `/token` back to back on one
 keep-alive connection (cached). Prints cold latency, cached p50/p99 and requests/s.
 
-    .venv/bin/python bench/metadata.py [--pods 16] [--duration 5]
+    .venv/bin/python bench/metadata.py [--pods 16] [--duration 5] [--tls]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import KeylessServer  # noqa: E402
+from tests.conftest import KeylessServer, free_port  # noqa: E402
 from tests.gke.pod_helpers import GSA, NUMBER, POOL, PROJECT, apply_ksa, leftovers, make_cluster  # noqa: E402
 
 LOAD = """
@@ -57,9 +57,12 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pods", type=int, default=16)
     parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--tls", action="store_true", help="serve --tls-port and run the pods with Google's hosts "
+                                                           "relayed by the node (the relay runs beside /token)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="keyless-bench-md-"))
-    srv = KeylessServer(tmp / "data", None)
+    tls_port = free_port()
+    srv = KeylessServer(tmp / "data", None, *(["--tls-port", str(tls_port)] if args.tls else []))
     try:
         assert srv.keyless("projects", "create", PROJECT, "--number", NUMBER).returncode == 0
         r = srv.call("POST", f"/iam/v1/projects/{PROJECT}/serviceAccounts", body={"accountId": "my-app-gsa"})
@@ -77,6 +80,8 @@ def main() -> int:
         start = tmp / "start"
         base = [sys.executable, "-m", "keyless.cli.main", "pod", "run", "--cluster", "my-cluster", "--namespace",
                 "bench", "--data-dir", str(srv.data_dir)]
+        if args.tls:
+            base += ["--tls-port", str(tls_port), "--server", srv.base_url]
         procs = [subprocess.Popen([*base, "--service-account", f"ksa-{i}", "--", sys.executable, str(script),
                                    str(start), str(args.duration)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True) for i in range(args.pods)]
@@ -95,7 +100,8 @@ def main() -> int:
             results.append(json.loads(out.strip().splitlines()[-1]))
         cold = [r["cold"] for r in results]
         lat = [x for r in results for x in r["lat"]]
-        print(f"pods: {args.pods} concurrent, one node's metadata server, {args.duration:.0f} s")
+        print(f"pods: {args.pods} concurrent, one node's metadata server{' and relay' if args.tls else ''}, "
+              f"{args.duration:.0f} s")
         print(f"cold first /token (STS exchange + generateAccessToken): p50 {pct(cold, 0.5):.1f} ms, "
               f"max {max(cold) * 1000:.1f} ms")
         print(f"cached /token: {len(lat)} requests, {len(lat) / args.duration:.0f} req/s, "

@@ -246,6 +246,9 @@ def parser() -> argparse.ArgumentParser:
 
     from keyless.cli import pod
     pod.register(sub, _add_store_flags)
+
+    from keyless.cli import doctor
+    doctor.register(sub, _add_store_flags, _settings)
     return p
 
 

@@ -1,6 +1,7 @@
 """`keyless pod run`: run a command as a GKE pod (its own network namespace, its node's
-metadata server at 169.254.169.254), and `keyless pod metadata-server`, the per-node server
-that `pod run` starts on first use (see keyless/api/metadata.py for why one per node)."""
+metadata server at 169.254.169.254, and with `--tls-port` Google's API hosts relayed to Keyless),
+and `keyless pod metadata-server`, the per-node server (and relay) that `pod run` starts on
+first use (see keyless/api/metadata.py for why one per node)."""
 
 from __future__ import annotations
 
@@ -29,10 +30,12 @@ def cmd_pod_run(args: argparse.Namespace) -> int:
         if not sep or not key:
             raise ValueError(f"--env expects NAME=VALUE, got {item!r}")
         env[key] = value
+    if args.tls_port is None and os.environ.get("KEYLESS_TLS_PORT", "").isdigit():
+        args.tls_port = int(os.environ["KEYLESS_TLS_PORT"])
     spec = PodSpec(cluster=args.cluster, command=command, namespace=args.namespace,
                    service_account=args.service_account, pod=args.pod, name=args.name, node_pool=args.node_pool,
                    project=args.project, location=args.location, env=env,
-                   metadata_egress=not args.deny_metadata_egress)
+                   metadata_egress=not args.deny_metadata_egress, server=args.server or os.environ.get("KEYLESS_SERVER"))
     code = run_pod(_settings(args), spec)
     return code if code >= 0 else 128 - code  # killed by a signal: the shell's convention
 
@@ -43,9 +46,21 @@ def cmd_metadata_server(args: argparse.Namespace) -> int:
     from keyless.api.metadata import MetadataServer
     from keyless.cli.main import _settings
     from keyless.gke import netns
+    from keyless.gke.forwarder import Forwarder, Route, parse_upstream
     from keyless.state import ServerState
 
     sock = netns.listen_in(args.netns, netns.METADATA_IP, 80)
+    relays: dict[str, str] = {}
+    routes = []
+    for item in args.relay or []:
+        port, sep, upstream = item.partition("=")
+        if not sep or not port.isdigit() or not args.gateway:
+            raise ValueError(f"--relay expects PORT=HOST:PORT (with --gateway), got {item!r}")
+        routes.append(Route(netns.listen_in(args.netns, args.gateway, int(port)), parse_upstream(upstream)))
+        relays[port] = upstream
+    forwarder = Forwarder(routes, limit=args.relay_limit)
+    if routes:
+        forwarder.start()  # its own thread and loop: relayed traffic never delays /token
     state = ServerState(_settings(args))
     app = MetadataServer(state, args.node)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", server_header=False,
@@ -68,11 +83,12 @@ def cmd_metadata_server(args: argparse.Namespace) -> int:
 
     me = netns.owner(os.getpid())
     record = netns.read_record(args.netns) or {"kind": "node", "node": args.node}
-    netns.write_record(args.netns, {**record, "owners": [me], "server": me, "ready": True})
+    netns.write_record(args.netns, {**record, "owners": [me], "server": me, "ready": True, "relays": relays})
     threading.Thread(target=watch_idle, daemon=True).start()
     try:
         asyncio.run(server.serve(sockets=[sock]))
     finally:
+        forwarder.stop()
         state.audit.close()
     return 0
 
@@ -94,6 +110,13 @@ def register(sub: Any,
     run.add_argument("--env", action="append", metavar="NAME=VALUE", help="an environment variable of the pod")
     run.add_argument("--deny-metadata-egress", action="store_true",
                      help="run as under a default-deny egress NetworkPolicy: the metadata server is unreachable")
+    run.add_argument("--tls-port", type=int,
+                     help="the HTTPS port of `keyless serve --tls-port` (or $KEYLESS_TLS_PORT): the pod then reaches "
+                          "Keyless as Google's API hosts (sts.googleapis.com, storage.googleapis.com, ...) through "
+                          "its node, and trusts Keyless's CA; without it only the metadata server is reachable")
+    run.add_argument("--server", help="Keyless's URL as this machine reaches it (or $KEYLESS_SERVER; default "
+                                      "http://127.0.0.1:8080): its host and HTTP port are relayed with --tls-port")
+    run.add_argument("--universe-domain", help="also resolve SERVICE.UNIVERSE to Keyless (as given to serve)")
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
     add_store_flags(run)
     run.set_defaults(func=cmd_pod_run)
@@ -101,5 +124,9 @@ def register(sub: Any,
     md = psub.add_parser("metadata-server", help="(internal) the metadata server of one node; started by pod run")
     md.add_argument("--node", required=True, help="the GkeNode name")
     md.add_argument("--netns", required=True, help="the node's network namespace")
+    md.add_argument("--gateway", help="the node's pod gateway address, where relays listen")
+    md.add_argument("--relay", action="append", metavar="PORT=HOST:PORT",
+                    help="relay connections to the gateway's PORT to HOST:PORT on this machine (Keyless)")
+    md.add_argument("--relay-limit", type=int, default=1024, help="connections relayed at once (default 1024)")
     add_store_flags(md)
     md.set_defaults(func=cmd_metadata_server)

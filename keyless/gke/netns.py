@@ -21,7 +21,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -182,16 +182,22 @@ def delete_node(name: str) -> None:
 
 # -- pods --------------------------------------------------------------------------------------
 
-def create_pod(name: str, node_ns: str, veth: str, address: str, gateway: str, *, metadata_egress: bool) -> None:
+def create_pod(name: str, node_ns: str, veth: str, address: str, gateway: str, *, metadata_egress: bool,
+               api_hosts: Sequence[str] = ()) -> None:
     """The pod namespace, its eth0 on the node's bridge, and its /etc/netns files. Without
-    `metadata_egress` (a default-deny egress policy) neither the route nor the name exists."""
+    `metadata_egress` (a default-deny egress policy) neither the route nor the name exists.
+    `api_hosts` (Google's API hosts Keyless implements) resolve to the gateway, where the
+    node relays them to Keyless (keyless/gke/forwarder.py); every other name fails at once."""
     etc = ETC_NETNS / name
     etc.mkdir(parents=True, exist_ok=True)
     hosts = ["127.0.0.1\tlocalhost", f"{address}\t{name}"]
     if metadata_egress:
         hosts.append(f"{METADATA_IP}\t{' '.join(METADATA_HOSTS)}")
+    hosts += [f"{gateway}\t{host}" for host in api_hosts]
     (etc / "hosts").write_text("\n".join(hosts) + "\n")
-    # No DNS server is reachable from a pod: fail lookups at once instead of timing out.
+    # No DNS server is reachable from a pod: the pod's own loopback answers a query with ICMP
+    # port-unreachable, so a name outside the hosts file fails in about a millisecond (glibc
+    # gives up on a refused server at once) instead of timing out; nothing is sent off the pod.
     (etc / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
     ip("netns", "add", name)
     ip("link", "set", "lo", "up", netns=name)

@@ -2,7 +2,9 @@
 
 Like the kubelet, `run_pod` places the pod on a node (the node's namespace and metadata server
 are made on first use), gives it an IP, records it (K8sObject.pod_ip, status.podIP), runs the
-command with `ip netns exec`, and tears everything down when the command ends. A reaper forked
+command with `ip netns exec`, and tears everything down when the command ends. With a TLS port,
+the pod also reaches Keyless as Google's API hosts (relayed by its node, keyless/gke/forwarder.py)
+and trusts Keyless's CA through the clients' CA variables. A reaper forked
 before anything exists performs the same tear-down if the runner is killed, even by SIGKILL;
 owner records let the next start sweep whatever a killed reaper left (keyless/gke/netns.py).
 """
@@ -22,10 +24,13 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
+from keyless.api.hosts import hostnames
 from keyless.config import Settings
 from keyless.errors import FailedPrecondition, InvalidArgument, NotFound
 from keyless.gke import netns
@@ -34,6 +39,9 @@ from keyless.store.models import GkeCluster, GkeNode, GkeNodePool, K8sObject
 
 SERVER_START_TIMEOUT = 30.0
 PR_SET_PDEATHSIG = 1
+# The variables each client reads for its CA bundle (research/google-auth-clients.md), as `keyless env`.
+CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
+                "CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE")
 
 
 @dataclass
@@ -51,6 +59,7 @@ class PodSpec:
     location: str | None = None
     env: dict[str, str] = field(default_factory=dict)
     metadata_egress: bool = True  # False: as under a default-deny egress NetworkPolicy
+    server: str | None = None  # Keyless's URL as the host reaches it (default: the settings' base URL)
 
 
 @dataclass
@@ -145,18 +154,54 @@ def _place(s: Any, settings: Settings, spec: PodSpec) -> tuple[Placement, dict[s
 
 # -- node set-up ---------------------------------------------------------------------------------
 
+def relays_for(settings: Settings, server: str | None) -> dict[str, str]:
+    """What the node's gateway relays to Keyless: {port on the gateway: upstream HOST:PORT}. Port
+    443 goes to `keyless serve --tls-port`, 80 to its HTTP port; none without a TLS port (then
+    pods reach the metadata server only, as before)."""
+    if not settings.tls_port:
+        return {}
+    url = urlsplit(server or settings.base_url)
+    host = url.hostname or "127.0.0.1"
+    if host in ("0.0.0.0", "::", "localhost"):
+        host = "127.0.0.1"  # a wildcard bind is reached on loopback
+    upstream = f"[{host}]" if ":" in host else host
+    relays = {"443": f"{upstream}:{settings.tls_port}"}
+    try:
+        port = url.port or (443 if url.scheme == "https" else 80)
+    except ValueError as error:
+        raise InvalidArgument(f"--server: {error}") from error
+    if url.scheme == "http":
+        relays["80"] = f"{upstream}:{port}"
+    return relays
+
+
+def ca_bundle(settings: Settings) -> Path:
+    """The bundle Keyless's TLS port is trusted through (the system's roots plus Keyless's CA)."""
+    bundle = settings.data_dir / "tls" / "bundle.pem"
+    if not bundle.is_file():
+        raise FailedPrecondition(f"{bundle} does not exist: start `keyless serve --tls-port PORT` with this data "
+                                 "directory first (it creates Keyless's CA)")
+    return bundle
+
+
 def _server_alive(node_ns: str) -> bool:
     rec = netns.read_record(node_ns) or {}
     server = rec.get("server")
     return isinstance(server, list) and netns.alive(server) and bool(rec.get("ready"))
 
 
-def ensure_node(settings: Settings, place: Placement) -> None:
-    """The node's namespace and metadata server, made if missing (caller holds the node lock)."""
+def ensure_node(settings: Settings, place: Placement, relays: dict[str, str] | None = None) -> None:
+    """The node's namespace, metadata server and relays, made if missing (caller holds the node lock)."""
+    relays = relays or {}
     if not netns.exists(place.node_ns):
         netns.write_record(place.node_ns, {"kind": "node", "node": place.node_name, "owners": [netns.owner(os.getpid())]})
         netns.create_node(place.node_ns, place.gateway)
     if _server_alive(place.node_ns):
+        running = (netns.read_record(place.node_ns) or {}).get("relays") or {}
+        if relays and running != relays:
+            raise FailedPrecondition(
+                f"node {place.node_name} relays Google's API hosts to {running or 'nowhere'}, not {relays}: its "
+                "pods started with other --server/--tls-port settings; run this pod once they have ended")
         return
     log_dir = settings.data_dir / "gke"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -164,6 +209,10 @@ def ensure_node(settings: Settings, place: Placement) -> None:
            "--netns", place.node_ns, "--data-dir", str(settings.data_dir)]
     if settings.database_url:
         cmd += ["--database", settings.database_url]
+    if relays:
+        cmd += ["--gateway", place.gateway]
+        for port, upstream in relays.items():
+            cmd += ["--relay", f"{port}={upstream}"]
     with open(log_dir / f"{place.node_ns}.log", "ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
@@ -282,14 +331,17 @@ def _pdeathsig() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def pod_environment(place: Placement, spec: PodSpec) -> dict[str, str]:
-    """A container's environment: PATH and HOME, the pod's name, the manifest's env, then --env.
+def pod_environment(place: Placement, spec: PodSpec, bundle: Path | None = None) -> dict[str, str]:
+    """A container's environment: PATH and HOME, the pod's name, the CA bundle variables (as a
+    cloud-sdk image's trust store would hold Google's roots), the manifest's env, then --env.
     Nothing of the caller's credentials or Keyless settings leaks in."""
     env = {"PATH": os.environ.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
            "HOME": "/root", "HOSTNAME": place.pod_name}
     for key in ("LANG", "TERM", "TZ"):
         if key in os.environ:
             env[key] = os.environ[key]
+    if bundle is not None:
+        env.update(dict.fromkeys(CA_VARIABLES, str(bundle)))
     env.update(place.env)
     env.update(spec.env)
     return env
@@ -300,6 +352,9 @@ def run_pod(settings: Settings, spec: PodSpec) -> int:
     netns.require_available()
     if not spec.command:
         raise InvalidArgument("a command to run is required (after --)")
+    relays = relays_for(settings, spec.server)
+    bundle = ca_bundle(settings) if relays else None
+    api_hosts = hostnames(settings.universe_domain) if relays else []
     reaper, to_reaper = _fork_reaper()
     db = open_database(settings.database_url, settings.data_dir)
     info: dict[str, Any] | None = None
@@ -309,7 +364,7 @@ def run_pod(settings: Settings, spec: PodSpec) -> int:
         with db.read() as s:
             place, body = _place(s, settings, spec)
         with netns.node_lock(place.node_ns):
-            ensure_node(settings, place)
+            ensure_node(settings, place, relays)
             address = _allocate(place.node_ns, place.gateway)
             pod_ns = netns.POD_PREFIX + secrets.token_hex(5)
             info = {"pod_ns": pod_ns, "node_ns": place.node_ns, "pod_uid": place.pod_uid,
@@ -319,9 +374,9 @@ def run_pod(settings: Settings, spec: PodSpec) -> int:
                                         "owners": [netns.owner(os.getpid()), netns.owner(reaper)]})
             os.write(to_reaper, json.dumps(info).encode() + b"\n")
             netns.create_pod(pod_ns, place.node_ns, netns.veth_name(pod_ns), address, place.gateway,
-                             metadata_egress=spec.metadata_egress)
+                             metadata_egress=spec.metadata_egress, api_hosts=api_hosts)
             _record_running(db, place, body, address)
-        proc = subprocess.Popen(["ip", "netns", "exec", pod_ns, *spec.command], env=pod_environment(place, spec),
+        proc = subprocess.Popen(["ip", "netns", "exec", pod_ns, *spec.command], env=pod_environment(place, spec, bundle),
                                 preexec_fn=_pdeathsig)
         forward = lambda signum, _frame: proc.send_signal(signum)  # noqa: E731
         previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
@@ -344,4 +399,4 @@ def run_pod(settings: Settings, spec: PodSpec) -> int:
             db.dispose()
 
 
-__all__ = ["PodSpec", "node_namespace", "run_pod", "teardown"]
+__all__ = ["CA_VARIABLES", "PodSpec", "node_namespace", "relays_for", "run_pod", "teardown"]
