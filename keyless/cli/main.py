@@ -247,6 +247,9 @@ def parser() -> argparse.ArgumentParser:
     from keyless.cli import pod
     pod.register(sub, _add_store_flags)
 
+    from keyless.cli import k8s as k8s_cli
+    k8s_cli.register(sub, _add_store_flags, _settings)
+
     from keyless.cli import doctor
     doctor.register(sub, _add_store_flags, _settings)
     return p

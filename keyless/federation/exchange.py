@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from keyless.errors import InvalidArgument, KeylessError, PermissionDenied
 from keyless.federation.mapping import CompiledMapping, apply, compile_mapping
+from keyless.federation.providers.kubernetes import KubernetesVerifier
 from keyless.federation.providers.oidc import NeedsNetwork, OidcVerifier
 from keyless.iam.members import member_keys_for_federated
 from keyless.iam.principal import Principal
@@ -73,7 +74,7 @@ class Exchange:
     """The outcome of one successful exchange."""
 
     token: AccessToken
-    provider: ProviderRuntime
+    provider: ProviderRuntime | None  # None for a GKE cluster's identitynamespace exchange
     assertion: dict[str, Any]
 
 
@@ -131,6 +132,7 @@ class TokenExchanger:
 
     def __init__(self, db: Database, tokens: AccessTokens, oidc: OidcVerifier, aws: Any = None) -> None:
         self.providers = Providers(db)
+        self._kubernetes = KubernetesVerifier(db)
         self._tokens = tokens
         self._oidc = oidc
         self._aws = aws
@@ -150,6 +152,8 @@ class TokenExchanger:
         subject_token_type = form.get("subject_token_type", "")
         if not subject_token:
             raise OAuthError("invalid_request", 'Missing required parameter: "subject_token".')
+        if form.get("audience", "").startswith("identitynamespace:"):
+            return self._exchange_ksa_token(form, subject_token, subject_token_type)
         m = AUDIENCE.match(form.get("audience", ""))
         if m is None:
             raise OAuthError("invalid_request", INVALID_AUDIENCE)
@@ -168,6 +172,17 @@ class TokenExchanger:
                                         tuple(identity.groups), dict(identity.attributes))
         token = self._tokens.mint(principal, scopes, provider.lifetime)
         return Exchange(token, provider, assertion)
+
+    def _exchange_ksa_token(self, form: dict[str, str], subject_token: str, subject_token_type: str) -> Exchange:
+        """What the GKE metadata server asks: a pod's KSA token for the project pool's identity."""
+        if subject_token_type not in JWT_TYPES:
+            raise OAuthError("invalid_request", f'Invalid value for "subject_token_type": {subject_token_type}.')
+        try:
+            identity = self._kubernetes.verify(form["audience"], subject_token)
+        except KeylessError as exc:
+            raise OAuthError(getattr(exc, "oauth_error", "invalid_grant"), exc.message) from exc
+        scopes = tuple(form.get("scope", CLOUD_PLATFORM).split()) or (CLOUD_PLATFORM,)
+        return Exchange(self._tokens.mint(identity.principal, scopes, DEFAULT_LIFETIME), None, identity.assertion)
 
     def _verify(self, provider: ProviderRuntime, subject_token: str, subject_token_type: str,
                 audience: str, allow_network: bool) -> dict[str, Any]:
