@@ -121,7 +121,8 @@ def _issuer_key() -> bytes:
 def _add_nodes(s: Session, cluster: GkeCluster, pool: GkeNodePool) -> None:
     for _ in range(pool.node_count):
         s.add(GkeNode(name=f"gke-{cluster.name[:20]}-{pool.name[:20]}-{secrets.token_hex(4)}-{secrets.token_hex(2)}",
-                      cluster_id=cluster.id, node_pool_id=pool.id, internal_ip=""))
+                      cluster_id=cluster.id, node_pool_id=pool.id,
+                      internal_ip=f"10.128.{secrets.randbelow(256)}.{secrets.randbelow(253) + 2}"))
 
 
 def _new_pool(s: Session, project: Project, cluster: GkeCluster, body: Any) -> GkeNodePool:

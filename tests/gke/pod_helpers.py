@@ -1,20 +1,18 @@
-"""Test helpers for pods: a cluster with node pools and nodes written to a running server's
-store (as the container API stores them), KSAs, and `keyless pod run` as a user types it."""
+"""Test helpers for pods: a cluster with node pools made through the container API, KSAs applied
+with `keyless k8s apply`, and `keyless pod run` as a user types it."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
-import uuid
-from datetime import UTC, datetime
-from typing import Any
+import tempfile
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from sqlalchemy import select
+import yaml
 
 from keyless.gke import netns
-from keyless.store.models import GkeCluster, GkeNode, GkeNodePool, K8sObject
+from keyless.gke.clusters import find_cluster
+from keyless.store.models import GkeCluster
 from tests.api.helpers import server_state
 from tests.conftest import KeylessServer
 
@@ -23,49 +21,53 @@ NUMBER = "123456789012"
 POOL = f"{PROJECT}.svc.id.goog"
 GSA = f"my-app-gsa@{PROJECT}.iam.gserviceaccount.com"
 COMPUTE_SA = f"{NUMBER}-compute@developer.gserviceaccount.com"
+CLUSTERS = f"/container/v1/projects/{PROJECT}/locations/us-central1/clusters"
 
 
 def make_cluster(srv: KeylessServer, name: str = "my-cluster", *, pools: dict[str, str] | None = None) -> str:
-    """A cluster with one node per pool ({pool name: workload metadata mode}); returns its id."""
+    """A cluster with one node per pool ({pool name: workload metadata mode}), created through the
+    container API as gcloud creates it; returns its id."""
     pools = pools or {"default-pool": "GKE_METADATA", "legacy-pool": "GCE_METADATA"}
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    now = datetime.now(UTC)
-    cluster_id = str(uuid.uuid4())
-    with server_state(srv).db.write() as s:
-        s.add(GkeCluster(id=cluster_id, project_id=PROJECT, location="us-central1", name=name, status="RUNNING",
-                         workload_pool=POOL, autopilot=False, endpoint="", create_time=now, issuer_key_pem=key,
-                         body={}))
-        for i, (pool, mode) in enumerate(pools.items()):
-            pool_id = str(uuid.uuid4())
-            s.add(GkeNodePool(id=pool_id, cluster_id=cluster_id, name=pool, status="RUNNING",
-                              workload_metadata_mode=mode, service_account=COMPUTE_SA, node_count=1, create_time=now,
-                              body={"config": {"workloadMetadataConfig": {"mode": mode}}}))
-            s.add(GkeNode(name=f"gke-{name}-{pool}-{cluster_id[:8]}-{i:04d}", cluster_id=cluster_id,
-                          node_pool_id=pool_id, internal_ip=f"10.128.0.{10 + i}"))
-    return cluster_id
+    body = {"cluster": {"name": name, "workloadIdentityConfig": {"workloadPool": POOL},
+                        "nodePools": [{"name": pool, "initialNodeCount": 1,
+                                       "config": {"workloadMetadataConfig": {"mode": mode}}}
+                                      for pool, mode in pools.items()]}}
+    r = srv.call("POST", f"{CLUSTERS}", body=body)
+    assert r.status_code == 200, r.text
+    with server_state(srv).db.read() as s:
+        cluster = find_cluster(s, PROJECT, name, "us-central1")
+    assert cluster is not None
+    return cluster.id
 
 
 def set_mode(srv: KeylessServer, cluster_id: str, pool: str, mode: str) -> None:
-    with server_state(srv).db.write() as s:
-        row = s.scalars(select(GkeNodePool).where(GkeNodePool.cluster_id == cluster_id,
-                                                  GkeNodePool.name == pool)).one()
-        row.workload_metadata_mode = mode
+    """`gcloud container node-pools update POOL --workload-metadata=MODE`."""
+    r = srv.call("PUT", f"{CLUSTERS}/{_cluster_name(srv, cluster_id)}/nodePools/{pool}",
+                 body={"workloadMetadataConfig": {"mode": mode}})
+    assert r.status_code == 200, r.text
 
 
 def apply_ksa(srv: KeylessServer, cluster_id: str, namespace: str, name: str,
               annotations: dict[str, str] | None = None) -> None:
-    """A ServiceAccount as `kubectl apply` stores it (created or replaced)."""
-    body: dict[str, Any] = {"apiVersion": "v1", "kind": "ServiceAccount",
-                            "metadata": {"name": name, "namespace": namespace, "annotations": annotations or {}}}
-    with server_state(srv).db.write() as s:
-        row = s.scalars(select(K8sObject).where(K8sObject.cluster_id == cluster_id, K8sObject.kind == "ServiceAccount",
-                                                K8sObject.namespace == namespace, K8sObject.name == name)).first()
-        if row is None:
-            s.add(K8sObject(cluster_id=cluster_id, kind="ServiceAccount", namespace=namespace, name=name,
-                            uid=str(uuid.uuid4()), create_time=datetime.now(UTC), body=body))
-        else:
-            row.body = body
+    """A ServiceAccount applied with `keyless k8s apply -f` (its namespace too), as a user would."""
+    docs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+            {"apiVersion": "v1", "kind": "ServiceAccount",
+             "metadata": {"name": name, "namespace": namespace, "annotations": annotations or {}}}]
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        yaml.safe_dump_all(docs, f)
+    try:
+        out = srv.keyless("k8s", "apply", "-f", f.name, "--cluster", _cluster_name(srv, cluster_id),
+                          "--project", PROJECT)
+    finally:
+        os.unlink(f.name)
+    assert out.returncode == 0, out.stderr
+
+
+def _cluster_name(srv: KeylessServer, cluster_id: str) -> str:
+    with server_state(srv).db.read() as s:
+        cluster = s.get(GkeCluster, cluster_id)
+    assert cluster is not None
+    return cluster.name
 
 
 def pod_run(srv: KeylessServer, *args: str, command: list[str], timeout: float = 120,
