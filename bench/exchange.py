@@ -87,7 +87,7 @@ def start(data: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
     raise SystemExit("server did not start")
 
 
-def setup(base: str, token: str) -> None:
+def setup(base: str, token: str, audit: bool = True) -> None:
     h = {"Authorization": f"Bearer {token}"}
     iam = f"{base}/iam/v1/projects/my-project"
 
@@ -111,6 +111,8 @@ def setup(base: str, token: str) -> None:
                   json={"policy": {"bindings": [{"role": "roles/iam.workloadIdentityUser", "members": [member]}]}}))
     # The most demanding audit set-up: every exchange (ADMIN_READ of sts) and every
     # impersonation (DATA_READ of iam) writes a Data Access entry.
+    if not audit:
+        return  # Google's default: Data Access logs off, so exchanges write no entry
     crm = f"{base}/cloudresourcemanager/v1/projects/my-project"
     policy = httpx.post(f"{crm}:getIamPolicy", json={}, headers=h).json()
     policy["auditConfigs"] = [
@@ -317,11 +319,14 @@ def main() -> None:
     p.add_argument("--duration", type=int, default=10)
     p.add_argument("--workers", default="1,2")
     p.add_argument("--connections", default="32,128")
+    p.add_argument("--data-access-logs", choices=("on", "off"), default="on",
+                   help="enable Data Access audit logs for sts and iam (default on: every call writes an entry)")
     args = p.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is required: apt-get install wrk")
     connections = [int(c) for c in args.connections.split(",")]
-    print(f"# keyless token exchange, {args.duration}s per case, wrk -t2, {os.cpu_count()} cores")
+    print(f"# keyless token exchange, {args.duration}s per case, wrk -t2, {os.cpu_count()} cores, "
+          f"Data Access audit logs {args.data_access_logs}")
     for workers in (int(w) for w in args.workers.split(",")):
         data = Path(tempfile.mkdtemp(prefix="keyless-bench-"))
         port = free_port()
@@ -329,7 +334,7 @@ def main() -> None:
         keyless(data, "projects", "create", "my-project", "--number", NUMBER)
         proc = start(data, port, workers)
         try:
-            setup(base, (data / "owner.token").read_text().strip())
+            setup(base, (data / "owner.token").read_text().strip(), args.data_access_logs == "on")
             gh = keyless(data, "token", "github", "--repository", "my-org/my-repo", "--audience", f"https:{AUDIENCE}",
                          "--lifetime", "3600", "--server", base)
             body = form_body(gh)

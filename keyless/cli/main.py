@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import sys
 from pathlib import Path
@@ -33,7 +32,7 @@ def _add_store_flags(p: argparse.ArgumentParser) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from keyless.app import build_app
+    from keyless.app import build_app, tune_gc
     from keyless.state import ServerState
 
     settings = _settings(args)
@@ -66,7 +65,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     workers=args.workers, log_level=args.log_level, access_log=False)
     else:
         app = build_app(state)
-        gc.freeze()  # start-up objects never need collecting: keep them out of every GC pass
+        tune_gc()
         if settings.tls_port:
             from keyless.cli.tls_serve import serve_http_and_https
 
