@@ -1,13 +1,13 @@
 """Indexes for entries:list: a project's entries by methodName or principalEmail, in time order.
 
-Revision ID: 0008
+Revision ID: 0006
 Revises: 0005
 Create Date: 2026-11-23 08:00:00
 """
 from alembic import op
 
-revision = "0008"
-down_revision = "0005"  # the lead rechains this after 0006/0007
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
