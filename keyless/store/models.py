@@ -175,7 +175,7 @@ class AuditEntry(Base):
 
 Index("ix_audit_project_time", AuditEntry.project_id, AuditEntry.timestamp)
 # entries:list narrowing (keyless.audit.query): the seeds filter on methodName and principalEmail
-# within a project, newest first; the id column makes the index order the page order (migration 0008).
+# within a project, newest first; the id column makes the index order the page order (migration 0006).
 Index("ix_audit_project_method_time", AuditEntry.project_id, AuditEntry.method_name, AuditEntry.timestamp,
       AuditEntry.id)
 Index("ix_audit_project_email_time", AuditEntry.project_id, AuditEntry.principal_email, AuditEntry.timestamp,
