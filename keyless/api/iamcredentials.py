@@ -15,33 +15,18 @@ from typing import Any
 from starlette.routing import Route
 
 from keyless.api.http import Call, allowed_fields, route
-from keyless.audit.data_access import DATA_READ, data_access_enabled
-from keyless.audit.log import DATA_ACCESS, AuditRecord
+from keyless.audit.token_entries import credentials_issued
 from keyless.clock import rfc3339
 from keyless.iam import credentials
 from keyless.iam.directory import AccountInfo
 from keyless.iam.principal import Principal
-from keyless.iam.service_accounts import sa_chain
 from keyless.state import ServerState
 
 SERVICE = "iam.googleapis.com"
 
 
 def _audit(call: Call, method: str, target: AccountInfo, principal: Principal) -> None:
-    """Queue a Data Access entry if the target project's auditConfigs ask for DATA_READ."""
-    chain = sa_chain(target)
-    configs = call.state.authz.audit_configs(chain[1:])
-    if not data_access_enabled(configs, SERVICE, DATA_READ, principal.member_keys):
-        return
-    record = AuditRecord(service=SERVICE, method=method, log=DATA_ACCESS, project_id=target.project_id,
-                         resource_name=f"projects/-/serviceAccounts/{target.unique_id}", resource_type="service_account",
-                         resource_labels={"email_id": target.email, "project_id": target.project_id,
-                                          "unique_id": target.unique_id})
-    permission = {"GenerateAccessToken": "iam.serviceAccounts.getAccessToken",
-                  "GenerateIdToken": "iam.serviceAccounts.getOpenIdToken",
-                  "SignBlob": "iam.serviceAccounts.signBlob", "SignJwt": "iam.serviceAccounts.signJwt"}[method]
-    record.authorize(f"projects/-/serviceAccounts/{target.unique_id}", permission, True)
-    call.state.audit.submit(record, principal, caller_ip=call.caller_ip, user_agent=call.user_agent)
+    credentials_issued(call.state, method, target, principal, caller_ip=call.caller_ip, user_agent=call.user_agent)
 
 
 def generate_access_token(call: Call) -> dict[str, Any]:

@@ -19,16 +19,11 @@ from urllib.parse import parse_qsl
 
 from starlette.types import Receive, Scope, Send
 
-from keyless.api.sts import METHOD as EXCHANGE_METHOD
-from keyless.api.sts import SERVICE as STS_SERVICE
-from keyless.audit.data_access import ADMIN_READ, DATA_READ, data_access_enabled
-from keyless.audit.log import DATA_ACCESS, AuditRecord
+from keyless.audit.token_entries import credentials_issued, token_exchanged
 from keyless.errors import KeylessError
 from keyless.gke.metadata import MetadataError, PodCredentials, PodDirectory, PodIdentity
 from keyless.iam.directory import AccountInfo
 from keyless.iam.principal import Principal
-from keyless.iam.service_accounts import sa_chain
-from keyless.projects import project_chain
 from keyless.state import ServerState
 
 PREFIX = "/computeMetadata/v1/"
@@ -59,40 +54,11 @@ class _Auditor:
         self._state, self._project_id, self._ip, self._agent = state, project_id, ip, agent
 
     def exchanged(self, form: dict[str, str], principal: Principal | None, error: KeylessError | None) -> None:
-        """As keyless/api/sts.py audits ExchangeToken: ADMIN_READ Data Access in the pool's
-        project, naming the caller by its subject, the federated principal in metadata."""
-        keys = principal.member_keys if principal is not None else frozenset()
-        if not data_access_enabled(self._state.authz.audit_configs(project_chain(self._project_id)), STS_SERVICE,
-                                   ADMIN_READ, keys):
-            return
-        record = AuditRecord(service=STS_SERVICE, method=EXCHANGE_METHOD, log=DATA_ACCESS, project_id=self._project_id,
-                             resource_name=form["audience"].split(":")[1], resource_type="audited_resource",
-                             resource_labels={"service": STS_SERVICE, "method": EXCHANGE_METHOD})
-        record.request = {"@type": "type.googleapis.com/google.identity.sts.v1.ExchangeTokenRequest",
-                          "audience": form.get("audience", ""), "grantType": form.get("grant_type", ""),
-                          "requestedTokenType": form.get("requested_token_type", ""),
-                          "subjectTokenType": form.get("subject_token_type", ""), "scope": form.get("scope", "")}
-        caller = None
-        if principal is not None:
-            record.metadata = {"mapped_principal": principal.member}
-            caller = Principal(member=principal.member, member_keys=frozenset(),
-                               subject=principal.member.rsplit("/subject/", 1)[-1])
-        self._state.audit.submit(record, caller, caller_ip=self._ip, user_agent=self._agent, error=error)
+        token_exchanged(self._state, form, project_id=self._project_id, pool=form["audience"].split(":")[1],
+                        principal=principal, caller_ip=self._ip, user_agent=self._agent, error=error)
 
     def impersonated(self, method: str, target: AccountInfo, principal: Principal) -> None:
-        chain = sa_chain(target)
-        if not data_access_enabled(self._state.authz.audit_configs(chain[1:]), "iam.googleapis.com", DATA_READ,
-                                   principal.member_keys):
-            return
-        resource = f"projects/-/serviceAccounts/{target.unique_id}"
-        record = AuditRecord(service="iam.googleapis.com", method=method, log=DATA_ACCESS, project_id=target.project_id,
-                             resource_name=resource, resource_type="service_account",
-                             resource_labels={"email_id": target.email, "project_id": target.project_id,
-                                              "unique_id": target.unique_id})
-        permission = {"GenerateAccessToken": "iam.serviceAccounts.getAccessToken",
-                      "GenerateIdToken": "iam.serviceAccounts.getOpenIdToken"}[method]
-        record.authorize(resource, permission, True)
-        self._state.audit.submit(record, principal, caller_ip=self._ip, user_agent=self._agent)
+        credentials_issued(self._state, method, target, principal, caller_ip=self._ip, user_agent=self._agent)
 
 
 class MetadataServer:

@@ -18,46 +18,22 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from keyless.api.errors import JSON_TYPE, json_response
-from keyless.audit.data_access import ADMIN_READ, data_access_enabled
-from keyless.audit.log import DATA_ACCESS, AuditRecord
+from keyless.audit.token_entries import token_exchanged
 from keyless.federation.exchange import ACCESS_TOKEN_TYPE, AUDIENCE, OAuthError, ProviderRuntime
 from keyless.federation.providers.oidc import NeedsNetwork
 from keyless.iam.principal import Principal
-from keyless.projects import project_chain
 from keyless.state import ServerState
 
-SERVICE = "sts.googleapis.com"
-METHOD = "google.identity.sts.v1.SecurityTokenService.ExchangeToken"
 MAX_FORM_BYTES = 64 * 1024
 
 
 def _audit(state: ServerState, form: dict[str, str], provider: ProviderRuntime | None, principal: Principal | None,
            ip: str, agent: str, error: OAuthError | None = None) -> None:
-    """ExchangeToken is an ADMIN_READ method of sts.googleapis.com: a Data Access entry in the
-    pool's project, written only where its policy's auditConfigs enable ADMIN_READ for the
-    service (https://cloud.google.com/iam/docs/audit-logging/audit-logging-sts). Refusals before
-    a provider is known belong to no project and are not logged, as on Google. The entry names
-    the caller by its IdP subject; the federated principal is `metadata.mapped_principal`."""
+    """Refusals before a provider is known belong to no project and are not logged, as on Google."""
     if provider is None or not provider.project_id:
         return
-    keys = principal.member_keys if principal is not None else frozenset()
-    if not data_access_enabled(state.authz.audit_configs(project_chain(provider.project_id)), SERVICE, ADMIN_READ,
-                               keys):
-        return
-    pool = provider.name.rsplit("/providers/", 1)[0]
-    record = AuditRecord(service=SERVICE, method=METHOD, log=DATA_ACCESS, project_id=provider.project_id,
-                         resource_name=pool, resource_type="audited_resource",
-                         resource_labels={"service": SERVICE, "method": METHOD})
-    record.request = {"@type": "type.googleapis.com/google.identity.sts.v1.ExchangeTokenRequest",
-                      "audience": form.get("audience", ""), "grantType": form.get("grant_type", ""),
-                      "requestedTokenType": form.get("requested_token_type", ""),
-                      "subjectTokenType": form.get("subject_token_type", ""), "scope": form.get("scope", "")}
-    caller = None
-    if principal is not None:
-        record.metadata = {"mapped_principal": principal.member}
-        caller = Principal(member=principal.member, member_keys=frozenset(),
-                           subject=principal.member.rsplit("/subject/", 1)[-1])
-    state.audit.submit(record, caller, caller_ip=ip, user_agent=agent, error=error)
+    token_exchanged(state, form, project_id=provider.project_id, pool=provider.name.rsplit("/providers/", 1)[0],
+                    principal=principal, caller_ip=ip, user_agent=agent, error=error)
 
 
 async def answer(state: ServerState, raw: bytes, ip: str, agent: str) -> tuple[int, dict[str, Any]]:
