@@ -5,7 +5,7 @@ transaction each would cap them at the store's commit rate, and even batched, re
 LogEntry and inserting it costs about as much CPU as a fifth of an exchange. Done by a thread
 it also holds the serving process's GIL in bursts, which is what the exchange's p99 latency
 was made of (docs/performance.md). So the request path only appends a small tuple; a thread
-sends the tuples, pickled in batches, to a child process (`keyless.audit.writer`) that renders
+sends them in batches to a child process (`keyless.audit.writer`) that renders
 the entries and inserts them with one `executemany` per batch on another core.
 
 `flush()` drains synchronously and waits until the writer has committed (tests, shutdown).
@@ -17,6 +17,7 @@ again and the batch it was sent is retried.
 from __future__ import annotations
 
 import logging
+import marshal
 import multiprocessing
 import threading
 import time
@@ -32,14 +33,14 @@ from keyless.store.db import Database
 logger = logging.getLogger("keyless.audit")
 
 # What one queued entry is: AuditRecord's fields, then caller email, subject, IP, user agent,
-# error (status, message) or None, and the epoch time of the call.
+# error (status, message) or None, and the epoch time of the call; queued marshalled (below).
 Pending = tuple[Any, ...]
 
 
 class AuditSink:
     def __init__(self, db: Database, *, interval: float = 0.05, batch: int = 2000) -> None:
         self._url = db.url
-        self._pending: deque[Pending] = deque()
+        self._pending: deque[bytes] = deque()
         self._interval = interval
         self._batch = batch
         self._wake = threading.Event()
@@ -53,8 +54,12 @@ class AuditSink:
         email, subject = audit.caller_of(principal)
         # deque.append is atomic: no lock on the request path.
         # vars() in field order, not dataclasses.astuple: that deep-copies every nested dict.
-        self._pending.append((*vars(record).values(), email, subject, caller_ip, user_agent,
-                              audit.error_of(error), time.time()))
+        # Serialised here, a few µs per entry, not by the thread in one GIL-holding call per batch:
+        # that call stalled the event loop for milliseconds and was the exchange's p99
+        # (docs/performance.md). marshal: the entries are plain data, the pipe is private, and
+        # both ends are the same interpreter.
+        self._pending.append(marshal.dumps((*vars(record).values(), email, subject, caller_ip, user_agent,
+                                            audit.error_of(error), time.time())))
         if self._thread is None:
             self._start_thread()
         elif len(self._pending) >= self._batch:
@@ -87,7 +92,7 @@ class AuditSink:
                 time.sleep(1.0)
 
     def _send(self, *, wait: bool, timeout: float = 30.0) -> int:
-        batch: list[Pending] = []
+        batch: list[bytes] = []
         take = self._pending.popleft  # atomic per item, so entries submitted meanwhile are never lost
         while True:
             try:
@@ -99,7 +104,7 @@ class AuditSink:
         for attempt in (1, 2):
             conn = self._connection()
             try:
-                conn.send(("write", batch, wait))
+                conn.send_bytes(marshal.dumps(("write", wait, batch)))  # a join of the entries' bytes
                 if wait:
                     if not conn.poll(timeout):
                         raise TimeoutError("the audit writer did not answer")

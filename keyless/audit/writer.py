@@ -5,6 +5,7 @@ transaction that bumps no revision (no cache depends on audit entries)."""
 from __future__ import annotations
 
 import logging
+import marshal
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from typing import Any
@@ -35,7 +36,8 @@ def main(conn: Connection, url: str) -> None:
     try:
         while True:
             try:
-                kind, batch, wait = conn.recv()
+                kind, wait, entries = marshal.loads(conn.recv_bytes())
+                batch = [marshal.loads(entry) for entry in entries]
             except EOFError:
                 return  # the serving process went away
             try:

@@ -61,8 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if settings.allow_insecure_issuers:
             os.environ["KEYLESS_ALLOW_INSECURE_ISSUERS"] = "1"
         state.db.dispose()
-        uvicorn.run("keyless.app:create_app", factory=True, host=settings.host, port=settings.port,
-                    workers=args.workers, log_level=args.log_level, access_log=False)
+        _serve_workers(settings, args)
     else:
         app = build_app(state)
         tune_gc()
@@ -71,8 +70,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
             serve_http_and_https(app, settings, args.log_level)
         else:
-            uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level, access_log=False)
+            uvicorn.run(app, host=settings.host, port=settings.port, loop=args.loop, log_level=args.log_level,
+                        access_log=False)
     return 0
+
+
+def _serve_workers(settings: Settings, args: argparse.Namespace) -> None:
+    """`--workers N`: uvicorn's supervisor, N processes accepting on one shared socket."""
+    import socket
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config("keyless.app:create_app", factory=True, host=settings.host, port=settings.port,
+                            workers=args.workers, loop=args.loop, log_level=args.log_level, access_log=False)
+    # The socket is made here, not by uvicorn: uvicorn's has protocol 0, and asyncio sets
+    # TCP_NODELAY only on sockets whose protocol is IPPROTO_TCP, so with the asyncio loop every
+    # answer waited ~40 ms for the client's delayed ACK (Nagle's algorithm).
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    sock.set_inheritable(True)
+    Multiprocess(config, sockets=[sock]).run()
 
 
 def cmd_configure_gcloud(args: argparse.Namespace) -> int:
@@ -174,6 +194,10 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--universe-domain", help="also answer as SERVICE.UNIVERSE_DOMAIN, e.g. keyless.test "
                                                  "(or $KEYLESS_UNIVERSE_DOMAIN)")
     serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
+    # asyncio, not uvloop: at saturation uvloop served ~5% more exchanges but with twice the p99
+    # (22 vs 13-15 ms at concurrency 32; docs/performance.md, research/perf-floor.md's traps).
+    serve.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
+                       help="event loop of the HTTP server (default asyncio: the steadier tail latency)")
     serve.add_argument("--log-level", default="warning")
     serve.set_defaults(func=cmd_serve)
 
