@@ -11,7 +11,6 @@ stop working at once.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from keyless.iam.credentials import id_token_for
 from keyless.iam.service_accounts import find_by_email
 from keyless.state import ServerState, service_account_principal
 from keyless.store.models import ServiceAccount, ServiceAccountKey
-from keyless.tokens.keys import b64url_decode
+from keyless.tokens import jws
 
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
 MAX_ASSERTION_BYTES = 16 * 1024
@@ -59,14 +58,12 @@ def verify_key_jwt(state: ServerState, assertion: str, audiences: Callable[[obje
     `aud` accepted by `audiences`, lifetime at most an hour. Returns (account, claims)."""
     if len(assertion) > MAX_ASSERTION_BYTES or assertion.count(".") != 2:
         raise _invalid("Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe.")
-    head_b64, body_b64, sig_b64 = assertion.split(".")
     try:
-        header = json.loads(b64url_decode(head_b64))
-        claims = json.loads(b64url_decode(body_b64))
-        signature = b64url_decode(sig_b64)
-    except (ValueError, TypeError, RecursionError) as exc:
+        parsed = jws.parse(assertion, MAX_ASSERTION_BYTES)
+    except jws.MalformedJws as exc:
         raise _invalid() from exc
-    if not isinstance(header, dict) or not isinstance(claims, dict) or header.get("alg") != "RS256":
+    header, claims, signature = parsed.header, parsed.claims, parsed.signature
+    if header.get("alg") != "RS256":
         raise _invalid()
     email, kid = claims.get("iss"), header.get("kid")
     if not isinstance(email, str) or not isinstance(kid, str) or len(kid) > 64:
@@ -84,7 +81,7 @@ def verify_key_jwt(state: ServerState, assertion: str, audiences: Callable[[obje
     public = x509.load_pem_x509_certificate(key.public_key_pem.encode()).public_key()
     assert isinstance(public, rsa.RSAPublicKey)
     try:
-        public.verify(signature, f"{head_b64}.{body_b64}".encode(), padding.PKCS1v15(), hashes.SHA256())
+        public.verify(signature, parsed.signing_input, padding.PKCS1v15(), hashes.SHA256())
     except InvalidSignature as exc:
         raise _invalid() from exc
     if not audiences(claims.get("aud")):

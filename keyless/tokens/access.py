@@ -17,7 +17,8 @@ from typing import Any
 
 from keyless.errors import Unauthenticated
 from keyless.iam.principal import Principal
-from keyless.tokens.keys import ACCESS, KeyRing, b64url, b64url_decode
+from keyless.tokens.jws import b64url_decode
+from keyless.tokens.keys import ACCESS, KeyRing, b64url
 
 PREFIX = "ya29."
 MAX_TOKEN_LENGTH = 16 * 1024

@@ -149,7 +149,8 @@ def redeem_actions_request(keys: KeyRing, token: str) -> dict[str, Any]:
     import json
     from hashlib import sha256
 
-    from keyless.tokens.keys import ACCESS, b64url_decode
+    from keyless.tokens.jws import b64url_decode
+    from keyless.tokens.keys import ACCESS
 
     parts = token.split(".")
     if len(parts) != 3 or len(token) > 8192:

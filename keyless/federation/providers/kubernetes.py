@@ -8,7 +8,6 @@ Only clusters with Workload Identity enabled (a workload pool) federate.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from keyless.iam.members import member_keys_for_gke_workload
 from keyless.iam.principal import Principal
 from keyless.store.db import Database, RevisionCache
 from keyless.store.models import GkeCluster, Project
-from keyless.tokens.keys import b64url_decode
+from keyless.tokens import jws
 
 AUDIENCE = re.compile(r"^identitynamespace:([a-z][a-z0-9-]{4,28}[a-z0-9])\.svc\.id\.goog:"
                       r"https://container\.googleapis\.com/v1/projects/([a-z][a-z0-9-]{4,28}[a-z0-9])/"
@@ -111,19 +110,17 @@ class KubernetesVerifier:
 
     @staticmethod
     def _check(issuer: ClusterIssuer, token: str) -> dict[str, Any]:
-        if len(token) > MAX_TOKEN or token.count(".") != 2:
+        if not isinstance(token, str) or len(token) > MAX_TOKEN or token.count(".") != 2:
             raise KubernetesTokenRejected("The subject token is not a Kubernetes service account token.")
-        head, body, sig = token.split(".")
         try:
-            header = json.loads(b64url_decode(head))
-            claims = json.loads(b64url_decode(body))
-            signature = b64url_decode(sig)
-        except (ValueError, TypeError, RecursionError) as exc:
+            parsed = jws.parse(token, MAX_TOKEN)
+        except jws.MalformedJws as exc:
             raise KubernetesTokenRejected("The subject token is malformed.") from exc
-        if not isinstance(header, dict) or header.get("alg") != "RS256" or header.get("kid") != issuer.kid:
+        header, claims = parsed.header, parsed.claims
+        if header.get("alg") != "RS256" or header.get("kid") != issuer.kid:
             raise KubernetesTokenRejected("The subject token was not signed by the cluster's key.")
         try:
-            issuer.key.verify(signature, f"{head}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256())
+            issuer.key.verify(parsed.signature, parsed.signing_input, padding.PKCS1v15(), hashes.SHA256())
         except InvalidSignature as exc:
             raise KubernetesTokenRejected("Invalid JWT signature.") from exc
         if not isinstance(claims, dict) or claims.get("iss") != issuer.issuer:

@@ -54,15 +54,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from keyless.errors import InvalidArgument
+from keyless.tokens import jws
 
 MAX_TOKEN_BYTES = 16 * 1024
-MAX_CLAIMS_DEPTH = 32
 MAX_LIFETIME = 48 * 3600  # STS reference: exp must be less than 48 hours after iat
 CLOCK_SKEW = 60  # seconds of leeway for iat and nbf in the future; exp gets none
 REQUIRED_CLAIMS = ("iss", "sub", "aud", "iat", "exp")
 GOOGLE_IAM_PREFIXES = ("//iam.googleapis.com/", "https://iam.googleapis.com/")
 
-_URLSAFE = bytes.maketrans(b"-_+/=", b"+/!!!")  # base64url to base64; "+/=" become invalid
 _MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d{1,10})\"?", re.IGNORECASE)
 
 # alg -> hash (RSA), or (hash, curve, bytes per coordinate) (ECDSA); RFC 7518 section 3.
@@ -173,49 +172,10 @@ def _fits(key: _Key, alg: str) -> bool:
     return key.kty == "RSA"
 
 
-def _b64url(segment: str) -> bytes:
-    """Strict base64url without padding: "+", "/", "=" and anything else outside the alphabet fail."""
-    data = segment.encode("ascii").translate(_URLSAFE)
-    return binascii.a2b_base64(data + b"=" * (-len(data) % 4), strict_mode=True)
-
-
 def _b64url_int(value: Any) -> int:
     if not isinstance(value, str) or not value:
         raise ValueError("missing key parameter")
-    return int.from_bytes(_b64url(value), "big")
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate member {k!r}")
-        out[k] = v
-    return out
-
-
-def _json_object(raw: bytes, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except (ValueError, RecursionError) as exc:
-        raise _unparsable(f"the {what} is not valid JSON: {str(exc)[:120]}") from None
-    if not isinstance(value, dict):
-        raise _unparsable(f"the {what} is not a JSON object")
-    if _depth(value) > MAX_CLAIMS_DEPTH:
-        raise _unparsable(f"the {what} nests deeper than {MAX_CLAIMS_DEPTH} levels")
-    return value
-
-
-def _depth(value: Any) -> int:
-    """How deeply objects and arrays nest (a flat claims set is 1); walks containers only."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        node, d = stack.pop()
-        deepest = max(deepest, d)
-        for child in node.values() if isinstance(node, dict) else node:
-            if isinstance(child, (dict, list)):  # noqa: UP038 (faster than a union)
-                stack.append((child, d + 1))
-    return deepest
+    return int.from_bytes(jws.b64url_decode(value), "big")
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -348,14 +308,13 @@ class OidcVerifier:
                 f"The subject token is too large (at most {MAX_TOKEN_BYTES} bytes).", reason="too_large",
                 oauth_error="invalid_request", detail=f"the subject token has {size} bytes")
         now = time.time() if now is None else now
-        if not token.isascii() or token.count(".") != 2:
-            raise _unparsable("the subject token is not a compact JWS (three base64url parts)")
-        header_b64, payload_b64, signature_b64 = token.split(".")
         try:
-            header_raw, payload_raw, signature = _b64url(header_b64), _b64url(payload_b64), _b64url(signature_b64)
-        except ValueError:  # binascii.Error and UnicodeError are ValueErrors
-            raise _unparsable("a part of the subject token is not base64url") from None
-        header = _json_object(header_raw, "JWS header")
+            header_b64, payload_b64, signature_b64 = jws.split(token, MAX_TOKEN_BYTES)
+            header_raw, payload_raw, signature = (jws.b64url_decode(header_b64), jws.b64url_decode(payload_b64),
+                                                  jws.b64url_decode(signature_b64))
+            header = jws.json_object(header_raw, "JWS header")
+        except jws.MalformedJws as exc:
+            raise _unparsable(f"the subject token: {exc}") from None
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in ALGORITHMS:
             shown = alg if isinstance(alg, str) else json.dumps(alg)
@@ -367,7 +326,10 @@ class OidcVerifier:
         if kid is not None and not isinstance(kid, str):
             raise _unparsable('the "kid" header is not a string')
 
-        claims = _json_object(payload_raw, "JWT claims set")
+        try:
+            claims = jws.json_object(payload_raw, "JWT claims set")
+        except jws.MalformedJws as exc:
+            raise _unparsable(str(exc)) from None
         for name in REQUIRED_CLAIMS:
             if name not in claims:
                 raise _rejected("missing_claim", f'The ID Token is missing the required "{name}" claim.')
