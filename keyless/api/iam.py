@@ -9,16 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.orm import Session
 from starlette.routing import Route
 
 from keyless import operations, projects
+from keyless.api import iam_methods
 from keyless.api.http import Call, allowed_fields, object_field, route, string_field, update_mask
 from keyless.errors import InvalidArgument, NotFound
 from keyless.federation import pools
 from keyless.iam import roles as roles_domain
 from keyless.iam import service_account_keys as keys_domain
 from keyless.iam import service_accounts as sa_domain
-from keyless.iam.policy import get_policy_row, parse_requested_version, policy_json, set_policy
 from keyless.iam.predefined import get_predefined_role, known_permissions, role_to_json
 from keyless.state import ServerState
 from keyless.store.models import Project, ServiceAccount
@@ -151,40 +152,21 @@ def undelete_service_account(call: Call) -> dict[str, Any]:
 
 
 def get_sa_iam_policy(call: Call) -> dict[str, Any]:
-    version = parse_requested_version(call.body.get("options") if call.body else
-                                      ({"requestedPolicyVersion": call.arg("options.requestedPolicyVersion")}
-                                       if call.arg("options.requestedPolicyVersion") else None))
-    with call.read() as s:
-        row = _service_account(call, s, "iam.serviceAccounts.getIamPolicy")
-        return policy_json(get_policy_row(s, sa_domain.sa_resource(row)), version)
+    return iam_methods.get_iam_policy(call, lambda s: sa_domain.sa_resource(
+        _service_account(call, s, "iam.serviceAccounts.getIamPolicy")))
 
 
 def set_sa_iam_policy(call: Call) -> dict[str, Any]:
-    allowed_fields(call.body, {"policy", "updateMask"}, "")
-    policy = object_field(call.body, "policy", "")
-    if call.record is not None:
-        call.record.request = {"@type": "type.googleapis.com/google.iam.v1.SetIamPolicyRequest", **call.body}
-    with call.write() as s:
-        row = _service_account(call, s, "iam.serviceAccounts.setIamPolicy")
-        stored = set_policy(s, sa_domain.sa_resource(row), policy, call.body.get("updateMask"),
-                            call.state.role_exists(s), call.state.member_check(s, "serviceAccount"))
-        result = policy_json(stored, 3)
-        if call.record is not None:
-            call.record.response = {"@type": "type.googleapis.com/google.iam.v1.Policy", **result}
-        return result
+    return iam_methods.set_iam_policy(call, lambda s: sa_domain.sa_resource(
+        _service_account(call, s, "iam.serviceAccounts.setIamPolicy")), "serviceAccount")
 
 
 def test_sa_iam_permissions(call: Call) -> dict[str, Any]:
-    perms = call.body.get("permissions") or []
-    if not isinstance(perms, list) or not all(isinstance(p, str) for p in perms):
-        raise InvalidArgument("permissions must be a list of permission names.")
-    with call.read() as s:
+    def chain(s: Session) -> tuple[list[str], None] | None:
         row = sa_domain.find(s, call.params["account"])
-    if row is None:
-        return {}
-    chain = sa_domain.sa_chain(row)
-    granted = [p for p in perms if call.state.authz.check(call.principal, p, chain).granted]
-    return {"permissions": granted} if granted else {}
+        return (sa_domain.sa_chain(row), None) if row is not None else None
+
+    return iam_methods.test_iam_permissions(call, chain)
 
 
 # -- service account keys ----------------------------------------------------------------------

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.orm import Session
 from starlette.routing import Route
 
 from keyless import operations, projects
+from keyless.api import iam_methods
 from keyless.api.http import Call, allowed_fields, object_field, route
-from keyless.errors import InvalidArgument, PermissionDenied
-from keyless.iam.policy import add_binding, get_policy_row, parse_requested_version, policy_json, set_policy
+from keyless.errors import PermissionDenied
+from keyless.iam.policy import add_binding
 from keyless.iam.principal import Principal
 from keyless.state import ServerState
 from keyless.store.models import Project
@@ -134,40 +136,22 @@ def undelete_project(call: Call) -> dict[str, Any]:
 
 
 def get_iam_policy(call: Call) -> dict[str, Any]:
-    allowed_fields(call.body, {"options"}, "")
-    version = parse_requested_version(call.body.get("options"))
-    with call.read() as s:
-        row = _visible_project(call, s, call.params["project"], "resourcemanager.projects.getIamPolicy")
-        return policy_json(get_policy_row(s, projects.project_resource(row.project_id)), version)
+    return iam_methods.get_iam_policy(call, lambda s: projects.project_resource(
+        _visible_project(call, s, call.params["project"], "resourcemanager.projects.getIamPolicy").project_id))
 
 
 def set_iam_policy(call: Call) -> dict[str, Any]:
-    allowed_fields(call.body, {"policy", "updateMask"}, "")
-    policy = object_field(call.body, "policy", "")
-    if call.record is not None:
-        call.record.request = {"@type": "type.googleapis.com/google.iam.v1.SetIamPolicyRequest", **call.body}
-    with call.write() as s:
-        row = _visible_project(call, s, call.params["project"], "resourcemanager.projects.setIamPolicy")
-        stored = set_policy(s, projects.project_resource(row.project_id), policy, call.body.get("updateMask"),
-                            call.state.role_exists(s), call.state.member_check(s, "project"))
-        result = policy_json(stored, 3)
-        if call.record is not None:
-            call.record.response = {"@type": "type.googleapis.com/google.iam.v1.Policy", **result}
-        return result
+    return iam_methods.set_iam_policy(call, lambda s: projects.project_resource(
+        _visible_project(call, s, call.params["project"], "resourcemanager.projects.setIamPolicy").project_id),
+        "project")
 
 
 def test_iam_permissions(call: Call) -> dict[str, Any]:
-    allowed_fields(call.body, {"permissions"}, "")
-    perms = call.body.get("permissions") or []
-    if not isinstance(perms, list) or not all(isinstance(p, str) for p in perms) or len(perms) > 100:
-        raise InvalidArgument("permissions must be a list of at most 100 permission names.")
-    with call.read() as s:
+    def chain(s: Session) -> tuple[list[str], None] | None:
         row = projects.find_project(s, call.params["project"])
-    if row is None:
-        return {}
-    chain = projects.project_chain(row.project_id)
-    granted = [p for p in perms if call.state.authz.check(call.principal, p, chain).granted]
-    return {"permissions": granted} if granted else {}
+        return (projects.project_chain(row.project_id), None) if row is not None else None
+
+    return iam_methods.test_iam_permissions(call, chain)
 
 
 def get_ancestry(call: Call) -> dict[str, Any]:
