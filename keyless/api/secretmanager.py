@@ -17,15 +17,16 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.orm import Session
 from starlette.routing import Route
 
 from keyless import projects
+from keyless.api import iam_methods
 from keyless.api.http import Call, allowed_fields, object_field, route, update_mask
 from keyless.audit.data_access import ADMIN_READ, DATA_READ, data_access_enabled
 from keyless.audit.log import DATA_ACCESS, AuditRecord
 from keyless.errors import InvalidArgument, KeylessError, NotFound, PermissionDenied
 from keyless.iam.evaluate import ResourceContext, permission_denied
-from keyless.iam.policy import get_policy_row, parse_requested_version, policy_json, set_policy
 from keyless.secretmanager import names
 from keyless.secretmanager import secrets as secrets_domain
 from keyless.secretmanager import versions as versions_domain
@@ -281,51 +282,32 @@ def change_version(permission: str, change: Callable[..., SmSecretVersion]) -> C
 # -- secret IAM ---------------------------------------------------------------------------------
 
 
+def _policy_resource(call: Call, s: Session, permission: str) -> str:
+    _, secret = _secret(call, s, permission)
+    return names.policy_resource(secret.project_number, secret.secret_id)
+
+
 def get_iam_policy(call: Call) -> dict[str, Any]:
-    options = call.body.get("options") if call.body else None
-    if options is None and call.arg("options.requestedPolicyVersion") is not None:
-        options = {"requestedPolicyVersion": call.arg("options.requestedPolicyVersion")}
-    version = parse_requested_version(options)
-    with call.read() as s:
-        _, secret = _secret(call, s, "secretmanager.secrets.getIamPolicy")
-        return policy_json(get_policy_row(s, names.policy_resource(secret.project_number, secret.secret_id)),
-                           version)
+    return iam_methods.get_iam_policy(call, lambda s: _policy_resource(call, s, "secretmanager.secrets.getIamPolicy"))
 
 
 def set_iam_policy(call: Call) -> dict[str, Any]:
-    allowed_fields(call.body, {"policy", "updateMask"}, "")
-    policy = object_field(call.body, "policy", "")
-    mask = call.body.get("updateMask")
-    if mask is not None and not isinstance(mask, str):
-        raise InvalidArgument("updateMask must be a comma-separated string of field paths.")
-    if call.record is not None:
-        call.record.request = {"@type": "type.googleapis.com/google.iam.v1.SetIamPolicyRequest", **call.body}
-    with call.write() as s:
-        _, secret = _secret(call, s, "secretmanager.secrets.setIamPolicy")
-        stored = set_policy(s, names.policy_resource(secret.project_number, secret.secret_id), policy, mask,
-                            call.state.role_exists(s), call.state.member_check(s, "secret"))
-        result = policy_json(stored, 3)
-        if call.record is not None:
-            call.record.response = {"@type": "type.googleapis.com/google.iam.v1.Policy", **result}
-        return result
+    return iam_methods.set_iam_policy(
+        call, lambda s: _policy_resource(call, s, "secretmanager.secrets.setIamPolicy"), "secret")
 
 
 def test_iam_permissions(call: Call) -> dict[str, Any]:
-    allowed_fields(call.body, {"permissions"}, "")
-    perms = call.body.get("permissions") or []
-    if not isinstance(perms, list) or len(perms) > 100 or not all(isinstance(p, str) and len(p) < 200 for p in perms):
-        raise InvalidArgument("permissions must be a list of at most 100 permission names.")
     given, secret_id = call.params["project"], call.params["secret"]
     names.check_secret_id(given, secret_id)
-    with call.read() as s:
+
+    def chain(s: Session) -> tuple[list[str], ResourceContext] | None:
         project = projects.find_project(s, given, include_deleted=False)
-        secret = secrets_domain.find_secret(s, project.project_id, secret_id) if project else None
-    if project is None or secret is None:
-        return {}
-    chain = [names.policy_resource(project.project_number, secret_id), *projects.project_chain(project.project_id)]
-    context = ResourceContext(names.secret_name(project.project_number, secret_id), names.SECRET_TYPE, SERVICE)
-    granted = [p for p in perms if call.state.authz.check(call.principal, p, chain, context).granted]
-    return {"permissions": granted} if granted else {}
+        if project is None or secrets_domain.find_secret(s, project.project_id, secret_id) is None:
+            return None
+        return ([names.policy_resource(project.project_number, secret_id), *projects.project_chain(project.project_id)],
+                ResourceContext(names.secret_name(project.project_number, secret_id), names.SECRET_TYPE, SERVICE))
+
+    return iam_methods.test_iam_permissions(call, chain)
 
 
 def routes(state: ServerState) -> list[Route]:
