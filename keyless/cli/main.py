@@ -255,6 +255,9 @@ def parser() -> argparse.ArgumentParser:
 
     from keyless.cli import doctor
     doctor.register(sub, _add_store_flags, _settings)
+
+    from keyless.cli import tls
+    tls.register(sub, _add_store_flags, _settings)
     return p
 
 
