@@ -125,10 +125,9 @@ def _write_bundle(files: TlsFiles) -> None:
     """bundle.pem = the system's roots + ca.pem, rewritten whenever ca.pem changes."""
     import certifi
 
-    ours = files.ca.read_bytes()
-    if files.bundle.exists() and files.bundle.read_bytes().endswith(b"\n" + ours):
-        return
-    _write(files.bundle, Path(certifi.where()).read_bytes() + b"\n" + ours)
+    wanted = Path(certifi.where()).read_bytes() + b"\n" + files.ca.read_bytes()
+    if not files.bundle.exists() or files.bundle.read_bytes() != wanted:
+        _write(files.bundle, wanted)
 
 
 def _alt_names(names: list[str]) -> list[x509.GeneralName]:
