@@ -72,17 +72,21 @@ class TranscodingService(grpc.GenericRpcHandler):
             try:
                 transcoded = path_template.transcode(
                     [{"method": rule.verb, "uri": rule.uri, **({"body": rule.body} if rule.body else {})}], request)
-            except ValueError:
+                query = rest_helpers.flatten_query_params(_json(transcoded["query_params"]), strict=True)
+            except (ValueError, TypeError):
                 await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, INVALID_RESOURCE)
-            query = rest_helpers.flatten_query_params(_json(transcoded["query_params"]), strict=True)
             body = json.dumps(_json(transcoded["body"])).encode() if "body" in transcoded else b""
             metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
             headers = [(k.encode(), metadata[k].encode("latin-1", "replace")) for k in FORWARDED_METADATA
                        if k in metadata]
             if body:
                 headers.append((b"content-type", b"application/json"))
-            status, answer = await call_asgi(self._app, rule.verb.upper(), self._prefix + transcoded["uri"],
-                                             query, body, headers, self._peer(context.peer()))
+            try:
+                status, answer = await call_asgi(self._app, rule.verb.upper(), self._prefix + transcoded["uri"],
+                                                 query, body, headers, self._peer(context.peer()))
+            except Exception:  # a bug: Google's shape, the traceback in our log
+                logger.exception("%s failed", rule.rpc)
+                await _abort(context, grpc.StatusCode.INTERNAL, "Internal error encountered.")
             return await _response(context, rule, status, answer)
 
         return run

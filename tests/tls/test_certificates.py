@@ -108,3 +108,27 @@ def test_rotate_ca_keeps_clients_trusting_then_drops_the_old_ca(srv: KeylessServ
     with pytest.raises(ssl.SSLCertVerificationError):
         served(port, old_only)  # the old CA is no longer trusted by anything Keyless serves
     assert srv.keyless("tls", "rotate-ca", "--finish").returncode == 1
+
+
+def test_alpn_gives_http_clients_http_1_1_and_grpc_clients_grpc(srv: KeylessServer) -> None:
+    """curl and browsers offer h2 and http/1.1: they get HTTP/1.1 (the REST API); gRPC C-core
+    offers grpc-exp and h2: it gets the gRPC server."""
+    port = srv.tls_port  # type: ignore[attr-defined]
+    context = ssl.create_default_context(cafile=str(srv.data_dir / "tls" / "ca.pem"))
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as tls:
+        assert tls.selected_alpn_protocol() == "http/1.1"
+        tls.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        answer = b""
+        while not answer.endswith(b"}") and (chunk := tls.recv(4096)):
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b'\r\n\r\n{"status":"SERVING"}')
+    context = ssl.create_default_context(cafile=str(srv.data_dir / "tls" / "ca.pem"))
+    context.set_alpn_protocols(["grpc-exp", "h2"])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as tls:
+        assert tls.selected_alpn_protocol() == "grpc-exp"
+        tls.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")  # preface, SETTINGS
+        frame = tls.recv(9)
+        assert frame[3] == 0x04  # the gRPC server's HTTP/2 SETTINGS frame
