@@ -89,7 +89,15 @@ def build_app(state: ServerState, *, refresh_owner_token: bool = True) -> ASGIAp
         tasks = [asyncio.create_task(_prune_audit_log(state))]
         if refresh_owner_token:
             tasks.append(asyncio.create_task(_refresh_owner_token(state)))
+        tls = None
+        if state.settings.tls_port:  # HTTPS and gRPC, in every worker (keyless.tls.frontend)
+            from keyless.tls.frontend import TlsFrontend
+
+            tls = TlsFrontend(keyless, state.settings)
+            await tls.start()
         yield
+        if tls is not None:
+            await tls.stop()
         for task in tasks:
             task.cancel()
         await asyncio.to_thread(state.audit.close)

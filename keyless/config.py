@@ -26,6 +26,7 @@ class Settings:
     max_body_bytes: int = 10 * 1024 * 1024
     tls_port: int | None = None  # also serve HTTPS here, as Google's hosts (keyless.tls)
     universe_domain: str | None = None  # answer as SERVICE.UNIVERSE too (e.g. keyless.test)
+    tls_cert_lifetime: int = 7 * 24 * 3600  # seconds a server certificate lives (reissued at a third left)
     # Audit log retention (keyless.audit.retention), Google's defaults: Admin Activity and System
     # Event 400 days, Data Access 30 days; and at most this many entries in all (0: no bound).
     audit_retention_days: int = 400
@@ -54,9 +55,14 @@ class Settings:
             s.aws_sts_endpoint = env["KEYLESS_AWS_STS_ENDPOINT"]
         if env.get("KEYLESS_UNIVERSE_DOMAIN"):
             s.universe_domain = env["KEYLESS_UNIVERSE_DOMAIN"]
+        if env.get("KEYLESS_HOST"):
+            s.host = env["KEYLESS_HOST"]
+        if env.get("KEYLESS_TLS_PORT"):
+            s.tls_port = int(env["KEYLESS_TLS_PORT"])
         if env.get("KEYLESS_OWNER"):
             s.owner = env["KEYLESS_OWNER"]
-        for name in ("audit_retention_days", "audit_data_access_retention_days", "audit_max_entries"):
+        for name in ("audit_retention_days", "audit_data_access_retention_days", "audit_max_entries",
+                     "tls_cert_lifetime"):
             if env.get(f"KEYLESS_{name.upper()}"):
                 setattr(s, name, int(env[f"KEYLESS_{name.upper()}"]))
         for k, v in overrides.items():

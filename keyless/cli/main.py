@@ -44,10 +44,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
           f"(or run: keyless token owner --data-dir {settings.data_dir})", flush=True)
     print(f"Point gcloud at it: keyless configure-gcloud --server {settings.base_url} "
           f"--data-dir {settings.data_dir}", flush=True)
-    if settings.tls_port and args.workers > 1:
-        raise ValueError("--tls-port is served by a single process: use --workers 1, or run a second "
-                         "`keyless serve` on the same store for HTTPS")
+    if settings.tls_port:
+        from datetime import timedelta
+
+        from keyless.tls.ca import ensure
+        from keyless.tls.names import certificate_names
+
+        # Once before the workers start, so they find the CA made.
+        files = ensure(settings.data_dir, certificate_names(settings), timedelta(seconds=settings.tls_cert_lifetime))
+        print(f"HTTPS and gRPC as Google's API hosts on port {settings.tls_port} (trust {files.ca}; "
+              f"see `keyless env`)", flush=True)
     if args.workers > 1:
+        if settings.tls_port:  # each worker serves it too (SO_REUSEPORT)
+            os.environ.update({"KEYLESS_TLS_PORT": str(settings.tls_port), "KEYLESS_HOST": settings.host})
         if settings.universe_domain:
             os.environ["KEYLESS_UNIVERSE_DOMAIN"] = settings.universe_domain
         os.environ.update({"KEYLESS_DATA_DIR": str(settings.data_dir), "KEYLESS_OWNER": settings.owner})
@@ -65,13 +74,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     else:
         app = build_app(state)
         tune_gc()
-        if settings.tls_port:
-            from keyless.cli.tls_serve import serve_http_and_https
-
-            serve_http_and_https(app, settings, args.log_level)
-        else:
-            uvicorn.run(app, host=settings.host, port=settings.port, loop=args.loop, log_level=args.log_level,
-                        access_log=False)
+        uvicorn.run(app, host=settings.host, port=settings.port, loop=args.loop, log_level=args.log_level,
+                    access_log=False)
     return 0
 
 
@@ -275,6 +279,9 @@ def parser() -> argparse.ArgumentParser:
 
     from keyless.cli import doctor
     doctor.register(sub, _add_store_flags, _settings)
+
+    from keyless.cli import tls
+    tls.register(sub, _add_store_flags, _settings)
     return p
 
 

@@ -133,18 +133,18 @@ def test_seed_snippets_run_unmodified_and_least_privilege_holds(srv: KeylessServ
     storage_snippet = seed_snippet("from google.cloud import storage")
     secret_snippet = seed_snippet("from google.cloud import secretmanager")
     assert "storage.Client(project='my-project')" in storage_snippet
-    # Secret Manager's default transport is gRPC; this test runs its REST transport (the seed's
-    # code otherwise unchanged) while the gRPC variant waits on the TLS port's ALPN support.
-    rest = secret_snippet.replace("SecretManagerServiceClient()", 'SecretManagerServiceClient(transport="rest")')
+    # Byte for byte: SecretManagerServiceClient() with its default transport, gRPC, to
+    # secretmanager.googleapis.com:443, trusting Keyless's CA through GRPC_DEFAULT_SSL_ROOTS_FILE_PATH.
+    assert "secretmanager.SecretManagerServiceClient()" in secret_snippet
     denied = (
         "import sys\ntry:\n    exec(compile(open(sys.argv[1]).read(), sys.argv[1], 'exec'))\n"
         "except Exception as e:\n    print(type(e).__name__, getattr(e, 'code', None), str(e)[:400])\n"
         "else:\n    print('allowed')\n")
     files = {
         "storage.py": storage_snippet,
-        "secret.py": rest + "print(api_key)\n",
+        "secret.py": secret_snippet + "print(api_key)\n",
         "storage_other.py": storage_snippet.replace("'my-bucket'", "'other-bucket'"),
-        "secret_other.py": rest.replace("/api-key/", "/other-secret/") + "print(api_key)\n",
+        "secret_other.py": secret_snippet.replace("/api-key/", "/other-secret/") + "print(api_key)\n",
         "denied.py": denied,
     }
     for name, text in files.items():
@@ -160,10 +160,10 @@ def test_seed_snippets_run_unmodified_and_least_privilege_holds(srv: KeylessServ
     assert out[0] == "hello from my-bucket"
     assert out[1] == "s3cr3t-value"
     assert out[2].startswith("Forbidden 403 ") and "storage.objects.get" in out[2], out[2]
-    # Over REST, api_core names the exception by the HTTP status (gRPC would say PermissionDenied).
-    assert out[3].startswith("Forbidden 403 403 GET https://secretmanager.googleapis.com/v1/projects/my-project/"
-                             "secrets/other-secret/versions/latest:access"), out[3]
-    assert "Permission 'secretmanager.versions.access' denied" in out[3]
+    # gRPC's PERMISSION_DENIED, which api_core raises as PermissionDenied (HTTP code 403), Google's words.
+    assert out[3].startswith("PermissionDenied 403 403 Permission 'secretmanager.versions.access' denied for "
+                             "resource 'projects/my-project/secrets/other-secret/versions/latest' (or it may not "
+                             "exist). [reason: \"IAM_PERMISSION_DENIED\""), out[3]
 
 
 @pytest.mark.skipif(GCLOUD is None, reason="gcloud is not installed: this test needs the Google Cloud CLI on PATH")

@@ -1,0 +1,115 @@
+"""`keyless serve --tls-port`: HTTPS and gRPC as Google's API hosts on one TLS port, run by each
+server process beside its HTTP port (started from the app's lifespan).
+
+Every worker opens the port itself with SO_REUSEPORT, so the kernel spreads connections over
+the workers. HTTP/1.1 is served by uvicorn's protocol, gRPC (ALPN "h2") by an in-process
+grpc.aio server on a private unix socket (keyless.tls.alpn). The server certificate is
+short-lived: a background task re-runs keyless.tls.ca.ensure and loads a reissued certificate
+into the live SSLContext, which later handshakes use, without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import shutil
+import socket
+import ssl
+import tempfile
+from pathlib import Path
+
+import grpc
+import uvicorn
+from starlette.types import ASGIApp
+from uvicorn.server import ServerState as UvicornState
+
+from keyless.api.secretmanager_grpc import secret_manager_service
+from keyless.config import Settings
+from keyless.tls import ca
+from keyless.tls.alpn import ALPN_PROTOCOLS, AlpnSwitch, Peers
+from keyless.tls.names import certificate_names
+
+logger = logging.getLogger("keyless.tls")
+
+MAX_CHECK_SECONDS = 60.0  # how often, at most, the certificate's renewal is checked (and a rotation seen)
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket that other workers of this server may open too (SO_REUSEPORT)."""
+    family, kind, proto, _, address = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                                         flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        sock.listen(2048)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class TlsFrontend:
+    """The TLS port of one server process."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app, self.settings = app, settings
+        self.lifetime = dt.timedelta(seconds=settings.tls_cert_lifetime)
+        self.names = certificate_names(settings)
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.set_alpn_protocols(ALPN_PROTOCOLS)
+        self.serial = 0
+        # uvicorn's own HTTP/1.1 protocol serves what arrives over HTTP/1.1.
+        self.http_config = uvicorn.Config(app, lifespan="off", access_log=False, log_config=None)
+        self.http_config.load()
+        self.http_state = UvicornState()
+
+    async def start(self) -> None:
+        assert self.settings.tls_port is not None
+        self.files = await asyncio.to_thread(ca.ensure, self.settings.data_dir, self.names, self.lifetime)
+        await self._load()
+        self.private = Path(tempfile.mkdtemp(prefix="keyless-grpc-"))  # mode 0700: ours alone
+        target = str(self.private / "grpc.sock")
+        self.peers = Peers(self.private, target)
+        self.grpc = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        self.grpc.add_generic_rpc_handlers([secret_manager_service(self.app, self.peers.client)])
+        self.grpc.add_insecure_port(f"unix:{target}")
+        await self.grpc.start()
+        loop = asyncio.get_running_loop()
+        sock = listening_socket(self.settings.host, self.settings.tls_port)
+        self.server = await loop.create_server(lambda: AlpnSwitch(self._http, self.peers), sock=sock,
+                                               ssl=self.context, ssl_handshake_timeout=10)
+        self.renewal = loop.create_task(self._renew())
+
+    def _http(self) -> asyncio.Protocol:
+        config = self.http_config
+        protocol: asyncio.Protocol = config.http_protocol_class(  # type: ignore[call-arg]
+            config=config, server_state=self.http_state, app_state={})
+        return protocol
+
+    async def _load(self) -> None:
+        cert = await asyncio.to_thread(ca.load_server_chain, self.context, self.files)
+        if cert.serial_number != self.serial:
+            self.serial = cert.serial_number
+            logger.info("TLS certificate %x loaded, valid until %s", cert.serial_number, cert.not_valid_after_utc)
+
+    async def _renew(self) -> None:
+        period = min(MAX_CHECK_SECONDS, max(0.2, self.lifetime.total_seconds() / 20))
+        while True:
+            await asyncio.sleep(period)
+            try:
+                self.files = await asyncio.to_thread(ca.ensure, self.settings.data_dir, self.names, self.lifetime)
+                await self._load()
+            except Exception:  # the current certificate still serves; try again at the next check
+                logger.exception("could not renew the TLS certificate")
+
+    async def stop(self) -> None:
+        self.renewal.cancel()
+        self.server.close()
+        for connection in list(self.http_state.connections):
+            connection.shutdown()
+        await self.grpc.stop(grace=2)
+        shutil.rmtree(self.private, ignore_errors=True)
