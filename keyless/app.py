@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from keyless.api import (
     container,
+    doctor,
     iam,
     iamcredentials,
     idp,
@@ -56,6 +57,7 @@ PREFIXES = {
     "secretmanager": secretmanager.routes,
     "logging": logging_api.routes,
     "container": container.routes,
+    "doctor": doctor.routes,  # Keyless's doctor (not a Google API): /doctor/v1/access
 }
 OWNER_TOKEN_REFRESH_SECONDS = 3600
 AUDIT_PRUNE_SECONDS = 3600

@@ -27,7 +27,6 @@ from keyless.api.storage_wire import (
     read_preconditions,
     storage_endpoint,
     touch_bucket,
-    with_convenience_members,
 )
 from keyless.errors import InvalidArgument
 from keyless.iam.evaluate import ResourceContext
@@ -149,7 +148,7 @@ def test_bucket_iam(call: StorageCall) -> dict[str, Any]:
     if len(wanted) > 100:
         raise InvalidArgument("Too many permissions: at most 100 may be tested at once.")
     chain, ctx = buckets.bucket_chain(row), bucket_context(row.name)
-    principal = with_convenience_members(call.state, call.principal, row.project_id)
+    principal = buckets.with_convenience_members(call.state.authz, call.principal, row.project_id)
     granted = [p for p in wanted if call.state.authz.check(principal, p, chain, ctx).granted]
     body: dict[str, Any] = {"kind": "storage#testIamPermissionsResponse"}
     if granted:

@@ -14,7 +14,7 @@ import logging
 import os
 import weakref
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -29,7 +29,6 @@ from keyless.audit.log import DATA_ACCESS, AuditRecord
 from keyless.errors import Internal, InvalidArgument, KeylessError, PermissionDenied, Unauthenticated
 from keyless.iam.evaluate import ResourceContext
 from keyless.iam.principal import ANONYMOUS, Principal
-from keyless.projects import project_chain
 from keyless.state import ServerState
 from keyless.storage import buckets, objects
 from keyless.storage.blobs import BlobStore
@@ -105,7 +104,7 @@ class StorageCall(Call):
                   project_id: str = "") -> None:
         """Check `permission` (403/401 in storage's words), noting it in the audit record.
         The convenience members `projectOwner:P` & co. match holders of P's basic roles."""
-        principal = with_convenience_members(self.state, self.principal, project_id)
+        principal = buckets.with_convenience_members(self.state.authz, self.principal, project_id)
         decision = self.state.authz.check(principal, permission, chain, context)
         if self.record is not None:
             self.record.authorize(context.name, permission, decision.granted)
@@ -113,19 +112,8 @@ class StorageCall(Call):
             raise denied(self.principal, permission, kind)
 
     def allowed(self, permission: str, chain: list[str], context: ResourceContext, project_id: str = "") -> bool:
-        principal = with_convenience_members(self.state, self.principal, project_id)
+        principal = buckets.with_convenience_members(self.state.authz, self.principal, project_id)
         return self.state.authz.check(principal, permission, chain, context).granted
-
-
-def with_convenience_members(state: ServerState, principal: Principal, project_id: str) -> Principal:
-    if not project_id or principal is ANONYMOUS:
-        return principal
-    chain = project_chain(project_id)
-    extra = {f"{kind}:{project_id}" for kind, role in (("projectOwner", "roles/owner"),
-                                                       ("projectEditor", "roles/editor"),
-                                                       ("projectViewer", "roles/viewer"))
-             if state.authz.holds_role(principal, role, chain)}
-    return replace(principal, member_keys=principal.member_keys | extra) if extra else principal
 
 
 # -- what every storage handler does ------------------------------------------------------------

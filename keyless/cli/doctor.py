@@ -1,6 +1,6 @@
-"""`keyless doctor lint` and `keyless doctor migrate`: check a federation setup (the store, plus
-Kubernetes manifests) against the seeds' common mistakes, and plan the move off key files.
-Acts on the store directly, like `keyless projects create`."""
+"""`keyless doctor lint`, `migrate` and `access`: check a federation setup (the store, plus
+Kubernetes manifests) against the seeds' common mistakes, plan the move off key files, and say
+who has access to what. Acts on the store directly, like `keyless projects create`."""
 
 from __future__ import annotations
 
@@ -35,6 +35,22 @@ def register(sub: Any, store_flags: Callable[[argparse.ArgumentParser], None],
     store_flags(mig)
     mig.set_defaults(func=lambda a: cmd_migrate(a, settings_of(a)))
 
+    acc = dsub.add_parser("access", help="who has access to what: an identity's reach, or a resource's identities")
+    who = acc.add_mutually_exclusive_group(required=True)
+    who.add_argument("--identity", metavar="MEMBER", help="user:, serviceAccount:, principal://…/subject/… or "
+                                                          "PROJECT.svc.id.goog[NS/KSA]")
+    who.add_argument("--pod", metavar="NAMESPACE/NAME", help="a pod (with --cluster): its KSA's reach")
+    who.add_argument("--resource", help="projects/P, projects/P/serviceAccounts/EMAIL, gs://BUCKET, "
+                                        "projects/P/secrets/S")
+    acc.add_argument("--cluster", help="the pod's cluster")
+    acc.add_argument("--permission", help="only this permission")
+    acc.add_argument("--attribute", action="append", default=[], metavar="NAME=VALUE",
+                     help="a federated principal's mapped attribute (for attribute principal sets; repeatable)")
+    acc.add_argument("--group", action="append", default=[], help="a federated principal's group (repeatable)")
+    acc.add_argument("--format", choices=("text", "json"), default="text")
+    store_flags(acc)
+    acc.set_defaults(func=lambda a: cmd_access(a, settings_of(a)))
+
 
 def cmd_lint(args: argparse.Namespace, settings: Settings) -> int:
     from keyless.doctor import lint, manifests, model, sarif
@@ -66,4 +82,30 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
         state.db.dispose()
     plans = migrate.plan(setup, docs, project=args.project, cluster=args.cluster, gsa=args.service_account)
     sys.stdout.write(migrate.render_json(plans) + "\n" if args.format == "json" else migrate.render_text(plans))
+    return 0
+
+
+def cmd_access(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from keyless.doctor import access
+    from keyless.state import ServerState
+
+    attributes = {}
+    for item in args.attribute:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--attribute takes NAME=VALUE, not {item!r}")
+        attributes[name] = value
+    state = ServerState(settings)
+    try:
+        setup, analysis = access.analyze(state, identity=args.identity, pod=args.pod, cluster=args.cluster,
+                                         resource=args.resource, permission=args.permission,
+                                         attributes=attributes, groups=tuple(args.group))
+    finally:
+        state.db.dispose()
+    if args.format == "json":
+        sys.stdout.write(json.dumps(analysis.as_json(setup), indent=2) + "\n")
+    else:
+        sys.stdout.write(access.render_text(setup, analysis))
     return 0

@@ -13,14 +13,13 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from keyless.errors import Aborted, AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from keyless.etag import etags_match, new_etag
-from keyless.iam.directory import AccountInfo
 from keyless.iam.policy import rename_member
 from keyless.projects import ROOT, project_resource
 from keyless.store.models import ServiceAccount
@@ -35,12 +34,22 @@ def email_for(account_id: str, project_id: str) -> str:
     return f"{account_id}@{project_id}{EMAIL_DOMAIN}"
 
 
-def sa_resource(row: ServiceAccount | AccountInfo) -> str:
+class AccountRef(Protocol):
+    """What names an account's place in the hierarchy (a row, or any snapshot of one)."""
+
+    @property
+    def project_id(self) -> str: ...
+
+    @property
+    def unique_id(self) -> str: ...
+
+
+def sa_resource(row: AccountRef) -> str:
     """Where the account's IAM policy is stored (by uniqueId)."""
     return f"projects/{row.project_id}/serviceAccounts/{row.unique_id}"
 
 
-def sa_chain(row: ServiceAccount | AccountInfo) -> list[str]:
+def sa_chain(row: AccountRef) -> list[str]:
     return [sa_resource(row), project_resource(row.project_id), ROOT]
 
 

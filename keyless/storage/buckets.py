@@ -10,6 +10,7 @@ members `projectOwner:`, `projectEditor:`, `projectViewer:`).
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,8 +19,10 @@ from sqlalchemy.orm import Session
 
 from keyless.clock import rfc3339
 from keyless.errors import AlreadyExists, InvalidArgument, NotFound
+from keyless.iam.evaluate import Authorizer
 from keyless.iam.policy import MemberCheck, RoleCheck, set_policy
-from keyless.projects import ROOT, project_resource
+from keyless.iam.principal import ANONYMOUS, Principal
+from keyless.projects import ROOT, project_chain, project_resource
 from keyless.storage.errors import PRECONDITION_FAILED, PreconditionFailed
 from keyless.storage.names import validate_bucket_name
 from keyless.store.models import IamPolicy, Project, StorageBucket, StorageObject
@@ -52,6 +55,22 @@ def bucket_resource(name: str) -> str:
 
 def bucket_chain(row: StorageBucket) -> list[str]:
     return [bucket_resource(row.name), project_resource(row.project_id), ROOT]
+
+
+# The convenience members of bucket policies and the basic role on the project each stands for
+# (https://cloud.google.com/storage/docs/access-control/iam#convenience-values).
+CONVENIENCE_ROLES = {"projectOwner": "roles/owner", "projectEditor": "roles/editor", "projectViewer": "roles/viewer"}
+
+
+def with_convenience_members(authz: Authorizer, principal: Principal, project_id: str) -> Principal:
+    """`principal` with the member keys `projectOwner:P` & co. it matches: those of the basic roles
+    it holds, unconditionally, on the bucket's project P."""
+    if not project_id or principal is ANONYMOUS:
+        return principal
+    chain = project_chain(project_id)
+    extra = {f"{kind}:{project_id}" for kind, role in CONVENIENCE_ROLES.items()
+             if authz.holds_role(principal, role, chain)}
+    return replace(principal, member_keys=principal.member_keys | extra) if extra else principal
 
 
 def default_bindings(project_id: str) -> list[dict[str, Any]]:

@@ -1,0 +1,333 @@
+"""Who has access to what: every (resource, role, permissions) an identity reaches and how —
+directly, through principal sets it belongs to, or by impersonating service accounts — and, for
+a resource, every identity that reaches it. Google splits this between Policy Analyzer
+(https://cloud.google.com/policy-intelligence/docs/analyze-iam-policies) and the Policy
+Troubleshooter; Keyless holds all the policies, so one walk answers both.
+
+Bindings are read from the `Setup` snapshot (keyless.doctor.model); member matching is the
+server's own: a principal's member keys (keyless.iam.members), and Cloud Storage's convenience
+members (`projectOwner:P` & co.) through keyless.storage.buckets. Conditional grants are
+reported with their expression, never as unconditional.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from keyless.doctor.manifests import pod_spec, service_account_name
+from keyless.doctor.model import AccountInfo, Binding, Setup
+from keyless.errors import InvalidArgument, NotFound
+from keyless.federation.exchange import federated_principal
+from keyless.iam.members import (
+    member_keys_for_gke_workload,
+    member_keys_for_service_account,
+    parse_member,
+)
+from keyless.iam.principal import Principal
+from keyless.iam.service_accounts import sa_chain
+from keyless.projects import ROOT, project_chain
+from keyless.secretmanager import names as secret_names
+from keyless.state import user_principal
+from keyless.storage import buckets
+from keyless.store.models import SmSecret, StorageBucket
+
+IMPERSONATE = "iam.serviceAccounts.getAccessToken"
+MAX_CHAIN = 8  # impersonation hops followed; Google's delegation chains are shorter
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One impersonation step: the account, and the condition of the grant that allows it."""
+
+    account: str
+    condition: str | None = None
+
+
+@dataclass(frozen=True)
+class Access:
+    """`identity` holds `role` (so `permissions`) on `resource` and what is below it, by the
+    binding of `member` there, after impersonating the accounts of `via` in order."""
+
+    identity: str
+    resource: str
+    role: str
+    member: str
+    permissions: tuple[str, ...]
+    condition: str | None = None
+    via: tuple[Hop, ...] = ()
+
+    def as_json(self, setup: Setup) -> dict[str, Any]:
+        body: dict[str, Any] = {"identity": self.identity, "resource": setup.describe(self.resource),
+                                "role": self.role, "member": self.member, "permissions": list(self.permissions)}
+        if self.condition:
+            body["condition"] = self.condition
+        if self.via:
+            body["via"] = [{"serviceAccount": h.account, **({"condition": h.condition} if h.condition else {})}
+                           for h in self.via]
+        return body
+
+
+@dataclass
+class Analysis:
+    query: dict[str, str]
+    accesses: list[Access] = field(default_factory=list)
+
+    def as_json(self, setup: Setup) -> dict[str, Any]:
+        return {"query": self.query, "accesses": [a.as_json(setup) for a in self.accesses]}
+
+
+# -- identities ------------------------------------------------------------------------------
+
+
+def principal_of(setup: Setup, member: str, *, attributes: dict[str, str] | None = None,
+                 groups: tuple[str, ...] = ()) -> Principal:
+    """The principal a member string names, with the member keys the server would give it. A
+    federated subject belongs to attribute and group sets only as far as `attributes`/`groups` say."""
+    parsed = parse_member(member)
+    if parsed.kind == "user" and parsed.email:
+        return user_principal(parsed.email)
+    if parsed.is_gke and parsed.namespace and parsed.ksa and parsed.project_id:
+        project = setup.project_by_id(parsed.project_id)
+        number = project.number if project else (parsed.project_number or "")
+        keys = member_keys_for_gke_workload(parsed.project_id, number, parsed.namespace, parsed.ksa, None)
+        return Principal(member=member, member_keys=keys, subject=member)
+    if parsed.kind == "serviceAccount" and parsed.email:
+        return Principal(member=f"serviceAccount:{parsed.email}",
+                         member_keys=member_keys_for_service_account(parsed.email), email=parsed.email)
+    if parsed.kind == "principal" and parsed.selector == "subject" and parsed.pool_id and parsed.subject:
+        return federated_principal(parsed.project_number or "", parsed.pool_id, parsed.subject, groups,
+                                   dict(attributes or {}))
+    if parsed.kind in ("group", "domain"):
+        return Principal(member=parsed.value, member_keys=frozenset({parsed.value}), subject=parsed.value)
+    raise InvalidArgument(f"Cannot analyse access for {member}: give a user:, serviceAccount:, principal://"
+                          "…/subject/… or PROJECT.svc.id.goog[NS/KSA] member.")
+
+
+def pod_principal(setup: Setup, cluster: str, namespace: str, pod: str) -> Principal:
+    """The identity a pod's KSA has in the project pool (the impersonation of its annotated GSA
+    then shows as a hop, through the KSA's workloadIdentityUser grant)."""
+    for o in setup.objects:
+        if o.kind == "Pod" and o.namespace == namespace and o.name == pod and o.cluster is not None \
+                and o.cluster.name == cluster:
+            spec = pod_spec(o.body) or {}
+            c = o.cluster
+            project = setup.project_by_id(c.project_id)
+            ksa = service_account_name(spec)
+            member = f"serviceAccount:{c.project_id}.svc.id.goog[{namespace}/{ksa}]"
+            keys = member_keys_for_gke_workload(c.project_id, project.number if project else "", namespace, ksa,
+                                                f"projects/{c.project_id}/locations/{c.location}/clusters/{c.name}")
+            return Principal(member=member, member_keys=keys, subject=member)
+    raise NotFound(f"Pod {namespace}/{pod} not found in cluster {cluster}.")
+
+
+# -- resources -------------------------------------------------------------------------------
+
+
+def resource_chain(state: Any, setup: Setup, resource: str) -> list[str]:
+    """The policy resources that govern `resource` (itself first, then its ancestors). Accepted:
+    projects/P, projects/P/serviceAccounts/EMAIL, projects/_/buckets/B or gs://B, projects/P/secrets/S
+    (with or without the service's `//HOST/` prefix), and the root."""
+    name = resource.strip()
+    for prefix in ("//cloudresourcemanager.googleapis.com/", "//storage.googleapis.com/", "//iam.googleapis.com/",
+                   f"//{secret_names.SERVICE}/"):
+        name = name.removeprefix(prefix)
+    if name in (ROOT, "root", "organizations/root"):
+        return [ROOT]
+    parts = name.split("/")
+    if name.startswith("gs://") or (len(parts) == 4 and parts[:2] == ["projects", "_"] and parts[2] == "buckets"):
+        bucket = name.removeprefix("gs://").rstrip("/") if name.startswith("gs://") else parts[3]
+        with state.db.read() as s:
+            row = s.get(StorageBucket, bucket)
+        if row is None:
+            raise NotFound(f"Bucket {bucket} not found.")
+        return buckets.bucket_chain(row)
+    if len(parts) == 2 and parts[0] == "projects":
+        project = setup.project_by_id(parts[1]) or setup.project_by_number(parts[1])
+        if project is None:
+            raise NotFound(f"Project {parts[1]} not found.")
+        return project_chain(project.project_id)
+    if len(parts) == 4 and parts[0] == "projects" and parts[2] == "serviceAccounts":
+        account = setup.account_by_email(parts[3]) or next(
+            (a for a in setup.accounts if a.unique_id == parts[3]), None)
+        if account is None:
+            raise NotFound(f"Service account {parts[3]} not found.")
+        return sa_chain(account)
+    if len(parts) == 4 and parts[0] == "projects" and parts[2] == "secrets":
+        project = setup.project_by_id(parts[1]) or setup.project_by_number(parts[1])
+        if project is None:
+            raise NotFound(f"Project {parts[1]} not found.")
+        with state.db.read() as s:
+            secret = s.scalars(select(SmSecret).where(SmSecret.project_id == project.project_id,
+                                                      SmSecret.secret_id == parts[3])).first()
+        if secret is None:
+            raise NotFound(f"Secret {name} not found.")
+        return [secret_names.policy_resource(project.number, parts[3]), *project_chain(project.project_id)]
+    raise InvalidArgument(f"Unsupported resource {resource!r}: give projects/P, projects/P/serviceAccounts/EMAIL, "
+                          "gs://BUCKET or projects/P/secrets/S.")
+
+
+# -- the walk --------------------------------------------------------------------------------
+
+
+class Analyzer:
+    def __init__(self, state: Any, setup: Setup) -> None:
+        self.state, self.setup = state, setup
+        self._by_resource: dict[str, list[Binding]] = {}
+        for b in setup.bindings:
+            self._by_resource.setdefault(b.resource, []).append(b)
+
+    def _permissions(self, role: str, permission: str | None) -> tuple[str, ...]:
+        perms = self.state.roles.permissions(role)
+        if permission is not None:
+            return (permission,) if permission in perms else ()
+        return tuple(sorted(p for p in perms if "." in p))
+
+    def _matches(self, principal: Principal, binding: Binding) -> bool:
+        if binding.member in principal.member_keys:
+            return True
+        kind, _, project_id = binding.member.partition(":")
+        if kind in buckets.CONVENIENCE_ROLES:
+            extended = buckets.with_convenience_members(self.state.authz, principal, project_id)
+            return binding.member in extended.member_keys
+        return False
+
+    def _grants(self, principal: Principal, resources: list[str], permission: str | None) -> list[tuple[Binding, tuple[str, ...]]]:
+        out = []
+        for resource in resources:
+            for b in self._by_resource.get(resource, ()):
+                if self._matches(principal, b):
+                    perms = self._permissions(b.role, permission)
+                    if perms:
+                        out.append((b, perms))
+        return out
+
+    def _impersonable(self, principal: Principal) -> list[tuple[AccountInfo, str | None]]:
+        """Accounts `principal` can mint tokens for, with the grant's condition (unconditional first)."""
+        out = []
+        for account in self.setup.accounts:
+            if account.disabled:
+                continue
+            grants = self._grants(principal, sa_chain(account), IMPERSONATE)
+            if grants:
+                unconditional = [b for b, _ in grants if not b.condition]
+                chosen = unconditional[0] if unconditional else grants[0][0]
+                out.append((account, _expression(chosen)))
+        return out
+
+    def identity(self, principal: Principal, permission: str | None = None) -> list[Access]:
+        """Everything `principal` reaches, breadth first through impersonation."""
+        out: list[Access] = []
+        queue: deque[tuple[Principal, tuple[Hop, ...]]] = deque([(principal, ())])
+        seen = {principal.member}
+        while queue:
+            current, via = queue.popleft()
+            for b, perms in self._grants(current, list(self._by_resource), permission):
+                out.append(Access(principal.member, b.resource, b.role, b.member, perms, _expression(b), via))
+            if len(via) >= MAX_CHAIN:
+                continue
+            for account, condition in self._impersonable(current):
+                member = f"serviceAccount:{account.email}"
+                if member in seen:
+                    continue
+                seen.add(member)
+                target = Principal(member=member, member_keys=member_keys_for_service_account(account.email),
+                                   email=account.email)
+                queue.append((target, (*via, Hop(account.email, condition))))
+        return out
+
+    def resource(self, chain: list[str], permission: str | None = None) -> list[Access]:
+        """Every identity reaching chain[0]: the members bound on it or above, then whoever can
+        impersonate a service account among them (and so on)."""
+        out: list[Access] = []
+        for resource in chain:
+            for b in self._by_resource.get(resource, ()):
+                perms = self._permissions(b.role, permission)
+                if perms:
+                    out.extend(Access(who, b.resource, b.role, b.member, perms, _expression(b))
+                               for who in self._members_behind(b.member))
+        queue = deque(out)
+        seen = {a.identity for a in out}
+        while queue:
+            access = queue.popleft()
+            if len(access.via) >= MAX_CHAIN or not access.identity.startswith("serviceAccount:"):
+                continue
+            account = self.setup.account_by_email(access.identity.removeprefix("serviceAccount:"))
+            if account is None or account.disabled:
+                continue
+            for b in self._bound(sa_chain(account), IMPERSONATE):
+                if b.member in seen:
+                    continue
+                seen.add(b.member)
+                reached = Access(b.member, access.resource, access.role, access.member, access.permissions,
+                                 access.condition, (Hop(account.email, _expression(b)), *access.via))
+                out.append(reached)
+                queue.append(reached)
+        return out
+
+    def _members_behind(self, member: str) -> list[str]:
+        """A binding's member, or for `projectOwner:P` & co. the members holding that basic role
+        on P without condition (whom the convenience member stands for)."""
+        kind, _, project_id = member.partition(":")
+        role = buckets.CONVENIENCE_ROLES.get(kind)
+        if role is None:
+            return [member]
+        return sorted({b.member for b in self._bound(project_chain(project_id), None)
+                       if b.role == role and not b.condition})
+
+    def _bound(self, resources: list[str], permission: str | None) -> list[Binding]:
+        if permission is None:
+            return [b for r in resources for b in self._by_resource.get(r, ())]
+        return [b for r in resources for b in self._by_resource.get(r, ()) if self._permissions(b.role, permission)]
+
+
+def _expression(binding: Binding) -> str | None:
+    return (binding.condition or {}).get("expression") or None
+
+
+def render_text(setup: Setup, analysis: Analysis) -> str:
+    """One line per access: who, role on resource, how (binding member, chain), condition."""
+    if not analysis.accesses:
+        return "No access found.\n"
+    lines = []
+    for a in analysis.accesses:
+        how = f"as {a.member}" if a.member != a.identity else "directly"
+        if a.via:
+            how += " after impersonating " + " -> ".join(
+                h.account + (f" (if {h.condition})" if h.condition else "") for h in a.via)
+        perms = ", ".join(a.permissions) if len(a.permissions) <= 3 else f"{len(a.permissions)} permissions"
+        cond = f"  IF {a.condition}" if a.condition else ""
+        lines.append(f"{a.identity}  {a.role} on {setup.describe(a.resource)} ({perms}) {how}{cond}")
+    return "\n".join(lines) + "\n"
+
+
+def analyze(state: Any, *, identity: str | None = None, pod: str | None = None, cluster: str | None = None,
+            resource: str | None = None, permission: str | None = None,
+            attributes: dict[str, str] | None = None, groups: tuple[str, ...] = ()) -> tuple[Setup, Analysis]:
+    """The one entry point of the CLI and the HTTP endpoint: an identity (a member, or a pod as
+    NS/NAME with its cluster) or a resource, optionally one permission."""
+    from keyless.doctor.model import load
+
+    if sum(x is not None for x in (identity, pod, resource)) != 1:
+        raise InvalidArgument("Give exactly one of an identity, a pod or a resource.")
+    if permission is not None and (not permission or len(permission) > 200 or "." not in permission):
+        raise InvalidArgument(f"Invalid permission {permission[:200]!r}.")
+    setup = load(state)
+    analyzer = Analyzer(state, setup)
+    query = {k: v for k, v in (("identity", identity), ("pod", pod), ("cluster", cluster), ("resource", resource),
+                               ("permission", permission)) if v is not None}
+    if resource is not None:
+        return setup, Analysis(query, analyzer.resource(resource_chain(state, setup, resource), permission))
+    if pod is not None:
+        namespace, _, name = pod.partition("/")
+        if not cluster or not namespace or not name:
+            raise InvalidArgument("A pod is given as NAMESPACE/NAME, with its cluster.")
+        principal = pod_principal(setup, cluster, namespace, name)
+        query["identity"] = principal.member
+    else:
+        assert identity is not None
+        principal = principal_of(setup, identity, attributes=attributes, groups=groups)
+    return setup, Analysis(query, analyzer.identity(principal, permission))
