@@ -36,6 +36,7 @@ from keyless.storage import buckets
 from keyless.store.models import SmSecret, StorageBucket
 
 IMPERSONATE = "iam.serviceAccounts.getAccessToken"
+CREATE_KEY = "iam.serviceAccountKeys.create"  # a key file is the account too, unless keys are disabled
 MAX_CHAIN = 8  # impersonation hops followed; Google's delegation chains are shorter
 
 
@@ -45,6 +46,7 @@ class Hop:
 
     account: str
     condition: str | None = None
+    by: str = IMPERSONATE  # the permission that makes the hop: getAccessToken, or creating a key
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,8 @@ class Access:
         if self.condition:
             body["condition"] = self.condition
         if self.via:
-            body["via"] = [{"serviceAccount": h.account, **({"condition": h.condition} if h.condition else {})}
-                           for h in self.via]
+            body["via"] = [{"serviceAccount": h.account, "by": h.by,
+                            **({"condition": h.condition} if h.condition else {})} for h in self.via]
         return body
 
 
@@ -205,17 +207,23 @@ class Analyzer:
                         out.append((b, perms))
         return out
 
-    def _impersonable(self, principal: Principal) -> list[tuple[AccountInfo, str | None]]:
-        """Accounts `principal` can mint tokens for, with the grant's condition (unconditional first)."""
+    def _hop_permissions(self, account: AccountInfo) -> tuple[str, ...]:
+        project = self.setup.project_by_id(account.project_id)
+        key_creation = project is not None and not project.key_creation_disabled
+        return (IMPERSONATE, CREATE_KEY) if key_creation else (IMPERSONATE,)
+
+    def _impersonable(self, principal: Principal) -> list[Hop]:
+        """The hops `principal` can make to accounts (an unconditional grant preferred)."""
         out = []
         for account in self.setup.accounts:
             if account.disabled:
                 continue
-            grants = self._grants(principal, sa_chain(account), IMPERSONATE)
-            if grants:
-                unconditional = [b for b, _ in grants if not b.condition]
-                chosen = unconditional[0] if unconditional else grants[0][0]
-                out.append((account, _expression(chosen)))
+            for permission in self._hop_permissions(account):
+                grants = [b for b, _ in self._grants(principal, sa_chain(account), permission)]
+                if grants:
+                    chosen = next((b for b in grants if not b.condition), grants[0])
+                    out.append(Hop(account.email, _expression(chosen), permission))
+                    break
         return out
 
     def identity(self, principal: Principal, permission: str | None = None) -> list[Access]:
@@ -229,14 +237,14 @@ class Analyzer:
                 out.append(Access(principal.member, b.resource, b.role, b.member, perms, _expression(b), via))
             if len(via) >= MAX_CHAIN:
                 continue
-            for account, condition in self._impersonable(current):
-                member = f"serviceAccount:{account.email}"
+            for hop in self._impersonable(current):
+                member = f"serviceAccount:{hop.account}"
                 if member in seen:
                     continue
                 seen.add(member)
-                target = Principal(member=member, member_keys=member_keys_for_service_account(account.email),
-                                   email=account.email)
-                queue.append((target, (*via, Hop(account.email, condition))))
+                target = Principal(member=member, member_keys=member_keys_for_service_account(hop.account),
+                                   email=hop.account)
+                queue.append((target, (*via, hop)))
         return out
 
     def resource(self, chain: list[str], permission: str | None = None) -> list[Access]:
@@ -258,14 +266,17 @@ class Analyzer:
             account = self.setup.account_by_email(access.identity.removeprefix("serviceAccount:"))
             if account is None or account.disabled:
                 continue
-            for b in self._bound(sa_chain(account), IMPERSONATE):
-                if b.member in seen:
-                    continue
-                seen.add(b.member)
-                reached = Access(b.member, access.resource, access.role, access.member, access.permissions,
-                                 access.condition, (Hop(account.email, _expression(b)), *access.via))
-                out.append(reached)
-                queue.append(reached)
+            for permission in self._hop_permissions(account):
+                for b in self._bound(sa_chain(account), permission):
+                    for who in self._members_behind(b.member):
+                        if who in seen:
+                            continue
+                        seen.add(who)
+                        reached = Access(who, access.resource, access.role, access.member, access.permissions,
+                                         access.condition, (Hop(account.email, _expression(b), permission),
+                                                            *access.via))
+                        out.append(reached)
+                        queue.append(reached)
         return out
 
     def _members_behind(self, member: str) -> list[str]:
@@ -297,7 +308,8 @@ def render_text(setup: Setup, analysis: Analysis) -> str:
         how = f"as {a.member}" if a.member != a.identity else "directly"
         if a.via:
             how += " after impersonating " + " -> ".join(
-                h.account + (f" (if {h.condition})" if h.condition else "") for h in a.via)
+                h.account + (" (by creating a key)" if h.by == CREATE_KEY else "")
+                + (f" (if {h.condition})" if h.condition else "") for h in a.via)
         perms = ", ".join(a.permissions) if len(a.permissions) <= 3 else f"{len(a.permissions)} permissions"
         cond = f"  IF {a.condition}" if a.condition else ""
         lines.append(f"{a.identity}  {a.role} on {setup.describe(a.resource)} ({perms}) {how}{cond}")

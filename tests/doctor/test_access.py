@@ -174,3 +174,22 @@ def test_the_http_endpoint_answers_the_same_and_needs_permission(world: KeylessS
     both = world.call("GET", "/doctor/v1/access", params={"identity": GITHUB, "resource": "gs://my-bucket"})
     assert both.status_code == 400
     assert world.call("GET", "/doctor/v1/access", params=params, token="").status_code == 401
+
+
+def test_creating_a_key_is_a_way_in_until_key_creation_is_disabled(world: KeylessServer) -> None:
+    """The seeds' reason to disable key creation: whoever may create a key for an account is it."""
+    keymaker = "user:keymaker@example.com"
+    _sa_binding(world, sa("vault-sa"), "roles/iam.serviceAccountKeyAdmin", keymaker)
+    found = access(world, "--identity", keymaker, "--permission", "secretmanager.versions.access")
+    assert [[(h["serviceAccount"], h["by"]) for h in a["via"]] for a in found] == [
+        [(sa("vault-sa"), "iam.serviceAccountKeys.create")]]
+    text = world.keyless("doctor", "access", "--identity", keymaker, "--permission", "secretmanager.versions.access")
+    assert f"after impersonating {sa('vault-sa')} (by creating a key)" in text.stdout
+    r = world.call("POST", f"/cloudresourcemanager/v1/projects/{PROJECT}:setOrgPolicy", body={"policy": {
+        "constraint": "constraints/iam.disableServiceAccountKeyCreation", "booleanPolicy": {"enforced": True}}})
+    assert r.status_code == 200, r.text
+    try:
+        assert access(world, "--identity", keymaker, "--permission", "secretmanager.versions.access") == []
+    finally:
+        world.call("POST", f"/cloudresourcemanager/v1/projects/{PROJECT}:clearOrgPolicy",
+                   body={"constraint": "constraints/iam.disableServiceAccountKeyCreation"})
