@@ -96,7 +96,7 @@ def _secret_target(call: Call, s: Any, permission: str, version: str | None = No
     number = row.project_number
     name = names.secret_name(number, secret_id) if version is None else names.version_name(number, secret_id, version)
     _touch(call, row.project_id, name, found=True)
-    chain = [names.policy_resource(number, secret_id), *projects.project_chain(row.project_id)]
+    chain = names.secret_chain(number, row.project_id, secret_id)
     context = ResourceContext(name, names.SECRET_TYPE if version is None else names.VERSION_TYPE, SERVICE)
     _require(call, permission, chain, display, context)
     return row, secrets_domain.find_secret(s, row.project_id, secret_id, for_update=for_update)
@@ -322,7 +322,7 @@ def test_iam_permissions(call: Call) -> dict[str, Any]:
         secret = secrets_domain.find_secret(s, project.project_id, secret_id) if project else None
     if project is None or secret is None:
         return {}
-    chain = [names.policy_resource(project.project_number, secret_id), *projects.project_chain(project.project_id)]
+    chain = names.secret_chain(project.project_number, project.project_id, secret_id)
     context = ResourceContext(names.secret_name(project.project_number, secret_id), names.SECRET_TYPE, SERVICE)
     granted = [p for p in perms if call.state.authz.check(call.principal, p, chain, context).granted]
     return {"permissions": granted} if granted else {}

@@ -14,7 +14,7 @@ import logging
 import os
 import weakref
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -29,19 +29,18 @@ from keyless.audit.log import DATA_ACCESS, AuditRecord
 from keyless.errors import Internal, InvalidArgument, KeylessError, PermissionDenied, Unauthenticated
 from keyless.iam.evaluate import ResourceContext
 from keyless.iam.principal import ANONYMOUS, Principal
-from keyless.projects import project_chain
 from keyless.state import ServerState
 from keyless.storage import buckets, objects
 from keyless.storage.blobs import BlobStore
+from keyless.storage.buckets import bucket_context
 from keyless.storage.names import validate_bucket_name
+from keyless.storage.objects import object_context
 from keyless.storage.uploads import UploadSessions
 from keyless.store.models import StorageBucket
 
 logger = logging.getLogger("keyless.api.storage")
 
 SERVICE = "storage.googleapis.com"
-OBJECT_TYPE = "storage.googleapis.com/Object"
-BUCKET_TYPE = "storage.googleapis.com/Bucket"
 # The largest object Keyless accepts (Google: 5 TiB); KEYLESS_STORAGE_MAX_OBJECT_BYTES overrides.
 MAX_OBJECT_BYTES = int(os.environ.get("KEYLESS_STORAGE_MAX_OBJECT_BYTES", str(5 * 1024**3)))
 REASONS = {400: "invalid", 401: "required", 403: "forbidden", 404: "notFound", 409: "conflict",
@@ -118,25 +117,10 @@ class StorageCall(Call):
 
 
 def with_convenience_members(state: ServerState, principal: Principal, project_id: str) -> Principal:
-    if not project_id or principal is ANONYMOUS:
-        return principal
-    chain = project_chain(project_id)
-    extra = {f"{kind}:{project_id}" for kind, role in (("projectOwner", "roles/owner"),
-                                                       ("projectEditor", "roles/editor"),
-                                                       ("projectViewer", "roles/viewer"))
-             if state.authz.holds_role(principal, role, chain)}
-    return replace(principal, member_keys=principal.member_keys | extra) if extra else principal
+    return buckets.with_convenience_members(state.authz, principal, project_id)
 
 
 # -- what every storage handler does ------------------------------------------------------------
-
-def bucket_context(name: str) -> ResourceContext:
-    return ResourceContext(buckets.bucket_resource(name), BUCKET_TYPE, SERVICE)
-
-
-def object_context(bucket: str, name: str) -> ResourceContext:
-    return ResourceContext(objects.object_resource(bucket, name), OBJECT_TYPE, SERVICE)
-
 
 def load_bucket(call: StorageCall) -> StorageBucket:
     name = validate_bucket_name(call.params["bucket"])

@@ -10,6 +10,7 @@ members `projectOwner:`, `projectEditor:`, `projectViewer:`).
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,8 +19,10 @@ from sqlalchemy.orm import Session
 
 from keyless.clock import rfc3339
 from keyless.errors import AlreadyExists, InvalidArgument, NotFound
+from keyless.iam.evaluate import Authorizer, ResourceContext
 from keyless.iam.policy import MemberCheck, RoleCheck, set_policy
-from keyless.projects import ROOT, project_resource
+from keyless.iam.principal import ANONYMOUS, Principal
+from keyless.projects import ROOT, project_chain, project_resource
 from keyless.storage.errors import PRECONDITION_FAILED, PreconditionFailed
 from keyless.storage.names import validate_bucket_name
 from keyless.store.models import IamPolicy, Project, StorageBucket, StorageObject
@@ -45,9 +48,31 @@ class ConflictError(AlreadyExists):
     """409 for the bucket name space (creation) and non-empty deletes."""
 
 
+SERVICE = "storage.googleapis.com"
+BUCKET_TYPE = "storage.googleapis.com/Bucket"
+
+
 def bucket_resource(name: str) -> str:
     """The resource name of a bucket, for IAM policies, conditions and audit entries."""
     return f"projects/_/buckets/{name}"
+
+
+def bucket_context(name: str) -> ResourceContext:
+    """What IAM conditions see of a bucket (resource.name/type/service)."""
+    return ResourceContext(bucket_resource(name), BUCKET_TYPE, SERVICE)
+
+
+def with_convenience_members(authz: Authorizer, principal: Principal, project_id: str) -> Principal:
+    """`principal` plus the convenience members `projectOwner:P` & co. it stands for on a bucket
+    of project P (holders of P's basic roles), which bucket policies may name."""
+    if not project_id or principal is ANONYMOUS:
+        return principal
+    chain = project_chain(project_id)
+    extra = {f"{kind}:{project_id}" for kind, role in (("projectOwner", "roles/owner"),
+                                                       ("projectEditor", "roles/editor"),
+                                                       ("projectViewer", "roles/viewer"))
+             if authz.holds_role(principal, role, chain)}
+    return replace(principal, member_keys=principal.member_keys | extra) if extra else principal
 
 
 def bucket_chain(row: StorageBucket) -> list[str]:
