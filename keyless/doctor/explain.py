@@ -183,7 +183,7 @@ def _gsa_path(state: ServerState, ex: Explanation, actor: Principal, gsa: str, m
         ex.add("binding", PASS, f"{role} on {_shown_resource(where, account.email)} is granted to {member}")
     else:
         bound = _impersonators(state, sa_resource(account))
-        same_pool = [m for m in bound if pod is not None and _gke_member_of(m, pod.workload_pool)]
+        same_pool = [m for m in bound if pod is not None and _near_miss(m, pod)]
         fix = (f'gcloud iam service-accounts add-iam-policy-binding {account.email} --role={WIU} '
                f'--member="{member_shown}"')
         if same_pool:
@@ -226,9 +226,8 @@ def _pod_path(state: ServerState, q: Question, ex: Explanation) -> tuple[Princip
                    f"--location={cluster.location} --workload-metadata=GKE_METADATA")
             ex.skip_rest("ksa", "annotation", "node pool", "workload pool", "exchange", "binding", "service account")
             return None, False
-        pool_row = s.get(GkeNodePool, node.node_pool_id) if node else None
+        pool_row = s.get(GkeNodePool, node.node_pool_id)
         pool_name = pool_row.name if pool_row is not None else "?"
-        spec = pod.body.get("spec") or {}
         ksa_row = s.scalars(select(K8sObject).where(
             K8sObject.cluster_id == cluster.id, K8sObject.kind == "ServiceAccount", K8sObject.namespace == ns,
             K8sObject.name == identity.ksa)).first()
@@ -247,10 +246,12 @@ def _pod_path(state: ServerState, q: Question, ex: Explanation) -> tuple[Princip
                f"keyless k8s create serviceaccount {identity.ksa} -n {ns} --cluster {identity.cluster_name}")
         ex.skip_rest("annotation", "node pool", "workload pool", "exchange", "binding", "service account")
         return None, False
-    if not spec.get("serviceAccountName"):
-        target = annotated_here[0] if annotated_here else "KSA_NAME"
-        ex.add("ksa", FAIL, f"spec.serviceAccountName is not set: the pod runs as {ns}/default", DEFAULT_KSA,
-               f"set spec.serviceAccountName: {target} in the pod spec (then re-create the pod)", soft=True)
+    if identity.ksa == "default":  # omitted: Kubernetes fills in `default`
+        target = annotated_here[0] if len(annotated_here) == 1 else "KSA_NAME"
+        if len(annotated_here) > 1:
+            target += f" (annotated KSAs in {ns}: {', '.join(sorted(annotated_here))})"
+        ex.add("ksa", FAIL, f"spec.serviceAccountName is unset (or default): the pod runs as {ns}/default", DEFAULT_KSA,
+               f"set spec.serviceAccountName: {target} in the pod spec, then re-create the pod", soft=True)
     else:
         ex.add("ksa", PASS, f"runs as KSA {ns}/{identity.ksa} (spec.serviceAccountName)")
     # annotation
@@ -284,7 +285,10 @@ def _pod_path(state: ServerState, q: Question, ex: Explanation) -> tuple[Princip
                                        f"principal://…/{identity.workload_pool or 'PROJECT_ID.svc.id.goog'}/subject/"
                                        f"ns/{ns}/sa/{identity.ksa}")
     # node pool, workload pool
-    if identity.mode != GKE_METADATA:
+    if not identity.workload_pool:
+        ex.add("node pool", SKIP, f"node pool {pool_name}: workloadMetadataConfig.mode={identity.mode}; GKE_METADATA "
+                                  "needs the cluster's workload pool first")
+    elif identity.mode != GKE_METADATA:
         ex.add("node pool", FAIL, f"node pool {pool_name}: workloadMetadataConfig.mode="
                                   f"{identity.mode}", GCE_MODE.format(email=identity.node_service_account),
                f"gcloud container node-pools update {pool_name} --cluster={identity.cluster_name}"
@@ -379,8 +383,16 @@ def _impersonators(state: ServerState, resource: str) -> list[str]:
             for m in b.get("members", [])]
 
 
-def _gke_member_of(member: str, workload_pool: str) -> bool:
-    return member.startswith(f"serviceAccount:{workload_pool}[") or f"/workloadIdentityPools/{workload_pool}/" in member
+def _near_miss(member: str, pod: PodIdentity) -> bool:
+    """A KSA member of the pod's pool that differs from the pod's in namespace or KSA name only
+    (the seeds' "wrong namespace or a typo in the KSA name")."""
+    try:
+        m = parse_member(member)
+    except KeylessError:
+        return False
+    if not m.is_gke or m.namespace is None or m.ksa is None or f"{m.project_id}.svc.id.goog" != pod.workload_pool:
+        return False
+    return (m.namespace, m.ksa) != (pod.namespace, pod.ksa) and (m.namespace == pod.namespace or m.ksa == pod.ksa)
 
 
 def _gsas_binding(state: ServerState, ksa_member: str) -> list[str]:
@@ -659,13 +671,10 @@ def _shown_resource(resource: str, email: str) -> str:
 
 def suggested_role(permission: str) -> str:
     """The smallest predefined role with `permission` (no basic or legacy roles)."""
-    best = None
-    for role in predefined_roles().values():
-        if permission not in role.included_permissions or role.name in ("roles/owner", "roles/editor", "roles/viewer") \
-                or ".legacy" in role.name:
-            continue
-        if best is None or len(role.included_permissions) < len(best.included_permissions):
-            best = role
+    roles = [r for r in predefined_roles().values() if permission in r.included_permissions
+             and r.name not in ("roles/owner", "roles/editor", "roles/viewer") and ".legacy" not in r.name]
+    own = [r for r in roles if r.name.startswith(f"roles/{permission.split('.')[0]}.")]  # the service's own roles
+    best = min(own or roles, key=lambda r: (len(r.included_permissions), r.name), default=None)
     return best.name if best is not None else "ROLE"
 
 
