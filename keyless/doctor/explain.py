@@ -220,7 +220,7 @@ def _pod_path(state: ServerState, q: Question, ex: Explanation) -> tuple[Princip
             return None, False
         node, placed = _node_of(s, cluster, pod)
         identity = pod_identity(s, pod, node) if node is not None else None
-        if identity is None:
+        if identity is None or node is None:
             ex.add("pod", FAIL, f"cluster {cluster.name} has no node for the pod", "The cluster has no nodes.",
                    f"gcloud container node-pools create default-pool --cluster={cluster.name} "
                    f"--location={cluster.location} --workload-metadata=GKE_METADATA")

@@ -333,7 +333,7 @@ def test_real_denial_explained_by_its_insert_id(srv: KeylessServer) -> None:
     assert denied.status_code == 403 and denied.json()["error"]["status"] == "PERMISSION_DENIED", denied.text
     query = {"resourceNames": [f"projects/{PROJECT}"], "orderBy": "timestamp desc",
              "filter": f'protoPayload.status.code=7 AND protoPayload.authenticationInfo.principalEmail="{GSA}"'}
-    deadline, found = time.monotonic() + 10, []
+    deadline, found = time.monotonic() + 10, list[dict[str, Any]]()
     while not found and time.monotonic() < deadline:
         found = ok(srv.call("POST", "/logging/v2/entries:list", body=query)).get("entries", [])
         time.sleep(0.1)
