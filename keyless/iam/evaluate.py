@@ -112,13 +112,21 @@ class Authorizer:
               context: ResourceContext | None = None, now: datetime | None = None) -> Decision:
         """Evaluate `permission` for `principal` on chain[0], inheriting from chain[1:]."""
         activation: dict[str, Any] | None = None
-        for resource, grant, key in self._candidates(principal, permission, chain):
-            if grant.program is not None:
-                if activation is None:
-                    activation = _activation(context or ResourceContext(chain[0]), now)
-                if not _holds(grant.program, activation):
-                    continue
-            return Decision(True, permission, chain[0], (resource, grant.role, key))
+        # The walk of _candidates, inlined: this is every request's hot path (a generator costs ~1 µs).
+        for resource in chain:
+            index = self._index(resource)
+            if not index.by_member:
+                continue
+            for key in principal.member_keys:
+                for grant in index.by_member.get(key, ()):
+                    if permission not in self._roles.permissions(grant.role):
+                        continue
+                    if grant.program is not None:
+                        if activation is None:
+                            activation = _activation(context or ResourceContext(chain[0]), now)
+                        if not _holds(grant.program, activation):
+                            continue
+                    return Decision(True, permission, chain[0], (resource, grant.role, key))
         return Decision(False, permission, chain[0])
 
     def candidates(self, principal: Principal, permission: str, chain: Sequence[str],
