@@ -97,7 +97,7 @@ def _secret_target(call: Call, s: Any, permission: str, version: str | None = No
     number = row.project_number
     name = names.secret_name(number, secret_id) if version is None else names.version_name(number, secret_id, version)
     _touch(call, row.project_id, name, found=True)
-    chain = [names.policy_resource(number, secret_id), *projects.project_chain(row.project_id)]
+    chain = names.secret_chain(number, row.project_id, secret_id)
     context = ResourceContext(name, names.SECRET_TYPE if version is None else names.VERSION_TYPE, SERVICE)
     _require(call, permission, chain, display, context)
     return row, secrets_domain.find_secret(s, row.project_id, secret_id, for_update=for_update)
@@ -304,7 +304,7 @@ def test_iam_permissions(call: Call) -> dict[str, Any]:
         project = projects.find_project(s, given, include_deleted=False)
         if project is None or secrets_domain.find_secret(s, project.project_id, secret_id) is None:
             return None
-        return ([names.policy_resource(project.project_number, secret_id), *projects.project_chain(project.project_id)],
+        return (names.secret_chain(project.project_number, project.project_id, secret_id),
                 ResourceContext(names.secret_name(project.project_number, secret_id), names.SECRET_TYPE, SERVICE))
 
     return iam_methods.test_iam_permissions(call, chain)

@@ -32,15 +32,15 @@ from keyless.iam.principal import ANONYMOUS, Principal
 from keyless.state import ServerState
 from keyless.storage import buckets, objects
 from keyless.storage.blobs import BlobStore
+from keyless.storage.buckets import bucket_context
 from keyless.storage.names import validate_bucket_name
+from keyless.storage.objects import object_context
 from keyless.storage.uploads import UploadSessions
 from keyless.store.models import StorageBucket
 
 logger = logging.getLogger("keyless.api.storage")
 
 SERVICE = "storage.googleapis.com"
-OBJECT_TYPE = "storage.googleapis.com/Object"
-BUCKET_TYPE = "storage.googleapis.com/Bucket"
 # The largest object Keyless accepts (Google: 5 TiB); KEYLESS_STORAGE_MAX_OBJECT_BYTES overrides.
 MAX_OBJECT_BYTES = int(os.environ.get("KEYLESS_STORAGE_MAX_OBJECT_BYTES", str(5 * 1024**3)))
 REASONS = {400: "invalid", 401: "required", 403: "forbidden", 404: "notFound", 409: "conflict",
@@ -117,14 +117,6 @@ class StorageCall(Call):
 
 
 # -- what every storage handler does ------------------------------------------------------------
-
-def bucket_context(name: str) -> ResourceContext:
-    return ResourceContext(buckets.bucket_resource(name), BUCKET_TYPE, SERVICE)
-
-
-def object_context(bucket: str, name: str) -> ResourceContext:
-    return ResourceContext(objects.object_resource(bucket, name), OBJECT_TYPE, SERVICE)
-
 
 def load_bucket(call: StorageCall) -> StorageBucket:
     name = validate_bucket_name(call.params["bucket"])

@@ -1,6 +1,7 @@
-"""`keyless doctor lint`, `migrate` and `access`: check a federation setup (the store, plus
-Kubernetes manifests) against the seeds' common mistakes, plan the move off key files, and say
-who has access to what. Acts on the store directly, like `keyless projects create`."""
+"""`keyless doctor lint`, `explain`, `migrate` and `access`: check a federation setup (the store,
+plus Kubernetes manifests) against the seeds' common mistakes, explain one access path step by
+step, plan the move off key files, and say who has access to what. Acts on the store directly,
+like `keyless projects create`."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ def register(sub: Any, store_flags: Callable[[argparse.ArgumentParser], None],
     store_flags(lint)
     lint.set_defaults(func=lambda a: cmd_lint(a, settings_of(a)))
 
+    _explain_parser(dsub, store_flags, settings_of)
+
     mig = dsub.add_parser("migrate", help="plan the move of key-file workloads to Workload Identity")
     mig.add_argument("-f", "--filename", action="append", required=True, metavar="MANIFEST_FILE_OR_DIR")
     mig.add_argument("--project", help="the project of the cluster and GSA (default PROJECT_ID)")
@@ -50,6 +53,63 @@ def register(sub: Any, store_flags: Callable[[argparse.ArgumentParser], None],
     acc.add_argument("--format", choices=("text", "json"), default="text")
     store_flags(acc)
     acc.set_defaults(func=lambda a: cmd_access(a, settings_of(a)))
+
+
+def _explain_parser(dsub: Any, store_flags: Callable[[argparse.ArgumentParser], None],
+                    settings_of: Callable[[argparse.Namespace], Settings]) -> None:
+    ex = dsub.add_parser("explain", help="walk one access path (pod, external token, principal or audit entry) "
+                                         "step by step and name the first failing step, its cause and fix")
+    ex.add_argument("--pod", metavar="NAMESPACE/NAME", help="a pod of a Keyless GKE cluster (with --cluster)")
+    ex.add_argument("--cluster", help="the pod's cluster")
+    ex.add_argument("--project", help="the cluster's project (when its name is ambiguous)")
+    ex.add_argument("--location", help="the cluster's location")
+    ex.add_argument("--token", metavar="FILE", help="an external credential (OIDC token, or AWS serialized request)")
+    ex.add_argument("--provider", help="projects/N/locations/global/workloadIdentityPools/P/providers/X")
+    ex.add_argument("--principal", metavar="MEMBER", help="serviceAccount:…, user:…, principal://…")
+    ex.add_argument("--service-account", metavar="GSA_EMAIL",
+                    help="with --token or --principal: the service account it impersonates")
+    ex.add_argument("--permission", help="e.g. storage.objects.get")
+    ex.add_argument("--resource", help="e.g. //storage.googleapis.com/projects/_/buckets/my-bucket")
+    ex.add_argument("--audit-entry", metavar="INSERT_ID", help="explain the denial recorded in this audit entry")
+    ex.add_argument("--allow-insecure-issuers", action="store_true",
+                    help="fetch http:// OIDC issuers on loopback (local testing, as keyless serve)")
+    ex.add_argument("--format", choices=("text", "json"), default="text")
+    store_flags(ex)
+    ex.set_defaults(func=lambda a: cmd_explain(a, settings_of(a)))
+
+
+def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from keyless.doctor import explain
+    from keyless.state import ServerState
+
+    state = ServerState(settings)
+    try:
+        summary = ""
+        if args.audit_entry:
+            if args.pod or args.token or args.principal:
+                raise ValueError("--audit-entry names its own principal: drop --pod/--token/--principal")
+            question, summary = explain.question_of_entry(state, args.audit_entry)
+        else:
+            if not args.permission or not args.resource:
+                raise ValueError("--permission and --resource are required (or --audit-entry)")
+            token = None
+            if args.token:
+                if not args.provider:
+                    raise ValueError("--token needs --provider")
+                token = Path(args.token).read_text()[:64 * 1024]
+            question = explain.Question(permission=args.permission, resource=args.resource, pod=args.pod,
+                                        cluster=args.cluster, project=args.project, location=args.location,
+                                        token=token, provider=args.provider, principal=args.principal,
+                                        service_account=args.service_account)
+        result = explain.explain(state, question)
+    finally:
+        state.db.dispose()
+    if summary:
+        result.subject = summary
+    sys.stdout.write(explain.render_json(result) + "\n" if args.format == "json" else explain.render_text(result))
+    return explain.exit_status(result)
 
 
 def cmd_lint(args: argparse.Namespace, settings: Settings) -> int:

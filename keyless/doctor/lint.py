@@ -366,14 +366,21 @@ def _wiu_for_ksa(setup: Setup, email: str, project_id: str, namespace: str, ksa:
     return False
 
 
+def misspelt_annotation(key: str) -> bool:
+    """Whether an annotation key is a misspelling of iam.gke.io/gcp-service-account (GKE ignores it)."""
+    if key == ANNOTATION:
+        return False
+    return key.lower() == ANNOTATION or _edit_distance(key, ANNOTATION) <= 3 or key.endswith("/gcp-service-account") \
+        or (key.startswith("iam.gke.io/") and "service" in key)
+
+
 def check_ksas(setup: Setup) -> Iterator[Finding]:
     for o in setup.service_accounts():
         for key in o.annotations():
             k = str(key)
             if k == ANNOTATION:
                 continue
-            if k.lower() == ANNOTATION or _edit_distance(k, ANNOTATION) <= 3 or k.endswith("/gcp-service-account") \
-                    or (k.startswith("iam.gke.io/") and "service" in k):
+            if misspelt_annotation(k):
                 yield Finding(R.ANNOTATION_KEY_TYPO, o.label, f"annotation key {k!r} is not {ANNOTATION!r}: GKE "
                               "ignores it", f"in {o.where}: rename metadata.annotations[{k!r}] to {ANNOTATION}",
                               **_manifest_loc(o, "metadata", "annotations", k))

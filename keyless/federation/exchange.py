@@ -161,7 +161,7 @@ class TokenExchanger:
         if provider is None or not provider.usable:
             raise OAuthError("invalid_target", INVALID_TARGET)
         scopes = tuple(form.get("scope", CLOUD_PLATFORM).split()) or (CLOUD_PLATFORM,)
-        assertion = self._verify(provider, subject_token, subject_token_type, form["audience"], allow_network)
+        assertion = self.verify_credential(provider, subject_token, subject_token_type, form["audience"], allow_network)
         try:
             identity = apply(provider.compiled, assertion)
         except PermissionDenied as exc:
@@ -184,8 +184,10 @@ class TokenExchanger:
         scopes = tuple(form.get("scope", CLOUD_PLATFORM).split()) or (CLOUD_PLATFORM,)
         return Exchange(self._tokens.mint(identity.principal, scopes, DEFAULT_LIFETIME), None, identity.assertion)
 
-    def _verify(self, provider: ProviderRuntime, subject_token: str, subject_token_type: str,
-                audience: str, allow_network: bool) -> dict[str, Any]:
+    def verify_credential(self, provider: ProviderRuntime, subject_token: str, subject_token_type: str,
+                          audience: str, allow_network: bool = True) -> dict[str, Any]:
+        """The provider plugin's verdict on an external credential: its claims (the `assertion`
+        the condition and mapping read), or OAuthError (also what `keyless doctor explain` shows)."""
         if provider.oidc is not None:
             if subject_token_type not in JWT_TYPES:
                 raise OAuthError("invalid_request", f'Invalid value for "subject_token_type": {subject_token_type}. '

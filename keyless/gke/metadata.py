@@ -127,9 +127,14 @@ def load_pod_identity(s: Any, node_name: str, address: str) -> PodIdentity | Non
     pods = s.scalars(select(K8sObject).where(K8sObject.cluster_id == node.cluster_id, K8sObject.kind == "Pod",
                                              K8sObject.pod_ip == address)).all()
     pod = next((p for p in pods if ((p.body.get("spec") or {}).get("nodeName") in (None, node_name))), None)
+    return pod_identity(s, pod, node) if pod is not None else None
+
+
+def pod_identity(s: Any, pod: K8sObject, node: GkeNode) -> PodIdentity | None:
+    """What the metadata server of `node` knows about `pod` (also `keyless doctor explain`'s view)."""
     cluster = s.get(GkeCluster, node.cluster_id)
     pool = s.get(GkeNodePool, node.node_pool_id)
-    if pod is None or cluster is None or pool is None:
+    if cluster is None or pool is None:
         return None
     ksa = (pod.body.get("spec") or {}).get("serviceAccountName") or "default"
     sa_row = s.scalars(select(K8sObject).where(K8sObject.cluster_id == cluster.id, K8sObject.kind == "ServiceAccount",
@@ -225,7 +230,7 @@ class PodCredentials:
 
     def _exchange(self, pod: PodIdentity, scopes: tuple[str, ...], auditor: Auditor) -> AccessToken:
         try:
-            from keyless.gke.issuer import issuer_url, mint_ksa_token  # the control plane's issuer
+            import keyless.gke.issuer  # noqa: F401  the control plane's issuer
         except ImportError:
             return self._pool_token(pod, scopes, auditor)
         with self._state.db.read() as s:
@@ -233,11 +238,7 @@ class PodCredentials:
             if cluster is None:
                 raise MetadataError(404, "Cluster not found.")
             s.expunge(cluster)
-        subject = mint_ksa_token(cluster, namespace=pod.namespace, service_account=pod.ksa,
-                                 audience=pod.workload_pool, pod_name=pod.pod_name, pod_uid=pod.pod_uid)
-        form = {"grant_type": GRANT_TYPE, "audience": f"identitynamespace:{pod.workload_pool}:{issuer_url(cluster)}",
-                "scope": " ".join(scopes), "requested_token_type": ACCESS_TOKEN_TYPE,
-                "subject_token": subject, "subject_token_type": JWT_TYPE}
+        form = ksa_exchange_form(cluster, pod, scopes)
         self.exchanges += 1
         try:
             result = self._state.exchanger.exchange(form)
@@ -301,6 +302,18 @@ class PodCredentials:
         return token
 
 
+def ksa_exchange_form(cluster: GkeCluster, pod: PodIdentity, scopes: tuple[str, ...]) -> dict[str, str]:
+    """The STS request GKE's metadata server makes for `pod`: its KSA token, minted by the
+    cluster's issuer, for the identitynamespace audience of the cluster's workload pool."""
+    from keyless.gke.issuer import issuer_url, mint_ksa_token
+
+    subject = mint_ksa_token(cluster, namespace=pod.namespace, service_account=pod.ksa,
+                             audience=pod.workload_pool, pod_name=pod.pod_name, pod_uid=pod.pod_uid)
+    return {"grant_type": GRANT_TYPE, "audience": f"identitynamespace:{pod.workload_pool}:{issuer_url(cluster)}",
+            "scope": " ".join(scopes), "requested_token_type": ACCESS_TOKEN_TYPE,
+            "subject_token": subject, "subject_token_type": JWT_TYPE}
+
+
 def _reason(status: int) -> str:
     try:
         return HTTPStatus(status).phrase
@@ -317,4 +330,5 @@ def _iam_error(what: str, error: KeylessError) -> MetadataError:
                                  f"{message}\n{BINDING_HINT}")
 
 
-__all__ = ["ANNOTATION", "MetadataError", "PodCredentials", "PodDirectory", "PodIdentity", "load_pod_identity"]
+__all__ = ["ANNOTATION", "MetadataError", "PodCredentials", "PodDirectory", "PodIdentity", "ksa_exchange_form",
+           "load_pod_identity", "pod_identity"]

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from keyless.clock import parse_duration
 from keyless.errors import FailedPrecondition, InvalidArgument, NotFound
 from keyless.iam.directory import AccountInfo
-from keyless.iam.evaluate import Authorizer, permission_denied
+from keyless.iam.evaluate import Authorizer, Decision, permission_denied
 from keyless.iam.principal import Principal
 from keyless.iam.service_account_keys import system_key
 from keyless.iam.service_accounts import sa_chain
@@ -34,6 +34,7 @@ from keyless.store.models import ServiceAccount
 from keyless.tokens.access import AccessToken
 from keyless.tokens.keys import ID, b64url
 
+GET_ACCESS_TOKEN = "iam.serviceAccounts.getAccessToken"
 DELEGATE = re.compile(r"^projects/([^/]+)/serviceAccounts/([^/]+)$")
 MAX_LIFETIME = 3600
 EXTENDED_MAX_LIFETIME = 12 * 3600
@@ -62,6 +63,13 @@ def _account(state: ServerState, name: str) -> AccountInfo:
     return account
 
 
+def may_act_as(authz: Authorizer, actor: Principal, account: AccountInfo, permission: str) -> Decision:
+    """One hop of a chain: does `actor` hold `permission` (getAccessToken, ...) on `account`?
+    For a federated or GKE principal that is roles/iam.workloadIdentityUser (or
+    serviceAccountTokenCreator) on the account or its project."""
+    return authz.check(actor, permission, sa_chain(account))
+
+
 def resolve_chain(state: ServerState, caller: Principal, target_name: str, delegates: Any,
                   permission: str) -> Chain:
     """Check the whole chain caller -> delegates... -> target for `permission` (no store access
@@ -73,10 +81,9 @@ def resolve_chain(state: ServerState, caller: Principal, target_name: str, deleg
         raise InvalidArgument(f"delegates must be a list of at most {MAX_DELEGATES} service account names.")
     hops = tuple(_account(state, d) for d in delegates)
     target = _account(state, target_name)
-    authz: Authorizer = state.authz
     actor = caller
     for account in (*hops, target):
-        if not authz.check(actor, permission, sa_chain(account)).granted:
+        if not may_act_as(state.authz, actor, account, permission).granted:
             raise permission_denied(permission, f"projects/-/serviceAccounts/{account.unique_id}")
         actor = service_account_principal(account)
     delegation = (caller.subject or caller.member,) + tuple(f"serviceAccount:{h.email}" for h in hops)
@@ -93,7 +100,7 @@ def generate_access_token(state: ServerState, caller: Principal, name: str,
         lifetime = int(parse_duration(body["lifetime"], "lifetime"))
         if not 1 <= lifetime <= EXTENDED_MAX_LIFETIME:
             raise InvalidArgument(f"The lifetime must be between 1 and {EXTENDED_MAX_LIFETIME} seconds.")
-    chain = resolve_chain(state, caller, name, body.get("delegates"), "iam.serviceAccounts.getAccessToken")
+    chain = resolve_chain(state, caller, name, body.get("delegates"), GET_ACCESS_TOKEN)
     if lifetime > MAX_LIFETIME and not _lifetime_extension_allowed(state, chain.target):
         raise InvalidArgument(
             f"The lifetime {lifetime}s is longer than the maximum {MAX_LIFETIME}s: service account "

@@ -11,7 +11,7 @@ so a check costs a few dictionary lookups however many bindings a policy has.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +44,17 @@ class ResourceContext:
     name: str  # the full resource name used for IAM conditions, e.g. projects/_/buckets/b
     type: str = ""
     service: str = ""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A binding naming the principal with a role that holds the permission."""
+
+    resource: str  # the policy it is in (chain[0] or an ancestor)
+    role: str
+    member: str
+    condition: dict[str, Any] | None
+    holds: bool  # no condition, or the condition evaluated to true
 
 
 @dataclass(frozen=True)
@@ -101,6 +112,7 @@ class Authorizer:
               context: ResourceContext | None = None, now: datetime | None = None) -> Decision:
         """Evaluate `permission` for `principal` on chain[0], inheriting from chain[1:]."""
         activation: dict[str, Any] | None = None
+        # The walk of _candidates, inlined: this is every request's hot path (a generator costs ~1 µs).
         for resource in chain:
             index = self._index(resource)
             if not index.by_member:
@@ -112,13 +124,30 @@ class Authorizer:
                     if grant.program is not None:
                         if activation is None:
                             activation = _activation(context or ResourceContext(chain[0]), now)
-                        try:
-                            if grant.program.evaluate(activation) is not True:
-                                continue
-                        except CelError:
+                        if not _holds(grant.program, activation):
                             continue
                     return Decision(True, permission, chain[0], (resource, grant.role, key))
         return Decision(False, permission, chain[0])
+
+    def candidates(self, principal: Principal, permission: str, chain: Sequence[str],
+                   context: ResourceContext | None = None, now: datetime | None = None) -> list[Candidate]:
+        """Every binding `check` weighs: member and role match, with its condition's outcome
+        (what `keyless doctor explain` shows; `check` is granted iff one of them holds)."""
+        activation = _activation(context or ResourceContext(chain[0]), now)
+        return [Candidate(resource, grant.role, key, grant.condition,
+                          grant.program is None or _holds(grant.program, activation))
+                for resource, grant, key in self._candidates(principal, permission, chain)]
+
+    def _candidates(self, principal: Principal, permission: str,
+                    chain: Sequence[str]) -> Iterator[tuple[str, Grant, str]]:
+        for resource in chain:
+            index = self._index(resource)
+            if not index.by_member:
+                continue
+            for key in principal.member_keys:
+                for grant in index.by_member.get(key, ()):
+                    if permission in self._roles.permissions(grant.role):
+                        yield resource, grant, key
 
     def holds_role(self, principal: Principal, role: str, chain: Sequence[str]) -> bool:
         """Whether `principal` is bound to `role` without condition on chain[0] or an ancestor
@@ -151,6 +180,14 @@ def permission_denied(permission: str, resource: str | None) -> PermissionDenied
             "metadata": {"permission": permission, **({"resource": resource} if resource else {})},
         }],
     )
+
+
+def _holds(program: Program, activation: dict[str, Any]) -> bool:
+    """A condition grants only when it evaluates to true; one that fails to evaluate does not."""
+    try:
+        return program.evaluate(activation) is True
+    except CelError:
+        return False
 
 
 def _activation(context: ResourceContext, now: datetime | None) -> dict[str, Any]:

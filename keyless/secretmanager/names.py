@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from keyless.errors import InvalidArgument
+from keyless.projects import project_chain
 
 SECRET_ID = re.compile(r"^[a-zA-Z0-9_-]{1,255}$")
 VERSION_ID = re.compile(r"^(latest|[1-9][0-9]{0,9})$")
@@ -28,6 +29,11 @@ def version_name(project: str, secret_id: str, version: str | int) -> str:
 def policy_resource(project_number: str, secret_id: str) -> str:
     """Where a secret's IAM policy is stored (deleted with the secret)."""
     return f"//{SERVICE}/{secret_name(project_number, secret_id)}"
+
+
+def secret_chain(project_number: str, project_id: str, secret_id: str) -> list[str]:
+    """The policies a secret (and its versions) inherits from: its own, the project's, the root's."""
+    return [policy_resource(project_number, secret_id), *project_chain(project_id)]
 
 
 def check_secret_id(project: str, secret_id: str) -> str:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from keyless.clock import rfc3339
 from keyless.errors import AlreadyExists, InvalidArgument, NotFound
-from keyless.iam.evaluate import Authorizer
+from keyless.iam.evaluate import Authorizer, ResourceContext
 from keyless.iam.policy import MemberCheck, RoleCheck, set_policy
 from keyless.iam.principal import ANONYMOUS, Principal
 from keyless.projects import ROOT, project_chain, project_resource
@@ -48,9 +48,18 @@ class ConflictError(AlreadyExists):
     """409 for the bucket name space (creation) and non-empty deletes."""
 
 
+SERVICE = "storage.googleapis.com"
+BUCKET_TYPE = "storage.googleapis.com/Bucket"
+
+
 def bucket_resource(name: str) -> str:
     """The resource name of a bucket, for IAM policies, conditions and audit entries."""
     return f"projects/_/buckets/{name}"
+
+
+def bucket_context(name: str) -> ResourceContext:
+    """What IAM conditions see of a bucket (resource.name/type/service)."""
+    return ResourceContext(bucket_resource(name), BUCKET_TYPE, SERVICE)
 
 
 def bucket_chain(row: StorageBucket) -> list[str]:

@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session
 
 from keyless.clock import rfc3339
 from keyless.errors import InvalidArgument, NotFound
-from keyless.storage.buckets import varint
+from keyless.iam.evaluate import ResourceContext
+from keyless.storage.buckets import SERVICE, varint
 from keyless.storage.errors import PRECONDITION_FAILED, PreconditionFailed
 from keyless.store.models import StorageObject
 
@@ -35,9 +36,17 @@ ACCEPTED = WRITABLE | {"name", "bucket", "md5Hash", "crc32c", "kind", "acl", "si
                        "metageneration", "etag", "timeCreated", "updated", "selfLink", "mediaLink"}
 
 
+OBJECT_TYPE = "storage.googleapis.com/Object"
+
+
 def object_resource(bucket: str, name: str) -> str:
     """The resource name IAM conditions and audit entries see: projects/_/buckets/B/objects/O."""
     return f"projects/_/buckets/{bucket}/objects/{name}"
+
+
+def object_context(bucket: str, name: str) -> ResourceContext:
+    """What IAM conditions see of an object (resource.name/type/service)."""
+    return ResourceContext(object_resource(bucket, name), OBJECT_TYPE, SERVICE)
 
 
 def not_found(bucket: str, name: str) -> NotFound:
