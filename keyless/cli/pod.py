@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -41,9 +42,9 @@ def cmd_pod_run(args: argparse.Namespace) -> int:
 
 
 def cmd_metadata_server(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from keyless.api.metadata import MetadataServer
+    from keyless.api.metadata_http import run, serve
+    from keyless.app import tune_gc
     from keyless.cli.main import _settings
     from keyless.gke import netns
     from keyless.gke.forwarder import Forwarder, Route, parse_upstream
@@ -63,20 +64,27 @@ def cmd_metadata_server(args: argparse.Namespace) -> int:
         forwarder.start()  # its own thread and loop: relayed traffic never delays /token
     state = ServerState(_settings(args))
     app = MetadataServer(state, args.node)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", server_header=False,
-                            date_header=False, timeout_keep_alive=600)  # pods keep their connection
-    server = uvicorn.Server(config)
+    stopping = threading.Event()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        threading.Thread(target=lambda: (stopping.wait(), loop.call_soon_threadsafe(stop.set)), daemon=True).start()
+        tune_gc()
+        await serve(app, [sock], stop)
 
     def watch_idle() -> None:
         # The runners remove an empty node; this covers runners and reapers that were killed.
         empty = 0
-        while not server.should_exit:
+        while not stopping.is_set():
             time.sleep(1)
             empty = empty + 1 if netns.bridge_ports(args.netns) == 0 else 0
             if empty >= IDLE_CHECKS or not netns.exists(args.netns):
                 with netns.node_lock(args.netns):
                     if netns.bridge_ports(args.netns) == 0:
-                        server.should_exit = True
+                        stopping.set()
                         netns.record_path(args.netns).unlink(missing_ok=True)
                         netns.delete_node(args.netns)
                         return
@@ -86,8 +94,9 @@ def cmd_metadata_server(args: argparse.Namespace) -> int:
     netns.write_record(args.netns, {**record, "owners": [me], "server": me, "ready": True, "relays": relays})
     threading.Thread(target=watch_idle, daemon=True).start()
     try:
-        asyncio.run(server.serve(sockets=[sock]))
+        run(main())
     finally:
+        stopping.set()
         forwarder.stop()
         state.audit.close()
     return 0
