@@ -1,5 +1,6 @@
 """`keyless pod run`: run a command as a GKE pod (its own network namespace, its node's
-metadata server at 169.254.169.254, and with `--tls-port` Google's API hosts relayed to Keyless),
+metadata server at 169.254.169.254, and with `--tls-port` Google's API hosts relayed to Keyless;
+or with `--network loopback` its own 127.x address and metadata server, keyless/gke/loopback.py),
 and `keyless pod metadata-server`, the per-node server (and relay) that `pod run` starts on
 first use (see keyless/api/metadata.py for why one per node)."""
 
@@ -36,7 +37,8 @@ def cmd_pod_run(args: argparse.Namespace) -> int:
     spec = PodSpec(cluster=args.cluster, command=command, namespace=args.namespace,
                    service_account=args.service_account, pod=args.pod, name=args.name, node_pool=args.node_pool,
                    project=args.project, location=args.location, env=env,
-                   metadata_egress=not args.deny_metadata_egress, server=args.server or os.environ.get("KEYLESS_SERVER"))
+                   metadata_egress=not args.deny_metadata_egress, server=args.server or os.environ.get("KEYLESS_SERVER"),
+                   network=args.network)
     code = run_pod(_settings(args), spec)
     return code if code >= 0 else 128 - code  # killed by a signal: the shell's convention
 
@@ -125,6 +127,11 @@ def register(sub: Any,
                           "its node, and trusts Keyless's CA; without it only the metadata server is reachable")
     run.add_argument("--server", help="Keyless's URL as this machine reaches it (or $KEYLESS_SERVER; default "
                                       "http://127.0.0.1:8080): its host and HTTP port are relayed with --tls-port")
+    run.add_argument("--network", choices=("namespace", "loopback"), default="namespace",
+                     help="namespace (default; needs root): the pod gets its own network namespace, where "
+                          "169.254.169.254 is its node's metadata server. loopback (no root needed, no isolation): "
+                          "the pod gets its own 127.x.y.z address with a metadata server there, given to it in "
+                          "GCE_METADATA_HOST, GCE_METADATA_IP and GCE_METADATA_ROOT; any local process can reach it")
     run.add_argument("--universe-domain", help="also resolve SERVICE.UNIVERSE to Keyless (as given to serve)")
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
     add_store_flags(run)

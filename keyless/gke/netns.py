@@ -53,7 +53,20 @@ def unavailable_reason() -> str | None:
                 "per pod; run it with sudo, or as root in CI")
     if shutil.which("ip") is None:
         return "keyless pod run needs iproute2's `ip` command (apt-get install iproute2)"
+    if not _unshare_permitted():
+        return ("keyless pod run cannot create a network namespace here: unshare(CLONE_NEWNET) is not permitted "
+                "(a container without CAP_SYS_ADMIN, or a seccomp policy)")
     return None
+
+
+def _unshare_permitted() -> bool:
+    """Root is not enough in some containers: try it (util-linux unshare(1), in a child)."""
+    if shutil.which("unshare") is None:
+        return True  # cannot tell: `ip netns add` will say
+    try:
+        return subprocess.run(["unshare", "--net", "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 def require_available() -> None:
