@@ -98,7 +98,8 @@ def main() -> int:
             if any(p.poll() not in (None, 0) for p in procs):
                 break
             time.sleep(0.05)
-        servers = [rec["server"][0] for rec in netns.records().values() if rec.get("server")]
+        servers = [rec["server"][0] for rec in netns.records().values() if rec.get("server") and
+                   str(srv.data_dir) in Path(f"/proc/{rec['server'][0]}/cmdline").read_text(errors="replace")]
         cpu0 = sum(cpu_seconds(pid) for pid in servers)
         start.touch()
         results = []
