@@ -7,7 +7,9 @@ own process, listening on 169.254.169.254:80 *inside the node's network namespac
 is made there with setns, the process stays in the host namespace so it still reaches the
 store, SQLite or PostgreSQL) — like GKE's per-node gke-metadata-server DaemonSet. Pods reach it
 over their veth, so the source address is the pod's own IP, the only thing it trusts.
-A bare ASGI app: every answer is a few dict lookups once a pod's identity and token are cached.
+Served by keyless/api/metadata_http.py: every answer is a few dict lookups once a pod's identity
+and token are cached. In loopback mode (keyless/gke/loopback.py) the caller is identified by the
+127.x address its connection arrived at instead; the decision below is the same.
 """
 
 from __future__ import annotations
@@ -16,8 +18,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
-
-from starlette.types import Receive, Scope, Send
 
 from keyless.audit.token_entries import credentials_issued, token_exchanged
 from keyless.errors import KeylessError
@@ -68,8 +68,21 @@ class MetadataServer:
         self.state = state
         self.pods = PodDirectory(state, node_name)
         self.credentials = PodCredentials(state)
+        self._trees: dict[int, tuple[PodIdentity, Tree]] = {}  # id(pod) -> the tree built for it
 
     # -- the tree ------------------------------------------------------------------------------
+
+    def tree_of(self, pod: PodIdentity) -> Tree:
+        """The pod's tree, built once per PodIdentity (the directory hands out the same object
+        until the store changes), not once per request."""
+        cached = self._trees.get(id(pod))
+        if cached is not None and cached[0] is pod:
+            return cached[1]
+        if len(self._trees) > 4096:
+            self._trees.clear()
+        tree = self.tree(pod)
+        self._trees[id(pod)] = (pod, tree)
+        return tree
 
     def tree(self, pod: PodIdentity) -> Tree:
         accounts: dict[str, Any] = {"default": self._account(pod)}
@@ -103,8 +116,8 @@ class MetadataServer:
         raw = req.query.get("scopes", "")
         scopes = tuple(s for s in raw.replace(" ", ",").split(",") if s)[:32]
         token = self.credentials.access_token(req.pod, scopes, _Auditor(self.state, req.pod.project_id, req.ip, req.agent))
-        body = {"access_token": token.token, "expires_in": token.expires_in, "token_type": "Bearer"}
-        return 200, "application/json", json.dumps(body, separators=(",", ":")).encode()
+        body = f'{{"access_token":{json.dumps(token.token)},"expires_in":{token.expires_in},"token_type":"Bearer"}}'
+        return 200, "application/json", body.encode()
 
     def _identity(self, req: Request) -> tuple[int, str, bytes]:
         audience = req.query.get("audience", "")
@@ -116,25 +129,15 @@ class MetadataServer:
         token = self.credentials.id_token(req.pod, audience, full, _Auditor(self.state, req.pod.project_id, req.ip, req.agent))
         return 200, "text/plain", token.encode()
 
-    # -- ASGI ----------------------------------------------------------------------------------
+    # -- HTTP (keyless/api/metadata_http.py) -------------------------------------------------
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        headers = {k.lower(): v for k, v in scope.get("headers") or []}
-        client = scope.get("client")
-        status, ctype, body, extra, gke = self.answer(scope["method"], scope["path"], scope.get("query_string", b""),
-                                                      headers, client[0] if client else "")
+    def respond(self, method: str, path: str, raw_query: bytes, headers: dict[bytes, bytes], ip: str
+                ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """(status, response headers, body) for one request; `headers` has lower-case names."""
+        status, ctype, body, extra, gke = self.answer(method, path, raw_query, headers, ip)
         out = [(b"metadata-flavor", b"Google"), (b"content-type", ctype.encode()),
                (b"server", GKE_SERVER if gke else GCE_SERVER), (b"content-length", str(len(body)).encode()), *extra]
-        await send({"type": "http.response.start", "status": status, "headers": out})
-        await send({"type": "http.response.body", "body": body})
+        return status, out, body
 
     def answer(self, method: str, path: str, raw_query: bytes, headers: dict[bytes, bytes], ip: str
                ) -> tuple[int, str, bytes, list[tuple[bytes, bytes]], bool]:
@@ -157,7 +160,8 @@ class MetadataServer:
         if len(raw_query) > MAX_QUERY or not path.startswith(PREFIX[:-1]):
             return 404, text, b"Not Found\n", [], gke
         try:
-            query = dict(parse_qsl(raw_query.decode("utf-8"), keep_blank_values=True, max_num_fields=16))
+            query = dict(parse_qsl(raw_query.decode("utf-8"), keep_blank_values=True, max_num_fields=16)
+                         ) if raw_query else {}
         except (UnicodeDecodeError, ValueError):
             return 400, text, b"Bad Request\n", [], gke
         req = Request(pod, query, ip, headers.get(b"user-agent", b"").decode("latin-1")[:512])
@@ -169,7 +173,7 @@ class MetadataServer:
     def _walk(self, rest: str, req: Request) -> tuple[int, str, bytes, list[tuple[bytes, bytes]]]:
         text = "application/text"
         is_dir = rest == "" or rest.endswith("/")
-        node: Any = self.tree(req.pod)
+        node: Any = self.tree_of(req.pod)
         for part in [p for p in rest.split("/") if p]:
             if not isinstance(node, dict) or part not in node:
                 return 404, text, b"Not Found\n", []

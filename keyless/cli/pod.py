@@ -1,5 +1,6 @@
 """`keyless pod run`: run a command as a GKE pod (its own network namespace, its node's
-metadata server at 169.254.169.254, and with `--tls-port` Google's API hosts relayed to Keyless),
+metadata server at 169.254.169.254, and with `--tls-port` Google's API hosts relayed to Keyless;
+or with `--network loopback` its own 127.x address and metadata server, keyless/gke/loopback.py),
 and `keyless pod metadata-server`, the per-node server (and relay) that `pod run` starts on
 first use (see keyless/api/metadata.py for why one per node)."""
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -35,15 +37,16 @@ def cmd_pod_run(args: argparse.Namespace) -> int:
     spec = PodSpec(cluster=args.cluster, command=command, namespace=args.namespace,
                    service_account=args.service_account, pod=args.pod, name=args.name, node_pool=args.node_pool,
                    project=args.project, location=args.location, env=env,
-                   metadata_egress=not args.deny_metadata_egress, server=args.server or os.environ.get("KEYLESS_SERVER"))
+                   metadata_egress=not args.deny_metadata_egress, server=args.server or os.environ.get("KEYLESS_SERVER"),
+                   network=args.network)
     code = run_pod(_settings(args), spec)
     return code if code >= 0 else 128 - code  # killed by a signal: the shell's convention
 
 
 def cmd_metadata_server(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from keyless.api.metadata import MetadataServer
+    from keyless.api.metadata_http import run, serve
+    from keyless.app import tune_gc
     from keyless.cli.main import _settings
     from keyless.gke import netns
     from keyless.gke.forwarder import Forwarder, Route, parse_upstream
@@ -63,20 +66,27 @@ def cmd_metadata_server(args: argparse.Namespace) -> int:
         forwarder.start()  # its own thread and loop: relayed traffic never delays /token
     state = ServerState(_settings(args))
     app = MetadataServer(state, args.node)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", server_header=False,
-                            date_header=False, timeout_keep_alive=600)  # pods keep their connection
-    server = uvicorn.Server(config)
+    stopping = threading.Event()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        threading.Thread(target=lambda: (stopping.wait(), loop.call_soon_threadsafe(stop.set)), daemon=True).start()
+        tune_gc()
+        await serve(app, [sock], stop)
 
     def watch_idle() -> None:
         # The runners remove an empty node; this covers runners and reapers that were killed.
         empty = 0
-        while not server.should_exit:
+        while not stopping.is_set():
             time.sleep(1)
             empty = empty + 1 if netns.bridge_ports(args.netns) == 0 else 0
             if empty >= IDLE_CHECKS or not netns.exists(args.netns):
                 with netns.node_lock(args.netns):
                     if netns.bridge_ports(args.netns) == 0:
-                        server.should_exit = True
+                        stopping.set()
                         netns.record_path(args.netns).unlink(missing_ok=True)
                         netns.delete_node(args.netns)
                         return
@@ -86,8 +96,9 @@ def cmd_metadata_server(args: argparse.Namespace) -> int:
     netns.write_record(args.netns, {**record, "owners": [me], "server": me, "ready": True, "relays": relays})
     threading.Thread(target=watch_idle, daemon=True).start()
     try:
-        asyncio.run(server.serve(sockets=[sock]))
+        run(main())
     finally:
+        stopping.set()
         forwarder.stop()
         state.audit.close()
     return 0
@@ -116,6 +127,11 @@ def register(sub: Any,
                           "its node, and trusts Keyless's CA; without it only the metadata server is reachable")
     run.add_argument("--server", help="Keyless's URL as this machine reaches it (or $KEYLESS_SERVER; default "
                                       "http://127.0.0.1:8080): its host and HTTP port are relayed with --tls-port")
+    run.add_argument("--network", choices=("namespace", "loopback"), default="namespace",
+                     help="namespace (default; needs root): the pod gets its own network namespace, where "
+                          "169.254.169.254 is its node's metadata server. loopback (no root needed, no isolation): "
+                          "the pod gets its own 127.x.y.z address with a metadata server there, given to it in "
+                          "GCE_METADATA_HOST, GCE_METADATA_IP and GCE_METADATA_ROOT; any local process can reach it")
     run.add_argument("--universe-domain", help="also resolve SERVICE.UNIVERSE to Keyless (as given to serve)")
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
     add_store_flags(run)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -52,7 +53,20 @@ def unavailable_reason() -> str | None:
                 "per pod; run it with sudo, or as root in CI")
     if shutil.which("ip") is None:
         return "keyless pod run needs iproute2's `ip` command (apt-get install iproute2)"
+    if not _unshare_permitted():
+        return ("keyless pod run cannot create a network namespace here: unshare(CLONE_NEWNET) is not permitted "
+                "(a container without CAP_SYS_ADMIN, or a seccomp policy)")
     return None
+
+
+def _unshare_permitted() -> bool:
+    """Root is not enough in some containers: try it (util-linux unshare(1), in a child)."""
+    if shutil.which("unshare") is None:
+        return True  # cannot tell: `ip netns add` will say
+    try:
+        return subprocess.run(["unshare", "--net", "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 def require_available() -> None:
@@ -158,10 +172,20 @@ def create_node(name: str, gateway: str) -> None:
     """The node namespace: a bridge holding the pod subnet's gateway and 169.254.169.254."""
     ip("netns", "add", name)
     ip("link", "set", "lo", "up", netns=name)
-    ip("link", "add", BRIDGE, "type", "bridge", netns=name)
+    # A fixed address: a bridge otherwise takes the lowest MAC of its ports, so each pod joining
+    # or leaving could change the gateway's MAC under the other pods' ARP caches, and their
+    # packets to the metadata server went nowhere until the neighbour entry expired (TCP's
+    # retransmission back-off made that a 6-100 s stall).
+    ip("link", "add", BRIDGE, "address", bridge_mac(name), "type", "bridge", netns=name)
     ip("addr", "add", f"{gateway}/24", "dev", BRIDGE, netns=name)
     ip("addr", "add", f"{METADATA_IP}/32", "dev", BRIDGE, netns=name)
     ip("link", "set", BRIDGE, "up", netns=name)
+
+
+def bridge_mac(node_ns: str) -> str:
+    """A locally administered unicast MAC for the node's bridge, stable for the namespace."""
+    digest = hashlib.sha256(node_ns.encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
 
 
 def bridge_ports(node_ns: str) -> int:

@@ -17,11 +17,14 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +36,7 @@ from sqlalchemy import select
 from keyless.api.hosts import hostnames
 from keyless.config import Settings
 from keyless.errors import FailedPrecondition, InvalidArgument, NotFound
-from keyless.gke import netns
+from keyless.gke import loopback, netns
 from keyless.store.db import Database, open_database
 from keyless.store.models import GkeCluster, GkeNode, GkeNodePool, K8sObject
 
@@ -60,6 +63,7 @@ class PodSpec:
     env: dict[str, str] = field(default_factory=dict)
     metadata_egress: bool = True  # False: as under a default-deny egress NetworkPolicy
     server: str | None = None  # Keyless's URL as the host reaches it (default: the settings' base URL)
+    network: str = "namespace"  # or "loopback" (keyless/gke/loopback.py): no namespace, no root needed
 
 
 @dataclass
@@ -239,9 +243,13 @@ def _allocate(node_ns: str, gateway: str) -> str:
 
 # -- recording the pod ---------------------------------------------------------------------------
 
-def _record_running(db: Database, place: Placement, body: dict[str, Any] | None, address: str) -> None:
+def _record_running(db: Database, place: Placement, body: dict[str, Any] | None,
+                    address: str | Callable[[Any], str]) -> str:
+    """Record the pod as running at `address` (or at the one `address(session)` allocates)."""
     now = datetime.now(UTC)
     with db.write() as s:
+        if callable(address):
+            address = address(s)
         for stale in s.scalars(select(K8sObject).where(K8sObject.cluster_id == place.cluster_id,
                                                        K8sObject.pod_ip == address)).all():
             stale.pod_ip = None  # a pod whose runner died without clearing its address
@@ -257,6 +265,7 @@ def _record_running(db: Database, place: Placement, body: dict[str, Any] | None,
                          "startTime": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
         row.body = new
         row.pod_ip = address
+    return address
 
 
 def _record_ended(db: Database, pod_uid: str, ephemeral: bool, returncode: int | None) -> None:
@@ -280,7 +289,16 @@ def _record_ended(db: Database, pod_uid: str, ephemeral: bool, returncode: int |
 # -- tear-down (runner or reaper) ----------------------------------------------------------------
 
 def teardown(info: dict[str, Any], db: Database | None, returncode: int | None) -> None:
-    """Delete the pod's namespace, forget its IP, and remove the node if it was the last pod."""
+    """Delete the pod's namespace, forget its IP, and remove the node if it was the last pod.
+    A loopback pod: kill its process group, forget its address, remove its HOME."""
+    if info.get("network") == "loopback":
+        if info.get("pgid"):
+            loopback.kill_group(info["pgid"], info.get("pgid_started"))
+        if db is not None:
+            with contextlib.suppress(Exception):
+                _record_ended(db, info["pod_uid"], info["ephemeral"], returncode)
+        shutil.rmtree(info["home"], ignore_errors=True)
+        return
     netns.delete_pod(info["pod_ns"], info["node_ns"])
     if db is not None:
         with contextlib.suppress(Exception):  # the store may be gone (test ended): the kernel state matters most
@@ -331,9 +349,11 @@ def _pdeathsig() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def pod_environment(place: Placement, spec: PodSpec, bundle: Path | None = None) -> dict[str, str]:
+def pod_environment(place: Placement, spec: PodSpec, bundle: Path | None = None,
+                    extra: dict[str, str] | None = None) -> dict[str, str]:
     """A container's environment: PATH and HOME, the pod's name, the CA bundle variables (as a
-    cloud-sdk image's trust store would hold Google's roots), the manifest's env, then --env.
+    cloud-sdk image's trust store would hold Google's roots), `extra` (a loopback pod's HOME and
+    metadata variables), the manifest's env, then --env.
     Nothing of the caller's credentials or Keyless settings leaks in."""
     env = {"PATH": os.environ.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
            "HOME": "/root", "HOSTNAME": place.pod_name}
@@ -342,6 +362,7 @@ def pod_environment(place: Placement, spec: PodSpec, bundle: Path | None = None)
             env[key] = os.environ[key]
     if bundle is not None:
         env.update(dict.fromkeys(CA_VARIABLES, str(bundle)))
+    env.update(extra or {})
     env.update(place.env)
     env.update(spec.env)
     return env
@@ -349,9 +370,15 @@ def pod_environment(place: Placement, spec: PodSpec, bundle: Path | None = None)
 
 def run_pod(settings: Settings, spec: PodSpec) -> int:
     """Run `spec.command` as a pod until it ends; its exit status is returned."""
-    netns.require_available()
+    if spec.network not in loopback.NETWORKS:
+        raise InvalidArgument(f"--network must be one of {', '.join(loopback.NETWORKS)}, got {spec.network!r}")
     if not spec.command:
         raise InvalidArgument("a command to run is required (after --)")
+    if spec.network == "loopback":
+        return _run_loopback(settings, spec)
+    reason = netns.unavailable_reason()
+    if reason is not None:
+        raise FailedPrecondition(f"{reason}. {loopback.LOOPBACK_OFFER}.")
     relays = relays_for(settings, spec.server)
     bundle = ca_bundle(settings) if relays else None
     api_hosts = hostnames(settings.universe_domain) if relays else []
@@ -388,6 +415,62 @@ def run_pod(settings: Settings, spec: PodSpec) -> int:
         return returncode
     finally:
         try:
+            if info is not None:
+                teardown(info, db, returncode)
+        finally:
+            with contextlib.suppress(OSError):
+                os.write(to_reaper, b'"done"\n')
+            os.close(to_reaper)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(reaper, 0)
+            db.dispose()
+
+
+def _run_loopback(settings: Settings, spec: PodSpec) -> int:
+    """The pod without a namespace: its own 127.x address, its metadata server on a thread of
+    this runner, COMMAND in a process group of its own (killed at the end, as a pod's containers)."""
+    if not spec.metadata_egress:
+        raise InvalidArgument("--deny-metadata-egress needs --network namespace: a loopback pod shares the "
+                              "machine's network, nothing can block its metadata endpoint")
+    if relays_for(settings, spec.server):
+        raise InvalidArgument("--tls-port needs --network namespace (a pod's own hosts file); a loopback pod "
+                              "shares the machine's network: use the variables of `keyless env` instead")
+    reaper, to_reaper = _fork_reaper()
+    db = open_database(settings.database_url, settings.data_dir)
+    info: dict[str, Any] | None = None
+    returncode: int | None = None
+    endpoint: loopback.PodEndpoint | None = None
+    previous_tty: int | None = None
+    try:
+        with db.read() as s:
+            place, body = _place(s, settings, spec)
+        home = tempfile.mkdtemp(prefix=f"keyless-pod-{place.pod_name}-")  # the container's own, empty HOME
+        info = {"network": "loopback", "pod_uid": place.pod_uid, "ephemeral": place.ephemeral, "home": home,
+                "database_url": settings.database_url, "data_dir": str(settings.data_dir)}
+        os.write(to_reaper, json.dumps(info).encode() + b"\n")
+        prefix = loopback.block(settings, place.node_name)
+        address = _record_running(db, place, body, lambda s: loopback.allocate(s, prefix))
+        endpoint = loopback.PodEndpoint(settings, db, place.node_name, loopback.listen(address))
+        endpoint.start()
+        extra = {"HOME": home, **loopback.environment(endpoint.sock)}
+        proc = subprocess.Popen(spec.command, env=pod_environment(place, spec, None, extra), cwd=home,
+                                preexec_fn=_pdeathsig, process_group=0)
+        info = {**info, "pgid": proc.pid, "pgid_started": netns.owner(proc.pid)[1]}
+        os.write(to_reaper, json.dumps(info).encode() + b"\n")
+        previous_tty = loopback.foreground(proc.pid)
+        forward = lambda signum, _frame: proc.send_signal(signum)  # noqa: E731
+        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+        try:
+            returncode = proc.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return returncode
+    finally:
+        try:
+            loopback.give_back(previous_tty)
+            if endpoint is not None:
+                endpoint.stop()  # the address answers nothing from here on
             if info is not None:
                 teardown(info, db, returncode)
         finally:
