@@ -74,9 +74,9 @@ def keyless(data: Path, *args: str) -> str:
     return out.stdout.strip()
 
 
-def start(data: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
+def start(data: Path, port: int, workers: int, loop: str = "asyncio") -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([sys.executable, "-m", "keyless.cli.main", "serve", "--port", str(port),
-                             "--data-dir", str(data), "--allow-insecure-issuers", "--workers", str(workers)],
+                             "--data-dir", str(data), "--allow-insecure-issuers", "--workers", str(workers), "--loop", loop],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
     for _ in range(300):
         try:
@@ -319,6 +319,7 @@ def main() -> None:
     p.add_argument("--duration", type=int, default=10)
     p.add_argument("--workers", default="1,2")
     p.add_argument("--connections", default="32,128")
+    p.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="keyless serve --loop")
     p.add_argument("--data-access-logs", choices=("on", "off"), default="on",
                    help="enable Data Access audit logs for sts and iam (default on: every call writes an entry)")
     args = p.parse_args()
@@ -332,7 +333,7 @@ def main() -> None:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         keyless(data, "projects", "create", "my-project", "--number", NUMBER)
-        proc = start(data, port, workers)
+        proc = start(data, port, workers, args.loop)
         try:
             setup(base, (data / "owner.token").read_text().strip(), args.data_access_logs == "on")
             gh = keyless(data, "token", "github", "--repository", "my-org/my-repo", "--audience", f"https:{AUDIENCE}",

@@ -80,22 +80,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _serve_workers(settings: Settings, args: argparse.Namespace) -> None:
-    """`--workers N`: uvicorn's supervisor, N processes accepting on one shared socket."""
-    import socket
-
+    """`--workers N`: uvicorn's supervisor over N processes, each listening on the port (SO_REUSEPORT)."""
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from keyless.listen import WorkerSocket
+
     config = uvicorn.Config("keyless.app:create_app", factory=True, host=settings.host, port=settings.port,
                             workers=args.workers, loop=args.loop, log_level=args.log_level, access_log=False)
-    # The socket is made here, not by uvicorn: uvicorn's has protocol 0, and asyncio sets
-    # TCP_NODELAY only on sockets whose protocol is IPPROTO_TCP, so with the asyncio loop every
-    # answer waited ~40 ms for the client's delayed ACK (Nagle's algorithm).
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((settings.host, settings.port))
-    sock.set_inheritable(True)
+    # Not uvicorn's shared socket: each worker listens on its own (keyless.listen explains why).
+    sock = WorkerSocket(settings.host, settings.port)
     Multiprocess(config, sockets=[sock]).run()
 
 

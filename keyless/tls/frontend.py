@@ -14,7 +14,6 @@ import asyncio
 import datetime as dt
 import logging
 import shutil
-import socket
 import ssl
 import tempfile
 from pathlib import Path
@@ -26,6 +25,7 @@ from uvicorn.server import ServerState as UvicornState
 
 from keyless.api.secretmanager_grpc import secret_manager_service
 from keyless.config import Settings
+from keyless.listen import listening_socket
 from keyless.tls import ca
 from keyless.tls.alpn import ALPN_PROTOCOLS, AlpnSwitch, Peers
 from keyless.tls.names import certificate_names
@@ -33,23 +33,6 @@ from keyless.tls.names import certificate_names
 logger = logging.getLogger("keyless.tls")
 
 MAX_CHECK_SECONDS = 60.0  # how often, at most, the certificate's renewal is checked (and a rotation seen)
-
-
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket that other workers of this server may open too (SO_REUSEPORT)."""
-    family, kind, proto, _, address = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
-                                                         flags=socket.AI_PASSIVE)[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(address)
-        sock.listen(2048)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 class TlsFrontend:
