@@ -18,7 +18,6 @@ from typing import Any
 
 from sqlalchemy import select
 
-from keyless.doctor.manifests import pod_spec, service_account_name
 from keyless.doctor.model import AccountInfo, Binding, Setup
 from keyless.errors import InvalidArgument, NotFound
 from keyless.federation.exchange import federated_principal
@@ -33,7 +32,7 @@ from keyless.projects import ROOT, project_chain
 from keyless.secretmanager import names as secret_names
 from keyless.state import user_principal
 from keyless.storage import buckets
-from keyless.store.models import SmSecret, StorageBucket
+from keyless.store.models import K8sObject, SmSecret, StorageBucket
 
 IMPERSONATE = "iam.serviceAccounts.getAccessToken"
 CREATE_KEY = "iam.serviceAccountKeys.create"  # a key file is the account too, unless keys are disabled
@@ -109,21 +108,32 @@ def principal_of(setup: Setup, member: str, *, attributes: dict[str, str] | None
                           "…/subject/… or PROJECT.svc.id.goog[NS/KSA] member.")
 
 
-def pod_principal(setup: Setup, cluster: str, namespace: str, pod: str) -> Principal:
-    """The identity a pod's KSA has in the project pool (the impersonation of its annotated GSA
-    then shows as a hop, through the KSA's workloadIdentityUser grant)."""
-    for o in setup.objects:
-        if o.kind == "Pod" and o.namespace == namespace and o.name == pod and o.cluster is not None \
-                and o.cluster.name == cluster:
-            spec = pod_spec(o.body) or {}
-            c = o.cluster
-            project = setup.project_by_id(c.project_id)
-            ksa = service_account_name(spec)
-            member = f"serviceAccount:{c.project_id}.svc.id.goog[{namespace}/{ksa}]"
-            keys = member_keys_for_gke_workload(c.project_id, project.number if project else "", namespace, ksa,
-                                                f"projects/{c.project_id}/locations/{c.location}/clusters/{c.name}")
-            return Principal(member=member, member_keys=keys, subject=member)
-    raise NotFound(f"Pod {namespace}/{pod} not found in cluster {cluster}.")
+def pod_principal(state: Any, setup: Setup, cluster: str, namespace: str, pod: str) -> Principal:
+    """Who a pod is, as its node's metadata server decides (keyless.gke.metadata.pod_identity): on a
+    GCE_METADATA node pool the node's service account; otherwise its KSA in the project pool (the
+    impersonation of an annotated GSA then shows as a hop, through the KSA's workloadIdentityUser
+    grant)."""
+    from keyless.doctor.explain import find_cluster, node_of
+    from keyless.gke.metadata import pod_identity
+
+    with state.db.read() as s:
+        row = find_cluster(s, cluster, None, None)
+        found = s.scalars(select(K8sObject).where(K8sObject.cluster_id == row.id, K8sObject.kind == "Pod",
+                                                  K8sObject.namespace == namespace, K8sObject.name == pod)).first()
+        if found is None:
+            raise NotFound(f"Pod {namespace}/{pod} not found in cluster {cluster}.")
+        node, _ = node_of(s, row, found)
+        identity = pod_identity(s, found, node) if node is not None else None
+    if identity is not None and identity.mode == "GCE_METADATA":
+        email = identity.node_service_account
+        return Principal(member=f"serviceAccount:{email}", member_keys=member_keys_for_service_account(email),
+                         email=email)
+    ksa = (found.body.get("spec") or {}).get("serviceAccountName") or "default"
+    project = setup.project_by_id(row.project_id)
+    member = f"serviceAccount:{row.project_id}.svc.id.goog[{namespace}/{ksa}]"
+    keys = member_keys_for_gke_workload(row.project_id, project.number if project else "", namespace, ksa,
+                                        f"projects/{row.project_id}/locations/{row.location}/clusters/{row.name}")
+    return Principal(member=member, member_keys=keys, subject=member)
 
 
 # -- resources -------------------------------------------------------------------------------
@@ -337,7 +347,7 @@ def analyze(state: Any, *, identity: str | None = None, pod: str | None = None, 
         namespace, _, name = pod.partition("/")
         if not cluster or not namespace or not name:
             raise InvalidArgument("A pod is given as NAMESPACE/NAME, with its cluster.")
-        principal = pod_principal(setup, cluster, namespace, name)
+        principal = pod_principal(state, setup, cluster, namespace, name)
         query["identity"] = principal.member
     else:
         assert identity is not None

@@ -210,7 +210,7 @@ def _pod_path(state: ServerState, q: Question, ex: Explanation) -> tuple[Princip
     if not ns or not name or not q.cluster:
         raise InvalidArgument("--pod takes NAMESPACE/NAME, and --cluster is required with it.")
     with state.db.read() as s:
-        cluster = _find_cluster(s, q.cluster, q.project, q.location)
+        cluster = find_cluster(s, q.cluster, q.project, q.location)
         pod = s.scalars(select(K8sObject).where(K8sObject.cluster_id == cluster.id, K8sObject.kind == "Pod",
                                                 K8sObject.namespace == ns, K8sObject.name == name)).first()
         if pod is None:
@@ -218,7 +218,7 @@ def _pod_path(state: ServerState, q: Question, ex: Explanation) -> tuple[Princip
                    f"keyless k8s get pods -n {ns} --cluster {cluster.name}")
             ex.skip_rest("ksa", "annotation", "node pool", "workload pool", "exchange", "binding", "service account")
             return None, False
-        node, placed = _node_of(s, cluster, pod)
+        node, placed = node_of(s, cluster, pod)
         identity = pod_identity(s, pod, node) if node is not None else None
         if identity is None or node is None:
             ex.add("pod", FAIL, f"cluster {cluster.name} has no node for the pod", "The cluster has no nodes.",
@@ -326,7 +326,7 @@ def _pod_path(state: ServerState, q: Question, ex: Explanation) -> tuple[Princip
     return account, account is not None
 
 
-def _find_cluster(s: Any, name: str, project: str | None, location: str | None) -> GkeCluster:
+def find_cluster(s: Any, name: str, project: str | None, location: str | None) -> GkeCluster:
     q = select(GkeCluster).where(GkeCluster.name == name)
     if project:
         q = q.where(GkeCluster.project_id == project)
@@ -341,7 +341,7 @@ def _find_cluster(s: Any, name: str, project: str | None, location: str | None) 
     return cluster
 
 
-def _node_of(s: Any, cluster: GkeCluster, pod: K8sObject) -> tuple[GkeNode | None, bool]:
+def node_of(s: Any, cluster: GkeCluster, pod: K8sObject) -> tuple[GkeNode | None, bool]:
     """The pod's node (spec.nodeName); for a pod not scheduled yet, a node of the pool its
     nodeSelector names, else the node `keyless pod run` would choose (the first by name)."""
     spec = pod.body.get("spec") or {}

@@ -117,13 +117,15 @@ def test_a_ksa_reaches_what_its_gsa_reaches(world: KeylessServer) -> None:
                       "--permission", "storage.objects.get")
 
 
-def test_a_pod_is_its_ksa(world: KeylessServer) -> None:
+def test_a_pod_is_who_its_metadata_server_says(world: KeylessServer) -> None:
     cluster = make_cluster(world, "access-cluster")
     apply_ksa(world, cluster, "production", "my-app-ksa")
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "production"},
-           "spec": {"serviceAccountName": "my-app-ksa", "containers": [{"name": "app", "image": "python:3.11"}]}}
+    pods = [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "production"},
+             "spec": {"serviceAccountName": "my-app-ksa", "containers": [{"name": "app", "image": "python:3.11"}],
+                      "nodeSelector": {"cloud.google.com/gke-nodepool": pool}}}
+            for name, pool in (("web", "default-pool"), ("legacy", "legacy-pool"))]
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
-        yaml.safe_dump(pod, f)
+        yaml.safe_dump_all(pods, f)
         f.flush()
         out = world.keyless("k8s", "apply", "-f", f.name, "--cluster", "access-cluster", "--project", PROJECT)
     assert out.returncode == 0, out.stderr
@@ -132,6 +134,10 @@ def test_a_pod_is_its_ksa(world: KeylessServer) -> None:
     body = json.loads(out.stdout)
     assert body["query"]["identity"] == KSA
     assert [h["serviceAccount"] for h in body["accesses"][0]["via"]] == [sa("my-app-gsa")]
+    # on a GCE_METADATA node pool the metadata server hands out the node's service account
+    out = world.keyless("doctor", "access", "--pod", "production/legacy", "--cluster", "access-cluster",
+                        "--format", "json")
+    assert json.loads(out.stdout)["query"]["identity"] == f"serviceAccount:{NUMBER}-compute@developer.gserviceaccount.com"
     missing = world.keyless("doctor", "access", "--pod", "production/nope", "--cluster", "access-cluster")
     assert missing.returncode != 0 and "Pod production/nope not found" in missing.stderr
 
