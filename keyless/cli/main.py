@@ -75,8 +75,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app = build_app(state)
         tune_gc()
         uvicorn.run(app, host=settings.host, port=settings.port, loop=args.loop, log_level=args.log_level,
-                    access_log=False)
+                    access_log=False, proxy_headers=bool(_trusted_proxies(args)),
+                    forwarded_allow_ips=_trusted_proxies(args) or None)
     return 0
+
+
+def _trusted_proxies(args: argparse.Namespace) -> list[str]:
+    """Whose X-Forwarded-For/-Proto to believe: nobody's unless --trusted-proxy names them.
+    uvicorn's default trusts 127.0.0.1, so any local client could write another address into the
+    audit log's callerIp; Google's callerIp is the connection's."""
+    return list(getattr(args, "trusted_proxy", None) or [])
 
 
 def _serve_workers(settings: Settings, args: argparse.Namespace) -> None:
@@ -87,7 +95,9 @@ def _serve_workers(settings: Settings, args: argparse.Namespace) -> None:
     from keyless.listen import WorkerSocket
 
     config = uvicorn.Config("keyless.app:create_app", factory=True, host=settings.host, port=settings.port,
-                            workers=args.workers, loop=args.loop, log_level=args.log_level, access_log=False)
+                            workers=args.workers, loop=args.loop, log_level=args.log_level, access_log=False,
+                            proxy_headers=bool(_trusted_proxies(args)),
+                            forwarded_allow_ips=_trusted_proxies(args) or None)
     # Not uvicorn's shared socket: each worker listens on its own (keyless.listen explains why).
     sock = WorkerSocket(settings.host, settings.port)
     Multiprocess(config, sockets=[sock]).run()
@@ -196,6 +206,9 @@ def parser() -> argparse.ArgumentParser:
     # (22 vs 13-15 ms at concurrency 32; docs/performance.md, research/perf-floor.md's traps).
     serve.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
                        help="event loop of the HTTP server (default asyncio: the steadier tail latency)")
+    serve.add_argument("--trusted-proxy", action="append", metavar="IP_OR_CIDR",
+                       help="a reverse proxy whose X-Forwarded-For names the caller (repeatable; default none: "
+                            "callerIp is the connection's address)")
     serve.add_argument("--log-level", default="warning")
     serve.set_defaults(func=cmd_serve)
 

@@ -46,7 +46,8 @@ class TlsFrontend:
         self.context.set_alpn_protocols(ALPN_PROTOCOLS)
         self.serial = 0
         # uvicorn's own HTTP/1.1 protocol serves what arrives over HTTP/1.1.
-        self.http_config = uvicorn.Config(app, lifespan="off", access_log=False, log_config=None)
+        # proxy_headers off: callerIp is the TLS client's (see keyless.cli.main._trusted_proxies).
+        self.http_config = uvicorn.Config(app, lifespan="off", access_log=False, log_config=None, proxy_headers=False)
         self.http_config.load()
         self.http_state = UvicornState()
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -344,3 +345,29 @@ def test_keyless_audit_tail_follows_new_entries(srv: KeylessServer) -> None:
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_caller_ip_is_the_connection_s_not_a_header_s(srv: KeylessServer) -> None:
+    """callerIp is where the call came from: a client on the same machine cannot write another
+    address into the audit log with X-Forwarded-For (as no caller can on Google)."""
+    r = srv.call("POST", "/iam/v1/projects/my-project/serviceAccounts", body={"accountId": "spoofing-sa"},
+                 headers={"X-Forwarded-For": "203.0.113.9", "Forwarded": "for=203.0.113.9"})
+    assert r.status_code == 200, r.text
+    made = [e for e in entries(srv, 'protoPayload.methodName:"CreateServiceAccount"') if "spoofing-sa" in json.dumps(e)]
+    assert made and all(e["protoPayload"]["requestMetadata"]["callerIp"] == "127.0.0.1" for e in made), made
+    assert entries(srv, 'protoPayload.requestMetadata.callerIp="203.0.113.9"') == []
+
+
+def test_a_trusted_proxy_names_the_caller(tmp_path: Path) -> None:
+    """Behind a reverse proxy (`--trusted-proxy`), its X-Forwarded-For is the caller's address."""
+    behind = KeylessServer(tmp_path / "data", fresh_database_url(), "--trusted-proxy", "127.0.0.1")
+    try:
+        assert behind.keyless("projects", "create", "my-project", "--number", "123456789012").returncode == 0
+        r = behind.call("POST", "/iam/v1/projects/my-project/serviceAccounts", body={"accountId": "proxied-sa"},
+                        headers={"X-Forwarded-For": "203.0.113.9"})
+        assert r.status_code == 200, r.text
+        made = [e for e in entries(behind, 'protoPayload.methodName:"CreateServiceAccount"')
+                if "proxied-sa" in json.dumps(e)]
+        assert [e["protoPayload"]["requestMetadata"]["callerIp"] for e in made] == ["203.0.113.9"]
+    finally:
+        behind.stop()
