@@ -18,21 +18,19 @@ from typing import Any
 
 from sqlalchemy import select
 
+from keyless.doctor import targets
+from keyless.doctor.identities import principal_of
 from keyless.doctor.model import AccountInfo, Binding, Setup
 from keyless.errors import InvalidArgument, NotFound
-from keyless.federation.exchange import federated_principal
 from keyless.iam.members import (
     member_keys_for_gke_workload,
     member_keys_for_service_account,
-    parse_member,
 )
 from keyless.iam.principal import Principal
 from keyless.iam.service_accounts import sa_chain
 from keyless.projects import ROOT, project_chain
-from keyless.secretmanager import names as secret_names
-from keyless.state import user_principal
 from keyless.storage import buckets
-from keyless.store.models import K8sObject, SmSecret, StorageBucket
+from keyless.store.models import K8sObject
 
 IMPERSONATE = "iam.serviceAccounts.getAccessToken"
 CREATE_KEY = "iam.serviceAccountKeys.create"  # a key file is the account too, unless keys are disabled
@@ -84,30 +82,6 @@ class Analysis:
 # -- identities ------------------------------------------------------------------------------
 
 
-def principal_of(setup: Setup, member: str, *, attributes: dict[str, str] | None = None,
-                 groups: tuple[str, ...] = ()) -> Principal:
-    """The principal a member string names, with the member keys the server would give it. A
-    federated subject belongs to attribute and group sets only as far as `attributes`/`groups` say."""
-    parsed = parse_member(member)
-    if parsed.kind == "user" and parsed.email:
-        return user_principal(parsed.email)
-    if parsed.is_gke and parsed.namespace and parsed.ksa and parsed.project_id:
-        project = setup.project_by_id(parsed.project_id)
-        number = project.number if project else (parsed.project_number or "")
-        keys = member_keys_for_gke_workload(parsed.project_id, number, parsed.namespace, parsed.ksa, None)
-        return Principal(member=member, member_keys=keys, subject=member)
-    if parsed.kind == "serviceAccount" and parsed.email:
-        return Principal(member=f"serviceAccount:{parsed.email}",
-                         member_keys=member_keys_for_service_account(parsed.email), email=parsed.email)
-    if parsed.kind == "principal" and parsed.selector == "subject" and parsed.pool_id and parsed.subject:
-        return federated_principal(parsed.project_number or "", parsed.pool_id, parsed.subject, groups,
-                                   dict(attributes or {}))
-    if parsed.kind in ("group", "domain"):
-        return Principal(member=parsed.value, member_keys=frozenset({parsed.value}), subject=parsed.value)
-    raise InvalidArgument(f"Cannot analyse access for {member}: give a user:, serviceAccount:, principal://"
-                          "…/subject/… or PROJECT.svc.id.goog[NS/KSA] member.")
-
-
 def pod_principal(state: Any, setup: Setup, cluster: str, namespace: str, pod: str) -> Principal:
     """Who a pod is, as its node's metadata server decides (keyless.gke.metadata.pod_identity): on a
     GCE_METADATA node pool the node's service account; otherwise its KSA in the project pool (the
@@ -139,47 +113,19 @@ def pod_principal(state: Any, setup: Setup, cluster: str, namespace: str, pod: s
 # -- resources -------------------------------------------------------------------------------
 
 
-def resource_chain(state: Any, setup: Setup, resource: str) -> list[str]:
-    """The policy resources that govern `resource` (itself first, then its ancestors). Accepted:
-    projects/P, projects/P/serviceAccounts/EMAIL, projects/_/buckets/B or gs://B, projects/P/secrets/S
-    (with or without the service's `//HOST/` prefix), and the root."""
+def resource_chain(state: Any, resource: str) -> list[str]:
+    """The policy resources that govern `resource` (itself first, then its ancestors), as the APIs
+    evaluate them (keyless.doctor.targets), plus gcloud's `gs://BUCKET` and the root."""
     name = resource.strip()
-    for prefix in ("//cloudresourcemanager.googleapis.com/", "//storage.googleapis.com/", "//iam.googleapis.com/",
-                   f"//{secret_names.SERVICE}/"):
-        name = name.removeprefix(prefix)
-    if name in (ROOT, "root", "organizations/root"):
+    if name in (ROOT, "root"):
         return [ROOT]
-    parts = name.split("/")
-    if name.startswith("gs://") or (len(parts) == 4 and parts[:2] == ["projects", "_"] and parts[2] == "buckets"):
-        bucket = name.removeprefix("gs://").rstrip("/") if name.startswith("gs://") else parts[3]
-        with state.db.read() as s:
-            row = s.get(StorageBucket, bucket)
-        if row is None:
-            raise NotFound(f"Bucket {bucket} not found.")
-        return buckets.bucket_chain(row)
-    if len(parts) == 2 and parts[0] == "projects":
-        project = setup.project_by_id(parts[1]) or setup.project_by_number(parts[1])
-        if project is None:
-            raise NotFound(f"Project {parts[1]} not found.")
-        return project_chain(project.project_id)
-    if len(parts) == 4 and parts[0] == "projects" and parts[2] == "serviceAccounts":
-        account = setup.account_by_email(parts[3]) or next(
-            (a for a in setup.accounts if a.unique_id == parts[3]), None)
-        if account is None:
-            raise NotFound(f"Service account {parts[3]} not found.")
-        return sa_chain(account)
-    if len(parts) == 4 and parts[0] == "projects" and parts[2] == "secrets":
-        project = setup.project_by_id(parts[1]) or setup.project_by_number(parts[1])
-        if project is None:
-            raise NotFound(f"Project {parts[1]} not found.")
-        with state.db.read() as s:
-            secret = s.scalars(select(SmSecret).where(SmSecret.project_id == project.project_id,
-                                                      SmSecret.secret_id == parts[3])).first()
-        if secret is None:
-            raise NotFound(f"Secret {name} not found.")
-        return [secret_names.policy_resource(project.number, parts[3]), *project_chain(project.project_id)]
-    raise InvalidArgument(f"Unsupported resource {resource!r}: give projects/P, projects/P/serviceAccounts/EMAIL, "
-                          "gs://BUCKET or projects/P/secrets/S.")
+    if name.startswith("gs://"):
+        name = f"projects/_/buckets/{name.removeprefix('gs://').rstrip('/')}"
+    with state.db.read() as s:
+        target = targets.resolve(s, name)
+    if not target.exists:
+        raise NotFound(f"The {target.kind} {resource[:200]} does not exist.")
+    return target.chain
 
 
 # -- the walk --------------------------------------------------------------------------------
@@ -342,7 +288,7 @@ def analyze(state: Any, *, identity: str | None = None, pod: str | None = None, 
     query = {k: v for k, v in (("identity", identity), ("pod", pod), ("cluster", cluster), ("resource", resource),
                                ("permission", permission)) if v is not None}
     if resource is not None:
-        return setup, Analysis(query, analyzer.resource(resource_chain(state, setup, resource), permission))
+        return setup, Analysis(query, analyzer.resource(resource_chain(state, resource), permission))
     if pod is not None:
         namespace, _, name = pod.partition("/")
         if not cluster or not namespace or not name:
@@ -351,5 +297,5 @@ def analyze(state: Any, *, identity: str | None = None, pod: str | None = None, 
         query["identity"] = principal.member
     else:
         assert identity is not None
-        principal = principal_of(setup, identity, attributes=attributes, groups=groups)
+        principal = principal_of(state, identity, attributes=attributes, groups=groups)
     return setup, Analysis(query, analyzer.identity(principal, permission))

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from keyless.doctor.identities import principal_of
 from keyless.errors import InvalidArgument, KeylessError, PermissionDenied
 from keyless.federation.exchange import AUDIENCE, AWS_TYPE, INVALID_TARGET, OAuthError, federated_principal
 from keyless.federation.mapping import CONDITION_REJECTED, apply
@@ -31,14 +32,14 @@ from keyless.gke.metadata import (
     pod_identity,
 )
 from keyless.iam.credentials import GET_ACCESS_TOKEN, may_act_as
+from keyless.iam.directory import AccountInfo
 from keyless.iam.evaluate import Candidate
-from keyless.iam.members import member_keys_for_federated, member_keys_for_gke_workload, parse_member
+from keyless.iam.members import parse_member
 from keyless.iam.policy import get_policy_row
 from keyless.iam.predefined import predefined_roles
 from keyless.iam.principal import Principal
 from keyless.iam.service_accounts import sa_resource
-from keyless.projects import find_project
-from keyless.state import ServerState, service_account_principal, user_principal
+from keyless.state import ServerState, service_account_principal
 from keyless.storage.buckets import with_convenience_members
 from keyless.store.models import (
     AuditEntry,
@@ -194,12 +195,7 @@ def _gsa_path(state: ServerState, ex: Explanation, actor: Principal, gsa: str, m
                                 f"{', '.join(bound) or 'none'}", cause, fix)
         ex.skip_rest("service account")
         return None
-    if account.disabled:
-        ex.add("service account", FAIL, f"{account.email} is disabled", SA_DISABLED.format(email=account.email),
-               f"gcloud iam service-accounts enable {account.email}")
-        return None
-    ex.add("service account", PASS, f"{account.email} exists and is enabled")
-    return service_account_principal(account)
+    return service_account_principal(account) if _enabled(ex, account) else None
 
 
 # -- pods -------------------------------------------------------------------------------------------
@@ -511,6 +507,11 @@ def _own_account(state: ServerState, ex: Explanation, principal: Principal) -> b
         ex.add("service account", FAIL, f"no live service account {principal.email}",
                SA_MISSING.format(email=principal.email), f"gcloud iam service-accounts list --filter=email:{principal.email}")
         return False
+    return _enabled(ex, account)
+
+
+def _enabled(ex: Explanation, account: AccountInfo) -> bool:
+    """The "service account" step for an existing account: it must not be disabled."""
     if account.disabled:
         ex.add("service account", FAIL, f"{account.email} is disabled", SA_DISABLED.format(email=account.email),
                f"gcloud iam service-accounts enable {account.email}")
@@ -545,41 +546,10 @@ def _claims_evidence(assertion: dict[str, Any]) -> str:
 
 
 def _principal_path(state: ServerState, q: Question, ex: Explanation) -> tuple[Principal | None, bool]:
-    principal = principal_of(state, q.principal or "")
+    principal = principal_of(state, q.principal or "", flag="--principal")
     ex.add("principal", PASS, f"{principal.member}" + ("" if principal.member == q.principal else
                                                        f" (given as {q.principal})"))
     return _then_impersonate(state, q, ex, principal)
-
-
-def principal_of(state: ServerState, text: str) -> Principal:
-    """The identity a member string names, with the member keys the server would give its tokens."""
-    try:
-        m = parse_member(text)
-    except KeylessError as exc:
-        raise InvalidArgument(f"--principal: {exc.message}") from None
-    if m.is_gke and m.namespace and m.ksa:
-        with state.db.read() as s:
-            project = find_project(s, m.project_id or "", include_deleted=False)
-            number = project.project_number if project else (m.project_number or "")
-        base = (f"principal://iam.googleapis.com/projects/{number}/locations/global/workloadIdentityPools/"
-                f"{m.project_id}.svc.id.goog/subject/ns/{m.namespace}/sa/{m.ksa}")
-        keys = member_keys_for_gke_workload(m.project_id or "", number, m.namespace, m.ksa, None)
-        return Principal(member=base, member_keys=keys, subject=base)
-    if m.kind == "serviceAccount" and m.email:
-        account = state.directory.find(m.email)
-        if account is not None:
-            return service_account_principal(account)
-        from keyless.iam.members import member_keys_for_service_account
-
-        return Principal(member=m.value, member_keys=member_keys_for_service_account(m.email), email=m.email,
-                         subject=m.value, service_account_id="unknown")
-    if m.kind == "user" and m.email:
-        return user_principal(m.email)
-    if m.kind == "principal" and m.pool_type == "workload" and m.subject and m.project_number and m.pool_id:
-        keys = member_keys_for_federated(m.project_number, m.pool_id, m.subject, (), {})
-        return Principal(member=m.value, member_keys=keys, subject=m.value)
-    raise InvalidArgument(f"--principal {text[:200]!r}: name a serviceAccount:, user:, "
-                          "serviceAccount:PROJECT.svc.id.goog[NS/KSA] or principal://…/subject/… member.")
 
 
 def question_of_entry(state: ServerState, insert_id: str) -> tuple[Question, str]:

@@ -69,7 +69,7 @@ def resolve(s: Any, resource: str) -> Target:
         return Target(resource, project_chain(project.project_id),
                       ResourceContext(f"projects/{project.project_number}", PROJECT_TYPE, PROJECT_SERVICE),
                       "project", True, project.project_id, project.project_id)
-    raise InvalidArgument(f"Keyless cannot explain access to {resource[:200]!r}: name a bucket or object "
+    raise InvalidArgument(f"Unknown resource {resource[:200]!r}: name a bucket or object "
                           "(//storage.googleapis.com/projects/_/buckets/B[/objects/O]), a secret or version "
                           "(projects/P/secrets/S[/versions/V]), a project (projects/P) or a service account "
                           "(projects/P/serviceAccounts/EMAIL).")

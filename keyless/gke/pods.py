@@ -343,6 +343,17 @@ def _fork_reaper() -> tuple[int, int]:
     return pid, write_fd
 
 
+def _wait_forwarding_signals(proc: subprocess.Popen[bytes]) -> int:
+    """Wait for the pod's command, passing it the TERM/INT/HUP this runner receives meanwhile."""
+    forward = lambda signum, _frame: proc.send_signal(signum)  # noqa: E731
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        return proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _pdeathsig() -> None:
     """In the pod's process: die with the runner (a SIGKILLed runner leaves no orphan pod)."""
     libc = ctypes.CDLL(None, use_errno=True)
@@ -405,13 +416,7 @@ def run_pod(settings: Settings, spec: PodSpec) -> int:
             _record_running(db, place, body, address)
         proc = subprocess.Popen(["ip", "netns", "exec", pod_ns, *spec.command], env=pod_environment(place, spec, bundle),
                                 preexec_fn=_pdeathsig)
-        forward = lambda signum, _frame: proc.send_signal(signum)  # noqa: E731
-        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-        try:
-            returncode = proc.wait()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        returncode = _wait_forwarding_signals(proc)
         return returncode
     finally:
         try:
@@ -458,13 +463,7 @@ def _run_loopback(settings: Settings, spec: PodSpec) -> int:
         info = {**info, "pgid": proc.pid, "pgid_started": netns.owner(proc.pid)[1]}
         os.write(to_reaper, json.dumps(info).encode() + b"\n")
         previous_tty = loopback.foreground(proc.pid)
-        forward = lambda signum, _frame: proc.send_signal(signum)  # noqa: E731
-        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-        try:
-            returncode = proc.wait()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        returncode = _wait_forwarding_signals(proc)
         return returncode
     finally:
         try:

@@ -28,3 +28,14 @@ def token_for_service_account(srv: KeylessServer, email: str, lifetime: int = 36
 
 def token_for_user(srv: KeylessServer, email: str) -> str:
     return server_state(srv).tokens.mint(user_principal(email), [CLOUD_PLATFORM], 3600).token
+
+
+def audit_data_access(srv: KeylessServer, project: str, configs: dict[str, list[str]]) -> None:
+    """Set the project's auditConfigs ({service: [log types]}) through setIamPolicy, as a user does
+    with `gcloud projects set-iam-policy` (bindings untouched)."""
+    path = f"/cloudresourcemanager/v1/projects/{project}"
+    policy = srv.call("POST", path + ":getIamPolicy", body={"options": {"requestedPolicyVersion": 3}}).json()
+    policy["auditConfigs"] = [{"service": service, "auditLogConfigs": [{"logType": t} for t in types]}
+                              for service, types in configs.items()]
+    r = srv.call("POST", path + ":setIamPolicy", body={"policy": policy, "updateMask": "bindings,etag,auditConfigs"})
+    assert r.status_code == 200, r.text

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from sqlalchemy import func, select
 
 from keyless.store.models import AuditEntry
-from tests.api.helpers import server_state
+from tests.api.helpers import audit_data_access, server_state
 from tests.conftest import KeylessServer, fresh_database_url
 
 NUMBER = "123456789"
@@ -111,12 +111,7 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeylessServer]:
 
 def set_sts_audit(server: KeylessServer, on: bool) -> None:
     """Enable (or not) ExchangeToken's Data Access entries: ADMIN_READ for sts.googleapis.com."""
-    crm = "/cloudresourcemanager/v1/projects/my-project"
-    policy = server.call("POST", f"{crm}:getIamPolicy", body={}).json()
-    policy["auditConfigs"] = [{"service": "sts.googleapis.com", "auditLogConfigs": [{"logType": "ADMIN_READ"}]}] \
-        if on else []
-    r = server.call("POST", f"{crm}:setIamPolicy", body={"policy": policy, "updateMask": "bindings,etag,auditConfigs"})
-    assert r.status_code == 200, r.text
+    audit_data_access(server, "my-project", {"sts.googleapis.com": ["ADMIN_READ"]} if on else {})
 
 
 def post(srv: KeylessServer, provider: str, token: str) -> tuple[httpx.Response, float]:

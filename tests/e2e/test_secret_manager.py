@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from keyless.store.models import AuditEntry
-from tests.api.helpers import server_state, token_for_service_account
+from tests.api.helpers import audit_data_access, server_state, token_for_service_account
 from tests.conftest import Gcloud, KeylessServer, fresh_database_url
 
 NUMBER = "123456789"
@@ -54,10 +54,7 @@ def srv(tmp_path_factory: pytest.TempPathFactory):
     # Least privilege: each identity may read api-key and nothing else.
     ok(server.call("POST", f"{SM}/secrets/api-key:setIamPolicy", body={"policy": {"bindings": [
         {"role": "roles/secretmanager.secretAccessor", "members": [f"serviceAccount:{APP_SA}", REPO_SET]}]}}))
-    policy = ok(server.call("POST", "/cloudresourcemanager/v1/projects/my-project:getIamPolicy", body={}))
-    policy["auditConfigs"] = [{"service": "secretmanager.googleapis.com", "auditLogConfigs": [{"logType": "DATA_READ"}]}]
-    ok(server.call("POST", "/cloudresourcemanager/v1/projects/my-project:setIamPolicy",
-                   body={"policy": policy, "updateMask": "bindings,etag,auditConfigs"}))
+    audit_data_access(server, "my-project", {"secretmanager.googleapis.com": ["DATA_READ"]})
     yield server
     server.stop()
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.helpers import token_for_service_account
+from tests.api.helpers import audit_data_access, token_for_service_account
 from tests.conftest import KeylessServer, free_port, fresh_database_url
 
 NUMBER = "123456789"
@@ -50,10 +50,7 @@ def srv(tmp_path_factory: pytest.TempPathFactory):
                        body={"payload": {"data": base64.b64encode(value).decode()}}))
     ok(server.call("POST", f"{SM}/secrets/api-key:setIamPolicy", body={"policy": {"bindings": [
         {"role": "roles/secretmanager.secretAccessor", "members": [f"serviceAccount:{APP_SA}"]}]}}))
-    policy = ok(server.call("POST", "/cloudresourcemanager/v1/projects/my-project:getIamPolicy", body={}))
-    policy["auditConfigs"] = [{"service": "secretmanager.googleapis.com", "auditLogConfigs": [{"logType": "DATA_READ"}]}]
-    ok(server.call("POST", "/cloudresourcemanager/v1/projects/my-project:setIamPolicy",
-                   body={"policy": policy, "updateMask": "bindings,etag,auditConfigs"}))
+    audit_data_access(server, "my-project", {"secretmanager.googleapis.com": ["DATA_READ"]})
     yield server
     server.stop()
 

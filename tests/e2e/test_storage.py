@@ -18,7 +18,7 @@ from google.cloud import storage
 from sqlalchemy import select
 
 from keyless.store.models import AuditEntry, StorageObject
-from tests.api.helpers import server_state, token_for_service_account
+from tests.api.helpers import audit_data_access, server_state, token_for_service_account
 from tests.conftest import Gcloud, KeylessServer
 
 PROJECT = "my-project"
@@ -209,11 +209,7 @@ def test_data_access_entries_follow_audit_configs(world: KeylessServer) -> None:
     time.sleep(1.5)  # the server batches audit writes
     assert _entries(srv, "storage.objects.get", resource) == []
     assert _entries(srv, "storage.objects.create", resource) == []
-    path = f"/cloudresourcemanager/v1/projects/{PROJECT}"
-    policy = srv.call("POST", path + ":getIamPolicy", body={"options": {"requestedPolicyVersion": 3}}).json()
-    policy["auditConfigs"] = [{"service": "storage.googleapis.com", "auditLogConfigs": [{"logType": "DATA_READ"}]}]
-    assert srv.call("POST", path + ":setIamPolicy",
-                    body={"policy": policy, "updateMask": "auditConfigs,bindings,etag"}).status_code == 200
+    audit_data_access(srv, PROJECT, {"storage.googleapis.com": ["DATA_READ"]})
     reader.blob("audited.txt").download_as_bytes()
     owner.blob("audited.txt").upload_from_string("b")  # DATA_WRITE stays off
     deadline = time.monotonic() + 10
