@@ -343,6 +343,15 @@ def _fork_reaper() -> tuple[int, int]:
     return pid, write_fd
 
 
+def _release_reaper(to_reaper: int, reaper: int) -> None:
+    """Tell the reaper the runner cleaned up itself (so it does nothing), and wait for it."""
+    with contextlib.suppress(OSError):
+        os.write(to_reaper, b'"done"\n')
+    os.close(to_reaper)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(reaper, 0)
+
+
 def _wait_forwarding_signals(proc: subprocess.Popen[bytes]) -> int:
     """Wait for the pod's command, passing it the TERM/INT/HUP this runner receives meanwhile."""
     forward = lambda signum, _frame: proc.send_signal(signum)  # noqa: E731
@@ -423,11 +432,7 @@ def run_pod(settings: Settings, spec: PodSpec) -> int:
             if info is not None:
                 teardown(info, db, returncode)
         finally:
-            with contextlib.suppress(OSError):
-                os.write(to_reaper, b'"done"\n')
-            os.close(to_reaper)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(reaper, 0)
+            _release_reaper(to_reaper, reaper)
             db.dispose()
 
 
@@ -473,11 +478,7 @@ def _run_loopback(settings: Settings, spec: PodSpec) -> int:
             if info is not None:
                 teardown(info, db, returncode)
         finally:
-            with contextlib.suppress(OSError):
-                os.write(to_reaper, b'"done"\n')
-            os.close(to_reaper)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(reaper, 0)
+            _release_reaper(to_reaper, reaper)
             db.dispose()
 
 
