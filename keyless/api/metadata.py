@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl
 
+from keyless.api.forms import FormError, parse_form
 from keyless.audit.token_entries import credentials_issued, token_exchanged
 from keyless.errors import KeylessError
 from keyless.gke.metadata import MetadataError, PodCredentials, PodDirectory, PodIdentity
@@ -160,9 +160,8 @@ class MetadataServer:
         if len(raw_query) > MAX_QUERY or not path.startswith(PREFIX[:-1]):
             return 404, text, b"Not Found\n", [], gke
         try:
-            query = dict(parse_qsl(raw_query.decode("utf-8"), keep_blank_values=True, max_num_fields=16)
-                         ) if raw_query else {}
-        except (UnicodeDecodeError, ValueError):
+            query = parse_form(raw_query, max_fields=16) if raw_query else {}
+        except FormError:
             return 400, text, b"Bad Request\n", [], gke
         req = Request(pod, query, ip, headers.get(b"user-agent", b"").decode("latin-1")[:512])
         try:

@@ -7,14 +7,13 @@ Errors here use OAuth's `error` / `error_description` shape (RFC 6749 section 5.
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, parse_qsl
-
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from keyless.api.errors import json_response, oauth_error
+from keyless.api.forms import FormError, parse_form
 from keyless.errors import KeylessError
 from keyless.iam.key_grant import GrantRefused, redeem
 from keyless.state import ServerState
@@ -34,8 +33,10 @@ def routes(state: ServerState) -> list[Route]:
             raw = await request.body()
             if len(raw) > MAX_FORM_BYTES:
                 return oauth_error("invalid_request", "Request too large")
-            values = parse_qs(raw.decode("utf-8", "replace")).get("access_token")
-            token = values[0] if values else None
+            try:
+                token = parse_form(raw, max_fields=16).get("access_token")
+            except FormError:
+                return oauth_error("invalid_request", "The request body must be application/x-www-form-urlencoded.")
         if not token:
             return oauth_error("invalid_request", "Missing access_token parameter")
         try:
@@ -62,7 +63,10 @@ def routes(state: ServerState) -> list[Route]:
         raw = await request.body()
         if len(raw) > MAX_FORM_BYTES:
             return oauth_error("invalid_request", "Request too large")
-        form = dict(parse_qsl(raw.decode("utf-8", "replace"), max_num_fields=16))
+        try:
+            form = parse_form(raw, max_fields=16)
+        except FormError:
+            return oauth_error("invalid_request", "The request body must be application/x-www-form-urlencoded.")
         if form.get("grant_type") != JWT_BEARER:
             return oauth_error("unsupported_grant_type", "Invalid grant_type: " + form.get("grant_type", ""))
         try:

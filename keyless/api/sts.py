@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import parse_qsl
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -18,6 +17,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from keyless.api.errors import JSON_TYPE, json_response
+from keyless.api.forms import FormError, parse_form
 from keyless.audit.token_entries import token_exchanged
 from keyless.federation.exchange import ACCESS_TOKEN_TYPE, AUDIENCE, OAuthError, ProviderRuntime
 from keyless.federation.providers.oidc import NeedsNetwork
@@ -41,8 +41,8 @@ async def answer(state: ServerState, raw: bytes, ip: str, agent: str) -> tuple[i
     if len(raw) > MAX_FORM_BYTES:
         return 400, {"error": "invalid_request", "error_description": "The request is too large."}
     try:
-        form = dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=32))
-    except (UnicodeDecodeError, ValueError):
+        form = parse_form(raw, max_fields=32)
+    except FormError:
         return 400, {"error": "invalid_request",
                      "error_description": "The request body must be application/x-www-form-urlencoded."}
     try:

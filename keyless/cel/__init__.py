@@ -221,22 +221,38 @@ def _message(raw: object) -> str:
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
-def _check_depth(value: Any, depth: int) -> None:
+def _check_text(text: str) -> None:
+    """CEL strings are sequences of Unicode code points: a lone surrogate (which JSON's `\\ud800`
+    escape can produce) is not one, and cel-cpp would fail on it with a C++ message."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise CelEvaluationError("a string in the activation is not valid Unicode (a lone surrogate)") from None
+
+
+def _check_value(value: Any, depth: int) -> None:
     if depth > MAX_ACTIVATION_DEPTH:
         raise CelEvaluationError(f"activation nests deeper than {MAX_ACTIVATION_DEPTH} levels")
-    for v in value.values() if isinstance(value, dict) else value:
-        if type(v) not in _SCALARS and isinstance(v, (dict, list)):  # noqa: UP038 (the tuple is faster)
-            _check_depth(v, depth + 1)
+    if isinstance(value, dict):
+        for k in value:
+            if type(k) is str:
+                _check_text(k)
+        value = value.values()
+    for v in value:
+        if type(v) is str:
+            _check_text(v)
+        elif type(v) not in _SCALARS and isinstance(v, (dict, list)):  # noqa: UP038 (the tuple is faster)
+            _check_value(v, depth + 1)
 
 
 def check_activation(activation: Mapping[str, Any]) -> None:
-    """Raise `CelEvaluationError` if `activation` nests maps and lists deeper than `MAX_ACTIVATION_DEPTH`.
+    """Raise `CelEvaluationError` if `activation` nests maps and lists deeper than `MAX_ACTIVATION_DEPTH`,
+    or holds a string that is not valid Unicode.
 
     `Activation` does this itself unless told `checked=True`.
     """
-    for v in activation.values():
-        if type(v) not in _SCALARS and isinstance(v, (dict, list)):  # noqa: UP038
-            _check_depth(v, 1)
+    _check_value(activation, 0)
 
 
 def _to_cel_data(value: Any, depth: int = 0) -> Any:

@@ -66,6 +66,8 @@ class KeyRing:
         self._db = db
         self._lock = threading.Lock()
         self._keys: dict[str, Key] = {}
+        self._newest: dict[str, tuple[Key, float]] = {}
+        """Per purpose, the newest key and when (epoch seconds) it is due to be replaced."""
         self._loaded_revision = -1
         self._miss_reload_at = -MISS_RELOAD_INTERVAL
 
@@ -94,7 +96,13 @@ class KeyRing:
                 private = loaded
             keys[row.kid] = Key(row.kid, row.purpose, row.algorithm, _aware(row.created_at),
                                 _aware(row.retire_at), row.secret, private, row.public_jwk)
-        self._keys = keys
+        newest: dict[str, tuple[Key, float]] = {}
+        for key in keys.values():
+            if key.purpose not in ROTATION:
+                continue
+            if key.purpose not in newest or key.created_at > newest[key.purpose][0].created_at:
+                newest[key.purpose] = (key, (key.created_at + ROTATION[key.purpose]).timestamp())
+        self._newest, self._keys = newest, keys
 
     def get(self, kid: str) -> Key | None:
         """The key with this id, if it is still live.
@@ -117,17 +125,12 @@ class KeyRing:
     def signing_key(self, purpose: str) -> Key:
         """The newest key of `purpose`, rotating (creating a new one) when it is due."""
         self._refresh()
-        now = datetime.now(UTC)
-        current = self._newest(purpose)
-        if current is None or current.created_at + ROTATION[purpose] <= now:
+        current = self._newest.get(purpose)  # on every token minted: no scan, no datetime
+        if current is None or current[1] <= time.time():
             self.rotate(purpose)
-            current = self._newest(purpose)
+            current = self._newest.get(purpose)
             assert current is not None
-        return current
-
-    def _newest(self, purpose: str) -> Key | None:
-        candidates = [k for k in self._keys.values() if k.purpose == purpose]
-        return max(candidates, key=lambda k: k.created_at) if candidates else None
+        return current[0]
 
     def rotate(self, purpose: str) -> str:
         """Create a new signing key for `purpose` and drop keys whose tokens have all expired."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import time
 
 import pytest
@@ -207,3 +208,12 @@ def test_compile_rejects_non_string_and_bad_unicode() -> None:
         compile_expression(None)  # type: ignore[arg-type]
     with pytest.raises(CelCompileError):
         compile_expression("'\ud800'")
+
+
+@pytest.mark.parametrize("data", [{"a": "\ud800"}, {"a": {"\udfff": "x"}}, {"a": [["ok", "\ud83d"]]}])
+def test_strings_that_are_not_unicode_are_refused_before_evaluation(data: dict) -> None:
+    """JSON's `\\ud800` escape yields a lone surrogate, which is no CEL string."""
+    with pytest.raises(CelEvaluationError, match="not valid Unicode"):
+        compile_expression("true", variables=["a"]).evaluate(data)
+    paired = json.loads('"\\ud83d\\ude00 \\u00e9"')  # an escaped surrogate pair is one code point
+    assert compile_expression("a", variables=["a"]).evaluate({"a": paired}) == "\U0001F600 é"

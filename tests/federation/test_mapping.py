@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from keyless.errors import InvalidArgument, PermissionDenied
 from keyless.federation.mapping import (
@@ -181,3 +185,33 @@ def test_hostile_claims() -> None:
         cur = cur["k"]  # type: ignore[assignment]
     with pytest.raises(InvalidArgument, match="nests deeper"):
         apply(compiled, {**github(), "x": deep})
+
+
+_VALUES = st.one_of(st.text(max_size=6), st.sampled_from(["x", "é", "\ud800", "", "a b"]), st.integers(), st.none(),
+                    st.booleans(), st.lists(st.text(max_size=3), max_size=3), st.floats(allow_nan=False))
+
+
+def _outcome(compiled, assertion: dict[str, object]) -> object:  # type: ignore[no-untyped-def]
+    try:
+        return apply(compiled, assertion)
+    except (InvalidArgument, PermissionDenied) as exc:
+        return type(exc), exc.message
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.sampled_from(["sub", "repo", "org"]), _VALUES, max_size=3))
+def test_claim_selections_read_directly_give_what_cel_gives(assertion: dict[str, object]) -> None:
+    """`assertion.NAME` mappings skip the CEL runtime for ASCII strings: same identity, same errors."""
+    compiled = compile_mapping({"google.subject": "assertion.sub", "attribute.repo": " assertion . repo ",
+                                "google.groups": "assertion.org"}, None, provider_type="oidc")
+    assert [claim for _, _, claim in compiled.programs] == ["sub", "repo", "org"]
+    through_cel = dataclasses.replace(compiled, programs=tuple((k, p, None) for k, p, _ in compiled.programs))
+    assert _outcome(compiled, assertion) == _outcome(through_cel, assertion)
+
+
+def test_only_bare_claim_selections_are_read_directly() -> None:
+    compiled = compile_mapping({"google.subject": "assertion.sub", "attribute.a": "assertion.sub + 'x'",
+                                "attribute.b": "assertion['sub']", "attribute.c": "assertion.sub.lowerAscii()"},
+                               None, provider_type="oidc")
+    assert [claim for _, _, claim in compiled.programs] == ["sub", None, None, None]
+    assert apply(compiled, {"sub": "ABC"}).attributes == {"a": "ABCx", "b": "ABC", "c": "abc"}
