@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import hashlib
 import os
 import signal
 import socket
 import threading
+import time
 from typing import Any
 
 from sqlalchemy import select
@@ -132,6 +134,49 @@ def kill_group(pgid: int, started: str | None) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+PR_SET_CHILD_SUBREAPER = 36  # prctl(2)
+
+
+def adopt_orphans() -> None:
+    """Make this runner the subreaper of the pod's processes (prctl(2) PR_SET_CHILD_SUBREAPER): a
+    process that left the pod's group (setsid, a double-forked daemon) and lost its parent is
+    re-parented to the runner instead of init, so `kill_descendants` still finds it."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    stack = [pid]
+    while stack:
+        parent = stack.pop()
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{parent}/task"):
+                with contextlib.suppress(OSError), open(f"/proc/{parent}/task/{task}/children") as f:
+                    for child in map(int, f.read().split()):
+                        if child not in found:
+                            found.add(child)
+                            stack.append(child)
+    return found
+
+
+def kill_descendants(keep: int, timeout: float = 5.0) -> None:
+    """SIGKILL every process below this runner except `keep` (the reaper), and reap them: what
+    Kubernetes does to a container's processes, wherever they moved in the process tree. Killing a
+    parent re-parents its children here (see `adopt_orphans`), so look again until none is left."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        victims = _descendants(os.getpid()) - {keep}
+        if not victims:
+            return
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in victims:  # those that are our children by now are zombies: collect them
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.01)
+
+
 def foreground(pgid: int) -> int | None:
     """Give the terminal to the pod's process group (as a shell does for a job), so an
     interactive command reads it; returns the group to give it back to."""
@@ -169,4 +214,4 @@ def give_back(previous: int | None) -> None:
 
 
 __all__ = ["LOOPBACK_OFFER", "METADATA_VARIABLES", "NETWORKS", "PodEndpoint", "allocate", "block", "environment",
-           "foreground", "give_back", "kill_group", "listen"]
+           "adopt_orphans", "foreground", "give_back", "kill_descendants", "kill_group", "listen"]

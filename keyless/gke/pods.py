@@ -431,6 +431,7 @@ def run_pod(settings: Settings, spec: PodSpec) -> int:
         try:
             if info is not None:
                 teardown(info, db, returncode)
+            loopback.kill_descendants(keep=reaper)  # what left the process group
         finally:
             _release_reaper(to_reaper, reaper)
             db.dispose()
@@ -463,6 +464,7 @@ def _run_loopback(settings: Settings, spec: PodSpec) -> int:
         endpoint = loopback.PodEndpoint(settings, db, place.node_name, loopback.listen(address))
         endpoint.start()
         extra = {"HOME": home, **loopback.environment(endpoint.sock)}
+        loopback.adopt_orphans()
         proc = subprocess.Popen(spec.command, env=pod_environment(place, spec, None, extra), cwd=home,
                                 preexec_fn=_pdeathsig, process_group=0)
         info = {**info, "pgid": proc.pid, "pgid_started": netns.owner(proc.pid)[1]}
@@ -477,6 +479,7 @@ def _run_loopback(settings: Settings, spec: PodSpec) -> int:
                 endpoint.stop()  # the address answers nothing from here on
             if info is not None:
                 teardown(info, db, returncode)
+            loopback.kill_descendants(keep=reaper)  # what left the process group
         finally:
             _release_reaper(to_reaper, reaper)
             db.dispose()

@@ -218,3 +218,16 @@ def test_killed_runner_leaves_no_listener_pod_or_process(srv: KeylessServer) -> 
     with server_state(srv).db.read() as s:
         assert s.scalars(select(K8sObject).where(K8sObject.name == "doomed")).first() is None
     assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 1  # its process group too
+
+
+def test_processes_that_left_the_pods_group_end_with_it(srv: KeylessServer) -> None:
+    """A daemon that called setsid (its own session and group) and one double-forked away are
+    still the pod's: Kubernetes kills a container's every process, and so does the runner."""
+    a, b = f"sleep {401 + os.getpid() % 97}", f"sleep {503 + os.getpid() % 97}"
+    quiet = "</dev/null >/dev/null 2>&1"
+    out = run(srv, "--service-account", "my-app-ksa",
+              script=f"setsid sh -c '{a} & wait' {quiet} & (setsid {b} {quiet} &); sleep 0.3; "
+                     f"pgrep -f '{a}' >/dev/null && pgrep -f '{b}' >/dev/null && echo both-running").stdout
+    assert out.strip() == "both-running"
+    for marker in (a, b):
+        assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 1, marker
