@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import shutil
@@ -323,6 +324,7 @@ def main() -> None:
     p.add_argument("--data-access-logs", choices=("on", "off"), default="on",
                    help="enable Data Access audit logs for sts and iam (default on: every call writes an entry)")
     args = p.parse_args()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request it serves
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is required: apt-get install wrk")
     connections = [int(c) for c in args.connections.split(",")]
