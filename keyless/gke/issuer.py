@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 
 from keyless.gke.clusters import API, cluster_path
 from keyless.store.models import GkeCluster
-from keyless.tokens.keys import b64url
+from keyless.tokens.keys import b64url, own_rsa_key
 
 MAX_LIFETIME = 48 * 3600  # Kubernetes caps projected tokens' expirationSeconds at 48 h
 
@@ -31,15 +31,8 @@ def issuer_url(cluster: GkeCluster) -> str:
     return f"{API}/{cluster_path(cluster)}"
 
 
-@functools.lru_cache(maxsize=256)
-def _private(pem: bytes) -> rsa.RSAPrivateKey:
-    key = serialization.load_pem_private_key(pem, None)
-    assert isinstance(key, rsa.RSAPrivateKey)
-    return key
-
-
 def public_key(cluster: GkeCluster) -> rsa.RSAPublicKey:
-    return _private(cluster.issuer_key_pem).public_key()
+    return own_rsa_key(cluster.issuer_key_pem).public_key()
 
 
 def key_id(cluster: GkeCluster) -> str:
@@ -65,7 +58,7 @@ def mint_ksa_token(cluster: GkeCluster, *, namespace: str, service_account: str,
               "sub": f"system:serviceaccount:{namespace}:{service_account}", "kubernetes.io": k8s}
     head = b64url(json.dumps({"alg": "RS256", "kid": key_id(cluster), "typ": "JWT"}, separators=(",", ":")).encode())
     body = b64url(json.dumps(claims, separators=(",", ":")).encode())
-    sig = _private(cluster.issuer_key_pem).sign(f"{head}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256())
+    sig = own_rsa_key(cluster.issuer_key_pem).sign(f"{head}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256())
     return f"{head}.{body}.{b64url(sig)}"
 
 
@@ -87,7 +80,7 @@ def discovery(cluster: GkeCluster, public_base: str) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=256)
 def _ca_pem(pem: bytes, name: str) -> bytes:
-    key = _private(pem)
+    key = own_rsa_key(pem)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     import datetime as dt
 

@@ -26,6 +26,7 @@ from keyless.clock import rfc3339
 from keyless.errors import FailedPrecondition, InvalidArgument, NotFound
 from keyless.projects import KEY_CREATION_CONSTRAINT, constraint_enforced
 from keyless.store.models import Project, ServiceAccount, ServiceAccountKey
+from keyless.tokens.keys import own_rsa_key
 
 MAX_USER_MANAGED_KEYS = 10
 NEVER = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
@@ -113,9 +114,7 @@ def system_key(s: Session, sa: ServiceAccount) -> tuple[ServiceAccountKey, rsa.R
     live = [r for r in rows if _aware(r.valid_after) + SYSTEM_KEY_ROTATION > now and r.private_key_pem]
     if live:
         row = max(live, key=lambda r: _aware(r.valid_after))
-        private = serialization.load_pem_private_key(row.private_key_pem or b"", None)
-        assert isinstance(private, rsa.RSAPrivateKey)
-        return row, private
+        return row, own_rsa_key(row.private_key_pem or b"")
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     key_id = secrets.token_hex(20)
     row = ServiceAccountKey(key_id=key_id, sa_unique_id=sa.unique_id, key_type="SYSTEM_MANAGED",
