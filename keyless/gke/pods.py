@@ -431,7 +431,6 @@ def run_pod(settings: Settings, spec: PodSpec) -> int:
         try:
             if info is not None:
                 teardown(info, db, returncode)
-            loopback.kill_descendants(keep=reaper)  # what left the process group
         finally:
             _release_reaper(to_reaper, reaper)
             db.dispose()
