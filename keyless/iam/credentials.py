@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from keyless.clock import parse_duration
 from keyless.errors import FailedPrecondition, InvalidArgument, NotFound
 from keyless.iam.directory import AccountInfo
 from keyless.iam.evaluate import Authorizer, Decision, permission_denied
 from keyless.iam.principal import Principal
-from keyless.iam.service_account_keys import system_key
+from keyless.iam.service_account_keys import current_system_key, system_key
 from keyless.iam.service_accounts import sa_chain
 from keyless.projects import find_project, get_org_policy
 from keyless.state import ServerState, service_account_principal
@@ -165,9 +165,7 @@ def sign_blob(state: ServerState, caller: Principal, name: str,
     if len(data) > 1024 * 1024:
         raise InvalidArgument("payload must be at most 1 MiB.")
     chain = resolve_chain(state, caller, name, body.get("delegates"), "iam.serviceAccounts.signBlob")
-    with state.db.write() as s:
-        key, private = system_key(s, _row(s, chain.target))
-        key_id = key.key_id
+    key_id, private = _signing_key(state, chain.target)
     return key_id, private.sign(data, padding.PKCS1v15(), hashes.SHA256()), chain.target
 
 
@@ -187,13 +185,22 @@ def sign_jwt(state: ServerState, caller: Principal, name: str,
     if exp is not None and (not isinstance(exp, int | float) or exp > time.time() + 12 * 3600):
         raise InvalidArgument("The exp claim must be at most 12 hours in the future.")
     chain = resolve_chain(state, caller, name, body.get("delegates"), "iam.serviceAccounts.signJwt")
-    with state.db.write() as s:
-        key, private = system_key(s, _row(s, chain.target))
-        key_id = key.key_id
+    key_id, private = _signing_key(state, chain.target)
     head = b64url(json.dumps({"alg": "RS256", "typ": "JWT", "kid": key_id}, separators=(",", ":")).encode())
     body_b64 = b64url(payload.encode())
     signature = private.sign(f"{head}.{body_b64}".encode(), padding.PKCS1v15(), hashes.SHA256())
     return key_id, f"{head}.{body_b64}.{b64url(signature)}", chain.target
+
+
+def _signing_key(state: ServerState, account: AccountInfo) -> tuple[str, rsa.RSAPrivateKey]:
+    """The target's Google-managed key: read; a write transaction (which serialises writers and
+    makes every process drop its caches) only the first time and at each 14-day rotation."""
+    with state.db.read() as s:
+        found = current_system_key(s, _row(s, account))
+    if found is None:
+        with state.db.write() as s:
+            found = system_key(s, _row(s, account))
+    return found[0].key_id, found[1]
 
 
 def _row(s: Any, account: AccountInfo) -> ServiceAccount:

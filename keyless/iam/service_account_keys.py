@@ -101,20 +101,30 @@ def create(s: Session, sa: ServiceAccount, body: dict[str, Any], token_base_url:
 SYSTEM_KEY_ROTATION = timedelta(days=14)
 
 
-def system_key(s: Session, sa: ServiceAccount) -> tuple[ServiceAccountKey, rsa.RSAPrivateKey]:
-    """The account's current Google-managed key (created or rotated on demand), for signing.
-
-    Google signs signBlob/signJwt with keys it manages and never hands out; they are listed
-    with keyType SYSTEM_MANAGED and their certificates are public at the x509 endpoint.
-    """
+def current_system_key(s: Session, sa: ServiceAccount) -> tuple[ServiceAccountKey, rsa.RSAPrivateKey] | None:
+    """The account's current Google-managed key, if it has one young enough to sign with (a read)."""
     now = datetime.now(UTC)
     rows = s.scalars(select(ServiceAccountKey).where(ServiceAccountKey.sa_unique_id == sa.unique_id,
                                                      ServiceAccountKey.key_type == "SYSTEM_MANAGED",
                                                      ServiceAccountKey.deleted.is_(False))).all()
     live = [r for r in rows if _aware(r.valid_after) + SYSTEM_KEY_ROTATION > now and r.private_key_pem]
-    if live:
-        row = max(live, key=lambda r: _aware(r.valid_after))
-        return row, own_rsa_key(row.private_key_pem or b"")
+    if not live:
+        return None
+    row = max(live, key=lambda r: _aware(r.valid_after))
+    return row, own_rsa_key(row.private_key_pem or b"")
+
+
+def system_key(s: Session, sa: ServiceAccount) -> tuple[ServiceAccountKey, rsa.RSAPrivateKey]:
+    """The account's current Google-managed key, created or rotated when due: call it in a write
+    transaction, and only after `current_system_key` found none (signing is otherwise a read).
+
+    Google signs signBlob/signJwt with keys it manages and never hands out; they are listed
+    with keyType SYSTEM_MANAGED and their certificates are public at the x509 endpoint.
+    """
+    current = current_system_key(s, sa)
+    if current is not None:  # another writer made it meanwhile
+        return current
+    now = datetime.now(UTC)
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     key_id = secrets.token_hex(20)
     row = ServiceAccountKey(key_id=key_id, sa_unique_id=sa.unique_id, key_type="SYSTEM_MANAGED",
