@@ -464,10 +464,19 @@ def _run_loopback(settings: Settings, spec: PodSpec) -> int:
         endpoint.start()
         extra = {"HOME": home, **loopback.environment(endpoint.sock)}
         loopback.adopt_orphans()
+        told = info
+
+        def in_the_pod() -> None:
+            # Runs in the pod's process before it execs COMMAND: the reaper learns the pod's group
+            # before anything of the pod runs, so a runner SIGKILLed at once still has it killed
+            # (told from the runner after Popen, a pod could start children in between).
+            _pdeathsig()
+            me = netns.owner(os.getpid())
+            os.write(to_reaper, json.dumps({**told, "pgid": me[0], "pgid_started": me[1]}).encode() + b"\n")
+
         proc = subprocess.Popen(spec.command, env=pod_environment(place, spec, None, extra), cwd=home,
-                                preexec_fn=_pdeathsig, process_group=0)
+                                preexec_fn=in_the_pod, process_group=0)
         info = {**info, "pgid": proc.pid, "pgid_started": netns.owner(proc.pid)[1]}
-        os.write(to_reaper, json.dumps(info).encode() + b"\n")
         previous_tty = loopback.foreground(proc.pid)
         returncode = _wait_forwarding_signals(proc)
         return returncode
