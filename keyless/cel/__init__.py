@@ -221,9 +221,16 @@ def _message(raw: object) -> str:
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
 def _check_text(text: str) -> None:
     """CEL strings are sequences of Unicode code points: a lone surrogate (which JSON's `\\ud800`
-    escape can produce) is not one, and cel-cpp would fail on it with a C++ message."""
+    escape can produce) is not one, and cel-cpp would fail on it with a C++ message. And the
+    binding passes strings to cel-cpp as C strings: one with a NUL would be cut there, so that
+    `'my-org\\u0000x' == 'my-org'` held. Both are refused before anything evaluates them."""
+    if "\x00" in text:
+        raise CelEvaluationError("a string in the activation contains a NUL character")
     if not text.isascii():
         try:
             text.encode("utf-8")
@@ -242,13 +249,17 @@ def _check_value(value: Any, depth: int) -> None:
     for v in value:
         if type(v) is str:
             _check_text(v)
+        elif type(v) is int and not _INT64_MIN <= v <= _INT64_MAX:
+            # JSON has no integer limit; CEL's int is 64-bit, and cel-expr-python fails the
+            # whole evaluation on a wider one, whichever field the expression reads.
+            raise CelEvaluationError("an integer in the activation is out of range for CEL's 64-bit int")
         elif type(v) not in _SCALARS and isinstance(v, (dict, list)):  # noqa: UP038 (the tuple is faster)
             _check_value(v, depth + 1)
 
 
 def check_activation(activation: Mapping[str, Any]) -> None:
     """Raise `CelEvaluationError` if `activation` nests maps and lists deeper than `MAX_ACTIVATION_DEPTH`,
-    or holds a string that is not valid Unicode.
+    or holds a string that is not valid Unicode or has a NUL, or an integer outside int64.
 
     `Activation` does this itself unless told `checked=True`.
     """

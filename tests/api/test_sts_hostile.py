@@ -162,6 +162,9 @@ CASES = [
     ("1 MB token", lambda: ("uploaded", "a" * 1024 * 1024), 400, "invalid_request"),
     ("deeply nested claims", lambda: ("uploaded", sign(claims("uploaded", deep=nested(200)))), 400, None),
     ("condition false", lambda: ("uploaded", sign(claims("uploaded", team="other"))), 400, "unauthorized_client"),
+    # cel-expr-python cut strings at a NUL, so this passed `assertion.team == 'payments'`.
+    ("NUL in a claim", lambda: ("uploaded", sign(claims("uploaded", team="payments\u0000-other"))), 400,
+     "invalid_grant"),
     ("condition errors", lambda: ("erroring", sign(claims("erroring"))), 400, "unauthorized_client"),
     ("JWKS garbage", lambda: ("garbage", sign(claims("garbage"))), 400, "invalid_grant"),
     ("JWKS hangs", lambda: ("hanging", sign(claims("hanging"))), 400, "invalid_grant"),

@@ -217,3 +217,18 @@ def test_strings_that_are_not_unicode_are_refused_before_evaluation(data: dict) 
         compile_expression("true", variables=["a"]).evaluate(data)
     paired = json.loads('"\\ud83d\\ude00 \\u00e9"')  # an escaped surrogate pair is one code point
     assert compile_expression("a", variables=["a"]).evaluate({"a": paired}) == "\U0001F600 é"
+
+
+@pytest.mark.parametrize("data", [{"a": 1 << 63}, {"a": {"k": -(1 << 63) - 1}}, {"a": [[1 << 70]]}])
+def test_integers_wider_than_int64_are_refused_before_evaluation(data: dict) -> None:
+    with pytest.raises(CelEvaluationError, match="out of range"):
+        compile_expression("true", variables=["a"]).evaluate(data)
+    assert compile_expression("a", variables=["a"]).evaluate({"a": (1 << 63) - 1}) == (1 << 63) - 1
+
+
+def test_strings_with_nul_are_refused_not_cut_short() -> None:
+    """cel-expr-python hands strings to cel-cpp as C strings: 'my-org\\x00evil' compared equal to
+    'my-org', so a claim could pass a condition written for another value."""
+    for data in ({"a": "my-org\x00evil"}, {"a": {"k": "my-org\x00evil"}}, {"a": {"k\x00": "v"}}):
+        with pytest.raises(CelEvaluationError, match="NUL"):
+            compile_expression("a == 'my-org' || true", variables=["a"]).evaluate(data)

@@ -198,7 +198,7 @@ def _outcome(compiled, assertion: dict[str, object]) -> object:  # type: ignore[
         return type(exc), exc.message
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(st.dictionaries(st.sampled_from(["sub", "repo", "org"]), _VALUES, max_size=3))
 def test_claim_selections_read_directly_give_what_cel_gives(assertion: dict[str, object]) -> None:
     """`assertion.NAME` mappings skip the CEL runtime for ASCII strings: same identity, same errors."""
