@@ -19,6 +19,10 @@ _REMEMBERED = 4096
 _decoded: dict[str, str] = {}
 
 
+NOT_A_FORM = "The request body must be application/x-www-form-urlencoded."
+"""The OAuth `error_description` (with `invalid_request`) of a body parse_form refuses."""
+
+
 class FormError(ValueError):
     """The body is not a form: not UTF-8, or more fields than allowed."""
 
@@ -56,4 +60,4 @@ def parse_form(raw: bytes | str, *, max_fields: int) -> dict[str, str]:
     return form
 
 
-__all__ = ["FormError", "parse_form"]
+__all__ = ["NOT_A_FORM", "FormError", "parse_form"]

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from keyless.api.errors import json_response, oauth_error
-from keyless.api.forms import FormError, parse_form
+from keyless.api.forms import NOT_A_FORM, FormError, parse_form
 from keyless.errors import KeylessError
 from keyless.iam.key_grant import GrantRefused, redeem
 from keyless.state import ServerState
@@ -36,7 +36,7 @@ def routes(state: ServerState) -> list[Route]:
             try:
                 token = parse_form(raw, max_fields=16).get("access_token")
             except FormError:
-                return oauth_error("invalid_request", "The request body must be application/x-www-form-urlencoded.")
+                return oauth_error("invalid_request", NOT_A_FORM)
         if not token:
             return oauth_error("invalid_request", "Missing access_token parameter")
         try:
@@ -66,7 +66,7 @@ def routes(state: ServerState) -> list[Route]:
         try:
             form = parse_form(raw, max_fields=16)
         except FormError:
-            return oauth_error("invalid_request", "The request body must be application/x-www-form-urlencoded.")
+            return oauth_error("invalid_request", NOT_A_FORM)
         if form.get("grant_type") != JWT_BEARER:
             return oauth_error("unsupported_grant_type", "Invalid grant_type: " + form.get("grant_type", ""))
         try:

@@ -17,7 +17,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from keyless.api.errors import JSON_TYPE, json_response
-from keyless.api.forms import FormError, parse_form
+from keyless.api.forms import NOT_A_FORM, FormError, parse_form
 from keyless.audit.token_entries import token_exchanged
 from keyless.federation.exchange import ACCESS_TOKEN_TYPE, AUDIENCE, OAuthError, ProviderRuntime
 from keyless.federation.providers.oidc import NeedsNetwork
@@ -44,7 +44,7 @@ async def answer(state: ServerState, raw: bytes, ip: str, agent: str) -> tuple[i
         form = parse_form(raw, max_fields=32)
     except FormError:
         return 400, {"error": "invalid_request",
-                     "error_description": "The request body must be application/x-www-form-urlencoded."}
+                     "error_description": NOT_A_FORM}
     try:
         try:
             # Pure CPU while the issuer's keys are cached (~0.2 ms): no thread hop.

@@ -19,7 +19,6 @@ import os
 import signal
 import socket
 import threading
-import time
 from typing import Any
 
 from sqlalchemy import select
@@ -159,22 +158,11 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
-def kill_descendants(keep: int, timeout: float = 5.0) -> None:
+def kill_descendants(keep: int) -> None:
     """SIGKILL every process below this runner except `keep` (the reaper), and reap them: what
     Kubernetes does to a container's processes, wherever they moved in the process tree. Killing a
     parent re-parents its children here (see `adopt_orphans`), so look again until none is left."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        victims = _descendants(os.getpid()) - {keep}
-        if not victims:
-            return
-        for pid in victims:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        for pid in victims:  # those that are our children by now are zombies: collect them
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.01)
+    netns.kill_until_gone(lambda: _descendants(os.getpid()) - {keep}, seconds=5.0, reap=True)
 
 
 def foreground(pgid: int) -> int | None:

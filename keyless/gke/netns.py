@@ -22,7 +22,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -233,17 +233,28 @@ def create_pod(name: str, node_ns: str, veth: str, address: str, gateway: str, *
         ip("route", "add", f"{METADATA_IP}/32", "via", gateway, "dev", "eth0", netns=name)
 
 
-def kill_processes(name: str) -> None:
-    """End every process still inside the namespace (Kubernetes kills a deleted pod's containers)."""
-    for _ in range(50):
-        out = ip("netns", "pids", name, check=False)
-        pids = [int(p) for p in out.split() if p.isdigit()]
+def kill_until_gone(find: Callable[[], set[int]], *, seconds: float = 1.0, reap: bool = False) -> None:
+    """SIGKILL what `find` lists until it lists nothing (a process may fork while we kill its
+    parent), for at most `seconds`. With `reap`, collect those that are the caller's children
+    (zombies stay listed until then)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        pids = find()
         if not pids:
             return
         for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-        time.sleep(0.02)
+        if reap:
+            for pid in pids:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.01)
+
+
+def kill_processes(name: str) -> None:
+    """End every process still inside the namespace (Kubernetes kills a deleted pod's containers)."""
+    kill_until_gone(lambda: {int(p) for p in ip("netns", "pids", name, check=False).split() if p.isdigit()})
 
 
 def veth_name(pod_ns: str) -> str:
