@@ -22,6 +22,17 @@ from keyless.config import Settings
 from keyless.state import ServerState
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep the suite out of the user's ~/.keyless: every server records itself in the default data
+    dir too (keyless.discovery), and commands run without flags read it. Tests that exercise the
+    default name their own KEYLESS_DATA_DIR."""
+    import tempfile
+
+    for name in ("KEYLESS_SERVER", "KEYLESS_DATABASE_URL", "KEYLESS_TLS_PORT", "KEYLESS_PUBLIC_URL"):
+        os.environ.pop(name, None)
+    os.environ["KEYLESS_DATA_DIR"] = tempfile.mkdtemp(prefix="keyless-test-home-")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

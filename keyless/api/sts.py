@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from keyless.api.errors import JSON_TYPE, json_response
 from keyless.api.forms import NOT_A_FORM, FormError, parse_form
 from keyless.audit.token_entries import token_exchanged
+from keyless.federation.diagnosis import diagnose
 from keyless.federation.exchange import ACCESS_TOKEN_TYPE, AUDIENCE, OAuthError, ProviderRuntime
 from keyless.federation.providers.oidc import NeedsNetwork
 from keyless.iam.principal import Principal
@@ -32,8 +33,18 @@ def _audit(state: ServerState, form: dict[str, str], provider: ProviderRuntime |
     """Refusals before a provider is known belong to no project and are not logged, as on Google."""
     if provider is None or not provider.project_id:
         return
+
+    def diagnosis() -> dict[str, str] | None:
+        # Only for refusals by the provider's own checks, and only computed when the entry is written.
+        if error is None or not error.stage or provider is None:
+            return None
+        found = diagnose(error.stage, error.__cause__, provider.name, provider.oidc,
+                         provider.compiled.attribute_condition, form.get("subject_token", ""),
+                         state.settings.base_url)
+        return found.as_json() if found else None
+
     token_exchanged(state, form, project_id=provider.project_id, pool=provider.name.rsplit("/providers/", 1)[0],
-                    principal=principal, caller_ip=ip, user_agent=agent, error=error)
+                    principal=principal, caller_ip=ip, user_agent=agent, error=error, diagnosis=diagnosis)
 
 
 async def answer(state: ServerState, raw: bytes, ip: str, agent: str) -> tuple[int, dict[str, Any]]:

@@ -6,6 +6,7 @@ keyless.state.ServerState (not imported here: it builds on this package)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from keyless.audit.data_access import ADMIN_READ, DATA_READ, data_access_enabled
@@ -26,9 +27,12 @@ PERMISSIONS = {"GenerateAccessToken": "iam.serviceAccounts.getAccessToken",
 
 def token_exchanged(state: Any, form: dict[str, str], *, project_id: str, pool: str,
                     principal: Principal | None, caller_ip: str, user_agent: str,
-                    error: KeylessError | None = None) -> None:
+                    error: KeylessError | None = None,
+                    diagnosis: Callable[[], dict[str, str] | None] | None = None) -> None:
     """An ExchangeToken entry in the pool's project: the caller named by its IdP subject, the
-    federated principal in `metadata.mapped_principal`."""
+    federated principal in `metadata.mapped_principal`; a refusal's cause and fix, where known, in
+    `metadata.diagnosis` (keyless.federation.diagnosis: not in Google's entries, which say no more
+    than the error the client got)."""
     keys = principal.member_keys if principal is not None else frozenset()
     if not data_access_enabled(state.authz.audit_configs(project_chain(project_id)),
                                STS_SERVICE, ADMIN_READ, keys):
@@ -41,6 +45,9 @@ def token_exchanged(state: Any, form: dict[str, str], *, project_id: str, pool: 
                       "requestedTokenType": form.get("requested_token_type", ""),
                       "subjectTokenType": form.get("subject_token_type", ""), "scope": form.get("scope", "")}
     caller = None
+    found = diagnosis() if diagnosis is not None else None
+    if found:
+        record.metadata = {"diagnosis": found}
     if principal is not None:
         record.metadata = {"mapped_principal": principal.member}
         caller = Principal(member=principal.member, member_keys=frozenset(),

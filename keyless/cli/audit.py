@@ -52,7 +52,6 @@ def add_parser(sub: Any, store_flags: Callable[[argparse.ArgumentParser], None],
 
 def _common(p: argparse.ArgumentParser, store_flags: Callable[[argparse.ArgumentParser], None]) -> None:
     p.add_argument("--project", default=os.environ.get("CLOUDSDK_CORE_PROJECT"), help="the project whose logs to read")
-    p.add_argument("--server", help="the server URL (default http://127.0.0.1:8080)")
     p.add_argument("--token-file", help="a file holding the bearer token (default: the owner's, or $KEYLESS_TOKEN)")
     store_flags(p)
 
@@ -128,7 +127,7 @@ def _reader(args: argparse.Namespace, settings: Settings) -> Reader:
         token = os.environ["KEYLESS_TOKEN"].strip()
     else:
         token = settings.owner_token_file.read_text().strip()
-    return Reader(args.server or settings.base_url, token, args.project)
+    return Reader(settings.base_url, token, args.project)
 
 
 def cmd_read(args: argparse.Namespace, settings: Settings) -> int:

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from keyless.config import Settings
 
+if TYPE_CHECKING:
+    from keyless.state import ServerState
+
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return Settings.from_env(
+    """The settings of `serve` from its flags and environment; for every other command, those of the
+    server it talks to, found as keyless.discovery says (flags, then KEYLESS_*, then the record)."""
+    settings = Settings.from_env(
         host=getattr(args, "host", None), port=getattr(args, "port", None),
         data_dir=Path(args.data_dir) if getattr(args, "data_dir", None) else None,
         database_url=getattr(args, "database", None), public_url=getattr(args, "public_url", None),
@@ -20,9 +27,41 @@ def _settings(args: argparse.Namespace) -> Settings:
         aws_sts_endpoint=getattr(args, "aws_sts_endpoint", None),
         tls_port=getattr(args, "tls_port", None), universe_domain=getattr(args, "universe_domain", None),
     )
+    if args.command != "serve":
+        from keyless import discovery
+
+        named = getattr(args, "server", None) or os.environ.get("KEYLESS_SERVER") or None
+        args.server_named = named
+        args.server_record = discovery.resolve(
+            settings, server=named, data_dir_given=bool(getattr(args, "data_dir", None)),
+            database_given=bool(getattr(args, "database", None)))
+    return settings
+
+
+def _server_settings(args: argparse.Namespace) -> Settings:
+    """`_settings` for a command that needs a running server. A URL named by flag or environment is
+    trusted as it is; otherwise the record must exist (or appear within seconds, after `keyless
+    serve &`) and its server answer."""
+    from keyless import discovery
+
+    settings = _settings(args)
+    if args.server_named:
+        return settings
+    if args.server_record is None:
+        discovery.wait_for_record(settings)
+        settings = _settings(args)  # now resolved from the record
+    discovery.wait_until_answering(args.server_record)
+    return settings
 
 
 def _add_store_flags(p: argparse.ArgumentParser) -> None:
+    """Where the server is, the same three flags on every command (keyless.discovery): by default
+    the running `keyless serve`'s own record says."""
+    p.add_argument("--server", help="the server's URL (default: the running `keyless serve`'s, or $KEYLESS_SERVER)")
+    _add_data_flags(p)
+
+
+def _add_data_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="where Keyless keeps its database and keys (default ~/.keyless, "
                                       "or $KEYLESS_DATA_DIR)")
     p.add_argument("--database", help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db "
@@ -30,20 +69,33 @@ def _add_store_flags(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from keyless.app import build_app, tune_gc
-    from keyless.state import ServerState
+    from keyless import discovery
 
     settings = _settings(args)
+    # First, so a command started right after `keyless serve &` finds it (and waits for it to answer).
+    records = discovery.publish(settings)
+    # uvicorn re-raises SIGTERM/SIGINT once it has shut down; as an exception, not the default
+    # action, so the records are withdrawn on the way out.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_on_signal)
+    try:
+        _start(settings, args)
+    finally:
+        discovery.withdraw(records)
+    return 0
+
+
+def _start(settings: Settings, args: argparse.Namespace) -> None:
+    from keyless.state import ServerState
+
     state = ServerState(settings)
     state.bootstrap()
     state.write_owner_token()
     print(f"Keyless serving on {settings.base_url} (data in {settings.data_dir})", flush=True)
     print(f"Bootstrap owner: user:{settings.owner}; its token is in {settings.owner_token_file} "
-          f"(or run: keyless token owner --data-dir {settings.data_dir})", flush=True)
-    print(f"Point gcloud at it: keyless configure-gcloud --server {settings.base_url} "
-          f"--data-dir {settings.data_dir}", flush=True)
+          f"(or run: keyless token owner)", flush=True)
+    print("Other keyless commands find this server by itself (keyless.discovery). Next: keyless quickstart, "
+          "keyless configure-gcloud", flush=True)
     if settings.tls_port:
         from datetime import timedelta
 
@@ -54,6 +106,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         files = ensure(settings.data_dir, certificate_names(settings), timedelta(seconds=settings.tls_cert_lifetime))
         print(f"HTTPS and gRPC as Google's API hosts on port {settings.tls_port} (trust {files.ca}; "
               f"see `keyless env`)", flush=True)
+    _run_server(state, settings, args)
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _run_server(state: ServerState, settings: Settings, args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from keyless.app import build_app, tune_gc
+
     if args.workers > 1:
         if settings.tls_port:  # each worker serves it too (SO_REUSEPORT)
             os.environ.update({"KEYLESS_TLS_PORT": str(settings.tls_port), "KEYLESS_HOST": settings.host})
@@ -77,7 +141,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         uvicorn.run(app, host=settings.host, port=settings.port, loop=args.loop, log_level=args.log_level,
                     access_log=False, proxy_headers=bool(_trusted_proxies(args)),
                     forwarded_allow_ips=_trusted_proxies(args) or None)
-    return 0
 
 
 def _trusted_proxies(args: argparse.Namespace) -> list[str]:
@@ -106,8 +169,8 @@ def _serve_workers(settings: Settings, args: argparse.Namespace) -> None:
 def cmd_configure_gcloud(args: argparse.Namespace) -> int:
     from keyless.cli.gcloud_config import write_configuration
 
-    settings = _settings(args)
-    server = args.server or settings.base_url
+    settings = _server_settings(args)
+    server = settings.base_url
     token_file = Path(args.token_file) if args.token_file else settings.owner_token_file
     path = write_configuration(args.configuration, server, token_file, args.project)
     print(f"Wrote gcloud configuration '{args.configuration}' ({path}).")
@@ -142,13 +205,23 @@ def cmd_token_owner(args: argparse.Namespace) -> int:
 
 
 def cmd_token_github(args: argparse.Namespace) -> int:
+    from keyless.federation.exchange import AUDIENCE
     from keyless.state import ServerState
     from keyless.tokens.idp import github_token
 
-    settings = _settings(args)
+    settings = _server_settings(args)
     state = ServerState(settings)
-    print(github_token(state.keys, args.server or settings.base_url, repository=args.repository, ref=args.ref,
-                       audience=args.audience, actor=args.actor, workflow=args.workflow,
+    if args.provider and args.audience:
+        raise ValueError("give --audience or --provider, not both")
+    audience = args.audience
+    if args.provider:
+        name = args.provider.removeprefix("//iam.googleapis.com/").removeprefix("https://iam.googleapis.com/")
+        if not AUDIENCE.match(f"//iam.googleapis.com/{name}"):
+            raise ValueError("--provider must be projects/NUMBER/locations/global/workloadIdentityPools/POOL/"
+                             "providers/PROVIDER")
+        audience = f"https://iam.googleapis.com/{name}"
+    print(github_token(state.keys, settings.base_url, repository=args.repository, ref=args.ref,
+                       audience=audience, actor=args.actor, workflow=args.workflow,
                        event_name=args.event_name, environment=args.environment, sha=args.sha,
                        lifetime=args.lifetime))
     return 0
@@ -158,13 +231,13 @@ def cmd_actions_env(args: argparse.Namespace) -> int:
     from keyless.state import ServerState
     from keyless.tokens.idp import actions_request_token
 
-    settings = _settings(args)
+    settings = _server_settings(args)
     state = ServerState(settings)
     job = {"repository": args.repository, "ref": args.ref, "actor": args.actor, "workflow": args.workflow,
            "event_name": args.event_name}
     if args.environment:
         job["environment"] = args.environment
-    base = (args.server or settings.base_url).rstrip("/")
+    base = settings.base_url
     print(f"ACTIONS_ID_TOKEN_REQUEST_URL={base}/idp/github/actions-token?")
     print(f"ACTIONS_ID_TOKEN_REQUEST_TOKEN={actions_request_token(state.keys, job)}")
     return 0
@@ -174,9 +247,9 @@ def cmd_token_kubernetes(args: argparse.Namespace) -> int:
     from keyless.state import ServerState
     from keyless.tokens.idp import kubernetes_token
 
-    settings = _settings(args)
+    settings = _server_settings(args)
     state = ServerState(settings)
-    print(kubernetes_token(state.keys, args.server or settings.base_url, cluster=args.cluster,
+    print(kubernetes_token(state.keys, settings.base_url, cluster=args.cluster,
                            namespace=args.namespace, service_account=args.service_account, audience=args.audience,
                            pod=args.pod, lifetime=args.lifetime))
     return 0
@@ -189,7 +262,7 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve every API on one port")
     serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8080)")
-    _add_store_flags(serve)
+    _add_data_flags(serve)
     serve.add_argument("--public-url", help="the URL clients reach this server at (default http://HOST:PORT)")
     serve.add_argument("--owner", help="email of the bootstrap owner (default owner@keyless.dev)")
     serve.add_argument("--allow-insecure-issuers", action="store_true",
@@ -214,7 +287,6 @@ def parser() -> argparse.ArgumentParser:
 
     cg = sub.add_parser("configure-gcloud", help="write a gcloud configuration that points at this server")
     cg.add_argument("--configuration", default="keyless", help="configuration name (default keyless)")
-    cg.add_argument("--server", help="the server URL (default http://127.0.0.1:8080)")
     cg.add_argument("--project", help="default project of the configuration")
     cg.add_argument("--token-file", help="the bearer token file gcloud should use (default: the owner's)")
     _add_store_flags(cg)
@@ -239,13 +311,16 @@ def parser() -> argparse.ArgumentParser:
     gh.add_argument("--repository", required=True, help="OWNER/NAME")
     gh.add_argument("--ref", default="refs/heads/main")
     gh.add_argument("--audience", help="aud claim (default https://github.com/OWNER, as GitHub's)")
+    gh.add_argument("--provider", help="the workload identity provider the token is for, "
+                                       "projects/N/locations/global/workloadIdentityPools/P/providers/X: the aud is "
+                                       "then https://iam.googleapis.com/ and its name, as google-github-actions/auth "
+                                       "asks GitHub for")
     gh.add_argument("--actor", default="octocat")
     gh.add_argument("--workflow", default="Deploy")
     gh.add_argument("--event-name", default="push")
     gh.add_argument("--environment")
     gh.add_argument("--sha")
     gh.add_argument("--lifetime", type=int, default=300, help="seconds (default 300)")
-    gh.add_argument("--server", help="the server URL the issuer lives at (default http://127.0.0.1:8080)")
     _add_store_flags(gh)
     gh.set_defaults(func=cmd_token_github)
 
@@ -257,7 +332,6 @@ def parser() -> argparse.ArgumentParser:
     ae.add_argument("--workflow", default="Deploy")
     ae.add_argument("--event-name", default="push")
     ae.add_argument("--environment")
-    ae.add_argument("--server", help="the server URL (default http://127.0.0.1:8080)")
     _add_store_flags(ae)
     ae.set_defaults(func=cmd_actions_env)
 
@@ -268,12 +342,11 @@ def parser() -> argparse.ArgumentParser:
     k8s.add_argument("--audience", required=True)
     k8s.add_argument("--pod")
     k8s.add_argument("--lifetime", type=int, default=3600)
-    k8s.add_argument("--server", help="the server URL the issuer lives at (default http://127.0.0.1:8080)")
     _add_store_flags(k8s)
     k8s.set_defaults(func=cmd_token_kubernetes)
 
     from keyless.cli import audit
-    audit.add_parser(sub, _add_store_flags, _settings)
+    audit.add_parser(sub, _add_store_flags, _server_settings)
 
     from keyless.cli import env
     env.register(sub, _add_store_flags, _settings)
@@ -289,6 +362,9 @@ def parser() -> argparse.ArgumentParser:
 
     from keyless.cli import tls
     tls.register(sub, _add_store_flags, _settings)
+
+    from keyless.cli import quickstart
+    quickstart.register(sub, _add_store_flags, _server_settings)
     return p
 
 
@@ -300,6 +376,15 @@ def main(argv: list[str] | None = None) -> int:
         from keyless.errors import KeylessError
         if isinstance(exc, KeylessError | ValueError):
             print(f"ERROR: {exc}", file=sys.stderr)
+            return 1
+        import httpx
+        if isinstance(exc, httpx.TransportError):
+            try:
+                url = str(exc.request.url)
+            except RuntimeError:  # no request attached
+                url = ""
+            print(f"ERROR: cannot reach the Keyless server ({url}): {exc}. Start it with "
+                  f"`keyless serve --allow-insecure-issuers &`, or name another with --server URL", file=sys.stderr)
             return 1
         raise
 

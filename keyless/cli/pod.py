@@ -32,14 +32,15 @@ def cmd_pod_run(args: argparse.Namespace) -> int:
         if not sep or not key:
             raise ValueError(f"--env expects NAME=VALUE, got {item!r}")
         env[key] = value
-    if args.tls_port is None and os.environ.get("KEYLESS_TLS_PORT", "").isdigit():
-        args.tls_port = int(os.environ["KEYLESS_TLS_PORT"])
     spec = PodSpec(cluster=args.cluster, command=command, namespace=args.namespace,
                    service_account=args.service_account, pod=args.pod, name=args.name, node_pool=args.node_pool,
                    project=args.project, location=args.location, env=env,
-                   metadata_egress=not args.deny_metadata_egress, server=args.server or os.environ.get("KEYLESS_SERVER"),
-                   network=args.network)
-    code = run_pod(_settings(args), spec)
+                   metadata_egress=not args.deny_metadata_egress, network=args.network)
+    # The server's URL and TLS port come from --server/--tls-port, KEYLESS_*, or its record (keyless.discovery).
+    settings = _settings(args)
+    if args.network == "loopback" and args.tls_port is None:
+        settings.tls_port = None  # the record's TLS port: a loopback pod cannot have Google's hosts relayed
+    code = run_pod(settings, spec)
     return code if code >= 0 else 128 - code  # killed by a signal: the shell's convention
 
 
@@ -122,11 +123,10 @@ def register(sub: Any,
     run.add_argument("--deny-metadata-egress", action="store_true",
                      help="run as under a default-deny egress NetworkPolicy: the metadata server is unreachable")
     run.add_argument("--tls-port", type=int,
-                     help="the HTTPS port of `keyless serve --tls-port` (or $KEYLESS_TLS_PORT): the pod then reaches "
+                     help="the HTTPS port of `keyless serve --tls-port` (default: the running server's, or "
+                          "$KEYLESS_TLS_PORT): the pod then reaches "
                           "Keyless as Google's API hosts (sts.googleapis.com, storage.googleapis.com, ...) through "
                           "its node, and trusts Keyless's CA; without it only the metadata server is reachable")
-    run.add_argument("--server", help="Keyless's URL as this machine reaches it (or $KEYLESS_SERVER; default "
-                                      "http://127.0.0.1:8080): its host and HTTP port are relayed with --tls-port")
     run.add_argument("--network", choices=("namespace", "loopback"), default="namespace",
                      help="namespace (default; needs root): the pod gets its own network namespace, where "
                           "169.254.169.254 is its node's metadata server. loopback (no root needed, no isolation): "

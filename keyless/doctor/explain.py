@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from keyless.doctor.identities import principal_of
 from keyless.errors import InvalidArgument, KeylessError, PermissionDenied
+from keyless.federation.diagnosis import Diagnosis, diagnose
 from keyless.federation.exchange import AUDIENCE, AWS_TYPE, INVALID_TARGET, OAuthError, federated_principal
 from keyless.federation.mapping import CONDITION_REJECTED, apply
 from keyless.gke.metadata import (
@@ -448,25 +449,32 @@ def _token_path(state: ServerState, q: Question, ex: Explanation) -> tuple[Princ
                              f"({'OIDC issuer ' + runtime.oidc['issuerUri'] if runtime.oidc else 'AWS'})")
     audience = f"//iam.googleapis.com/{name}"
     kind = JWT_TYPE if runtime.oidc is not None else AWS_TYPE
+
+    def why(stage: str, cause: BaseException | None) -> Diagnosis | None:  # what the audit entry says too
+        return diagnose(stage, cause, runtime.name, runtime.oidc, runtime.compiled.attribute_condition,
+                        q.token or "", state.settings.base_url)
+
     try:
         assertion = state.exchanger.verify_credential(runtime, (q.token or "").strip(), kind, audience)
     except OAuthError as error:
-        reason = getattr(error.__cause__, "reason", "")
         detail = getattr(error.__cause__, "detail", "")
-        ex.add("token", FAIL, f"{error.oauth_error}: {error.message}" + (f" ({detail})" if detail else ""),
-               error.message, _token_fix(reason, audience, provider_id, gcloud))
+        found = why(error.stage or "token", error.__cause__)
+        ex.add("token", FAIL, f"{error.oauth_error}: {error.message}"
+               + (f" ({found.cause})" if found else f" ({detail})" if detail else ""),
+               error.message, found.fix if found else
+               f"gcloud iam workload-identity-pools providers describe {provider_id} {gcloud}")
         ex.skip_rest(*later[1:])
         return None, False
     ex.add("token", PASS, _claims_evidence(assertion))
     compiled = runtime.compiled
     try:
         identity = apply(compiled, assertion)
-    except PermissionDenied:
+    except PermissionDenied as exc:
         claims = sorted(set(re.findall(r"assertion\.([A-Za-z_][A-Za-z0-9_]*)", compiled.attribute_condition or "")))
         shown = ", ".join(f"{c}={assertion.get(c)!r}" for c in claims)
+        found = why("condition", exc)
         ex.add("condition", FAIL, f"{compiled.attribute_condition} is false for {shown or 'this token'}",
-               CONDITION_REJECTED, f"gcloud iam workload-identity-pools providers update-oidc {provider_id} {gcloud} "
-               f"--attribute-condition=\"...\"   # or run from an identity the condition admits")
+               CONDITION_REJECTED, found.fix if found else "")
         ex.skip_rest(*later[2:])
         return None, False
     except InvalidArgument as exc:
@@ -474,9 +482,8 @@ def _token_path(state: ServerState, q: Question, ex: Explanation) -> tuple[Princ
             ex.add("condition", PASS, f"{compiled.attribute_condition} is true")
         else:
             ex.add("condition", SKIP, "the condition reads mapped attributes, and the mapping fails")
-        ex.add("mapping", FAIL, exc.message, exc.message,
-               f"gcloud iam workload-identity-pools providers update-oidc {provider_id} {gcloud} "
-               f"--attribute-mapping=google.subject=assertion.sub,...")
+        found = why("mapping", exc)
+        ex.add("mapping", FAIL, exc.message, exc.message, found.fix if found else "")
         ex.skip_rest(*later[3:])
         return None, False
     ex.add("condition", PASS, f"{compiled.attribute_condition} is true" if compiled.attribute_condition
@@ -518,18 +525,6 @@ def _enabled(ex: Explanation, account: AccountInfo) -> bool:
         return False
     ex.add("service account", PASS, f"{account.email} exists and is enabled")
     return True
-
-
-def _token_fix(reason: str, audience: str, provider_id: str, gcloud: str) -> str:
-    if reason == "audience":
-        return (f"request the token with audience https:{audience} (what google-github-actions/auth asks for), or "
-                f"allow its audience: gcloud iam workload-identity-pools providers update-oidc {provider_id} {gcloud} "
-                f"--allowed-audiences=AUDIENCE")
-    if reason in ("expired", "lifetime", "not_yet_valid"):
-        return "use a fresh token: external tokens are short-lived (check the clock of the machine that minted it)"
-    if reason == "issuer":
-        return f"gcloud iam workload-identity-pools providers update-oidc {provider_id} {gcloud} --issuer-uri=ISSUER"
-    return f"gcloud iam workload-identity-pools providers describe {provider_id} {gcloud}"
 
 
 def _claims_evidence(assertion: dict[str, Any]) -> str:

@@ -48,10 +48,11 @@ INVALID_TARGET = ('The target service indicated by the "audience" parameters is 
 class OAuthError(KeylessError):
     """An STS refusal: `oauth_error` is the RFC 6749 error code, `message` its description."""
 
-    def __init__(self, oauth_error: str, description: str, status: int = 400) -> None:
+    def __init__(self, oauth_error: str, description: str, status: int = 400, *, stage: str = "") -> None:
         super().__init__(description)
         self.oauth_error = oauth_error
         self.http_status = status
+        self.stage = stage  # "token", "condition" or "mapping" where a provider's check refused (diagnosis)
 
 
 @dataclass(frozen=True)
@@ -165,9 +166,9 @@ class TokenExchanger:
         try:
             identity = apply(provider.compiled, assertion)
         except PermissionDenied as exc:
-            raise OAuthError("unauthorized_client", exc.message) from exc
+            raise OAuthError("unauthorized_client", exc.message, stage="condition") from exc
         except InvalidArgument as exc:
-            raise OAuthError("invalid_grant", exc.message) from exc
+            raise OAuthError("invalid_grant", exc.message, stage="mapping") from exc
         principal = federated_principal(provider.project_number, provider.pool_id, identity.subject,
                                         tuple(identity.groups), dict(identity.attributes))
         token = self._tokens.mint(principal, scopes, provider.lifetime)
@@ -198,7 +199,7 @@ class TokenExchanger:
                                          provider_resource_name=provider.name,
                                          jwks_json=provider.oidc.get("jwksJson"), allow_network=allow_network)
             except KeylessError as exc:
-                raise OAuthError(getattr(exc, "oauth_error", "invalid_grant"), exc.message) from exc
+                raise OAuthError(getattr(exc, "oauth_error", "invalid_grant"), exc.message, stage="token") from exc
         if subject_token_type != AWS_TYPE:
             raise OAuthError("invalid_request", f'Invalid value for "subject_token_type": {subject_token_type}. '
                              f"An AWS provider expects {AWS_TYPE}.")
@@ -211,7 +212,7 @@ class TokenExchanger:
                                                       audience=audience)
             return result
         except KeylessError as exc:
-            raise OAuthError(getattr(exc, "oauth_error", "invalid_grant"), exc.message) from exc
+            raise OAuthError(getattr(exc, "oauth_error", "invalid_grant"), exc.message, stage="token") from exc
 
 
 __all__ = ["Exchange", "OAuthError", "Providers", "TokenExchanger", "federated_principal"]
