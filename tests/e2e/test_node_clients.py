@@ -151,14 +151,18 @@ def audit(srv: KeylessServer, filter_text: str, count: int = 1) -> list[dict[str
 @pytest.fixture(scope="module")
 def universe(srv: KeylessServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """What a Node workload is given to use Keyless as Google's hosts of the keyless.test universe:
-    the hosts entries, a loopback-only resolver, and Keyless's CA for Node's https and for grpc-js."""
+    the variables `keyless env` prints (Keyless's CA for Node's https and for grpc-js), the hosts
+    entries it writes, and a loopback-only resolver."""
     tmp_path = tmp_path_factory.mktemp("universe")
     hosts, resolv = tmp_path / "hosts", tmp_path / "resolv.conf"
     hosts.write_text("127.0.0.1 localhost\n")
     assert srv.keyless("env", "--universe-domain", UNIVERSE, "--write-hosts", str(hosts)).returncode == 0
     resolv.write_text("nameserver 127.0.0.1\n")
-    ca = str(srv.data_dir / "tls" / "ca.pem")
-    return {"hosts": hosts, "resolv": resolv, "env": {"NODE_EXTRA_CA_CERTS": ca, "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH": ca}}
+    printed = srv.keyless("env", "--universe-domain", UNIVERSE, "--tls-port", str(srv.tls_port))  # type: ignore[attr-defined]
+    env = dict(line[len("export "):].split("=", 1) for line in printed.stdout.splitlines() if line.startswith("export "))
+    bundle = str(srv.data_dir / "tls" / "bundle.pem")
+    assert env["NODE_EXTRA_CA_CERTS"] == env["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"] == bundle, printed.stdout
+    return {"hosts": hosts, "resolv": resolv, "env": env}
 
 
 # -- google-auth-library --------------------------------------------------------------------------
