@@ -11,8 +11,9 @@ What each needs to reach Keyless (README "Google's Node.js clients"):
   endpoint it otherwise sends no credentials, as for an emulator); or, unchanged, the universe setup:
   `universeDomain`, Keyless's CA in NODE_EXTRA_CA_CERTS and the universe's hosts.
 - @google-cloud/secret-manager: no path prefix can be configured (gax builds
-  `https://HOST:PORT/v1/...`), so it needs the universe setup: gRPC (its default) trusting Keyless's
-  CA through GRPC_DEFAULT_SSL_ROOTS_FILE_PATH, or REST (`fallback: true`) through NODE_EXTRA_CA_CERTS.
+  `https://HOST:PORT/v1/...`), so it needs the universe setup: `universeDomain` plus `port` (a port
+  inside the universe domain is not understood), gRPC (its default) trusting Keyless's CA through
+  GRPC_DEFAULT_SSL_ROOTS_FILE_PATH, or REST (`fallback: true`) through NODE_EXTRA_CA_CERTS.
 The universe tests run node in its own mount namespace (`unshare -m`, as test_universe_tls.py) with
 the hosts file `keyless env --write-hosts` writes and a resolv.conf naming only loopback, so no name
 lookup (grpc-js also asks DNS for a TXT service config) leaves the machine."""
