@@ -266,15 +266,28 @@ def test_storage_reads_the_seed_object_by_api_endpoint(srv: KeylessServer, tmp_p
 @needs_namespaces
 def test_storage_unchanged_through_the_universe(srv: KeylessServer, universe: dict[str, Any], tmp_path: Path) -> None:
     """Only `universeDomain` set: the client reaches https://storage.keyless.test:PORT and sends the
-    federated token (no custom endpoint, so no useAuthWithCustomEndpoint)."""
+    federated token (no custom endpoint, so no useAuthWithCustomEndpoint); with impersonation, its
+    own google-auth-library (9.x) calls https://iamcredentials.keyless.test:PORT for deploy-sa's token."""
     domain = f"{UNIVERSE}:{srv.tls_port}"  # type: ignore[attr-defined]
-    out = nodejs.run("storage.mjs", {"objects": [["my-bucket", "data.txt"]], "options": {
-        "keyFilename": str(credentials(srv, tmp_path, "file", ref="refs/heads/node-storage-universe", universe=domain)),
-        "universeDomain": domain}}, **universe)
-    assert out == {"apiEndpoint": f"https://storage.{domain}", "downloads": [{"data": "hello from my-bucket"}]}
-    entries = audit(srv, 'protoPayload.methodName="storage.objects.get" AND protoPayload.authenticationInfo.'
-                         f'principalSubject:"{subject("refs/heads/node-storage-universe")}"')
-    assert len(entries) == 1 and entries[0]["protoPayload"]["status"].get("code", 0) == 0, entries
+    ref = "refs/heads/node-storage-universe"
+    for impersonate in (False, True):
+        folder = tmp_path / str(impersonate)
+        folder.mkdir()
+        out = nodejs.run("storage.mjs", {"objects": [["my-bucket", "data.txt"]], "options": {
+            "keyFilename": str(credentials(srv, folder, "file", ref=ref, universe=domain, impersonate=impersonate)),
+            "universeDomain": domain}}, **universe)
+        assert out == {"apiEndpoint": f"https://storage.{domain}", "downloads": [{"data": "hello from my-bucket"}]}
+    reads = audit(srv, 'protoPayload.methodName="storage.objects.get" AND protoPayload.authenticationInfo.'
+                       f'principalSubject:"{subject(ref)}"')
+    assert len(reads) == 1 and reads[0]["protoPayload"]["status"].get("code", 0) == 0, reads
+    principal = f"principal://iam.googleapis.com/{POOL}/subject/{subject(ref)}"
+    minted = audit(srv, f'protoPayload.methodName="GenerateAccessToken" AND '
+                        f'protoPayload.authenticationInfo.principalSubject="{principal}"')
+    assert len(minted) == 1, minted
+    after = minted[0]["timestamp"]
+    reads = audit(srv, 'protoPayload.methodName="storage.objects.get" AND '
+                       f'protoPayload.authenticationInfo.principalEmail="{DEPLOY_SA}" AND timestamp>="{after}"')
+    assert len(reads) == 1 and reads[0]["protoPayload"]["status"].get("code", 0) == 0, reads
 
 
 # -- @google-cloud/secret-manager -----------------------------------------------------------------
