@@ -24,7 +24,6 @@ import base64
 import json
 import os
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -36,6 +35,7 @@ from keyless.tokens import idp
 from tests.api.helpers import audit_data_access, server_state
 from tests.conftest import KeylessServer, free_port, fresh_database_url
 from tests.e2e import nodejs
+from tests.e2e.test_audit_logs import wait_for
 from tests.e2e.test_token_exchange import AUDIENCE, DEPLOY_SA, IAM, NUMBER, POOL, REPO_SET
 
 pytestmark = pytest.mark.usefixtures("node_clients")
@@ -137,18 +137,6 @@ def subject(ref: str, repository: str = "my-org/my-repo") -> str:
     return f"repo:{repository}:ref:{ref}"
 
 
-def audit(srv: KeylessServer, filter_text: str, count: int = 1) -> list[dict[str, Any]]:
-    """my-project's audit entries matching the filter, polled until `count` are there (the writer
-    commits a moment after the call)."""
-    body = {"resourceNames": ["projects/my-project"], "filter": filter_text}
-    deadline = time.monotonic() + 10
-    while True:
-        found: list[dict[str, Any]] = ok(srv.call("POST", "/logging/v2/entries:list", body=body)).get("entries", [])
-        if len(found) >= count or time.monotonic() > deadline:
-            return found
-        time.sleep(0.1)
-
-
 @pytest.fixture(scope="module")
 def universe(srv: KeylessServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """What a Node workload is given to use Keyless as Google's hosts of the keyless.test universe:
@@ -188,8 +176,8 @@ def test_google_auth_library_federated_token(srv: KeylessServer, tmp_path: Path,
     principal = f"principal://iam.googleapis.com/{POOL}/subject/{subject(ref)}"
     assert info["sub"] == principal
     # the exchange is audited with the GitHub subject, its mapped principal, and Node's user agent
-    entries = audit(srv, 'protoPayload.methodName="google.identity.sts.v1.SecurityTokenService.ExchangeToken" AND '
-                         f'protoPayload.authenticationInfo.principalSubject="{subject(ref)}"')
+    entries = wait_for(srv, 'protoPayload.methodName="google.identity.sts.v1.SecurityTokenService.ExchangeToken" AND '
+                         f'protoPayload.authenticationInfo.principalSubject="{subject(ref)}"', 1)
     assert len(entries) == 1, entries
     payload = entries[0]["protoPayload"]
     assert payload["metadata"]["mapped_principal"] == principal
@@ -212,13 +200,13 @@ def test_google_auth_library_impersonates_the_service_account(srv: KeylessServer
     info = ok(httpx.get(f"{srv.base_url}/oauth2/v3/tokeninfo", params={"access_token": out["token"]}))
     assert info["email"] == DEPLOY_SA
     principal = f"principal://iam.googleapis.com/{POOL}/subject/{subject(ref)}"
-    entries = audit(srv, f'protoPayload.methodName="GenerateAccessToken" AND '
-                         f'protoPayload.authenticationInfo.principalSubject="{principal}"')
+    entries = wait_for(srv, f'protoPayload.methodName="GenerateAccessToken" AND '
+                         f'protoPayload.authenticationInfo.principalSubject="{principal}"', 1)
     assert len(entries) == 1, entries
     assert entries[0]["resource"]["labels"]["email_id"] == DEPLOY_SA
     assert entries[0]["protoPayload"]["requestMetadata"]["callerSuppliedUserAgent"].startswith(
         "google-api-nodejs-client/10.9.1")
-    exchanges = audit(srv, f'protoPayload.authenticationInfo.principalSubject="{subject(ref)}"')
+    exchanges = wait_for(srv, f'protoPayload.authenticationInfo.principalSubject="{subject(ref)}"', 1)
     assert [e["protoPayload"]["methodName"] for e in exchanges] == [
         "google.identity.sts.v1.SecurityTokenService.ExchangeToken"]
 
@@ -277,16 +265,16 @@ def test_storage_unchanged_through_the_universe(srv: KeylessServer, universe: di
             "keyFilename": str(credentials(srv, folder, "file", ref=ref, universe=domain, impersonate=impersonate)),
             "universeDomain": domain}}, **universe)
         assert out == {"apiEndpoint": f"https://storage.{domain}", "downloads": [{"data": "hello from my-bucket"}]}
-    reads = audit(srv, 'protoPayload.methodName="storage.objects.get" AND protoPayload.authenticationInfo.'
-                       f'principalSubject:"{subject(ref)}"')
+    reads = wait_for(srv, 'protoPayload.methodName="storage.objects.get" AND protoPayload.authenticationInfo.'
+                       f'principalSubject:"{subject(ref)}"', 1)
     assert len(reads) == 1 and reads[0]["protoPayload"]["status"].get("code", 0) == 0, reads
     principal = f"principal://iam.googleapis.com/{POOL}/subject/{subject(ref)}"
-    minted = audit(srv, f'protoPayload.methodName="GenerateAccessToken" AND '
-                        f'protoPayload.authenticationInfo.principalSubject="{principal}"')
+    minted = wait_for(srv, f'protoPayload.methodName="GenerateAccessToken" AND '
+                        f'protoPayload.authenticationInfo.principalSubject="{principal}"', 1)
     assert len(minted) == 1, minted
     after = minted[0]["timestamp"]
-    reads = audit(srv, 'protoPayload.methodName="storage.objects.get" AND '
-                       f'protoPayload.authenticationInfo.principalEmail="{DEPLOY_SA}" AND timestamp>="{after}"')
+    reads = wait_for(srv, 'protoPayload.methodName="storage.objects.get" AND '
+                       f'protoPayload.authenticationInfo.principalEmail="{DEPLOY_SA}" AND timestamp>="{after}"', 1)
     assert len(reads) == 1 and reads[0]["protoPayload"]["status"].get("code", 0) == 0, reads
 
 
@@ -325,7 +313,7 @@ def test_secret_manager_through_the_universe(srv: KeylessServer, universe: dict[
         body = json.loads(error["message"])["error"]
         assert (body["status"], body["message"]) == ("PERMISSION_DENIED", message)
         assert body["details"][0]["reason"] == "IAM_PERMISSION_DENIED"
-    entries = audit(srv, 'protoPayload.methodName="google.cloud.secretmanager.v1.SecretManagerService.'
+    entries = wait_for(srv, 'protoPayload.methodName="google.cloud.secretmanager.v1.SecretManagerService.'
                          'AccessSecretVersion" AND protoPayload.authenticationInfo.principalSubject:'
                          f'"ref:refs/heads/node-secret-{transport}"', count=2)
     assert sorted(e["protoPayload"]["status"].get("code", 0) for e in entries) == [0, 7], entries
