@@ -17,9 +17,11 @@ from keyless.tls.ca import TlsFiles, ensure
 from keyless.tls.names import certificate_names
 
 BEGIN, END = "# BEGIN keyless", "# END keyless"
-# The variables each client reads for its CA bundle (research/google-auth-clients.md).
+# The variables each client reads for its CA bundle (research/google-auth-clients.md); Node's https
+# (google-auth-library, @google-cloud/*'s REST) adds NODE_EXTRA_CA_CERTS to its roots, grpc-js reads
+# GRPC_DEFAULT_SSL_ROOTS_FILE_PATH (tests/e2e/test_node_clients.py).
 CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
-                "CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE")
+                "CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE", "NODE_EXTRA_CA_CERTS")
 
 
 def environment(files: TlsFiles, universe_domain: str | None, tls_port: int) -> dict[str, str]:

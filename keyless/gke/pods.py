@@ -44,7 +44,7 @@ SERVER_START_TIMEOUT = 30.0
 PR_SET_PDEATHSIG = 1
 # The variables each client reads for its CA bundle (research/google-auth-clients.md), as `keyless env`.
 CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
-                "CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE")
+                "CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE", "NODE_EXTRA_CA_CERTS")
 
 
 @dataclass

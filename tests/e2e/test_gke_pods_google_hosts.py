@@ -103,7 +103,7 @@ def test_pod_has_google_hosts_and_the_ca_but_no_endpoint_settings(srv: KeylessSe
     # Only the CA bundle variables: no endpoint override, no universe, no credentials file.
     assert got["env"] == {name: bundle for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE",
                                                     "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
-                                                    "CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE")}
+                                                    "CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE", "NODE_EXTRA_CA_CERTS")}
     gateways = {v for k, v in got["hosts"].items() if k.endswith(".googleapis.com")}
     assert len(gateways) == 1 and re.fullmatch(r"10\.\d+\.\d+\.1", gateways.pop())
     assert got["hosts"]["metadata.google.internal"] == "169.254.169.254"

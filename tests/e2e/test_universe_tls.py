@@ -94,7 +94,7 @@ def test_keyless_env_prints_what_clients_read(srv: KeylessServer, tmp_path: Path
     assert out.returncode == 0, out.stderr
     bundle = srv.data_dir / "tls" / "bundle.pem"
     for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
-                 "CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE"):
+                 "CLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE", "NODE_EXTRA_CA_CERTS"):
         assert f"export {name}={bundle}" in out.stdout
     assert f"export GOOGLE_CLOUD_UNIVERSE_DOMAIN={UNIVERSE}:{srv.tls_port}" in out.stdout  # type: ignore[attr-defined]
     assert (srv.data_dir / "tls" / "ca.pem").read_bytes() in bundle.read_bytes()
