@@ -37,9 +37,9 @@ from keyless.iam.policy import add_binding, get_policy_row
 from keyless.iam.principal import Principal
 from keyless.iam.roles import RoleCatalogue
 from keyless.iam.service_accounts import EMAIL_DOMAIN, find_by_email
-from keyless.projects import ROOT
+from keyless.projects import ROOT, create_project, project_resource
 from keyless.store.db import Database, RevisionCache, open_database
-from keyless.store.models import ServiceAccount
+from keyless.store.models import Project, ServiceAccount
 from keyless.tokens.access import CLOUD_PLATFORM, INVALID_CREDENTIALS, AccessToken, AccessTokens
 from keyless.tokens.access import PREFIX as ACCESS_PREFIX
 from keyless.tokens.keys import KeyRing
@@ -104,6 +104,17 @@ class ServerState:
             if not present:
                 with self.db.write() as s:
                     add_binding(s, ROOT, role, member, self.role_exists(s), self.member_check(s))
+
+    def create_owned_project(self, project_id: str, *, name: str | None = None, number: str | None = None) -> Project:
+        """A project made by the bootstrap owner with a chosen number (no Google API sets one), who
+        then holds roles/owner on it, as `gcloud projects create` makes its caller owner."""
+        with self.db.write() as s:
+            row = create_project(s, project_id, name=name, number=number)
+            s.flush()
+            add_binding(s, project_resource(row.project_id), "roles/owner", self.owner.member,
+                        self.role_exists(s), lambda m: None)
+            s.expunge(row)
+        return row
 
     def write_owner_token(self) -> AccessToken:
         """Mint the owner's token into the data directory (mode 0600) for configure-gcloud."""

@@ -180,17 +180,11 @@ def cmd_configure_gcloud(args: argparse.Namespace) -> int:
 
 
 def cmd_projects_create(args: argparse.Namespace) -> int:
-    from keyless.iam.policy import add_binding
-    from keyless.projects import create_project, project_resource
     from keyless.state import ServerState
 
     state = ServerState(_settings(args))
     state.bootstrap()
-    with state.db.write() as s:
-        row = create_project(s, args.project_id, name=args.name, number=args.number)
-        s.flush()
-        add_binding(s, project_resource(row.project_id), "roles/owner", state.owner.member,
-                    state.role_exists(s), lambda m: None)
+    row = state.create_owned_project(args.project_id, name=args.name, number=args.number)
     print(f"Created project [{row.project_id}] with number {row.project_number}.")
     return 0
 

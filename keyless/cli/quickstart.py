@@ -69,16 +69,17 @@ class Api:
 
 def quickstart(api: Api, settings: Settings, args: argparse.Namespace) -> dict[str, str]:
     """Make seed 001's setup; return what was made (names, for the summary)."""
-    from keyless.projects import create_project, find_project
+    from keyless.projects import find_project
     from keyless.state import ServerState
 
     project = args.project
     state = ServerState(settings)  # only for the project's chosen number, which no Google API sets
     try:
-        with state.db.write() as s:
-            row = find_project(s, project) or create_project(s, project, number=args.number)
-            s.flush()
-            number = row.project_number
+        with state.db.read() as s:
+            row = find_project(s, project)
+            number = row.project_number if row is not None else None
+        if number is None:
+            number = state.create_owned_project(project, number=args.number).project_number
     finally:
         state.db.dispose()
     pool, provider_id = "github-pool", "github-provider"

@@ -36,7 +36,7 @@ from tests.api.helpers import audit_data_access, server_state
 from tests.conftest import KeylessServer, free_port, fresh_database_url
 from tests.e2e import nodejs
 from tests.e2e.test_audit_logs import wait_for
-from tests.e2e.test_token_exchange import AUDIENCE, DEPLOY_SA, IAM, NUMBER, POOL, REPO_SET
+from tests.e2e.test_token_exchange import AUDIENCE, DEPLOY_SA, NUMBER, POOL, REPO_SET
 
 pytestmark = pytest.mark.usefixtures("node_clients")
 
@@ -61,19 +61,9 @@ def srv(tmp_path_factory: pytest.TempPathFactory):
     server = KeylessServer(tmp_path_factory.mktemp("node") / "data", fresh_database_url(), "--allow-insecure-issuers",
                            "--tls-port", str(tls_port), "--universe-domain", UNIVERSE)
     server.tls_port = tls_port  # type: ignore[attr-defined]
-    assert server.keyless("projects", "create", "my-project", "--number", NUMBER).returncode == 0
-    ok(server.call("POST", f"{IAM}/locations/global/workloadIdentityPools", params={"workloadIdentityPoolId": "github-pool"},
-                   body={"displayName": "GitHub Actions pool"}))
-    ok(server.call("POST", f"{IAM}/locations/global/workloadIdentityPools/github-pool/providers",
-                   params={"workloadIdentityPoolProviderId": "github-provider"},
-                   body={"attributeMapping": {"google.subject": "assertion.sub",
-                                              "attribute.repository": "assertion.repository",
-                                              "attribute.ref": "assertion.ref"},
-                         "attributeCondition": "assertion.repository_owner == 'my-org'",
-                         "oidc": {"issuerUri": f"{server.base_url}/idp/github"}}))
-    ok(server.call("POST", f"{IAM}/serviceAccounts", body={"accountId": "deploy-sa"}))
-    ok(server.call("POST", f"/iam/v1/projects/-/serviceAccounts/{DEPLOY_SA}:setIamPolicy",
-                   body={"policy": {"bindings": [{"role": "roles/iam.workloadIdentityUser", "members": [REPO_SET]}]}}))
+    # seed 001's project, pool, provider, deploy-sa and binding, as a newcomer makes them
+    made = server.keyless("quickstart", "--output-file", str(server.data_dir.parent / "quickstart.json"))
+    assert made.returncode == 0, made.stderr
     policy = ok(server.call("POST", "/cloudresourcemanager/v1/projects/my-project:getIamPolicy", body={}))
     policy["bindings"].append({"role": "roles/viewer", "members": [f"serviceAccount:{DEPLOY_SA}"]})
     ok(server.call("POST", "/cloudresourcemanager/v1/projects/my-project:setIamPolicy", body={"policy": policy}))
