@@ -84,21 +84,22 @@ def nothing_left_behind() -> Iterator[None]:
 
 def in_pod(srv: KeylessServer, command: list[str], *extra: str, ksa: str = "my-app-ksa",
            expect: int = 0) -> str:
-    """COMMAND as a pod of my-cluster (production/KSA) that reaches Keyless as Google's hosts."""
-    result = pod_run(srv, "--cluster", "my-cluster", "--namespace", "production", "--service-account", ksa,
-                     "--tls-port", str(srv.tls_port), "--server", srv.base_url, *extra,  # type: ignore[attr-defined]
+    """COMMAND as a pod of my-cluster (production/KSA) that reaches Keyless as Google's hosts: the
+    server's URL and TLS port come from its record (keyless.discovery), as a user types no flag twice."""
+    result = pod_run(srv, "--cluster", "my-cluster", "--namespace", "production", "--service-account", ksa, *extra,
                      command=command)
     assert result.returncode == expect, result.stdout + result.stderr[-4000:]
     return result.stdout
 
 
 def test_pod_has_google_hosts_and_the_ca_but_no_endpoint_settings(srv: KeylessServer) -> None:
-    bundle = str(srv.data_dir / "tls" / "bundle.pem")
+    bundle = str(srv.data_dir.resolve() / "tls" / "bundle.pem")
     out = in_pod(srv, [PYTHON, "-c", (
         "import json, os, socket; print(json.dumps({'env': {k: v for k, v in os.environ.items() if k not in "
         "('PATH', 'HOME', 'HOSTNAME', 'LANG', 'TERM', 'TZ')}, 'hosts': {h: socket.gethostbyname(h) for h in "
         "('sts.googleapis.com', 'storage.googleapis.com', 'secretmanager.googleapis.com', 'oauth2.googleapis.com',"
-        " 'iamcredentials.googleapis.com', 'metadata.google.internal')}}))")])
+        " 'iamcredentials.googleapis.com', 'metadata.google.internal')}}))")],
+                 "--tls-port", str(srv.tls_port), "--server", srv.base_url)  # type: ignore[attr-defined]
     got = json.loads(out)
     # Only the CA bundle variables: no endpoint override, no universe, no credentials file.
     assert got["env"] == {name: bundle for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE",
