@@ -23,6 +23,7 @@ from keyless.api import (
     iam,
     iamcredentials,
     idp,
+    kubernetes,
     oauth2,
     resourcemanager,
     robot,
@@ -57,6 +58,7 @@ PREFIXES = {
     "secretmanager": secretmanager.routes,
     "logging": logging_api.routes,
     "container": container.routes,
+    "kubernetes": kubernetes.routes,  # each GKE cluster's Kubernetes API (its endpoint; keyless.api.kubernetes)
     "doctor": doctor.routes,  # Keyless's doctor (not a Google API): /doctor/v1/access
 }
 OWNER_TOKEN_REFRESH_SECONDS = 3600
