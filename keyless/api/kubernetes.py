@@ -26,7 +26,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import BaseRoute, Route
+from starlette.routing import Route
 
 from keyless import projects
 from keyless.api.http import read_json
@@ -41,6 +41,12 @@ PREFIX = "/projects/{project}/locations/{location}/clusters/{cluster}"
 JSON = "application/json"
 WATCH_SECONDS = 300  # the longest a watch is held open (kubectl re-watches)
 WATCH_POLL = 0.2
+
+
+class UnsupportedMediaType(InvalidArgument):
+    """415: kubectl then sends JSON (client-go retries a protobuf body as JSON)."""
+
+    http_status = 415
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,8 @@ def error_status(error: KeylessError, resource: Resource | None = None, name: st
         return status(404, error.message, "NotFound", details)
     if isinstance(error, Unauthenticated):
         return status(401, "Unauthorized", "Unauthorized")
+    if isinstance(error, UnsupportedMediaType):
+        return status(415, error.message, "UnsupportedMediaType")
     if isinstance(error, InvalidArgument):
         return status(400, error.message, "BadRequest")
     return status(error.http_status, error.message)
@@ -310,8 +318,8 @@ class ClusterApi:
                 raise InvalidArgument(f"error decoding patch: {exc}") from exc
         content = request.headers.get("content-type", JSON).split(";")[0].strip()
         if content not in (JSON, ""):
-            raise InvalidArgument(f'the body of the request was in an unknown format - accepted media types '
-                                  f'include: {JSON}, application/yaml')
+            raise UnsupportedMediaType(f'the body of the request was in an unknown format - accepted media types '
+                                       f'include: {JSON}')
         try:
             return await read_json(request, self.state.settings.max_body_bytes)
         except KeylessError as error:
