@@ -29,6 +29,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from keyless import projects
+from keyless.api import kubernetes_protobuf
 from keyless.api.http import read_json
 from keyless.errors import Aborted, AlreadyExists, InvalidArgument, KeylessError, NotFound, Unauthenticated
 from keyless.gke import clusters, issuer, kubernetes
@@ -317,9 +318,14 @@ class ClusterApi:
             except ValueError as exc:
                 raise InvalidArgument(f"error decoding patch: {exc}") from exc
         content = request.headers.get("content-type", JSON).split(";")[0].strip()
+        if content == kubernetes_protobuf.MEDIA_TYPE:  # kubectl >= 1.32's create and create token
+            raw = await request.body()
+            if len(raw) > self.state.settings.max_body_bytes:
+                raise InvalidArgument("the request body is too large")
+            return kubernetes_protobuf.decode(raw)
         if content not in (JSON, ""):
             raise UnsupportedMediaType(f'the body of the request was in an unknown format - accepted media types '
-                                       f'include: {JSON}')
+                                       f'include: {JSON}, {kubernetes_protobuf.MEDIA_TYPE}')
         try:
             return await read_json(request, self.state.settings.max_body_bytes)
         except KeylessError as error:
