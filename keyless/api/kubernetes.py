@@ -24,9 +24,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from keyless import projects
 from keyless.api import kubernetes_protobuf
@@ -253,10 +253,10 @@ class ClusterApi:
     def __init__(self, state: ServerState) -> None:
         self.state = state
 
-    def authenticate(self, request: Request) -> Principal:
+    def authenticate(self, request: HTTPConnection) -> Principal:
         return self.state.authenticate(request.headers.get("authorization"), SERVICE).principal
 
-    def cluster(self, request: Request) -> GkeCluster | None:
+    def cluster(self, request: HTTPConnection) -> GkeCluster | None:
         p = request.path_params
         with self.state.db.read() as s:
             return clusters.find_cluster(s, p["project"], p["cluster"], p["location"])
@@ -586,6 +586,9 @@ def table(r: Resource, items: list[dict[str, Any]]) -> dict[str, Any]:
                                  "metadata": o.get("metadata") or {}}} for o in items]}
 
 
-def routes(state: ServerState) -> list[Route]:
+def routes(state: ServerState) -> list[BaseRoute]:
+    from keyless.api.kubernetes_exec import websocket_routes
+
     api = ClusterApi(state)
-    return [Route(PREFIX + "/{rest:path}", api.handle, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])]
+    return [*websocket_routes(api),
+            Route(PREFIX + "/{rest:path}", api.handle, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])]

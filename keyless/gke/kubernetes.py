@@ -266,8 +266,16 @@ def _fill(s: Session, cluster: GkeCluster, kind: str, body: dict[str, Any]) -> N
         body["spec"] = {"finalizers": ["kubernetes"]}
         body["status"] = {"phase": "Active"}
     elif kind == "Pod":
-        _pod_template(body.setdefault("spec", {}))
-        body.setdefault("status", {"phase": "Pending"})
+        spec = _pod_template(body.setdefault("spec", {}))
+        first = (spec.get("containers") or [{}])[0]
+        if isinstance(first, dict) and first.get("stdin"):
+            # `kubectl run -i`: the container waits for its attacher, whose attach starts its command
+            # (keyless.api.kubernetes_exec); kubectl attaches once the pod is Running and Ready.
+            body["status"] = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
+                              "containerStatuses": [{"name": first.get("name", ""), "ready": True, "restartCount": 0,
+                                                     "state": {"running": {}}}]}
+        else:
+            body["status"] = {"phase": "Pending"}  # its processes run when exec'd (no image is pulled)
 
 
 def create(s: Session, cluster: GkeCluster, kind: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import httpx
 import pytest
 import yaml
 
+from keyless.gke import netns
 from tests.api.helpers import token_for_user
 from tests.conftest import Gcloud, KeylessServer, free_port, fresh_database_url
 
@@ -141,6 +142,43 @@ def as_owner(g: Gcloud, *args: str, **kw: Any) -> subprocess.CompletedProcess[st
         kubectl(g, "config", "set-credentials", "owner", f"--token={g.server.owner_token}")
         g.owner_user = True  # type: ignore[attr-defined]
     return kubectl(g, "--user=owner", *args, **kw)
+
+
+METADATA_EMAIL = "computeMetadata/v1/instance/service-accounts/default/email"
+
+
+def _seed_curl() -> list[str]:
+    """Seed 002's Verify line; with loopback pods (no network namespaces here) the metadata
+    server is at $GCE_METADATA_HOST instead of metadata.google.internal (README, pods)."""
+    if netns.unavailable_reason() is None:
+        return ["curl", "-s", "-H", "Metadata-Flavor: Google", f"http://metadata.google.internal/{METADATA_EMAIL}"]
+    return ["sh", "-c", f'curl -s -H "Metadata-Flavor: Google" "http://$GCE_METADATA_HOST/{METADATA_EMAIL}"']
+
+
+def test_exec_and_run_reach_the_metadata_server_as_the_ksa(g: Gcloud) -> None:
+    """Seed 002/003's Verify blocks: exec into a Deployment's pod, and `kubectl run -i --rm` with
+    the KSA set through --overrides, both print the annotated GSA."""
+    pods = as_owner(g, "get", "pods", "-n", "production", "-o", "name").stdout.split()
+    assert len(pods) == 2
+    shown = as_owner(g, "exec", "-n", "production", pods[0].split("/")[1], "--", *_seed_curl())
+    assert shown.stdout.strip() == GSA
+    assert as_owner(g, "get", "pods", "-n", "production", "-o", "name").stdout.split() == pods  # exec ended no pod
+    run = as_owner(g, "run", "-i", "--rm", "--restart=Never", "workload-identity-test", "--image=google/cloud-sdk:slim",
+                  "--namespace=production", '--overrides={"spec": {"serviceAccountName": "my-app-ksa"}}', "--",
+                  *_seed_curl())
+    assert run.stdout.startswith(GSA) and 'pod "workload-identity-test" deleted' in run.stdout
+    # `-- bash` fed the seed's commands on stdin; the shell's exit code is kubectl's
+    script = " ".join(f"'{a}'" for a in _seed_curl()) + "; echo; exit 3\n"
+    shell = as_owner(g, "run", "-i", "--rm", "--restart=Never", "wi-debug", "--image=google/cloud-sdk:slim",
+                    "--namespace=production", '--overrides={"spec":{"serviceAccountName":"my-app-ksa"}}', "--", "bash",
+                    stdin=script, check=False)
+    assert shell.returncode == 3 and shell.stdout.startswith(GSA), shell.stderr
+    assert "wi-debug" not in as_owner(g, "get", "pods", "-n", "production").stdout
+    # images are not pulled: an image's own binary is not on this machine
+    missing = as_owner(g, "exec", "-n", "production", pods[0].split("/")[1], "--", "no-such-binary", check=False)
+    assert missing.returncode != 0 and 'exec: "no-such-binary": executable file not found in $PATH' in missing.stderr
+    assert "images such as europe-west2-docker.pkg.dev/my-project-id/my-repo/my-app:latest are not pulled" in \
+        missing.stderr
 
 
 def test_kubernetes_error_answers(g: Gcloud) -> None:
