@@ -275,6 +275,8 @@ class ClusterApi:
         parts = [p for p in request.path_params["rest"].split("/") if p]
         method = request.method
         if method == "GET":
+            if parts == ["openapi", "v2"]:
+                return Response(openapi_v2_document(), media_type="application/octet-stream")
             found = discovery(parts) or openapi_v3(parts, request.url.path[:-len(request.path_params["rest"]) - 1])
             if found is not None:
                 return _json(found)
@@ -466,12 +468,26 @@ def openapi_v3(parts: list[str], base: str) -> dict[str, Any] | None:
         path = f"/{_openapi_key(gv)}{scope}/{r.name}/{{name}}"
         gvk = {"group": r.group, "version": r.version, "kind": r.kind}
         params = [{"name": n, "in": "query", "schema": {"type": "string", "uniqueItems": True}}
-                  for n in ("dryRun", "fieldManager", "fieldValidation", "force")]
+                  for n in QUERY_PARAMETERS]
         paths[path] = {"patch": {"operationId": f"patch{r.kind}", "x-kubernetes-action": "patch",
                                  "x-kubernetes-group-version-kind": gvk, "parameters": params,
                                  "responses": {"200": {"description": "OK"}}}}
     return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": f"v{clusters.VERSION}"},
             "paths": paths, "components": {"schemas": {}}}
+
+
+QUERY_PARAMETERS = ("dryRun", "fieldManager", "fieldValidation", "force")
+
+
+def openapi_v2_document() -> bytes:
+    """/openapi/v2 for kubectl 1.27 and 1.28, which learn from it (in protobuf) that the server
+    takes `fieldValidation`; the same PATCH operations as openapi_v3's, without schemas."""
+    operations = []
+    for r in RESOURCES:
+        scope = "/namespaces/{namespace}" if r.namespaced else ""
+        operations.append((f"/{_openapi_key(r.group_version)}{scope}/{r.name}/{{name}}", f"patch{r.kind}",
+                           {"group": r.group, "kind": r.kind, "version": r.version}, list(QUERY_PARAMETERS)))
+    return kubernetes_protobuf.openapi_v2(operations)
 
 
 def _openapi_key(group_version: str) -> str:

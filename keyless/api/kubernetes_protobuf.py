@@ -11,6 +11,7 @@ ones the server sets (uid, resourceVersion, status, ...) are ignored as the API 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -158,3 +159,43 @@ def decode(body: bytes) -> dict[str, Any]:
     if readers is None:
         raise InvalidArgument(f"Keyless reads {kind or 'this kind'} only as JSON (application/json)")
     return {"apiVersion": api_version, "kind": kind, **_message(raw, readers, kind)}
+
+
+# -- OpenAPI v2, which kubectl 1.27 and 1.28 read (protobuf only) ---------------------------------
+
+def _key(number: int, wire: int) -> bytes:
+    return _encode_varint(number << 3 | wire)
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _bytes(number: int, value: bytes | str) -> bytes:
+    data = value.encode() if isinstance(value, str) else value
+    return _key(number, 2) + _encode_varint(len(data)) + data
+
+
+def openapi_v2(operations: list[tuple[str, str, dict[str, str], list[str]]]) -> bytes:
+    """A gnostic openapi_v2.Document (github.com/google/gnostic-models, OpenAPIv2.proto) listing one
+    PATCH operation per (path, operationId, group-version-kind, query parameters): what kubectl's
+    query-parameter verifier reads to learn that the server validates fields itself."""
+    paths = b""
+    for path, operation_id, gvk, params in operations:
+        gvk_yaml = "".join(f"{k}: {json.dumps(v)}\n" for k, v in gvk.items())
+        extension = _bytes(1, "x-kubernetes-group-version-kind") + _bytes(2, _bytes(2, gvk_yaml))  # NamedAny
+        parameters = b"".join(
+            _bytes(8, _bytes(1, _bytes(2, _bytes(3, _bytes(2, "query") + _bytes(4, name) + _bytes(6, "string")))))
+            for name in params)  # ParametersItem.parameter.non_body_parameter.query_parameter_sub_schema
+        operation = _bytes(5, operation_id) + parameters + _bytes(13, extension)
+        paths += _bytes(2, _bytes(1, path) + _bytes(2, _bytes(8, operation)))  # NamedPathItem{name, PathItem{patch}}
+    info = _bytes(1, "Kubernetes") + _bytes(2, "v1")
+    return _bytes(1, "2.0") + _bytes(2, info) + _bytes(8, paths)

@@ -270,9 +270,7 @@ def test_kubeconfig_entries_of_other_clusters_are_separate(g: Gcloud) -> None:
     assert os.path.exists(g.env["KUBECONFIG"])
 
 
-# kubectl 1.27 and 1.28 read /openapi/v2 (protobuf only) to learn about fieldValidation: not served yet.
-VERSIONS = sorted(p for p in Path("/usr/lib/google-cloud-sdk/bin").glob("kubectl.1.*")
-                  if int(p.name.split(".")[-1]) >= 29) if Path("/usr/lib/google-cloud-sdk/bin").is_dir() else []
+VERSIONS = sorted(Path("/usr/lib/google-cloud-sdk/bin").glob("kubectl.1.*"))
 
 
 @pytest.mark.parametrize("binary", VERSIONS, ids=[p.name for p in VERSIONS])
