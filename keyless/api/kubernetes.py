@@ -294,8 +294,10 @@ class ClusterApi:
             return forbidden(principal, target, verb, perm)
         if query.get("dryRun"):
             return status(400, "Keyless does not support dryRun; run the command without --dry-run=server")
-        if target.subresource in ("exec", "attach"):
-            return status(400, "Upgrade request required", "BadRequest")
+        if target.subresource in ("exec", "attach"):  # WebSocket upgrades are kubernetes_exec's routes
+            return status(400, "Upgrade request required: Keyless streams exec and attach over WebSocket "
+                               "(v5.channel.k8s.io), which kubectl >= 1.30 speaks (1.29 with "
+                               "KUBECTL_REMOTE_COMMAND_WEBSOCKETS=true); SPDY is not served", "BadRequest")
         try:
             if verb == "watch":
                 return await self.watch(cluster, target, request)

@@ -8,7 +8,7 @@ The command runs as a Keyless pod (`keyless pod run --pod NAME`, keyless.gke.pod
 network namespace when this server may make one, else with `--network loopback`, on the node the
 pod's nodeSelector picks, identified by its node's metadata server exactly as `keyless pod run`'s
 pods are. Images are not pulled: the command is this machine's own, which the error says when it
-is missing. `exec` leaves the pod's status as it was; `attach` runs the pod's own command (its
+is missing; for the same reason only callers on this machine (loopback) may exec or attach. `exec` leaves the pod's status as it was; `attach` runs the pod's own command (its
 container's command and args, as `kubectl run NAME -- CMD` writes them) and records how it ended,
 which `kubectl run` reads for its exit code.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import shutil
 import sys
@@ -37,6 +38,17 @@ STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 NOT_PULLED = ("Keyless runs a pod's commands on this machine's own filesystem; images such as {image} are not "
               "pulled, so their binaries are not available")
 PODS = next(r for r in RESOURCES if r.name == "pods")
+REMOTE_REFUSED = ("Keyless runs exec and attach commands on its own machine, so it takes them only from this machine "
+                  "(a loopback address); run kubectl where Keyless runs")
+
+
+def _local(ws: WebSocket) -> bool:
+    """Only local callers may run commands: a pod's command is a process of this machine, unlike
+    a GKE container, so a remote caller with container.pods.exec would get this host."""
+    try:
+        return ws.client is not None and ipaddress.ip_address(ws.client.host).is_loopback
+    except ValueError:
+        return False
 
 
 def _status(code: int | None, message: str = "", reason: str = "") -> bytes:
@@ -75,6 +87,9 @@ class Streams:
                                              f"{', '.join(PROTOCOLS)} offered")
             return
         await ws.accept(subprotocol=protocol)
+        if not _local(ws):
+            await self.finish(_status(None, REMOTE_REFUSED, "Forbidden"))
+            return
         if not await run_in_threadpool(self.api.allowed, principal, cluster, perm):
             denied = forbidden(principal, target, "create", perm)
             await self.finish(_status(None, json.loads(bytes(denied.body))["message"], "Forbidden"))

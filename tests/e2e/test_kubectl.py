@@ -174,6 +174,18 @@ def test_exec_and_run_reach_the_metadata_server_as_the_ksa(g: Gcloud) -> None:
                     stdin=script, check=False)
     assert shell.returncode == 3 and shell.stdout.startswith(GSA), shell.stderr
     assert "wi-debug" not in as_owner(g, "get", "pods", "-n", "production").stdout
+    # kubectl 1.29 speaks SPDY unless told otherwise: the error says what to do
+    old = Path("/usr/lib/google-cloud-sdk/bin/kubectl.1.29")
+    if old.exists():
+        spdy = kubectl(g, "--user=owner", "exec", "-n", "production", pods[0].split("/")[1], "--", "true",
+                       binary=str(old), check=False)
+        assert "KUBECTL_REMOTE_COMMAND_WEBSOCKETS=true" in spdy.stderr
+        g.env["KUBECTL_REMOTE_COMMAND_WEBSOCKETS"] = "true"
+        try:
+            assert kubectl(g, "--user=owner", "exec", "-n", "production", pods[0].split("/")[1], "--", "echo", "ws",
+                           binary=str(old)).stdout == "ws\n"
+        finally:
+            del g.env["KUBECTL_REMOTE_COMMAND_WEBSOCKETS"]
     # images are not pulled: an image's own binary is not on this machine
     missing = as_owner(g, "exec", "-n", "production", pods[0].split("/")[1], "--", "no-such-binary", check=False)
     assert missing.returncode != 0 and 'exec: "no-such-binary": executable file not found in $PATH' in missing.stderr
