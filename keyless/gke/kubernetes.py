@@ -156,7 +156,7 @@ def _replicas(s: Session, cluster: GkeCluster, ns: str, name: str, deployment: d
         labels = {**((template.get("metadata") or {}).get("labels") or {}), "keyless.dev/deployment": name}
         _put(s, cluster, "Pod", ns, pod_name, {"apiVersion": "v1", "kind": "Pod",
                                                 "metadata": {"name": pod_name, "labels": labels},
-                                                "spec": copy.deepcopy(pod_spec)})
+                                                "spec": copy.deepcopy(pod_spec), "status": {"phase": "Pending"}})
         lines.append(f"pod/{pod_name} created")
     for extra in current[replicas:]:
         s.delete(extra)
