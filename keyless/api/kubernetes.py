@@ -220,6 +220,8 @@ def parse_path(parts: list[str]) -> Target | None:
 def _verb(method: str, target: Target, watch: bool) -> str:
     if target.name is None:
         return {"GET": "watch" if watch else "list", "POST": "create"}.get(method, "")
+    if method == "POST" and target.subresource is None:
+        return ""  # objects are created on their collection, as on Kubernetes (405 here)
     return {"GET": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete", "POST": "create"}.get(method, "")
 
 
@@ -298,10 +300,10 @@ class ClusterApi:
             return status(400, "Upgrade request required: Keyless streams exec and attach over WebSocket "
                                "(v5.channel.k8s.io), which kubectl >= 1.30 speaks (1.29 with "
                                "KUBECTL_REMOTE_COMMAND_WEBSOCKETS=true); SPDY is not served", "BadRequest")
+        body: Any = None
         try:
             if verb == "watch":
                 return await self.watch(cluster, target, request)
-            body: Any = None
             if method in ("POST", "PUT", "PATCH"):
                 body = await self.body(request)
             return await run_in_threadpool(self.serve, cluster, target, verb, request, body)
@@ -311,9 +313,9 @@ class ClusterApi:
     async def body(self, request: Request) -> Any:
         if request.method == "PATCH":
             kind = request.headers.get("content-type", "").split(";")[0].strip()
-            if kind not in PATCH_TYPES:
-                raise InvalidArgument(f"the body of the request was in an unknown format - accepted media types "
-                                      f"include: {', '.join(PATCH_TYPES)}")
+            if kind not in PATCH_TYPES:  # application/apply-patch+yaml too: server-side apply is not served
+                raise UnsupportedMediaType(f"the body of the request was in an unknown format - accepted media "
+                                           f"types include: {', '.join(PATCH_TYPES)}")
             raw = await request.body()
             if len(raw) > self.state.settings.max_body_bytes:
                 raise InvalidArgument("the request body is too large")

@@ -223,6 +223,14 @@ def test_kubernetes_error_answers(g: Gcloud) -> None:
     r = httpx.put(f"{base}/api/v1/namespaces/production/serviceaccounts/my-app-ksa", verify=_ca(g), headers=headers,
                   json={**json.loads(stale), "metadata": {**json.loads(stale)["metadata"]}})
     assert r.status_code == 409 and r.json()["reason"] == "Conflict"
+    r = httpx.post(f"{base}/api/v1/namespaces/production/serviceaccounts/my-app-ksa", verify=_ca(g),
+                   headers=headers, json={})
+    assert r.status_code == 405 and r.json()["reason"] == "MethodNotAllowed"
+    r = httpx.get(f"{base}/api/v1/foos", verify=_ca(g), headers=headers)
+    assert r.status_code == 404 and r.json()["message"] == "the server could not find the requested resource"
+    r = httpx.patch(f"{base}/api/v1/namespaces/production/serviceaccounts/my-app-ksa", verify=_ca(g),
+                    headers={**headers, "Content-Type": "text/plain"}, content=b"{}")
+    assert r.status_code == 415 and r.json()["reason"] == "UnsupportedMediaType"
     r = httpx.get(f"{base}/api/v1/namespaces/production/serviceaccounts", verify=_ca(g))
     assert r.status_code == 401 and r.json() == {"kind": "Status", "apiVersion": "v1", "metadata": {},
                                                  "status": "Failure", "message": "Unauthorized",
