@@ -28,7 +28,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from keyless.api.kubernetes import PREFIX, RESOURCES, ClusterApi, Target, forbidden, permission
+from keyless.api.kubernetes import PREFIX, ClusterApi, Target, forbidden, permission
+from keyless.api.kubernetes_discovery import RESOURCES
 from keyless.errors import KeylessError
 from keyless.gke import kubernetes, netns
 from keyless.store.models import GkeCluster
