@@ -312,3 +312,36 @@ def test_every_installed_kubectl_version(g: Gcloud, binary: Path, tmp_path: Path
     assert claims["aud"] == [POOL] and claims["exp"] - claims["iat"] == 1200
     assert claims["sub"] == f"system:serviceaccount:production:{ksa}"
     assert claims["kubernetes.io"]["serviceaccount"]["uid"] == got["metadata"]["uid"]
+
+
+def test_the_node_selector_picks_the_gke_metadata_pool(g: Gcloud, tmp_path: Path) -> None:
+    """The seeds' trap: a pool left on GCE_METADATA answers with the node's account. A Deployment
+    whose pods select `iam.gke.io/gke-metadata-server-enabled: "true"` lands on the
+    GKE_METADATA pool, and its pods act as the annotated GSA; without the selector they land on
+    the first node, here a GCE_METADATA one."""
+    where = ("--cluster=np-cluster", f"--region={REGION}")
+    g.run("container", "clusters", "create", "np-cluster", f"--region={REGION}", f"--workload-pool={POOL}",
+          "--num-nodes=1")
+    g.run("container", "node-pools", "update", "default-pool", *where, "--workload-metadata=GCE_METADATA")
+    g.run("container", "node-pools", "create", "wi-pool", *where, "--workload-metadata=GKE_METADATA", "--num-nodes=1")
+    g.run("container", "clusters", "get-credentials", "np-cluster", f"--region={REGION}")
+    try:
+        as_owner(g, "apply", "-f", str(MANIFESTS / "production-namespace.yaml"))
+        as_owner(g, "apply", "-f", str(MANIFESTS / "ksa.yaml"))
+        selected = yaml.safe_load((MANIFESTS / "deployment.yaml").read_text())
+        selected["metadata"]["name"] = "selected"
+        selected["spec"]["replicas"] = 1
+        selected["spec"]["template"]["spec"]["nodeSelector"] = {"iam.gke.io/gke-metadata-server-enabled": "true"}
+        (tmp_path / "selected.yaml").write_text(yaml.safe_dump(selected))
+        plain = {**selected, "metadata": {**selected["metadata"], "name": "plain"},
+                 "spec": {**selected["spec"], "template": {**selected["spec"]["template"], "spec": {
+                     k: v for k, v in selected["spec"]["template"]["spec"].items() if k != "nodeSelector"}}}}
+        (tmp_path / "plain.yaml").write_text(yaml.safe_dump(plain))
+        as_owner(g, "apply", "-f", str(tmp_path))
+        pods = {line.split("/")[1].rsplit("-", 2)[0]: line.split("/")[1]
+                for line in as_owner(g, "get", "pods", "-n", "production", "-o", "name").stdout.split()}
+        email = lambda pod: as_owner(g, "exec", "-n", "production", pod, "--", *_seed_curl()).stdout.strip()  # noqa: E731
+        assert email(pods["selected"]) == GSA
+        assert email(pods["plain"]) == f"{NUMBER}-compute@developer.gserviceaccount.com"
+    finally:
+        kubectl(g, "config", "use-context", CONTEXT)
