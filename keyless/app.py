@@ -8,13 +8,13 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route, Router
+from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from keyless.api import (
@@ -23,6 +23,7 @@ from keyless.api import (
     iam,
     iamcredentials,
     idp,
+    kubernetes,
     oauth2,
     resourcemanager,
     robot,
@@ -41,7 +42,7 @@ from keyless.state import ServerState
 logger = logging.getLogger("keyless")
 
 # The API prefixes (documented in the README); every one is a mount below.
-PREFIXES = {
+PREFIXES: dict[str, Callable[[ServerState], Sequence[BaseRoute]]] = {
     "iam": iam.routes,
     "cloudresourcemanager": resourcemanager.routes,
     "serviceusage": serviceusage.routes,
@@ -57,6 +58,7 @@ PREFIXES = {
     "secretmanager": secretmanager.routes,
     "logging": logging_api.routes,
     "container": container.routes,
+    "kubernetes": kubernetes.routes,  # each GKE cluster's Kubernetes API (its endpoint; keyless.api.kubernetes)
     "doctor": doctor.routes,  # Keyless's doctor (not a Google API): /doctor/v1/access
 }
 OWNER_TOKEN_REFRESH_SECONDS = 3600
@@ -67,7 +69,7 @@ async def not_found(request: Request, exc: Exception | None = None) -> Response:
     return google_error(NotFound(f"The requested URL {request.url.path} was not found on this server."))
 
 
-def _router(routes: list[Route]) -> Router:
+def _router(routes: Sequence[BaseRoute]) -> Router:
     return Router(routes=routes, default=_not_found_app)
 
 

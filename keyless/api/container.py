@@ -47,7 +47,7 @@ def _cluster(call: Call, s: Any, permission: str) -> tuple[Project, GkeCluster]:
 def list_clusters(call: Call) -> dict[str, Any]:
     with call.read() as s:
         project = _project(call, s, "container.clusters.list")
-        return {"clusters": [clusters.cluster_json(s, c) for c in
+        return {"clusters": [clusters.cluster_json(s, c, call.state.settings) for c in
                              clusters.list_clusters(s, project.project_id, call.params["location"])]}
 
 
@@ -63,7 +63,7 @@ def create_cluster(call: Call) -> dict[str, Any]:
 def get_cluster(call: Call) -> dict[str, Any]:
     with call.read() as s:
         _, cluster = _cluster(call, s, "container.clusters.get")
-        return clusters.cluster_json(s, cluster)
+        return clusters.cluster_json(s, cluster, call.state.settings)
 
 
 def update_cluster(call: Call) -> dict[str, Any]:

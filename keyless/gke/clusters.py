@@ -23,6 +23,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from keyless.clock import rfc3339
+from keyless.config import Settings
 from keyless.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from keyless.store.models import GkeCluster, GkeNode, GkeNodePool, K8sObject, Operation, Project
 
@@ -245,14 +246,38 @@ def node_pool_json(cluster: GkeCluster, pool: GkeNodePool) -> dict[str, Any]:
             "selfLink": f"{API}/{cluster_path(cluster)}/nodePools/{pool.name}"}
 
 
-def cluster_json(s: Session, cluster: GkeCluster) -> dict[str, Any]:
+def kubernetes_endpoint(settings: Settings, cluster: GkeCluster) -> str:
+    """Where the cluster's Kubernetes API is served (keyless.api.kubernetes): a path on Keyless's
+    TLS port (its HTTP port without one). gcloud get-credentials writes `https://` + this."""
+    host = settings.host if settings.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{settings.tls_port or settings.port}/kubernetes/{cluster_path(cluster)}"
+
+
+def master_ca(settings: Settings, cluster: GkeCluster) -> str:
+    """masterAuth.clusterCaCertificate: the CA the endpoint's certificate chains to — Keyless's
+    local CA (keyless.tls.ca; during a CA rotation both CAs) when it serves TLS."""
+    import base64
+
+    from keyless.gke.issuer import ca_certificate_b64
+
+    ca_pem = settings.data_dir / "tls" / "ca.pem"
+    if settings.tls_port and ca_pem.exists():
+        return base64.b64encode(ca_pem.read_bytes()).decode()
+    return ca_certificate_b64(cluster)
+
+
+def cluster_json(s: Session, cluster: GkeCluster, settings: Settings | None = None) -> dict[str, Any]:
     from keyless.gke.issuer import ca_certificate_b64
 
     pools = node_pools(s, cluster)
     out: dict[str, Any] = {
         "name": cluster.name, **(cluster.body or {}),
         "location": cluster.location, "zone": cluster.location, "status": cluster.status,
-        "endpoint": cluster.endpoint, "masterAuth": {"clusterCaCertificate": ca_certificate_b64(cluster)},
+        "endpoint": kubernetes_endpoint(settings, cluster) if settings else cluster.endpoint,
+        "masterAuth": {"clusterCaCertificate": master_ca(settings, cluster) if settings
+                       else ca_certificate_b64(cluster)},
         "currentMasterVersion": VERSION, "currentNodeVersion": VERSION,
         "currentNodeCount": sum(p.node_count for p in pools),
         "nodePools": [node_pool_json(cluster, p) for p in pools],

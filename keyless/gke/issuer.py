@@ -44,7 +44,7 @@ def ksa_uid(cluster: GkeCluster, namespace: str, service_account: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{cluster.id}/{namespace}/{service_account}"))
 
 
-def mint_ksa_token(cluster: GkeCluster, *, namespace: str, service_account: str, audience: str,
+def mint_ksa_token(cluster: GkeCluster, *, namespace: str, service_account: str, audience: str | list[str],
                    pod_name: str | None = None, pod_uid: str | None = None, lifetime: int = 3600) -> str:
     """A projected service-account token of the cluster, as the kubelet mounts it."""
     now = int(time.time())
@@ -54,7 +54,7 @@ def mint_ksa_token(cluster: GkeCluster, *, namespace: str, service_account: str,
                                               "uid": ksa_uid(cluster, namespace, service_account)}}
     if pod_name:
         k8s["pod"] = {"name": pod_name, "uid": pod_uid or str(uuid.uuid4())}
-    claims = {"aud": [audience], "exp": now + lifetime, "iat": now, "nbf": now, "iss": issuer_url(cluster),
+    claims = {"aud": [audience] if isinstance(audience, str) else audience, "exp": now + lifetime, "iat": now, "nbf": now, "iss": issuer_url(cluster),
               "sub": f"system:serviceaccount:{namespace}:{service_account}", "kubernetes.io": k8s}
     head = b64url(json.dumps({"alg": "RS256", "kid": key_id(cluster), "typ": "JWT"}, separators=(",", ":")).encode())
     body = b64url(json.dumps(claims, separators=(",", ":")).encode())

@@ -130,6 +130,8 @@ def _place(s: Any, settings: Settings, spec: PodSpec) -> tuple[Placement, dict[s
         nodes = [n for n in nodes if n.node_pool_id == pool.id]
     elif pod_spec.get("nodeName"):
         nodes = [n for n in nodes if n.name == pod_spec["nodeName"]] or nodes
+    elif isinstance(pod_spec.get("nodeSelector"), dict) and pod_spec["nodeSelector"]:
+        nodes = _selected(s, cluster, nodes, pod_spec["nodeSelector"])
     if not nodes:
         raise FailedPrecondition(f'cluster "{cluster.name}" has no nodes to run the pod on')
     node = nodes[0]
@@ -154,6 +156,27 @@ def _place(s: Any, settings: Settings, spec: PodSpec) -> tuple[Placement, dict[s
                  "containers": [{"name": name, "command": spec.command}]},
     }
     return Placement(cluster.id, node.name, node.internal_ip, node_ns, gateway, name, uid, True, env), pod_body
+
+
+def _selected(s: Any, cluster: GkeCluster, nodes: list[GkeNode], selector: dict[str, Any]) -> list[GkeNode]:
+    """The nodes whose labels match a pod's nodeSelector: GKE labels nodes of GKE_METADATA pools
+    `iam.gke.io/gke-metadata-server-enabled: "true"` and every node with its pool's name."""
+    pools = {p.id: p for p in s.scalars(select(GkeNodePool).where(GkeNodePool.cluster_id == cluster.id)).all()}
+
+    def labels(node: GkeNode) -> dict[str, str]:
+        pool = pools.get(node.node_pool_id)
+        out = {"kubernetes.io/hostname": node.name}
+        if pool is not None:
+            out["cloud.google.com/gke-nodepool"] = pool.name
+            if pool.workload_metadata_mode == "GKE_METADATA":
+                out["iam.gke.io/gke-metadata-server-enabled"] = "true"
+        return out
+
+    chosen = [n for n in nodes if all(labels(n).get(k) == v for k, v in selector.items())]
+    if not chosen:
+        raise FailedPrecondition(f"0/{len(nodes)} nodes are available: {len(nodes)} node(s) didn't match Pod's "
+                                 f"node affinity/selector ({', '.join(f'{k}={v}' for k, v in selector.items())})")
+    return chosen
 
 
 # -- node set-up ---------------------------------------------------------------------------------
