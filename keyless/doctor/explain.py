@@ -167,6 +167,12 @@ def _settle(ex: Explanation) -> None:
             s.status, s.cause, s.fix = PASS, "", ""
 
 
+def kubectl(project: str, location: str, cluster: str) -> str:
+    """The seeds' kubectl, at the context `gcloud container clusters get-credentials` writes for the
+    cluster (its Kubernetes API is Keyless's, README "kubectl against a Keyless cluster")."""
+    return f"kubectl --context gke_{project}_{location}_{cluster}"
+
+
 def _gsa_path(state: ServerState, ex: Explanation, actor: Principal, gsa: str, member_shown: str,
               pod: PodIdentity | None = None) -> Principal | None:
     """The impersonation hop: the binding on the GSA, then the GSA itself (enabled)."""
@@ -175,8 +181,9 @@ def _gsa_path(state: ServerState, ex: Explanation, actor: Principal, gsa: str, m
         ex.add("binding", SKIP, f"{gsa} does not exist, so it has no policy")
         ex.add("service account", FAIL, f"no live service account {gsa}", SA_MISSING.format(email=gsa),
                f"gcloud iam service-accounts create {gsa.split('@')[0]} --project={gsa.split('@')[1].split('.')[0]}"
-               + (f"   # or fix the annotation: keyless k8s annotate serviceaccount {pod.ksa} -n {pod.namespace} "
-                  f"--cluster {pod.cluster_name} {ANNOTATION}=GSA_EMAIL --overwrite" if pod else ""))
+               + (f"   # or fix the annotation: {kubectl(pod.project_id, pod.location, pod.cluster_name)} annotate "
+                  f"serviceaccount {pod.ksa} --namespace {pod.namespace} {ANNOTATION}=GSA_EMAIL --overwrite"
+                  if pod else ""))
         return None
     decision = may_act_as(state.authz, actor, account, GET_ACCESS_TOKEN)
     if decision.granted:
@@ -212,7 +219,7 @@ def _pod_path(state: ServerState, q: Question, ex: Explanation) -> tuple[Princip
                                                 K8sObject.namespace == ns, K8sObject.name == name)).first()
         if pod is None:
             ex.add("pod", FAIL, f'pods "{name}" not found in namespace "{ns}" of cluster {cluster.name}', POD_MISSING,
-                   f"keyless k8s get pods -n {ns} --cluster {cluster.name}")
+                   f"{kubectl(cluster.project_id, cluster.location, cluster.name)} get pods --namespace {ns}")
             ex.skip_rest("ksa", "annotation", "node pool", "workload pool", "exchange", "binding", "service account")
             return None, False
         node, placed = node_of(s, cluster, pod)
@@ -240,7 +247,8 @@ def _pod_path(state: ServerState, q: Question, ex: Explanation) -> tuple[Princip
     if ksa_row is None and identity.ksa != "default":
         ex.add("ksa", FAIL, f"spec.serviceAccountName is {identity.ksa!r}, which namespace {ns} does not have",
                NO_KSA.format(ksa=identity.ksa),
-               f"keyless k8s create serviceaccount {identity.ksa} -n {ns} --cluster {identity.cluster_name}")
+               f"{kubectl(identity.project_id, identity.location, identity.cluster_name)} create serviceaccount "
+               f"{identity.ksa} --namespace {ns}")
         ex.skip_rest("annotation", "node pool", "workload pool", "exchange", "binding", "service account")
         return None, False
     if identity.ksa == "default":  # omitted: Kubernetes fills in `default`
@@ -253,7 +261,8 @@ def _pod_path(state: ServerState, q: Question, ex: Explanation) -> tuple[Princip
         ex.add("ksa", PASS, f"runs as KSA {ns}/{identity.ksa} (spec.serviceAccountName)")
     # annotation
     gsa: str | None = None
-    annotate = f"keyless k8s annotate serviceaccount {identity.ksa} -n {ns} --cluster {identity.cluster_name}"
+    annotate = (f"{kubectl(identity.project_id, identity.location, identity.cluster_name)} annotate serviceaccount "
+                f"{identity.ksa} --namespace {ns}")
     if identity.annotation is not None:
         value = identity.annotation
         if not GSA_EMAIL.match(value):

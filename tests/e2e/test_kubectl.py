@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shlex
 import shutil
 import ssl
 import subprocess
@@ -272,8 +273,20 @@ def test_doctor_lint_reads_what_kubectl_wrote(g: Gcloud) -> None:
         return [f for f in json.loads(out.stdout)["findings"] if "reports-ksa" in json.dumps(f)]
 
     assert [f["rule"] for f in findings()] == ["KL027"]
-    as_owner(g, "annotate", "serviceaccount", "reports-ksa", "-n", "production",
-            f"iam.gke.io/gcp-service-account={reports}")
+    # doctor explain on a pod of that KSA names the fix as the seeds' kubectl line, at the context
+    # get-credentials wrote; run as it is printed, it clears the finding
+    as_owner(g, "run", "reports", "-n", "production", "--image=google/cloud-sdk:slim", "--restart=Never",
+             "--overrides", json.dumps({"spec": {"serviceAccountName": "reports-ksa"}}))
+    explained = g.server.keyless("doctor", "explain", "--pod", "production/reports", "--cluster", "my-cluster",
+                                 "--permission", "storage.objects.get",
+                                 "--resource", "//storage.googleapis.com/projects/_/buckets/b", "--format", "json")
+    step = next(st for st in json.loads(explained.stdout)["steps"] if st["step"] == "annotation")
+    assert step["status"] == "FAIL", explained.stdout
+    assert step["fix"] == (f"kubectl --context {CONTEXT} annotate serviceaccount reports-ksa --namespace production "
+                           f"iam.gke.io/gcp-service-account={reports}")
+    fix = shlex.split(step["fix"])
+    assert fix[0] == "kubectl"
+    as_owner(g, *fix[1:])
     assert findings() == []
 
 
