@@ -185,12 +185,12 @@ def endpoint(state: ServerState, handler: Handler, *, service: str = "", method:
                 await run_in_threadpool(_audit_failure, state, call, error)
             return google_error(error)
         except Exception as exc:  # a bug, or the database away: Google's shape, the traceback in our log
-            error = unexpected(exc)
-            if error.http_status == 503:
+            failure = unexpected(exc)
+            if failure.http_status == 503:
                 logger.warning("%s %s: the database is unavailable (%s)", request.method, request.url.path, exc)
             else:
                 logger.exception("unhandled error in %s %s", request.method, request.url.path)
-            return google_error(error)
+            return google_error(failure)
         if isinstance(result, Response):
             return result
         return json_response(result if result is not None else {})
