@@ -31,9 +31,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """Two servers (A and B) on one fresh PostgreSQL database."""
+    """Two servers (A and B) on one fresh PostgreSQL database, shared by the modules here (each
+    makes its own pools, accounts and projects; the crash test restarts A, as the others may)."""
     url = fresh_database_url()
     assert url is not None
     c = Cluster(url, tmp_path_factory.mktemp("cluster"), servers=2, extra=("--allow-insecure-issuers",))
