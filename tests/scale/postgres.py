@@ -20,7 +20,8 @@ def binaries() -> Path | None:
 
 
 class ThrowawayPostgres:
-    def __init__(self) -> None:
+    def __init__(self, options: str = "") -> None:
+        self.options = options  # more server options, e.g. "-c log_statement=all"
         bindir = binaries()
         assert bindir is not None
         self.bin = bindir
@@ -43,7 +44,12 @@ class ThrowawayPostgres:
 
     def start(self) -> None:
         self._run("pg_ctl", "-D", str(self.dir / "data"), "-l", str(self.dir / "log"), "-w", "-o",
-                  f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=200", "start")
+                  f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=200 {self.options}",
+                  "start")
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "log"
 
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "fast", "-w", "stop")
