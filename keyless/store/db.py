@@ -62,6 +62,9 @@ class Database:
             # by a PostgreSQL restart are dropped when the change feed notices it (the pool is
             # disposed) or, at the latest, by SQLAlchemy on their first disconnect error.
             kwargs.update(pool_size=10, max_overflow=20)
+            # A database host that vanished (not one that refuses) must not hold requests for the
+            # operating system's TCP timeout: fail in seconds, answered 503 UNAVAILABLE.
+            kwargs["connect_args"] = {"connect_timeout": 5}
         self.engine: Engine = create_engine(url, **kwargs)
         if self.is_sqlite:
             self._configure_sqlite(self.engine)
