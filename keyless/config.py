@@ -19,6 +19,9 @@ class Settings:
     port: int = 8080
     data_dir: Path = field(default_factory=default_data_dir)
     database_url: str | None = None  # None: SQLite in data_dir
+    # Object bytes (Cloud Storage); None: DATA_DIR/storage. Servers sharing one database must
+    # share this directory too (a shared volume), since the database holds only the objects' rows.
+    storage_dir: Path | None = None
     public_url: str | None = None  # how clients reach us (key files' token_uri, issuer URLs)
     owner: str = DEFAULT_OWNER  # the bootstrap owner, a user: member
     allow_insecure_issuers: bool = False  # accept http:// OIDC issuers on loopback (local testing)
@@ -38,6 +41,10 @@ class Settings:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
+    def blob_dir(self) -> Path:
+        return Path(self.storage_dir) if self.storage_dir else self.data_dir / "storage"
+
+    @property
     def owner_token_file(self) -> Path:
         return self.data_dir / "owner.token"
 
@@ -47,6 +54,8 @@ class Settings:
         env = os.environ
         if env.get("KEYLESS_DATABASE_URL"):
             s.database_url = env["KEYLESS_DATABASE_URL"]
+        if env.get("KEYLESS_STORAGE_DIR"):
+            s.storage_dir = Path(env["KEYLESS_STORAGE_DIR"])
         if env.get("KEYLESS_PUBLIC_URL"):
             s.public_url = env["KEYLESS_PUBLIC_URL"]
         if env.get("KEYLESS_ALLOW_INSECURE_ISSUERS", "").lower() in ("1", "true", "yes"):

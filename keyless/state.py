@@ -159,7 +159,7 @@ class ServerState:
         return self._inactive.get()
 
     def _load_inactive(self) -> frozenset[str]:
-        with self.db.read() as s:
+        with self.db.read_each() as s:
             return frozenset(s.scalars(select(ServiceAccount.unique_id).where(
                 or_(ServiceAccount.disabled.is_(True), ServiceAccount.deleted.is_(True)))).all())
 

@@ -12,7 +12,10 @@ from typing import Any
 
 from starlette.responses import Response
 
-from keyless.errors import KeylessError
+from keyless.errors import Internal, KeylessError, Unavailable
+from keyless.store.db import is_unavailable
+
+UNAVAILABLE = "The service is currently unavailable."
 
 JSON_TYPE = "application/json; charset=UTF-8"
 
@@ -32,3 +35,12 @@ def google_error(error: KeylessError) -> Response:
 
 def oauth_error(error: str, description: str, status: int = 400) -> Response:
     return json_response({"error": error, "error_description": description}, status)
+
+
+def unexpected(exc: BaseException) -> KeylessError:
+    """What to answer for an exception that is not a KeylessError: 503 UNAVAILABLE (Google's
+    answer while a backend is away; clients retry it) when the database cannot be reached,
+    500 INTERNAL for a bug."""
+    if is_unavailable(exc):
+        return Unavailable(UNAVAILABLE)
+    return Internal("Internal error encountered.")

@@ -22,9 +22,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from keyless.api.errors import google_error, json_response
+from keyless.api.errors import google_error, json_response, unexpected
 from keyless.audit import log as audit
-from keyless.errors import Internal, InvalidArgument, KeylessError
+from keyless.errors import InvalidArgument, KeylessError
 from keyless.iam.evaluate import permission_denied
 from keyless.iam.principal import Principal
 from keyless.state import ServerState
@@ -184,9 +184,13 @@ def endpoint(state: ServerState, handler: Handler, *, service: str = "", method:
             if call is not None and call.record is not None and call.token is not None and not call.audited:
                 await run_in_threadpool(_audit_failure, state, call, error)
             return google_error(error)
-        except Exception:  # a bug: answer in Google's shape, keep the traceback in our log
-            logger.exception("unhandled error in %s %s", request.method, request.url.path)
-            return google_error(Internal("Internal error encountered."))
+        except Exception as exc:  # a bug, or the database away: Google's shape, the traceback in our log
+            failure = unexpected(exc)
+            if failure.http_status == 503:
+                logger.warning("%s %s: the database is unavailable (%s)", request.method, request.url.path, exc)
+            else:
+                logger.exception("unhandled error in %s %s", request.method, request.url.path)
+            return google_error(failure)
         if isinstance(result, Response):
             return result
         return json_response(result if result is not None else {})

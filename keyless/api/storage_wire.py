@@ -21,12 +21,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from keyless.api.errors import json_response
+from keyless.api.errors import json_response, unexpected
 from keyless.api.http import Call, read_json
 from keyless.audit import log as audit
 from keyless.audit.data_access import ADMIN_READ, DATA_READ, DATA_WRITE, data_access_enabled
 from keyless.audit.log import DATA_ACCESS, AuditRecord
-from keyless.errors import Internal, InvalidArgument, KeylessError, PermissionDenied, Unauthenticated
+from keyless.errors import InvalidArgument, KeylessError, PermissionDenied, Unauthenticated
 from keyless.iam.evaluate import ResourceContext
 from keyless.iam.principal import ANONYMOUS, Principal
 from keyless.state import ServerState
@@ -68,7 +68,7 @@ _STORAGE: weakref.WeakKeyDictionary[ServerState, Storage] = weakref.WeakKeyDicti
 def storage_of(state: ServerState) -> Storage:
     found = _STORAGE.get(state)
     if found is None:
-        blobs = BlobStore(state.settings.data_dir)
+        blobs = BlobStore(state.settings.data_dir, root=state.settings.blob_dir)
         found = _STORAGE.setdefault(state, Storage(blobs, UploadSessions(blobs)))
     return found
 
@@ -213,9 +213,13 @@ def storage_endpoint(state: ServerState, handler: StorageHandler, *, method: str
             if call is not None and call.record is not None and call.token is not None and not call.audited:
                 await run_in_threadpool(_audit_failure, state, call, error)
             return storage_error(error)
-        except Exception:
-            logger.exception("unhandled error in %s %s", request.method, request.url.path)
-            return storage_error(Internal("Internal error encountered."))
+        except Exception as exc:  # a bug, or the database away: Google's shape, the traceback in our log
+            failure = unexpected(exc)
+            if failure.http_status == 503:
+                logger.warning("%s %s: the database is unavailable (%s)", request.method, request.url.path, exc)
+            else:
+                logger.exception("unhandled error in %s %s", request.method, request.url.path)
+            return storage_error(failure)
         if isinstance(result, Response):
             return result
         return json_response(result if result is not None else {})

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from keyless.api.errors import JSON_TYPE, json_response
+from keyless.api.errors import JSON_TYPE, UNAVAILABLE, json_response
 from keyless.api.forms import NOT_A_FORM, FormError, parse_form
 from keyless.audit.token_entries import token_exchanged
 from keyless.federation.diagnosis import diagnose
@@ -24,6 +24,7 @@ from keyless.federation.exchange import ACCESS_TOKEN_TYPE, AUDIENCE, OAuthError,
 from keyless.federation.providers.oidc import NeedsNetwork
 from keyless.iam.principal import Principal
 from keyless.state import ServerState
+from keyless.store.db import is_unavailable
 
 MAX_FORM_BYTES = 64 * 1024
 
@@ -58,10 +59,16 @@ async def answer(state: ServerState, raw: bytes, ip: str, agent: str) -> tuple[i
                      "error_description": NOT_A_FORM}
     try:
         try:
-            # Pure CPU while the issuer's keys are cached (~0.2 ms): no thread hop.
-            result: Any = state.exchanger.exchange(form, allow_network=False)
-        except NeedsNetwork:
-            result = await run_in_threadpool(state.exchanger.exchange, form)
+            try:
+                # Pure CPU while the issuer's keys are cached (~0.2 ms): no thread hop.
+                result: Any = state.exchanger.exchange(form, allow_network=False)
+            except NeedsNetwork:
+                result = await run_in_threadpool(state.exchanger.exchange, form)
+        except Exception as exc:
+            if not isinstance(exc, OAuthError) and is_unavailable(exc):
+                # The store is away (RFC 6749 section 4.1.2.1's code, with 503: clients retry it).
+                return 503, {"error": "temporarily_unavailable", "error_description": UNAVAILABLE}
+            raise
     except OAuthError as error:
         m = AUDIENCE.match(form.get("audience", ""))
         _audit(state, form, state.exchanger.providers.get(m.group(1)) if m else None, None, ip, agent, error)

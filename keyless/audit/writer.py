@@ -1,6 +1,7 @@
 """The audit writer process: receives batches of queued entries from `keyless.audit.sink` over a
 pipe, renders each as a LogEntry (`keyless.audit.log.entry_row`) and appends the batch in one
-transaction that bumps no revision (no cache depends on audit entries)."""
+transaction that bumps no revision (no cache depends on audit entries) and takes no write lock
+(appends from several servers' writers never queue behind each other or behind IAM writes)."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def main(conn: Connection, url: str) -> None:
                 return  # the serving process went away
             try:
                 if kind == "write" and batch:
-                    with db.write(bump=False) as s:
+                    with db.append() as s:
                         s.execute(insert(AuditEntry), rows(batch))
                 if wait:
                     conn.send(("ok", len(batch)))

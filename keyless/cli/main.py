@@ -26,6 +26,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         allow_insecure_issuers=True if getattr(args, "allow_insecure_issuers", False) else None,
         aws_sts_endpoint=getattr(args, "aws_sts_endpoint", None),
         tls_port=getattr(args, "tls_port", None), universe_domain=getattr(args, "universe_domain", None),
+        storage_dir=Path(args.storage_dir) if getattr(args, "storage_dir", None) else None,
     )
     if args.command != "serve":
         from keyless import discovery
@@ -126,6 +127,8 @@ def _run_server(state: ServerState, settings: Settings, args: argparse.Namespace
         os.environ.update({"KEYLESS_DATA_DIR": str(settings.data_dir), "KEYLESS_OWNER": settings.owner})
         if settings.database_url:
             os.environ["KEYLESS_DATABASE_URL"] = settings.database_url
+        if settings.storage_dir:
+            os.environ["KEYLESS_STORAGE_DIR"] = str(settings.storage_dir)
         # Workers rebuild their settings from the environment: they must know where they are
         # reached (issuer URLs, key files' token_uri), not assume the default port.
         os.environ["KEYLESS_PUBLIC_URL"] = settings.base_url
@@ -268,6 +271,8 @@ def parser() -> argparse.ArgumentParser:
                                                     "from Keyless's local CA (see `keyless env`)")
     serve.add_argument("--universe-domain", help="also answer as SERVICE.UNIVERSE_DOMAIN, e.g. keyless.test "
                                                  "(or $KEYLESS_UNIVERSE_DOMAIN)")
+    serve.add_argument("--storage-dir", help="where object bytes live (default DATA_DIR/storage, or "
+                       "$KEYLESS_STORAGE_DIR); servers sharing one --database must share it (docs/scaling.md)")
     serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
     # asyncio, not uvloop: at saturation uvloop served ~5% more exchanges but with twice the p99
     # (22 vs 13-15 ms at concurrency 32; docs/performance.md, research/perf-floor.md's traps).
@@ -359,6 +364,9 @@ def parser() -> argparse.ArgumentParser:
 
     from keyless.cli import quickstart
     quickstart.register(sub, _add_store_flags, _server_settings)
+
+    from keyless.cli import cluster
+    cluster.add_parser(sub)
     return p
 
 

@@ -30,7 +30,7 @@ class ServiceAccountDirectory:
         self._accounts = RevisionCache(db, self._load)
 
     def _load(self) -> tuple[dict[str, AccountInfo], dict[str, AccountInfo]]:
-        with self._db.read() as s:
+        with self._db.read_each() as s:
             rows = s.execute(select(ServiceAccount.unique_id, ServiceAccount.email, ServiceAccount.project_id,
                                     ServiceAccount.disabled).where(ServiceAccount.deleted.is_(False))).all()
         infos = [AccountInfo(*row) for row in rows]

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import select
+
 from keyless.cel import CelError, Program, compile_expression
 from keyless.errors import PermissionDenied
 from keyless.iam.principal import Principal
@@ -77,7 +79,7 @@ class Authorizer:
         indexes = self._indexes.get()
         index = indexes.get(resource)
         if index is None:
-            with self._db.read() as s:
+            with self._db.read_each() as s:  # one round trip on PostgreSQL
                 row = s.get(IamPolicy, resource)
             index = self._compile(row)
             indexes[resource] = index
@@ -102,7 +104,20 @@ class Authorizer:
         index.audit_configs = list(row.audit_configs or [])
         return index
 
+    def _prefetch(self, resources: Sequence[str]) -> None:
+        """Compile the policies of `resources` not cached yet, read in one query (a cold cache
+        costs one round trip for the whole chain, not one per node)."""
+        indexes = self._indexes.get()
+        missing = [r for r in resources if r not in indexes]
+        if len(missing) < 2:
+            return
+        with self._db.read_each() as s:
+            rows = {row.resource: row for row in s.scalars(select(IamPolicy).where(IamPolicy.resource.in_(missing)))}
+        for r in missing:
+            indexes[r] = self._compile(rows.get(r))
+
     def audit_configs(self, resources: Sequence[str]) -> list[dict[str, Any]]:
+        self._prefetch(resources)
         out: list[dict[str, Any]] = []
         for r in resources:
             out.extend(self._index(r).audit_configs)
@@ -112,6 +127,7 @@ class Authorizer:
               context: ResourceContext | None = None, now: datetime | None = None) -> Decision:
         """Evaluate `permission` for `principal` on chain[0], inheriting from chain[1:]."""
         activation: dict[str, Any] | None = None
+        self._prefetch(chain)
         # The walk of _candidates, inlined: this is every request's hot path (a generator costs ~1 µs).
         for resource in chain:
             index = self._index(resource)

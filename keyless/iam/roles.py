@@ -43,7 +43,7 @@ class RoleCatalogue:
         self._custom = RevisionCache(db, self._load_custom)
 
     def _load_custom(self) -> dict[str, frozenset[str]]:
-        with self._db.read() as s:
+        with self._db.read_each() as s:
             rows = s.scalars(select(CustomRole).where(CustomRole.deleted.is_(False))).all()
             # Google spells some permissions two ways in roles
             # (iam.googleapis.com/workloadIdentityPools.x and iam.workloadIdentityPools.x)

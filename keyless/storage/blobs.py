@@ -1,4 +1,5 @@
-"""Object bytes on disk, under the server's data directory: `storage/blobs/<id[:2]>/<id>`.
+"""Object bytes on disk, under the server's data directory (`storage/blobs/<id[:2]>/<id>`), or
+under `--storage-dir`, which servers sharing one database share (keyless.config.Settings).
 
 A blob is written to `storage/tmp/` and made visible only by fsync + rename once complete,
 so a crash mid-upload leaves at most an unreferenced temporary file (swept at start-up),
@@ -67,8 +68,8 @@ class BlobWriter:
 class BlobStore:
     """The directory of object bytes."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.root = data_dir / "storage"
+    def __init__(self, data_dir: Path, *, root: Path | None = None) -> None:
+        self.root = root or data_dir / "storage"
         for sub in ("blobs", "tmp", "uploads"):
             (self.root / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
         self._sweep()

@@ -96,7 +96,7 @@ class KeyRing:
                     self._loaded_revision = revision
 
     def _load_reusing(self, old: dict[str, Key]) -> None:
-        with self._db.read() as s:
+        with self._db.read_each() as s:
             rows = s.scalars(select(SigningKey)).all()
         keys: dict[str, Key] = {}
         for row in rows:
