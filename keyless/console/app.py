@@ -5,8 +5,9 @@ permission), so a viewer without a permission gets Google's 403 and no data.
 
 Security: the session cookie is HttpOnly, SameSite=Strict and Secure over TLS; every state change
 (sign-in, sign-out, explain) needs the CSRF token (keyless.console.signin); every answer carries a
-Content-Security-Policy without inline script or style, frame-ancestors 'none' and no referrer (a
-sign-in link's code must not leak).
+Content-Security-Policy without inline script or style, frame-ancestors 'none', and a same-origin
+referrer policy (a sign-in link's code never leaves the site; same-origin POSTs still name their
+Origin, which is checked).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from keyless.tokens.access import AccessToken
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-frame-options", b"DENY"),
-           (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
+           (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin"),
            (b"cache-control", b"no-store")]
 STATIC_TYPES = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8"}
 DOCTOR_PERMISSION = "resourcemanager.projects.getIamPolicy"  # on the root, as GET /doctor/v1/access

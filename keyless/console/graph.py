@@ -129,6 +129,13 @@ def build(state: Any, setup: Setup, project_id: str, allowed: Allowed) -> Graph:
             g.node(p.name, "provider", p.provider_id, name=p.name, issuer=issuer, mapping=p.attribute_mapping,
                    condition=p.attribute_condition, disabled=p.disabled or None)
             g.edge(pid, p.name, "provider")
+    # -- service accounts, also those nothing reaches yet -----------------------------------------
+    if allowed("iam.serviceAccounts.list", chain):
+        for a in setup.accounts:
+            if a.project_id == project_id:
+                _account_node(g, a.email, accounts)
+    else:
+        g.hidden.append("service accounts not in a binding: permission iam.serviceAccounts.list denied")
     # -- GKE --------------------------------------------------------------------------------------
     clusters_visible = allowed("container.clusters.list", chain)
     if not clusters_visible:
@@ -230,7 +237,9 @@ def _member_node(g: Graph, member: str, parsed: Any, accounts: dict[str, Any],
     if parsed is not None and parsed.pool_type == "workload" and parsed.pool_id:
         label = (f"{parsed.selector or kind}: " +
                  (parsed.subject or parsed.attribute_value or parsed.group or "*"))
-        if parsed.attribute_name:
+        if parsed.selector == "*" or not parsed.selector:
+            label = f"every identity in {parsed.pool_id}"
+        elif parsed.attribute_name:
             label = f"attribute.{parsed.attribute_name}/{parsed.attribute_value}"
     g.node(member, "ksa" if parsed is not None and parsed.is_gke else "member", label, member=member, type=kind)
     if parsed is not None and parsed.pool_type == "workload" and parsed.pool_id:
@@ -246,21 +255,36 @@ def _member_node(g: Graph, member: str, parsed: Any, accounts: dict[str, Any],
 
 
 def _attach_findings(g: Graph, findings: list[Finding]) -> None:
-    """Each finding on the edges whose two ends it names, else on the nodes it names."""
+    """Each finding on the node it is about (its object names the node exactly), else on the edges
+    whose two ends it names (a binding: member and account), else on the nodes its object names."""
     names: dict[str, list[str]] = {}
+    exact: dict[str, str] = {}
     for n in g.nodes.values():
         for key in (n.details.get("member"), n.details.get("email"), n.details.get("name"), n.id):
             if isinstance(key, str) and len(key) > 6:
                 names.setdefault(n.id, []).append(key)
+                exact.setdefault(key, n.id)
 
     def mentions(text: str, node_id: str) -> bool:
         return any(k in text for k in names.get(node_id, ()))
 
+    def nested(a: str, b: str) -> bool:  # a provider's name contains its pool's: not two ends
+        return any(x in y or y in x for x in names.get(a, ()) for y in names.get(b, ()))
+
     for f in findings:
-        text = f"{f.object} {f.message}"
         shown = {"rule": f.rule.id, "severity": f.level, "title": f.rule.title, "message": f.message[:600],
                  "fix": f.fix[:600]}
-        edges = [e for e in g.edges if mentions(text, e.source) and mentions(text, e.target)]
+        text = f"{f.object} {f.message}"
+        if f.object in exact:  # about a member's binding: its edges to what the message names
+            nid = exact[f.object]
+            edges = [e for e in g.edges if e.source == nid and mentions(f.message, e.target)]
+            for e in edges:
+                e.findings.append(shown)
+            if not edges:
+                g.nodes[nid].findings.append(shown)
+            continue
+        edges = [e for e in g.edges if mentions(text, e.source) and mentions(text, e.target)
+                 and not nested(e.source, e.target)]
         for e in edges:
             e.findings.append(shown)
         if not edges:

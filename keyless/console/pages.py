@@ -14,7 +14,7 @@ def _head(title: str, csrf: str, view: str) -> str:
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f'<meta name="csrf-token" content="{escape(csrf)}">'
             f"<title>{escape(title)} · Keyless console</title>"
-            f'<link rel="stylesheet" href="/console/static/console.css">'
+            f'<link rel="icon" href="data:,"><link rel="stylesheet" href="/console/static/console.css">'
             f'<script src="/console/static/console.js" defer></script></head><body data-view="{view}">')
 
 

@@ -118,7 +118,8 @@ function drawGraph(canvas, g) {
     const x1 = a.x + NODE_W, y1 = a.y + NODE_H / 2 + 16, x2 = b.x, y2 = b.y + NODE_H / 2 + 16;
     const mid = (x1 + x2) / 2;
     const cls = ["edge", e.condition ? "conditional" : "", e.findings ? "finding" : ""].join(" ").trim();
-    const path = svg("path", { d: `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`, class: cls });
+    const path = svg("path", { d: `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`, class: cls,
+                               "data-source": e.source, "data-target": e.target });
     const title = svg("title", {});
     title.textContent = `${e.label || "edge"}${e.condition ? " if " + e.condition : ""}`;
     path.append(title);
