@@ -220,7 +220,11 @@ def build(state: ServerState) -> ASGIApp:
         Route("/api/graph", api(get_graph)), Route("/api/entries", api(list_entries)),
         Route("/api/explain", api(explain, state_change=True), methods=["POST"]),
     ]
-    return SecurityHeaders(Router(routes=routes))
+    async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        await google_error(NotFound(f"The requested URL {path} was not found on this server."))(scope, receive, send)
+
+    return SecurityHeaders(Router(routes=routes, default=not_found))
 
 
 # -- JSON handlers (synchronous domain code, as the APIs' handlers) -----------------------------
