@@ -29,10 +29,12 @@ from keyless.api.errors import google_error, json_response
 from keyless.api.http import Call, endpoint, read_json
 from keyless.audit.filter import parse_timestamp
 from keyless.console import flows, graph, pages, signin
+from keyless.doctor import targets
 from keyless.errors import InvalidArgument, KeylessError, NotFound, PermissionDenied, Unauthenticated
 from keyless.iam.evaluate import permission_denied
 from keyless.projects import ROOT
 from keyless.state import ServerState
+from keyless.storage.buckets import with_convenience_members
 from keyless.tokens.access import AccessToken
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -264,9 +266,15 @@ def get_graph(call: Call) -> dict[str, Any]:
     kinds = {k for k in call.args("kind") if k} or None
     if kinds and not kinds <= set(graph.KINDS):
         raise InvalidArgument(f"Unknown node kind: {sorted(kinds - set(graph.KINDS))[0][:50]!r}.")
+    def allowed(permission: str, chain: list[str], target: targets.Target | None) -> bool:
+        principal = call.principal
+        if target is not None and target.kind == "bucket":  # projectOwner:P & co., as Cloud Storage checks
+            principal = with_convenience_members(call.state.authz, principal, target.project_id)
+        context = target.context if target is not None else None
+        return call.state.authz.check(principal, permission, chain, context).granted
+
     started = time.perf_counter()
-    whole = graph.build(call.state, load(call.state), row.project_id,
-                        lambda permission, c: call.state.authz.check(call.principal, permission, c).granted)
+    whole = graph.build(call.state, load(call.state), row.project_id, allowed)
     shown = graph.layout(graph.select(whole, kinds, call.arg("q") or ""))
     out = shown.as_json(total=len(whole.nodes))
     out["buildSeconds"] = round(time.perf_counter() - started, 4)

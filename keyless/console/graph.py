@@ -34,7 +34,9 @@ ROW_HEIGHT = 34
 MAX_TEXT = 200
 SWEEPS = 4  # barycentre passes (down and up); more barely changes the crossings at these sizes
 
-Allowed = Callable[[str, list[str]], bool]  # (permission, chain) -> granted, for the viewer
+# (permission, chain, target) -> granted for the viewer; the target (a bucket, a secret) when the
+# check is on one, for its convenience members and its condition context, as its API checks it
+Allowed = Callable[[str, list[str], "targets.Target | None"], bool]
 
 
 @dataclass
@@ -113,7 +115,7 @@ def build(state: Any, setup: Setup, project_id: str, allowed: Allowed) -> Graph:
     g = Graph(project_id)
     accounts = {a.email: a for a in setup.accounts}
     # -- pools and providers --------------------------------------------------------------------
-    pools_visible = allowed("iam.workloadIdentityPools.list", chain)
+    pools_visible = allowed("iam.workloadIdentityPools.list", chain, None)
     if not pools_visible:
         g.hidden.append("workload identity pools: permission iam.workloadIdentityPools.list denied")
     pool_nodes: dict[tuple[str, str], str] = {}
@@ -130,14 +132,14 @@ def build(state: Any, setup: Setup, project_id: str, allowed: Allowed) -> Graph:
                    condition=p.attribute_condition, disabled=p.disabled or None)
             g.edge(pid, p.name, "provider")
     # -- service accounts, also those nothing reaches yet -----------------------------------------
-    if allowed("iam.serviceAccounts.list", chain):
+    if allowed("iam.serviceAccounts.list", chain, None):
         for a in setup.accounts:
             if a.project_id == project_id:
                 _account_node(g, a.email, accounts)
     else:
         g.hidden.append("service accounts not in a binding: permission iam.serviceAccounts.list denied")
     # -- GKE --------------------------------------------------------------------------------------
-    clusters_visible = allowed("container.clusters.list", chain)
+    clusters_visible = allowed("container.clusters.list", chain, None)
     if not clusters_visible:
         g.hidden.append("GKE clusters: permission container.clusters.list denied")
     for c in setup.clusters if clusters_visible else []:
@@ -171,6 +173,7 @@ def build(state: Any, setup: Setup, project_id: str, allowed: Allowed) -> Graph:
                 continue
             key_chain = [resource, *chain]
             permission = "iam.serviceAccounts.getIamPolicy"
+            target = None
         else:
             target = _target(state, resource, readable)
             if target is None or (target.project_id != project_id and not _in_project(resource, project_id, number)):
@@ -178,7 +181,7 @@ def build(state: Any, setup: Setup, project_id: str, allowed: Allowed) -> Graph:
             key_chain = target.chain
             permission = _POLICY_PERMISSION.get(target.kind, "resourcemanager.projects.getIamPolicy")
         if resource not in readable:
-            readable[resource] = allowed(permission, key_chain)
+            readable[resource] = allowed(permission, key_chain, target)
             if not readable[resource]:
                 g.hidden.append(f"the policy of {setup.describe(resource)}: permission {permission} denied")
         if not readable[resource]:
@@ -241,7 +244,8 @@ def _member_node(g: Graph, member: str, parsed: Any, accounts: dict[str, Any],
             label = f"every identity in {parsed.pool_id}"
         elif parsed.attribute_name:
             label = f"attribute.{parsed.attribute_name}/{parsed.attribute_value}"
-    g.node(member, "ksa" if parsed is not None and parsed.is_gke else "member", label, member=member, type=kind)
+    gke = parsed is not None and parsed.is_gke and kind in ("serviceAccount", "principal", "principalSet")
+    g.node(member, "ksa" if gke else "member", label, member=member, type=kind)
     if parsed is not None and parsed.pool_type == "workload" and parsed.pool_id:
         pid = pool_nodes.get((parsed.project_number or "", parsed.pool_id))
         if pid is not None:

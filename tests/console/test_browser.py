@@ -149,7 +149,7 @@ def test_timeline_filters_groups_and_tails(world: KeylessServer, page: Any) -> N
     page.fill("#filter", 'protoPayload.serviceName="sts.googleapis.com"')
     page.click("#apply")
     expect(page.locator(".entries .method").filter(has_not_text=EXCHANGE)).to_have_count(0)
-    assert page.locator(".entries .method", has_text=EXCHANGE).count() >= 2
+    assert page.locator(".entries .method", has_text=EXCHANGE).count() >= 1
     entry = page.locator(".entries details").first
     entry.locator("summary").click()
     assert '"serviceName": "sts.googleapis.com"' in entry.locator("pre").text_content()
