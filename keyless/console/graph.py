@@ -29,7 +29,7 @@ from keyless.projects import project_chain
 LAYERS = {"pool": 0, "cluster": 0, "provider": 1, "namespace": 1, "member": 2, "ksa": 2,
           "serviceAccount": 3, "grant": 4, "resource": 5}
 KINDS = tuple(LAYERS)
-COLUMN_WIDTH = 290
+COLUMN_WIDTH = 250  # a node (180 px) and the gap its edges' labels sit in
 ROW_HEIGHT = 34
 MAX_TEXT = 200
 SWEEPS = 4  # barycentre passes (down and up); more barely changes the crossings at these sizes

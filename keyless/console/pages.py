@@ -41,9 +41,9 @@ _BODIES = {
 <label>Find <input id="q" type="search" placeholder="name, member, role…"></label>
 <button id="apply" type="button">Show</button><span id="status" class="status"></span></div>
 {_ERROR}<div id="hidden" class="hidden-note" hidden></div>
-<div class="graph-wrap"><div id="canvas" class="canvas"></div><aside id="details" class="details">
-<p class="hint">Click a node or an edge for its details. Red edges carry a doctor finding; dashed edges are
-conditional grants.</p></aside></div>""",
+<p class="hint">Click a node or an edge for its details. Red: a doctor finding; dashed amber: a conditional
+grant; labels name the role an edge grants.</p>
+<div class="graph-wrap"><div id="canvas" class="canvas"></div><aside id="details" class="details" hidden></aside></div>""",
     "timeline": f"""<div class="controls">{_PROJECT}
 <label class="grow">Filter <input id="filter" type="text" spellcheck="false"
 placeholder='protoPayload.serviceName="sts.googleapis.com" AND severity>=WARNING'></label>

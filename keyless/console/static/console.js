@@ -64,7 +64,7 @@ async function fillProjects() {
 
 // -- identity graph ---------------------------------------------------------------------------
 
-const NODE_W = 250, NODE_H = 26;
+const NODE_W = 180, NODE_H = 26, COLUMN = 250;
 
 async function graphView() {
   await fillProjects().catch(showError);
@@ -109,9 +109,10 @@ function drawGraph(canvas, g) {
   const byId = new Map(g.nodes.map((n) => [n.id, n]));
   const heads = svg("g", { class: "columns" });
   const names = ["pools, clusters", "providers, namespaces", "members, KSAs", "service accounts", "grants", "resources"];
-  names.forEach((name, i) => { const t = svg("text", { x: i * 290 + 10, y: 12, class: "column" }); t.textContent = name; heads.append(t); });
+  names.forEach((name, i) => { const t = svg("text", { x: i * COLUMN + 10, y: 12, class: "column" }); t.textContent = name; heads.append(t); });
   root.append(heads);
   const edges = svg("g", { class: "edges" });
+  const labels = svg("g", { class: "edge-labels" });
   for (const e of g.edges) {
     const a = byId.get(e.source), b = byId.get(e.target);
     if (!a || !b) continue;
@@ -125,11 +126,11 @@ function drawGraph(canvas, g) {
     path.append(title);
     path.addEventListener("click", () => showEdge(e, a, b));
     edges.append(path);
-    if (e.label && e.label !== "on" && e.label !== "provider" && e.label !== "KSA" && e.label !== "namespace") {
-      const t = svg("text", { x: mid, y: (y1 + y2) / 2 - 3, class: "edge-label" + (e.findings ? " finding" : "") });
-      t.textContent = e.label.replace("roles/", "");
+    if (e.label.startsWith("roles/") || e.label === "annotation") {
+      const t = svg("text", { x: x2 - 4, y: y2 - 5, class: "edge-label" + (e.findings ? " finding" : "") });
+      t.textContent = e.label.replace(/^roles\/[a-z]+\./, "").replace(/^roles\//, "");
       t.addEventListener("click", () => showEdge(e, a, b));
-      edges.append(t);
+      labels.append(t);
     }
   }
   root.append(edges);
@@ -139,7 +140,7 @@ function drawGraph(canvas, g) {
                              "data-id": n.id, tabindex: "0" });
     group.append(svg("rect", { width: NODE_W, height: NODE_H, rx: 5 }));
     const t = svg("text", { x: 8, y: 17 });
-    t.textContent = (n.label.length > 36 ? n.label.slice(0, 35) + "…" : n.label);
+    t.textContent = (n.label.length > 27 ? n.label.slice(0, 26) + "…" : n.label);
     const title = svg("title", {});
     title.textContent = `${n.kind}: ${n.label}`;
     group.append(t, title);
@@ -147,7 +148,7 @@ function drawGraph(canvas, g) {
     group.addEventListener("keydown", (ev) => { if (ev.key === "Enter") showNode(n); });
     nodes.append(group);
   }
-  root.append(nodes);
+  root.append(nodes, labels);
   canvas.replaceChildren(root);
 }
 
@@ -162,21 +163,28 @@ function detailsList(obj) {
 function findingsList(findings) {
   if (!findings) return null;
   return el("div", { class: "findings" }, el("h3", { text: "Doctor findings" }),
-    ...findings.map((f) => el("div", { class: `finding-item ${f.severity}` },
+    ...findings.map((f) => el("div", { class: `finding-item sev-${f.severity}` },
       el("strong", { text: `${f.severity.toUpperCase()} ${f.rule}: ${f.title}` }), el("p", { text: f.message }),
       el("p", {}, "Fix: ", el("code", { text: f.fix })))));
+}
+
+function openDetails(...children) {
+  const box = $("#details");
+  box.hidden = false;
+  box.replaceChildren(el("button", { type: "button", class: "close", "aria-label": "close", text: "×",
+                                     onclick: () => { box.hidden = true; } }), ...children);
 }
 
 function showNode(n) {
   document.querySelectorAll(".node.selected").forEach((x) => x.classList.remove("selected"));
   const g = document.querySelector(`.node[data-id="${CSS.escape(n.id)}"]`);
   if (g) g.classList.add("selected");
-  $("#details").replaceChildren(el("h2", { text: n.label }), el("p", { class: "kind", text: n.kind }),
+  openDetails(el("h2", { text: n.label }), el("p", { class: "kind", text: n.kind }),
     el("p", {}, el("code", { text: n.id })), detailsList(n.details), findingsList(n.findings) || "");
 }
 
 function showEdge(e, a, b) {
-  $("#details").replaceChildren(el("h2", { text: e.label || "edge" }),
+  openDetails(el("h2", { text: e.label || "edge" }),
     el("p", { text: `${a.label} → ${b.label}` }),
     e.condition ? el("p", { class: "condition" }, "Condition: ", el("code", { text: e.condition })) : "",
     findingsList(e.findings) || "");
