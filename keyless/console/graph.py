@@ -165,6 +165,15 @@ def build(state: Any, setup: Setup, project_id: str, allowed: Allowed) -> Graph:
             g.edge(kid, f"serviceAccount:{annotation}", "annotation")
     # -- bindings ---------------------------------------------------------------------------------
     readable: dict[str, bool] = {}
+    with state.db.read() as session:  # one read for every resource's name (buckets, secrets)
+        _bindings(g, setup, project_id, number, chain, allowed, accounts, pool_nodes, readable, session)
+    _attach_findings(g, lint(setup))
+    return g
+
+
+def _bindings(g: Graph, setup: Setup, project_id: str, number: str, chain: list[str], allowed: Allowed,
+              accounts: dict[str, Any], pool_nodes: dict[tuple[str, str], str], readable: dict[str, Any],
+              session: Any) -> None:
     for b in setup.bindings:
         resource = b.resource
         account = setup.account_of_resource(resource)
@@ -175,7 +184,7 @@ def build(state: Any, setup: Setup, project_id: str, allowed: Allowed) -> Graph:
             permission = "iam.serviceAccounts.getIamPolicy"
             target = None
         else:
-            target = _target(state, resource, readable)
+            target = _target(session, resource, readable)
             if target is None or (target.project_id != project_id and not _in_project(resource, project_id, number)):
                 continue
             key_chain = target.chain
@@ -198,20 +207,17 @@ def build(state: Any, setup: Setup, project_id: str, allowed: Allowed) -> Graph:
         g.node(gid, "grant", b.role, role=b.role, resource=setup.describe(resource))
         g.edge(source, gid, "", condition)
         g.edge(gid, rid, "on")
-    _attach_findings(g, lint(setup))
-    return g
 
 
 _POLICY_PERMISSION = {"bucket": "storage.buckets.getIamPolicy", "secret": "secretmanager.secrets.getIamPolicy",
                       "project": "resourcemanager.projects.getIamPolicy"}
 
 
-def _target(state: Any, resource: str, cache: dict[str, Any]) -> targets.Target | None:
+def _target(s: Any, resource: str, cache: dict[str, Any]) -> targets.Target | None:
     key = "target:" + resource
     if key not in cache:
         try:
-            with state.db.read() as s:
-                cache[key] = targets.resolve(s, resource)
+            cache[key] = targets.resolve(s, resource)
         except KeylessError:
             cache[key] = None  # the root, folders: not drawn in a project's graph
     found: targets.Target | None = cache[key]
