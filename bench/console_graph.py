@@ -9,7 +9,7 @@ roles (some conditionally). Then, as the owner signed in through a one-time link
   - browser: Debian's chromium (Playwright, headless) opens the graph view; the time from the
     request to the SVG drawn, as the page reports it (body[data-rendered]), median of `--repeat`.
 
-    .venv/bin/python bench/console_graph.py [--nodes 2000] [--repeat 5]
+    .venv/bin/python bench/console_graph.py [--nodes 2000] [--repeat 5] [--screenshots DIR]
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--screenshots", help="save PNGs of the drawn graphs in this directory")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data, port = Path(tmp) / "data", free_port()
@@ -109,7 +110,7 @@ def main() -> None:
             with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {owner}"}, timeout=60) as api:
                 grow(api, args.nodes)
             print(f"setup: {time.perf_counter() - started:.1f} s through the APIs")
-            measure(base, data, args.repeat)
+            measure(base, data, args.repeat, args.screenshots)
         finally:
             server.terminate()
             server.wait(20)
@@ -125,7 +126,7 @@ def sign_in(base: str, data: Path) -> httpx.Client:
     return client
 
 
-def measure(base: str, data: Path, repeat: int) -> None:
+def measure(base: str, data: Path, repeat: int, screenshots: str | None = None) -> None:
     client = sign_in(base, data)
     for label, params in (("whole project", {"project": PROJECT}),
                           ("filter q=repo-1 (matches + neighbours)", {"project": PROJECT, "q": "repo-1"})):
@@ -159,6 +160,10 @@ def measure(base: str, data: Path, repeat: int) -> None:
                 page.wait_for_selector("body[data-rendered]", timeout=120_000)
                 times.append(int(page.get_attribute("body", "data-rendered") or 0))
             shown = page.locator("svg.graph .node").count()
+            if screenshots:
+                Path(screenshots).mkdir(parents=True, exist_ok=True)
+                name = "graph-2000" if not query else "graph-2000-filtered"
+                page.screenshot(path=str(Path(screenshots) / f"{name}.png"))
             print(f"browser, {label}: {shown} nodes drawn; request to SVG painted {statistics.median(times)} ms "
                   f"(median of {repeat})")
         browser.close()

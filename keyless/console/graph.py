@@ -32,6 +32,7 @@ KINDS = tuple(LAYERS)
 COLUMN_WIDTH = 250  # a node (180 px) and the gap its edges' labels sit in
 ROW_HEIGHT = 34
 MAX_TEXT = 200
+HUB_DEGREE = 25
 SWEEPS = 4  # barycentre passes (down and up); more barely changes the crossings at these sizes
 
 # (permission, chain, target) -> granted for the viewer; the target (a bucket, a secret) when the
@@ -202,7 +203,9 @@ def _bindings(g: Graph, setup: Setup, project_id: str, number: str, chain: list[
             g.edge(source, f"serviceAccount:{account.email}", b.role, condition)
             continue
         rid = f"resource:{resource}"
-        g.node(rid, "resource", setup.describe(resource), name=resource)
+        shown = setup.describe(resource)
+        g.node(rid, "resource", "gs://" + shown.split("/", 3)[3] if shown.startswith("projects/_/buckets/") else shown,
+               name=resource)
         gid = f"grant:{b.role}@{resource}"
         g.node(gid, "grant", b.role, role=b.role, resource=setup.describe(resource))
         g.edge(source, gid, "", condition)
@@ -249,7 +252,7 @@ def _member_node(g: Graph, member: str, parsed: Any, accounts: dict[str, Any],
         if parsed.selector == "*" or not parsed.selector:
             label = f"every identity in {parsed.pool_id}"
         elif parsed.attribute_name:
-            label = f"attribute.{parsed.attribute_name}/{parsed.attribute_value}"
+            label = f"{parsed.attribute_name}: {parsed.attribute_value}"
     gke = parsed is not None and parsed.is_gke and kind in ("serviceAccount", "principal", "principalSet")
     g.node(member, "ksa" if gke else "member", label, member=member, type=kind)
     if parsed is not None and parsed.pool_type == "workload" and parsed.pool_id:
@@ -326,8 +329,9 @@ def select(g: Graph, kinds: set[str] | None = None, text: str = "", limit: int =
     return out
 
 
-def _centre(g: Graph, near: list[str], row: dict[str, float], layer: int, own: float) -> float:
-    rows = [row[j] for j in near if LAYERS[g.nodes[j].kind] != layer]
+def _centre(g: Graph, near: list[str], row: dict[str, float], layer: int, own: float,
+            hubs: set[str]) -> float:
+    rows = [row[j] for j in near if LAYERS[g.nodes[j].kind] != layer and j not in hubs]
     return sum(rows) / len(rows) if rows else own
 
 
@@ -341,20 +345,26 @@ def layout(g: Graph) -> Graph:
     for e in g.edges:
         neighbours[e.source].append(e.target)
         neighbours[e.target].append(e.source)
-    row = {i: float(k) for col in columns.values() for k, i in enumerate(col)}
+    tallest = max((len(c) for c in columns.values()), default=1)
+    # a node bound everywhere (projectOwner:P on every bucket) would pull all its neighbours to one
+    # place: it does not steer the order
+    hubs = {i for i, near in neighbours.items() if len(near) > HUB_DEGREE}
+
+    def spread(col: list[str]) -> float:  # short columns are spread over the tallest one's height
+        return max(1.0, tallest / max(len(col), 1))
+
+    row = {i: k * spread(col) for col in columns.values() for k, i in enumerate(col)}
     order = sorted(columns)
     for sweep in range(SWEEPS):
         for layer in (order if sweep % 2 == 0 else list(reversed(order))):
             col = columns[layer]
-
-            centres = {i: _centre(g, neighbours[i], row, layer, row[i]) for i in col}
+            centres = {i: _centre(g, neighbours[i], row, layer, row[i], hubs) for i in col}
             col.sort(key=centres.__getitem__)
-            # rows are spread over the tallest column so short columns sit beside their neighbours
+            gap = spread(col)
             for k, i in enumerate(col):
-                row[i] = float(k)
-    tallest = max((len(c) for c in columns.values()), default=1)
+                row[i] = k * gap
     for layer, col in columns.items():
-        gap = max(1.0, tallest / max(len(col), 1)) if len(col) < tallest else 1.0
+        gap = spread(col)
         for k, i in enumerate(col):
             g.nodes[i].x = layer * COLUMN_WIDTH + 10
             g.nodes[i].y = int((k * gap + (gap - 1) / 2) * ROW_HEIGHT) + 10

@@ -111,7 +111,7 @@ def test_graph_of_seed_001(world: KeylessServer, page: Any) -> None:
     _sign_in(page, world)
     page.wait_for_selector("svg.graph .node")
     labels = page.locator("svg.graph .node title").all_text_contents()  # full labels (the drawn ones are cut)
-    for expected in ("github-pool", "github-provider", "every identity in github-pool", "attribute.repository/my-org/my-repo", "deploy-sa",
+    for expected in ("github-pool", "github-provider", "every identity in github-pool", "repository: my-org/my-repo", "deploy-sa",
                      "other-sa", "roles/storage.objectViewer", f"projects/{PROJECT}"):
         assert any(expected in label for label in labels), (expected, labels)
     # the impersonation edge carries its role; the conditional grant is dashed; KL004 is on its edge

@@ -140,7 +140,8 @@ function drawGraph(canvas, g) {
                              "data-id": n.id, tabindex: "0" });
     group.append(svg("rect", { width: NODE_W, height: NODE_H, rx: 5 }));
     const t = svg("text", { x: 8, y: 17 });
-    t.textContent = (n.label.length > 27 ? n.label.slice(0, 26) + "…" : n.label);
+    // cut in the middle: a name's end (repository, bucket, account) tells nodes apart
+    t.textContent = (n.label.length > 27 ? n.label.slice(0, 9) + "…" + n.label.slice(-17) : n.label);
     const title = svg("title", {});
     title.textContent = `${n.kind}: ${n.label}`;
     group.append(t, title);
