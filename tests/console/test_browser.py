@@ -248,3 +248,27 @@ def test_a_principal_without_permission_sees_the_reason_and_no_data(world: Keyle
     page.wait_for_url("**/console/signin")
     assert not [c for c in page.context.cookies() if c["name"] == "keyless_console"]
 
+
+
+def test_a_project_iam_admin_sees_the_project_policy_and_not_the_rest(world: KeylessServer, page: Any) -> None:
+    """roles/resourcemanager.projectIamAdmin reads the project's policy, but not the pools, clusters,
+    service accounts' own policies or the logs: the graph is cut to that, and says what is left out."""
+    viewer = "iam-admin@example.com"
+    _grant(world, f"/cloudresourcemanager/v1/projects/{PROJECT}", "roles/resourcemanager.projectIamAdmin",
+           f"user:{viewer}")
+    page.goto(world.base_url + "/console/signin")
+    page.fill("#token", token_for_user(world, viewer))
+    page.click("#signin")
+    page.wait_for_url("**/console/graph")
+    page.wait_for_selector("svg.graph .node")
+    labels = page.locator("svg.graph .node title").all_text_contents()
+    assert any("roles/storage.objectViewer" in label for label in labels), labels  # the project's own grant
+    for hidden in ("github-pool", "github-provider", "my-cluster", "other-sa", "wide-sa", "my-org/my-repo"):
+        assert not any(hidden in label for label in labels), (hidden, labels)
+    notes = page.text_content("#hidden")
+    for permission in ("iam.workloadIdentityPools.list", "container.clusters.list", "iam.serviceAccounts.list",
+                       "iam.serviceAccounts.getIamPolicy"):
+        assert permission in notes, notes
+    page.goto(world.base_url + f"/console/timeline?project={PROJECT}")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "logging.logEntries.list" in page.text_content("#error")
