@@ -85,6 +85,9 @@ def build_app(state: ServerState, *, refresh_owner_token: bool = True) -> ASGIAp
         return json_response({"status": "SERVING"})
 
     mounts: list[Route | Mount] = [Route("/healthz", health)]
+    from keyless.console.app import build as console  # the web console (not a Google API): /console/
+
+    mounts.append(Mount("/console", app=console(state)))
     for prefix, routes in PREFIXES.items():
         mounts.append(Mount(f"/{prefix}", app=_router(routes(state))))
 

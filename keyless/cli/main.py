@@ -367,6 +367,9 @@ def parser() -> argparse.ArgumentParser:
 
     from keyless.cli import cluster
     cluster.add_parser(sub)
+
+    from keyless.cli import console
+    console.register(sub, _add_store_flags, _server_settings)
     return p
 
 

@@ -1,0 +1,371 @@
+"""The identity graph of one project, as the console draws it: workload identity pools -> providers
+(issuer, mapping, condition) -> the principal/principalSet members their tokens become -> service
+accounts (impersonation edges, labelled with the role) -> grants (a role on a resource) ->
+resources (the project, buckets, secrets); and GKE clusters -> namespaces -> KSAs -> the GSAs they
+are annotated with. Conditional grants carry their expression; the doctor's lint findings sit on
+the nodes and edges they name.
+
+Read from the doctor's `Setup` snapshot (keyless.doctor.model), filtered by what the viewer may read
+through the same permissions the APIs check (resourcemanager.projects.getIamPolicy on the project,
+iam.workloadIdentityPools.list, container.clusters.list, each resource's getIamPolicy). The layout
+is layered and computed here (a Sugiyama-style column per kind, ordered by the barycentre of each
+node's neighbours), so the browser only draws.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from keyless.doctor import targets
+from keyless.doctor.lint import lint
+from keyless.doctor.model import Setup
+from keyless.doctor.rules import Finding
+from keyless.errors import KeylessError
+from keyless.projects import project_chain
+
+# Columns, left to right: where an identity comes from, who it becomes, what it reaches.
+LAYERS = {"pool": 0, "cluster": 0, "provider": 1, "namespace": 1, "member": 2, "ksa": 2,
+          "serviceAccount": 3, "grant": 4, "resource": 5}
+KINDS = tuple(LAYERS)
+COLUMN_WIDTH = 250  # a node (180 px) and the gap its edges' labels sit in
+ROW_HEIGHT = 34
+MAX_TEXT = 200
+HUB_DEGREE = 25
+SWEEPS = 4  # barycentre passes (down and up); more barely changes the crossings at these sizes
+
+# (permission, chain, target) -> granted for the viewer; the target (a bucket, a secret) when the
+# check is on one, for its convenience members and its condition context, as its API checks it
+Allowed = Callable[[str, list[str], "targets.Target | None"], bool]
+
+
+@dataclass
+class Node:
+    id: str
+    kind: str
+    label: str
+    details: dict[str, Any] = field(default_factory=dict)
+    findings: list[dict[str, str]] = field(default_factory=list)
+    x: int = 0
+    y: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        out = {"id": self.id, "kind": self.kind, "label": self.label, "x": self.x, "y": self.y,
+               "details": self.details}
+        if self.findings:
+            out["findings"] = self.findings
+        return out
+
+
+@dataclass
+class Edge:
+    source: str
+    target: str
+    label: str = ""
+    condition: str | None = None
+    findings: list[dict[str, str]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"source": self.source, "target": self.target, "label": self.label}
+        if self.condition:
+            out["condition"] = self.condition
+        if self.findings:
+            out["findings"] = self.findings
+        return out
+
+
+@dataclass
+class Graph:
+    project: str
+    nodes: dict[str, Node] = field(default_factory=dict)
+    edges: list[Edge] = field(default_factory=list)
+    hidden: list[str] = field(default_factory=list)  # what the viewer may not read, and why
+    _seen: set[tuple[str, str, str, str | None]] = field(default_factory=set)
+
+    def node(self, id: str, kind: str, label: str, **details: Any) -> Node:
+        found = self.nodes.get(id)
+        if found is None:
+            found = self.nodes[id] = Node(id, kind, label, {k: v for k, v in details.items() if v not in (None, "")})
+        return found
+
+    def edge(self, source: str, target: str, label: str = "", condition: str | None = None) -> None:
+        key = (source, target, label, condition)
+        if key not in self._seen:  # a member bound twice with the same role draws one edge
+            self._seen.add(key)
+            self.edges.append(Edge(source, target, label, condition))
+
+    def as_json(self, total: int | None = None) -> dict[str, Any]:
+        height = max((n.y for n in self.nodes.values()), default=0) + ROW_HEIGHT
+        return {"project": self.project, "nodes": [n.as_json() for n in self.nodes.values()],
+                "edges": [e.as_json() for e in self.edges], "hidden": self.hidden,
+                "width": (max(LAYERS.values()) + 1) * COLUMN_WIDTH, "height": height,
+                "total": len(self.nodes) if total is None else total, "layers": LAYERS}
+
+
+def _in_project(resource: str, project_id: str, number: str) -> bool:
+    return any(resource == f"projects/{p}" or resource.startswith(f"projects/{p}/") for p in (project_id, number))
+
+
+def build(state: Any, setup: Setup, project_id: str, allowed: Allowed) -> Graph:
+    """The graph of `project_id` as a viewer for whom `allowed(permission, chain)` holds sees it
+    (the caller has already required resourcemanager.projects.getIamPolicy on the project)."""
+    project = setup.project_by_id(project_id)
+    number = project.number if project else ""
+    chain = project_chain(project_id)
+    g = Graph(project_id)
+    accounts = {a.email: a for a in setup.accounts}
+    # -- pools and providers --------------------------------------------------------------------
+    pools_visible = allowed("iam.workloadIdentityPools.list", chain, None)
+    if not pools_visible:
+        g.hidden.append("workload identity pools: permission iam.workloadIdentityPools.list denied")
+    pool_nodes: dict[tuple[str, str], str] = {}
+    for pool in setup.pools if pools_visible else []:
+        if pool.project_number != number or pool.state != "ACTIVE":
+            continue
+        pid = pool.name
+        g.node(pid, "pool", pool.pool_id, name=pool.name, disabled=pool.disabled or None)
+        pool_nodes[(pool.project_number, pool.pool_id)] = pid
+        for p in setup.providers_of(pool):
+            issuer = (p.oidc or {}).get("issuerUri") or ("AWS account " + str((p.aws or {}).get("accountId"))
+                                                          if p.aws else "")
+            g.node(p.name, "provider", p.provider_id, name=p.name, issuer=issuer, mapping=p.attribute_mapping,
+                   condition=p.attribute_condition, disabled=p.disabled or None)
+            g.edge(pid, p.name, "provider")
+    # -- service accounts, also those nothing reaches yet -----------------------------------------
+    if allowed("iam.serviceAccounts.list", chain, None):
+        for a in setup.accounts:
+            if a.project_id == project_id:
+                _account_node(g, a.email, accounts)
+    else:
+        g.hidden.append("service accounts not in a binding: permission iam.serviceAccounts.list denied")
+    # -- GKE --------------------------------------------------------------------------------------
+    clusters_visible = allowed("container.clusters.list", chain, None)
+    if not clusters_visible:
+        g.hidden.append("GKE clusters: permission container.clusters.list denied")
+    for c in setup.clusters if clusters_visible else []:
+        if c.project_id != project_id:
+            continue
+        cid = f"cluster:{c.id}"
+        g.node(cid, "cluster", c.name, location=c.location, workloadPool=c.workload_pool,
+               autopilot=c.autopilot or None)
+    for o in setup.service_accounts() if clusters_visible else []:
+        if o.cluster is None or o.cluster.project_id != project_id:
+            continue
+        cid, nsid = f"cluster:{o.cluster.id}", f"namespace:{o.cluster.id}/{o.namespace}"
+        g.node(nsid, "namespace", o.namespace, cluster=o.cluster.name)
+        g.edge(cid, nsid, "namespace")
+        workload_pool = o.cluster.workload_pool or f"{project_id}.svc.id.goog"
+        kid = f"serviceAccount:{workload_pool}[{o.namespace}/{o.name}]"
+        annotation = o.annotations().get("iam.gke.io/gcp-service-account")
+        g.node(kid, "ksa", f"{o.namespace}/{o.name}", member=kid, cluster=o.cluster.name,
+               annotation=annotation if isinstance(annotation, str) else None)
+        g.edge(nsid, kid, "KSA")
+        if isinstance(annotation, str) and annotation:
+            _account_node(g, annotation, accounts)
+            g.edge(kid, f"serviceAccount:{annotation}", "annotation")
+    # -- bindings ---------------------------------------------------------------------------------
+    readable: dict[str, bool] = {}
+    with state.db.read() as session:  # one read for every resource's name (buckets, secrets)
+        _bindings(g, setup, project_id, number, chain, allowed, accounts, pool_nodes, readable, session)
+    _attach_findings(g, lint(setup))
+    return g
+
+
+def _bindings(g: Graph, setup: Setup, project_id: str, number: str, chain: list[str], allowed: Allowed,
+              accounts: dict[str, Any], pool_nodes: dict[tuple[str, str], str], readable: dict[str, Any],
+              session: Any) -> None:
+    for b in setup.bindings:
+        resource = b.resource
+        account = setup.account_of_resource(resource)
+        if account is not None:
+            if account.project_id != project_id:
+                continue
+            key_chain = [resource, *chain]
+            permission = "iam.serviceAccounts.getIamPolicy"
+            target = None
+        else:
+            target = _target(session, resource, readable)
+            if target is None or (target.project_id != project_id and not _in_project(resource, project_id, number)):
+                continue
+            key_chain = target.chain
+            permission = _POLICY_PERMISSION.get(target.kind, "resourcemanager.projects.getIamPolicy")
+        if resource not in readable:
+            readable[resource] = allowed(permission, key_chain, target)
+            if not readable[resource]:
+                g.hidden.append(f"the policy of {setup.describe(resource)}: permission {permission} denied")
+        if not readable[resource]:
+            continue
+        source = _member_node(g, b.member, b.parsed, accounts, pool_nodes, setup)
+        condition = (b.condition or {}).get("expression") or None
+        if account is not None:
+            _account_node(g, account.email, accounts)
+            g.edge(source, f"serviceAccount:{account.email}", b.role, condition)
+            continue
+        rid = f"resource:{resource}"
+        shown = setup.describe(resource)
+        g.node(rid, "resource", "gs://" + shown.split("/", 3)[3] if shown.startswith("projects/_/buckets/") else shown,
+               name=resource)
+        gid = f"grant:{b.role}@{resource}"
+        g.node(gid, "grant", b.role, role=b.role, resource=setup.describe(resource))
+        g.edge(source, gid, "", condition)
+        g.edge(gid, rid, "on")
+
+
+_POLICY_PERMISSION = {"bucket": "storage.buckets.getIamPolicy", "secret": "secretmanager.secrets.getIamPolicy",
+                      "project": "resourcemanager.projects.getIamPolicy"}
+
+
+def _target(s: Any, resource: str, cache: dict[str, Any]) -> targets.Target | None:
+    key = "target:" + resource
+    if key not in cache:
+        try:
+            cache[key] = targets.resolve(s, resource)
+        except KeylessError:
+            cache[key] = None  # the root, folders: not drawn in a project's graph
+    found: targets.Target | None = cache[key]
+    return found
+
+
+def _account_node(g: Graph, email: str, accounts: dict[str, Any]) -> str:
+    account = accounts.get(email.lower())
+    nid = f"serviceAccount:{email.lower()}"
+    g.node(nid, "serviceAccount", email.split("@")[0], email=email.lower(),
+           exists=account is not None, disabled=(account.disabled or None) if account else None,
+           project=account.project_id if account else None)
+    return nid
+
+
+def _member_node(g: Graph, member: str, parsed: Any, accounts: dict[str, Any],
+                 pool_nodes: dict[tuple[str, str], str], setup: Setup) -> str:
+    """The node a binding's member is: a GSA node for a service account of this store, the KSA node
+    for a GKE member (legacy form), else a member node, linked from its pool's providers."""
+    if parsed is not None and parsed.kind == "serviceAccount" and parsed.email and not parsed.is_gke:
+        return _account_node(g, parsed.email, accounts)
+    if member in g.nodes:
+        return member
+    kind = parsed.kind if parsed is not None else "member"
+    label = member if len(member) <= 64 else "…" + member[-63:]
+    if parsed is not None and parsed.pool_type == "workload" and parsed.pool_id:
+        label = (f"{parsed.selector or kind}: " +
+                 (parsed.subject or parsed.attribute_value or parsed.group or "*"))
+        if parsed.selector == "*" or not parsed.selector:
+            label = f"every identity in {parsed.pool_id}"
+        elif parsed.attribute_name:
+            label = f"{parsed.attribute_name}: {parsed.attribute_value}"
+    gke = parsed is not None and parsed.is_gke and kind in ("serviceAccount", "principal", "principalSet")
+    g.node(member, "ksa" if gke else "member", label, member=member, type=kind)
+    if parsed is not None and parsed.pool_type == "workload" and parsed.pool_id:
+        pid = pool_nodes.get((parsed.project_number or "", parsed.pool_id))
+        if pid is not None:
+            pool = setup.pool(parsed.project_number or "", parsed.pool_id)
+            providers = setup.providers_of(pool) if pool is not None else []
+            for p in providers:
+                g.edge(p.name, member, "maps to")
+            if not providers:
+                g.edge(pid, member, "pool")
+    return member
+
+
+def _attach_findings(g: Graph, findings: list[Finding]) -> None:
+    """Each finding on the node it is about (its object names the node exactly), else on the edges
+    whose two ends it names (a binding: member and account), else on the nodes its object names."""
+    names: dict[str, list[str]] = {}
+    exact: dict[str, str] = {}
+    for n in g.nodes.values():
+        for key in (n.details.get("member"), n.details.get("email"), n.details.get("name"), n.id):
+            if isinstance(key, str) and len(key) > 6:
+                names.setdefault(n.id, []).append(key)
+                exact.setdefault(key, n.id)
+
+    def mentions(text: str, node_id: str) -> bool:
+        return any(k in text for k in names.get(node_id, ()))
+
+    def nested(a: str, b: str) -> bool:  # a provider's name contains its pool's: not two ends
+        return any(x in y or y in x for x in names.get(a, ()) for y in names.get(b, ()))
+
+    for f in findings:
+        shown = {"rule": f.rule.id, "severity": f.level, "title": f.rule.title, "message": f.message[:600],
+                 "fix": f.fix[:600]}
+        text = f"{f.object} {f.message}"
+        if f.object in exact:  # about a member's binding: its edges to what the message names
+            nid = exact[f.object]
+            edges = [e for e in g.edges if e.source == nid and mentions(f.message, e.target)]
+            for e in edges:
+                e.findings.append(shown)
+            if not edges:
+                g.nodes[nid].findings.append(shown)
+            continue
+        edges = [e for e in g.edges if mentions(text, e.source) and mentions(text, e.target)
+                 and not nested(e.source, e.target)]
+        for e in edges:
+            e.findings.append(shown)
+        if not edges:
+            for nid in names:
+                if mentions(f.object, nid):
+                    g.nodes[nid].findings.append(shown)
+
+
+# -- filtering and layout ------------------------------------------------------------------------
+
+
+def select(g: Graph, kinds: set[str] | None = None, text: str = "", limit: int = 5000) -> Graph:
+    """The subgraph of nodes of `kinds` whose label or id contains `text`, with their neighbours
+    (so a match shows where it comes from and what it reaches)."""
+    text = text.strip().lower()[:MAX_TEXT]
+    keep = {n.id for n in g.nodes.values() if kinds is None or n.kind in kinds}
+    if text:
+        hits = {i for i in keep if text in i.lower() or text in g.nodes[i].label.lower()}
+        near = set(hits)
+        for e in g.edges:
+            if e.source in hits:
+                near.add(e.target)
+            if e.target in hits:
+                near.add(e.source)
+        keep = {i for i in near if kinds is None or g.nodes[i].kind in kinds}
+    ids = list(keep)[:limit] if len(keep) > limit else keep
+    out = Graph(g.project, {i: g.nodes[i] for i in g.nodes if i in ids}, hidden=g.hidden)
+    out.edges = [e for e in g.edges if e.source in out.nodes and e.target in out.nodes]
+    return out
+
+
+def _centre(g: Graph, near: list[str], row: dict[str, float], layer: int, own: float,
+            hubs: set[str]) -> float:
+    rows = [row[j] for j in near if LAYERS[g.nodes[j].kind] != layer and j not in hubs]
+    return sum(rows) / len(rows) if rows else own
+
+
+def layout(g: Graph) -> Graph:
+    """Columns by kind; within a column, order by the barycentre of the neighbours' rows, sweeping
+    left to right and back, which untangles the common fan-in/fan-out shapes."""
+    columns: dict[int, list[str]] = {}
+    for n in sorted(g.nodes.values(), key=lambda n: (n.kind, n.label)):
+        columns.setdefault(LAYERS[n.kind], []).append(n.id)
+    neighbours: dict[str, list[str]] = {i: [] for i in g.nodes}
+    for e in g.edges:
+        neighbours[e.source].append(e.target)
+        neighbours[e.target].append(e.source)
+    tallest = max((len(c) for c in columns.values()), default=1)
+    # a node bound everywhere (projectOwner:P on every bucket) would pull all its neighbours to one
+    # place: it does not steer the order
+    hubs = {i for i, near in neighbours.items() if len(near) > HUB_DEGREE}
+
+    def spread(col: list[str]) -> float:  # short columns are spread over the tallest one's height
+        return max(1.0, tallest / max(len(col), 1))
+
+    row = {i: k * spread(col) for col in columns.values() for k, i in enumerate(col)}
+    order = sorted(columns)
+    for sweep in range(SWEEPS):
+        for layer in (order if sweep % 2 == 0 else list(reversed(order))):
+            col = columns[layer]
+            centres = {i: _centre(g, neighbours[i], row, layer, row[i], hubs) for i in col}
+            col.sort(key=centres.__getitem__)
+            gap = spread(col)
+            for k, i in enumerate(col):
+                row[i] = k * gap
+    for layer, col in columns.items():
+        gap = spread(col)
+        for k, i in enumerate(col):
+            g.nodes[i].x = layer * COLUMN_WIDTH + 10
+            g.nodes[i].y = int((k * gap + (gap - 1) / 2) * ROW_HEIGHT) + 10
+    return g

@@ -1,0 +1,274 @@
+"""The console in a real browser (Debian's chromium, headless, driven by Playwright) against a real
+`keyless serve` holding seed 001's setup from `keyless quickstart`, with planted mistakes: sign in
+through the one-time link, read the identity graph, filter and tail the audit timeline, explain a
+missing workloadIdentityUser binding and a denied audit entry, and a principal without permission
+sees Google's 403 reason and no data.
+
+With KEYLESS_CONSOLE_SCREENSHOTS=DIR the tests also save a PNG of each view there (the README's
+docs/console/ pictures are made that way).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+from tests.api.helpers import token_for_user
+from tests.conftest import KeylessServer
+from tests.console.conftest import DEPLOY_SA, OTHER_SA, POOL, PROJECT, PROVIDER, seed_001, sign_in_link
+from tests.e2e.test_audit_logs import _github_token, impersonate
+from tests.gke.pod_helpers import apply_ksa, make_cluster
+
+EXCHANGE = "google.identity.sts.v1.SecurityTokenService.ExchangeToken"
+KSA = f"{PROJECT}.svc.id.goog[production/my-app]"
+WIDE_SA = f"wide-sa@{PROJECT}.iam.gserviceaccount.com"
+OWNER = "user:owner@keyless.dev"
+TIMEOUT = 15_000  # ms: what the browser waits for a view to fill at most
+
+
+def _grant(srv: KeylessServer, path: str, role: str, member: str, condition: dict[str, str] | None = None) -> None:
+    policy = srv.call("POST", f"{path}:getIamPolicy", body={"options": {"requestedPolicyVersion": 3}}).json()
+    binding: dict[str, Any] = {"role": role, "members": [member]}
+    if condition:
+        binding["condition"] = condition
+        policy["version"] = 3
+    policy.setdefault("bindings", []).append(binding)
+    r = srv.call("POST", f"{path}:setIamPolicy", body={"policy": policy})
+    assert r.status_code == 200, r.text
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeylessServer]:
+    srv = seed_001(tmp_path_factory.mktemp("console"))
+    iam = f"/iam/v1/projects/{PROJECT}/serviceAccounts"
+    for account in ("other-sa", "wide-sa"):
+        assert srv.call("POST", iam, body={"accountId": account}).status_code == 200
+    # a pool-wide binding (the doctor's KL004) and a conditional grant, to show on their edges
+    _grant(srv, f"{iam}/{WIDE_SA}", "roles/iam.workloadIdentityUser", f"principalSet://iam.googleapis.com/{POOL}/*")
+    _grant(srv, f"/cloudresourcemanager/v1/projects/{PROJECT}", "roles/storage.objectViewer",
+           f"serviceAccount:{DEPLOY_SA}", {"title": "deploy buckets",
+                                           "expression": 'resource.name.startsWith("projects/_/buckets/deploy-")'})
+    # GKE: a cluster whose KSA production/my-app is annotated with deploy-sa, which it may impersonate
+    apply_ksa(srv, make_cluster(srv), "production", "my-app", {"iam.gke.io/gcp-service-account": DEPLOY_SA})
+    _grant(srv, f"{iam}/{DEPLOY_SA}", "roles/iam.workloadIdentityUser", f"serviceAccount:{KSA}")
+    # a workflow of the repository impersonates deploy-sa, then makes a call it may not (denied, audited)
+    made = impersonate(srv, "my-org/my-repo", DEPLOY_SA)
+    assert made.status_code == 200, made.text
+    denied = httpx.post(f"{srv.base_url}{iam}", json={"accountId": "sneaky-sa"}, timeout=30,
+                        headers={"Authorization": f"Bearer {made.json()['accessToken']}"})
+    assert denied.status_code == 403, denied.text
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def page(chromium: Any) -> Iterator[Any]:
+    context = chromium.new_context(viewport={"width": 1600, "height": 950})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" and "403" not in m.text
+            and "400" not in m.text else None)
+    yield page
+    context.close()
+    assert not errors, errors  # no script error, no CSP violation
+
+
+def _shot(page: Any, name: str) -> None:
+    where = os.environ.get("KEYLESS_CONSOLE_SCREENSHOTS")
+    if where:
+        Path(where).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(where) / f"{name}.png"), full_page=False)
+
+
+def _sign_in(page: Any, srv: KeylessServer) -> None:
+    page.goto(sign_in_link(srv))
+    page.click("#continue")
+    page.wait_for_url("**/console/graph")
+
+
+def test_one_time_link_signs_the_owner_in_once(world: KeylessServer, page: Any) -> None:
+    link = sign_in_link(world)
+    page.goto(link)
+    _shot(page, "signin")
+    page.click("#continue")
+    page.wait_for_url("**/console/graph")
+    assert page.text_content("#who") == OWNER
+    cookies = {c["name"]: c for c in page.context.cookies()}
+    assert cookies["keyless_console"]["httpOnly"] and cookies["keyless_console"]["sameSite"] == "Strict"
+    # the link is spent: a second use (another browser) is refused with the reason
+    page.context.clear_cookies()
+    page.goto(link)
+    page.click("#continue")
+    assert "already used" in page.text_content("#error")
+    page.goto(world.base_url + "/console/graph")
+    page.wait_for_url("**/console/signin")  # no session, no view
+
+
+def test_graph_of_seed_001(world: KeylessServer, page: Any) -> None:
+    _sign_in(page, world)
+    page.wait_for_selector("svg.graph .node")
+    labels = page.locator("svg.graph .node title").all_text_contents()  # full labels (the drawn ones are cut)
+    for expected in ("github-pool", "github-provider", "every identity in github-pool", "repository: my-org/my-repo", "deploy-sa",
+                     "other-sa", "roles/storage.objectViewer", f"projects/{PROJECT}",
+                     "cluster: my-cluster", "namespace: production", "ksa: production/my-app"):
+        assert any(expected in label for label in labels), (expected, labels)
+    # the impersonation edge carries its role; the conditional grant is dashed; KL004 is on its edge
+    assert "workloadIdentityUser" in page.locator("svg.graph text.edge-label").all_text_contents()
+    assert page.locator("svg.graph path.edge.conditional").count() == 1
+    # GKE: the KSA is annotated with deploy-sa and holds workloadIdentityUser on it (two edges)
+    to_gsa = page.locator(f'svg.graph path.edge[data-source="serviceAccount:{KSA}"]'
+                          f'[data-target="serviceAccount:{DEPLOY_SA}"]')
+    assert to_gsa.count() == 2
+    assert page.locator("svg.graph path.edge.finding").count() >= 1
+    page.locator("svg.graph .node", has_text="deploy-sa").first.click()
+    details = page.locator("#details")
+    assert DEPLOY_SA in details.text_content()
+    page.locator("svg.graph .node", has_text="github-provider").first.click()
+    assert "assertion.repository_owner == 'my-org'" in details.text_content()  # the provider's condition
+    page.click("#details .close")  # the panel floats over the graph's right-hand columns
+    page.locator("svg.graph .node.kind-resource", has_text=f"projects/{PROJECT}").click()
+    assert "KL022" in details.text_content()  # the doctor: key creation still allowed in the project
+    page.click("#details .close")
+    page.locator(f'svg.graph path.edge.finding[data-target="serviceAccount:{WIDE_SA}"]').click(force=True)
+    assert "KL004" in details.text_content()
+    _shot(page, "graph")
+    # filtering by text keeps the matches and their neighbours only
+    page.fill("#q", "wide-sa")
+    page.click("#apply")
+    expect(page.locator("svg.graph .node")).to_have_count(2)
+    expect(page.locator("#status")).to_contain_text(re.compile(r"^2 of 1\d nodes"))
+
+
+def test_timeline_filters_groups_and_tails(world: KeylessServer, page: Any) -> None:
+    _sign_in(page, world)
+    page.goto(world.base_url + "/console/timeline")
+    page.wait_for_selector(".entries details")
+    # exchange -> impersonation -> the GSA's (denied) call, as one flow
+    flow = page.locator(".flow").first
+    assert "/subject/repo:my-org/my-repo" in flow.locator(".subject").text_content()
+    assert DEPLOY_SA in flow.locator(".subject").text_content()
+    assert [s.strip() for s in flow.locator(".flow-step .step").all_text_contents()] == [
+        "exchange", "impersonation", "call · status 7"]
+    _shot(page, "timeline")
+    # the Logging filter language, as entries.list parses it
+    page.fill("#filter", 'protoPayload.serviceName="sts.googleapis.com"')
+    page.click("#apply")
+    expect(page.locator(".entries .method").filter(has_not_text=EXCHANGE)).to_have_count(0)
+    assert page.locator(".entries .method", has_text=EXCHANGE).count() >= 1
+    entry = page.locator(".entries details").first
+    entry.locator("summary").click()
+    assert '"serviceName": "sts.googleapis.com"' in entry.locator("pre").text_content()
+    # live tail: a new exchange appears without reloading
+    before = page.locator(".entries details").count()
+    form = {"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange", "audience": f"//iam.googleapis.com/{PROVIDER}",
+            "scope": "https://www.googleapis.com/auth/cloud-platform",
+            "requested_token_type": "urn:ietf:params:oauth:token-type:access_token",
+            "subject_token": _github_token(world, "my-org/my-repo"),
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt"}
+    assert httpx.post(f"{world.base_url}/sts/v1/token", data=form, timeout=30).status_code == 200
+    expect(page.locator(".entries details")).to_have_count(before + 1)
+    # a filter that does not parse: entries.list's own INVALID_ARGUMENT
+    page.fill("#filter", 'protoPayload.methodName="unterminated')
+    page.click("#apply")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "INVALID_ARGUMENT" in page.text_content("#error")
+
+
+def test_explain_a_missing_workload_identity_user_binding(world: KeylessServer, page: Any) -> None:
+    _sign_in(page, world)
+    page.goto(world.base_url + "/console/explain")
+    page.check('input[name="who"][value="token"]')
+    page.fill("#provider", PROVIDER)
+    page.fill("#token", _github_token(world, "my-org/my-repo"))
+    page.fill("#serviceAccount", OTHER_SA)
+    page.fill("#permission", "resourcemanager.projects.get")
+    page.fill("#resource", f"projects/{PROJECT}")
+    page.click("#run")
+    first = page.locator("#chain li.first-failure")
+    first.wait_for()
+    assert first.get_attribute("data-step") == "binding"
+    steps = page.locator("#chain li").evaluate_all("els => els.map(e => [e.dataset.step, e.className])")
+    assert [s for s, _ in steps][:5] == ["provider", "token", "condition", "mapping", "binding"]
+    assert all("pass" in c for _, c in steps[:4])
+    failure = page.text_content("#failure")
+    assert "Missing workloadIdentityUser binding" in failure
+    assert (f"gcloud iam service-accounts add-iam-policy-binding {OTHER_SA} --role=roles/iam.workloadIdentityUser"
+            in failure)
+    assert "DENIED" in page.text_content("#verdict")
+    _shot(page, "explain")
+
+
+def test_explain_a_denied_audit_entry_from_the_timeline(world: KeylessServer, page: Any) -> None:
+    _sign_in(page, world)
+    page.goto(world.base_url + "/console/timeline?filter=" + "protoPayload.status.code%3D7")
+    page.locator(".entries details.failed").first.locator("summary").click()
+    page.locator(".entries details.failed .explain-link").first.click()
+    page.wait_for_url("**/console/explain?entry=*")
+    first = page.locator("#chain li.first-failure")
+    first.wait_for()
+    assert first.get_attribute("data-step") == "role"
+    assert "iam.serviceAccounts.create" in page.text_content("#verdict")
+    assert f"serviceAccount:{DEPLOY_SA}" in page.text_content("#failure")
+
+
+def test_a_principal_without_permission_sees_the_reason_and_no_data(world: KeylessServer, page: Any) -> None:
+    page.goto(world.base_url + "/console/signin")
+    page.fill("#token", token_for_user(world, "nobody@example.com"))
+    page.click("#signin")
+    page.wait_for_url("**/console/graph")
+    assert page.text_content("#who") == "user:nobody@example.com"
+    page.goto(world.base_url + f"/console/graph?project={PROJECT}")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "PERMISSION_DENIED" in page.text_content("#error")
+    assert "resourcemanager.projects.getIamPolicy" in page.text_content("#error")
+    assert page.locator("svg.graph").count() == 0
+    assert page.locator("#project option", has_text=PROJECT).count() == 1  # only what the URL named
+    _shot(page, "denied")
+    page.goto(world.base_url + f"/console/timeline?project={PROJECT}")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "logging.logEntries.list" in page.text_content("#error")
+    assert page.locator(".entries details").count() == 0
+    page.goto(world.base_url + "/console/explain")
+    page.fill("#principal", f"serviceAccount:{DEPLOY_SA}")
+    page.fill("#permission", "resourcemanager.projects.get")
+    page.fill("#resource", f"projects/{PROJECT}")
+    page.click("#run")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "PERMISSION_DENIED" in page.text_content("#error") and page.locator("#chain li").count() == 0
+    page.click("#signout")
+    page.wait_for_url("**/console/signin")
+    assert not [c for c in page.context.cookies() if c["name"] == "keyless_console"]
+
+
+
+def test_a_project_iam_admin_sees_the_project_policy_and_not_the_rest(world: KeylessServer, page: Any) -> None:
+    """roles/resourcemanager.projectIamAdmin reads the project's policy, but not the pools, clusters,
+    service accounts' own policies or the logs: the graph is cut to that, and says what is left out."""
+    viewer = "iam-admin@example.com"
+    _grant(world, f"/cloudresourcemanager/v1/projects/{PROJECT}", "roles/resourcemanager.projectIamAdmin",
+           f"user:{viewer}")
+    page.goto(world.base_url + "/console/signin")
+    page.fill("#token", token_for_user(world, viewer))
+    page.click("#signin")
+    page.wait_for_url("**/console/graph")
+    page.wait_for_selector("svg.graph .node")
+    labels = page.locator("svg.graph .node title").all_text_contents()
+    assert any("roles/storage.objectViewer" in label for label in labels), labels  # the project's own grant
+    for hidden in ("github-pool", "github-provider", "my-cluster", "other-sa", "wide-sa", "my-org/my-repo"):
+        assert not any(hidden in label for label in labels), (hidden, labels)
+    notes = page.text_content("#hidden")
+    for permission in ("iam.workloadIdentityPools.list", "container.clusters.list", "iam.serviceAccounts.list",
+                       "iam.serviceAccounts.getIamPolicy"):
+        assert permission in notes, notes
+    page.goto(world.base_url + f"/console/timeline?project={PROJECT}")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "logging.logEntries.list" in page.text_content("#error")
