@@ -33,6 +33,19 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["KEYLESS_DATA_DIR"] = tempfile.mkdtemp(prefix="keyless-test-home-")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On the PostgreSQL leg, deselect (not skip) tests marked `store_independent`: pure functions
+    with no store, and client matrices (kubectl versions, Node.js clients, the browser) whose server
+    side is the same code on both stores and is run on PostgreSQL by the rest of the suite. They run
+    once, on the SQLite leg, which keeps CI within its time (README)."""
+    if os.environ.get("KEYLESS_TEST_DATABASE") != "postgres":
+        return
+    keep = [i for i in items if i.get_closest_marker("store_independent") is None]
+    if len(keep) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i.get_closest_marker("store_independent")])
+        items[:] = keep
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from keyless.audit import filter as lq
 from keyless.errors import InvalidArgument
 
+pytestmark = pytest.mark.store_independent  # runs on the SQLite leg only (tests/conftest.py)
+
 SUBJECT = ("principal://iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/github-pool/"
            "subject/repo:my-org/my-repo:ref:refs/heads/main")
 ENTRY: dict[str, Any] = {

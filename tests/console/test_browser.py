@@ -26,6 +26,8 @@ from tests.console.conftest import DEPLOY_SA, OTHER_SA, POOL, PROJECT, PROVIDER,
 from tests.e2e.test_audit_logs import _github_token, impersonate
 from tests.gke.pod_helpers import apply_ksa, make_cluster
 
+pytestmark = pytest.mark.store_independent  # runs on the SQLite leg only (tests/conftest.py)
+
 EXCHANGE = "google.identity.sts.v1.SecurityTokenService.ExchangeToken"
 KSA = f"{PROJECT}.svc.id.goog[production/my-app]"
 WIDE_SA = f"wide-sa@{PROJECT}.iam.gserviceaccount.com"

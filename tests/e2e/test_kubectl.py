@@ -306,6 +306,7 @@ def test_kubeconfig_entries_of_other_clusters_are_separate(g: Gcloud) -> None:
 VERSIONS = sorted(Path("/usr/lib/google-cloud-sdk/bin").glob("kubectl.1.*"))
 
 
+@pytest.mark.store_independent  # the same server paths as the seed flow, once per kubectl: SQLite leg only
 @pytest.mark.parametrize("binary", VERSIONS, ids=[p.name for p in VERSIONS])
 def test_every_installed_kubectl_version(g: Gcloud, binary: Path, tmp_path: Path) -> None:
     """gcloud's kubectl 1.27 ... 1.33 (the dispatcher at /usr/bin/kubectl picks one by the server's

@@ -38,7 +38,8 @@ from tests.e2e import nodejs
 from tests.e2e.test_audit_logs import wait_for
 from tests.e2e.test_token_exchange import AUDIENCE, DEPLOY_SA, NUMBER, POOL, REPO_SET
 
-pytestmark = pytest.mark.usefixtures("node_clients")
+pytestmark = [pytest.mark.usefixtures("node_clients"),
+              pytest.mark.store_independent]  # the clients' side of the wire: SQLite leg only
 
 UNIVERSE = "keyless.test"
 SECRET = "projects/my-project/secrets/api-key/versions/latest"

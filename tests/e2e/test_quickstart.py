@@ -1,5 +1,6 @@
 """The README's quickstart, run as a newcomer would: its block copied into a shell script, on a
-port other than the default, in an empty home with no KEYLESS_* variables. Every command after
+port other than the default, in an empty home with no KEYLESS_* variables, on the embedded SQLite
+the README's serve line uses (so on the suite's SQLite leg only). Every command after
 `keyless serve &` finds the server by itself (keyless.discovery)."""
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import GCLOUD, free_port, fresh_database_url
+from tests.conftest import GCLOUD, free_port
+
+pytestmark = pytest.mark.store_independent  # runs on the SQLite leg only (tests/conftest.py)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 PROVIDER = "projects/123456789/locations/global/workloadIdentityPools/github-pool/providers/github-provider"
@@ -33,9 +36,6 @@ def newcomer_env(home: Path) -> dict[str, str]:
            if not k.startswith(("KEYLESS_", "CLOUDSDK_", "GOOGLE_"))}
     env["HOME"] = str(home)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    database = fresh_database_url()
-    if database:  # the suite's PostgreSQL leg: the same script on PostgreSQL
-        env["KEYLESS_DATABASE_URL"] = database
     return env
 
 

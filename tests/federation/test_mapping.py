@@ -16,6 +16,8 @@ from keyless.federation.mapping import (
     compile_mapping,
 )
 
+pytestmark = pytest.mark.store_independent  # runs on the SQLite leg only (tests/conftest.py)
+
 SEED_MAPPING = {
     "google.subject": "assertion.sub",
     "attribute.repository": "assertion.repository",

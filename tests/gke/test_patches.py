@@ -10,6 +10,8 @@ from keyless.api import kubernetes_protobuf as pb
 from keyless.errors import InvalidArgument
 from keyless.gke.patches import json_patch, merge_patch, strategic_merge_patch
 
+pytestmark = pytest.mark.store_independent  # runs on the SQLite leg only (tests/conftest.py)
+
 DEPLOYMENT = {"metadata": {"name": "my-app", "labels": {"app": "my-app", "tier": "web"}},
               "spec": {"template": {"spec": {"serviceAccountName": "my-app-ksa", "containers": [
                   {"name": "app", "image": "a:1", "env": [{"name": "A", "value": "1"}]},

@@ -20,6 +20,8 @@ from keyless.iam.members import (
     parse_member,
 )
 
+pytestmark = pytest.mark.store_independent  # runs on the SQLite leg only (tests/conftest.py)
+
 POOL = "iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/github-pool"
 SEED_REPO_SET = f"principalSet://{POOL}/attribute.repository/my-org/my-repo"
 SEED_LEGACY_KSA = "serviceAccount:my-project.svc.id.goog[my-namespace/my-ksa]"

@@ -7,6 +7,8 @@ import pytest
 from keyless.errors import InvalidArgument
 from keyless.storage.names import validate_bucket_name, validate_object_name
 
+pytestmark = pytest.mark.store_independent  # runs on the SQLite leg only (tests/conftest.py)
+
 
 @pytest.mark.parametrize("name", ["my-bucket", "a_b", "abc", "my.data.bucket", "x" * 63])
 def test_valid_bucket_names(name: str) -> None:
