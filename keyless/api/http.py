@@ -32,6 +32,17 @@ from keyless.tokens.access import AccessToken
 
 logger = logging.getLogger("keyless.api")
 
+
+def unexpected_failure(request: Request, exc: Exception, log: logging.Logger = logger) -> KeylessError:
+    """An exception no handler expected, as Google's error: 503 UNAVAILABLE (logged as a warning)
+    while the database is away, else 500 INTERNAL with the traceback in our log."""
+    failure = unexpected(exc)
+    if failure.http_status == 503:
+        log.warning("%s %s: the database is unavailable (%s)", request.method, request.url.path, exc)
+    else:
+        log.exception("unhandled error in %s %s", request.method, request.url.path)
+    return failure
+
 # Query parameters every Google API accepts (system parameters), which handlers never see.
 SYSTEM_PARAMETERS = {"alt", "prettyPrint", "fields", "key", "quotaUser", "$.xgafv", "access_token", "callback",
                      "upload_protocol", "uploadType"}
@@ -185,11 +196,7 @@ def endpoint(state: ServerState, handler: Handler, *, service: str = "", method:
                 await run_in_threadpool(_audit_failure, state, call, error)
             return google_error(error)
         except Exception as exc:  # a bug, or the database away: Google's shape, the traceback in our log
-            failure = unexpected(exc)
-            if failure.http_status == 503:
-                logger.warning("%s %s: the database is unavailable (%s)", request.method, request.url.path, exc)
-            else:
-                logger.exception("unhandled error in %s %s", request.method, request.url.path)
+            failure = unexpected_failure(request, exc)
             return google_error(failure)
         if isinstance(result, Response):
             return result

@@ -21,8 +21,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from keyless.api.errors import json_response, unexpected
-from keyless.api.http import Call, read_json
+from keyless.api.errors import json_response
+from keyless.api.http import Call, read_json, unexpected_failure
 from keyless.audit import log as audit
 from keyless.audit.data_access import ADMIN_READ, DATA_READ, DATA_WRITE, data_access_enabled
 from keyless.audit.log import DATA_ACCESS, AuditRecord
@@ -214,11 +214,7 @@ def storage_endpoint(state: ServerState, handler: StorageHandler, *, method: str
                 await run_in_threadpool(_audit_failure, state, call, error)
             return storage_error(error)
         except Exception as exc:  # a bug, or the database away: Google's shape, the traceback in our log
-            failure = unexpected(exc)
-            if failure.http_status == 503:
-                logger.warning("%s %s: the database is unavailable (%s)", request.method, request.url.path, exc)
-            else:
-                logger.exception("unhandled error in %s %s", request.method, request.url.path)
+            failure = unexpected_failure(request, exc, logger)
             return storage_error(failure)
         if isinstance(result, Response):
             return result
