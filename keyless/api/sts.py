@@ -45,7 +45,8 @@ def _audit(state: ServerState, form: dict[str, str], provider: ProviderRuntime |
         return found.as_json() if found else None
 
     token_exchanged(state, form, project_id=provider.project_id, pool=provider.name.rsplit("/providers/", 1)[0],
-                    principal=principal, caller_ip=ip, user_agent=agent, error=error, diagnosis=diagnosis)
+                    principal=principal, caller_ip=ip, user_agent=agent, error=error,
+                    diagnosis=diagnosis if error is not None else None)  # nothing to diagnose on success
 
 
 async def answer(state: ServerState, raw: bytes, ip: str, agent: str) -> tuple[int, dict[str, Any]]:
