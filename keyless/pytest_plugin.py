@@ -150,7 +150,8 @@ class AuditLog:
                      status: str | int | None = None, resource: str | None = None, filter: str = "",
                      timeout: float = 5.0) -> dict[str, Any]:
         """The newest entry matching every criterion given, waiting up to `timeout` seconds (Data
-        Access entries are written in batches). `method` is a suffix of `methodName`, `principal`
+        Access entries are written in batches). `method` is a suffix of `methodName` (any case:
+        Google writes `google.iam.admin.v1.SetIAMPolicy`), `principal`
         the `principalEmail` or `principalSubject`, `status` a gRPC code or its name ("OK" = 0)."""
         parts = [f"({filter})"] if filter else []
         if method:
@@ -166,7 +167,7 @@ class AuditLog:
             for entry in seen:
                 payload = entry.get("protoPayload", {})
                 auth = payload.get("authenticationInfo", {})
-                if method and not payload.get("methodName", "").endswith(method):
+                if method and not payload.get("methodName", "").lower().endswith(method.lower()):
                     continue
                 if principal and principal not in (auth.get("principalEmail"), auth.get("principalSubject")):
                     continue

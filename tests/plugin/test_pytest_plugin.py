@@ -4,6 +4,8 @@ for the code under test, the audit assertions, and `--keyless-server` against a 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.api.helpers import token_for_user
@@ -89,6 +91,16 @@ def test_embedded_server_and_factories(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_user=USER_TEST)
     result = pytester.runpytest_subprocess(*plugin_args(), "-q", timeout=240)
     result.assert_outcomes(passed=4)
+
+
+@pytest.mark.store_independent
+def test_readme_example(pytester: pytest.Pytester) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    block = readme.split("<!-- pytest-example -->", 1)[1].split("<!-- /pytest-example -->", 1)[0]
+    code = block.strip().removeprefix("```python").removesuffix("```")
+    pytester.makepyfile(test_readme=code)
+    result = pytester.runpytest_subprocess(*plugin_args(), "-q", timeout=240)
+    result.assert_outcomes(passed=1)
 
 
 def test_keyless_server_option_uses_a_running_server(server: KeylessServer, pytester: pytest.Pytester) -> None:
