@@ -220,6 +220,20 @@ class Keyless:
     def _id(self, prefix: str) -> str:
         return f"{prefix}-{os.getpid() % 10000}-{next(self._ids)}"
 
+    # -- isolation ------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Back to a new server's store (no projects; the owner's grants; keys kept)."""
+        self.call("POST", "/keyless/v1/state:reset", {})
+
+    def snapshot(self, snapshot_id: str | None = None) -> str:
+        """Snapshot the whole store; its name (`snapshots/ID`) for `restore`."""
+        return str(self.call("POST", "/keyless/v1/state:snapshot",
+                             {"snapshotId": snapshot_id} if snapshot_id else {})["name"])
+
+    def restore(self, name: str) -> None:
+        self.call("POST", "/keyless/v1/state:restore", {"snapshot": name})
+
     # -- resources, with Google's names --------------------------------------------------------
 
     def project(self, project_id: str | None = None) -> Project:

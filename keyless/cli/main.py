@@ -365,6 +365,9 @@ def parser() -> argparse.ArgumentParser:
     from keyless.cli import quickstart
     quickstart.register(sub, _add_store_flags, _server_settings)
 
+    from keyless.cli import state as state_cli
+    state_cli.register(sub, _add_store_flags, _server_settings)
+
     from keyless.cli import cluster
     cluster.add_parser(sub)
 
