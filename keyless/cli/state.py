@@ -1,15 +1,22 @@
 """`keyless reset`, `keyless snapshot [ID]`, `keyless restore ID`, `keyless snapshots`: the running
-server's emulator controls (keyless.api.emulator), as its bootstrap owner."""
+server's emulator controls (keyless.api.emulator), as its bootstrap owner; `keyless apply -f
+world.yaml [--dry-run]` and `keyless export` (keyless.world), and `keyless serve --state FILE`'s
+apply, made in-process before the server listens."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from keyless.cli.quickstart import Api
 from keyless.config import Settings
+
+if TYPE_CHECKING:
+    from keyless.state import ServerState
 
 
 def _api(settings: Settings) -> Api:
@@ -43,6 +50,81 @@ def cmd_snapshots(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _project_creator(settings: Settings) -> Callable[[str, str | None, str | None], None]:
+    """Projects with their numbers, which no Google API sets: through the store, as
+    `keyless projects create --number` (the owner then holds roles/owner on them)."""
+
+    def create(project_id: str, number: str | None, name: str | None) -> None:
+        from keyless.state import ServerState
+
+        state = ServerState(settings)
+        try:
+            state.create_owned_project(project_id, name=name, number=number)
+        finally:
+            state.db.dispose()
+
+    return create
+
+
+def _read_world(path: str) -> dict[str, Any]:
+    import yaml
+
+    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    world = yaml.safe_load(text) or {}
+    if not isinstance(world, dict):
+        raise ValueError(f"{path}: a world file is a mapping with `projects:`")
+    return world
+
+
+def apply_world(api: Api, world: dict[str, Any], create_project: Callable[[str, str | None, str | None], None], *,
+                dry_run: bool = False, out: Any = sys.stdout) -> int:
+    """Print the plan, then (unless `dry_run`) make it; the number of changes."""
+    from keyless import world as world_module
+
+    changes = world_module.plan(api, world, create_project)
+    for change in changes:
+        print(change.summary, file=out)
+    if not changes:
+        print("No changes: the server already holds this world.", file=out)
+    elif dry_run:
+        print(f"{len(changes)} change(s) planned; --dry-run: nothing was changed.", file=out)
+    else:
+        world_module.apply(api, changes)
+        print(f"{len(changes)} change(s) made.", file=out)
+    return len(changes)
+
+
+def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
+    apply_world(_api(settings), _read_world(args.file), _project_creator(settings), dry_run=args.dry_run)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    import yaml
+
+    from keyless import world as world_module
+
+    print(yaml.safe_dump(world_module.export(_api(settings)), sort_keys=False, default_flow_style=False), end="")
+    return 0
+
+
+def apply_state_at_start(state: ServerState, path: str) -> None:
+    """`keyless serve --state FILE`: the world made through the app's own routes, in-process,
+    before the server takes its first request."""
+    from starlette.testclient import TestClient
+
+    from keyless.app import build_app
+
+    client = TestClient(build_app(state, refresh_owner_token=False), base_url=state.settings.base_url)
+    token = state.tokens.mint(state.owner, ["https://www.googleapis.com/auth/cloud-platform"], 600).token
+
+    def create(project_id: str, number: str | None, name: str | None) -> None:
+        state.create_owned_project(project_id, name=name, number=number)
+
+    # No `with client`: that would run the app's lifespan, whose end closes the audit sink.
+    apply_world(Api(state.settings, http=client, token=token), _read_world(path), create)
+
+
 def register(sub: Any, store_flags: Callable[[argparse.ArgumentParser], None],
              settings_of: Callable[[argparse.Namespace], Settings]) -> None:
     reset = sub.add_parser("reset", help="reset the running server's store to a new server's (keeps its keys)")
@@ -56,6 +138,15 @@ def register(sub: Any, store_flags: Callable[[argparse.ArgumentParser], None],
     restore.add_argument("snapshot", help="snapshots/ID or ID")
     store_flags(restore)
     restore.set_defaults(func=lambda a: cmd_restore(a, settings_of(a)))
+    ap = sub.add_parser("apply", help="make the running server hold a world file's projects, IAM policies, "
+                                      "roles, accounts, pools, providers, buckets, secrets and clusters")
+    ap.add_argument("-f", "--file", required=True, help="the world file (YAML; - for standard input)")
+    ap.add_argument("--dry-run", action="store_true", help="print the changes, make none")
+    store_flags(ap)
+    ap.set_defaults(func=lambda a: cmd_apply(a, settings_of(a)))
+    ex = sub.add_parser("export", help="print the running server's world as a world file (YAML)")
+    store_flags(ex)
+    ex.set_defaults(func=lambda a: cmd_export(a, settings_of(a)))
     listing = sub.add_parser("snapshots", help="list the running server's snapshots")
     store_flags(listing)
     listing.set_defaults(func=lambda a: cmd_snapshots(a, settings_of(a)))
