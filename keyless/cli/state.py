@@ -108,6 +108,43 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _json_file(path: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
+    import yaml
+
+    from keyless.gcloud_import import build_world
+
+    sa_policies = {}
+    for item in args.service_account_policy or []:
+        email, sep, path = item.partition("=")
+        if not sep or not email or not path:
+            raise ValueError(f"--service-account-policy takes EMAIL=FILE, not {item!r}")
+        sa_policies[email] = _json_file(path)
+    world, notes = build_world(
+        args.project, server_url=settings.base_url, project_number=args.project_number,
+        iam_policy=_json_file(args.iam_policy) if args.iam_policy else None,
+        service_accounts=_json_file(args.service_accounts) if args.service_accounts else None,
+        service_account_policies=sa_policies, roles=_json_file(args.roles) if args.roles else None,
+        pools=_json_file(args.pools) if args.pools else None,
+        providers=[_json_file(p) for p in args.providers or []],
+        clusters=[_json_file(c) for c in args.cluster or []],
+        org_policies=[_json_file(o) for o in args.org_policy or []])
+    for note in notes:
+        print(note)
+    if args.output:
+        Path(args.output).write_text(yaml.safe_dump(world, sort_keys=False))
+        print(f"wrote {args.output}: apply it with keyless apply -f {args.output}")
+        return 0
+    apply_world(_api(settings), world, _project_creator(settings), dry_run=args.dry_run)
+    return 0
+
+
 def apply_state_at_start(state: ServerState, path: str) -> None:
     """`keyless serve --state FILE`: the world made through the app's own routes, in-process,
     before the server takes its first request."""
@@ -147,6 +184,27 @@ def register(sub: Any, store_flags: Callable[[argparse.ArgumentParser], None],
     ex = sub.add_parser("export", help="print the running server's world as a world file (YAML)")
     store_flags(ex)
     ex.set_defaults(func=lambda a: cmd_export(a, settings_of(a)))
+    im = sub.add_parser("import", help="rebuild a real project from what gcloud exports (--format=json files; "
+                                       "Keyless never calls Google)")
+    im.add_argument("--project", required=True, help="the project ID the files come from")
+    im.add_argument("--project-number", help="its number (else read from the pools' or providers' names)")
+    im.add_argument("--iam-policy", help="gcloud projects get-iam-policy P --format=json")
+    im.add_argument("--service-accounts", help="gcloud iam service-accounts list --format=json")
+    im.add_argument("--service-account-policy", action="append", metavar="EMAIL=FILE",
+                    help="gcloud iam service-accounts get-iam-policy EMAIL --format=json (repeatable)")
+    im.add_argument("--roles", help="gcloud iam roles list --project P --format=json")
+    im.add_argument("--pools", help="gcloud iam workload-identity-pools list --location=global --format=json")
+    im.add_argument("--providers", action="append", metavar="FILE",
+                    help="gcloud iam workload-identity-pools providers list --workload-identity-pool=POOL "
+                         "--location=global --format=json (repeatable, one per pool)")
+    im.add_argument("--cluster", action="append", metavar="FILE",
+                    help="gcloud container clusters describe C --location=L --format=json (repeatable)")
+    im.add_argument("--org-policy", action="append", metavar="FILE",
+                    help="gcloud resource-manager org-policies describe CONSTRAINT --project P --format=json")
+    im.add_argument("--output", "-o", help="write the world file here instead of applying it")
+    im.add_argument("--dry-run", action="store_true", help="print the changes, make none")
+    store_flags(im)
+    im.set_defaults(func=lambda a: cmd_import(a, settings_of(a)))
     listing = sub.add_parser("snapshots", help="list the running server's snapshots")
     store_flags(listing)
     listing.set_defaults(func=lambda a: cmd_snapshots(a, settings_of(a)))
