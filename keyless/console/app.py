@@ -44,7 +44,7 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-frame-options", b"DENY"),
            (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin"),
            (b"cache-control", b"no-store")]
-HSTS = (b"strict-transport-security", b"max-age=31536000")  # RFC 6797, on TLS answers only
+HSTS = (b"strict-transport-security", b"max-age=31536000")  # RFC 6797, on TLS answers only (_hsts)
 STATIC_TYPES = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8"}
 DOCTOR_PERMISSION = "resourcemanager.projects.getIamPolicy"  # on the root, as GET /doctor/v1/access
 MAX_FORM = 64 * 1024
@@ -58,7 +58,7 @@ class SecurityHeaders:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = [*HEADERS, HSTS] if scope.get("scheme") == "https" else HEADERS
+        headers = [*HEADERS, HSTS] if _hsts(scope) else HEADERS
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -67,6 +67,18 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _hsts(scope: Scope) -> bool:
+    """Strict-Transport-Security on TLS answers, except to a `localhost` name (RFC 6761): a browser
+    applies it to the host on every port (Chromium does for localhost), so it would turn every
+    plain-HTTP server the developer runs on localhost, this one's own HTTP port included, into a
+    connection error for a year, while loopback traffic crosses no network it could protect."""
+    if scope.get("scheme") != "https":
+        return False
+    host = next((v.decode("latin-1") for n, v in scope.get("headers", []) if n == b"host"), "").lower()
+    name = host if host.startswith("[") else host.rsplit(":", 1)[0]
+    return not (name == "localhost" or name.endswith(".localhost"))
 
 
 # -- sessions ----------------------------------------------------------------------------------
