@@ -84,7 +84,7 @@ def signin(csrf: str, code: str = "", error: str = "", member: str = "") -> str:
     err = f'<div class="error" role="alert" id="error">{escape(error)}</div>' if error else ""
     if code:
         form = (f'<p class="signs-in-as">You will be signed in as <strong id="member">{escape(member)}</strong>, '
-                'with the scopes of the token that made this link and until it expires.</p>'
+                'with the scopes of the token that asked for this link, until that token expires (an hour at most).</p>'
                 '<p>This one-time link works once, for five minutes. Continue only if you asked for it.</p>'
                 f'<form method="post" action="/console/signin"><input type="hidden" name="csrf" value="{escape(csrf)}">'
                 f'<input type="hidden" name="code" value="{escape(code)}">'
