@@ -271,10 +271,12 @@ def test_redirects_are_relative_whatever_the_host_header(module_server: KeylessS
 
 def test_another_server_refuses_this_servers_session(tmp_path: Path) -> None:
     """Two servers on one host (cookies ignore ports) sharing one database: a session cookie of A,
-    stolen by B or planted in B's name, is refused by B, and the two never share a cookie name."""
+    stolen by B or planted in B's name, is refused by B, and the two never share a cookie name.
+    A third server behind A's public URL (a second replica) shares A's sessions, sign-out included."""
     url = fresh_database_url() or f"sqlite:///{tmp_path / 'shared.db'}"
     a = KeylessServer(tmp_path / "a", url)
     b = KeylessServer(tmp_path / "b", url)
+    replica = KeylessServer(tmp_path / "replica", url, "--public-url", a.base_url)
     try:
         assert names(a).session != names(b).session and names(a).csrf != names(b).csrf
         client = _signed_in(a)
@@ -286,9 +288,17 @@ def test_another_server_refuses_this_servers_session(tmp_path: Path) -> None:
         r = at_b.get("/console/graph")
         assert r.status_code == 303 and r.headers["location"] == "/console/signin"
         assert client.get("/console/api/whoami").status_code == 200  # A's own session is untouched
+        # the replica: same server identity, same store, so the same session; its sign-out is A's too
+        at_replica = httpx.Client(base_url=replica.base_url, timeout=30)
+        at_replica.cookies.set(names(a).session, stolen)
+        at_replica.cookies.set(names(a).csrf, signin.session_csrf(stolen))
+        assert at_replica.get("/console/api/whoami").json()["member"] == "user:owner@keyless.dev"
+        r = at_replica.post("/console/signout", data={"csrf": signin.session_csrf(stolen)})
+        assert r.status_code == 303, r.text
+        assert client.get("/console/api/whoami").status_code == 401
     finally:
-        a.stop()
-        b.stop()
+        for srv in (a, b, replica):
+            srv.stop()
 
 
 def test_over_tls_host_prefixed_secure_cookies_and_hsts(tmp_path: Path) -> None:
