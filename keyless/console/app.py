@@ -6,7 +6,7 @@ gets Google's 403 and no data.
 
 Security (issue #23 item 9): the session cookie holds an opaque session id, not a token
 (keyless.console.sessions); it is HttpOnly, SameSite=Strict, named for this server, and over TLS
-`__Host-` and Secure, with Strict-Transport-Security on every TLS answer. Every state change
+`__Host-` and Secure, with Strict-Transport-Security (but to localhost names, _hsts). Every state change
 (sign-in, sign-out, explain) needs the CSRF token (keyless.console.signin); every answer carries a
 Content-Security-Policy without inline script or style, frame-ancestors 'none', and a same-origin
 referrer policy (a sign-in link's code never leaves the site; same-origin POSTs still name their
@@ -186,6 +186,9 @@ def build(state: ServerState) -> ASGIApp:
             csrf = _csrf_cookie(state, request, None)
             page = pages.signin(csrf, error=f"{error.status}: {error.message}")
             return _set_cookies(state, HTMLResponse(page, status_code=error.http_status), request, csrf)
+        replaced = await _session(state, request)
+        if replaced is not None:  # signing in again (another link, another token) ends the old session
+            await run_in_threadpool(sessions.revoke, state.db, replaced.id)
         response = RedirectResponse("/console/graph", status_code=303)
         return _set_cookies(state, response, request, signin.session_csrf(session.id), session)
 

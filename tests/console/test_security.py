@@ -209,6 +209,15 @@ def test_sign_out_makes_the_old_cookie_useless(module_server: KeylessServer) -> 
     assert r.status_code == 303 and r.headers["location"] == "/console/signin"
 
 
+def test_signing_in_again_ends_the_previous_session(module_server: KeylessServer) -> None:
+    client = _signed_in(module_server)
+    first = _session_id(client, module_server)
+    r = _sign_in_with(client, module_server, token=token_for_user(module_server, "second@example.com"))
+    assert r.status_code == 303 and _session_id(client, module_server) != first
+    assert client.get("/console/api/whoami").json()["member"] == "user:second@example.com"
+    assert _replay(module_server, first).get("/console/api/whoami").status_code == 401
+
+
 def test_a_session_has_its_tokens_scopes_and_ends_with_it(module_server: KeylessServer) -> None:
     """A devstorage.read_only token valid a few seconds: its session (pasted, or through a sign-in
     link the token asked for) has only that scope and ends when the token does."""
