@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from keyless.console import sessions  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 
 PROJECT = "my-project"
@@ -117,7 +118,8 @@ def sign_in(base: str, data: Path) -> httpx.Client:
     assert link is not None
     client = httpx.Client(base_url=base, timeout=120)
     client.get(link.group(1))
-    client.post("/console/signin", data={"csrf": client.cookies["keyless_csrf"],
+    csrf = sessions.cookie_name(sessions.CSRF_COOKIE, base, secure=False)  # named for this server
+    client.post("/console/signin", data={"csrf": client.cookies[csrf],
                                          "code": link.group(1).split("code=")[1]})
     return client
 

@@ -88,8 +88,9 @@ def build_app(state: ServerState, *, refresh_owner_token: bool = True) -> ASGIAp
 
     mounts: list[Route | Mount] = [Route("/healthz", health)]
     from keyless.console.app import build as console  # the web console (not a Google API): /console/
+    from keyless.console.app import root as console_root
 
-    mounts.append(Mount("/console", app=console(state)))
+    mounts += [Route("/console", console_root), Mount("/console", app=console(state))]
     for prefix, routes in PREFIXES.items():
         mounts.append(Mount(f"/{prefix}", app=_router(routes(state))))
 

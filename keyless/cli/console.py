@@ -17,7 +17,7 @@ def cmd_console(args: argparse.Namespace, settings: Settings) -> int:
     api = Api(settings)
     api.wait_until_serving()
     link = api.call("POST", "/console/v1/signInLinks", {})
-    print(f"Sign in to the Keyless console as user:{settings.owner} (this link works once, for 5 minutes):\n"
+    print(f"Sign in to the Keyless console as {link['member']} (this link works once, for 5 minutes):\n"
           f"  {link['url']}", flush=True)
     if not args.no_browser:
         try:

@@ -1,13 +1,16 @@
 """The console's HTTP surface, mounted at /console/: pages, its static files, sign-in and sign-out,
-and the JSON endpoints its script reads. Every JSON endpoint acts as the session's principal through
-the server's own handlers or Authorizer (logging's entries.list handler itself, the doctor's
-permission), so a viewer without a permission gets Google's 403 and no data.
+and the JSON endpoints its script reads. Every JSON endpoint acts as the session's principal, with
+the scopes of the token the session was made from, through the server's own handlers or Authorizer
+(logging's entries.list handler itself, the doctor's permission), so a viewer without a permission
+gets Google's 403 and no data.
 
-Security: the session cookie is HttpOnly, SameSite=Strict and Secure over TLS; every state change
+Security (issue #23 item 9): the session cookie holds an opaque session id, not a token
+(keyless.console.sessions); it is HttpOnly, SameSite=Strict, named for this server, and over TLS
+`__Host-` and Secure, with Strict-Transport-Security (but to localhost names, _hsts). Every state change
 (sign-in, sign-out, explain) needs the CSRF token (keyless.console.signin); every answer carries a
 Content-Security-Policy without inline script or style, frame-ancestors 'none', and a same-origin
 referrer policy (a sign-in link's code never leaves the site; same-origin POSTs still name their
-Origin, which is checked).
+Origin, which is checked). Redirects are relative: no Location is built from the Host header.
 """
 
 from __future__ import annotations
@@ -28,20 +31,20 @@ from keyless.api import logging as logging_api
 from keyless.api.errors import google_error, json_response
 from keyless.api.http import Call, endpoint, read_json
 from keyless.audit.filter import parse_timestamp
-from keyless.console import flows, graph, pages, signin
+from keyless.console import flows, graph, pages, sessions, signin
 from keyless.doctor import targets
 from keyless.errors import InvalidArgument, KeylessError, NotFound, PermissionDenied, Unauthenticated
 from keyless.iam.evaluate import permission_denied
 from keyless.projects import ROOT
 from keyless.state import ServerState
 from keyless.storage.buckets import with_convenience_members
-from keyless.tokens.access import AccessToken
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-frame-options", b"DENY"),
            (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"same-origin"),
            (b"cache-control", b"no-store")]
+HSTS = (b"strict-transport-security", b"max-age=31536000")  # RFC 6797, on TLS answers only (_hsts)
 STATIC_TYPES = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8"}
 DOCTOR_PERMISSION = "resourcemanager.projects.getIamPolicy"  # on the root, as GET /doctor/v1/access
 MAX_FORM = 64 * 1024
@@ -55,13 +58,27 @@ class SecurityHeaders:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [*HEADERS, HSTS] if _hsts(scope) else HEADERS
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 names = {n for n, _ in message.get("headers", [])}
-                message["headers"] = [*message.get("headers", []), *(h for h in HEADERS if h[0] not in names)]
+                message["headers"] = [*message.get("headers", []), *(h for h in headers if h[0] not in names)]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _hsts(scope: Scope) -> bool:
+    """Strict-Transport-Security on TLS answers, except to a `localhost` name (RFC 6761): a browser
+    applies it to the host on every port (Chromium does for localhost), so it would turn every
+    plain-HTTP server the developer runs on localhost, this one's own HTTP port included, into a
+    connection error for a year, while loopback traffic crosses no network it could protect."""
+    if scope.get("scheme") != "https":
+        return False
+    host = next((v.decode("latin-1") for n, v in scope.get("headers", []) if n == b"host"), "").lower()
+    name = host if host.startswith("[") else host.rsplit(":", 1)[0]
+    return not (name == "localhost" or name.endswith(".localhost"))
 
 
 # -- sessions ----------------------------------------------------------------------------------
@@ -71,30 +88,36 @@ def _secure(request: Request) -> bool:
     return request.url.scheme == "https"
 
 
-def _session(state: ServerState, request: Request) -> AccessToken | None:
-    raw = request.cookies.get(signin.SESSION_COOKIE)
+def _cookie(state: ServerState, request: Request, base: str) -> str:
+    return sessions.cookie_name(base, state.settings.base_url, _secure(request))
+
+
+async def _session(state: ServerState, request: Request) -> sessions.Session | None:
+    """The request's session: its cookie names a live session this server minted."""
+    raw = request.cookies.get(_cookie(state, request, sessions.SESSION_COOKIE))
     if not raw:
         return None
-    try:
-        return state.authenticate(f"Bearer {raw}")
-    except KeylessError:
-        return None
+    return await run_in_threadpool(sessions.lookup, state.db, state.settings.base_url, raw,
+                                   state.inactive_service_accounts)
 
 
-def _csrf_cookie(request: Request, token: AccessToken | None) -> str:
+def _csrf_cookie(state: ServerState, request: Request, session: sessions.Session | None) -> str:
     """The CSRF token pages embed: the session's when signed in, else the visitor's cookie (or a new one)."""
-    if token is not None:
-        return signin.session_csrf(token.token)
-    return request.cookies.get(signin.CSRF_COOKIE) or signin.new_csrf()
-
-
-def _set_cookies(response: Response, request: Request, csrf: str, session: str | None = None,
-                 max_age: int | None = None) -> Response:
-    secure = _secure(request)
-    response.set_cookie(signin.CSRF_COOKIE, csrf, path="/console", httponly=True, samesite="strict", secure=secure)
     if session is not None:
-        response.set_cookie(signin.SESSION_COOKIE, session, max_age=max_age, path="/console", httponly=True,
-                            samesite="strict", secure=secure)
+        return signin.session_csrf(session.id)
+    return request.cookies.get(_cookie(state, request, sessions.CSRF_COOKIE)) or signin.new_csrf()
+
+
+def _set_cookies(state: ServerState, response: Response, request: Request, csrf: str,
+                 session: sessions.Session | None = None) -> Response:
+    """HttpOnly, SameSite=Strict, Path=/ (as `__Host-` requires), Secure over TLS."""
+    secure = _secure(request)
+    response.set_cookie(_cookie(state, request, sessions.CSRF_COOKIE), csrf, path="/", httponly=True,
+                        samesite="strict", secure=secure)
+    if session is not None:
+        max_age = max(1, session.token.expires_at - int(time.time()))
+        response.set_cookie(_cookie(state, request, sessions.SESSION_COOKIE), session.id, max_age=max_age, path="/",
+                            httponly=True, samesite="strict", secure=secure)
     return response
 
 
@@ -115,9 +138,9 @@ def _origin_ok(request: Request) -> bool:
     return origin.split("://", 1)[-1] == request.headers.get("host", "")
 
 
-def _csrf_ok(request: Request, sent: str | None, token: AccessToken | None) -> bool:
-    return _origin_ok(request) and signin.csrf_valid(request.cookies.get(signin.CSRF_COOKIE), sent,
-                                                      token.token if token else None)
+def _csrf_ok(state: ServerState, request: Request, sent: str | None, session: sessions.Session | None) -> bool:
+    return _origin_ok(request) and signin.csrf_valid(request.cookies.get(_cookie(state, request, sessions.CSRF_COOKIE)),
+                                                      sent, session.id if session else None)
 
 
 def _forbidden_csrf() -> Response:
@@ -132,56 +155,64 @@ def build(state: ServerState) -> ASGIApp:
               for name in ("console.js", "console.css")}
 
     async def index(request: Request) -> Response:
-        target = "/console/graph" if _session(state, request) else "/console/signin"
+        target = "/console/graph" if await _session(state, request) else "/console/signin"
         return RedirectResponse(target, status_code=303)
 
     async def signin_page(request: Request) -> Response:
-        token = _session(state, request)
+        session = await _session(state, request)
         code = request.query_params.get("code", "")
-        if token is not None and not code:
+        if session is not None and not code:
             return RedirectResponse("/console/graph", status_code=303)
-        csrf = _csrf_cookie(request, None)
-        return _set_cookies(HTMLResponse(pages.signin(csrf, code)), request, csrf)
+        csrf = _csrf_cookie(state, request, None)
+        member = await run_in_threadpool(signin.signs_in_as, state.db, code) if code else None
+        error = signin.ALREADY_USED if code and member is None else ""
+        page = pages.signin(csrf, code if member else "", error=error, member=member or "")
+        return _set_cookies(state, HTMLResponse(page), request, csrf)
 
     async def signin_post(request: Request) -> Response:
         try:
             form = await _form(request)
         except InvalidArgument as error:
             return google_error(error)
-        if not _csrf_ok(request, form.get(signin.CSRF_FIELD), None):
+        if not _csrf_ok(state, request, form.get(signin.CSRF_FIELD), None):
             return _forbidden_csrf()
         try:
             if form.get("code"):
-                session = await run_in_threadpool(signin.redeem, state.db, form["code"])
+                grant = await run_in_threadpool(signin.redeem, state.db, form["code"])
             else:
-                session = form.get("token", "").strip()
-            token = await run_in_threadpool(state.authenticate, f"Bearer {session}")
+                grant = await run_in_threadpool(state.authenticate, f"Bearer {form.get('token', '').strip()}")
+            session = await run_in_threadpool(sessions.create, state.db, state.settings.base_url, grant)
         except KeylessError as error:
-            csrf = _csrf_cookie(request, None)
+            csrf = _csrf_cookie(state, request, None)
             page = pages.signin(csrf, error=f"{error.status}: {error.message}")
-            return _set_cookies(HTMLResponse(page, status_code=error.http_status), request, csrf)
-        max_age = max(1, token.expires_at - int(time.time())) if token.expires_at else None
+            return _set_cookies(state, HTMLResponse(page, status_code=error.http_status), request, csrf)
+        replaced = await _session(state, request)
+        if replaced is not None:  # signing in again (another link, another token) ends the old session
+            await run_in_threadpool(sessions.revoke, state.db, replaced.id)
         response = RedirectResponse("/console/graph", status_code=303)
-        return _set_cookies(response, request, signin.session_csrf(token.token), token.token, max_age)
+        return _set_cookies(state, response, request, signin.session_csrf(session.id), session)
 
     async def signout(request: Request) -> Response:
         try:
             form = await _form(request)
         except InvalidArgument as error:
             return google_error(error)
-        if not _csrf_ok(request, form.get(signin.CSRF_FIELD), _session(state, request)):
+        session = await _session(state, request)
+        if not _csrf_ok(state, request, form.get(signin.CSRF_FIELD), session):
             return _forbidden_csrf()
+        if session is not None:
+            await run_in_threadpool(sessions.revoke, state.db, session.id)
         response = RedirectResponse("/console/signin", status_code=303)
-        response.delete_cookie(signin.SESSION_COOKIE, path="/console", httponly=True, samesite="strict",
-                               secure=_secure(request))
-        return _set_cookies(response, request, signin.new_csrf())
+        response.delete_cookie(_cookie(state, request, sessions.SESSION_COOKIE), path="/", httponly=True,
+                               samesite="strict", secure=_secure(request))
+        return _set_cookies(state, response, request, signin.new_csrf())
 
     def view(name: str) -> Any:
         async def show(request: Request) -> Response:
-            token = _session(state, request)
-            if token is None:
+            session = await _session(state, request)
+            if session is None:
                 return RedirectResponse("/console/signin", status_code=303)
-            return HTMLResponse(pages.page(name, token.principal.member, signin.session_csrf(token.token)))
+            return HTMLResponse(pages.page(name, session.token.principal.member, signin.session_csrf(session.id)))
         return show
 
     async def static_file(request: Request) -> Response:
@@ -195,17 +226,17 @@ def build(state: ServerState) -> ASGIApp:
         """A JSON endpoint acting as the session's principal (a Call, as the APIs' handlers get)."""
 
         async def run(request: Request) -> Response:
-            token = _session(state, request)
+            session = await _session(state, request)
             try:
-                if token is None:
+                if session is None:
                     raise Unauthenticated("Sign in to the console first (the session is missing or expired).")
-                if state_change and not _csrf_ok(request, request.headers.get(signin.CSRF_HEADER), token):
+                if state_change and not _csrf_ok(state, request, request.headers.get(signin.CSRF_HEADER), session):
                     return _forbidden_csrf()
                 body = await read_json(request, state.settings.max_body_bytes) if request.method == "POST" else {}
                 query: dict[str, list[str]] = {}
                 for k, v in request.query_params.multi_items():
                     query.setdefault(k, []).append(v)
-                call = Call(state=state, token=token, params={}, query=query, body=body, record=None)
+                call = Call(state=state, token=session.token, params={}, query=query, body=body, record=None)
                 return json_response(await run_in_threadpool(handler, call))
             except KeylessError as error:
                 return google_error(error)
@@ -224,9 +255,23 @@ def build(state: ServerState) -> ASGIApp:
     ]
     async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
+        if path.endswith("/") and path.startswith("/console/") and scope.get("method") in ("GET", "HEAD"):
+            # Starlette's own slash redirect would build an absolute URL from the Host header
+            await relative_redirect(path.rstrip("/"), scope.get("query_string", b""))(scope, receive, send)
+            return
         await google_error(NotFound(f"The requested URL {path} was not found on this server."))(scope, receive, send)
 
-    return SecurityHeaders(Router(routes=routes, default=not_found))
+    return SecurityHeaders(Router(routes=routes, default=not_found, redirect_slashes=False))
+
+
+def relative_redirect(path: str, query: bytes = b"") -> Response:
+    """A 307 to a path on this server: a relative Location, so no Host header can point it elsewhere."""
+    return RedirectResponse(path + ("?" + query.decode("latin-1") if query else ""), status_code=307)
+
+
+async def root(request: Request) -> Response:
+    """GET /console (mounted by keyless.app beside /console/): to /console/, relatively."""
+    return relative_redirect("/console/", request.scope.get("query_string", b""))
 
 
 # -- JSON handlers (synchronous domain code, as the APIs' handlers) -----------------------------
@@ -235,12 +280,15 @@ def build(state: ServerState) -> ASGIApp:
 def create_link(call: Call) -> dict[str, Any]:
     """POST /console/v1/signInLinks (bearer token): a one-time sign-in link for the caller."""
     assert call.token is not None
-    link = signin.create_link(call.state.db, call.state.tokens, call.token)
-    return {"url": f"{call.state.settings.base_url}/console/signin?code={link.code}", "expiresAt": link.expires_at}
+    link = signin.create_link(call.state.db, call.token)
+    return {"url": f"{call.state.settings.base_url}/console/signin?code={link.code}", "expiresAt": link.expires_at,
+            "member": call.token.principal.member}
 
 
 def whoami(call: Call) -> dict[str, Any]:
-    return {"member": call.principal.member}
+    """Who the session acts as, with which scopes, until when (the token it was made from)."""
+    assert call.token is not None
+    return {"member": call.principal.member, "scopes": list(call.token.scopes), "expiresAt": call.token.expires_at}
 
 
 def list_projects(call: Call) -> dict[str, Any]:

@@ -78,11 +78,14 @@ placeholder="projects/_/buckets/BUCKET, projects/P/secrets/S, projects/P"></labe
 }
 
 
-def signin(csrf: str, code: str = "", error: str = "") -> str:
-    """The sign-in page: continue with a one-time link's code, or paste any Keyless access token."""
+def signin(csrf: str, code: str = "", error: str = "", member: str = "") -> str:
+    """The sign-in page: continue with a one-time link's code (naming the principal it signs in as),
+    or paste any Keyless access token."""
     err = f'<div class="error" role="alert" id="error">{escape(error)}</div>' if error else ""
     if code:
-        form = (f'<p>This one-time link signs you in to the console. It works once, for five minutes.</p>'
+        form = (f'<p class="signs-in-as">You will be signed in as <strong id="member">{escape(member)}</strong>, '
+                'with the scopes of the token that asked for this link, until that token expires (an hour at most).</p>'
+                '<p>This one-time link works once, for five minutes. Continue only if you asked for it.</p>'
                 f'<form method="post" action="/console/signin"><input type="hidden" name="csrf" value="{escape(csrf)}">'
                 f'<input type="hidden" name="code" value="{escape(code)}">'
                 f'<button type="submit" id="continue">Continue</button></form>')

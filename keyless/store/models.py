@@ -153,6 +153,21 @@ class SigningKey(Base):
     retire_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class ConsoleSession(Base):
+    """A web console session (keyless.console.sessions): the cookie carries a random id, the row
+    holds its SHA-256, the principal and scopes of the token it was made from, when it ends (never
+    after that token), and the server that minted it."""
+
+    __tablename__ = "console_sessions"
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    server: Mapped[str] = mapped_column(String(512))
+    principal: Mapped[dict[str, Any]] = mapped_column(JSON)
+    scopes: Mapped[list[Any]] = mapped_column(JSON)
+    service_account_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    issued_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
 class AuditEntry(Base):
     """A Cloud Audit Logs LogEntry; `entry` is the full JSON, the columns are its indexed fields."""
 

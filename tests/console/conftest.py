@@ -6,10 +6,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
+from keyless.console import sessions
 from tests.conftest import KeylessServer, fresh_database_url
 
 CHROMIUM = "/usr/bin/chromium"
@@ -29,6 +30,17 @@ def seed_001(tmp: Path) -> KeylessServer:
     out = srv.keyless("quickstart", "--output-file", str(tmp / "credentials.json"))
     assert out.returncode == 0, out.stderr
     return srv
+
+
+class CookieNames(NamedTuple):
+    session: str
+    csrf: str
+
+
+def names(srv: KeylessServer, secure: bool = False) -> CookieNames:
+    """The console's cookie names on `srv` (made specific to its URL; `__Host-` over TLS)."""
+    return CookieNames(sessions.cookie_name(sessions.SESSION_COOKIE, srv.base_url, secure),
+                       sessions.cookie_name(sessions.CSRF_COOKIE, srv.base_url, secure))
 
 
 def sign_in_link(srv: KeylessServer) -> str:

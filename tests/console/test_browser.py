@@ -21,8 +21,8 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.api.helpers import token_for_user
-from tests.conftest import KeylessServer
-from tests.console.conftest import DEPLOY_SA, OTHER_SA, POOL, PROJECT, PROVIDER, seed_001, sign_in_link
+from tests.conftest import KeylessServer, free_port, fresh_database_url
+from tests.console.conftest import DEPLOY_SA, OTHER_SA, POOL, PROJECT, PROVIDER, names, seed_001, sign_in_link
 from tests.e2e.test_audit_logs import _github_token, impersonate
 from tests.gke.pod_helpers import apply_ksa, make_cluster
 
@@ -100,17 +100,19 @@ def _sign_in(page: Any, srv: KeylessServer) -> None:
 def test_one_time_link_signs_the_owner_in_once(world: KeylessServer, page: Any) -> None:
     link = sign_in_link(world)
     page.goto(link)
+    assert page.text_content("#member") == OWNER  # the page says who the link signs in as
     _shot(page, "signin")
     page.click("#continue")
     page.wait_for_url("**/console/graph")
     assert page.text_content("#who") == OWNER
     cookies = {c["name"]: c for c in page.context.cookies()}
-    assert cookies["keyless_console"]["httpOnly"] and cookies["keyless_console"]["sameSite"] == "Strict"
-    # the link is spent: a second use (another browser) is refused with the reason
+    session = cookies[names(world).session]
+    assert session["httpOnly"] and session["sameSite"] == "Strict" and not session["value"].startswith("ya29.")
+    page.wait_for_selector("svg.graph .node")  # the view's requests are done before the cookies go
+    # the link is spent: a second use (another browser) is refused with the reason, and no button
     page.context.clear_cookies()
     page.goto(link)
-    page.click("#continue")
-    assert "already used" in page.text_content("#error")
+    assert "already used" in page.text_content("#error") and page.locator("#continue").count() == 0
     page.goto(world.base_url + "/console/graph")
     page.wait_for_url("**/console/signin")  # no session, no view
 
@@ -248,7 +250,45 @@ def test_a_principal_without_permission_sees_the_reason_and_no_data(world: Keyle
     assert "PERMISSION_DENIED" in page.text_content("#error") and page.locator("#chain li").count() == 0
     page.click("#signout")
     page.wait_for_url("**/console/signin")
-    assert not [c for c in page.context.cookies() if c["name"] == "keyless_console"]
+    assert not [c for c in page.context.cookies() if c["name"] == names(world).session]
+
+
+def test_sign_out_forgets_the_last_project(world: KeylessServer, page: Any) -> None:
+    """The last project is kept in localStorage while signed in; sign-out clears it, so the next
+    person to sign in on this browser does not inherit it."""
+    _sign_in(page, world)
+    page.wait_for_selector("svg.graph .node")  # the view's requests are done before signing out
+    page.select_option("#project", PROJECT)
+    assert page.evaluate("localStorage.getItem('keyless.project')") == PROJECT
+    page.click("#signout")
+    page.wait_for_url("**/console/signin")
+    assert page.evaluate("localStorage.length") == 0
+
+
+def test_over_tls_the_browser_keeps_a_host_prefixed_session(chromium: Any, tmp_path: Path) -> None:
+    """Chromium accepts the `__Host-` cookies (Secure, Path=/, no Domain) over TLS, signs in with
+    them, and is signed out for good: the old cookie put back is refused."""
+    tls_port = free_port()
+    srv = KeylessServer(tmp_path / "data", fresh_database_url(), "--tls-port", str(tls_port))
+    context = chromium.new_context(ignore_https_errors=True)  # Keyless's own CA, not the system's
+    try:
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT)
+        page.goto(sign_in_link(srv).replace(srv.base_url, f"https://localhost:{tls_port}"))
+        page.click("#continue")
+        page.wait_for_url("**/console/graph")
+        assert page.text_content("#who") == OWNER
+        name = names(srv, secure=True)
+        session = next(c for c in context.cookies() if c["name"] == name.session)
+        assert session["secure"] and session["httpOnly"] and session["path"] == "/"
+        page.click("#signout")
+        page.wait_for_url("**/console/signin")
+        context.add_cookies([{k: session[k] for k in ("name", "value", "domain", "path", "secure", "httpOnly")}])
+        page.goto(f"https://localhost:{tls_port}/console/graph")
+        page.wait_for_url("**/console/signin")
+    finally:
+        context.close()
+        srv.stop()
 
 
 

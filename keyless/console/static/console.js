@@ -317,9 +317,16 @@ async function runExplain(form) {
   }
 }
 
+// What the console remembers in this origin's localStorage (the last project) belongs to the
+// session: gone at sign-out, and on the sign-in page (an expired or revoked session lands there).
+function forgetSession() { localStorage.clear(); }
+
 document.addEventListener("DOMContentLoaded", () => {
   const view = document.body.dataset.view;
-  if (view === "graph") graphView();
+  const signout = $("#signout");
+  if (signout) signout.form.addEventListener("submit", forgetSession);
+  if (view === "signin") forgetSession();
+  else if (view === "graph") graphView();
   else if (view === "timeline") timelineView();
   else if (view === "explain") explainView();
 });
