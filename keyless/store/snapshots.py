@@ -3,8 +3,8 @@ for test isolation in milliseconds, as LocalStack's state reset gives its users.
 
 Each is one write transaction over every table of the schema (so a table added later is covered
 without a line here), except what is the server's rather than the world's: the revision counter,
-the signing keys (tokens minted before a restore stay verifiable, the owner's among them) and the
-snapshots themselves. The write bumps the revision, so every process, on every server sharing the
+the signing keys (tokens minted before a restore stay verifiable, the owner's among them), console
+sessions and sign-in codes (a restore must not revive what a sign-out ended) and the snapshots. The write bumps the revision, so every process, on every server sharing the
 database, drops its caches as after any other write. Object bytes live in files
 (keyless.storage.blobs): a snapshot hard-links the blobs its objects name, and a restore links back
 any that were deleted since.
@@ -27,7 +27,9 @@ from sqlalchemy.orm import Session
 from keyless.errors import InvalidArgument, NotFound
 from keyless.store.models import Base, StateSnapshot, StorageObject
 
-KEPT = frozenset({"revision", "signing_keys", "state_snapshots"})
+# The server's own, not the world's: restoring them would undo a sign-out or make a spent one-time
+# sign-in link work again (console sessions and the link codes kept in `settings`).
+KEPT = frozenset({"revision", "signing_keys", "state_snapshots", "console_sessions", "settings"})
 FORMAT = 1
 
 

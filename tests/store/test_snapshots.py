@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from google.cloud import storage
 from google.oauth2.credentials import Credentials
@@ -113,3 +114,24 @@ def test_cli_reset_snapshot_restore(kl: Keyless, server: KeylessServer) -> None:
     restored = server.keyless("restore", "cli-snap")
     assert restored.returncode == 0, restored.stderr
     assert kl.call("GET", "/cloudresourcemanager/v1/projects/cli-project")["projectId"] == "cli-project"
+
+
+def test_restore_revives_no_console_session_or_spent_link(kl: Keyless, server: KeylessServer) -> None:
+    """A snapshot taken while a session was live and a link unspent: after sign-out and the link's
+    use, restoring the snapshot must not make either work again."""
+    from tests.console.conftest import names, sign_in_link
+    from tests.console.test_security import _replay, _session_id, _sign_in_with
+
+    client = httpx.Client(base_url=server.base_url, timeout=30)
+    assert _sign_in_with(client, server, token=kl.owner_token).status_code == 303
+    session = _session_id(client, server)
+    code = sign_in_link(server).split("code=")[1]
+    name = kl.snapshot("with-session")
+    assert client.post("/console/signout", data={"csrf": client.cookies[names(server).csrf]}).status_code == 303
+    used = httpx.Client(base_url=server.base_url, timeout=30)
+    assert _sign_in_with(used, server, code=code).status_code == 303
+
+    kl.restore(name)
+    assert _replay(server, session).get("/console/api/whoami").status_code == 401
+    again = httpx.Client(base_url=server.base_url, timeout=30)
+    assert _sign_in_with(again, server, code=code).status_code != 303

@@ -1,14 +1,14 @@
 """Snapshots of the whole store for `POST /keyless/v1/state:snapshot` / `:restore` (issue #22).
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008_state_snapshots
+Revises: 0007_console_sessions
 Create Date: 2026-12-07 11:00:00
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008_state_snapshots"
+down_revision = "0007_console_sessions"
 branch_labels = None
 depends_on = None
 
