@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from keyless.api import (
     container,
     doctor,
+    emulator,
     iam,
     iamcredentials,
     idp,
@@ -60,6 +61,7 @@ PREFIXES: dict[str, Callable[[ServerState], Sequence[BaseRoute]]] = {
     "container": container.routes,
     "kubernetes": kubernetes.routes,  # each GKE cluster's Kubernetes API (its endpoint; keyless.api.kubernetes)
     "doctor": doctor.routes,  # Keyless's doctor (not a Google API): /doctor/v1/access
+    "keyless": emulator.routes,  # Keyless's emulator controls (not a Google API): /keyless/v1/state:reset
 }
 OWNER_TOKEN_REFRESH_SECONDS = 3600
 AUDIT_PRUNE_SECONDS = 3600

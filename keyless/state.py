@@ -105,6 +105,12 @@ class ServerState:
                 with self.db.write() as s:
                     add_binding(s, ROOT, role, member, self.role_exists(s), self.member_check(s))
 
+    def bootstrap_in(self, s: Session) -> None:
+        """The bootstrap owner's grants, inside a write transaction that just emptied the store
+        (keyless.store.snapshots.clear): a reset never leaves a moment without an owner."""
+        for role in BOOTSTRAP_ROLES:
+            add_binding(s, ROOT, role, self.owner.member, self.role_exists(s), self.member_check(s))
+
     def create_owned_project(self, project_id: str, *, name: str | None = None, number: str | None = None) -> Project:
         """A project made by the bootstrap owner with a chosen number (no Google API sets one), who
         then holds roles/owner on it, as `gcloud projects create` makes its caller owner."""

@@ -92,6 +92,10 @@ def _start(settings: Settings, args: argparse.Namespace) -> None:
     state = ServerState(settings)
     state.bootstrap()
     state.write_owner_token()
+    if args.state:
+        from keyless.cli.state import apply_state_at_start
+
+        apply_state_at_start(state, args.state)
     print(f"Keyless serving on {settings.base_url} (data in {settings.data_dir})", flush=True)
     print(f"Bootstrap owner: user:{settings.owner}; its token is in {settings.owner_token_file} "
           f"(or run: keyless token owner)", flush=True)
@@ -258,6 +262,8 @@ def parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="serve every API on one port")
     serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--state", default=os.environ.get("KEYLESS_STATE"),
+                       help="a world file (keyless export's YAML) to apply before serving (or $KEYLESS_STATE)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8080)")
     _add_data_flags(serve)
     serve.add_argument("--public-url", help="the URL clients reach this server at (default http://HOST:PORT)")
@@ -364,6 +370,9 @@ def parser() -> argparse.ArgumentParser:
 
     from keyless.cli import quickstart
     quickstart.register(sub, _add_store_flags, _server_settings)
+
+    from keyless.cli import state as state_cli
+    state_cli.register(sub, _add_store_flags, _server_settings)
 
     from keyless.cli import cluster
     cluster.add_parser(sub)

@@ -32,10 +32,12 @@ CREDENTIALS_LIFETIME = 24 * 3600  # the Actions request token in the credentials
 class Api:
     """The running server's REST APIs, as the bootstrap owner; errors are one clear line."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, http: httpx.Client | None = None, token: str | None = None) -> None:
         self.base = settings.base_url
-        self.token = settings.owner_token_file.read_text().strip() if settings.owner_token_file.exists() else ""
-        self.http = httpx.Client(base_url=self.base, timeout=30)
+        if token is None:
+            token = settings.owner_token_file.read_text().strip() if settings.owner_token_file.exists() else ""
+        self.token = token
+        self.http = http or httpx.Client(base_url=self.base, timeout=30)
 
     def wait_until_serving(self, seconds: float = 20) -> None:
         """`keyless serve &` then this at once: give the server time to open its port."""

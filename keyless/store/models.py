@@ -348,3 +348,13 @@ class K8sObject(Base):
 
 Index("ux_k8s_object", K8sObject.cluster_id, K8sObject.kind, K8sObject.namespace, K8sObject.name, unique=True)
 # --- end GKE and Kubernetes -------------------------------------------------------------------
+
+
+class StateSnapshot(Base):
+    """A snapshot of every world table (keyless.store.snapshots): zlib-compressed JSON."""
+
+    __tablename__ = "state_snapshots"
+    snapshot_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    body: Mapped[bytes] = mapped_column(LargeBinary)

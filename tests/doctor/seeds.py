@@ -5,19 +5,18 @@ on, key creation disabled. Tests break it one mistake at a time."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from keyless.doctor import manifests, model
 from keyless.doctor.lint import lint
 from keyless.doctor.rules import Finding
 from keyless.federation.pools import create_pool, create_provider, pool_name
+from keyless.gke import clusters
 from keyless.iam import service_accounts
 from keyless.iam.policy import set_policy
-from keyless.projects import KEY_CREATION_CONSTRAINT, create_project, set_org_policy
+from keyless.projects import KEY_CREATION_CONSTRAINT, create_project, find_project, set_org_policy
 from keyless.state import ServerState
-from keyless.store.models import GkeCluster, GkeNodePool, IamPolicy
+from keyless.store.models import IamPolicy
 
 PROJECT, NUMBER = "my-project", "123456789"
 POOL = f"iam.googleapis.com/projects/{NUMBER}/locations/global/workloadIdentityPools"
@@ -155,12 +154,14 @@ def sa_resource(st: ServerState, email: str) -> str:
 
 def add_cluster(st: ServerState, project: str = PROJECT, name: str = "my-cluster",
                 workload_pool: str = "my-project.svc.id.goog", mode: str = "GKE_METADATA") -> None:
+    """A cluster as the container API makes one (its issuer key, node pool and nodes)."""
     with st.db.write() as s:
-        cid = str(uuid.uuid4())
-        s.add(GkeCluster(id=cid, project_id=project, location="europe-west2", name=name, workload_pool=workload_pool,
-                         create_time=datetime.now(UTC), issuer_key_pem=b"-", body={}))
-        s.add(GkeNodePool(id=str(uuid.uuid4()), cluster_id=cid, name="default-pool", workload_metadata_mode=mode,
-                          create_time=datetime.now(UTC), body={}))
+        row = find_project(s, project)
+        assert row is not None
+        clusters.create_cluster(s, row, "europe-west2", {
+            "name": name, "workloadIdentityConfig": {"workloadPool": workload_pool},
+            "nodePools": [{"name": "default-pool", "initialNodeCount": 1,
+                           "config": {"workloadMetadataConfig": {"mode": mode}}}]})
 
 
 def build(st: ServerState) -> ServerState:
