@@ -421,8 +421,10 @@ def get_operation(call: Call) -> dict[str, Any]:
     with call.read() as s:
         _location(call)
         project = _project(call, s, call.params["project"], "iam.workloadIdentityPools.get")
-        name = call.params["rest"]
-        return operations.get(s, f"projects/{project.project_number}/locations/global/workloadIdentityPools/{name}")
+        p = call.params
+        name = f"{p['pool']}/providers/{p['provider']}" if "provider" in p else p["pool"]
+        return operations.get(s, f"projects/{project.project_number}/locations/global/workloadIdentityPools/"
+                                 f"{name}/operations/{p['operation']}")
 
 
 def _provider_body(call: Call) -> dict[str, Any]:
@@ -544,5 +546,6 @@ def routes(state: ServerState) -> list[Route]:
         r("PATCH", prov, patch_provider, WIF + "UpdateWorkloadIdentityPoolProvider"),
         r("DELETE", prov, delete_provider, WIF + "DeleteWorkloadIdentityPoolProvider"),
         r("POST", prov + ":undelete", undelete_provider, WIF + "UndeleteWorkloadIdentityPoolProvider"),
-        r("GET", "/v1/projects/{project}/locations/{location}/workloadIdentityPools/{rest:path}", get_operation),
+        r("GET", pool + "/operations/{operation}", get_operation),
+        r("GET", prov + "/operations/{operation}", get_operation),
     ]
