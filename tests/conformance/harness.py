@@ -1,0 +1,139 @@
+"""Drives Keyless with Google's discovery-based client (googleapiclient.discovery.build, from the
+static documents it ships) and checks every answer against the called method's response schema.
+
+A family's module lists its flow: steps in order (create what the next steps need, read, change,
+delete), each naming a method by its discovery id. `run` calls each step, validates the answer
+and keeps it for later steps; `unflowed` says which served methods no step calls.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import google.oauth2.credentials
+from googleapiclient import discovery as client_discovery
+from googleapiclient.errors import HttpError
+
+from tests.conformance import schema
+from tests.conformance.discovery import Method, document, methods, prefix
+from tests.conformance.schema import problems
+
+Args = dict[str, Any]
+Context = dict[str, Any]
+
+
+def build(server_url: str, token: str, name: str) -> Any:
+    """The discovery client of `name` (`iam.v1`) pointed at Keyless, authenticated by `token`."""
+    doc = document(name)
+    api, version = doc["name"], doc["version"]
+    credentials = google.oauth2.credentials.Credentials(token)
+    return client_discovery.build(api, version, static_discovery=True, credentials=credentials, cache_discovery=False,
+                                  client_options={"api_endpoint": server_url + prefix(doc)})
+
+
+def method_of(client: Any, method_id: str) -> Callable[..., Any]:
+    """`iam.projects.serviceAccounts.create` -> client.projects().serviceAccounts().create."""
+    node = client
+    *resources, verb = method_id.split(".")[1:]
+    for resource in resources:
+        node = getattr(node, resource.replace("-", "_"))()
+    return getattr(node, verb.replace("-", "_")) if hasattr(node, verb) else getattr(node, verb + "_")
+
+
+@dataclass
+class Step:
+    """One call of a flow: `args(ctx)` the method's keyword arguments (path, query, `body`)."""
+
+    method: str
+    args: Callable[[Context], Args]
+    save: str = ""  # keep the answer in ctx under this name
+    check: Callable[[Context, Any], None] | None = None  # assertions beyond the schema
+    present: list[str] = field(default_factory=list)  # fields Google always returns
+    error: int = 0  # the HTTP status expected instead of success
+
+
+@dataclass
+class Flow:
+    document: str
+    steps: list[Step]
+    not_yet: dict[str, str] = field(default_factory=dict)  # served methods no step calls yet: why
+
+    def unflowed(self, served: set[str]) -> set[str]:
+        return served - {s.method for s in self.steps} - set(self.not_yet)
+
+
+def spec_of(name: str, method_id: str) -> Method:
+    for m in methods(document(name)):
+        if m.id == method_id:
+            return m
+    raise KeyError(method_id)
+
+
+def call(client: Any, name: str, step: Step, ctx: Context) -> Any:
+    """Make one step's call; check its answer against the response schema."""
+    args = step.args(ctx)
+    request = method_of(client, step.method)(**args)
+    try:
+        answer = request.execute()
+    except HttpError as exc:
+        if step.error and exc.resp.status == step.error:
+            return json.loads(exc.content or b"{}")
+        raise AssertionError(f"{step.method}({_short(args)}) answered {exc.resp.status}: "
+                             f"{exc.content.decode(errors='replace')[:1500]}") from None
+    assert not step.error, f"{step.method} succeeded where {step.error} was expected: {_short(answer)}"
+    method = spec_of(name, step.method)
+    doc = document(name)
+    if method.response_schema is not None:
+        found = problems(doc, answer, method.response_schema)
+        assert not found, f"{step.method} answered outside its schema {method.response_schema}:\n" + "\n".join(found)
+    else:
+        assert answer in (None, "", {}), f"{step.method} has no response schema but answered {_short(answer)}"
+    lacking = schema.missing(answer, step.present) if isinstance(answer, dict) else step.present
+    assert not lacking, f"{step.method} answered without {lacking}: {_short(answer)}"
+    if step.check is not None:
+        step.check(ctx, answer)
+    if step.save:
+        ctx[step.save] = answer
+    return answer
+
+
+def run(client: Any, flow: Flow, ctx: Context) -> list[str]:
+    """Every step of `flow` in order; the method ids called."""
+    for step in flow.steps:
+        call(client, flow.document, step, ctx)
+    return [s.method for s in flow.steps]
+
+
+def served_methods(name: str) -> set[str]:
+    """The methods docs/api-coverage.md says Keyless serves (the table is kept current by
+    test_coverage_table)."""
+    section = _coverage_sections()[name]
+    return {m for m, ok in section if ok}
+
+
+_SECTIONS: dict[str, list[tuple[str, bool]]] = {}
+
+
+def _coverage_sections() -> dict[str, list[tuple[str, bool]]]:
+    if not _SECTIONS:
+        root = Path(__file__).resolve().parents[2]
+        if str(root / "scripts") not in sys.path:
+            sys.path.insert(0, str(root / "scripts"))
+        import api_coverage  # noqa: PLC0415 (scripts/ is not a package)
+
+        routes = api_coverage.route_table()
+        for family in api_coverage.FAMILIES:
+            doc = document(family.document)
+            _SECTIONS[family.document] = [(m.id, api_coverage.served(routes, m)) for m in methods(doc)
+                                          if not family.only or m.id in family.only]
+    return _SECTIONS
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) < 600 else text[:600] + "..."
