@@ -102,11 +102,13 @@ def call(client: Any, name: str, step: Step, ctx: Context) -> Any:
     return answer
 
 
-def run(client: Any, flow: Flow, ctx: Context) -> list[str]:
-    """Every step of `flow` in order; the method ids called."""
+def run(client: Any, flow: Flow, ctx: Context) -> Context:
+    """Every step of `flow` in order (ctx["called"]: the method ids called, in order)."""
+    ctx.setdefault("called", [])
     for step in flow.steps:
         call(client, flow.document, step, ctx)
-    return [s.method for s in flow.steps]
+        ctx["called"].append(step.method)
+    return ctx
 
 
 def served_methods(name: str) -> set[str]:
@@ -132,6 +134,31 @@ def _coverage_sections() -> dict[str, list[tuple[str, bool]]]:
             _SECTIONS[family.document] = [(m.id, api_coverage.served(routes, m)) for m in methods(doc)
                                           if not family.only or m.id in family.only]
     return _SECTIONS
+
+
+def body_methods(flow: Flow) -> list[str]:
+    """The flow's methods that take a request body."""
+    return list(dict.fromkeys(s.method for s in flow.steps if spec_of(flow.document, s.method).request_schema))
+
+
+def probe_fields(client: Any, flow: Flow, method_id: str, ctx: Context, fresh: dict[str, str] | None = None) -> None:
+    """Call `method_id` as its flow step does but with a body setting every field its request
+    schema defines (placeholder values, output-only fields too): the server may refuse a value but
+    never a defined field as unknown, and never fails (5xx). `fresh`: query arguments replaced (ids
+    of resources to create, so the probe makes its own)."""
+    method = spec_of(flow.document, method_id)
+    assert method.request_schema is not None
+    body = schema.full_body(document(flow.document), method.request_schema)
+    assert not problems(document(flow.document), body, method.request_schema)
+    step = next(s for s in flow.steps if s.method == method_id)
+    args = {**step.args(ctx), "body": body}
+    args.update({k: v for k, v in (fresh or {}).items() if k in args})
+    try:
+        method_of(client, method_id)(**args).execute()
+    except HttpError as exc:
+        text = exc.content.decode(errors="replace")
+        assert exc.resp.status < 500, text
+        assert "Unknown name" not in text and "Cannot find field" not in text, text
 
 
 def _short(value: Any) -> str:

@@ -10,7 +10,6 @@ import pytest
 
 from tests.conformance import harness
 from tests.conformance.harness import Flow, Step
-from tests.conformance.schema import full_body, problems
 from tests.conftest import KeylessServer
 
 DOC = "iam.v1"
@@ -156,43 +155,20 @@ def test_every_served_method_has_a_step() -> None:
     assert not FLOW.unflowed(harness.served_methods(DOC))
 
 
-def test_flow(client: Callable[[str], Any], ctx: dict[str, Any]) -> None:
-    harness.run(client(DOC), FLOW, ctx)
+@pytest.fixture(scope="module")
+def flowed(client: Callable[[str], Any], ctx: dict[str, Any]) -> dict[str, Any]:
+    return harness.run(client(DOC), FLOW, ctx)
 
 
-BODY_METHODS = [s.method for s in FLOW.steps if harness.spec_of(DOC, s.method).request_schema]
+def test_flow(flowed: dict[str, Any]) -> None:
+    assert flowed["called"] == [s.method for s in FLOW.steps]
 
 
-@pytest.mark.parametrize("method_id", BODY_METHODS)
-def test_every_defined_request_field_is_known(module_server: KeylessServer, client: Callable[[str], Any],
-                                              ctx: dict[str, Any], method_id: str) -> None:
-    """A body with every field the request schema defines is never refused as 'Unknown name'
-    (values may be refused: they are placeholders)."""
-    method = harness.spec_of(DOC, method_id)
-    assert method.request_schema is not None
-    body = full_body(harness.document(DOC), method.request_schema)
-    step = next(s for s in FLOW.steps if s.method == method_id)
-    args = {**step.args(_lenient(ctx)), "body": body}
-    for id_param in ("workloadIdentityPoolId", "workloadIdentityPoolProviderId"):
-        if id_param in args:
-            args[id_param] = "fields-probe"
-    request = harness.method_of(client(DOC), method_id)(**args)
-    from googleapiclient.errors import HttpError
-
-    try:
-        request.execute()
-    except HttpError as exc:
-        text = exc.content.decode(errors="replace")
-        assert exc.resp.status < 500 and "Unknown name" not in text and "Cannot find field" not in text, text
-    assert not problems(harness.document(DOC), body, method.request_schema)
-
-
-def _lenient(ctx: dict[str, Any]) -> dict[str, Any]:
-    """The flow's context with stand-ins for what only the flow saves."""
-    fallback = {"etag": "BwYAAAAAAAA=", "uniqueId": "1", "oauth2ClientId": "1",
-                "name": f"{SA}/keys/0000000000000000000000000000000000000000"}
-    return {**{k: fallback for k in ("sa", "sa_patched", "sa_policy", "key", "role", "deleted_role", "pool_op",
-                                     "provider_op")}, **ctx}
+@pytest.mark.parametrize("method_id", harness.body_methods(FLOW))
+def test_every_defined_request_field_is_known(client: Callable[[str], Any], flowed: dict[str, Any],
+                                              method_id: str) -> None:
+    harness.probe_fields(client(DOC), FLOW, method_id, flowed,
+                         {"workloadIdentityPoolId": "fields-probe", "workloadIdentityPoolProviderId": "fields-probe"})
 
 
 def test_defined_fields_of_features_keyless_lacks_are_refused_by_name(client: Callable[[str], Any],
