@@ -226,7 +226,9 @@ def storage_endpoint(state: ServerState, handler: StorageHandler, *, method: str
             return storage_error(failure, params)
         if isinstance(result, Response):
             return result
-        return params.render(result if result is not None else {}, indent=1)
+        if result is None:  # deletes: 204 and no body, as Cloud Storage answers them (issue #19)
+            return Response(status_code=204)
+        return params.render(result, indent=1)
 
     return run
 

@@ -31,7 +31,7 @@ def document(name: str) -> dict[str, Any]:
 def prefix(doc: dict[str, Any]) -> str:
     """Where Keyless serves the API (README, "API prefixes"): Google's path after a prefix named
     after the service; an API whose servicePath already starts with its name (storage/v1/) is
-    served at its own path. A client's `api_endpoint` is the server URL followed by this."""
+    served at its own path. A client's `api_endpoint` is the server URL, this and the servicePath."""
     return "/" if doc.get("servicePath") else f"/{doc['name']}/"
 
 

@@ -28,12 +28,21 @@ Context = dict[str, Any]
 
 
 def build(server_url: str, token: str, name: str) -> Any:
-    """The discovery client of `name` (`iam.v1`) pointed at Keyless, authenticated by `token`."""
+    """The discovery client of `name` (`iam.v1`) pointed at Keyless, authenticated by `token`.
+    `api_endpoint` replaces rootUrl + servicePath: SERVER/iam/ for a servicePath of '', and
+    SERVER/storage/v1/ for storage's (media paths keep their own `/upload/storage/v1/`)."""
     doc = document(name)
     api, version = doc["name"], doc["version"]
     credentials = google.oauth2.credentials.Credentials(token)
+    options = {"api_endpoint": server_url + prefix(doc) + doc.get("servicePath", "")}
+    if any(m.upload_url for m in methods(doc)):
+        # The client sends media uploads to rootUrl's scheme with api_endpoint's host
+        # (discovery._fix_up_media_path_base_url): https to a plain-HTTP server. The same document
+        # with rootUrl at the server is what a client of an http:// endpoint needs.
+        return client_discovery.build_from_document({**doc, "rootUrl": server_url + "/"}, credentials=credentials,
+                                                    client_options=options)
     return client_discovery.build(api, version, static_discovery=True, credentials=credentials, cache_discovery=False,
-                                  client_options={"api_endpoint": server_url + prefix(doc)})
+                                  client_options=options)
 
 
 def method_of(client: Any, method_id: str) -> Callable[..., Any]:
