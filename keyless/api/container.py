@@ -107,7 +107,8 @@ def update_node_pool(call: Call) -> dict[str, Any]:
         _, cluster = _cluster(call, s, "container.clusters.update")
         pool = clusters.get_node_pool(s, cluster, call.params["pool"])
         clusters.update_node_pool(s, cluster, pool, call.body)
-        return clusters.operation(s, cluster, "UPDATE_NODE_POOL", f"{clusters.cluster_path(cluster)}/nodePools/{pool.name}")
+        # Google's Operation.Type has no UPDATE_NODE_POOL: nodePools.update is an UPGRADE_NODES operation
+        return clusters.operation(s, cluster, "UPGRADE_NODES", f"{clusters.cluster_path(cluster)}/nodePools/{pool.name}")
 
 
 def delete_node_pool(call: Call) -> dict[str, Any]:

@@ -51,7 +51,8 @@ def method_of(client: Any, method_id: str) -> Callable[..., Any]:
     *resources, verb = method_id.split(".")[1:]
     for resource in resources:
         node = getattr(node, resource.replace("-", "_"))()
-    return getattr(node, verb.replace("-", "_")) if hasattr(node, verb) else getattr(node, verb + "_")
+    name = verb.replace("-", "_")  # the client's own renaming (discovery.fix_method_name)
+    return getattr(node, name) if hasattr(node, name) else getattr(node, name + "_")
 
 
 @dataclass
