@@ -189,7 +189,8 @@ def endpoint(state: ServerState, handler: Handler, *, service: str = "", method:
                         record=record, caller_ip=request.client.host if request.client else "",
                         user_agent=request.headers.get("user-agent", ""))
             act = handler if params.user_project is None or token is None else _billed(handler, params, service)
-            result = act(call) if inline else await run_in_threadpool(act, call)
+            # the userProject check reads the store: never on the event loop
+            result = act(call) if inline and act is handler else await run_in_threadpool(act, call)
         except KeylessError as error:
             if call is not None and call.record is not None and call.token is not None and not call.audited:
                 await run_in_threadpool(_audit_failure, state, call, error)

@@ -208,3 +208,14 @@ def test_user_project_needs_service_usage_on_it(srv: KeylessServer) -> None:
     assert srv.call("GET", path, headers={"X-Goog-User-Project": number}).status_code == 200
     assert srv.call("GET", path, headers={"X-Goog-User-Project": "no-such-project"}).status_code == 403
     assert srv.call("GET", path, headers={"X-Goog-User-Project": "bad project!"}).status_code == 400
+
+
+def test_user_project_is_checked_on_the_inline_token_path(srv: KeylessServer) -> None:
+    """generateAccessToken runs on the event loop; its userProject check still runs (off the loop)."""
+    path = f"/iamcredentials/v1/projects/-/serviceAccounts/nobody@{PROJECT}.iam.gserviceaccount.com:generateAccessToken"
+    r = srv.call("POST", path, body={"scope": ["https://www.googleapis.com/auth/cloud-platform"]},
+                 headers={"X-Goog-User-Project": "no-such-project"})
+    assert r.status_code == 403 and r.json()["error"]["details"][0]["reason"] == "USER_PROJECT_DENIED"
+    r = srv.call("POST", path, body={"scope": ["https://www.googleapis.com/auth/cloud-platform"]},
+                 headers={"X-Goog-User-Project": PROJECT})
+    assert r.status_code in (403, 404) and "USER_PROJECT_DENIED" not in r.text  # past the check: no such account

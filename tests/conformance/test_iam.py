@@ -182,3 +182,11 @@ def test_defined_fields_of_features_keyless_lacks_are_refused_by_name(client: Ca
         request.execute()
     assert refused.value.resp.status == 400
     assert "does not implement SAML providers" in refused.value.content.decode()
+
+
+def test_system_parameters_through_the_client(client: Callable[[str], Any], flowed: dict[str, Any]) -> None:
+    """The discovery client's own `fields` and `prettyPrint` arguments (every method has them)."""
+    accounts = client(DOC).projects().serviceAccounts()
+    answer = accounts.list(name=P, fields="accounts(email,uniqueId)", prettyPrint=False).execute()
+    assert answer["accounts"] and all(set(a) == {"email", "uniqueId"} for a in answer["accounts"])
+    assert accounts.get(name=SA, fields="email").execute() == {"email": SA_EMAIL}
