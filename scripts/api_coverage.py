@@ -60,11 +60,12 @@ def route_table() -> list[BaseRoute]:
     from keyless.config import Settings
     from keyless.state import ServerState
 
-    state = ServerState(Settings(data_dir=Path(tempfile.mkdtemp(prefix="keyless-coverage-"))))
-    try:
-        return [Mount(f"/{prefix}", routes=list(routes(state))) for prefix, routes in PREFIXES.items()]
-    finally:
-        state.db.dispose()
+    with tempfile.TemporaryDirectory(prefix="keyless-coverage-") as data_dir:
+        state = ServerState(Settings(data_dir=Path(data_dir)))
+        try:
+            return [Mount(f"/{prefix}", routes=list(routes(state))) for prefix, routes in PREFIXES.items()]
+        finally:
+            state.db.dispose()
 
 
 def resolve(routes: list[BaseRoute], http_method: str, path: str) -> tuple[Route, dict[str, Any]] | None:
