@@ -110,7 +110,8 @@ FLOW = Flow(DOC, [
     Step("iam.projects.locations.workloadIdentityPools.operations.get", lambda c: {"name": op_name(c, "pool_op")},
          check=done),
     Step("iam.projects.locations.workloadIdentityPools.get", lambda c: {"name": POOL},
-         present=["name", "state", "displayName"]),
+         present=["name", "state", "displayName"],  # the output-only state given on create was ignored
+         check=lambda c, a: a["state"] == "ACTIVE" or pytest.fail(str(a))),
     Step("iam.projects.locations.workloadIdentityPools.list", lambda c: {"parent": f"{P}/locations/global",
                                                                         "pageSize": 10, "showDeleted": True},
          check=lambda c, a: POOL in [p["name"].replace(c["pool_prefix"], P) for p in a["workloadIdentityPools"]]
