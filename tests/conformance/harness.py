@@ -92,7 +92,10 @@ def call(client: Any, name: str, step: Step, ctx: Context) -> Any:
         answer = request.execute()
     except HttpError as exc:
         if step.error and exc.resp.status == step.error:
-            return json.loads(exc.content or b"{}")
+            answer = json.loads(exc.content or b"{}")
+            found = error_problems(name, answer, step.error)
+            assert not found, f"{step.method} answered an error outside Google's shape: {found}: {_short(answer)}"
+            return answer
         raise AssertionError(f"{step.method}({_short(args)}) answered {exc.resp.status}: "
                              f"{exc.content.decode(errors='replace')[:1500]}") from None
     assert not step.error, f"{step.method} succeeded where {step.error} was expected: {_short(answer)}"
@@ -110,6 +113,37 @@ def call(client: Any, name: str, step: Step, ctx: Context) -> Any:
     if step.save:
         ctx[step.save] = answer
     return answer
+
+
+# google.rpc.Code names by HTTP status (https://cloud.google.com/apis/design/errors#handling_errors)
+STATUSES = {400: {"INVALID_ARGUMENT", "FAILED_PRECONDITION", "OUT_OF_RANGE"}, 401: {"UNAUTHENTICATED"},
+            403: {"PERMISSION_DENIED"}, 404: {"NOT_FOUND"}, 409: {"ABORTED", "ALREADY_EXISTS"},
+            429: {"RESOURCE_EXHAUSTED"}, 501: {"UNIMPLEMENTED"}, 503: {"UNAVAILABLE"}}
+
+
+def error_problems(name: str, answer: Any, status: int) -> list[str]:
+    """What is wrong with an error answer: Google's `{"error": {"code", "message", "status",
+    "details"}}`, or Cloud Storage's `{"error": {"code", "message", "errors": [...]}}`."""
+    error = answer.get("error") if isinstance(answer, dict) else None
+    if not isinstance(error, dict) or set(answer) != {"error"}:
+        return ["not an {error: ...} object"]
+    found = [] if error.get("code") == status else [f"code {error.get('code')!r}, not {status}"]
+    if not isinstance(error.get("message"), str) or not error["message"]:
+        found.append("no message")
+    if document(name)["name"] == "storage":
+        allowed = {"code", "message", "errors"}
+        items = error.get("errors")
+        if not isinstance(items, list) or not items or not all({"message", "domain", "reason"} <= set(i)
+                                                                for i in items):
+            found.append("errors[] lacks message/domain/reason")
+    else:
+        allowed = {"code", "message", "status", "details"}
+        if error.get("status") not in STATUSES.get(status, set()):
+            found.append(f"status {error.get('status')!r} is not a google.rpc code of HTTP {status}")
+        if not all(isinstance(d, dict) and "@type" in d for d in error.get("details", [])):
+            found.append("details without @type")
+    extra = set(error) - allowed
+    return found + ([f"undefined fields {sorted(extra)}"] if extra else [])
 
 
 def run(client: Any, flow: Flow, ctx: Context) -> Context:

@@ -54,6 +54,8 @@ FLOWS = [
             "workloadMetadataConfig": {"mode": "GKE_METADATA"}}}, check=operation),
         Step("container.projects.locations.clusters.nodePools.delete", lambda c: {"name": POOL}, check=operation),
         Step("container.projects.locations.clusters.delete", lambda c: {"name": CLUSTER}, check=operation),
+        Step("container.projects.locations.clusters.get", lambda c: {"name": f"{LOC}/clusters/no-such-cluster"},
+             error=404),
     ]),
     Flow(LOGGING, [
         Step("logging.entries.list", lambda c: {"body": {

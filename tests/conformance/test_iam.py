@@ -44,6 +44,8 @@ FLOW = Flow(DOC, [
          save="sa", present=["name", "projectId", "uniqueId", "email", "oauth2ClientId", "etag"],
          check=lambda c, a: (a["email"] == SA_EMAIL and a.get("disabled") is not True) or pytest.fail(str(a))),
     Step("iam.projects.serviceAccounts.get", lambda c: {"name": SA}, present=["name", "email", "uniqueId"]),
+    Step("iam.projects.serviceAccounts.get", lambda c: {"name": f"{P}/serviceAccounts/nobody@{PROJECT}.iam.gserviceaccount.com"},
+         error=404),
     Step("iam.projects.serviceAccounts.list", lambda c: {"name": P, "pageSize": 10},
          check=lambda c, a: SA_EMAIL in [x["email"] for x in a["accounts"]] or pytest.fail(str(a))),
     Step("iam.projects.serviceAccounts.patch", lambda c: {"name": SA, "body": {

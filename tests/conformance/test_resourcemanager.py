@@ -66,6 +66,7 @@ FLOWS = [
             "constraint": CONSTRAINT, "etag": c["org_policy"]["etag"]}}),
         Step("cloudresourcemanager.projects.delete", lambda c: {"projectId": PROJECT}),
         Step("cloudresourcemanager.projects.undelete", lambda c: {"projectId": PROJECT, "body": {}}),
+        Step("cloudresourcemanager.projects.create", lambda c: {"body": {"projectId": PROJECT}}, error=409),
     ]),
     Flow(V3, [
         Step("cloudresourcemanager.projects.create", lambda c: {"body": {

@@ -75,6 +75,7 @@ FLOW = Flow(DOC, [
         "permissions": ["secretmanager.versions.access", "secretmanager.secrets.delete"]}},
          check=lambda c, a: len(a["permissions"]) == 2 or pytest.fail(str(a))),
     Step("secretmanager.projects.secrets.delete", lambda c: {"name": secret(c)}),
+    Step("secretmanager.projects.secrets.get", lambda c: {"name": secret(c)}, error=404),
 ])
 
 

@@ -64,6 +64,7 @@ FLOW = Flow(DOC, [
          check=lambda c, a: [o["name"] for o in a["items"]] == ["dir/object.txt"] or pytest.fail(str(a))),
     Step("storage.objects.delete", lambda c: {"bucket": BUCKET, "object": "dir/object.txt"}),
     Step("storage.buckets.delete", lambda c: {"bucket": BUCKET}),
+    Step("storage.buckets.get", lambda c: {"bucket": BUCKET}, error=404),
 ])
 
 
