@@ -1,7 +1,8 @@
 """How a Google JSON API method becomes an HTTP endpoint, the same way for every API.
 
-`endpoint(handler)` reads and bounds the body, parses JSON (Google's messages for bad JSON),
-authenticates the bearer token, runs the handler (synchronous domain code) in a worker
+`endpoint(handler)` reads the system parameters (keyless.api.system_parameters: `fields`,
+`prettyPrint`, `userProject`...), reads and bounds the body, parses JSON (Google's messages for
+bad JSON), authenticates the bearer token, runs the handler (synchronous domain code) in a worker
 thread, renders the result or the error, and writes the call's audit entry: inside the
 handler's own write transaction on success (`Call.write()`), in a transaction of its own
 when the call failed after the caller was known.
@@ -43,7 +44,6 @@ def unexpected_failure(request: Request, exc: Exception, log: logging.Logger = l
     else:
         log.exception("unhandled error in %s %s", request.method, request.url.path)
     return failure
-
 
 
 @dataclass
