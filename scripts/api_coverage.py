@@ -38,7 +38,7 @@ class Family:
 
 
 FAMILIES = [
-    Family("sts.v1"),
+    Family("sts.v1", note="its conformance is tested with STS (tests/api, tests/e2e), not in tests/conformance/"),
     Family("iamcredentials.v1"),
     Family("iam.v1"),
     Family("cloudresourcemanager.v1"),
