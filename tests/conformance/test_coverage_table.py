@@ -63,3 +63,19 @@ def test_a_catch_all_route_does_not_serve_what_it_swallows() -> None:
     assert table.served(routes, by_id["iam.projects.serviceAccounts.get"])  # one segment: its own shape
     assert not table.served(routes, by_id["iam.projects.serviceAccounts.keys.get"])
     assert not table.served(routes, by_id["iam.projects.serviceAccounts.create"])  # POST: not routed
+
+
+def test_every_served_api_has_a_conformance_flow() -> None:
+    """An API Keyless starts serving (issue #20's Pub/Sub...) gets a flow here too; STS is driven by
+    the discovery client in its own tests."""
+    flows = []
+    for path in sorted((ROOT / "tests" / "conformance").glob("test_*.py")):
+        module = importlib.import_module(f"tests.conformance.{path.stem}")
+        flows += getattr(module, "FLOWS", []) + ([module.FLOW] if hasattr(module, "FLOW") else [])
+    documents = {flow.document for flow in flows}
+    table = coverage()
+    routes = table.route_table()
+    for family in table.FAMILIES:
+        served = [m for m in methods(document(family.document)) if table.served(routes, m)]
+        if served and family.document != "sts.v1":
+            assert family.document in documents, f"{family.document} is served but has no conformance flow"
