@@ -8,12 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
 
 from keyless import projects
-from keyless.api.errors import json_response
 from keyless.api.http import Call, allowed_fields, object_field, route
 from keyless.errors import NotFound
 from keyless.gke import clusters, issuer
@@ -107,7 +104,8 @@ def update_node_pool(call: Call) -> dict[str, Any]:
         _, cluster = _cluster(call, s, "container.clusters.update")
         pool = clusters.get_node_pool(s, cluster, call.params["pool"])
         clusters.update_node_pool(s, cluster, pool, call.body)
-        return clusters.operation(s, cluster, "UPDATE_NODE_POOL", f"{clusters.cluster_path(cluster)}/nodePools/{pool.name}")
+        # Google's Operation.Type has no UPDATE_NODE_POOL: nodePools.update is an UPGRADE_NODES operation
+        return clusters.operation(s, cluster, "UPGRADE_NODES", f"{clusters.cluster_path(cluster)}/nodePools/{pool.name}")
 
 
 def delete_node_pool(call: Call) -> dict[str, Any]:
@@ -135,17 +133,18 @@ def routes(state: ServerState) -> list[Route]:
     def r(method: str, path: str, handler: Any, audit_method: str = "", **kw: Any) -> Route:
         return route(state, method, path, handler, service=SERVICE, method=audit_method, **kw)
 
-    async def openid_configuration(request: Request) -> Response:
-        return _issuer_document(state, request, lambda cl: issuer.discovery(cl, state.settings.base_url))
+    def openid_configuration(call: Call) -> dict[str, Any]:
+        return issuer.discovery(_issuer_cluster(call), state.settings.base_url)
 
-    async def jwks(request: Request) -> Response:
-        return _issuer_document(state, request, issuer.jwks)
+    def jwks(call: Call) -> dict[str, Any]:
+        return issuer.jwks(_issuer_cluster(call))
 
     return [
         r("GET", loc + "/clusters", list_clusters),
         r("POST", loc + "/clusters", create_cluster, "google.container.v1.ClusterManager.CreateCluster"),
-        Route(c + "/.well-known/openid-configuration", openid_configuration, methods=["GET"]),
-        Route(c + "/jwks", jwks, methods=["GET"]),
+        # public, as GKE's issuer documents are
+        r("GET", c + "/.well-known/openid-configuration", openid_configuration, authenticated=False, audited=False),
+        r("GET", c + "/jwks", jwks, authenticated=False, audited=False),
         r("GET", c, get_cluster),
         r("PUT", c, update_cluster, "google.container.v1.ClusterManager.UpdateCluster"),
         r("DELETE", c, delete_cluster, "google.container.v1.ClusterManager.DeleteCluster"),
@@ -158,10 +157,10 @@ def routes(state: ServerState) -> list[Route]:
     ]
 
 
-def _issuer_document(state: ServerState, request: Request, render: Any) -> Response:
-    p = request.path_params
-    with state.db.read() as s:
+def _issuer_cluster(call: Call) -> GkeCluster:
+    p = call.params
+    with call.read() as s:
         cluster = clusters.find_cluster(s, p["project"], p["cluster"], p["location"])
     if cluster is None:
-        return json_response({"error": {"code": 404, "message": "Not found.", "status": "NOT_FOUND"}}, 404)
-    return json_response(render(cluster))
+        raise NotFound("Not found.")
+    return cluster

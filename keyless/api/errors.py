@@ -25,12 +25,20 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
                     status_code=status, media_type=JSON_TYPE, headers=headers)
 
 
-def google_error(error: KeylessError) -> Response:
+def error_body(error: KeylessError) -> dict[str, Any]:
+    """`{"error": {"code", "message", "status", "details"}}`."""
     body: dict[str, Any] = {"code": error.http_status, "message": error.message, "status": error.status}
     if error.details:
         body["details"] = error.details
-    headers = {"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'} if error.http_status == 401 else None
-    return json_response({"error": body}, error.http_status, headers)
+    return {"error": body}
+
+
+def error_headers(error: KeylessError) -> dict[str, str] | None:
+    return {"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'} if error.http_status == 401 else None
+
+
+def google_error(error: KeylessError) -> Response:
+    return json_response(error_body(error), error.http_status, error_headers(error))
 
 
 def oauth_error(error: str, description: str, status: int = 400) -> Response:

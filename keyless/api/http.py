@@ -1,7 +1,8 @@
 """How a Google JSON API method becomes an HTTP endpoint, the same way for every API.
 
-`endpoint(handler)` reads and bounds the body, parses JSON (Google's messages for bad JSON),
-authenticates the bearer token, runs the handler (synchronous domain code) in a worker
+`endpoint(handler)` reads the system parameters (keyless.api.system_parameters: `fields`,
+`prettyPrint`, `userProject`...), reads and bounds the body, parses JSON (Google's messages for
+bad JSON), authenticates the bearer token, runs the handler (synchronous domain code) in a worker
 thread, renders the result or the error, and writes the call's audit entry: inside the
 handler's own write transaction on success (`Call.write()`), in a transaction of its own
 when the call failed after the caller was known.
@@ -22,7 +23,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from keyless.api.errors import google_error, json_response, unexpected
+from keyless.api import system_parameters
+from keyless.api.errors import error_body, error_headers, unexpected
 from keyless.audit import log as audit
 from keyless.errors import InvalidArgument, KeylessError
 from keyless.iam.evaluate import permission_denied
@@ -42,10 +44,6 @@ def unexpected_failure(request: Request, exc: Exception, log: logging.Logger = l
     else:
         log.exception("unhandled error in %s %s", request.method, request.url.path)
     return failure
-
-# Query parameters every Google API accepts (system parameters), which handlers never see.
-SYSTEM_PARAMETERS = {"alt", "prettyPrint", "fields", "key", "quotaUser", "$.xgafv", "access_token", "callback",
-                     "upload_protocol", "uploadType"}
 
 
 @dataclass
@@ -178,29 +176,42 @@ def endpoint(state: ServerState, handler: Handler, *, service: str = "", method:
 
     async def run(request: Request) -> Response:
         call: Call | None = None
+        params = system_parameters.DEFAULT
         try:
+            params = system_parameters.read(request.query_params, request.headers, service)
             body = await read_json(request, state.settings.max_body_bytes) \
                 if request.method in ("POST", "PUT", "PATCH") else {}
-            token = state.authenticate(request.headers.get("authorization"), service) if authenticated else None
-            query: dict[str, list[str]] = {}
-            for k, v in request.query_params.multi_items():
-                if k not in SYSTEM_PARAMETERS:
-                    query.setdefault(k, []).append(v)
+            token = state.authenticate(params.authorization(request.headers.get("authorization")), service) \
+                if authenticated else None
             record = audit.AuditRecord(service=service, method=method) if audited and method else None
-            call = Call(state=state, token=token, params=dict(request.path_params), query=query, body=body,
+            call = Call(state=state, token=token, params=dict(request.path_params),
+                        query=system_parameters.method_query(request.query_params), body=body,
                         record=record, caller_ip=request.client.host if request.client else "",
                         user_agent=request.headers.get("user-agent", ""))
-            result = handler(call) if inline else await run_in_threadpool(handler, call)
+            act = handler if params.user_project is None or token is None else _billed(handler, params, service)
+            # the userProject check reads the store: never on the event loop
+            result = act(call) if inline and act is handler else await run_in_threadpool(act, call)
         except KeylessError as error:
             if call is not None and call.record is not None and call.token is not None and not call.audited:
                 await run_in_threadpool(_audit_failure, state, call, error)
-            return google_error(error)
+            return params.render(error_body(error), error.http_status, error_headers(error))
         except Exception as exc:  # a bug, or the database away: Google's shape, the traceback in our log
             failure = unexpected_failure(request, exc)
-            return google_error(failure)
+            return params.render(error_body(failure), failure.http_status)
         if isinstance(result, Response):
             return result
-        return json_response(result if result is not None else {})
+        return params.render(result if result is not None else {})
+
+    return run
+
+
+def _billed(handler: Handler, params: system_parameters.SystemParameters, service: str) -> Handler:
+    """`handler` after Google's check of the caller's `userProject` (keyless.api.system_parameters)."""
+    assert params.user_project is not None
+
+    def run(call: Call) -> Any:
+        system_parameters.check_user_project(call.state, call.principal, params.user_project or "", service)
+        return handler(call)
 
     return run
 

@@ -342,8 +342,23 @@ def _pool_project(call: Call, s: Any, permission: str) -> Project:
 
 def _pool_body(call: Call) -> dict[str, Any]:
     allowed_fields(call.body, {"name", "displayName", "description", "state", "disabled", "expireTime",
-                               "sessionDuration", "mode"}, "workload_identity_pool")
+                               "sessionDuration", "mode", *POOL_UNIMPLEMENTED}, "workload_identity_pool")
+    _refuse_unimplemented(call.body, POOL_UNIMPLEMENTED)
     return call.body
+
+
+# Fields of Google's discovery document whose features Keyless does not have: known (never "Unknown
+# name", which would say Google lacks them), and refused by name when set (issue #19).
+POOL_UNIMPLEMENTED = {"inlineCertificateIssuanceConfig": "managed workload identities' certificate issuance",
+                      "inlineTrustConfig": "managed workload identities' trust configuration"}
+PROVIDER_UNIMPLEMENTED = {"saml": "SAML providers", "x509": "X.509 providers",
+                          "actorProviders": "actor providers"}
+
+
+def _refuse_unimplemented(body: dict[str, Any], fields: dict[str, str]) -> None:
+    for name, feature in fields.items():
+        if body.get(name) not in (None, {}, []):
+            raise InvalidArgument(f"Field '{name}' is not supported: Keyless does not implement {feature}.")
 
 
 def _op(s: Any, resource: str, body: dict[str, Any], response_type: str) -> dict[str, Any]:
@@ -421,13 +436,17 @@ def get_operation(call: Call) -> dict[str, Any]:
     with call.read() as s:
         _location(call)
         project = _project(call, s, call.params["project"], "iam.workloadIdentityPools.get")
-        name = call.params["rest"]
-        return operations.get(s, f"projects/{project.project_number}/locations/global/workloadIdentityPools/{name}")
+        p = call.params
+        name = f"{p['pool']}/providers/{p['provider']}" if "provider" in p else p["pool"]
+        return operations.get(s, f"projects/{project.project_number}/locations/global/workloadIdentityPools/"
+                                 f"{name}/operations/{p['operation']}")
 
 
 def _provider_body(call: Call) -> dict[str, Any]:
     allowed_fields(call.body, {"name", "displayName", "description", "state", "disabled", "attributeMapping",
-                               "attributeCondition", "oidc", "aws", "expireTime"}, "workload_identity_pool_provider")
+                               "attributeCondition", "oidc", "aws", "expireTime", *PROVIDER_UNIMPLEMENTED},
+                   "workload_identity_pool_provider")
+    _refuse_unimplemented(call.body, PROVIDER_UNIMPLEMENTED)
     return call.body
 
 
@@ -544,5 +563,6 @@ def routes(state: ServerState) -> list[Route]:
         r("PATCH", prov, patch_provider, WIF + "UpdateWorkloadIdentityPoolProvider"),
         r("DELETE", prov, delete_provider, WIF + "DeleteWorkloadIdentityPoolProvider"),
         r("POST", prov + ":undelete", undelete_provider, WIF + "UndeleteWorkloadIdentityPoolProvider"),
-        r("GET", "/v1/projects/{project}/locations/{location}/workloadIdentityPools/{rest:path}", get_operation),
+        r("GET", pool + "/operations/{operation}", get_operation),
+        r("GET", prov + "/operations/{operation}", get_operation),
     ]

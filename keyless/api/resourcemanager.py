@@ -16,7 +16,7 @@ from starlette.routing import Route
 from keyless import operations, projects
 from keyless.api import iam_methods
 from keyless.api.http import Call, allowed_fields, object_field, route
-from keyless.errors import PermissionDenied
+from keyless.errors import InvalidArgument, PermissionDenied
 from keyless.iam.policy import add_binding
 from keyless.iam.principal import Principal
 from keyless.state import ServerState
@@ -50,8 +50,12 @@ def _creator_member(principal: Principal) -> str:
 
 def create_project(call: Call, *, v3: bool = False) -> dict[str, Any]:
     body = call.body
+    # every field of v1's and v3's Project: output-only ones ignored, as Google does (issue #19)
     allowed_fields(body, {"projectId", "name", "displayName", "labels", "parent", "projectNumber",
-                          "lifecycleState", "createTime", "state", "etag"}, "project")
+                          "lifecycleState", "createTime", "state", "etag", "updateTime", "deleteTime",
+                          "configuredCapabilities", "isManagementProject", "managementType", "tags"}, "project")
+    if body.get("tags"):
+        raise InvalidArgument("Field 'tags' is not supported: Keyless does not implement resource tags.")
     project_id = body.get("projectId")
     pid = project_id if isinstance(project_id, str) else ""
     call.touch(project_id=pid, name=f"projects/{pid}", type="project", labels={"project_id": pid})
@@ -101,6 +105,9 @@ def list_projects(call: Call) -> dict[str, Any]:
 
 def search_projects_v3(call: Call) -> dict[str, Any]:
     rows = _listable(call)
+    query = (call.arg("query") or "").strip()  # v3 projects.search's `id:P`, `displayName:N`, `state:S` terms
+    if query:
+        rows = [r for r in rows if _matches_simple_filter(r, query)]
     items, token = call.page([projects.project_v3_json(r) for r in rows])
     return {"projects": items, **({"nextPageToken": token} if token else {})}
 
@@ -108,7 +115,8 @@ def search_projects_v3(call: Call) -> dict[str, Any]:
 def _matches_simple_filter(row: Project, flt: str) -> bool:
     """The `field:value` / `field=value` terms gcloud sends for `projects list --filter`."""
     fields = {"id": row.project_id, "projectid": row.project_id, "name": row.display_name,
-              "lifecyclestate": row.lifecycle_state, "projectnumber": row.project_number}
+              "displayname": row.display_name, "lifecyclestate": row.lifecycle_state, "state": row.lifecycle_state,
+              "projectnumber": row.project_number}
     for term in flt.replace(" AND ", " ").split():
         for sep in (":", "="):
             if sep in term:

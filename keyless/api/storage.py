@@ -225,7 +225,7 @@ def routes(state: ServerState) -> list[Route]:
         Route(b + "/iam/testPermissions", storage_endpoint(state, test_bucket_iam), methods=["GET"]),
         Route(b + "/o", storage_endpoint(state, list_objects), methods=["GET"]),
         Route(b + "/o", storage_endpoint(state, storage_media.upload, json_body=False), methods=["POST"]),
-        Route(b + "/o/{object:path}", storage_endpoint(state, get_object), methods=["GET"]),
+        Route(b + "/o/{object:path}", storage_endpoint(state, get_object, media=True), methods=["GET"]),
         Route(b + "/o/{object:path}", storage_endpoint(state, delete_object), methods=["DELETE"]),
     ]
 
@@ -242,7 +242,7 @@ def upload_routes(state: ServerState, prefix: str = "") -> list[Route]:
 
 def download_routes(state: ServerState) -> list[Route]:
     """Mounted at /download: /download/storage/v1/b/B/o/O?alt=media."""
-    return [Route("/storage/v1/b/{bucket}/o/{object:path}", storage_endpoint(state, storage_media.download),
+    return [Route("/storage/v1/b/{bucket}/o/{object:path}", storage_endpoint(state, storage_media.download, media=True),
                   methods=["GET"])]
 
 

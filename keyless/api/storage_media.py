@@ -19,7 +19,6 @@ from urllib.parse import quote
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
-from keyless.api.errors import json_response
 from keyless.api.storage_wire import (
     MAX_OBJECT_BYTES,
     StorageCall,
@@ -258,7 +257,7 @@ async def _start_resumable(call: StorageCall) -> Response:
     return Response(status_code=200, headers={"Location": location, "X-GUploader-UploadID": session_id})
 
 
-async def upload_chunk(call: StorageCall) -> Response:
+async def upload_chunk(call: StorageCall) -> Response | dict[str, Any]:
     """PUT <session URI> with `Content-Range: bytes A-B/TOTAL` (or `bytes */TOTAL` to ask)."""
     session_id = call.arg("upload_id") or ""
     uploads = call.storage.uploads
@@ -285,7 +284,7 @@ async def upload_chunk(call: StorageCall) -> Response:
             body = await run_in_threadpool(_finish, call, session_id, session)
         finally:
             _session_locks.pop(session_id, None)
-        return json_response(body)
+        return body  # rendered by the endpoint, with the request's system parameters
 
 
 def _finish(call: StorageCall, session_id: str, session: UploadSession) -> dict[str, Any]:

@@ -21,8 +21,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from keyless.api.errors import json_response
+from keyless.api import system_parameters
 from keyless.api.http import Call, read_json, unexpected_failure
+from keyless.api.system_parameters import SystemParameters
 from keyless.audit import log as audit
 from keyless.audit.data_access import ADMIN_READ, DATA_READ, DATA_WRITE, data_access_enabled
 from keyless.audit.log import DATA_ACCESS, AuditRecord
@@ -169,8 +170,8 @@ def denied(principal: Principal, permission: str, kind: str) -> KeylessError:
                             f"Permission '{permission}' denied on resource (or it may not exist).")
 
 
-def storage_error(error: KeylessError) -> Response:
-    """Cloud Storage's error body."""
+def storage_error(error: KeylessError, params: SystemParameters = system_parameters.DEFAULT) -> Response:
+    """Cloud Storage's error body (indented by one, as Cloud Storage pretty-prints)."""
     item: dict[str, Any] = {"message": error.message, "domain": "global",
                             "reason": REASONS.get(error.http_status, "backendError")}
     headers = None
@@ -178,22 +179,26 @@ def storage_error(error: KeylessError) -> Response:
         item.update(locationType="header", location="Authorization")
         headers = {"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'}
     body = {"error": {"code": error.http_status, "message": error.message, "errors": [item]}}
-    return json_response(body, error.http_status, headers)
+    return params.render(body, error.http_status, headers, indent=1)
 
 
 StorageHandler = Callable[[StorageCall], Any] | Callable[[StorageCall], Awaitable[Any]]
 
 
 def storage_endpoint(state: ServerState, handler: StorageHandler, *, method: str = "",
-                     json_body: bool = True) -> Callable[[Request], Awaitable[Response]]:
+                     json_body: bool = True, media: bool = False) -> Callable[[Request], Awaitable[Response]]:
     """Like keyless.api.http.endpoint, for storage: optional authentication, the request kept
-    for media handlers (which are async and stream), storage's error shape."""
+    for media handlers (which are async and stream), storage's error shape. `media`: the method
+    answers `alt=media`. Handlers see the whole query (`alt`, `uploadType`, `userProject` are
+    theirs too)."""
     is_async = inspect.iscoroutinefunction(handler)
 
     async def run(request: Request) -> Response:
         call: StorageCall | None = None
+        params = system_parameters.DEFAULT
         try:
-            authorization = request.headers.get("authorization")
+            params = system_parameters.read(request.query_params, request.headers, SERVICE, media=media)
+            authorization = params.authorization(request.headers.get("authorization"))
             token = state.authenticate(authorization, SERVICE) if authorization else None
             body = await read_json(request, state.settings.max_body_bytes) \
                 if json_body and request.method in ("POST", "PUT", "PATCH") else {}
@@ -205,6 +210,9 @@ def storage_endpoint(state: ServerState, handler: StorageHandler, *, method: str
                                record=record, caller_ip=request.client.host if request.client else "",
                                user_agent=request.headers.get("user-agent", ""), request=request,
                                base_url=f"{request.url.scheme}://{request.url.netloc}")
+            if params.user_project is not None:
+                await run_in_threadpool(system_parameters.check_user_project, state, call.principal,
+                                        params.user_project, SERVICE)
             if is_async:
                 result = await handler(call)
             else:
@@ -212,13 +220,15 @@ def storage_endpoint(state: ServerState, handler: StorageHandler, *, method: str
         except KeylessError as error:
             if call is not None and call.record is not None and call.token is not None and not call.audited:
                 await run_in_threadpool(_audit_failure, state, call, error)
-            return storage_error(error)
+            return storage_error(error, params)
         except Exception as exc:  # a bug, or the database away: Google's shape, the traceback in our log
             failure = unexpected_failure(request, exc, logger)
-            return storage_error(failure)
+            return storage_error(failure, params)
         if isinstance(result, Response):
             return result
-        return json_response(result if result is not None else {})
+        if result is None:  # deletes: 204 and no body, as Cloud Storage answers them (issue #19)
+            return Response(status_code=204)
+        return params.render(result, indent=1)
 
     return run
 

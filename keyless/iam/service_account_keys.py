@@ -74,8 +74,11 @@ def create(s: Session, sa: ServiceAccount, body: dict[str, Any], token_base_url:
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     key_id = secrets.token_hex(20)
     now = datetime.now(UTC)
+    # every column the answer shows is set here: the model's defaults apply only at the INSERT, after
+    # key_json rendered the new key (it answered keyAlgorithm/keyOrigin/keyType null; issue #19)
     row = ServiceAccountKey(key_id=key_id, sa_unique_id=sa.unique_id,
-                            public_key_pem=_certificate(private, sa, key_id).decode(),
+                            public_key_pem=_certificate(private, sa, key_id).decode(), key_algorithm="KEY_ALG_RSA_2048",
+                            key_origin="GOOGLE_PROVIDED", key_type="USER_MANAGED",
                             valid_after=now, valid_before=NEVER, disabled=False, deleted=False)
     s.add(row)
     pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -128,6 +131,7 @@ def system_key(s: Session, sa: ServiceAccount) -> tuple[ServiceAccountKey, rsa.R
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     key_id = secrets.token_hex(20)
     row = ServiceAccountKey(key_id=key_id, sa_unique_id=sa.unique_id, key_type="SYSTEM_MANAGED",
+                            key_algorithm="KEY_ALG_RSA_2048", key_origin="GOOGLE_PROVIDED",
                             public_key_pem=_certificate(private, sa, key_id).decode(), valid_after=now,
                             valid_before=now + SYSTEM_KEY_ROTATION * 2, disabled=False, deleted=False,
                             private_key_pem=private.private_bytes(serialization.Encoding.PEM,

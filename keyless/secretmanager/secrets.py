@@ -26,8 +26,11 @@ from keyless.store.models import Project, SmSecret, SmSecretVersion
 
 # Secret fields Keyless keeps as given (validated for shape) and echoes back.
 ECHOED = ("annotations", "topics", "rotation", "expireTime", "versionAliases", "versionDestroyTtl",
-          "customerManagedEncryption", "tags")
-SECRET_FIELDS = {"name", "replication", "createTime", "labels", "etag", "ttl", *ECHOED}
+          "customerManagedEncryption", "tags", "secretType")
+# policyMember is output only: ignored on input, as Google does (issue #19)
+SECRET_FIELDS = {"name", "replication", "createTime", "labels", "etag", "ttl", "policyMember", "secretType", *ECHOED}
+SECRET_TYPES = {"SECRET_TYPE_UNSPECIFIED", "CLOUD_SQL_DB_CREDENTIALS", "ACCESS_KEY", "CERTIFICATE",
+                "OTHER_DB_CREDENTIALS", "OTHER"}
 MUTABLE = {"labels", "annotations", "topics", "rotation", "expireTime", "ttl", "versionAliases",
            "versionDestroyTtl", "customerManagedEncryption"}
 SNAKE = {"create_time": "createTime", "expire_time": "expireTime", "version_aliases": "versionAliases",
@@ -165,6 +168,13 @@ def _annotation_key_ok(k: str) -> bool:
 
 def _validate_echoed(body: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    secret_type = body.get("secretType")
+    if secret_type is not None:
+        if secret_type not in SECRET_TYPES:
+            raise InvalidArgument(f"Invalid value at 'secret.secret_type' (type.googleapis.com/"
+                                  f"google.cloud.secretmanager.v1.Secret.SecretType), {str(secret_type)[:80]!r}")
+        if secret_type != "SECRET_TYPE_UNSPECIFIED":
+            out["secretType"] = secret_type
     annotations = body.get("annotations")
     if annotations is not None:
         if not isinstance(annotations, dict) or not all(isinstance(v, str) for v in annotations.values()):

@@ -39,9 +39,11 @@ STORAGE_CLASSES = {"STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE", "MULTI_REGIONA
 # Fields of a Bucket resource Keyless accepts on insert and echoes back as given.
 ECHOED = {"versioning", "lifecycle", "cors", "website", "logging", "retentionPolicy", "defaultEventBasedHold",
           "encryption", "billing", "autoclass", "rpo", "softDeletePolicy", "hierarchicalNamespace",
-          "customPlacementConfig", "objectRetention", "iamConfiguration"}
+          "customPlacementConfig", "objectRetention", "iamConfiguration", "ipFilter"}
+# The rest of the Bucket resource's fields are output only: ignored on insert, as Google does (issue #19).
 ACCEPTED = ECHOED | {"name", "location", "storageClass", "labels", "kind", "id", "projectNumber", "acl",
-                     "defaultObjectAcl", "locationType", "etag", "metageneration"}
+                     "defaultObjectAcl", "locationType", "etag", "metageneration", "generation", "hardDeleteTime",
+                     "owner", "satisfiesPZI", "satisfiesPZS", "selfLink", "softDeleteTime", "timeCreated", "updated"}
 
 
 class ConflictError(AlreadyExists):

@@ -32,8 +32,15 @@ MAX_CUSTOM_METADATA_BYTES = 8 * 1024  # Google's limit on the custom metadata of
 # Object resource fields a client may set (the rest are computed).
 WRITABLE = {"contentType", "contentEncoding", "contentDisposition", "contentLanguage", "cacheControl",
             "metadata", "customTime", "storageClass", "temporaryHold", "eventBasedHold"}
-ACCEPTED = WRITABLE | {"name", "bucket", "md5Hash", "crc32c", "kind", "acl", "size", "id", "generation",
-                       "metageneration", "etag", "timeCreated", "updated", "selfLink", "mediaLink"}
+# Fields of the Object resource for features Keyless lacks: known, and refused by name when set.
+UNIMPLEMENTED = {"retention": "object retention", "contexts": "object contexts",
+                 "kmsKeyName": "customer-managed encryption keys"}
+# The rest are output only: ignored on input, as Google does (issue #19).
+ACCEPTED = WRITABLE | UNIMPLEMENTED.keys() | {
+    "name", "bucket", "md5Hash", "crc32c", "kind", "acl", "size", "id", "generation", "metageneration", "etag",
+    "timeCreated", "updated", "selfLink", "mediaLink", "componentCount", "customerEncryption", "hardDeleteTime",
+    "owner", "restoreToken", "retentionExpirationTime", "softDeleteTime", "timeDeleted", "timeFinalized",
+    "timeStorageClassUpdated"}
 
 
 OBJECT_TYPE = "storage.googleapis.com/Object"
@@ -92,6 +99,10 @@ def validate_metadata(body: dict[str, Any]) -> dict[str, Any]:
     unknown = set(body) - ACCEPTED
     if unknown:
         raise InvalidArgument(f"Invalid argument: unknown field '{sorted(unknown)[0][:64]}'.")
+    for name, feature in UNIMPLEMENTED.items():
+        if body.get(name) not in (None, "", {}, []):
+            raise InvalidArgument(f"Invalid argument: field '{name}' is not supported: Keyless does not implement "
+                                  f"{feature}.")
     out: dict[str, Any] = {}
     for key in WRITABLE - {"metadata", "temporaryHold", "eventBasedHold"}:
         value = body.get(key)

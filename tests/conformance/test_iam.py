@@ -1,0 +1,195 @@
+"""IAM (iam.googleapis.com v1) through Google's discovery-based client: every served method
+called in a realistic order, each answer checked against its response schema (issue #19)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.conformance import harness
+from tests.conformance.harness import Flow, Step
+from tests.conftest import KeylessServer
+
+DOC = "iam.v1"
+PROJECT = "conformance-iam"
+P = f"projects/{PROJECT}"
+SA_EMAIL = f"conformance-sa@{PROJECT}.iam.gserviceaccount.com"
+SA = f"{P}/serviceAccounts/{SA_EMAIL}"
+POOLS = f"{P}/locations/global/workloadIdentityPools"
+POOL = f"{POOLS}/conformance-pool"
+PROVIDER = f"{POOL}/providers/conformance-oidc"
+ROLE = f"{P}/roles/conformanceRole"
+
+
+def key_name(ctx: dict[str, Any]) -> str:
+    return str(ctx["key"]["name"])
+
+
+def op_name(ctx: dict[str, Any], save: str) -> str:
+    return str(ctx[save]["name"])
+
+
+def done(ctx: dict[str, Any], answer: dict[str, Any]) -> None:
+    assert answer.get("done") is True and "response" in answer, answer
+
+
+FLOW = Flow(DOC, [
+    # Service accounts
+    Step("iam.projects.serviceAccounts.create", lambda c: {"name": P, "body": {
+        "accountId": "conformance-sa",
+        "serviceAccount": {"displayName": "Conformance", "description": "made by the discovery client",
+                           "email": "ignored@example.com", "uniqueId": "1", "disabled": True}}},
+         save="sa", present=["name", "projectId", "uniqueId", "email", "oauth2ClientId", "etag"],
+         check=lambda c, a: (a["email"] == SA_EMAIL and a.get("disabled") is not True) or pytest.fail(str(a))),
+    Step("iam.projects.serviceAccounts.get", lambda c: {"name": SA}, present=["name", "email", "uniqueId"]),
+    Step("iam.projects.serviceAccounts.get", lambda c: {"name": f"{P}/serviceAccounts/nobody@{PROJECT}.iam.gserviceaccount.com"},
+         error=404),
+    Step("iam.projects.serviceAccounts.list", lambda c: {"name": P, "pageSize": 10},
+         check=lambda c, a: SA_EMAIL in [x["email"] for x in a["accounts"]] or pytest.fail(str(a))),
+    Step("iam.projects.serviceAccounts.patch", lambda c: {"name": SA, "body": {
+        "serviceAccount": {"description": "patched", "email": SA_EMAIL}, "updateMask": "description"}},
+         save="sa_patched", check=lambda c, a: a["description"] == "patched" or pytest.fail(str(a))),
+    Step("iam.projects.serviceAccounts.update", lambda c: {"name": SA, "body": {
+        "displayName": "Conformance 2", "description": "updated", "etag": c["sa_patched"]["etag"], "email": SA_EMAIL,
+        "projectId": PROJECT, "uniqueId": c["sa"]["uniqueId"], "oauth2ClientId": c["sa"]["oauth2ClientId"],
+        "name": SA}},
+         check=lambda c, a: a["displayName"] == "Conformance 2" or pytest.fail(str(a))),
+    Step("iam.projects.serviceAccounts.getIamPolicy", lambda c: {"resource": SA, "options_requestedPolicyVersion": 3},
+         save="sa_policy"),
+    Step("iam.projects.serviceAccounts.setIamPolicy", lambda c: {"resource": SA, "body": {
+        "policy": {"bindings": [{"role": "roles/iam.serviceAccountTokenCreator",
+                                 "members": ["user:someone@example.com"]}], "etag": c["sa_policy"].get("etag")},
+        "updateMask": "bindings,etag"}}, present=["etag"]),
+    Step("iam.projects.serviceAccounts.testIamPermissions", lambda c: {"resource": SA, "body": {
+        "permissions": ["iam.serviceAccounts.get", "iam.serviceAccounts.actAs"]}},
+         check=lambda c, a: len(a["permissions"]) == 2 or pytest.fail(str(a))),
+    Step("iam.projects.serviceAccounts.keys.create", lambda c: {"name": SA, "body": {
+        "privateKeyType": "TYPE_GOOGLE_CREDENTIALS_FILE", "keyAlgorithm": "KEY_ALG_RSA_2048"}},
+         save="key", present=["name", "privateKeyData", "privateKeyType", "keyAlgorithm", "validAfterTime"]),
+    Step("iam.projects.serviceAccounts.keys.get", lambda c: {"name": key_name(c), "publicKeyType": "TYPE_X509_PEM_FILE"},
+         present=["name", "keyAlgorithm", "keyType"]),
+    Step("iam.projects.serviceAccounts.keys.list", lambda c: {"name": SA, "keyTypes": "USER_MANAGED"},
+         check=lambda c, a: key_name(c) in [k["name"] for k in a["keys"]] or pytest.fail(str(a))),
+    Step("iam.projects.serviceAccounts.keys.disable", lambda c: {"name": key_name(c), "body": {}}),
+    Step("iam.projects.serviceAccounts.keys.enable", lambda c: {"name": key_name(c), "body": {}}),
+    Step("iam.projects.serviceAccounts.keys.delete", lambda c: {"name": key_name(c)}),
+    Step("iam.projects.serviceAccounts.disable", lambda c: {"name": SA, "body": {}}),
+    Step("iam.projects.serviceAccounts.enable", lambda c: {"name": SA, "body": {}}),
+    Step("iam.projects.serviceAccounts.delete", lambda c: {"name": SA}),
+    Step("iam.projects.serviceAccounts.undelete", lambda c: {
+        "name": f"projects/-/serviceAccounts/{c['sa']['uniqueId']}", "body": {}},
+         check=lambda c, a: a["restoredAccount"]["email"] == SA_EMAIL or pytest.fail(str(a))),
+    # Roles
+    Step("iam.roles.list", lambda c: {"pageSize": 5, "view": "BASIC"},
+         check=lambda c, a: len(a["roles"]) == 5 and "nextPageToken" in a or pytest.fail(str(a))),
+    Step("iam.roles.get", lambda c: {"name": "roles/iam.workloadIdentityUser"},
+         present=["name", "title", "includedPermissions", "etag", "stage"]),
+    Step("iam.permissions.queryTestablePermissions", lambda c: {"body": {
+        "fullResourceName": f"//cloudresourcemanager.googleapis.com/{P}", "pageSize": 5}},
+         check=lambda c, a: len(a["permissions"]) == 5 or pytest.fail(str(a))),
+    Step("iam.projects.roles.create", lambda c: {"parent": P, "body": {
+        "roleId": "conformanceRole", "role": {"title": "Conformance", "description": "a custom role",
+                                              "includedPermissions": ["iam.serviceAccounts.get"], "stage": "GA"}}},
+         save="role", present=["name", "title", "includedPermissions", "etag", "stage"]),
+    Step("iam.projects.roles.get", lambda c: {"name": ROLE}, present=["name", "etag"]),
+    Step("iam.projects.roles.list", lambda c: {"parent": P, "view": "FULL", "showDeleted": True},
+         check=lambda c, a: ROLE in [r["name"] for r in a["roles"]] or pytest.fail(str(a))),
+    Step("iam.projects.roles.patch", lambda c: {"name": ROLE, "updateMask": "description", "body": {
+        "description": "patched", "etag": c["role"]["etag"]}},
+         check=lambda c, a: a["description"] == "patched" or pytest.fail(str(a))),
+    Step("iam.projects.roles.delete", lambda c: {"name": ROLE}, save="deleted_role",
+         check=lambda c, a: a.get("deleted") is True or pytest.fail(str(a))),
+    Step("iam.projects.roles.undelete", lambda c: {"name": ROLE, "body": {"etag": c["deleted_role"]["etag"]}},
+         check=lambda c, a: not a.get("deleted") or pytest.fail(str(a))),
+    # Workload Identity Federation
+    Step("iam.projects.locations.workloadIdentityPools.create", lambda c: {
+        "parent": f"{P}/locations/global", "workloadIdentityPoolId": "conformance-pool", "body": {
+            "displayName": "Conformance pool", "description": "pool", "disabled": False,
+            "state": "DELETED", "name": "ignored", "expireTime": "2000-01-01T00:00:00Z"}},
+         save="pool_op", check=done),
+    Step("iam.projects.locations.workloadIdentityPools.operations.get", lambda c: {"name": op_name(c, "pool_op")},
+         check=done),
+    Step("iam.projects.locations.workloadIdentityPools.get", lambda c: {"name": POOL},
+         present=["name", "state", "displayName"],  # the output-only state given on create was ignored
+         check=lambda c, a: a["state"] == "ACTIVE" or pytest.fail(str(a))),
+    Step("iam.projects.locations.workloadIdentityPools.list", lambda c: {"parent": f"{P}/locations/global",
+                                                                        "pageSize": 10, "showDeleted": True},
+         check=lambda c, a: POOL in [p["name"].replace(c["pool_prefix"], P) for p in a["workloadIdentityPools"]]
+         or pytest.fail(str(a))),
+    Step("iam.projects.locations.workloadIdentityPools.patch", lambda c: {
+        "name": POOL, "updateMask": "description", "body": {"description": "patched"}}, check=done),
+    Step("iam.projects.locations.workloadIdentityPools.providers.create", lambda c: {
+        "parent": POOL, "workloadIdentityPoolProviderId": "conformance-oidc", "body": {
+            "displayName": "OIDC", "description": "GitHub Actions", "disabled": False,
+            "attributeMapping": {"google.subject": "assertion.sub", "attribute.repository": "assertion.repository"},
+            "attributeCondition": "assertion.repository_owner == 'my-org'",
+            "oidc": {"issuerUri": "https://token.actions.githubusercontent.com",
+                     "allowedAudiences": ["https://iam.googleapis.com/" + POOL]},
+            "state": "ACTIVE", "name": "ignored"}},
+         save="provider_op", check=done),
+    Step("iam.projects.locations.workloadIdentityPools.providers.operations.get",
+         lambda c: {"name": op_name(c, "provider_op")}, check=done),
+    Step("iam.projects.locations.workloadIdentityPools.providers.get", lambda c: {"name": PROVIDER},
+         present=["name", "state", "attributeMapping", "oidc.issuerUri"]),
+    Step("iam.projects.locations.workloadIdentityPools.providers.list", lambda c: {"parent": POOL, "pageSize": 5},
+         check=lambda c, a: len(a["workloadIdentityPoolProviders"]) == 1 or pytest.fail(str(a))),
+    Step("iam.projects.locations.workloadIdentityPools.providers.patch", lambda c: {
+        "name": PROVIDER, "updateMask": "displayName,oidc.allowedAudiences",
+        "body": {"displayName": "OIDC 2", "oidc": {"allowedAudiences": ["aud-1", "aud-2"]}}}, check=done),
+    Step("iam.projects.locations.workloadIdentityPools.providers.delete", lambda c: {"name": PROVIDER}, check=done),
+    Step("iam.projects.locations.workloadIdentityPools.providers.undelete", lambda c: {"name": PROVIDER, "body": {}},
+         check=done),
+    Step("iam.projects.locations.workloadIdentityPools.delete", lambda c: {"name": POOL}, check=done),
+    Step("iam.projects.locations.workloadIdentityPools.undelete", lambda c: {"name": POOL, "body": {}}, check=done),
+])
+
+
+@pytest.fixture(scope="module")
+def ctx(module_server: KeylessServer) -> dict[str, Any]:
+    r = module_server.call("POST", "/cloudresourcemanager/v1/projects", body={"projectId": PROJECT})
+    assert r.status_code == 200, r.text
+    number = r.json()["response"]["projectNumber"]
+    return {"pool_prefix": f"projects/{number}"}
+
+
+def test_every_served_method_has_a_step() -> None:
+    assert not FLOW.unflowed(harness.served_methods(DOC))
+
+
+@pytest.fixture(scope="module")
+def flowed(client: Callable[[str], Any], ctx: dict[str, Any]) -> dict[str, Any]:
+    return harness.run(client(DOC), FLOW, ctx)
+
+
+def test_flow(flowed: dict[str, Any]) -> None:
+    assert flowed["called"] == [s.method for s in FLOW.steps]
+
+
+@pytest.mark.parametrize("method_id", harness.body_methods(FLOW))
+def test_every_defined_request_field_is_known(client: Callable[[str], Any], flowed: dict[str, Any],
+                                              method_id: str) -> None:
+    harness.probe_fields(client(DOC), FLOW, method_id, flowed,
+                         {"workloadIdentityPoolId": "fields-probe", "workloadIdentityPoolProviderId": "fields-probe"})
+
+
+def test_defined_fields_of_features_keyless_lacks_are_refused_by_name(client: Callable[[str], Any],
+                                                                      ctx: dict[str, Any]) -> None:
+    from googleapiclient.errors import HttpError
+
+    request = client(DOC).projects().locations().workloadIdentityPools().providers().create(
+        parent=POOL, workloadIdentityPoolProviderId="saml-provider",
+        body={"saml": {"idpMetadataXml": "<xml/>"}, "attributeMapping": {"google.subject": "assertion.sub"}})
+    with pytest.raises(HttpError) as refused:
+        request.execute()
+    assert refused.value.resp.status == 400
+    assert "does not implement SAML providers" in refused.value.content.decode()
+
+
+def test_system_parameters_through_the_client(client: Callable[[str], Any], flowed: dict[str, Any]) -> None:
+    """The discovery client's own `fields` and `prettyPrint` arguments (every method has them)."""
+    accounts = client(DOC).projects().serviceAccounts()
+    answer = accounts.list(name=P, fields="accounts(email,uniqueId)", prettyPrint=False).execute()
+    assert answer["accounts"] and all(set(a) == {"email", "uniqueId"} for a in answer["accounts"])
+    assert accounts.get(name=SA, fields="email").execute() == {"email": SA_EMAIL}

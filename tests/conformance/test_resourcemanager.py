@@ -1,0 +1,119 @@
+"""Cloud Resource Manager (v1 and v3) and Service Usage through Google's discovery-based client:
+every served method called in a realistic order, each answer checked against its response schema
+(issue #19)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.conformance import harness
+from tests.conformance.harness import Flow, Step
+
+V1, V3, SU = "cloudresourcemanager.v1", "cloudresourcemanager.v3", "serviceusage.v1"
+PROJECT = "conformance-crm"
+V3_PROJECT = "conformance-crm-v3"
+CONSTRAINT = "constraints/iam.disableServiceAccountKeyCreation"
+
+
+def done(ctx: dict[str, Any], answer: dict[str, Any]) -> None:
+    assert answer.get("done") is True, answer
+
+
+def has(field: str, value: Any) -> Callable[[dict[str, Any], Any], None]:
+    def check(ctx: dict[str, Any], answer: Any) -> None:
+        assert answer.get(field) == value, answer
+    return check
+
+
+FLOWS = [
+    Flow(V1, [
+        Step("cloudresourcemanager.projects.create", lambda c: {"body": {
+            "projectId": PROJECT, "name": "Conformance", "labels": {"team": "conformance"},
+            "projectNumber": "1", "lifecycleState": "DELETE_REQUESTED", "createTime": "2000-01-01T00:00:00Z"}},
+             save="op", check=done),
+        Step("cloudresourcemanager.operations.get", lambda c: {"name": c["op"]["name"]}, check=done),
+        Step("cloudresourcemanager.projects.get", lambda c: {"projectId": PROJECT},
+             present=["projectNumber", "projectId", "lifecycleState", "name", "createTime"],
+             check=has("lifecycleState", "ACTIVE")),
+        Step("cloudresourcemanager.projects.list", lambda c: {"filter": f"id:{PROJECT}", "pageSize": 10},
+             check=lambda c, a: [p["projectId"] for p in a["projects"]] == [PROJECT] or pytest.fail(str(a))),
+        Step("cloudresourcemanager.projects.getAncestry", lambda c: {"projectId": PROJECT, "body": {}},
+             check=lambda c, a: a["ancestor"][0]["resourceId"] == {"type": "project", "id": PROJECT}
+             or pytest.fail(str(a))),
+        Step("cloudresourcemanager.projects.getIamPolicy", lambda c: {"resource": PROJECT, "body": {
+            "options": {"requestedPolicyVersion": 3}}}, save="policy", present=["etag", "version"]),
+        Step("cloudresourcemanager.projects.setIamPolicy", lambda c: {"resource": PROJECT, "body": {
+            "policy": {**c["policy"], "bindings": [*c["policy"].get("bindings", []), {
+                "role": "roles/viewer", "members": ["user:viewer@example.com"],
+                "condition": {"title": "until 2030", "expression": "request.time < timestamp('2030-01-01T00:00:00Z')"}}],
+                "version": 3}, "updateMask": "bindings,etag,version"}}, present=["etag", "bindings"]),
+        Step("cloudresourcemanager.projects.testIamPermissions", lambda c: {"resource": PROJECT, "body": {
+            "permissions": ["resourcemanager.projects.get", "iam.serviceAccounts.create"]}},
+             check=lambda c, a: len(a["permissions"]) == 2 or pytest.fail(str(a))),
+        Step("cloudresourcemanager.projects.setOrgPolicy", lambda c: {"resource": f"projects/{PROJECT}", "body": {
+            "policy": {"constraint": CONSTRAINT, "booleanPolicy": {"enforced": True}}}},
+             save="org_policy", present=["constraint", "etag"]),
+        Step("cloudresourcemanager.projects.getOrgPolicy", lambda c: {"resource": f"projects/{PROJECT}", "body": {
+            "constraint": CONSTRAINT}}, check=lambda c, a: a["booleanPolicy"]["enforced"] is True
+             or pytest.fail(str(a))),
+        Step("cloudresourcemanager.projects.getEffectiveOrgPolicy", lambda c: {"resource": f"projects/{PROJECT}",
+                                                                              "body": {"constraint": CONSTRAINT}},
+             present=["constraint"]),
+        Step("cloudresourcemanager.projects.clearOrgPolicy", lambda c: {"resource": f"projects/{PROJECT}", "body": {
+            "constraint": CONSTRAINT, "etag": c["org_policy"]["etag"]}}),
+        Step("cloudresourcemanager.projects.delete", lambda c: {"projectId": PROJECT}),
+        Step("cloudresourcemanager.projects.undelete", lambda c: {"projectId": PROJECT, "body": {}}),
+        Step("cloudresourcemanager.projects.create", lambda c: {"body": {"projectId": PROJECT}}, error=409),
+    ]),
+    Flow(V3, [
+        Step("cloudresourcemanager.projects.create", lambda c: {"body": {
+            "projectId": V3_PROJECT, "displayName": "Conformance v3", "labels": {"team": "conformance"},
+            "name": "projects/1", "state": "DELETE_REQUESTED", "etag": "x"}}, save="op", check=done),
+        Step("cloudresourcemanager.operations.get", lambda c: {"name": c["op"]["name"]}, check=done),
+        Step("cloudresourcemanager.projects.get", lambda c: {"name": f"projects/{V3_PROJECT}"},
+             present=["name", "projectId", "state", "displayName", "createTime", "etag"], check=has("state", "ACTIVE")),
+        Step("cloudresourcemanager.projects.list", lambda c: {"parent": "organizations/0", "showDeleted": False}),
+        Step("cloudresourcemanager.projects.search", lambda c: {"query": f"id:{V3_PROJECT}", "pageSize": 5},
+             check=lambda c, a: [p["projectId"] for p in a["projects"]] == [V3_PROJECT] or pytest.fail(str(a))),
+        Step("cloudresourcemanager.projects.getIamPolicy", lambda c: {"resource": f"projects/{V3_PROJECT}",
+                                                                      "body": {"options": {"requestedPolicyVersion": 1}}},
+             save="policy", present=["etag"]),
+        Step("cloudresourcemanager.projects.setIamPolicy", lambda c: {"resource": f"projects/{V3_PROJECT}", "body": {
+            "policy": {**c["policy"], "bindings": [*c["policy"].get("bindings", []), {
+                "role": "roles/viewer", "members": ["user:viewer@example.com"]}]}}}, present=["etag"]),
+        Step("cloudresourcemanager.projects.testIamPermissions", lambda c: {"resource": f"projects/{V3_PROJECT}",
+                                                                           "body": {"permissions": [
+                                                                               "resourcemanager.projects.get"]}},
+             check=lambda c, a: a["permissions"] == ["resourcemanager.projects.get"] or pytest.fail(str(a))),
+    ]),
+    Flow(SU, [
+        Step("serviceusage.services.enable", lambda c: {"name": f"projects/{PROJECT}/services/iam.googleapis.com",
+                                                        "body": {}}, save="op", check=done),
+        Step("serviceusage.operations.get", lambda c: {"name": c["op"]["name"]}, check=done),
+    ]),
+]
+
+
+@pytest.fixture(scope="module")
+def flowed(client: Callable[[str], Any]) -> dict[str, dict[str, Any]]:
+    return {flow.document: harness.run(client(flow.document), flow, {}) for flow in FLOWS}
+
+
+@pytest.mark.parametrize("flow", FLOWS, ids=lambda f: f.document)
+def test_every_served_method_has_a_step(flow: Flow) -> None:
+    assert not flow.unflowed(harness.served_methods(flow.document))
+
+
+@pytest.mark.parametrize("flow", FLOWS, ids=lambda f: f.document)
+def test_flow(flowed: dict[str, dict[str, Any]], flow: Flow) -> None:
+    assert flowed[flow.document]["called"] == [s.method for s in flow.steps]
+
+
+@pytest.mark.parametrize("flow, method_id", [(f, m) for f in FLOWS for m in harness.body_methods(f)],
+                         ids=lambda v: v if isinstance(v, str) else "")
+def test_every_defined_request_field_is_known(client: Callable[[str], Any], flowed: dict[str, dict[str, Any]],
+                                              flow: Flow, method_id: str) -> None:
+    harness.probe_fields(client(flow.document), flow, method_id, flowed[flow.document])
