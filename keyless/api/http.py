@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from keyless.api import scopes
 from keyless.api.errors import google_error, json_response, unexpected
 from keyless.audit import log as audit
 from keyless.errors import InvalidArgument, KeylessError
@@ -182,6 +183,8 @@ def endpoint(state: ServerState, handler: Handler, *, service: str = "", method:
             body = await read_json(request, state.settings.max_body_bytes) \
                 if request.method in ("POST", "PUT", "PATCH") else {}
             token = state.authenticate(request.headers.get("authorization"), service) if authenticated else None
+            if token is not None:
+                scopes.require(token, request.scope.get(scopes.SCOPE_KEY))
             query: dict[str, list[str]] = {}
             for k, v in request.query_params.multi_items():
                 if k not in SYSTEM_PARAMETERS:

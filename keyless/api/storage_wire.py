@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from keyless.api import scopes
 from keyless.api.errors import json_response
 from keyless.api.http import Call, read_json, unexpected_failure
 from keyless.audit import log as audit
@@ -50,6 +51,9 @@ METHOD_LOG = {"storage.objects.get": DATA_READ, "storage.objects.list": DATA_REA
               "storage.objects.create": DATA_WRITE, "storage.objects.delete": DATA_WRITE,
               "storage.getIamPermissions": ADMIN_READ, "storage.buckets.get": ADMIN_READ,
               "storage.buckets.list": ADMIN_READ}
+# Cloud Storage's answer to a token without any of the method's scopes (its own words, not the
+# ACCESS_TOKEN_SCOPE_INSUFFICIENT ErrorInfo of Google's other APIs; keyless.api.scopes).
+SCOPES_NOT_AUTHORIZED = "Provided scope(s) are not authorized"
 WHAT = {"object": "the Google Cloud Storage object", "bucket": "the Google Cloud Storage bucket",
         "project": "the Google Cloud project"}
 
@@ -195,6 +199,9 @@ def storage_endpoint(state: ServerState, handler: StorageHandler, *, method: str
         try:
             authorization = request.headers.get("authorization")
             token = state.authenticate(authorization, SERVICE) if authorization else None
+            needed: scopes.MethodScopes | None = request.scope.get(scopes.SCOPE_KEY)
+            if token is not None and needed is not None and not needed.allows(token):
+                raise PermissionDenied(SCOPES_NOT_AUTHORIZED)
             body = await read_json(request, state.settings.max_body_bytes) \
                 if json_body and request.method in ("POST", "PUT", "PATCH") else {}
             query: dict[str, list[str]] = {}
