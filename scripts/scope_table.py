@@ -39,6 +39,10 @@ DOCUMENTS = ["iam.v1", "iamcredentials.v1", "cloudresourcemanager.v1", "cloudres
 # /download/storage/v1/... is objects.get's media download (googleapiclient's useMediaDownloadService);
 # Secret Manager's getIamPolicy is also served as POST (its gRPC transcoding's verb elsewhere);
 # Service Usage's `{+name}` path is `{v1Id}/{v1Id1}` in the document's flatPath.
+# Scopes Google accepts beyond what a document lists: IAM Credentials takes .../auth/iam, the scope
+# google-auth's impersonated credentials give their source (google/auth/iam.py _IAM_SCOPE), so every
+# impersonation by a scoped source (an external account, a key file) relies on it.
+EXTRA_SCOPES = {"iamcredentials.googleapis.com": ["https://www.googleapis.com/auth/iam"]}
 ALIASES = {
     "POST /secretmanager/v1/projects/{}/secrets/{}:getIamPolicy": "GET /secretmanager/v1/projects/{}/secrets/{}:getIamPolicy",
     "POST /serviceusage/v1/projects/{}/services/{}:enable": "POST /serviceusage/v1/{}/{}/services/{}:enable",
@@ -69,6 +73,8 @@ def entries(document: dict[str, Any]) -> Iterator[tuple[str, str, str, list[str]
     service_path = "/" + document.get("servicePath", "")
     for method in _methods(document):
         scopes = sorted(method.get("scopes") or [])
+        if scopes:
+            scopes = sorted({*scopes, *EXTRA_SCOPES.get(host, [])})
         verb = method["httpMethod"]
         path = service_path + (method.get("flatPath") or method["path"])
         yield route_key(verb, f"/{prefix}{path}" if prefix else path), host, method["id"], scopes

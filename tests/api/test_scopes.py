@@ -208,12 +208,16 @@ def test_key_file_with_scopes_and_impersonation_with_target_scopes(srv: KeylessS
     with pytest.raises(exceptions.Forbidden, match="Provided scope"):
         client.bucket("my-bucket").blob("k.txt").upload_from_string("nope")
 
-    source = google.oauth2.credentials.Credentials(token(srv, CLOUD_PLATFORM))
+    # impersonation re-scopes a key file's credentials to .../auth/iam (google-auth's _IAM_SCOPE),
+    # which IAM Credentials accepts although its discovery document lists cloud-platform alone
     narrowed = impersonated_credentials.Credentials(
-        source_credentials=source, target_principal=APP_SA, target_scopes=[READ_ONLY], lifetime=600,
+        source_credentials=keyed, target_principal=APP_SA, target_scopes=[READ_ONLY], lifetime=600,
         iam_endpoint_override=f"{srv.base_url}/iamcredentials/v1/projects/-/serviceAccounts/{APP_SA}"
                               ":generateAccessToken")
     narrowed.refresh(Request())
+    source = srv.call("GET", "/oauth2/v3/tokeninfo", token="",
+                      params={"access_token": narrowed._source_credentials.token}).json()
+    assert source["scope"] == AUTH + "iam"
     r = srv.call("GET", f"{SM}/secrets/api-key/versions/latest:access", token=narrowed.token)
     assert r.status_code == 403 and r.json()["error"]["message"] == "Request had insufficient authentication scopes."
     assert srv.call("GET", "/storage/v1/b/my-bucket/o/data.txt", token=narrowed.token).status_code == 200
