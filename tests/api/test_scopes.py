@@ -22,7 +22,7 @@ from keyless.app import PREFIXES
 from keyless.iam.service_accounts import find_by_email
 from keyless.state import service_account_principal
 from tests.api.helpers import server_state
-from tests.conftest import KeylessServer, fresh_database_url
+from tests.conftest import Gcloud, KeylessServer, _need_gcloud, fresh_database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "my-project"
@@ -208,6 +208,14 @@ def test_key_file_with_scopes_and_impersonation_with_target_scopes(srv: KeylessS
     with pytest.raises(exceptions.Forbidden, match="Provided scope"):
         client.bucket("my-bucket").blob("k.txt").upload_from_string("nope")
 
+    # the self-signed JWT of AIP-4111 with a `scope` claim (google-auth's always_use_jwt_access) has those scopes
+    signed = service_account.Credentials.from_service_account_info(info, scopes=[READ_ONLY], always_use_jwt_access=True)
+    signed.refresh(Request())
+    assert not signed.token.startswith("ya29.") and signed.token.count(".") == 2
+    assert srv.call("GET", "/storage/v1/b/my-bucket/o/data.txt", token=signed.token).status_code == 200
+    r = srv.call("GET", f"{SM}/secrets/api-key/versions/latest:access", token=signed.token)
+    assert r.status_code == 403 and r.json()["error"]["details"][0]["reason"] == "ACCESS_TOKEN_SCOPE_INSUFFICIENT"
+
     # impersonation re-scopes a key file's credentials to .../auth/iam (google-auth's _IAM_SCOPE),
     # which IAM Credentials accepts although its discovery document lists cloud-platform alone
     narrowed = impersonated_credentials.Credentials(
@@ -221,3 +229,19 @@ def test_key_file_with_scopes_and_impersonation_with_target_scopes(srv: KeylessS
     r = srv.call("GET", f"{SM}/secrets/api-key/versions/latest:access", token=narrowed.token)
     assert r.status_code == 403 and r.json()["error"]["message"] == "Request had insufficient authentication scopes."
     assert srv.call("GET", "/storage/v1/b/my-bucket/o/data.txt", token=narrowed.token).status_code == 200
+
+
+def test_gcloud_with_a_read_only_token(srv: KeylessServer, tmp_path: Path) -> None:
+    """The real gcloud, its bearer token from a file: storage reads work, a secret is refused with
+    Google's message."""
+    _need_gcloud()
+    g = Gcloud(srv, tmp_path / "gcloud")
+    token_file = tmp_path / "ro.token"
+    token_file.write_text(token(srv, READ_ONLY))
+    assert g.run("storage", "cat", "gs://my-bucket/data.txt", f"--access-token-file={token_file}").stdout == "hello"
+    refused = g.run("secrets", "versions", "access", "latest", "--secret=api-key", f"--access-token-file={token_file}",
+                    check=False)
+    assert refused.returncode != 0
+    assert "Request had insufficient authentication scopes." in refused.stderr
+    owner = g.run("secrets", "versions", "access", "latest", "--secret=api-key")
+    assert owner.stdout == "s3cr3t"
