@@ -11,12 +11,13 @@ import base64
 import json
 import shlex
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from keyless.gke.clusters import find_cluster
 from tests.api.helpers import server_state
-from tests.conftest import KeylessServer, fresh_database_url
+from tests.conftest import Gcloud, KeylessServer, _need_gcloud, fresh_database_url
 from tests.gke.pod_helpers import CLUSTERS, COMPUTE_SA, GSA, NUMBER, POOL, PROJECT, apply_ksa, curl, pod_run
 
 AUTH = "https://www.googleapis.com/auth/"
@@ -121,3 +122,15 @@ def test_workload_identity_makes_node_scopes_irrelevant(srv: KeylessServer) -> N
     r = srv.call("GET", SECRET, token=token)
     assert r.status_code == 200, r.text
     assert base64.b64decode(r.json()["payload"]["data"]) == b"s3cr3t"
+
+
+def test_gcloud_node_pool_scopes(srv: KeylessServer, tmp_path: Path) -> None:
+    """gcloud sends its --scopes (default gke-default) and reads them back as GKE keeps them."""
+    _need_gcloud()
+    g = Gcloud(srv, tmp_path / "gcloud")
+    where = ("--cluster=my-cluster", "--region=us-central1")
+    g.run("container", "node-pools", "create", "gcloud-pool", *where, "--num-nodes=1")
+    assert g.json("container", "node-pools", "describe", "gcloud-pool", *where)["config"]["oauthScopes"] == GKE_DEFAULT
+    g.run("container", "node-pools", "create", "full-pool", *where, "--num-nodes=1", "--scopes=cloud-platform")
+    described = g.json("container", "node-pools", "describe", "full-pool", *where)
+    assert described["config"]["oauthScopes"] == [AUTH + "cloud-platform"]
