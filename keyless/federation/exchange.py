@@ -32,8 +32,8 @@ from keyless.iam.members import member_keys_for_federated
 from keyless.iam.principal import Principal
 from keyless.store.db import Database, RevisionCache
 from keyless.store.models import Project, WorkloadIdentityPool, WorkloadIdentityPoolProvider
+from keyless.tokens.access import MAX_TOKEN_LENGTH, AccessToken, AccessTokens
 from keyless.tokens.access import PREFIX as ACCESS_PREFIX
-from keyless.tokens.access import AccessToken, AccessTokens
 from keyless.tokens.boundary import BoundaryError, parse_options
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -210,6 +210,8 @@ class TokenExchanger:
             raise OAuthError("invalid_grant", "The subject token is already downscoped.")
         now = int(time.time())
         token = self._tokens.mint(source.principal, source.scopes, source.expires_at - now, now=now, boundary=boundary)
+        if len(token.token) > MAX_TOKEN_LENGTH:  # it could not be verified: refuse it now
+            raise OAuthError("invalid_request", "The access boundary is too large.")
         return Exchange(token, None, {})
 
     def _exchange_ksa_token(self, form: dict[str, str], subject_token: str, subject_token_type: str) -> Exchange:
