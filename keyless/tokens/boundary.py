@@ -8,7 +8,9 @@ at STS (RFC 8693, `subject_token_type` access_token) with `options={"accessBound
 `availabilityCondition` over `resource.name`, `resource.type` and
 `api.getAttribute('storage.googleapis.com/objectListPrefix', '')`. A call with the downscoped token
 is allowed only if IAM allows it to the token's principal AND some rule's bucket, roles and condition
-allow it. At most 10 rules. Only Cloud Storage honours such tokens; other APIs refuse them.
+allow it. Limits from STS's discovery document: at most 10 rules, the accessBoundary at most 2048
+characters, an expression at most 2048. Only Cloud Storage honours such tokens (other APIs refuse
+them), and only predefined roles are accepted (Google also takes organizations' custom roles).
 
 The boundary travels inside the token (keyless.tokens.access) as `[[bucket, [roles], expression], ...]`;
 compiled boundaries are remembered by that claim, so a token's conditions compile once.
@@ -27,6 +29,8 @@ from keyless.cel import CelCompileError, CelError, Program, compile_expression
 from keyless.iam.predefined import get_predefined_role
 
 MAX_RULES = 10
+MAX_BOUNDARY_CHARS = 2048  # "The size of the parameter value should not exceed 2048 characters."
+MAX_EXPRESSION_CHARS = 2048
 MAX_OPTIONS_CHARS = 8 * 1024  # decoded JSON: the boundary rides in the token (access.MAX_TOKEN_LENGTH, 16 KiB)
 LIST_PREFIX = "storage.googleapis.com/objectListPrefix"
 RESOURCE = re.compile(r"^//storage\.googleapis\.com/projects/_/buckets/([a-z0-9][a-z0-9._-]{1,220}[a-z0-9])$")
@@ -103,12 +107,15 @@ def parse_options(raw: Any) -> AccessBoundary:
         raise BoundaryError("The access boundary must contain at least one access boundary rule.")
     if len(rules) > MAX_RULES:
         raise BoundaryError(f"The access boundary can contain at most {MAX_RULES} access boundary rules.")
-    return AccessBoundary(tuple(_rule(r) for r in rules))
+    parsed = AccessBoundary(tuple(_rule(r) for r in rules))
+    if len(_dumps(boundary)) > MAX_BOUNDARY_CHARS:
+        raise BoundaryError(f"The accessBoundary is too long: at most {MAX_BOUNDARY_CHARS} characters.")
+    return parsed
 
 
 def _dumps(value: Any) -> str:
     try:
-        return json.dumps(value)
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     except (ValueError, TypeError, RecursionError):
         return "x" * (MAX_OPTIONS_CHARS + 1)
 
@@ -139,6 +146,9 @@ def _rule(raw: Any) -> BoundaryRule:
             if not isinstance(condition.get(name, ""), str):
                 raise BoundaryError(f"Invalid availabilityCondition.{name}: expected a string.")
         expression = condition["expression"]
+        if len(expression) > MAX_EXPRESSION_CHARS:
+            raise BoundaryError(f"The availabilityCondition expression is too long: at most {MAX_EXPRESSION_CHARS} "
+                                "characters.")
     return _compiled(m.group(1), tuple(roles), expression)
 
 
