@@ -28,6 +28,7 @@ from keyless.api import (
     oauth2,
     resourcemanager,
     robot,
+    scopes,
     secretmanager,
     serviceusage,
     storage,
@@ -92,7 +93,9 @@ def build_app(state: ServerState, *, refresh_owner_token: bool = True) -> ASGIAp
 
     mounts += [Route("/console", console_root), Mount("/console", app=console(state))]
     for prefix, routes in PREFIXES.items():
-        mounts.append(Mount(f"/{prefix}", app=_router(routes(state))))
+        built = routes(state)
+        scopes.bind(prefix, built)  # each Google API method's OAuth scopes (keyless.api.scopes)
+        mounts.append(Mount(f"/{prefix}", app=_router(built)))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

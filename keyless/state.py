@@ -81,7 +81,8 @@ class ServerState:
         self.directory = ServiceAccountDirectory(self.db)
         self.exchanger = TokenExchanger(
             self.db, self.tokens, OidcVerifier(allow_insecure_loopback=settings.allow_insecure_issuers),
-            AwsVerifier(sts_endpoint=settings.aws_sts_endpoint))
+            AwsVerifier(sts_endpoint=settings.aws_sts_endpoint),
+            verify_access_token=lambda token: self.authenticate(f"Bearer {token}", downscoped=True))
         self._inactive = RevisionCache(self.db, self._load_inactive)
         self._jwts: SelfSignedJwts | None = None
 
@@ -135,9 +136,11 @@ class ServerState:
 
     # -- authentication ----------------------------------------------------------------------
 
-    def authenticate(self, authorization: str | None, service: str = "") -> AccessToken:
+    def authenticate(self, authorization: str | None, service: str = "", *, downscoped: bool = False) -> AccessToken:
         """Verify a `Bearer` access token, or a self-signed JWT of a service account key meant for
-        `service` (keyless.iam.self_signed); refuse tokens of disabled or deleted accounts."""
+        `service` (keyless.iam.self_signed); refuse tokens of disabled or deleted accounts, and
+        downscoped tokens (keyless.tokens.boundary) unless the caller enforces their boundary
+        (`downscoped`: Cloud Storage alone does)."""
         if not authorization:
             raise Unauthenticated(MISSING_CREDENTIALS)
         scheme, _, credential = authorization.partition(" ")
@@ -150,6 +153,8 @@ class ServerState:
             token = self.tokens.verify(credential)
         sa = token.principal.service_account_id
         if sa is not None and sa in self.inactive_service_accounts():
+            raise Unauthenticated(INVALID_CREDENTIALS)
+        if token.boundary is not None and not downscoped:
             raise Unauthenticated(INVALID_CREDENTIALS)
         return token
 

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from keyless.api import system_parameters
+from keyless.api import scopes, system_parameters
 from keyless.api.errors import error_body, error_headers, unexpected
 from keyless.audit import log as audit
 from keyless.errors import InvalidArgument, KeylessError
@@ -183,6 +183,8 @@ def endpoint(state: ServerState, handler: Handler, *, service: str = "", method:
                 if request.method in ("POST", "PUT", "PATCH") else {}
             token = state.authenticate(params.authorization(request.headers.get("authorization")), service) \
                 if authenticated else None
+            if token is not None:
+                scopes.require(token, request.scope.get(scopes.SCOPE_KEY))
             record = audit.AuditRecord(service=service, method=method) if audited and method else None
             call = Call(state=state, token=token, params=dict(request.path_params),
                         query=system_parameters.method_query(request.query_params), body=body,

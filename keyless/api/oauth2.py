@@ -40,7 +40,7 @@ def routes(state: ServerState) -> list[Route]:
         if not token:
             return oauth_error("invalid_request", "Missing access_token parameter")
         try:
-            verified = await run_in_threadpool(state.authenticate, f"Bearer {token}")
+            verified = await run_in_threadpool(lambda: state.authenticate(f"Bearer {token}", downscoped=True))
         except KeylessError:
             return oauth_error("invalid_token", "Invalid Value")
         p = verified.principal

@@ -148,8 +148,7 @@ def test_bucket_iam(call: StorageCall) -> dict[str, Any]:
     if len(wanted) > 100:
         raise InvalidArgument("Too many permissions: at most 100 may be tested at once.")
     chain, ctx = buckets.bucket_chain(row), bucket_context(row.name)
-    principal = buckets.with_convenience_members(call.state.authz, call.principal, row.project_id)
-    granted = [p for p in wanted if call.state.authz.check(principal, p, chain, ctx).granted]
+    granted = [p for p in wanted if call.allowed(p, chain, ctx, row.project_id)]
     body: dict[str, Any] = {"kind": "storage#testIamPermissionsResponse"}
     if granted:
         body["permissions"] = granted

@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from keyless.api import system_parameters
+from keyless.api import scopes, system_parameters
 from keyless.api.http import Call, read_json, unexpected_failure
 from keyless.api.system_parameters import SystemParameters
 from keyless.audit import log as audit
@@ -51,6 +51,9 @@ METHOD_LOG = {"storage.objects.get": DATA_READ, "storage.objects.list": DATA_REA
               "storage.objects.create": DATA_WRITE, "storage.objects.delete": DATA_WRITE,
               "storage.getIamPermissions": ADMIN_READ, "storage.buckets.get": ADMIN_READ,
               "storage.buckets.list": ADMIN_READ}
+# Cloud Storage's answer to a token without any of the method's scopes (its own words, not the
+# ACCESS_TOKEN_SCOPE_INSUFFICIENT ErrorInfo of Google's other APIs; keyless.api.scopes).
+SCOPES_NOT_AUTHORIZED = "Provided scope(s) are not authorized"
 WHAT = {"object": "the Google Cloud Storage object", "bucket": "the Google Cloud Storage bucket",
         "project": "the Google Cloud project"}
 
@@ -105,16 +108,27 @@ class StorageCall(Call):
                   project_id: str = "") -> None:
         """Check `permission` (403/401 in storage's words), noting it in the audit record.
         The convenience members `projectOwner:P` & co. match holders of P's basic roles."""
-        principal = buckets.with_convenience_members(self.state.authz, self.principal, project_id)
-        decision = self.state.authz.check(principal, permission, chain, context)
+        granted = self.allowed(permission, chain, context, project_id)
         if self.record is not None:
-            self.record.authorize(context.name, permission, decision.granted)
-        if not decision.granted:
+            self.record.authorize(context.name, permission, granted)
+        if not granted:
             raise denied(self.principal, permission, kind)
 
     def allowed(self, permission: str, chain: list[str], context: ResourceContext, project_id: str = "") -> bool:
+        """IAM's decision for the caller, and, for a downscoped token, its access boundary's."""
         principal = buckets.with_convenience_members(self.state.authz, self.principal, project_id)
-        return self.state.authz.check(principal, permission, chain, context).granted
+        return self.state.authz.check(principal, permission, chain, context).granted \
+            and self._within_boundary(permission, context)
+
+    def _within_boundary(self, permission: str, context: ResourceContext) -> bool:
+        boundary = self.token.boundary if self.token is not None else None
+        if boundary is None:
+            return True
+        parts = context.name.split("/", 4)  # projects/_/buckets/B[/objects/NAME]
+        if len(parts) < 4 or parts[:3] != ["projects", "_", "buckets"]:
+            return False  # project-level calls (list or create buckets) name no bucket of a rule
+        prefix = (self.arg("prefix") or "") if permission == "storage.objects.list" else ""
+        return boundary.allows(permission, parts[3], context.name, context.type, prefix)
 
 
 # -- what every storage handler does ------------------------------------------------------------
@@ -199,7 +213,10 @@ def storage_endpoint(state: ServerState, handler: StorageHandler, *, method: str
         try:
             params = system_parameters.read(request.query_params, request.headers, SERVICE, media=media)
             authorization = params.authorization(request.headers.get("authorization"))
-            token = state.authenticate(authorization, SERVICE) if authorization else None
+            token = state.authenticate(authorization, SERVICE, downscoped=True) if authorization else None
+            needed: scopes.MethodScopes | None = request.scope.get(scopes.SCOPE_KEY)
+            if token is not None and needed is not None and not needed.allows(token):
+                raise PermissionDenied(SCOPES_NOT_AUTHORIZED)
             body = await read_json(request, state.settings.max_body_bytes) \
                 if json_body and request.method in ("POST", "PUT", "PATCH") else {}
             query: dict[str, list[str]] = {}

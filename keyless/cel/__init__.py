@@ -161,9 +161,16 @@ def _trim(s: str) -> str:
     return s.strip()
 
 
+def _get_attribute(api: Mapping[str, Any], name: str, default: Any) -> Any:
+    """`api.getAttribute(name, default)`: the request attributes Google's conditions read
+    (e.g. storage.googleapis.com/objectListPrefix), `api` being a map of them."""
+    return api.get(name, default)
+
+
 def _function_decls() -> list[Any]:
     T = _cel.Type
     S, LS = T.STRING, T.List(T.STRING)
+    ATTRIBUTES = T.Map(S, T.DYN)
 
     def member(overload_id: str, ret: Any, params: list[Any], impl: Callable[..., Any]) -> Any:
         return _cel.Overload(overload_id, ret, params, is_member=True, impl=impl)
@@ -178,6 +185,9 @@ def _function_decls() -> list[Any]:
         _cel.FunctionDecl("replace", [member("string_replace_string_string", S, [S, S, S], _replace)]),
         _cel.FunctionDecl("join", [member("list_join", S, [T.List(T.DYN)], _join),
                                    member("list_join_string", S, [T.List(T.DYN), S], _join)]),
+        _cel.FunctionDecl("getAttribute", [
+            member("map_get_attribute_string", S, [ATTRIBUTES, S, S], _get_attribute),
+            member("map_get_attribute_list", T.List(T.DYN), [ATTRIBUTES, S, T.List(T.DYN)], _get_attribute)]),
     ]
 
 

@@ -9,11 +9,16 @@ and attributes. Providers are compiled once per store revision, not per request.
 
 Errors carry the OAuth `error` code Google's STS answers with (RFC 6749 section 5.2, RFC 8693
 section 2.2.2); the HTTP layer renders them.
+
+An access token as the subject token asks for a downscoped token: the same principal, scopes and
+expiry, bounded by the Credential Access Boundary in `options` (keyless.tokens.boundary).
 """
 
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +32,9 @@ from keyless.iam.members import member_keys_for_federated
 from keyless.iam.principal import Principal
 from keyless.store.db import Database, RevisionCache
 from keyless.store.models import Project, WorkloadIdentityPool, WorkloadIdentityPoolProvider
-from keyless.tokens.access import AccessToken, AccessTokens
+from keyless.tokens.access import MAX_TOKEN_LENGTH, AccessToken, AccessTokens
+from keyless.tokens.access import PREFIX as ACCESS_PREFIX
+from keyless.tokens.boundary import BoundaryError, parse_options
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
@@ -41,6 +48,7 @@ CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 INVALID_AUDIENCE = ('Invalid value for "audience". This value should be the full resource name of the Identity '
                     "Provider. See https://cloud.google.com/iam/docs/reference/sts/rest/v1/TopLevel/token for the "
                     "list of possible formats.")
+INVALID_SUBJECT_ACCESS_TOKEN = "The subject token is invalid or expired."
 INVALID_TARGET = ('The target service indicated by the "audience" parameters is invalid. This might either be '
                   "because the pool or provider is disabled or deleted or because it doesn't exist.")
 
@@ -134,10 +142,13 @@ def federated_principal(project_number: str, pool_id: str, subject: str, groups:
 class TokenExchanger:
     """Verifies subject tokens with the provider plugins and mints federated tokens."""
 
-    def __init__(self, db: Database, tokens: AccessTokens, oidc: OidcVerifier, aws: Any = None) -> None:
+    def __init__(self, db: Database, tokens: AccessTokens, oidc: OidcVerifier, aws: Any = None,
+                 verify_access_token: Callable[[str], AccessToken] | None = None) -> None:
         self.providers = Providers(db)
         self._kubernetes = KubernetesVerifier(db)
         self._tokens = tokens
+        # How a subject access token is verified (the server's: also refuses disabled accounts' tokens).
+        self._verify_access_token = verify_access_token or tokens.verify
         self._oidc = oidc
         self._aws = aws
 
@@ -156,6 +167,8 @@ class TokenExchanger:
         subject_token_type = form.get("subject_token_type", "")
         if not subject_token:
             raise OAuthError("invalid_request", 'Missing required parameter: "subject_token".')
+        if subject_token_type == ACCESS_TOKEN_TYPE:
+            return self._downscope(form, subject_token)
         if form.get("audience", "").startswith("identitynamespace:"):
             return self._exchange_ksa_token(form, subject_token, subject_token_type)
         m = AUDIENCE.match(form.get("audience", ""))
@@ -176,6 +189,30 @@ class TokenExchanger:
                                         tuple(identity.groups), dict(identity.attributes))
         token = self._tokens.mint(principal, scopes, provider.lifetime)
         return Exchange(token, provider, assertion)
+
+    def _downscope(self, form: dict[str, Any], subject_token: str) -> Exchange:
+        """A Credential Access Boundary exchange: the subject token's principal, scopes and expiry,
+        bounded by the rules in `options`. A token already downscoped is not downscoped again."""
+        if form.get("options") in (None, ""):
+            raise OAuthError("invalid_request", 'Missing required parameter: "options". An access token is '
+                             "exchanged only for a downscoped token, with a Credential Access Boundary in options.")
+        try:
+            boundary = parse_options(form["options"])
+        except BoundaryError as exc:
+            raise OAuthError("invalid_request", str(exc)) from exc
+        try:
+            if not subject_token.startswith(ACCESS_PREFIX):
+                raise OAuthError("invalid_grant", INVALID_SUBJECT_ACCESS_TOKEN)
+            source = self._verify_access_token(subject_token)
+        except KeylessError as exc:
+            raise OAuthError("invalid_grant", INVALID_SUBJECT_ACCESS_TOKEN) from exc
+        if source.boundary is not None:
+            raise OAuthError("invalid_grant", "The subject token is already downscoped.")
+        now = int(time.time())
+        token = self._tokens.mint(source.principal, source.scopes, source.expires_at - now, now=now, boundary=boundary)
+        if len(token.token) > MAX_TOKEN_LENGTH:  # it could not be verified: refuse it now
+            raise OAuthError("invalid_request", "The access boundary is too large.")
+        return Exchange(token, None, {})
 
     def _exchange_ksa_token(self, form: dict[str, str], subject_token: str, subject_token_type: str) -> Exchange:
         """What the GKE metadata server asks: a pod's KSA token for the project pool's identity."""

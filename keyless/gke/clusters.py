@@ -34,6 +34,19 @@ MODES = (GKE_METADATA, GCE_METADATA)
 VERSION = "1.30.5-gke.1014001"
 DEFAULT_NODE_COUNT = 3
 MAX_NODES = 50  # per node pool: enough for any local test, bounded for hostile input
+# NodeConfig.oauthScopes when a request names none: "If unspecified, no scopes are added, unless
+# Cloud Logging or Cloud Monitoring are enabled, in which case their required scopes will be added"
+# (both are on by default). gcloud always sends its own set (`--scopes`, default gke-default:
+# devstorage.read_only, logging.write, monitoring, servicecontrol, service.management.readonly,
+# trace.append), which is kept as sent.
+DEFAULT_OAUTH_SCOPES = ("https://www.googleapis.com/auth/logging.write", "https://www.googleapis.com/auth/monitoring")
+MAX_OAUTH_SCOPES = 64
+
+
+def oauth_scopes(config: dict[str, Any]) -> tuple[str, ...]:
+    """The node pool's oauthScopes: those its config names, else the API's default."""
+    named = config.get("oauthScopes")
+    return tuple(named) if isinstance(named, list) and named else DEFAULT_OAUTH_SCOPES
 API = "https://container.googleapis.com/v1"
 
 
@@ -141,6 +154,10 @@ def _new_pool(s: Session, project: Project, cluster: GkeCluster, body: Any) -> G
     count = body.get("initialNodeCount", DEFAULT_NODE_COUNT)
     if not isinstance(count, int) or not 0 <= count <= MAX_NODES:
         raise InvalidArgument(f"initialNodeCount must be between 0 and {MAX_NODES}.")
+    scopes = config.get("oauthScopes")
+    if scopes is not None and not (isinstance(scopes, list) and len(scopes) <= MAX_OAUTH_SCOPES and all(
+            isinstance(x, str) and 0 < len(x) <= 256 for x in scopes)):
+        raise InvalidArgument("Invalid value for nodePool.config.oauthScopes.")
     sa = config.get("serviceAccount") or "default"
     if not isinstance(sa, str) or len(sa) > 256:
         raise InvalidArgument("Invalid value for nodePool.config.serviceAccount.")
@@ -239,6 +256,7 @@ def node_pool_json(cluster: GkeCluster, pool: GkeNodePool) -> dict[str, Any]:
     config = dict(body.pop("config", None) or {})
     config["workloadMetadataConfig"] = {"mode": pool.workload_metadata_mode}
     config["serviceAccount"] = pool.service_account
+    config["oauthScopes"] = list(oauth_scopes(config))
     config.setdefault("machineType", "e2-medium")
     config.setdefault("diskSizeGb", 100)
     return {"name": pool.name, **body, "config": config, "initialNodeCount": pool.node_count,

@@ -23,6 +23,7 @@ from sqlalchemy import select
 
 from keyless.errors import KeylessError
 from keyless.federation.exchange import ACCESS_TOKEN_TYPE, GRANT_TYPE, OAuthError
+from keyless.gke.clusters import oauth_scopes
 from keyless.iam.directory import AccountInfo
 from keyless.iam.members import member_keys_for_gke_workload, member_keys_for_service_account
 from keyless.iam.principal import Principal
@@ -141,7 +142,7 @@ def pod_identity(s: Any, pod: K8sObject, node: GkeNode) -> PodIdentity | None:
                                                K8sObject.namespace == pod.namespace, K8sObject.name == ksa)).first()
     project = find_project(s, cluster.project_id)
     config = (pool.body.get("config") or {}) if isinstance(pool.body, dict) else {}
-    scopes = tuple(x for x in config.get("oauthScopes") or [] if isinstance(x, str)) or (CLOUD_PLATFORM,)
+    scopes = oauth_scopes(config)
     number = project.project_number if project else ""
     node_sa = pool.service_account or config.get("serviceAccount") or ""
     if not node_sa or node_sa == "default":
@@ -189,8 +190,11 @@ class PodCredentials:
 
     def access_token(self, pod: PodIdentity, scopes: tuple[str, ...], auditor: Auditor) -> AccessToken:
         if not pod.gke_metadata:
-            key: tuple[Any, ...] = ("node", pod.node_service_account, scopes or pod.node_scopes)
-            return self._cached(key, lambda: self._node_token(pod, scopes or pod.node_scopes))
+            # The node's scopes are a ceiling: `?scopes=` may narrow them, never widen them.
+            granted = pod.node_scopes if not scopes else scopes if CLOUD_PLATFORM in pod.node_scopes \
+                else tuple(s for s in scopes if s in pod.node_scopes)
+            key: tuple[Any, ...] = ("node", pod.node_service_account, granted)
+            return self._cached(key, lambda: self._node_token(pod, granted))
         gsa = pod.gsa
         scopes = scopes or (CLOUD_PLATFORM,)
         if gsa is None:

@@ -3,7 +3,8 @@
 A token is `ya29.<kid>.<payload>.<tag>`: Google's access-token prefix (clients treat tokens as
 opaque strings), the id of the HMAC key, the base64url JSON claims, and HMAC-SHA256 over
 `<kid>.<payload>`. The claims carry everything an authorisation decision needs (principal,
-member keys, scopes, expiry), so verification is one HMAC and one json.loads.
+member keys, scopes, expiry, a downscoped token's access boundary: keyless.tokens.boundary), so
+verification is one HMAC and one json.loads.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from keyless.errors import Unauthenticated
 from keyless.iam.principal import Principal
+from keyless.tokens.boundary import AccessBoundary, from_claim
 from keyless.tokens.jws import b64url_decode
 from keyless.tokens.keys import ACCESS, KeyRing, b64url
 
@@ -40,6 +42,7 @@ class AccessToken:
     issued_at: int
     expires_at: int
     token: str
+    boundary: AccessBoundary | None = None  # a downscoped token's Credential Access Boundary
 
     @property
     def expires_in(self) -> int:
@@ -53,7 +56,7 @@ class AccessTokens:
         self._keys = keys
 
     def mint(self, principal: Principal, scopes: tuple[str, ...] | list[str], lifetime: int,
-             *, now: int | None = None) -> AccessToken:
+             *, now: int | None = None, boundary: AccessBoundary | None = None) -> AccessToken:
         key = self._keys.signing_key(ACCESS)
         iat = int(time.time()) if now is None else now
         claims: dict[str, Any] = {
@@ -71,11 +74,13 @@ class AccessTokens:
             claims["sa"] = principal.service_account_id
         if principal.delegation:
             claims["d"] = list(principal.delegation)
+        if boundary is not None:
+            claims["b"] = boundary.claim()
         payload = b64url(json.dumps(claims, separators=(",", ":")).encode())
         signed = f"{key.kid}.{payload}"
         tag = b64url(hmac.digest(key.secret, signed.encode(), sha256))
         token = f"{PREFIX}{signed}.{tag}"
-        return AccessToken(principal, tuple(scopes), iat, iat + lifetime, token)
+        return AccessToken(principal, tuple(scopes), iat, iat + lifetime, token, boundary)
 
     def verify(self, token: str) -> AccessToken:
         """Check the tag and expiry; raise Unauthenticated (Google's message) otherwise."""
@@ -106,4 +111,5 @@ class AccessTokens:
             service_account_id=claims.get("sa"),
             delegation=tuple(claims.get("d", ())),
         )
-        return AccessToken(principal, tuple(claims["s"]), int(claims["iat"]), int(claims["exp"]), token)
+        boundary = from_claim(claims["b"]) if "b" in claims else None
+        return AccessToken(principal, tuple(claims["s"]), int(claims["iat"]), int(claims["exp"]), token, boundary)

@@ -181,3 +181,24 @@ def test_grpc_access_writes_the_data_access_entry(srv: KeylessServer, tmp_path: 
     assert {e["protoPayload"]["requestMetadata"]["callerIp"] for e in found} == {"127.0.0.1"}
     assert {e["protoPayload"]["resourceName"] for e in found[:2]} == {
         f"projects/{NUMBER}/secrets/api-key/versions/1", f"projects/{NUMBER}/secrets/other-key/versions/latest"}
+
+
+def test_insufficient_scopes_over_grpc_as_over_rest(srv: KeylessServer, tmp_path: Path) -> None:
+    """A token without cloud-platform (here devstorage.read_only) is refused over gRPC as over REST:
+    PERMISSION_DENIED, Google's message, ErrorInfo reason ACCESS_TOKEN_SCOPE_INSUFFICIENT (issue #19)."""
+    from keyless.iam.service_accounts import find_by_email
+    from keyless.state import service_account_principal
+    from tests.api.helpers import server_state
+
+    st = server_state(srv)
+    with st.db.read() as s:
+        row = find_by_email(s, APP_SA)
+    assert row is not None
+    token = st.tokens.mint(service_account_principal(row), ["https://www.googleapis.com/auth/devstorage.read_only"],
+                           600).token
+    out = run_client(srv, tmp_path, token, [("access_secret_version", latest("api-key"))])
+    assert out["0"] == {"error": "PermissionDenied", "grpc": "PERMISSION_DENIED",
+                        "message": "Request had insufficient authentication scopes.",
+                        "reason": "ACCESS_TOKEN_SCOPE_INSUFFICIENT"}
+    rest = srv.call("GET", f"{SM}/secrets/api-key/versions/latest:access", token=token).json()["error"]
+    assert rest["message"] == out["0"]["message"] and rest["status"] == "PERMISSION_DENIED"
