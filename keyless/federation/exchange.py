@@ -134,12 +134,33 @@ def federated_principal(project_number: str, pool_id: str, subject: str, groups:
 class TokenExchanger:
     """Verifies subject tokens with the provider plugins and mints federated tokens."""
 
-    def __init__(self, db: Database, tokens: AccessTokens, oidc: OidcVerifier, aws: Any = None) -> None:
+    def __init__(self, db: Database, tokens: AccessTokens, oidc: OidcVerifier, aws: Any = None,
+                 universe_domain: str | None = None) -> None:
         self.providers = Providers(db)
+        # `//iam.UNIVERSE/...` names the same provider as `//iam.googleapis.com/...` (issue #19):
+        # google-github-actions/auth builds its STS audience from its `universe` input.
+        self._universe_iam = f"//iam.{universe_domain}" if universe_domain else None
         self._kubernetes = KubernetesVerifier(db)
         self._tokens = tokens
         self._oidc = oidc
         self._aws = aws
+
+    def provider_name(self, audience: str) -> str | None:
+        """The provider an STS `audience` names (`projects/N/locations/global/workloadIdentityPools/
+        P/providers/ID`), or None when it names none. Besides Google's `//iam.googleapis.com/NAME`,
+        a server with a universe domain D accepts `//iam.D/NAME` and `//iam.D:PORT/NAME` (clients
+        reach a universe on Keyless's TLS port, and the action's audience is its iam URL's host)."""
+        universe = self._universe_iam
+        if universe is not None and audience.startswith(universe):
+            rest = audience[len(universe):]
+            if rest.startswith(":"):
+                port, slash, name = rest[1:].partition("/")
+                if not (slash and port.isascii() and port.isdigit() and len(port) <= 5):
+                    return None
+                rest = "/" + name
+            audience = "//iam.googleapis.com" + rest
+        m = AUDIENCE.match(audience)
+        return m.group(1) if m else None
 
     def exchange(self, form: dict[str, str], *, allow_network: bool = True) -> Exchange:
         """Perform one exchange from the request's form fields; raise OAuthError otherwise.
@@ -158,10 +179,10 @@ class TokenExchanger:
             raise OAuthError("invalid_request", 'Missing required parameter: "subject_token".')
         if form.get("audience", "").startswith("identitynamespace:"):
             return self._exchange_ksa_token(form, subject_token, subject_token_type)
-        m = AUDIENCE.match(form.get("audience", ""))
-        if m is None:
+        name = self.provider_name(form.get("audience", ""))
+        if name is None:
             raise OAuthError("invalid_request", INVALID_AUDIENCE)
-        provider = self.providers.get(m.group(1))
+        provider = self.providers.get(name)
         if provider is None or not provider.usable:
             raise OAuthError("invalid_target", INVALID_TARGET)
         scopes = tuple(form.get("scope", CLOUD_PLATFORM).split()) or (CLOUD_PLATFORM,)
