@@ -178,3 +178,23 @@ def test_universe_audiences_name_the_same_provider(srv: KeylessServer, audience:
 ])
 def test_other_hosts_are_not_audiences(srv: KeylessServer, audience: str) -> None:
     refused(post_json(srv, camel(srv, audience=audience)), "invalid_request", 'Invalid value for "audience"')
+
+
+def test_discovery_client_exchanges_with_json(srv: KeylessServer) -> None:
+    """googleapiclient's `sts.v1.token` from its bundled discovery document: it joins the method's
+    path (`v1/token`) onto `api_endpoint` with urljoin, so the endpoint ends in `/sts/`; it posts the
+    request message as JSON (with `?alt=json`), and its refusals surface as HttpError."""
+    from google.auth.credentials import AnonymousCredentials
+    from googleapiclient.discovery import build
+    from googleapiclient.errors import HttpError
+
+    sts = build("sts", "v1", static_discovery=True, credentials=AnonymousCredentials(),
+                client_options={"api_endpoint": f"{srv.base_url}/sts/"})
+    body = camel(srv)
+    answer = sts.v1().token(body=body).execute()
+    assert answer["issued_token_type"] == ACCESS and answer["token_type"] == "Bearer"
+    assert introspect(srv, answer["access_token"])["username"] == SUBJECT
+    with pytest.raises(HttpError) as refusal:
+        sts.v1().token(body={**body, "audience": AUDIENCE.replace("github-provider", "nope-provider")}).execute()
+    assert refusal.value.resp.status == 400
+    assert json.loads(refusal.value.content)["error"] == "invalid_target"

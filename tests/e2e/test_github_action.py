@@ -380,3 +380,23 @@ def test_action_failure_is_reported_not_hidden(srv: KeylessServer, tmp_path: Pat
     assert "::error::google-github-actions/auth failed with" in result.stdout, result.stdout
     assert "invalid_target" in result.stdout and "Unsupported grant_type" not in result.stdout
 
+
+
+def test_gcloud_auth_login_with_the_direct_federation_file(srv: KeylessServer, tmp_path: Path) -> None:
+    """`gcloud auth login --cred-file=<the action's file>`: gcloud names the account by STS's
+    introspection, stores it as the active account, and later commands run as that principal."""
+    _need_gcloud()
+    ref = "refs/heads/action-gcloud-login"
+    job = new_job(srv, tmp_path, ref)
+    run_step(job, "main", {**job.env, **overrides(srv), **inputs(
+        workload_identity_provider=PROVIDER, project_id="my-project", export_environment_variables="false")})
+    assert "GOOGLE_APPLICATION_CREDENTIALS" not in job.step_env()
+    gcloud = Gcloud(srv, tmp_path / "gcloud")
+    gcloud.run("config", "unset", "auth/access_token_file")
+    gcloud.run("auth", "login", "--cred-file", job.read("output")["credentials_file_path"])
+    listed = gcloud.json("auth", "list")
+    assert [(a["account"], a["status"]) for a in listed] == [(principal(ref), "ACTIVE")], listed
+    assert gcloud.run("storage", "cat", "gs://my-bucket/data.txt").stdout == "hello from my-bucket"
+    reads = wait_for(srv, 'protoPayload.methodName="storage.objects.get" AND '
+                          f'protoPayload.authenticationInfo.principalSubject="{principal(ref)}"', 1)
+    assert reads[0]["protoPayload"]["status"].get("code", 0) == 0, reads
