@@ -38,9 +38,10 @@ ACTION = next((p for p in (Path(__file__).resolve().parents[3] / "shared" / "cli
                            Path("/work/shared/clients/google-github-actions-auth")) if (p / "action.yml").exists()),
               None)
 NODE = shutil.which("node")
-pytestmark = pytest.mark.skipif(ACTION is None or NODE is None, reason=(
+pytestmark = [pytest.mark.skipif(ACTION is None or NODE is None, reason=(
     "needs node on PATH and google-github-actions/auth in ../shared/clients/google-github-actions-auth "
-    "beside the repository"))
+    "beside the repository")),
+    pytest.mark.store_independent]  # a client's side of the wire (tests/api/test_sts_wire.py runs on both stores)
 needs_namespaces = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
                                       reason="needs root and unshare(1) to give node its own /etc/hosts")
 
