@@ -140,6 +140,8 @@ class TokenExchanger:
         # `//iam.UNIVERSE/...` names the same provider as `//iam.googleapis.com/...` (issue #19):
         # google-github-actions/auth builds its STS audience from its `universe` input.
         self._universe_iam = f"//iam.{universe_domain}" if universe_domain else None
+        # ... and asks for `https://www.UNIVERSE/auth/cloud-platform`: kept as Google's scope names.
+        self._universe_www = f"https://www.{universe_domain}" if universe_domain else None
         self._kubernetes = KubernetesVerifier(db)
         self._tokens = tokens
         self._oidc = oidc
@@ -161,6 +163,15 @@ class TokenExchanger:
             audience = "//iam.googleapis.com" + rest
         m = AUDIENCE.match(audience)
         return m.group(1) if m else None
+
+    def _scopes(self, form: dict[str, str]) -> tuple[str, ...]:
+        """The requested scopes (space-separated; cloud-platform when none), a universe's
+        `https://www.D[:PORT]/auth/X` named as Google's `https://www.googleapis.com/auth/X`."""
+        scopes = tuple(form.get("scope", CLOUD_PLATFORM).split()) or (CLOUD_PLATFORM,)
+        www = self._universe_www
+        if www is None or not any(scope.startswith(www) for scope in scopes):
+            return scopes
+        return tuple(_google_scope(scope, www) for scope in scopes)
 
     def exchange(self, form: dict[str, str], *, allow_network: bool = True) -> Exchange:
         """Perform one exchange from the request's form fields; raise OAuthError otherwise.
@@ -185,7 +196,7 @@ class TokenExchanger:
         provider = self.providers.get(name)
         if provider is None or not provider.usable:
             raise OAuthError("invalid_target", INVALID_TARGET)
-        scopes = tuple(form.get("scope", CLOUD_PLATFORM).split()) or (CLOUD_PLATFORM,)
+        scopes = self._scopes(form)
         assertion = self.verify_credential(provider, subject_token, subject_token_type, form["audience"], allow_network)
         try:
             identity = apply(provider.compiled, assertion)
@@ -237,6 +248,18 @@ class TokenExchanger:
             return result
         except KeylessError as exc:
             raise OAuthError(getattr(exc, "oauth_error", "invalid_grant"), exc.message, stage="token") from exc
+
+
+def _google_scope(scope: str, www: str) -> str:
+    if not scope.startswith(www):
+        return scope
+    rest = scope[len(www):]
+    if rest.startswith(":"):
+        port, slash, path = rest[1:].partition("/")
+        if not (slash and port.isascii() and port.isdigit() and len(port) <= 5):
+            return scope
+        rest = "/" + path
+    return f"https://www.googleapis.com{rest}" if rest.startswith("/auth/") else scope
 
 
 __all__ = ["Exchange", "OAuthError", "Providers", "TokenExchanger", "federated_principal"]

@@ -198,3 +198,18 @@ def test_discovery_client_exchanges_with_json(srv: KeylessServer) -> None:
         sts.v1().token(body={**body, "audience": AUDIENCE.replace("github-provider", "nope-provider")}).execute()
     assert refusal.value.resp.status == 400
     assert json.loads(refusal.value.content)["error"] == "invalid_target"
+
+
+def test_universe_scopes_are_named_as_googles(srv: KeylessServer) -> None:
+    """google-github-actions/auth asks for `{www endpoint}/auth/cloud-platform`, its universe's
+    name for cloud-platform; the token carries Google's name (what every API checks). Other scopes,
+    and look-alikes of the universe's host, pass through as they came."""
+    asked = [f"https://www.{UNIVERSE}/auth/cloud-platform", f"https://www.{UNIVERSE}:8443/auth/devstorage.read_only",
+             f"https://www.{UNIVERSE}x/auth/iam", f"https://www.{UNIVERSE}:80x/auth/iam",
+             f"https://www.{UNIVERSE}/other", "https://www.googleapis.com/auth/userinfo.email"]
+    r = post_json(srv, camel(srv, scope=" ".join(asked)))
+    assert r.status_code == 200, r.text
+    assert introspect(srv, r.json()["access_token"])["scope"].split() == [
+        CLOUD, "https://www.googleapis.com/auth/devstorage.read_only", f"https://www.{UNIVERSE}x/auth/iam",
+        f"https://www.{UNIVERSE}:80x/auth/iam", f"https://www.{UNIVERSE}/other",
+        "https://www.googleapis.com/auth/userinfo.email"]
