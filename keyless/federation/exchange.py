@@ -152,15 +152,10 @@ class TokenExchanger:
         P/providers/ID`), or None when it names none. Besides Google's `//iam.googleapis.com/NAME`,
         a server with a universe domain D accepts `//iam.D/NAME` and `//iam.D:PORT/NAME` (clients
         reach a universe on Keyless's TLS port, and the action's audience is its iam URL's host)."""
-        universe = self._universe_iam
-        if universe is not None and audience.startswith(universe):
-            rest = audience[len(universe):]
-            if rest.startswith(":"):
-                port, slash, name = rest[1:].partition("/")
-                if not (slash and port.isascii() and port.isdigit() and len(port) <= 5):
-                    return None
-                rest = "/" + name
-            audience = "//iam.googleapis.com" + rest
+        if self._universe_iam is not None:
+            path = _after_host(audience, self._universe_iam)
+            if path is not None:
+                audience = "//iam.googleapis.com" + path
         m = AUDIENCE.match(audience)
         return m.group(1) if m else None
 
@@ -171,7 +166,11 @@ class TokenExchanger:
         www = self._universe_www
         if www is None or not any(scope.startswith(www) for scope in scopes):
             return scopes
-        return tuple(_google_scope(scope, www) for scope in scopes)
+        named = []
+        for scope in scopes:
+            path = _after_host(scope, www)
+            named.append(f"https://www.googleapis.com{path}" if path and path.startswith("/auth/") else scope)
+        return tuple(named)
 
     def exchange(self, form: dict[str, str], *, allow_network: bool = True) -> Exchange:
         """Perform one exchange from the request's form fields; raise OAuthError otherwise.
@@ -250,16 +249,18 @@ class TokenExchanger:
             raise OAuthError(getattr(exc, "oauth_error", "invalid_grant"), exc.message, stage="token") from exc
 
 
-def _google_scope(scope: str, www: str) -> str:
-    if not scope.startswith(www):
-        return scope
-    rest = scope[len(www):]
+def _after_host(url: str, host: str) -> str | None:
+    """The path of `url` after `host` (a `:PORT` after it skipped: clients reach a universe on
+    Keyless's TLS port), or None when `url` is not on that host."""
+    if not url.startswith(host):
+        return None
+    rest = url[len(host):]
     if rest.startswith(":"):
         port, slash, path = rest[1:].partition("/")
         if not (slash and port.isascii() and port.isdigit() and len(port) <= 5):
-            return scope
+            return None
         rest = "/" + path
-    return f"https://www.googleapis.com{rest}" if rest.startswith("/auth/") else scope
+    return rest if rest.startswith("/") else None
 
 
 __all__ = ["Exchange", "OAuthError", "Providers", "TokenExchanger", "federated_principal"]
