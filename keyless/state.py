@@ -81,7 +81,7 @@ class ServerState:
         self.directory = ServiceAccountDirectory(self.db)
         self.exchanger = TokenExchanger(
             self.db, self.tokens, OidcVerifier(allow_insecure_loopback=settings.allow_insecure_issuers),
-            AwsVerifier(sts_endpoint=settings.aws_sts_endpoint),
+            AwsVerifier(sts_endpoint=settings.aws_sts_endpoint), universe_domain=settings.universe_domain,
             verify_access_token=lambda token: self.authenticate(f"Bearer {token}", downscoped=True))
         self._inactive = RevisionCache(self.db, self._load_inactive)
         self._jwts: SelfSignedJwts | None = None

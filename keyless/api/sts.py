@@ -1,8 +1,15 @@
 """Security Token Service (sts.googleapis.com v1): `POST /v1/token`, RFC 8693 token exchange
-as Google implements it (https://cloud.google.com/iam/docs/reference/sts/rest/v1/TopLevel/token).
+as Google implements it (https://cloud.google.com/iam/docs/reference/sts/rest/v1/TopLevel/token),
+and `POST /v1/introspect`, RFC 7662 token introspection of the tokens it issued (gcloud asks it
+for the account of a direct-federation credentials file).
 
-A hot path: no JSON framework, one form parse, the exchange itself, and the audit entry handed
-to the batched sink. Answers are OAuth-shaped (`error`, `error_description`).
+Both read a form (RFC 6749 section 4.1.3's encoding, what google-auth and gcloud send) or JSON
+(the discovery document's `GoogleIdentityStsV1ExchangeTokenRequest`, what
+google-github-actions/auth and googleapiclient send), as the Content-Type says; a JSON body is
+decoded into the form's field names, so the exchange sees one request shape (issue #19).
+
+The token endpoint is a hot path: no JSON framework, one form parse, the exchange itself, and
+the audit entry handed to the batched sink. Answers are OAuth-shaped (`error`, `error_description`).
 """
 
 from __future__ import annotations
@@ -16,17 +23,67 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from keyless.api.errors import JSON_TYPE, UNAVAILABLE, json_response
+from keyless.api.errors import JSON_TYPE, UNAVAILABLE, json_response, oauth_error
 from keyless.api.forms import NOT_A_FORM, FormError, parse_form
+from keyless.api.http import _json_problem
 from keyless.audit.token_entries import token_exchanged
+from keyless.errors import KeylessError
 from keyless.federation.diagnosis import diagnose
-from keyless.federation.exchange import ACCESS_TOKEN_TYPE, AUDIENCE, OAuthError, ProviderRuntime
+from keyless.federation.exchange import ACCESS_TOKEN_TYPE, OAuthError, ProviderRuntime
 from keyless.federation.providers.oidc import NeedsNetwork
 from keyless.iam.principal import Principal
 from keyless.state import ServerState
 from keyless.store.db import is_unavailable
+from keyless.tokens.access import PREFIX as ACCESS_TOKEN_PREFIX
 
 MAX_FORM_BYTES = 64 * 1024
+
+# The JSON names of each request message's fields (the discovery document's lowerCamel names,
+# and the proto names, which Google's JSON parser accepts too) -> the form's names.
+TOKEN_FIELDS = {json_name: form_name for form_name, json_name in (
+    ("grant_type", "grantType"), ("audience", "audience"), ("scope", "scope"),
+    ("requested_token_type", "requestedTokenType"), ("subject_token", "subjectToken"),
+    ("subject_token_type", "subjectTokenType"), ("actor_token", "actorToken"),
+    ("actor_token_type", "actorTokenType"), ("options", "options"))
+    for json_name in {json_name, form_name}}
+INTROSPECT_FIELDS = {"token": "token", "tokenTypeHint": "token_type_hint", "token_type_hint": "token_type_hint"}
+ISSUER = "https://sts.googleapis.com"
+
+
+class RequestError(ValueError):
+    """A body that decodes to no request: its OAuth `error_description` (with `invalid_request`)."""
+
+
+def decode_request(raw: bytes, content_type: bytes, fields: dict[str, str]) -> dict[str, str]:
+    """The request's fields by their form names: a JSON object when the Content-Type says JSON (its
+    fields those of `fields`, strings or null, as the request message's schema defines them), else
+    a form, as Google's frontend reads them. Raises RequestError."""
+    if content_type and content_type[:16].lower() == b"application/json":
+        return _json_fields(raw, fields)
+    try:
+        return parse_form(raw, max_fields=32)
+    except FormError:
+        raise RequestError(NOT_A_FORM) from None
+
+
+def _json_fields(raw: bytes, fields: dict[str, str]) -> dict[str, str]:
+    try:
+        body = json.loads(raw) if raw.strip() else {}
+    except (ValueError, RecursionError) as exc:
+        raise RequestError(f"Invalid JSON payload received. {_json_problem(exc)}") from None
+    if not isinstance(body, dict):
+        raise RequestError("Invalid JSON payload received. Root element must be a message.")
+    decoded: dict[str, str] = {}
+    for name, value in body.items():
+        field = fields.get(name)
+        if field is None:
+            raise RequestError(f'Invalid JSON payload received. Unknown name "{name[:256]}": Cannot find field.')
+        if value is None:  # proto3 JSON: null is the field's default
+            continue
+        if not isinstance(value, str):
+            raise RequestError(f"Invalid value at '{field}' (TYPE_STRING), {json.dumps(value)[:256]}")
+        decoded[field] = value
+    return decoded
 
 
 def _audit(state: ServerState, form: dict[str, str], provider: ProviderRuntime | None, principal: Principal | None,
@@ -49,15 +106,15 @@ def _audit(state: ServerState, form: dict[str, str], provider: ProviderRuntime |
                     diagnosis=diagnosis if error is not None else None)  # nothing to diagnose on success
 
 
-async def answer(state: ServerState, raw: bytes, ip: str, agent: str) -> tuple[int, dict[str, Any]]:
+async def answer(state: ServerState, raw: bytes, ip: str, agent: str,
+                 content_type: bytes = b"") -> tuple[int, dict[str, Any]]:
     """The exchange for one request body: (HTTP status, JSON body)."""
     if len(raw) > MAX_FORM_BYTES:
         return 400, {"error": "invalid_request", "error_description": "The request is too large."}
     try:
-        form = parse_form(raw, max_fields=32)
-    except FormError:
-        return 400, {"error": "invalid_request",
-                     "error_description": NOT_A_FORM}
+        form = decode_request(raw, content_type, TOKEN_FIELDS)
+    except RequestError as refused:
+        return 400, {"error": "invalid_request", "error_description": str(refused)}
     try:
         try:
             try:
@@ -71,8 +128,8 @@ async def answer(state: ServerState, raw: bytes, ip: str, agent: str) -> tuple[i
                 return 503, {"error": "temporarily_unavailable", "error_description": UNAVAILABLE}
             raise
     except OAuthError as error:
-        m = AUDIENCE.match(form.get("audience", ""))
-        _audit(state, form, state.exchanger.providers.get(m.group(1)) if m else None, None, ip, agent, error)
+        name = state.exchanger.provider_name(form.get("audience", ""))
+        _audit(state, form, state.exchanger.providers.get(name) if name else None, None, ip, agent, error)
         return error.http_status, {"error": error.oauth_error, "error_description": error.message}
     _audit(state, form, result.provider, result.token.principal, ip, agent)
     return 200, {"access_token": result.token.token, "issued_token_type": ACCESS_TOKEN_TYPE,
@@ -97,7 +154,8 @@ def fast_path(state: ServerState) -> ASGIApp:
         client = scope.get("client")
         raw = b"".join(chunks) if size <= MAX_FORM_BYTES else b"x" * (MAX_FORM_BYTES + 1)
         status, body_json = await answer(state, raw, client[0] if client else "",
-                                         headers.get(b"user-agent", b"").decode("latin-1"))
+                                         headers.get(b"user-agent", b"").decode("latin-1"),
+                                         headers.get(b"content-type", b""))
         payload = json.dumps(body_json, separators=(",", ":")).encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", JSON_TYPE.encode()), (b"content-length", str(len(payload)).encode())]})
@@ -110,7 +168,46 @@ def routes(state: ServerState) -> list[Route]:
     async def token(request: Request) -> Response:
         raw = await request.body()
         status, body = await answer(state, raw, request.client.host if request.client else "",
-                                    request.headers.get("user-agent", ""))
+                                    request.headers.get("user-agent", ""),
+                                    request.headers.get("content-type", "").encode("latin-1"))
         return json_response(body, status)
 
-    return [Route("/v1/token", token, methods=["POST"])]
+    async def introspect(request: Request) -> Response:
+        """RFC 7662 as Google's STS answers it; gcloud authenticates as its OAuth client (HTTP
+        Basic), which nothing here needs: the answer only describes the token it is given."""
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_FORM_BYTES:
+                return oauth_error("invalid_request", "The request is too large.")
+            chunks.append(chunk)
+        try:
+            fields = decode_request(b"".join(chunks), request.headers.get("content-type", "").encode("latin-1"),
+                                    INTROSPECT_FIELDS)
+        except RequestError as refused:
+            return oauth_error("invalid_request", str(refused))
+        token = fields.get("token", "")
+        if not token:
+            return oauth_error("invalid_request", 'Missing required parameter: "token".')
+        return json_response(await run_in_threadpool(introspection, state, token))
+
+    return [Route("/v1/token", token, methods=["POST"]), Route("/v1/introspect", introspect, methods=["POST"])]
+
+
+def introspection(state: ServerState, token: str) -> dict[str, Any]:
+    """What `/v1/introspect` says of `token` (the discovery document's
+    GoogleIdentityStsV1IntrospectTokenResponse): active only for a valid, unexpired access token
+    STS issued, i.e. one of a federated principal (a service account's or a user's is not STS's);
+    `username` is that principal, which gcloud shows as the account; times are int64 strings."""
+    if not token.startswith(ACCESS_TOKEN_PREFIX):
+        return {"active": False}
+    try:
+        verified = state.authenticate(f"Bearer {token}")
+    except KeylessError:
+        return {"active": False}
+    principal = verified.principal
+    if principal.service_account_id is not None or principal.email:
+        return {"active": False}
+    return {"active": True, "iss": ISSUER, "sub": principal.subject or principal.member,
+            "username": principal.member, "scope": " ".join(verified.scopes),
+            "iat": str(verified.issued_at), "exp": str(verified.expires_at)}

@@ -13,7 +13,8 @@ import os
 from pathlib import Path
 
 # gcloud API names -> our path prefixes (see keyless.app.PREFIXES and the README). gcloud 528
-# has no `sts` override property (it never calls STS itself), so none is written for it.
+# has no `sts` override property (it reaches STS only through credential files' URLs, and its
+# introspection through auth/token_introspection_endpoint), so none is written for it.
 GCLOUD_APIS = ("iam", "cloudresourcemanager", "iamcredentials", "container", "storage",
                "secretmanager", "logging", "serviceusage")
 
@@ -34,8 +35,11 @@ def write_configuration(name: str, server: str, token_file: Path, project: str |
                    "disable_prompts": "True"}
     if project:
         cfg["core"]["project"] = project
-    cfg["auth"] = {"access_token_file": str(token_file.resolve())}
     base = server.rstrip("/")
+    # gcloud asks STS's introspection (RFC 7662) for the account of a direct-federation
+    # credentials file (no service account); its hidden property moves it off Google (issue #19).
+    cfg["auth"] = {"access_token_file": str(token_file.resolve()),
+                   "token_introspection_endpoint": f"{base}/sts/v1/introspect"}
     cfg["api_endpoint_overrides"] = {api: f"{base}/{api}/" for api in GCLOUD_APIS}
     # gcloud storage URL-joins `b/...` onto its override, so it must carry the version.
     cfg["api_endpoint_overrides"]["storage"] = f"{base}/storage/v1/"

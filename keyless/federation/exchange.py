@@ -143,14 +143,45 @@ class TokenExchanger:
     """Verifies subject tokens with the provider plugins and mints federated tokens."""
 
     def __init__(self, db: Database, tokens: AccessTokens, oidc: OidcVerifier, aws: Any = None,
-                 verify_access_token: Callable[[str], AccessToken] | None = None) -> None:
+                 verify_access_token: Callable[[str], AccessToken] | None = None,
+                 universe_domain: str | None = None) -> None:
         self.providers = Providers(db)
+        # `//iam.UNIVERSE/...` names the same provider as `//iam.googleapis.com/...` (issue #19):
+        # google-github-actions/auth builds its STS audience from its `universe` input.
+        self._universe_iam = f"//iam.{universe_domain}" if universe_domain else None
+        # ... and asks for `https://www.UNIVERSE/auth/cloud-platform`: kept as Google's scope names.
+        self._universe_www = f"https://www.{universe_domain}" if universe_domain else None
         self._kubernetes = KubernetesVerifier(db)
         self._tokens = tokens
         # How a subject access token is verified (the server's: also refuses disabled accounts' tokens).
         self._verify_access_token = verify_access_token or tokens.verify
         self._oidc = oidc
         self._aws = aws
+
+    def provider_name(self, audience: str) -> str | None:
+        """The provider an STS `audience` names (`projects/N/locations/global/workloadIdentityPools/
+        P/providers/ID`), or None when it names none. Besides Google's `//iam.googleapis.com/NAME`,
+        a server with a universe domain D accepts `//iam.D/NAME` and `//iam.D:PORT/NAME` (clients
+        reach a universe on Keyless's TLS port, and the action's audience is its iam URL's host)."""
+        if self._universe_iam is not None:
+            path = _after_host(audience, self._universe_iam)
+            if path is not None:
+                audience = "//iam.googleapis.com" + path
+        m = AUDIENCE.match(audience)
+        return m.group(1) if m else None
+
+    def _scopes(self, form: dict[str, str]) -> tuple[str, ...]:
+        """The requested scopes (space-separated; cloud-platform when none), a universe's
+        `https://www.D[:PORT]/auth/X` named as Google's `https://www.googleapis.com/auth/X`."""
+        scopes = tuple(form.get("scope", CLOUD_PLATFORM).split()) or (CLOUD_PLATFORM,)
+        www = self._universe_www
+        if www is None or not any(scope.startswith(www) for scope in scopes):
+            return scopes
+        named = []
+        for scope in scopes:
+            path = _after_host(scope, www)
+            named.append(f"https://www.googleapis.com{path}" if path and path.startswith("/auth/") else scope)
+        return tuple(named)
 
     def exchange(self, form: dict[str, str], *, allow_network: bool = True) -> Exchange:
         """Perform one exchange from the request's form fields; raise OAuthError otherwise.
@@ -171,13 +202,13 @@ class TokenExchanger:
             return self._downscope(form, subject_token)
         if form.get("audience", "").startswith("identitynamespace:"):
             return self._exchange_ksa_token(form, subject_token, subject_token_type)
-        m = AUDIENCE.match(form.get("audience", ""))
-        if m is None:
+        name = self.provider_name(form.get("audience", ""))
+        if name is None:
             raise OAuthError("invalid_request", INVALID_AUDIENCE)
-        provider = self.providers.get(m.group(1))
+        provider = self.providers.get(name)
         if provider is None or not provider.usable:
             raise OAuthError("invalid_target", INVALID_TARGET)
-        scopes = tuple(form.get("scope", CLOUD_PLATFORM).split()) or (CLOUD_PLATFORM,)
+        scopes = self._scopes(form)
         assertion = self.verify_credential(provider, subject_token, subject_token_type, form["audience"], allow_network)
         try:
             identity = apply(provider.compiled, assertion)
@@ -253,6 +284,20 @@ class TokenExchanger:
             return result
         except KeylessError as exc:
             raise OAuthError(getattr(exc, "oauth_error", "invalid_grant"), exc.message, stage="token") from exc
+
+
+def _after_host(url: str, host: str) -> str | None:
+    """The path of `url` after `host` (a `:PORT` after it skipped: clients reach a universe on
+    Keyless's TLS port), or None when `url` is not on that host."""
+    if not url.startswith(host):
+        return None
+    rest = url[len(host):]
+    if rest.startswith(":"):
+        port, slash, path = rest[1:].partition("/")
+        if not (slash and port.isascii() and port.isdigit() and len(port) <= 5):
+            return None
+        rest = "/" + path
+    return rest if rest.startswith("/") else None
 
 
 __all__ = ["Exchange", "OAuthError", "Providers", "TokenExchanger", "federated_principal"]
