@@ -30,6 +30,23 @@ def listening_socket(host: str, port: int, *, listen: bool = True) -> socket.soc
     return sock
 
 
+def port_for(host: str, preferred: int) -> int:
+    """`preferred` if it is free on `host`, else a port the kernel says is free: how `keyless serve`
+    picks its TLS port once, before its workers all open it. Probed without SO_REUSEPORT, so a port
+    another server listens on (even one of ours) counts as taken."""
+    family, kind, proto, _, address = socket.getaddrinfo(host or None, 0, type=socket.SOCK_STREAM,
+                                                         flags=socket.AI_PASSIVE)[0]
+    for port in ((preferred, 0) if 0 < preferred < 65536 else (0,)):
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port in TIME_WAIT is free
+            try:
+                probe.bind((address[0], port, *address[2:]))
+            except OSError:
+                continue
+            return int(probe.getsockname()[1])
+    raise OSError(f"no free port on {host}")
+
+
 class WorkerSocket(socket.socket):
     """The HTTP port as uvicorn's worker supervisor hands it to each worker: the supervisor holds
     it bound but not listening (so a port in use fails at once), and each worker process unpickles

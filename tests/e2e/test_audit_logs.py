@@ -328,6 +328,36 @@ def test_keyless_audit_read(srv: KeylessServer) -> None:
     assert json.loads(js.stdout)["protoPayload"]["methodName"] == "GenerateAccessToken"
 
 
+def test_keyless_audit_read_and_the_console_say_why_seed_001_queries_find_nothing(srv: KeylessServer) -> None:
+    """Seed 001's principalSet:// and attribute.repository/ queries find nothing (as on Google); the
+    CLI and the console say why and print the filter that works, which finds the right calls."""
+    from keyless.audit.subject_hint import suggested_filters
+
+    for seed, wanted, accounts in ((SEED_001_POOL, f'=~"^principal://iam.googleapis.com/{POOL}/subject/"',
+                                    {DEPLOY_SA, OTHER_SA}),
+                                   (SEED_001_REPO, f'=~"^principal://iam.googleapis.com/{POOL}/subject/repo:my-org/my-repo:"',
+                                    {DEPLOY_SA})):
+        out = srv.keyless("audit", "read", seed, "--project", "my-project", "--server", srv.base_url)
+        assert out.returncode == 0 and out.stdout == "", out
+        assert "attributes are not logged" in out.stderr, out.stderr
+        [suggested] = suggested_filters(out.stderr)
+        assert suggested.startswith(GAT.replace(" AND ", "\n")) and suggested.endswith(wanted), suggested
+        found = entries(srv, suggested)
+        assert found and {e["resource"]["labels"]["email_id"] for e in found} == accounts
+        assert f"finds {len(found)} entr" in out.stderr
+        # the console's timeline says the same
+        console = httpx.Client(base_url=srv.base_url, timeout=30)
+        console.get("/console/signin")
+        r = console.post("/console/signin", data={"csrf": console.cookies["keyless_csrf"], "token": srv.owner_token})
+        assert r.status_code == 303
+        page = _ok(console.get("/console/api/entries", params={"project": "my-project", "filter": seed}))
+        assert page["entries"] == [] and suggested_filters(page["hint"]) == [suggested]
+    # a query that finds entries, or one of another kind, gets no hint
+    out = srv.keyless("audit", "read", 'protoPayload.methodName="NoSuchMethod"', "--project", "my-project",
+                      "--server", srv.base_url)
+    assert out.returncode == 0 and out.stdout == "" and out.stderr == ""
+
+
 def test_keyless_audit_tail_follows_new_entries(srv: KeylessServer) -> None:
     cmd = [sys.executable, "-m", "keyless.cli.main", "audit", "tail", "--project", "my-project",
            "--filter", 'protoPayload.methodName="GenerateAccessToken"', "--interval", "0.2",
