@@ -210,8 +210,8 @@ def ca_bundle(settings: Settings) -> Path:
     """The bundle Keyless's TLS port is trusted through (the system's roots plus Keyless's CA)."""
     bundle = settings.data_dir / "tls" / "bundle.pem"
     if not bundle.is_file():
-        raise FailedPrecondition(f"{bundle} does not exist: start `keyless serve --tls-port PORT` with this data "
-                                 "directory first (it creates Keyless's CA)")
+        raise FailedPrecondition(f"{bundle} does not exist: start `keyless serve` (without --tls-port off) with "
+                                 "this data directory first (it creates Keyless's CA)")
     return bundle
 
 

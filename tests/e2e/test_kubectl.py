@@ -26,7 +26,7 @@ import yaml
 
 from keyless.gke import netns
 from tests.api.helpers import token_for_user
-from tests.conftest import Gcloud, KeylessServer, free_port, fresh_database_url
+from tests.conftest import Gcloud, KeylessServer, fresh_database_url
 
 pytestmark = pytest.mark.gcloud
 KUBECTL = shutil.which("kubectl")
@@ -45,8 +45,8 @@ CONTEXT = f"gke_{PROJECT}_{REGION}_my-cluster"
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeylessServer]:
     if KUBECTL is None:
         pytest.skip("kubectl is not installed: these tests drive the real kubectl binary")
-    s = KeylessServer(tmp_path_factory.mktemp("keyless") / "data", fresh_database_url(),
-                      "--tls-port", str(free_port()))
+    # the README's one serve command: no --tls-port, TLS is on by default (issue #19)
+    s = KeylessServer(tmp_path_factory.mktemp("keyless") / "data", fresh_database_url())
     yield s
     s.stop()
 
@@ -87,7 +87,8 @@ def test_get_credentials_writes_a_kubeconfig_that_reaches_the_clusters_api(g: Gc
     config = yaml.safe_load(Path(g.env["KUBECONFIG"]).read_text())
     assert config["current-context"] == CONTEXT
     server = _api(g)
-    tls_port = g.server.extra[1]
+    tls_port = json.loads((g.server.data_dir / "server.json").read_text())["tls_port"]  # chosen by serve
+    assert isinstance(tls_port, int) and tls_port != g.server.port
     assert server == f"https://127.0.0.1:{tls_port}/kubernetes/projects/{PROJECT}/locations/{REGION}/clusters/my-cluster"
     user = next(u["user"] for u in config["users"] if u["name"] == CONTEXT)
     assert user["exec"]["command"].endswith("gke-gcloud-auth-plugin")
@@ -207,7 +208,8 @@ def test_exec_and_run_reach_the_metadata_server_as_the_ksa(g: Gcloud) -> None:
     # `get pods -o wide` while a pod runs: its IP and its node, in kubectl's wide columns
     name = pods[0].split("/")[1]
     assert KUBECTL is not None
-    running = subprocess.Popen([KUBECTL, "--user=owner", "exec", "-n", "production", name, "--", "sleep", "30"],
+    # (it ends by itself, as the other execs do: a killed one would leave the pod Failed and running on)
+    running = subprocess.Popen([KUBECTL, "--user=owner", "exec", "-n", "production", name, "--", "sleep", "8"],
                                env=g.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline, wide = time.monotonic() + 30, ""
@@ -224,8 +226,7 @@ def test_exec_and_run_reach_the_metadata_server_as_the_ksa(g: Gcloud) -> None:
         pod = json.loads(as_owner(g, "get", "pod", name, "-n", "production", "-o", "json").stdout)
         assert (row[5], row[6]) == (pod["status"]["podIP"], pod["spec"]["nodeName"])
     finally:
-        running.kill()
-        running.wait(10)
+        assert running.wait(120) == 0
     # images are not pulled: an image's own binary is not on this machine
     missing = as_owner(g, "exec", "-n", "production", pods[0].split("/")[1], "--", "no-such-binary", check=False)
     assert missing.returncode != 0 and 'exec: "no-such-binary": executable file not found in $PATH' in missing.stderr

@@ -1,9 +1,11 @@
-"""`keyless serve --workers 2 --tls-port`: every worker opens the TLS port (SO_REUSEPORT) and
-serves HTTPS and gRPC on it; the kernel spreads connections over them."""
+"""`keyless serve --workers 2`: TLS is on by default (issue #19), its port chosen once by the
+parent and recorded in server.json; every worker opens it (SO_REUSEPORT) and serves HTTPS and
+gRPC on it; the kernel spreads connections over them."""
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import socket
 import ssl
@@ -22,11 +24,36 @@ CONNECTIONS = 16  # all on one of two workers by chance: 2 in 2**16
 
 @pytest.fixture
 def srv(tmp_path: Path) -> Iterator[KeylessServer]:
-    port = free_port()
-    server = KeylessServer(tmp_path / "data", fresh_database_url(), "--tls-port", str(port), "--workers", "2")
-    server.tls_port = port  # type: ignore[attr-defined]
+    server = KeylessServer(tmp_path / "data", fresh_database_url(), "--workers", "2")  # no --tls-port: auto
+    server.tls_port = json.loads((server.data_dir / "server.json").read_text())["tls_port"]  # type: ignore[attr-defined]
     yield server
     server.stop()
+
+
+def test_auto_takes_the_http_port_plus_363_or_else_a_free_one() -> None:
+    from keyless.listen import listening_socket, port_for
+
+    preferred = free_port()
+    assert port_for("127.0.0.1", preferred) == preferred
+    with listening_socket("127.0.0.1", preferred):  # SO_REUSEPORT, as our own servers listen: still taken
+        other = port_for("127.0.0.1", preferred)
+        assert other != preferred and 0 < other < 65536
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", other))  # and the one chosen instead is free
+    assert port_for("127.0.0.1", 70_000) not in (0, 70_000)
+
+
+def test_tls_off_serves_no_tls_port(tmp_path: Path) -> None:
+    server = KeylessServer(tmp_path / "data", fresh_database_url(), "--tls-port", "off")
+    try:
+        assert json.loads((server.data_dir / "server.json").read_text())["tls_port"] is None
+        assert owners(server.port + 363, "listening") == set()
+        assert not (server.data_dir / "tls").exists()  # no CA made either
+        bad = subprocess.run([sys.executable, "-m", "keyless.cli.main", "serve", "--tls-port", "https",
+                              "--data-dir", str(tmp_path / "other")], capture_output=True, text=True, timeout=60)
+        assert bad.returncode != 0 and "--tls-port wants a port number, `auto` or `off`" in bad.stderr, bad.stderr
+    finally:
+        server.stop()
 
 
 def owners(port: int, state: str) -> set[str]:
