@@ -26,7 +26,8 @@ PLAIN = re.compile(r"^[A-Za-z0-9_./:@=-]+$")  # values safe inside a regex witho
 # GitHub's `sub` is `repo:OWNER/REPO:ref:REF` (or `:environment:…`, `:pull_request`): where each claim sits in it
 GITHUB_SUB = {"assertion.repository": "repo:{value}:", "assertion.repository_owner": "repo:{value}/",
               "assertion.ref": ":ref:{value}$"}
-MAX_CANDIDATES = 8
+MAX_CANDIDATES = 8  # rewritten filters tried per comparison (each is one more query)
+MAX_MISPLACED = 4  # comparisons looked at per filter: a long filter must not cost hundreds of queries
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,10 @@ class Misplaced:
 
 def misplaced(filter_text: str) -> list[Misplaced]:
     """The comparisons on principalSubject whose value is a principalSet:// or attribute.NAME/VALUE form."""
-    found = []
+    found: list[Misplaced] = []
     for m in COMPARISON.finditer(filter_text[:20_000]):
+        if len(found) >= MAX_MISPLACED:
+            break
         value = m.group(3).replace("\\\\", "\\").replace('\\"', '"')
         attribute = ATTRIBUTE.search(value)
         if "principalSet://" not in value and attribute is None:

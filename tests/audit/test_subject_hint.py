@@ -86,3 +86,14 @@ def test_values_are_never_spliced_into_a_regex_unescaped() -> None:
         text = GAT + f'protoPayload.authenticationInfo.principalSubject=~"attribute.repository/{value}"'
         for m in misplaced(text):
             assert replacements(m, lambda: [GITHUB]) == []
+
+
+def test_a_long_filter_costs_a_bounded_number_of_queries() -> None:
+    """Each rewritten filter is a query: a filter made of many such comparisons is not an amplifier."""
+    many = " OR ".join(f'protoPayload.authenticationInfo.principalSubject=~"attribute.ref/refs/heads/b{i}"'
+                       for i in range(200))
+    runs: list[str] = []
+    provider = Provider(pool=POOL, mapping={f"attribute.{n}": "assertion.sub" for n in ("ref", "x", "y")}
+                        | {"google.subject": "assertion.sub"})
+    said = hint(many, lambda: [provider, GITHUB] * 20, lambda text: runs.append(text) or 0)
+    assert said is not None and 0 < len(runs) <= 4 * 8
