@@ -153,6 +153,8 @@ def _run_server(state: ServerState, settings: Settings, args: argparse.Namespace
     if args.workers > 1:
         if settings.tls_port:  # each worker serves it too (SO_REUSEPORT)
             os.environ.update({"KEYLESS_TLS_PORT": str(settings.tls_port), "KEYLESS_HOST": settings.host})
+        else:  # --tls-port off wins over a $KEYLESS_TLS_PORT the workers would read
+            os.environ.pop("KEYLESS_TLS_PORT", None)
         if settings.universe_domain:
             os.environ["KEYLESS_UNIVERSE_DOMAIN"] = settings.universe_domain
         os.environ.update({"KEYLESS_DATA_DIR": str(settings.data_dir), "KEYLESS_OWNER": settings.owner})
