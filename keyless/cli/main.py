@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,17 +57,21 @@ def _tls_port_flag(value: object) -> int | None:
     return int(text)
 
 
-def _serve_tls_port(settings: Settings, flag: str) -> None:
+def _serve_tls_port(settings: Settings, flag: str) -> socket.socket | None:
     """`keyless serve`'s TLS port: on by default (`auto`: HTTP port + 363 if free, else a free port;
     $KEYLESS_TLS_PORT names one), off with `--tls-port off` (or 0). Chosen once here, before the
-    workers start: they all open the same port (SO_REUSEPORT), and server.json records it."""
+    workers start: they all open the same port (SO_REUSEPORT), and server.json records it. An
+    `auto` port is returned held (keyless.listen.reserve_port): keep it until the server stops."""
     text = str(flag).strip().lower()
     if text in TLS_OFF:
         settings.tls_port = None
     elif text == TLS_AUTO and settings.tls_port is None:
-        from keyless.listen import port_for
+        from keyless.listen import reserve_port
 
-        settings.tls_port = port_for(settings.host, settings.port + TLS_PORT_OFFSET)
+        held = reserve_port(settings.host, settings.port + TLS_PORT_OFFSET)
+        settings.tls_port = int(held.getsockname()[1])
+        return held
+    return None
 
 
 def _server_settings(args: argparse.Namespace) -> Settings:
@@ -103,7 +108,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from keyless import discovery
 
     settings = _settings(args)
-    _serve_tls_port(settings, args.tls_port)
+    held = _serve_tls_port(settings, args.tls_port)
     # First, so a command started right after `keyless serve &` finds it (and waits for it to answer).
     records = discovery.publish(settings)
     # uvicorn re-raises SIGTERM/SIGINT once it has shut down; as an exception, not the default
@@ -114,6 +119,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _start(settings, args)
     finally:
         discovery.withdraw(records)
+        if held is not None:
+            held.close()
     return 0
 
 

@@ -30,17 +30,24 @@ def srv(tmp_path: Path) -> Iterator[KeylessServer]:
     server.stop()
 
 
-def test_auto_takes_the_http_port_plus_363_or_else_a_free_one() -> None:
-    from keyless.listen import listening_socket, port_for
+def test_auto_takes_the_http_port_plus_363_or_else_a_free_one_and_holds_it() -> None:
+    from keyless.listen import listening_socket, reserve_port
 
     preferred = free_port()
-    assert port_for("127.0.0.1", preferred) == preferred
+    with reserve_port("127.0.0.1", preferred) as held:
+        assert held.getsockname()[1] == preferred
+        with socket.socket() as other:  # held: no other program (nor a client's port choice) takes it
+            with pytest.raises(OSError):
+                other.bind(("127.0.0.1", preferred))
+        with listening_socket("127.0.0.1", preferred) as worker:  # the workers' listeners join it
+            worker_port = worker.getsockname()[1]
+        assert worker_port == preferred
     with listening_socket("127.0.0.1", preferred):  # SO_REUSEPORT, as our own servers listen: still taken
-        other = port_for("127.0.0.1", preferred)
-        assert other != preferred and 0 < other < 65536
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", other))  # and the one chosen instead is free
-    assert port_for("127.0.0.1", 70_000) not in (0, 70_000)
+        with reserve_port("127.0.0.1", preferred) as fallback:
+            other_port = fallback.getsockname()[1]
+            assert other_port != preferred and 0 < other_port < 65536
+    with reserve_port("127.0.0.1", 70_000) as any_port:
+        assert 0 < any_port.getsockname()[1] < 65536
 
 
 def test_tls_off_serves_no_tls_port(tmp_path: Path) -> None:
