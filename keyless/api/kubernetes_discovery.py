@@ -190,13 +190,24 @@ COLUMNS: dict[str, list[tuple[str, str, Callable[[dict[str, Any]], Any]]]] = {
 }
 
 
+# Priority 1: the columns `kubectl get -o wide` adds, as the API server's pod printer defines them
+# (kubernetes/pkg/printers/internalversion/printers.go).
+WIDE: dict[str, list[tuple[str, str, Callable[[dict[str, Any]], Any]]]] = {
+    "Pod": [("IP", "string", lambda o: (o.get("status") or {}).get("podIP") or "<none>"),
+            ("Node", "string", lambda o: (o.get("spec") or {}).get("nodeName") or "<none>"),
+            ("Nominated Node", "string", lambda o: (o.get("status") or {}).get("nominatedNodeName") or "<none>"),
+            ("Readiness Gates", "string", lambda o: "<none>")],
+}
+
+
 def table(r: Resource, items: list[dict[str, Any]]) -> dict[str, Any]:
-    columns = [("Name", "string", lambda o: o["metadata"]["name"]), *COLUMNS.get(r.kind, []),
-               ("Age", "string", _age)]
+    columns = [("Name", "string", lambda o: o["metadata"]["name"], 0),
+               *((n, t, f, 0) for n, t, f in COLUMNS.get(r.kind, [])), ("Age", "string", _age, 0),
+               *((n, t, f, 1) for n, t, f in WIDE.get(r.kind, []))]
     return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {},
             "columnDefinitions": [{"name": n, "type": t, "format": "name" if n == "Name" else "", "description": n,
-                                   "priority": 0} for n, t, _ in columns],
-            "rows": [{"cells": [f(o) for _, _, f in columns],
+                                   "priority": p} for n, t, _, p in columns],
+            "rows": [{"cells": [f(o) for _, _, f, _ in columns],
                       "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
                                  "metadata": o.get("metadata") or {}}} for o in items]}
 

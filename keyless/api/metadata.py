@@ -57,8 +57,10 @@ class _Auditor:
         token_exchanged(self._state, form, project_id=self._project_id, pool=form["audience"].split(":")[1],
                         principal=principal, caller_ip=self._ip, user_agent=self._agent, error=error)
 
-    def impersonated(self, method: str, target: AccountInfo, principal: Principal) -> None:
-        credentials_issued(self._state, method, target, principal, caller_ip=self._ip, user_agent=self._agent)
+    def impersonated(self, method: str, target: AccountInfo, principal: Principal,
+                     error: KeylessError | None = None) -> None:
+        credentials_issued(self._state, method, target, principal, caller_ip=self._ip, user_agent=self._agent,
+                           error=error)
 
 
 class MetadataServer:

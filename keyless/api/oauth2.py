@@ -45,9 +45,10 @@ def routes(state: ServerState) -> list[Route]:
             return oauth_error("invalid_token", "Invalid Value")
         p = verified.principal
         body = {
-            "azp": p.service_account_id or p.subject,
-            "aud": p.service_account_id or p.subject,
-            "sub": p.service_account_id or p.subject,
+            # the member, not principalSubject: a GKE KSA's subject is its serviceAccount:…[NS/KSA] form
+            "azp": p.service_account_id or p.member,
+            "aud": p.service_account_id or p.member,
+            "sub": p.service_account_id or p.member,
             "scope": " ".join(verified.scopes),
             "exp": str(verified.expires_at),
             "expires_in": str(verified.expires_in),

@@ -31,3 +31,13 @@ def data_access_enabled(configs: Sequence[dict[str, Any]], service: str, log_typ
                 return False
             enabled = True
     return enabled
+
+
+IAM_SERVICE = "iam.googleapis.com"  # whose auditConfigs enable the IAM Credentials entries
+
+
+def credentials_logged(configs: Sequence[dict[str, Any]], member_keys: Iterable[str]) -> bool:
+    """Whether the IAM Credentials calls (ADMIN_READ of iamcredentials.googleapis.com) are logged:
+    Google enables them only through iam.googleapis.com's Data Access logs, where DATA_READ (what
+    seed 001 enables) or ADMIN_READ both record them (issue #19)."""
+    return any(data_access_enabled(configs, IAM_SERVICE, kind, member_keys) for kind in (ADMIN_READ, DATA_READ))

@@ -1,7 +1,10 @@
 """The Data Access entries of the token paths, written the same way wherever a token is issued
 (STS, IAM Credentials, the GKE metadata server): ExchangeToken is ADMIN_READ of
-sts.googleapis.com (https://cloud.google.com/iam/docs/audit-logging/audit-logging-sts), and the
-IAM Credentials methods are DATA_READ of iam.googleapis.com; each only where enabled. `state` is a
+sts.googleapis.com (https://cloud.google.com/iam/docs/audit-logging/audit-logging-sts); the IAM
+Credentials methods are ADMIN_READ of iamcredentials.googleapis.com, which Google logs where Data
+Access logs are enabled for iam.googleapis.com (any of its read types: they cannot be enabled for
+iamcredentials on its own, https://cloud.google.com/iam/docs/audit-logging#available-logs).
+Refusals are written too, with the refusal's google.rpc code (issue #19). `state` is a
 keyless.state.ServerState (not imported here: it builds on this package)."""
 
 from __future__ import annotations
@@ -9,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from keyless.audit.data_access import ADMIN_READ, DATA_READ, data_access_enabled
+from keyless.audit.data_access import ADMIN_READ, credentials_logged, data_access_enabled
 from keyless.audit.log import DATA_ACCESS, AuditRecord
-from keyless.errors import KeylessError
+from keyless.errors import KeylessError, PermissionDenied
 from keyless.iam.directory import AccountInfo
 from keyless.iam.principal import Principal
 from keyless.iam.service_accounts import sa_chain
@@ -19,7 +22,7 @@ from keyless.projects import project_chain
 
 STS_SERVICE = "sts.googleapis.com"
 EXCHANGE_METHOD = "google.identity.sts.v1.SecurityTokenService.ExchangeToken"
-IAM_SERVICE = "iam.googleapis.com"
+CREDENTIALS_SERVICE = "iamcredentials.googleapis.com"  # the entries' serviceName
 PERMISSIONS = {"GenerateAccessToken": "iam.serviceAccounts.getAccessToken",
                "GenerateIdToken": "iam.serviceAccounts.getOpenIdToken",
                "SignBlob": "iam.serviceAccounts.signBlob", "SignJwt": "iam.serviceAccounts.signJwt"}
@@ -50,23 +53,27 @@ def token_exchanged(state: Any, form: dict[str, str], *, project_id: str, pool: 
         record.metadata = {"diagnosis": found}
     if principal is not None:
         record.metadata = {"mapped_principal": principal.member}
-        caller = Principal(member=principal.member, member_keys=frozenset(),
-                           subject=principal.member.rsplit("/subject/", 1)[-1])
+        # the IdP's subject; a GKE identity keeps its serviceAccount:PROJECT.svc.id.goog[NS/KSA] form
+        subject = principal.subject if principal.subject != principal.member else \
+            principal.member.rsplit("/subject/", 1)[-1]
+        caller = Principal(member=principal.member, member_keys=frozenset(), subject=subject)
     state.audit.submit(record, caller, caller_ip=caller_ip, user_agent=user_agent,
                        error=error)
 
 
 def credentials_issued(state: Any, method: str, target: AccountInfo, principal: Principal, *,
-                       caller_ip: str, user_agent: str) -> None:
-    """A GenerateAccessToken/GenerateIdToken/SignBlob/SignJwt entry on the target account."""
+                       caller_ip: str, user_agent: str, error: KeylessError | None = None) -> None:
+    """A GenerateAccessToken/GenerateIdToken/SignBlob/SignJwt entry on the target account; with
+    `error`, the refusal (authorizationInfo granted false when IAM refused)."""
     chain = sa_chain(target)
-    if not data_access_enabled(state.authz.audit_configs(chain[1:]), IAM_SERVICE, DATA_READ,
-                               principal.member_keys):
+    if not credentials_logged(state.authz.audit_configs(chain[1:]), principal.member_keys):
         return
     resource = f"projects/-/serviceAccounts/{target.unique_id}"
-    record = AuditRecord(service=IAM_SERVICE, method=method, log=DATA_ACCESS, project_id=target.project_id,
+    record = AuditRecord(service=CREDENTIALS_SERVICE, method=method, log=DATA_ACCESS, project_id=target.project_id,
                          resource_name=resource, resource_type="service_account",
                          resource_labels={"email_id": target.email, "project_id": target.project_id,
                                           "unique_id": target.unique_id})
-    record.authorize(resource, PERMISSIONS[method], True)
-    state.audit.submit(record, principal, caller_ip=caller_ip, user_agent=user_agent)
+    if error is None or isinstance(error, PermissionDenied):
+        record.authorize(resource, PERMISSIONS[method], error is None)
+        record.authorization[-1]["permissionType"] = ADMIN_READ
+    state.audit.submit(record, principal, caller_ip=caller_ip, user_agent=user_agent, error=error)

@@ -21,6 +21,7 @@ from urllib.parse import unquote
 
 import httpx
 
+from keyless.audit.subject_hint import Provider, hint
 from keyless.clock import rfc3339
 from keyless.config import Settings
 
@@ -60,7 +61,8 @@ class Reader:
     """entries:list on one server, as one caller."""
 
     def __init__(self, server: str, token: str, project: str) -> None:
-        self.url = server.rstrip("/") + "/logging/v2/entries:list"
+        self.server = server.rstrip("/")
+        self.url = self.server + "/logging/v2/entries:list"
         self.headers = {"Authorization": f"Bearer {token}"}
         self.project = project
 
@@ -84,6 +86,28 @@ class Reader:
             token = answer.get("nextPageToken", "")
             if not token:
                 return
+
+    def providers(self) -> list[Provider]:
+        """The project's providers and their mappings, through the IAM API as the caller (none when
+        the caller may not list them)."""
+        iam = f"{self.server}/iam/v1/"
+        out: list[Provider] = []
+        try:
+            r = httpx.get(f"{iam}projects/{self.project}/locations/global/workloadIdentityPools", headers=self.headers,
+                          timeout=30)
+            pools = r.json().get("workloadIdentityPools", []) if r.status_code == 200 else []
+            for name in (str(p.get("name", "")) for p in pools[:100]):
+                r = httpx.get(f"{iam}{name}/providers", headers=self.headers, timeout=30)
+                for p in r.json().get("workloadIdentityPoolProviders", []) if r.status_code == 200 else []:
+                    mapping = p.get("attributeMapping") or {}
+                    out.append(Provider(pool=name, mapping={str(k): str(v) for k, v in mapping.items()}))
+        except (httpx.HTTPError, ValueError, AttributeError):
+            pass  # a hint is a courtesy: without the mappings it offers the pool-wide filter only
+        return out
+
+    def count(self, filter_text: str) -> int:
+        """How many entries match, up to 100."""
+        return sum(1 for _ in self.entries(filter_text, order="desc", limit=100))
 
 
 class CallFailed(Exception):
@@ -132,9 +156,15 @@ def _reader(args: argparse.Namespace, settings: Settings) -> Reader:
 
 def cmd_read(args: argparse.Namespace, settings: Settings) -> int:
     reader = _reader(args, settings)
+    shown = 0
     try:
         for entry in reader.entries(args.filter, order=args.order, limit=max(args.limit, 1)):
             print(json.dumps(entry) if args.format == "json" else line(entry), flush=True)
+            shown += 1
+        if not shown:
+            found = hint(args.filter, reader.providers, reader.count)
+            if found:
+                print(found, file=sys.stderr)
     except CallFailed as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 1

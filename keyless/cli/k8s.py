@@ -104,7 +104,7 @@ def cmd(args: argparse.Namespace, settings: Settings) -> int:
         with state.db.write() as s:
             if kubernetes.get_object(s, cluster.id, kind, "" if kind == "Namespace" else args.namespace or "default",
                                      args.name) is not None:
-                raise ValueError(f'{kind.lower()}s "{args.name}" already exists')
+                raise ValueError(f'{kubernetes.resource_of(kind)} "{args.name}" already exists')
             out += kubernetes.apply_manifest(s, cluster, doc, args.namespace or "default")
     elif args.k8s_command == "delete":
         with state.db.write() as s:
@@ -117,7 +117,7 @@ def cmd(args: argparse.Namespace, settings: Settings) -> int:
         if args.name:
             items = [i for i in items if i.get("metadata", {}).get("name") == args.name]
             if not items:
-                raise NotFound(f'{kind.lower()}s "{args.name}" not found')
+                raise kubernetes.not_found(kind, args.name)
         fmt = args.output or ""
         if fmt == "json":
             print(json.dumps(items[0] if args.name else {"apiVersion": "v1", "kind": "List", "items": items}, indent=2))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +26,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         owner=getattr(args, "owner", None),
         allow_insecure_issuers=True if getattr(args, "allow_insecure_issuers", False) else None,
         aws_sts_endpoint=getattr(args, "aws_sts_endpoint", None),
-        tls_port=getattr(args, "tls_port", None), universe_domain=getattr(args, "universe_domain", None),
+        tls_port=_tls_port_flag(getattr(args, "tls_port", None)),
+        universe_domain=getattr(args, "universe_domain", None),
         storage_dir=Path(args.storage_dir) if getattr(args, "storage_dir", None) else None,
     )
     if args.command != "serve":
@@ -37,6 +39,39 @@ def _settings(args: argparse.Namespace) -> Settings:
             settings, server=named, data_dir_given=bool(getattr(args, "data_dir", None)),
             database_given=bool(getattr(args, "database", None)))
     return settings
+
+
+TLS_AUTO, TLS_OFF = "auto", ("0", "off")
+TLS_PORT_OFFSET = 363  # `auto` first tries the HTTP port + 363: 8443 beside the default 8080
+
+
+def _tls_port_flag(value: object) -> int | None:
+    """A --tls-port given as a number; None for serve's `auto`/`off` (resolved by `_serve_tls_port`)."""
+    if value is None or isinstance(value, int):
+        return value
+    text = str(value).strip().lower()
+    if text == TLS_AUTO or text in TLS_OFF:
+        return None
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"--tls-port wants a port number, `auto` or `off`; got {str(value)[:40]!r}")
+    return int(text)
+
+
+def _serve_tls_port(settings: Settings, flag: str) -> socket.socket | None:
+    """`keyless serve`'s TLS port: on by default (`auto`: HTTP port + 363 if free, else a free port;
+    $KEYLESS_TLS_PORT names one), off with `--tls-port off` (or 0). Chosen once here, before the
+    workers start: they all open the same port (SO_REUSEPORT), and server.json records it. An
+    `auto` port is returned held (keyless.listen.reserve_port): keep it until the server stops."""
+    text = str(flag).strip().lower()
+    if text in TLS_OFF:
+        settings.tls_port = None
+    elif text == TLS_AUTO and settings.tls_port is None:
+        from keyless.listen import reserve_port
+
+        held = reserve_port(settings.host, settings.port + TLS_PORT_OFFSET)
+        settings.tls_port = int(held.getsockname()[1])
+        return held
+    return None
 
 
 def _server_settings(args: argparse.Namespace) -> Settings:
@@ -73,6 +108,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from keyless import discovery
 
     settings = _settings(args)
+    held = _serve_tls_port(settings, args.tls_port)
     # First, so a command started right after `keyless serve &` finds it (and waits for it to answer).
     records = discovery.publish(settings)
     # uvicorn re-raises SIGTERM/SIGINT once it has shut down; as an exception, not the default
@@ -83,6 +119,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _start(settings, args)
     finally:
         discovery.withdraw(records)
+        if held is not None:
+            held.close()
     return 0
 
 
@@ -126,6 +164,8 @@ def _run_server(state: ServerState, settings: Settings, args: argparse.Namespace
     if args.workers > 1:
         if settings.tls_port:  # each worker serves it too (SO_REUSEPORT)
             os.environ.update({"KEYLESS_TLS_PORT": str(settings.tls_port), "KEYLESS_HOST": settings.host})
+        else:  # --tls-port off wins over a $KEYLESS_TLS_PORT the workers would read
+            os.environ.pop("KEYLESS_TLS_PORT", None)
         if settings.universe_domain:
             os.environ["KEYLESS_UNIVERSE_DOMAIN"] = settings.universe_domain
         os.environ.update({"KEYLESS_DATA_DIR": str(settings.data_dir), "KEYLESS_OWNER": settings.owner})
@@ -272,9 +312,11 @@ def parser() -> argparse.ArgumentParser:
                        help="accept http:// OIDC issuers on loopback addresses (local testing only)")
     serve.add_argument("--aws-sts-endpoint", help="verify AWS subject tokens at this STS endpoint instead of AWS "
                                                   "(e.g. a local moto server); or $KEYLESS_AWS_STS_ENDPOINT")
-    serve.add_argument("--tls-port", type=int, help="also serve HTTPS on this port, as Google's API hosts "
-                                                    "(*.googleapis.com and the universe's), with a certificate "
-                                                    "from Keyless's local CA (see `keyless env`)")
+    serve.add_argument("--tls-port", default=TLS_AUTO, metavar="PORT|auto|off",
+                       help="also serve HTTPS and gRPC on this port, as Google's API hosts (*.googleapis.com and "
+                            "the universe's), with a certificate from Keyless's local CA (see `keyless env`); "
+                            "default auto: the HTTP port + 363 if free (8443), else a free port, recorded in "
+                            "server.json; or $KEYLESS_TLS_PORT; `off` (or 0) for none")
     serve.add_argument("--universe-domain", help="also answer as SERVICE.UNIVERSE_DOMAIN, e.g. keyless.test "
                                                  "(or $KEYLESS_UNIVERSE_DOMAIN)")
     serve.add_argument("--storage-dir", help="where object bytes live (default DATA_DIR/storage, or "

@@ -30,6 +30,7 @@ from keyless import projects
 from keyless.api import logging as logging_api
 from keyless.api.errors import google_error, json_response
 from keyless.api.http import Call, endpoint, read_json
+from keyless.audit import subject_hint
 from keyless.audit.filter import parse_timestamp
 from keyless.console import flows, graph, pages, sessions, signin
 from keyless.doctor import targets
@@ -343,13 +344,34 @@ def list_entries(call: Call) -> dict[str, Any]:
 
     if not after:
         entries = page(filter_text)
-        return {"entries": entries, "flows": flows.group(entries)}
+        out: dict[str, Any] = {"entries": entries, "flows": flows.group(entries)}
+        found = None if entries else subject_hint.hint(filter_text, lambda: _providers(call, project_id),
+                                                       lambda text: len(page(text)))
+        if found:
+            out["hint"] = found  # why seed 001's principalSet/attribute queries find nothing, and what does
+        return out
     if parse_timestamp(after) is None:
         raise InvalidArgument(f"Invalid timestamp {after[:40]!r}.")
     newer = f'({filter_text}) AND timestamp>"{after}"' if filter_text.strip() else f'timestamp>"{after}"'
     entries = page(newer)
     # a new entry may complete an older flow: flows are regrouped over the whole latest page
     return {"entries": entries, "flows": flows.group(page(filter_text)) if entries else None}
+
+
+def _providers(call: Call, project_id: str) -> list[subject_hint.Provider]:
+    """The project's providers, for a viewer who may list them (as projects.locations.
+    workloadIdentityPools.providers.list would answer)."""
+    from keyless.federation.pools import list_pools, list_providers
+
+    if not call.state.authz.check(call.principal, "iam.workloadIdentityPoolProviders.list",
+                                  projects.project_chain(project_id)).granted:
+        return []
+    with call.state.db.read() as s:
+        project = projects.find_project(s, project_id, include_deleted=False)
+        if project is None:
+            return []
+        return [subject_hint.Provider(pool=pool.name, mapping=dict(row.attribute_mapping or {}))
+                for pool in list_pools(s, project.project_number, False)[:100] for row in list_providers(s, pool, False)]
 
 
 def explain(call: Call) -> dict[str, Any]:

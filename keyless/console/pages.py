@@ -49,7 +49,7 @@ grant; labels name the role an edge grants.</p>
 placeholder='protoPayload.serviceName="sts.googleapis.com" AND severity>=WARNING'></label>
 <button id="apply" type="button">Apply</button>
 <label><input id="tail" type="checkbox" checked> Live tail</label><span id="status" class="status"></span></div>
-{_ERROR}<h2>Flows</h2><p class="hint">A token exchange, the impersonation it leads to and the service
+{_ERROR}<div id="query-hint" class="query-hint"></div><h2>Flows</h2><p class="hint">A token exchange, the impersonation it leads to and the service
 account's calls, grouped by the federated subject.</p><div id="flows"></div><h2>Entries</h2>
 <div id="entries" class="entries"></div>""",
     "explain": f"""<form id="explain-form" class="explain-form">

@@ -31,7 +31,7 @@ def principal_of(state: ServerState, text: str, *, attributes: dict[str, str] | 
         base = (f"principal://iam.googleapis.com/projects/{number}/locations/global/workloadIdentityPools/"
                 f"{m.project_id}.svc.id.goog/subject/ns/{m.namespace}/sa/{m.ksa}")
         keys = member_keys_for_gke_workload(m.project_id or "", number, m.namespace, m.ksa, None)
-        return Principal(member=base, member_keys=keys, subject=base)
+        return Principal(member=base, member_keys=keys, subject=m.value)
     if m.kind == "serviceAccount" and m.email:
         account = state.directory.find(m.email)
         if account is not None:

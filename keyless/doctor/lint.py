@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
-from keyless.audit.data_access import data_access_enabled
+from keyless.audit.data_access import credentials_logged
 from keyless.doctor import rules as R
 from keyless.doctor.manifests import ANNOTATION, key_file_uses, pod_spec, pod_spec_path
 from keyless.doctor.model import Binding, KObject, ProviderInfo, Setup
@@ -551,9 +551,9 @@ def check_audit(setup: Setup) -> Iterator[Finding]:
     projects = {a.project_id for a in (setup.account_by_email(e) for e in _workload_accounts(setup)) if a}
     for project_id in sorted(projects):
         configs = setup.audit_configs.get(f"projects/{project_id}", []) + setup.audit_configs.get(ROOT, [])
-        if not data_access_enabled(configs, "iam.googleapis.com", "DATA_READ", ()):
+        if not credentials_logged(configs, ()):
             yield Finding(R.DATA_ACCESS_OFF, f"projects/{project_id}", f"service accounts of {project_id} are "
-                          "impersonated, but DATA_READ audit logs are off for iam.googleapis.com",
+                          "impersonated, but Data Access audit logs (DATA_READ or ADMIN_READ) are off for iam.googleapis.com",
                           f"gcloud projects get-iam-policy {project_id} --format=json > policy.json; add "
                           '"auditConfigs": [{"service": "iam.googleapis.com", "auditLogConfigs": [{"logType": '
                           f'"DATA_READ"}}]}}]; gcloud projects set-iam-policy {project_id} policy.json')

@@ -53,6 +53,11 @@ INVALID_TARGET = ('The target service indicated by the "audience" parameters is 
                   "because the pool or provider is disabled or deleted or because it doesn't exist.")
 
 
+# google.rpc codes of the HTTP statuses STS answers (https://github.com/googleapis/googleapis/blob/master/google/rpc/code.proto)
+RPC_STATUS_OF_HTTP = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+                      429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
+
+
 class OAuthError(KeylessError):
     """An STS refusal: `oauth_error` is the RFC 6749 error code, `message` its description."""
 
@@ -60,6 +65,7 @@ class OAuthError(KeylessError):
         super().__init__(description)
         self.oauth_error = oauth_error
         self.http_status = status
+        self.status = RPC_STATUS_OF_HTTP.get(status, "UNKNOWN")  # the audit entry's status.code
         self.stage = stage  # "token", "condition" or "mapping" where a provider's check refused (diagnosis)
 
 

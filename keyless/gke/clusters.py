@@ -204,6 +204,9 @@ def create_cluster(s: Session, project: Project, location: str, body: Any) -> Gk
         if autopilot and isinstance(p, dict):
             p = {**p, "config": {**(p.get("config") or {}), "workloadMetadataConfig": {"mode": GKE_METADATA}}}
         _new_pool(s, project, cluster, p)
+    from keyless.gke.kubernetes import ensure_cluster_namespaces  # it builds on this module
+
+    ensure_cluster_namespaces(s, cluster)
     return cluster
 
 

@@ -32,6 +32,7 @@ DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 NAMESPACED = {"ServiceAccount", "Pod", "Deployment", "ConfigMap", "Secret", "Service"}
 KINDS = NAMESPACED | {"Namespace"}
 MAX_REPLICAS = 50
+SYSTEM_NAMESPACES = ("default", "kube-node-lease", "kube-public", "kube-system")  # kube-system last: made last
 
 
 def get_object(s: Session, cluster_id: str, kind: str, namespace: str, name: str) -> K8sObject | None:
@@ -82,10 +83,22 @@ def _put(s: Session, cluster: GkeCluster, kind: str, namespace: str, name: str, 
 def ensure_namespace(s: Session, cluster: GkeCluster, name: str) -> None:
     """The namespace and its `default` ServiceAccount (the `default` namespace always exists)."""
     if get_object(s, cluster.id, "Namespace", "", name) is None:
-        _put(s, cluster, "Namespace", "", name, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+        _fill(s, cluster, "Namespace", body)
+        _put(s, cluster, "Namespace", "", name, body)
     if get_object(s, cluster.id, "ServiceAccount", name, "default") is None:
         _put(s, cluster, "ServiceAccount", name, "default",
              {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}})
+
+
+def ensure_cluster_namespaces(s: Session, cluster: GkeCluster) -> None:
+    """What a new cluster has: the `default`, `kube-system`, `kube-public` and `kube-node-lease`
+    namespaces, each with its `default` ServiceAccount (made with the cluster; clusters stored
+    before these existed get them on their first write)."""
+    if get_object(s, cluster.id, "Namespace", "", SYSTEM_NAMESPACES[-1]) is not None:
+        return
+    for name in SYSTEM_NAMESPACES:
+        ensure_namespace(s, cluster, name)
 
 
 def _namespace_of(s: Session, cluster: GkeCluster, doc: dict[str, Any], default_ns: str) -> str:
@@ -93,7 +106,7 @@ def _namespace_of(s: Session, cluster: GkeCluster, doc: dict[str, Any], default_
     if not isinstance(ns, str) or not DNS_LABEL.match(ns):
         raise InvalidArgument(f"invalid namespace {str(ns)[:64]!r}")
     if ns != "default" and get_object(s, cluster.id, "Namespace", "", ns) is None:
-        raise NotFound(f'namespaces "{ns}" not found')
+        raise not_found("Namespace", ns)
     return ns
 
 
@@ -120,9 +133,10 @@ def apply_manifest(s: Session, cluster: GkeCluster, doc: Any, default_ns: str = 
     name = meta["name"]
     if not (DNS_LABEL if kind == "Namespace" else DNS_SUBDOMAIN).match(name):
         raise InvalidArgument(f"{kind} name {name[:64]!r} is not a valid DNS name")
-    ensure_namespace(s, cluster, "default")
+    ensure_cluster_namespaces(s, cluster)
     body = copy.deepcopy(doc)
     if kind == "Namespace":
+        _fill(s, cluster, kind, body)
         outcome = _put(s, cluster, kind, "", name, body)
         ensure_namespace(s, cluster, name)
         return [f"namespace/{name} {outcome}"]
@@ -168,7 +182,7 @@ def annotate(s: Session, cluster: GkeCluster, kind: str, namespace: str, name: s
     """`kubectl annotate KIND NAME KEY=VALUE` (or `KEY-` to remove, value None)."""
     row = get_object(s, cluster.id, kind, namespace if kind in NAMESPACED else "", name)
     if row is None:
-        raise NotFound(f'{kind.lower()}s "{name}" not found')
+        raise not_found(kind, name)
     body = copy.deepcopy(row.body)
     annotations = body.setdefault("metadata", {}).setdefault("annotations", {})
     if value is None:
@@ -185,7 +199,7 @@ def annotate(s: Session, cluster: GkeCluster, kind: str, namespace: str, name: s
 def delete_object(s: Session, cluster: GkeCluster, kind: str, namespace: str, name: str) -> str:
     row = get_object(s, cluster.id, kind, namespace if kind in NAMESPACED else "", name)
     if row is None:
-        raise NotFound(f'{kind.lower()}s "{name}" not found')
+        raise not_found(kind, name)
     s.delete(row)
     if kind == "Namespace":
         for obj in s.scalars(select(K8sObject).where(K8sObject.cluster_id == cluster.id,
@@ -263,6 +277,8 @@ def _require_namespace(s: Session, cluster: GkeCluster, namespace: str) -> None:
 def _fill(s: Session, cluster: GkeCluster, kind: str, body: dict[str, Any]) -> None:
     """What the API server and its controllers fill in for each kind."""
     if kind == "Namespace":
+        meta = body.setdefault("metadata", {})
+        meta["labels"] = {**(meta.get("labels") or {}), "kubernetes.io/metadata.name": meta.get("name", "")}
         body["spec"] = {"finalizers": ["kubernetes"]}
         body["status"] = {"phase": "Active"}
     elif kind == "Pod":
@@ -281,7 +297,7 @@ def _fill(s: Session, cluster: GkeCluster, kind: str, body: dict[str, Any]) -> N
 def create(s: Session, cluster: GkeCluster, kind: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
     """POST: a new object (409 AlreadyExists when one has its name)."""
     name = validate(kind, body)
-    ensure_namespace(s, cluster, "default")
+    ensure_cluster_namespaces(s, cluster)
     ns = "" if kind == "Namespace" else namespace
     if ns:
         _require_namespace(s, cluster, ns)

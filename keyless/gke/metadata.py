@@ -25,7 +25,7 @@ from keyless.errors import KeylessError
 from keyless.federation.exchange import ACCESS_TOKEN_TYPE, GRANT_TYPE, OAuthError
 from keyless.gke.clusters import oauth_scopes
 from keyless.iam.directory import AccountInfo
-from keyless.iam.members import member_keys_for_gke_workload, member_keys_for_service_account
+from keyless.iam.members import gke_subject, member_keys_for_gke_workload, member_keys_for_service_account
 from keyless.iam.principal import Principal
 from keyless.projects import find_project
 from keyless.state import ServerState, service_account_principal
@@ -106,7 +106,8 @@ class Auditor(Protocol):
 
     def exchanged(self, form: dict[str, str], principal: Principal | None, error: KeylessError | None) -> None: ...
 
-    def impersonated(self, method: str, target: AccountInfo, principal: Principal) -> None: ...
+    def impersonated(self, method: str, target: AccountInfo, principal: Principal,
+                     error: KeylessError | None = None) -> None: ...
 
 
 def zone_of(location: str) -> str:
@@ -260,8 +261,9 @@ class PodCredentials:
         base = f"principal://iam.googleapis.com/projects/{pod.project_number}/locations/global/workloadIdentityPools/"
         member = f"{base}{pod.workload_pool}/subject/ns/{pod.namespace}/sa/{pod.ksa}"
         cluster = f"projects/{pod.project_id}/locations/{pod.location}/clusters/{pod.cluster_name}"
-        principal = Principal(member=member, subject=member, member_keys=member_keys_for_gke_workload(
-            pod.project_id, pod.project_number, pod.namespace, pod.ksa, cluster))
+        keys = member_keys_for_gke_workload(pod.project_id, pod.project_number, pod.namespace, pod.ksa, cluster)
+        principal = Principal(member=member, subject=gke_subject(pod.workload_pool, pod.namespace, pod.ksa),
+                              member_keys=keys)
         self.exchanges += 1
         token = self._state.tokens.mint(principal, scopes, TOKEN_LIFETIME)
         form = {"grant_type": GRANT_TYPE, "audience": f"identitynamespace:{pod.workload_pool}:",
@@ -277,6 +279,7 @@ class PodCredentials:
             token, target = generate_access_token(self._state, federated.principal, f"projects/-/serviceAccounts/{gsa}",
                                                   {"scope": list(scopes), "lifetime": f"{TOKEN_LIFETIME}s"})
         except KeylessError as error:
+            self._refused(auditor, "GenerateAccessToken", gsa, federated.principal, error)
             raise _iam_error("access token", error) from error
         auditor.impersonated("GenerateAccessToken", target, federated.principal)
         return token
@@ -301,9 +304,16 @@ class PodCredentials:
             token, target = generate_id_token(self._state, federated.principal, f"projects/-/serviceAccounts/{gsa}",
                                               {"audience": audience, "includeEmail": full})
         except KeylessError as error:
+            self._refused(auditor, "GenerateIdToken", gsa, federated.principal, error)
             raise _iam_error("ID token", error) from error
         auditor.impersonated("GenerateIdToken", target, federated.principal)
         return token
+
+    def _refused(self, auditor: Auditor, method: str, gsa: str, principal: Principal, error: KeylessError) -> None:
+        """IAM refused the pod's impersonation (the seeds' missing binding): its entry on the GSA."""
+        known = self._state.directory.find(gsa)
+        if known is not None:
+            auditor.impersonated(method, known, principal, error)
 
 
 def ksa_exchange_form(cluster: GkeCluster, pod: PodIdentity, scopes: tuple[str, ...]) -> dict[str, str]:

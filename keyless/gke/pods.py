@@ -107,13 +107,17 @@ def _cluster(s: Any, spec: PodSpec) -> GkeCluster:
 def _place(s: Any, settings: Settings, spec: PodSpec) -> tuple[Placement, dict[str, Any] | None]:
     """Choose the node and the Pod object; returns the placement and, for a new pod, its body."""
     cluster = _cluster(s, spec)
+    if spec.namespace != "default" and s.scalars(select(K8sObject.id).where(
+            K8sObject.cluster_id == cluster.id, K8sObject.kind == "Namespace", K8sObject.name == spec.namespace)).first() \
+            is None:
+        raise NotFound(f'namespaces "{spec.namespace}" not found')  # Kubernetes' wording
     existing: K8sObject | None = None
     if spec.pod:
         existing = s.scalars(select(K8sObject).where(
             K8sObject.cluster_id == cluster.id, K8sObject.kind == "Pod", K8sObject.namespace == spec.namespace,
             K8sObject.name == spec.pod)).first()
         if existing is None:
-            raise NotFound(f'pods "{spec.pod}" not found in namespace "{spec.namespace}"')
+            raise NotFound(f'pods "{spec.pod}" not found')  # Kubernetes' wording
     pod_spec = dict((existing.body.get("spec") or {}) if existing else {})
     ksa = spec.service_account or pod_spec.get("serviceAccountName") or "default"
     if ksa != "default" and s.scalars(select(K8sObject.id).where(
@@ -206,8 +210,8 @@ def ca_bundle(settings: Settings) -> Path:
     """The bundle Keyless's TLS port is trusted through (the system's roots plus Keyless's CA)."""
     bundle = settings.data_dir / "tls" / "bundle.pem"
     if not bundle.is_file():
-        raise FailedPrecondition(f"{bundle} does not exist: start `keyless serve --tls-port PORT` with this data "
-                                 "directory first (it creates Keyless's CA)")
+        raise FailedPrecondition(f"{bundle} does not exist: start `keyless serve` (without --tls-port off) with "
+                                 "this data directory first (it creates Keyless's CA)")
     return bundle
 
 

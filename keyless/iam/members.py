@@ -275,6 +275,12 @@ def federated_principal(project_number: str, pool_id: str, subject: str) -> str:
     return f"principal://{workload_pool_path(project_number, pool_id)}/subject/{subject}"
 
 
+def gke_subject(pool: str, namespace: str, ksa: str) -> str:
+    """A GKE workload's `serviceAccount:PROJECT.svc.id.goog[NS/KSA]`, the form Google writes in
+    audit entries' principalSubject (seed 001) and accepts as a member."""
+    return f"serviceAccount:{pool}[{namespace}/{ksa}]"
+
+
 def gke_cluster_url(cluster_resource: str) -> str:
     """`projects/P/locations/L/clusters/C` (or an already full URL) as GKE's cluster URL."""
     if cluster_resource.startswith("https://"):
@@ -332,7 +338,7 @@ def member_keys_for_gke_workload(project_id: str, project_number: str, namespace
     cluster and whole-pool `principalSet://` forms, allAuthenticatedUsers and allUsers."""
     pool = f"{project_id}.svc.id.goog"
     base = workload_pool_path(project_number, pool)
-    keys = {f"serviceAccount:{pool}[{namespace}/{ksa}]",
+    keys = {gke_subject(pool, namespace, ksa),
             f"principal://{base}/subject/ns/{namespace}/sa/{ksa}",
             f"principalSet://{base}/namespace/{namespace}",
             f"principalSet://{base}/*",

@@ -27,10 +27,12 @@ class Peers:
 
     def __init__(self, directory: Path, target: str) -> None:
         self.directory, self.target = directory, target
+        self.ready = asyncio.Event()  # set once the gRPC server listens on `target`
         self._clients: dict[str, tuple[str, int]] = {}
         self._ids = itertools.count()
 
     async def connect(self, client: tuple[str, int] | None) -> socket.socket:
+        await self.ready.wait()
         path = str(self.directory / f"c{next(self._ids)}")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:

@@ -180,6 +180,13 @@ def test_timeline_filters_groups_and_tails(world: KeylessServer, page: Any) -> N
             "subject_token_type": "urn:ietf:params:oauth:token-type:jwt"}
     assert httpx.post(f"{world.base_url}/sts/v1/token", data=form, timeout=30).status_code == 200
     expect(page.locator(".entries details")).to_have_count(before + 1)
+    # seed 001's attribute query finds nothing (as on Google): the page says why and what works
+    page.fill("#filter", 'protoPayload.methodName="GenerateAccessToken" '
+                         'protoPayload.authenticationInfo.principalSubject=~"attribute.repository/my-org/my-repo"')
+    page.click("#apply")
+    expect(page.locator("#query-hint pre")).to_contain_text("attributes are not logged")
+    assert f'{POOL}/subject/repo:my-org/my-repo:"' in page.text_content("#query-hint pre")
+    expect(page.locator(".entries details")).to_have_count(0)
     # a filter that does not parse: entries.list's own INVALID_ARGUMENT
     page.fill("#filter", 'protoPayload.methodName="unterminated')
     page.click("#apply")

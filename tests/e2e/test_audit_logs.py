@@ -115,9 +115,10 @@ def srv(tmp_path_factory: pytest.TempPathFactory):
     denied = server.call("POST", f"{IAM}/serviceAccounts", body={"accountId": "sneaky-sa"},
                          token=token_for_service_account(server, DEPLOY_SA))
     assert denied.status_code == 403, denied.text
-    # and out-of-scope impersonation: other-repo may not impersonate deploy-sa (refused, not logged).
+    # and out-of-scope impersonation: other-repo may not impersonate deploy-sa (refused, and logged
+    # with code 7 as Google logs it: the seeds' missing binding leaves a trace).
     assert impersonate(server, "my-org/other-repo", DEPLOY_SA).status_code == 403
-    assert len(wait_for(server, GAT, 3)) == 3
+    assert len(wait_for(server, GAT, 4)) == 4
     assert wait_for(server, f'protoPayload.authenticationInfo.principalEmail="{DEPLOY_SA}"', 1)
     yield server
     server.stop()
@@ -134,8 +135,10 @@ def gc(srv: KeylessServer, tmp_path_factory: pytest.TempPathFactory) -> Gcloud:
 
 def test_gcloud_logging_read_returns_exactly_the_impersonations(srv: KeylessServer, gc: Gcloud) -> None:
     got = gc.json("logging", "read", GAT, "--project=my-project", "--limit=20")
-    assert len(got) == 3
+    assert len(got) == 4
     assert {e["protoPayload"]["methodName"] for e in got} == {"GenerateAccessToken"}
+    assert {e["protoPayload"]["serviceName"] for e in got} == {"iamcredentials.googleapis.com"}
+    assert sorted(e["protoPayload"]["status"].get("code", 0) for e in got) == [0, 0, 0, 7]
     assert {e["resource"]["type"] for e in got} == {"service_account"}
     assert all(e["logName"] == "projects/my-project/logs/cloudaudit.googleapis.com%2Fdata_access" for e in got)
     # newest first (gcloud asks for `timestamp desc`), and the same entries a direct query finds
@@ -143,7 +146,7 @@ def test_gcloud_logging_read_returns_exactly_the_impersonations(srv: KeylessServ
     assert stamps == sorted(stamps, reverse=True)
     assert {e["insertId"] for e in got} == {e["insertId"] for e in entries(srv, GAT)}
     resources = sorted(e["resource"]["labels"]["email_id"] for e in got)
-    assert resources == [DEPLOY_SA, DEPLOY_SA, OTHER_SA]
+    assert resources == [DEPLOY_SA, DEPLOY_SA, DEPLOY_SA, OTHER_SA]
 
 
 def test_gcloud_table_format_of_seed_002(srv: KeylessServer, gc: Gcloud) -> None:
@@ -195,14 +198,14 @@ def test_seed_001_queries_as_google_answers_them(srv: KeylessServer) -> None:
     assert entries(srv, SEED_001_REPO) == []
     pool = entries(srv, GAT + f'\nprotoPayload.authenticationInfo.principalSubject=~"^principal://iam.googleapis.com/'
                               f'{POOL}/subject/"')
-    assert len(pool) == 3
+    assert len(pool) == 4
     repo = entries(srv, GAT + '\nprotoPayload.authenticationInfo.principalSubject=~"/subject/repo:my-org/my-repo:"')
     assert len(repo) == 2
     assert {e["resource"]["labels"]["email_id"] for e in repo} == {DEPLOY_SA}
     subject = repo[0]["protoPayload"]["authenticationInfo"]["principalSubject"]
     assert subject == f"principal://iam.googleapis.com/{POOL}/subject/repo:my-org/my-repo:ref:refs/heads/main"
     has = entries(srv, GAT + ' protoPayload.authenticationInfo.principalSubject:"REPO:MY-ORG/OTHER-REPO"')
-    assert [e["resource"]["labels"]["email_id"] for e in has] == [OTHER_SA]  # `:` ignores case
+    assert sorted(e["resource"]["labels"]["email_id"] for e in has) == [DEPLOY_SA, OTHER_SA]  # `:` ignores case
 
 
 def test_seed_001_data_access_config_governs_what_is_recorded(srv: KeylessServer) -> None:
@@ -214,7 +217,7 @@ def test_seed_001_data_access_config_governs_what_is_recorded(srv: KeylessServer
     try:
         _ok(impersonate(srv, "my-org/my-repo", DEPLOY_SA))
         time.sleep(0.5)
-        assert len(entries(srv, GAT)) == 3
+        assert len(entries(srv, GAT)) == 4
         # the configuration change itself is an Admin Activity entry
         changes = entries(srv, 'log_id("cloudaudit.googleapis.com/activity") protoPayload.methodName="SetIamPolicy"')
         assert changes
@@ -238,7 +241,7 @@ def test_order_by_and_paging_are_consistent(srv: KeylessServer) -> None:
 
 def test_log_names_logid_and_severity(srv: KeylessServer) -> None:
     data_access = entries(srv, 'logName="projects/my-project/logs/cloudaudit.googleapis.com%2Fdata_access"')
-    assert len(data_access) == 3
+    assert len(data_access) == 4
     assert entries(srv, 'logName="projects/my-project/logs/cloudaudit.googleapis.com/data_access"') == data_access
     assert entries(srv, 'log_id("cloudaudit.googleapis.com/data_access")') == data_access
     errors = entries(srv, "severity>=ERROR")
@@ -264,7 +267,7 @@ def test_permissions_and_private_logs(srv: KeylessServer) -> None:
     assert entries(srv, GAT, token=token_for_user(srv, "viewer@example.com")) == []
     # roles/logging.privateLogViewer reads both
     auditor = entries(srv, "", token=token_for_user(srv, "auditor@example.com"))
-    assert len([e for e in auditor if "data_access" in e["logName"]]) == 3
+    assert len([e for e in auditor if "data_access" in e["logName"]]) == 4
     assert len(auditor) == len(entries(srv, ""))
 
 
@@ -305,7 +308,7 @@ def test_google_cloud_logging_client_list_entries(srv: KeylessServer) -> None:
     client = cloud_logging.Client(project="my-project", credentials=Credentials(srv.owner_token),
                                   client_options={"api_endpoint": f"{srv.base_url}/logging"}, _use_grpc=False)
     got = list(client.list_entries(filter_=GAT, order_by=cloud_logging.DESCENDING, page_size=2))
-    assert len(got) == 3
+    assert len(got) == 4
     assert {e.resource.type for e in got} == {"service_account"}
     assert all(e.log_name == "cloudaudit.googleapis.com%2Fdata_access" or "data_access" in e.log_name for e in got)
     payload = got[0].payload
@@ -316,12 +319,43 @@ def test_keyless_audit_read(srv: KeylessServer) -> None:
     out = srv.keyless("audit", "read", GAT, "--project", "my-project", "--server", srv.base_url)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
-    assert len(lines) == 3 and all("GenerateAccessToken" in line and "data_access" in line for line in lines)
+    assert len(lines) == 4 and all("GenerateAccessToken" in line and "data_access" in line for line in lines)
+    assert sum("code=7" in line for line in lines) == 1
     bad = srv.keyless("audit", "read", "a=", "--project", "my-project", "--server", srv.base_url)
     assert bad.returncode == 1 and "INVALID_ARGUMENT" in bad.stderr
     js = srv.keyless("audit", "read", GAT, "--project", "my-project", "--server", srv.base_url, "--format", "json",
                      "--limit", "1")
     assert json.loads(js.stdout)["protoPayload"]["methodName"] == "GenerateAccessToken"
+
+
+def test_keyless_audit_read_and_the_console_say_why_seed_001_queries_find_nothing(srv: KeylessServer) -> None:
+    """Seed 001's principalSet:// and attribute.repository/ queries find nothing (as on Google); the
+    CLI and the console say why and print the filter that works, which finds the right calls."""
+    from keyless.audit.subject_hint import suggested_filters
+
+    for seed, wanted, accounts in ((SEED_001_POOL, f'=~"^principal://iam.googleapis.com/{POOL}/subject/"',
+                                    {DEPLOY_SA, OTHER_SA}),
+                                   (SEED_001_REPO, f'=~"^principal://iam.googleapis.com/{POOL}/subject/repo:my-org/my-repo:"',
+                                    {DEPLOY_SA})):
+        out = srv.keyless("audit", "read", seed, "--project", "my-project", "--server", srv.base_url)
+        assert out.returncode == 0 and out.stdout == "", out
+        assert "attributes are not logged" in out.stderr, out.stderr
+        [suggested] = suggested_filters(out.stderr)
+        assert suggested.startswith(GAT.replace(" AND ", "\n")) and suggested.endswith(wanted), suggested
+        found = entries(srv, suggested)
+        assert found and {e["resource"]["labels"]["email_id"] for e in found} == accounts
+        assert f"finds {len(found)} entr" in out.stderr
+        # the console's timeline says the same
+        console = httpx.Client(base_url=srv.base_url, timeout=30)
+        console.get("/console/signin")
+        r = console.post("/console/signin", data={"csrf": console.cookies["keyless_csrf"], "token": srv.owner_token})
+        assert r.status_code == 303
+        page = _ok(console.get("/console/api/entries", params={"project": "my-project", "filter": seed}))
+        assert page["entries"] == [] and suggested_filters(page["hint"]) == [suggested]
+    # a query that finds entries, or one of another kind, gets no hint
+    out = srv.keyless("audit", "read", 'protoPayload.methodName="NoSuchMethod"', "--project", "my-project",
+                      "--server", srv.base_url)
+    assert out.returncode == 0 and out.stdout == "" and out.stderr == ""
 
 
 def test_keyless_audit_tail_follows_new_entries(srv: KeylessServer) -> None:
@@ -371,3 +405,94 @@ def test_a_trusted_proxy_names_the_caller(tmp_path: Path) -> None:
         assert [e["protoPayload"]["requestMetadata"]["callerIp"] for e in made] == ["203.0.113.9"]
     finally:
         behind.stop()
+
+
+# -- refusals and the IAM Credentials entries as Google writes them (issue #19) ----------------------
+
+
+def _set_audit_configs(srv: KeylessServer, configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Replace my-project's auditConfigs; returns the previous ones."""
+    policy = _ok(srv.call("POST", "/cloudresourcemanager/v1/projects/my-project:getIamPolicy", body={}))
+    before = policy.pop("auditConfigs", [])
+    _ok(srv.call("POST", "/cloudresourcemanager/v1/projects/my-project:setIamPolicy",
+                 body={"policy": {**policy, "auditConfigs": configs}, "updateMask": "auditConfigs,etag"}))
+    return before
+
+
+def test_refused_google_auth_impersonation_is_recorded_with_code_7(srv: KeylessServer, gc: Gcloud,
+                                                                   tmp_path: Path) -> None:
+    """The seeds' common mistake, a missing workloadIdentityUser binding, as google-auth meets it: the
+    external account's impersonation is refused, and the refusal is the Data Access entry Google
+    writes (iamcredentials.googleapis.com, status 7, the permission not granted)."""
+    import google.auth
+    import google.auth.transport.requests
+    from google.auth import exceptions
+
+    _ok(srv.call("POST", f"{IAM}/serviceAccounts", body={"accountId": "unbound-sa"}))
+    unbound = "unbound-sa@my-project.iam.gserviceaccount.com"
+    (tmp_path / "token").write_text(_github_token(srv, "my-org/my-repo"))
+    config = {"universe_domain": "localhost", "type": "external_account", "audience": AUDIENCE,
+              "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+              "token_url": f"{srv.base_url}/sts/v1/token", "credential_source": {"file": str(tmp_path / "token")},
+              "service_account_impersonation_url":
+                  f"{srv.base_url}/iamcredentials/v1/projects/-/serviceAccounts/{unbound}:generateAccessToken"}
+    (tmp_path / "cred.json").write_text(json.dumps(config))
+    creds, _ = google.auth.load_credentials_from_file(str(tmp_path / "cred.json"))
+    creds = creds.with_scopes(["https://www.googleapis.com/auth/cloud-platform"])
+    with pytest.raises(exceptions.RefreshError, match="iam.serviceAccounts.getAccessToken"):
+        creds.refresh(google.auth.transport.requests.Request())
+    query = f'protoPayload.serviceName="iamcredentials.googleapis.com" AND resource.labels.email_id="{unbound}"'
+    assert len(wait_for(srv, query, 1)) == 1
+    got = gc.json("logging", "read", f"{query} AND severity>=ERROR", "--project=my-project")
+    assert len(got) == 1
+    entry, payload = got[0], got[0]["protoPayload"]
+    assert payload["methodName"] == "GenerateAccessToken"
+    assert payload["status"]["code"] == 7 and "iam.serviceAccounts.getAccessToken" in payload["status"]["message"]
+    assert payload["authenticationInfo"]["principalSubject"] == \
+        f"principal://iam.googleapis.com/{POOL}/subject/repo:my-org/my-repo:ref:refs/heads/main"
+    assert payload["authorizationInfo"] == [{"resource": payload["resourceName"], "granted": False,
+                                             "permission": "iam.serviceAccounts.getAccessToken",
+                                             "permissionType": "ADMIN_READ"}]
+    assert entry["logName"] == "projects/my-project/logs/cloudaudit.googleapis.com%2Fdata_access"
+    out = srv.keyless("audit", "read", query, "--project", "my-project", "--server", srv.base_url)
+    assert out.returncode == 0 and "code=7" in out.stdout and "iamcredentials.googleapis.com" in out.stdout, out
+
+
+def test_iam_credentials_entries_follow_iam_googleapis_com_either_read_type(srv: KeylessServer) -> None:
+    """Google logs the IAM Credentials methods (ADMIN_READ of iamcredentials.googleapis.com) where
+    iam.googleapis.com's Data Access logs are on; they cannot be enabled for iamcredentials alone."""
+    before = len(entries(srv, GAT))
+    previous = _set_audit_configs(srv, [{"service": "iamcredentials.googleapis.com", "auditLogConfigs": [
+        {"logType": "ADMIN_READ"}, {"logType": "DATA_READ"}]}])
+    try:
+        _ok(impersonate(srv, "my-org/my-repo", DEPLOY_SA))
+        time.sleep(0.5)
+        assert len(entries(srv, GAT)) == before  # not on their own
+        _set_audit_configs(srv, [{"service": "iam.googleapis.com", "auditLogConfigs": [{"logType": "ADMIN_READ"}]}])
+        _ok(impersonate(srv, "my-org/my-repo", DEPLOY_SA))
+        assert len(wait_for(srv, GAT, before + 1)) == before + 1
+        _set_audit_configs(srv, [{"service": "allServices", "auditLogConfigs": [{"logType": "DATA_READ"}]}])
+        _ok(impersonate(srv, "my-org/my-repo", DEPLOY_SA))
+        assert len(wait_for(srv, GAT, before + 2)) == before + 2
+    finally:
+        _set_audit_configs(srv, previous)
+
+
+def test_refused_exchange_status_is_the_code_of_its_http_status(srv: KeylessServer) -> None:
+    """An ExchangeToken refusal answered 400 is INVALID_ARGUMENT (3) in its entry, as Google writes
+    it, not INTERNAL (13)."""
+    previous = _set_audit_configs(srv, [{"service": "sts.googleapis.com", "auditLogConfigs": [
+        {"logType": "ADMIN_READ"}]}])
+    try:
+        form = {"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange", "audience": AUDIENCE,
+                "scope": "https://www.googleapis.com/auth/cloud-platform",
+                "requested_token_type": "urn:ietf:params:oauth:token-type:access_token",
+                "subject_token": _github_token(srv, "not-my-org/repo"),
+                "subject_token_type": "urn:ietf:params:oauth:token-type:jwt"}
+        r = httpx.post(f"{srv.base_url}/sts/v1/token", data=form, timeout=30)
+        assert r.status_code == 400 and r.json()["error"] == "unauthorized_client", r.text
+        found = wait_for(srv, 'protoPayload.methodName:"ExchangeToken" AND severity=ERROR', 1)
+        assert [e["protoPayload"]["status"]["code"] for e in found] == [3]
+        assert "attribute condition" in found[0]["protoPayload"]["status"]["message"]
+    finally:
+        _set_audit_configs(srv, previous)

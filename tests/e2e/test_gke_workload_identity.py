@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -133,19 +133,26 @@ def test_seed_002_verify_block_inside_a_pod(module_server: KeylessServer, cluste
     # The token is the GSA's, obtained by impersonation from the KSA's federated identity.
     info = tokeninfo(srv, token["access_token"])
     assert info["email"] == GSA
-    # Issued tokens are audited: the STS exchange for the pod's KSA identity, then the GSA's token.
+    # Issued tokens are audited: the STS exchange for the pod's KSA identity, then the GSA's token,
+    # both naming the caller as Google does (seed 001): serviceAccount:PROJECT.svc.id.goog[NS/KSA].
+    subject = f"serviceAccount:{POOL}[production/my-app-ksa]"
+    wanted = {("sts.googleapis.com", "google.identity.sts.v1.SecurityTokenService.ExchangeToken", subject),
+              ("iamcredentials.googleapis.com", "GenerateAccessToken", subject)}
+    assert wanted <= audited(srv, lambda seen: wanted <= seen), wanted
+
+
+def audited(srv: KeylessServer, done: Callable[[set[tuple[str, str, str]]], bool]) -> set[tuple[str, str, str]]:
+    """(serviceName, methodName, principalSubject) of every entry, polled until `done` (the audit
+    writer commits a moment after the call)."""
     st = server_state(srv)
     deadline = time.monotonic() + 5
-    seen: set[tuple[str, str]] = set()
-    wanted = {("google.identity.sts.v1.SecurityTokenService.ExchangeToken", "ns/production/sa/my-app-ksa"),
-              ("GenerateAccessToken", "")}
-    while time.monotonic() < deadline and not wanted <= seen:
+    seen: set[tuple[str, str, str]] = set()
+    while time.monotonic() < deadline and not done(seen):
         with st.db.read() as s:
-            rows = s.execute(select(AuditEntry.method_name, AuditEntry.principal_subject, AuditEntry.resource_name)).all()
-        seen = {(m, p) for m, p, _ in rows if p == "ns/production/sa/my-app-ksa"}
-        seen |= {(m, "") for m, p, _ in rows if m == "GenerateAccessToken" and "my-app-ksa" in p}
+            seen = {(str(r.service_name), str(r.method_name), str(r.principal_subject))
+                    for r in s.scalars(select(AuditEntry))}
         time.sleep(0.1)
-    assert wanted <= seen, seen
+    return seen
 
 
 @pytest.mark.skipif(GCLOUD is None, reason="gcloud is not installed: this test needs the Google Cloud CLI on PATH")
@@ -182,6 +189,23 @@ def test_missing_workload_identity_user_binding_email_answers_but_token_403(modu
         body, status = rest.rstrip("\n").rsplit("\n", 1)
         assert status == "403"
         assert body.startswith(DENIED), body
+    # the refusals leave their trace: a GenerateAccessToken entry with code 7 for each KSA
+    st = server_state(module_server)
+    deadline, refused = time.monotonic() + 5, {}
+    while time.monotonic() < deadline and len(refused) < 2:
+        with st.db.read() as s:
+            refused = {r.principal_subject: r.entry for r in s.scalars(
+                select(AuditEntry).where(AuditEntry.method_name == "GenerateAccessToken", AuditEntry.status_code == 7))}
+        time.sleep(0.1)
+    assert set(refused) == {f"serviceAccount:{POOL}[production/unbound-ksa]",
+                            f"serviceAccount:{POOL}[production/wrong-ns-ksa]"}, refused
+    for entry in refused.values():
+        payload = entry["protoPayload"]
+        assert payload["serviceName"] == "iamcredentials.googleapis.com"
+        assert entry["resource"]["labels"]["email_id"] == other and entry["severity"] == "ERROR"
+        assert payload["authorizationInfo"] == [{"resource": payload["resourceName"], "granted": False,
+                                                 "permission": "iam.serviceAccounts.getAccessToken",
+                                                 "permissionType": "ADMIN_READ"}]
 
 
 def test_annotation_key_typo_is_ignored_and_short_gsa_name_is_refused(module_server: KeylessServer,

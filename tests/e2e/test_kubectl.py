@@ -7,12 +7,15 @@ which asks gcloud for the active configuration's token (README, "kubectl")."""
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import os
+import re
 import shlex
 import shutil
 import ssl
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,7 @@ import yaml
 
 from keyless.gke import netns
 from tests.api.helpers import token_for_user
-from tests.conftest import Gcloud, KeylessServer, free_port, fresh_database_url
+from tests.conftest import Gcloud, KeylessServer, fresh_database_url
 
 pytestmark = pytest.mark.gcloud
 KUBECTL = shutil.which("kubectl")
@@ -42,8 +45,8 @@ CONTEXT = f"gke_{PROJECT}_{REGION}_my-cluster"
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeylessServer]:
     if KUBECTL is None:
         pytest.skip("kubectl is not installed: these tests drive the real kubectl binary")
-    s = KeylessServer(tmp_path_factory.mktemp("keyless") / "data", fresh_database_url(),
-                      "--tls-port", str(free_port()))
+    # the README's one serve command: no --tls-port, TLS is on by default (issue #19)
+    s = KeylessServer(tmp_path_factory.mktemp("keyless") / "data", fresh_database_url())
     yield s
     s.stop()
 
@@ -84,7 +87,8 @@ def test_get_credentials_writes_a_kubeconfig_that_reaches_the_clusters_api(g: Gc
     config = yaml.safe_load(Path(g.env["KUBECONFIG"]).read_text())
     assert config["current-context"] == CONTEXT
     server = _api(g)
-    tls_port = g.server.extra[1]
+    tls_port = json.loads((g.server.data_dir / "server.json").read_text())["tls_port"]  # chosen by serve
+    assert isinstance(tls_port, int) and tls_port != g.server.port
     assert server == f"https://127.0.0.1:{tls_port}/kubernetes/projects/{PROJECT}/locations/{REGION}/clusters/my-cluster"
     user = next(u["user"] for u in config["users"] if u["name"] == CONTEXT)
     assert user["exec"]["command"].endswith("gke-gcloud-auth-plugin")
@@ -94,6 +98,20 @@ def test_get_credentials_writes_a_kubeconfig_that_reaches_the_clusters_api(g: Gc
     # the CA gcloud wrote is the one Keyless's TLS port chains to
     version = kubectl(g, "version", "-o", "json")
     assert json.loads(version.stdout)["serverVersion"]["gitVersion"].startswith("v1.30")
+
+
+def test_a_new_cluster_has_gke_s_namespaces_and_their_default_ksas(g: Gcloud) -> None:
+    """What `kubectl get namespaces` shows on a new GKE cluster, each with its `default` KSA (the
+    one a pod without serviceAccountName runs as: seed 003 step 8)."""
+    names = [line.split() for line in as_owner(g, "get", "namespaces").stdout.splitlines()]
+    assert names[0] == ["NAME", "STATUS", "AGE"]
+    assert [(n[0], n[1]) for n in names[1:]] == [("default", "Active"), ("kube-node-lease", "Active"),
+                                                 ("kube-public", "Active"), ("kube-system", "Active")]
+    ksas = [line.split()[:2] for line in as_owner(g, "get", "serviceaccounts", "-A").stdout.splitlines()[1:]]
+    assert ksas == [["default", "default"], ["kube-node-lease", "default"], ["kube-public", "default"],
+                    ["kube-system", "default"]]
+    ns = json.loads(as_owner(g, "get", "namespace", "kube-system", "-o", "json").stdout)
+    assert ns["metadata"]["labels"] == {"kubernetes.io/metadata.name": "kube-system"}
 
 
 def test_the_seeds_kubectl_lines_in_order(g: Gcloud) -> None:
@@ -187,6 +205,28 @@ def test_exec_and_run_reach_the_metadata_server_as_the_ksa(g: Gcloud) -> None:
                            binary=str(old)).stdout == "ws\n"
         finally:
             del g.env["KUBECTL_REMOTE_COMMAND_WEBSOCKETS"]
+    # `get pods -o wide` while a pod runs: its IP and its node, in kubectl's wide columns
+    name = pods[0].split("/")[1]
+    assert KUBECTL is not None
+    # (it ends by itself, as the other execs do: a killed one would leave the pod Failed and running on)
+    running = subprocess.Popen([KUBECTL, "--user=owner", "exec", "-n", "production", name, "--", "sleep", "8"],
+                               env=g.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, wide = time.monotonic() + 30, ""
+        while time.monotonic() < deadline:
+            wide = as_owner(g, "get", "pods", "-n", "production", "-o", "wide").stdout
+            row = next(line.split() for line in wide.splitlines() if line.startswith(name))
+            if row[5] != "<none>":
+                break
+            time.sleep(0.2)
+        assert re.match(r"NAME\s+READY\s+STATUS\s+RESTARTS\s+AGE\s+IP\s+NODE\s+NOMINATED NODE\s+READINESS GATES$",
+                        wide.splitlines()[0]), wide
+        assert row[2] == "Running" and ipaddress.ip_address(row[5]) and row[6].startswith("gke-my-cluster-"), wide
+        assert row[7:] == ["<none>", "<none>"]
+        pod = json.loads(as_owner(g, "get", "pod", name, "-n", "production", "-o", "json").stdout)
+        assert (row[5], row[6]) == (pod["status"]["podIP"], pod["spec"]["nodeName"])
+    finally:
+        assert running.wait(120) == 0
     # images are not pulled: an image's own binary is not on this machine
     missing = as_owner(g, "exec", "-n", "production", pods[0].split("/")[1], "--", "no-such-binary", check=False)
     assert missing.returncode != 0 and 'exec: "no-such-binary": executable file not found in $PATH' in missing.stderr
@@ -204,6 +244,18 @@ def test_kubernetes_error_answers(g: Gcloud) -> None:
     assert 'Error from server (AlreadyExists): namespaces "production" already exists' in again.stderr
     missing = as_owner(g, "get", "serviceaccount", "nope", "-n", "production", check=False)
     assert 'Error from server (NotFound): serviceaccounts "nope" not found' in missing.stderr
+    for args, said in ((("get", "pod", "x", "-n", "production"), 'pods "x" not found'),
+                       (("get", "namespace", "x"), 'namespaces "x" not found'),
+                       (("get", "deployment", "x", "-n", "production"), 'deployments.apps "x" not found'),
+                       (("annotate", "serviceaccount", "x", "-n", "production", "a=b"), 'serviceaccounts "x" not found'),
+                       (("delete", "pod", "x", "-n", "production"), 'pods "x" not found')):
+        r = as_owner(g, *args, check=False)
+        assert r.returncode != 0 and f"Error from server (NotFound): {said}" in r.stderr, (args, r.stderr)
+    run = g.server.keyless("pod", "run", "--cluster", "my-cluster", "--namespace", "nope", "--", "true")
+    assert run.returncode != 0 and 'namespaces "nope" not found' in run.stderr, run.stderr
+    run = g.server.keyless("pod", "run", "--cluster", "my-cluster", "--namespace", "production", "--pod", "x", "--",
+                           "true")
+    assert run.returncode != 0 and 'pods "x" not found' in run.stderr, run.stderr
     no_ns = as_owner(g, "create", "serviceaccount", "x", "-n", "staging", check=False)
     assert 'failed to create serviceaccount: namespaces "staging" not found' in no_ns.stderr
     # a stale resourceVersion: replace with what was read before someone else's change

@@ -65,7 +65,7 @@ def test_readme_quickstart_runs_as_written(tmp_path: Path) -> None:
     # keyless whoami: google-auth exchanged the GitHub token and impersonated deploy-sa
     assert "deploy-sa@my-project.iam.gserviceaccount.com\n  credentials: google.auth.identity_pool.Credentials" in out
     # keyless audit read: the impersonation's Data Access entry, by the federated subject
-    assert re.search(r"data_access\s+iam\.googleapis\.com\s+GenerateAccessToken\s+principal://iam\.googleapis\.com/"
+    assert re.search(r"data_access\s+iamcredentials\.googleapis\.com\s+GenerateAccessToken\s+principal://iam\.googleapis\.com/"
                      r"projects/123456789/locations/global/workloadIdentityPools/github-pool/subject/"
                      r"repo:my-org/my-repo:ref:refs/heads/main", out), out
     # gcloud, through the configuration configure-gcloud wrote: the provider trusts this server's issuer

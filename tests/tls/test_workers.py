@@ -1,9 +1,11 @@
-"""`keyless serve --workers 2 --tls-port`: every worker opens the TLS port (SO_REUSEPORT) and
-serves HTTPS and gRPC on it; the kernel spreads connections over them."""
+"""`keyless serve --workers 2`: TLS is on by default (issue #19), its port chosen once by the
+parent and recorded in server.json; every worker opens it (SO_REUSEPORT) and serves HTTPS and
+gRPC on it; the kernel spreads connections over them."""
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import socket
 import ssl
@@ -22,11 +24,43 @@ CONNECTIONS = 16  # all on one of two workers by chance: 2 in 2**16
 
 @pytest.fixture
 def srv(tmp_path: Path) -> Iterator[KeylessServer]:
-    port = free_port()
-    server = KeylessServer(tmp_path / "data", fresh_database_url(), "--tls-port", str(port), "--workers", "2")
-    server.tls_port = port  # type: ignore[attr-defined]
+    server = KeylessServer(tmp_path / "data", fresh_database_url(), "--workers", "2")  # no --tls-port: auto
+    server.tls_port = json.loads((server.data_dir / "server.json").read_text())["tls_port"]  # type: ignore[attr-defined]
     yield server
     server.stop()
+
+
+def test_auto_takes_the_http_port_plus_363_or_else_a_free_one_and_holds_it() -> None:
+    from keyless.listen import listening_socket, reserve_port
+
+    preferred = free_port()
+    with reserve_port("127.0.0.1", preferred) as held:
+        assert held.getsockname()[1] == preferred
+        with socket.socket() as other:  # held: no other program (nor a client's port choice) takes it
+            with pytest.raises(OSError):
+                other.bind(("127.0.0.1", preferred))
+        with listening_socket("127.0.0.1", preferred) as worker:  # the workers' listeners join it
+            worker_port = worker.getsockname()[1]
+        assert worker_port == preferred
+    with listening_socket("127.0.0.1", preferred):  # SO_REUSEPORT, as our own servers listen: still taken
+        with reserve_port("127.0.0.1", preferred) as fallback:
+            other_port = fallback.getsockname()[1]
+            assert other_port != preferred and 0 < other_port < 65536
+    with reserve_port("127.0.0.1", 70_000) as any_port:
+        assert 0 < any_port.getsockname()[1] < 65536
+
+
+def test_tls_off_serves_no_tls_port(tmp_path: Path) -> None:
+    server = KeylessServer(tmp_path / "data", fresh_database_url(), "--tls-port", "off")
+    try:
+        assert json.loads((server.data_dir / "server.json").read_text())["tls_port"] is None
+        assert owners(server.port + 363, "listening") == set()
+        assert not (server.data_dir / "tls").exists()  # no CA made either
+        bad = subprocess.run([sys.executable, "-m", "keyless.cli.main", "serve", "--tls-port", "https",
+                              "--data-dir", str(tmp_path / "other")], capture_output=True, text=True, timeout=60)
+        assert bad.returncode != 0 and "--tls-port wants a port number, `auto` or `off`" in bad.stderr, bad.stderr
+    finally:
+        server.stop()
 
 
 def owners(port: int, state: str) -> set[str]:

@@ -228,6 +228,7 @@ async function loadEntries(tail) {
   list.prepend(...fresh);
   if (page.entries.length) newest = page.entries[0].timestamp;
   if (page.flows) drawFlows(page.flows);
+  if (!tail) $("#query-hint").replaceChildren(...(page.hint ? [el("pre", { class: "hint", text: page.hint })] : []));
   $("#status").textContent = `${list.children.length} entries` + ($("#tail").checked ? " · tailing" : "");
   if (!tail) scheduleTail();
 }

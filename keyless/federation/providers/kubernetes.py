@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from sqlalchemy import select
 
 from keyless.errors import InvalidArgument
-from keyless.iam.members import member_keys_for_gke_workload
+from keyless.iam.members import gke_subject, member_keys_for_gke_workload
 from keyless.iam.principal import Principal
 from keyless.store.db import Database, RevisionCache
 from keyless.store.models import GkeCluster, Project
@@ -106,7 +106,8 @@ class KubernetesVerifier:
         uid = claims["kubernetes.io"]["serviceaccount"].get("uid")
         keys = member_keys_for_gke_workload(project_id, issuer.project_number, ns, ksa, issuer.cluster_path,
                                             uid if isinstance(uid, str) else None)
-        return KsaIdentity(Principal(member=member, member_keys=keys, subject=member), claims)
+        # principalSubject as Google logs GKE identities (seed 001): serviceAccount:POOL[NS/KSA]
+        return KsaIdentity(Principal(member=member, member_keys=keys, subject=gke_subject(pool, ns, ksa)), claims)
 
     @staticmethod
     def _check(issuer: ClusterIssuer, token: str) -> dict[str, Any]:
