@@ -163,11 +163,11 @@ def image() -> str:
         if not _exists(tag):
             podman("build", "--format", "docker", *LIMITS, "--build-arg", f"BASE={base}", *build_volumes(),
                    "--tag", tag, "--file", str(ROOT / "Containerfile"), str(ROOT), timeout=1800)
-            # Earlier builds of this test go (their layers too, unless a container still uses them).
+            # Earlier builds of this test go, with the layers only they use (not a container's, and not
+            # the build stage's cached dependency layer, which the next build of a code change reuses).
             listed = podman("images", "--format", "{{.Repository}}:{{.Tag}}", "localhost/keyless-test").stdout
             for old in set(listed.split()) - {tag}:
                 podman("rmi", old, check=False)
-            podman("image", "prune", "--force", check=False)
     return tag
 
 
