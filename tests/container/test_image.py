@@ -231,8 +231,11 @@ def test_the_image_runs_keyless_unprivileged_with_its_data_in_a_volume(image: st
     assert "/var/lib/keyless" in config["Config"]["Volumes"]
     assert container.exec("id", "-u").stdout.strip() == "10001"
     # the HEALTHCHECK is there and passes against the running server
-    assert config["Healthcheck"]["Test"][0] == "CMD"
+    check = config["Healthcheck"]["Test"]
+    assert check[0] == "CMD"
     assert podman("healthcheck", "run", container.name, check=False).returncode == 0
+    # ... and it is the server's health it checks: pointed at a port nobody serves, it fails
+    assert podman("exec", "--env", "KEYLESS_PORT=1", container.name, *check[1:], check=False).returncode != 0
     # the server keeps its state in the volume: the owner token `keyless token owner` prints is the
     # file the volume holds, and it is accepted from the host
     token = container.exec("keyless", "token", "owner").stdout.strip()
@@ -250,6 +253,28 @@ def test_https_port_answers_as_google_hosts_with_the_ca_from_the_volume(containe
     assert r.status_code == 200 and r.json()["projectId"] == PROJECT, r.text
 
 
+def test_keyless_port_and_host_variables_configure_serve(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The image sets KEYLESS_HOST and KEYLESS_PORT rather than serve's flags (runs without podman)."""
+    from keyless.config import Settings
+
+    monkeypatch.setenv("KEYLESS_HOST", "0.0.0.0")
+    monkeypatch.setenv("KEYLESS_PORT", "9123")
+    settings = Settings.from_env()
+    assert (settings.host, settings.port) == ("0.0.0.0", 9123)
+    assert Settings.from_env(port=9000).port == 9000  # a flag still wins
+
+
+def test_configure_gcloud_for_a_server_elsewhere_needs_its_token_file(tmp_path: Path) -> None:
+    """A server in a container keeps its owner token in its volume: configure-gcloud --server URL
+    without --token-file says how to get it, and writes no configuration gcloud would fail with."""
+    env = _gcloud_env(tmp_path / "gcloud", tmp_path / "home")
+    refused = subprocess.run([sys.executable, "-m", "keyless.cli.main", "configure-gcloud", "--server",
+                              f"http://127.0.0.1:{free_port()}"], capture_output=True, text=True, env=env, timeout=60)
+    assert refused.returncode == 1, refused.stderr
+    assert "--token-file" in refused.stderr and "keyless token owner" in refused.stderr
+    assert not (tmp_path / "gcloud" / "configurations").exists()
+
+
 def _gcloud_env(config_dir: Path, home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDSDK_", "GOOGLE_APPLICATION_CREDENTIALS"))}
     env.update({"CLOUDSDK_CONFIG": str(config_dir), "KEYLESS_DATA_DIR": str(home), "PYTHONPATH": str(ROOT)})
@@ -262,10 +287,6 @@ def test_gcloud_on_the_host_drives_the_server_in_the_container(container: Contai
     env = _gcloud_env(tmp_path / "gcloud", tmp_path / "home")
     configure = [sys.executable, "-m", "keyless.cli.main", "configure-gcloud", "--server", container.base_url,
                  "--project", PROJECT]
-    # The owner token lives in the container's volume, not here: without --token-file, one clear error
-    refused = subprocess.run(configure, capture_output=True, text=True, env=env, timeout=60)
-    assert refused.returncode == 1 and "--token-file" in refused.stderr and "podman exec" in refused.stderr
-    assert not (tmp_path / "gcloud" / "configurations" / "config_keyless").exists()
     token_file = tmp_path / "owner.token"
     token_file.write_text(container.exec("keyless", "token", "owner").stdout)
     done = subprocess.run([*configure, "--token-file", str(token_file)], capture_output=True, text=True, env=env,
