@@ -66,6 +66,8 @@ class Settings:
             s.universe_domain = env["KEYLESS_UNIVERSE_DOMAIN"]
         if env.get("KEYLESS_HOST"):
             s.host = env["KEYLESS_HOST"]
+        if env.get("KEYLESS_PORT"):
+            s.port = int(env["KEYLESS_PORT"])
         if env.get("KEYLESS_TLS_PORT"):
             s.tls_port = int(env["KEYLESS_TLS_PORT"])
         if env.get("KEYLESS_OWNER"):

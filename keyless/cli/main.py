@@ -219,6 +219,13 @@ def cmd_configure_gcloud(args: argparse.Namespace) -> int:
     settings = _server_settings(args)
     server = settings.base_url
     token_file = Path(args.token_file) if args.token_file else settings.owner_token_file
+    if not token_file.is_file():
+        # A server elsewhere (another machine, a container) keeps its owner token in its own data
+        # dir: gcloud would fail on every command with a file that does not exist here.
+        raise ValueError(f"no token file at {token_file}: for a server whose data dir is not on this machine "
+                         f"(another host, a container), save its owner token (`keyless token owner` there, "
+                         f"e.g. `podman exec CONTAINER keyless token owner > owner.token`) and pass "
+                         f"--token-file owner.token")
     path = write_configuration(args.configuration, server, token_file, args.project)
     print(f"Wrote gcloud configuration '{args.configuration}' ({path}).")
     print(f"Use it with: gcloud --configuration {args.configuration} ...  "
@@ -301,10 +308,10 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="serve every API on one port")
-    serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1, or $KEYLESS_HOST)")
     serve.add_argument("--state", default=os.environ.get("KEYLESS_STATE"),
                        help="a world file (keyless export's YAML) to apply before serving (or $KEYLESS_STATE)")
-    serve.add_argument("--port", type=int, default=None, help="port (default 8080)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8080, or $KEYLESS_PORT)")
     _add_data_flags(serve)
     serve.add_argument("--public-url", help="the URL clients reach this server at (default http://HOST:PORT)")
     serve.add_argument("--owner", help="email of the bootstrap owner (default owner@keyless.dev)")
