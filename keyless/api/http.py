@@ -134,22 +134,39 @@ class Call:
 Handler = Callable[[Call], Any]
 
 
-async def read_json(request: Request, limit: int) -> dict[str, Any]:
-    """The request body as a JSON object ({} when empty), bounded by `limit` bytes."""
+class BodyTooLarge(InvalidArgument):
+    """A request body over the endpoint's limit (Google's frontends: 400 with this message)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"Request payload size exceeds the limit: {limit} bytes.")
+        self.limit = limit
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with `BodyTooLarge` past `limit` bytes: the one way every endpoint
+    reads a body (issue #23). A declared Content-Length over the limit is refused before anything
+    is read; a streamed body is counted as it arrives, so at most `limit` bytes plus one chunk are
+    ever held. What the client still sends after the refusal is discarded by the server."""
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
-            if int(declared) > limit:
-                raise InvalidArgument(f"Request payload size exceeds the limit: {limit} bytes.")
-        except ValueError as exc:
-            raise InvalidArgument("Invalid Content-Length header.") from exc
+            length = int(declared)
+        except ValueError:
+            raise InvalidArgument("Invalid Content-Length header.") from None
+        if length > limit:
+            raise BodyTooLarge(limit)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise InvalidArgument(f"Request payload size exceeds the limit: {limit} bytes.")
+            raise BodyTooLarge(limit)
         chunks.append(chunk)
-    raw = b"".join(chunks)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    """The request body as a JSON object ({} when empty), bounded by `limit` bytes."""
+    raw = await read_body(request, limit)
     if not raw.strip():
         return {}
     try:

@@ -18,7 +18,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from keyless.api.errors import JSON_TYPE, UNAVAILABLE, json_response
 from keyless.api.forms import NOT_A_FORM, FormError, parse_form
+from keyless.api.http import read_body
 from keyless.audit.token_entries import token_exchanged
+from keyless.errors import InvalidArgument
 from keyless.federation.diagnosis import diagnose
 from keyless.federation.exchange import ACCESS_TOKEN_TYPE, AUDIENCE, OAuthError, ProviderRuntime
 from keyless.federation.providers.oidc import NeedsNetwork
@@ -27,6 +29,15 @@ from keyless.state import ServerState
 from keyless.store.db import is_unavailable
 
 MAX_FORM_BYTES = 64 * 1024
+TOO_LARGE = {"error": "invalid_request", "error_description": "The request is too large."}
+
+
+async def _read_form(request: Request) -> bytes | None:
+    """The form body, or None when it is over MAX_FORM_BYTES (refused before it is read whole)."""
+    try:
+        return await read_body(request, MAX_FORM_BYTES)
+    except InvalidArgument:
+        return None
 
 
 def _audit(state: ServerState, form: dict[str, str], provider: ProviderRuntime | None, principal: Principal | None,
@@ -52,7 +63,7 @@ def _audit(state: ServerState, form: dict[str, str], provider: ProviderRuntime |
 async def answer(state: ServerState, raw: bytes, ip: str, agent: str) -> tuple[int, dict[str, Any]]:
     """The exchange for one request body: (HTTP status, JSON body)."""
     if len(raw) > MAX_FORM_BYTES:
-        return 400, {"error": "invalid_request", "error_description": "The request is too large."}
+        return 400, TOO_LARGE
     try:
         form = parse_form(raw, max_fields=32)
     except FormError:
@@ -84,20 +95,11 @@ def fast_path(state: ServerState) -> ASGIApp:
     framework's per-request cost is a third of an exchange (research/perf-floor.md)."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            body = message.get("body", b"")
-            size += len(body)
-            if size <= MAX_FORM_BYTES:
-                chunks.append(body)
-            if not message.get("more_body"):
-                break
         headers = dict(scope.get("headers") or [])
         client = scope.get("client")
-        raw = b"".join(chunks) if size <= MAX_FORM_BYTES else b"x" * (MAX_FORM_BYTES + 1)
-        status, body_json = await answer(state, raw, client[0] if client else "",
-                                         headers.get(b"user-agent", b"").decode("latin-1"))
+        raw = await _read_form(Request(scope, receive))
+        status, body_json = (400, TOO_LARGE) if raw is None else \
+            await answer(state, raw, client[0] if client else "", headers.get(b"user-agent", b"").decode("latin-1"))
         payload = json.dumps(body_json, separators=(",", ":")).encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", JSON_TYPE.encode()), (b"content-length", str(len(payload)).encode())]})
@@ -108,9 +110,9 @@ def fast_path(state: ServerState) -> ASGIApp:
 
 def routes(state: ServerState) -> list[Route]:
     async def token(request: Request) -> Response:
-        raw = await request.body()
-        status, body = await answer(state, raw, request.client.host if request.client else "",
-                                    request.headers.get("user-agent", ""))
+        raw = await _read_form(request)
+        status, body = (400, TOO_LARGE) if raw is None else \
+            await answer(state, raw, request.client.host if request.client else "", request.headers.get("user-agent", ""))
         return json_response(body, status)
 
     return [Route("/v1/token", token, methods=["POST"])]

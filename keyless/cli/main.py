@@ -118,6 +118,7 @@ def _run_server(state: ServerState, settings: Settings, args: argparse.Namespace
     import uvicorn
 
     from keyless.app import build_app, tune_gc
+    from keyless.http_protocol import uvicorn_options
 
     if args.workers > 1:
         if settings.tls_port:  # each worker serves it too (SO_REUSEPORT)
@@ -142,7 +143,7 @@ def _run_server(state: ServerState, settings: Settings, args: argparse.Namespace
         app = build_app(state)
         tune_gc()
         uvicorn.run(app, host=settings.host, port=settings.port, loop=args.loop, log_level=args.log_level,
-                    access_log=False, proxy_headers=bool(_trusted_proxies(args)),
+                    access_log=False, **uvicorn_options(), proxy_headers=bool(_trusted_proxies(args)),
                     forwarded_allow_ips=_trusted_proxies(args) or None)
 
 
@@ -158,10 +159,12 @@ def _serve_workers(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from keyless.http_protocol import uvicorn_options
     from keyless.listen import WorkerSocket
 
     config = uvicorn.Config("keyless.app:create_app", factory=True, host=settings.host, port=settings.port,
                             workers=args.workers, loop=args.loop, log_level=args.log_level, access_log=False,
+                            **uvicorn_options(),
                             proxy_headers=bool(_trusted_proxies(args)),
                             forwarded_allow_ips=_trusted_proxies(args) or None)
     # Not uvicorn's shared socket: each worker listens on its own (keyless.listen explains why).
