@@ -35,11 +35,12 @@ logger = logging.getLogger("keyless.api")
 
 def unexpected_failure(request: Request, exc: Exception, log: logging.Logger = logger) -> KeylessError:
     """An exception no handler expected, as Google's error: 503 UNAVAILABLE (logged as a warning)
-    while the database is away, else 500 INTERNAL with the traceback in our log."""
+    while the database is away, 400 for a NUL PostgreSQL refused, else 500 INTERNAL with the
+    traceback in our log."""
     failure = unexpected(exc)
     if failure.http_status == 503:
         log.warning("%s %s: the database is unavailable (%s)", request.method, request.url.path, exc)
-    else:
+    elif failure.http_status == 500:
         log.exception("unhandled error in %s %s", request.method, request.url.path)
     return failure
 

@@ -30,7 +30,7 @@ from starlette.routing import BaseRoute, Route
 
 from keyless import projects
 from keyless.api import kubernetes_protobuf
-from keyless.api.http import read_json
+from keyless.api.http import read_body, read_json
 from keyless.api.kubernetes_discovery import (
     BY_PATH,
     SUBRESOURCES,
