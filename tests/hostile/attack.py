@@ -28,7 +28,7 @@ def _response(sock: socket.socket, deadline: float) -> tuple[int, bytes]:
         sock.settimeout(max(0.01, deadline - time.monotonic()))
         try:
             chunk = sock.recv(65536)
-        except (ConnectionResetError, TimeoutError, socket.timeout):
+        except OSError:  # reset, timed out, or the TLS close
             break
         if not chunk:
             break
@@ -63,13 +63,13 @@ def send(port: int, head: bytes, *, stream: int = 0, filler: bytes = b"a", chunk
             data = piece[:n]
             try:
                 sock.sendall(b"%x\r\n%s\r\n" % (n, data) if chunked else data)
-            except (BrokenPipeError, ConnectionResetError):
+            except OSError:  # the server answered and closed (a TLS close arrives as SSLEOFError)
                 break
             sent += n
         if chunked and sent >= stream:
             try:
                 sock.sendall(b"0\r\n\r\n")
-            except (BrokenPipeError, ConnectionResetError):
+            except OSError:
                 pass
         status, body = _response(sock, deadline)
     return status, body, sent, time.monotonic() - start
