@@ -65,7 +65,7 @@ OWNER_TOKEN_REFRESH_SECONDS = 3600
 AUDIT_PRUNE_SECONDS = 3600
 
 
-NUL_IN_PATH = google_error(InvalidArgument("Invalid request: the URL path contains a NUL character (%00)."))
+NUL_IN_PATH = google_error(InvalidArgument("Invalid request: the URL contains a NUL character (%00)."))
 
 
 async def not_found(request: Request, exc: Exception | None = None) -> Response:
@@ -126,7 +126,8 @@ def build_app(state: ServerState, *, refresh_owner_token: bool = True) -> ASGIAp
                         scope = {**scope, "path": f"/{prefix}{scope['path']}",
                                  "raw_path": b"/" + prefix.encode() + scope.get("raw_path", b"")}
                     break
-        if "\x00" in scope.get("path", ""):  # %00: no resource name or store takes it (issue #23 item 8)
+        if "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b""):
+            # %00: no resource name or store takes a NUL (PostgreSQL refuses it; issue #23 item 8)
             if scope["type"] == "http":
                 await NUL_IN_PATH(scope, receive, send)
             elif scope["type"] == "websocket":

@@ -176,7 +176,26 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
         raise InvalidArgument(f"Invalid JSON payload received. {_json_problem(exc)}") from exc
     if not isinstance(body, dict):
         raise InvalidArgument("Invalid JSON payload received. Expected an object at the top level.")
+    if b"\\u0000" in raw and has_nul(body):  # a NUL only arrives escaped: no walk without one
+        raise InvalidArgument("Invalid JSON payload received. A string contains a NUL character (\\u0000).")
     return body
+
+
+def has_nul(value: Any) -> bool:
+    """Whether a parsed JSON value holds a NUL in any string (no name or store takes one: PostgreSQL
+    refuses it, SQLite would store it; issue #23 item 8). Iterative: the depth is the parser's."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _json_problem(exc: Exception) -> str:

@@ -30,7 +30,7 @@ from starlette.routing import BaseRoute, Route
 
 from keyless import projects
 from keyless.api import kubernetes_protobuf
-from keyless.api.http import read_body, read_json
+from keyless.api.http import has_nul, read_body, read_json
 from keyless.api.kubernetes_discovery import (
     BY_PATH,
     SUBRESOURCES,
@@ -247,9 +247,12 @@ class ClusterApi:
                                            f"types include: {', '.join(PATCH_TYPES)}")
             raw = await read_body(request, self.state.settings.max_body_bytes)
             try:
-                return json.loads(raw)
+                patch = json.loads(raw)
             except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser goes
                 raise InvalidArgument(f"error decoding patch: {exc}") from exc
+            if b"\\u0000" in raw and has_nul(patch):
+                raise InvalidArgument("error decoding patch: a string contains a NUL character (\\u0000)")
+            return patch
         content = request.headers.get("content-type", JSON).split(";")[0].strip()
         if content == kubernetes_protobuf.MEDIA_TYPE:  # kubectl >= 1.32's create and create token
             return kubernetes_protobuf.decode(await read_body(request, self.state.settings.max_body_bytes))
