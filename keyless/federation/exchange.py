@@ -20,7 +20,8 @@ from typing import Any
 from sqlalchemy import select
 
 from keyless.errors import InvalidArgument, KeylessError, PermissionDenied
-from keyless.federation.mapping import CompiledMapping, apply, compile_mapping
+from keyless.federation.mapping import CompiledMapping, compile_mapping
+from keyless.federation.mapping_worker import MappingWorker
 from keyless.federation.providers.kubernetes import KubernetesVerifier
 from keyless.federation.providers.oidc import NeedsNetwork, OidcVerifier
 from keyless.iam.members import member_keys_for_federated
@@ -140,6 +141,7 @@ class TokenExchanger:
         self._tokens = tokens
         self._oidc = oidc
         self._aws = aws
+        self.mapper = MappingWorker()  # conditions and mappings off the event loop, within a budget
 
     def exchange(self, form: dict[str, str], *, allow_network: bool = True) -> Exchange:
         """Perform one exchange from the request's form fields; raise OAuthError otherwise.
@@ -167,7 +169,7 @@ class TokenExchanger:
         scopes = tuple(form.get("scope", CLOUD_PLATFORM).split()) or (CLOUD_PLATFORM,)
         assertion = self.verify_credential(provider, subject_token, subject_token_type, form["audience"], allow_network)
         try:
-            identity = apply(provider.compiled, assertion)
+            identity = self.mapper.apply(provider.compiled, assertion, inline=not allow_network)
         except PermissionDenied as exc:
             raise OAuthError("unauthorized_client", exc.message, stage="condition") from exc
         except InvalidArgument as exc:
