@@ -96,6 +96,8 @@ def build_app(state: ServerState, *, refresh_owner_token: bool = True) -> ASGIAp
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        # Data Access entries a killed server had journaled but not written (keyless.audit.journal).
+        await asyncio.to_thread(state.audit.recover)
         tasks = [asyncio.create_task(_prune_audit_log(state))]
         if refresh_owner_token:
             tasks.append(asyncio.create_task(_refresh_owner_token(state)))

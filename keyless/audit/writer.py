@@ -6,7 +6,9 @@ transaction that bumps no revision (no cache depends on audit entries) and takes
 One bad entry never costs another (issue #23 item 5): each row is made to fit its columns first
 (`fit`: strings cut to the column's length, NUL characters replaced, as PostgreSQL refuses both;
 the LogEntry JSON keeps every value whole), and a batch that still fails is written again in halves,
-down to single entries, so only an entry that fails on its own is dropped (and logged)."""
+down to single entries, so only an entry that fails on its own is dropped (and logged). An entry
+whose insertId is already stored was replayed from a journal after it had been committed
+(keyless.audit.journal): it is skipped."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from sqlalchemy import String, insert
+from sqlalchemy.exc import IntegrityError
 
 from keyless.audit import log as audit
 from keyless.store.db import Database, is_unavailable
@@ -48,9 +51,9 @@ def rows(batch: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
     out = []
     for item in batch:
         record = audit.AuditRecord(*item[:RECORD_FIELDS])
-        email, subject, caller_ip, user_agent, error, at = item[RECORD_FIELDS:]
+        email, subject, caller_ip, user_agent, error, at, insert_id = item[RECORD_FIELDS:]
         out.append(fit(audit.entry_row(record, email, subject, caller_ip=caller_ip, user_agent=user_agent,
-                                       error=error, at=datetime.fromtimestamp(at, UTC))))
+                                       error=error, at=datetime.fromtimestamp(at, UTC), insert_id=insert_id)))
     return out
 
 
@@ -66,6 +69,8 @@ def append(db: Database, values: list[dict[str, Any]]) -> int:
         if is_unavailable(exc):
             raise
         if len(values) == 1:
+            if isinstance(exc, IntegrityError) and "insert_id" in str(exc.orig):
+                return 0  # replayed from a journal, and committed before the server stopped
             logger.exception("dropped an audit entry the database refuses: %s", _summary(values[0]))
             return 1
     half = len(values) // 2
