@@ -20,6 +20,8 @@ MAX_HEAD_BYTES = 16 * 1024
 """Request line plus headers, as Google's front ends and uvicorn's h11 default take them."""
 
 HEAD_TOO_LARGE = "Request Header Fields Too Large"
+LINGER_SECONDS = 1.0
+"""How long a refused connection is read (and discarded) before it is closed."""
 
 
 class _HeadTooLarge(Exception):
@@ -34,10 +36,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     URL and headers llhttp reports (exact, for a head that arrived with its end in one read)."""
 
     def connection_made(self, transport: Any) -> None:
-        self._head_pending, self._head_received, self._head_parsed = True, 0, 0
+        self._head_pending, self._head_received, self._head_parsed, self._refused = True, 0, 0, False
         super().connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # lingering after a 431: discarded
         if self._head_pending:
             self._head_received += len(data)
         self._unset_keepalive_if_required()
@@ -61,11 +65,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse_head()
 
     def _refuse_head(self) -> None:
-        self._head_pending = False
+        self._head_pending, self._refused = False, True
         self.transport.write(b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; "
                              b"charset=utf-8\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s"
                              % (len(HEAD_TOO_LARGE), HEAD_TOO_LARGE.encode()))
-        self.transport.close()
+        # A lingering close (nginx's lingering_close): closed at once with the client's bytes still
+        # unread, the kernel resets the connection, and the client may lose the answer unread.
+        # What arrives meanwhile is discarded.
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
     def _count(self, size: int) -> None:
         self._head_parsed += size

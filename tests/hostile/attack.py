@@ -21,9 +21,25 @@ def peak_rss(pid: int) -> int:
     raise AssertionError("no VmHWM in /proc/PID/status")
 
 
-def _response(sock: socket.socket, deadline: float) -> tuple[int, bytes]:
+def _answered(sock: socket.socket) -> bytes | None:
+    """What the server has sent so far, without waiting; None if nothing (a TLS 1.3 session ticket
+    makes the socket readable without any application data)."""
+    readable, _, _ = select.select([sock], [], [], 0)
+    if not readable:
+        return None
+    sock.setblocking(False)
+    try:
+        return sock.recv(65536)
+    except (ssl.SSLWantReadError, BlockingIOError):
+        return None
+    except OSError:
+        return b""
+    finally:
+        sock.setblocking(True)
+
+
+def _response(sock: socket.socket, deadline: float, data: bytes = b"") -> tuple[int, bytes]:
     """Read one response (head and, with Content-Length, body) or what arrived before the close."""
-    data = b""
     while time.monotonic() < deadline:
         sock.settimeout(max(0.01, deadline - time.monotonic()))
         try:
@@ -51,13 +67,14 @@ def send(port: int, head: bytes, *, stream: int = 0, filler: bytes = b"a", chunk
     deadline = start + timeout
     raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     sock: socket.socket = tls.wrap_socket(raw, server_hostname="localhost") if tls else raw
-    sent = 0
+    sent, early = 0, b""
     with sock:
         sock.sendall(head)
         piece = filler * (MB // len(filler))
         while sent < stream and time.monotonic() < deadline:
-            readable, _, _ = select.select([sock], [], [], 0)
-            if readable or (tls is not None and sock.pending()):
+            answer = _answered(sock)
+            if answer is not None:
+                early = answer
                 break
             n = min(len(piece), stream - sent)
             data = piece[:n]
@@ -71,5 +88,6 @@ def send(port: int, head: bytes, *, stream: int = 0, filler: bytes = b"a", chunk
                 sock.sendall(b"0\r\n\r\n")
             except OSError:
                 pass
-        status, body = _response(sock, deadline)
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        status, body = _response(sock, deadline, early)
     return status, body, sent, time.monotonic() - start
