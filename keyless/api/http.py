@@ -89,6 +89,8 @@ class Call:
             start = int(token)
         except ValueError as exc:
             raise InvalidArgument("Invalid page token or page size.") from exc
+        if not -(2**31) <= size < 2**31:  # pageSize is an int32 in every Google API
+            raise InvalidArgument(f"Invalid value at 'page_size' (TYPE_INT32), \"{size_text}\"")
         if size < 0 or start < 0 or start > len(items):
             raise InvalidArgument("Invalid page token or page size.")
         if size == 0:

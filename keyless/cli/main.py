@@ -39,14 +39,22 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
-def _server_settings(args: argparse.Namespace) -> Settings:
+def _server_settings(args: argparse.Namespace, *, store: bool = False) -> Settings:
     """`_settings` for a command that needs a running server. A URL named by flag or environment is
     trusted as it is; otherwise the record must exist (or appear within seconds, after `keyless
-    serve &`) and its server answer."""
+    serve &`) and its server answer. A `store` command (one signing with the server's keys) refuses
+    a named URL whose data dir it cannot know, rather than sign with the default data dir's keys
+    (which that server does not trust; issue #23 item 10)."""
     from keyless import discovery
 
     settings = _settings(args)
     if args.server_named:
+        if store and args.server_record is None and not getattr(args, "data_dir", None) \
+                and not getattr(args, "database", None) and not os.environ.get("KEYLESS_DATA_DIR") \
+                and not os.environ.get("KEYLESS_DATABASE_URL"):
+            raise discovery.ServerNotFound(
+                f"{args.server_named} is not the server recorded in {settings.data_dir}: this command signs "
+                f"with the server's own keys, so name its data dir with --data-dir (or its --database)")
         return settings
     if args.server_record is None:
         discovery.wait_for_record(settings)
@@ -178,7 +186,8 @@ def cmd_configure_gcloud(args: argparse.Namespace) -> int:
     settings = _server_settings(args)
     server = settings.base_url
     token_file = Path(args.token_file) if args.token_file else settings.owner_token_file
-    path = write_configuration(args.configuration, server, token_file, args.project)
+    path = write_configuration(args.configuration, server, token_file, args.project,
+                               disable_prompts=args.disable_prompts)
     print(f"Wrote gcloud configuration '{args.configuration}' ({path}).")
     print(f"Use it with: gcloud --configuration {args.configuration} ...  "
           f"or CLOUDSDK_ACTIVE_CONFIG_NAME={args.configuration}")
@@ -209,7 +218,7 @@ def cmd_token_github(args: argparse.Namespace) -> int:
     from keyless.state import ServerState
     from keyless.tokens.idp import github_token
 
-    settings = _server_settings(args)
+    settings = _server_settings(args, store=True)
     state = ServerState(settings)
     if args.provider and args.audience:
         raise ValueError("give --audience or --provider, not both")
@@ -231,7 +240,7 @@ def cmd_actions_env(args: argparse.Namespace) -> int:
     from keyless.state import ServerState
     from keyless.tokens.idp import actions_request_token
 
-    settings = _server_settings(args)
+    settings = _server_settings(args, store=True)
     state = ServerState(settings)
     job = {"repository": args.repository, "ref": args.ref, "actor": args.actor, "workflow": args.workflow,
            "event_name": args.event_name}
@@ -247,7 +256,7 @@ def cmd_token_kubernetes(args: argparse.Namespace) -> int:
     from keyless.state import ServerState
     from keyless.tokens.idp import kubernetes_token
 
-    settings = _server_settings(args)
+    settings = _server_settings(args, store=True)
     state = ServerState(settings)
     print(kubernetes_token(state.keys, settings.base_url, cluster=args.cluster,
                            namespace=args.namespace, service_account=args.service_account, audience=args.audience,
@@ -291,6 +300,9 @@ def parser() -> argparse.ArgumentParser:
     cg.add_argument("--configuration", default="keyless", help="configuration name (default keyless)")
     cg.add_argument("--project", help="default project of the configuration")
     cg.add_argument("--token-file", help="the bearer token file gcloud should use (default: the owner's)")
+    cg.add_argument("--disable-prompts", action="store_true",
+                    help="set core/disable_prompts (gcloud answers its questions with their defaults, as with "
+                         "--quiet; for scripts without a terminal)")
     _add_store_flags(cg)
     cg.set_defaults(func=cmd_configure_gcloud)
 
