@@ -124,7 +124,6 @@ class AuditSink:
     def _send(self, *, wait: bool, timeout: float = 30.0) -> int:
         batch: list[bytes] = []
         take = self._pending.popleft  # atomic per item, so entries submitted meanwhile are never lost
-        sealed: Path | None = None
         if self._journal is None:
             while True:
                 try:
@@ -136,9 +135,7 @@ class AuditSink:
             with self._journal_lock:  # the segment sealed holds exactly this batch's new entries
                 batch.extend(self._pending)
                 self._pending.clear()
-                sealed = self._journal.rotate()
-            if sealed is not None:
-                self._sealed.append(sealed)
+                self._sealed.extend(self._journal.rotate())
         if not batch and self._writer is None:
             return 0  # nothing was ever queued: no writer to wait for
         try:

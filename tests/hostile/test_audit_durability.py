@@ -20,6 +20,7 @@ import pytest
 from google.cloud import storage
 from sqlalchemy import func, select
 
+from keyless.audit.journal import Journal
 from keyless.audit.sink import AuditSink
 from keyless.audit.writer import append, rows
 from keyless.state import user_principal
@@ -86,7 +87,8 @@ def test_long_names_nul_characters_and_long_project_ids_fit(tmp_path: Path) -> N
 KILLED = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
-    from keyless.audit.sink import AuditSink
+    from keyless.audit.journal import Journal
+from keyless.audit.sink import AuditSink
     from keyless.state import user_principal
     from keyless.store.db import Database
     from tests.audit.test_sink import _record
@@ -185,3 +187,27 @@ def server(tmp_path: Path):  # type: ignore[no-untyped-def]
     srv = KeylessServer(tmp_path / "data", fresh_database_url())
     yield srv
     srv.stop()
+
+
+def test_a_journal_spans_segments_and_replays_them_in_order(tmp_path: Path) -> None:
+    first = Journal(tmp_path)
+    entries = [f"{i:06d}".encode() * 170 for i in range(10_000)]  # ~10 MB: three 4 MB segments
+    for entry in entries:
+        first.append(entry)
+    assert len(first.rotate()) == 3
+    first.append(b"after the rotate")
+    first.close(remove=False)  # as a killed process leaves it: files kept, lock released
+    second = Journal(tmp_path)
+    assert second.recover() == [*entries, b"after the rotate"]
+    assert Journal(tmp_path).recover() == []  # the second journal (alive) owns them now
+
+
+def test_a_torn_entry_is_not_replayed(tmp_path: Path) -> None:
+    first = Journal(tmp_path)
+    first.append(b"whole")
+    segment = first.rotate()[0]
+    first.close(remove=False)
+    data = bytearray(segment.read_bytes())
+    data[13:20] = b"partial"  # the bytes of an entry whose length the kill did not let be written
+    segment.write_bytes(bytes(data))
+    assert Journal(tmp_path).recover() == [b"whole"]
