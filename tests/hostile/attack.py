@@ -38,9 +38,18 @@ def _answered(sock: socket.socket) -> bytes | None:
         sock.setblocking(True)
 
 
+def _complete(data: bytes) -> bool:
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")[1:]
+                   if line.lower().startswith(b"content-length:")), None)
+    return length is not None and len(body) >= length
+
+
 def _response(sock: socket.socket, deadline: float, data: bytes = b"") -> tuple[int, bytes]:
     """Read one response (head and, with Content-Length, body) or what arrived before the close."""
-    while time.monotonic() < deadline:
+    while not _complete(data) and time.monotonic() < deadline:
         sock.settimeout(max(0.01, deadline - time.monotonic()))
         try:
             chunk = sock.recv(65536)
@@ -49,12 +58,6 @@ def _response(sock: socket.socket, deadline: float, data: bytes = b"") -> tuple[
         if not chunk:
             break
         data += chunk
-        head, sep, body = data.partition(b"\r\n\r\n")
-        if sep:
-            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")[1:]
-                           if line.lower().startswith(b"content-length:")), None)
-            if length is not None and len(body) >= length:
-                break
     assert data.startswith(b"HTTP/1.1 "), f"no HTTP response: {data[:200]!r}"
     return int(data[9:12]), data.partition(b"\r\n\r\n")[2]
 

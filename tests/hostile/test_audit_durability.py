@@ -87,8 +87,7 @@ def test_long_names_nul_characters_and_long_project_ids_fit(tmp_path: Path) -> N
 KILLED = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
-    from keyless.audit.journal import Journal
-from keyless.audit.sink import AuditSink
+    from keyless.audit.sink import AuditSink
     from keyless.state import user_principal
     from keyless.store.db import Database
     from tests.audit.test_sink import _record
