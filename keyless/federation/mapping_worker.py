@@ -19,7 +19,7 @@ import logging
 import multiprocessing
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -48,6 +48,10 @@ class NeedsWorker(NeedsNetwork):
     caller's fallback for NeedsNetwork (the exchange again, in a worker thread) serves it too."""
 
 
+class _Rerouted(Exception):
+    """The mapping turned out costly while this evaluation waited for the probation child."""
+
+
 class MappingWorker:
     """Where each evaluation runs: inline, or in one of two child processes: one for mappings on
     probation, one for mappings seen to be costly, so a costly provider's queue never delays
@@ -70,7 +74,13 @@ class MappingWorker:
         if inline:
             raise NeedsWorker("a mapping on probation")
         try:
-            identity, seconds = (self._costly if cost.costly else self._probation).run(compiled, dict(assertion))
+            if cost.costly:
+                identity, seconds = self._costly.run(compiled, dict(assertion))
+            else:
+                try:  # requests queued behind the one that found it costly move to the costly child
+                    identity, seconds = self._probation.run(compiled, dict(assertion), unless=lambda: cost.costly)
+                except _Rerouted:
+                    identity, seconds = self._costly.run(compiled, dict(assertion))
         except InvalidArgument as error:
             if error.message == OVER_BUDGET:
                 cost.cheap_runs, cost.costly = 0, True
@@ -94,10 +104,14 @@ class _Child:
         self._process: multiprocessing.process.BaseProcess | None = None
         self._conn: Connection | None = None
 
-    def run(self, compiled: CompiledMapping, assertion: dict[str, Any]) -> tuple[MappedIdentity, float]:
+    def run(self, compiled: CompiledMapping, assertion: dict[str, Any],
+            unless: Callable[[], bool] | None = None) -> tuple[MappedIdentity, float]:
+        """Apply `compiled` here, once the child is free (raise _Rerouted if `unless()` holds then)."""
         if not self._lock.acquire(timeout=QUEUE_SECONDS):
             raise InvalidArgument(OVER_BUDGET)
         try:
+            if unless is not None and unless():
+                raise _Rerouted
             conn = self._connection()
             conn.send((id(compiled), compiled.attribute_mapping, compiled.attribute_condition,
                        compiled.provider_type, assertion))
@@ -105,6 +119,8 @@ class _Child:
                 logger.warning("an attribute condition or mapping passed its budget of %s s: %r", BUDGET_SECONDS,
                                (compiled.attribute_condition or "")[:200])
                 self._stop()
+                # Its successor starts now, not when the next exchange waits for it (~1 s).
+                threading.Thread(target=self._restart, name="keyless-mapping-start", daemon=True).start()
                 raise InvalidArgument(OVER_BUDGET)
             outcome, value, seconds = conn.recv()
         except (OSError, EOFError) as exc:
@@ -115,6 +131,13 @@ class _Child:
         if outcome == "error":
             raise value
         return value, seconds
+
+    def _restart(self) -> None:
+        with self._lock:
+            try:
+                self._connection()
+            except OSError:
+                logger.exception("could not start a mapping worker")
 
     def _connection(self) -> Connection:
         if self._conn is None or self._process is None or not self._process.is_alive():
