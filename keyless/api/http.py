@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -150,20 +150,27 @@ async def read_body(request: Request, limit: int) -> bytes:
     reads a body (issue #23). A declared Content-Length over the limit is refused before anything
     is read; a streamed body is counted as it arrives, so at most `limit` bytes plus one chunk are
     ever held. What the client still sends after the refusal is discarded by the server."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            length = int(declared)
-        except ValueError:
-            raise InvalidArgument("Invalid Content-Length header.") from None
-        if length > limit:
-            raise BodyTooLarge(limit)
+    for name, value in request.scope["headers"]:  # not request.headers: this is every exchange's path
+        if name == b"content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                raise InvalidArgument("Invalid Content-Length header.") from None
+            if length > limit:
+                raise BodyTooLarge(limit)
+            break
     chunks, size = [], 0
-    async for chunk in request.stream():
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise BodyTooLarge(limit)
         chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
     return b"".join(chunks)
 
 
