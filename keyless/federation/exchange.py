@@ -169,7 +169,8 @@ class TokenExchanger:
         scopes = tuple(form.get("scope", CLOUD_PLATFORM).split()) or (CLOUD_PLATFORM,)
         assertion = self.verify_credential(provider, subject_token, subject_token_type, form["audience"], allow_network)
         try:
-            identity = self.mapper.apply(provider.compiled, assertion, inline=not allow_network)
+            identity = self.mapper.apply(provider.compiled, assertion, size=len(subject_token),
+                                         inline=not allow_network)
         except PermissionDenied as exc:
             raise OAuthError("unauthorized_client", exc.message, stage="condition") from exc
         except InvalidArgument as exc:

@@ -53,6 +53,8 @@ class EvaluationCost:
     (keyless.federation.mapping_worker decides from it where the next evaluation runs)."""
 
     cheap_runs: int = 0
+    cheap_size: int = 0
+    """The longest credential (subject token length) the mapping was evaluated cheaply for."""
     costly: bool = False
 
 

@@ -6,8 +6,10 @@ condition (60 `matches()` of `.{0,1000}` over an 8 KB claim) cost 0.3 s per exch
 clients presenting tokens `/healthz` waited 600 ms. And cel-cpp cannot be interrupted. So a provider's
 mapping is applied inline only once it has shown itself cheap: its first `PROBATION` evaluations in
 each server process run in a child process, which is killed when one passes `BUDGET_SECONDS`; a
-mapping that stays under `SLOW_SECONDS` there is applied inline afterwards (the common case: ~40 µs),
-and one inline evaluation over `SLOW_SECONDS` puts it back on probation. Mappings seen to be costly
+mapping that stays under `SLOW_SECONDS` (of CPU) there is applied inline afterwards (the common
+case: ~40 µs), but only to credentials no longer than the longest it was cheap for (the cost of
+`matches()` grows with the claims, which the caller chooses: a longer one is tried in the child
+first), and one inline evaluation over `SLOW_SECONDS` puts it back on probation. Mappings seen to be costly
 are evaluated by a child of their own, so their queue never delays another provider's. The
 size limits of Google's (condition 4,096 characters, mapping expressions 2,048, 50 custom attributes;
 keyless.federation.mapping) bound what one evaluation can cost; the budget bounds the rest.
@@ -36,11 +38,12 @@ PROBATION = 3
 BUDGET_SECONDS = 0.5
 """Longest one evaluation may take in the worker; beyond it the credential is refused."""
 STARTUP_SECONDS = 30.0
-QUEUE_SECONDS = 2.0
-"""Longest an exchange waits for the worker while others use it."""
+QUEUE_SECONDS = 5.0
+"""Longest an exchange waits for a child while others use it (or while it starts)."""
 
 OVER_BUDGET = (f"The attribute condition and mapping of this provider exceed their evaluation budget "
                f"({BUDGET_SECONDS:g} s).")
+BUSY = "The attribute condition and mapping of this provider could not be evaluated in time: try again."
 
 
 class NeedsWorker(NeedsNetwork):
@@ -60,17 +63,19 @@ class MappingWorker:
     def __init__(self) -> None:
         self._probation, self._costly = _Child(), _Child()
 
-    def apply(self, compiled: CompiledMapping, assertion: Mapping[str, Any], *, inline: bool) -> MappedIdentity:
-        """`mapping.apply`, inline when `compiled` is known to be cheap (else NeedsWorker if `inline`),
-        otherwise in a child process within BUDGET_SECONDS."""
+    def apply(self, compiled: CompiledMapping, assertion: Mapping[str, Any], *, size: int,
+              inline: bool) -> MappedIdentity:
+        """`mapping.apply`, inline when `compiled` is known to be cheap for credentials of `size`
+        (the subject token's length: an evaluation's cost grows with its claims) or else NeedsWorker
+        if `inline`, otherwise in a child process within BUDGET_SECONDS."""
         cost = compiled.cost  # races between threads are benign: at worst one more run in a child
-        if cost.cheap_runs >= PROBATION:
-            start = time.perf_counter()
+        if cost.cheap_runs >= PROBATION and size <= cost.cheap_size:
+            start = time.thread_time()  # CPU time: a thread descheduled meanwhile is not slow
             try:
                 return apply(compiled, assertion)
             finally:
-                if time.perf_counter() - start > SLOW_SECONDS:
-                    cost.cheap_runs, cost.costly = 0, True
+                if time.thread_time() - start > SLOW_SECONDS:
+                    cost.cheap_runs, cost.cheap_size, cost.costly = 0, 0, True
         if inline:
             raise NeedsWorker("a mapping on probation")
         try:
@@ -83,12 +88,13 @@ class MappingWorker:
                     identity, seconds = self._costly.run(compiled, dict(assertion))
         except InvalidArgument as error:
             if error.message == OVER_BUDGET:
-                cost.cheap_runs, cost.costly = 0, True
+                cost.cheap_runs, cost.cheap_size, cost.costly = 0, 0, True
             raise
         if seconds <= SLOW_SECONDS:
             cost.cheap_runs += 1
+            cost.cheap_size = max(cost.cheap_size, size)
         else:
-            cost.cheap_runs, cost.costly = 0, True
+            cost.cheap_runs, cost.cheap_size, cost.costly = 0, 0, True
         return identity
 
     def close(self) -> None:
@@ -108,7 +114,7 @@ class _Child:
             unless: Callable[[], bool] | None = None) -> tuple[MappedIdentity, float]:
         """Apply `compiled` here, once the child is free (raise _Rerouted if `unless()` holds then)."""
         if not self._lock.acquire(timeout=QUEUE_SECONDS):
-            raise InvalidArgument(OVER_BUDGET)
+            raise InvalidArgument(BUSY)
         try:
             if unless is not None and unless():
                 raise _Rerouted
@@ -177,15 +183,15 @@ def _serve(conn: Connection) -> None:
             key, mapping, condition, provider_type, assertion = conn.recv()
         except EOFError:
             return
-        start = time.perf_counter()
+        start = time.thread_time()
         try:
             program = compiled.get(key)
             if program is None or program.attribute_mapping != mapping or program.attribute_condition != condition:
                 if len(compiled) > 1000:
                     compiled.clear()
                 program = compiled[key] = compile_mapping(mapping, condition, provider_type=provider_type)
-            start = time.perf_counter()
+            start = time.thread_time()
             answer: tuple[str, Any, float] = ("ok", apply(program, assertion), 0.0)
         except KeylessError as error:
             answer = ("error", error, 0.0)
-        conn.send((answer[0], answer[1], time.perf_counter() - start))
+        conn.send((answer[0], answer[1], time.thread_time() - start))

@@ -22,6 +22,8 @@ COSTLY = " || ".join(["assertion.blob.matches('[a-q][^u-z]{13}x.{0,1000}y')"] * 
 # A match of four `.{0,1000}` costs 2.7 s over an 11 KB claim: three, 8 s (a 4,096-character
 # condition of 60 such matches would take minutes).
 OVER = " || ".join(["assertion.blob.matches('.{0,1000}.{0,1000}.{0,1000}.{0,1000}y')"] * 3)
+# Cheap for short claims (the match is not reached), seconds for long ones.
+SIZED = "assertion.blob.size() < 100 || assertion.blob.matches('.{0,1000}.{0,1000}.{0,1000}.{0,1000}y')"
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +33,8 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeylessServer]:
     base = "/iam/v1/projects/my-project/locations/global/workloadIdentityPools"
     assert server.call("POST", base, params={"workloadIdentityPoolId": "hostile-pool"}, body={}).status_code == 200
     oidc = {"issuerUri": ISSUER, "jwksJson": json.dumps({"keys": [JWK]})}
-    for provider, condition in (("costly", COSTLY), ("over", OVER), ("cheap", "assertion.team == 'payments'")):
+    for provider, condition in (("costly", COSTLY), ("over", OVER), ("sized", SIZED),
+                                ("cheap", "assertion.team == 'payments'")):
         r = server.call("POST", f"{base}/hostile-pool/providers", params={"workloadIdentityPoolProviderId": provider},
                         body={"oidc": oidc, "attributeMapping": {"google.subject": "assertion.sub"},
                               "attributeCondition": condition})
@@ -108,3 +111,18 @@ def test_a_cheap_provider_runs_inline_after_probation(srv: KeylessServer) -> Non
             timings.append(time.monotonic() - start)
     timings.sort()
     assert timings[len(timings) // 2] < 0.05, timings
+
+
+def test_a_mapping_cheap_for_short_claims_is_not_trusted_inline_with_long_ones(srv: KeylessServer) -> None:
+    """The attack that outwits a measured cost: cheap tokens until the condition runs inline, then
+    one whose long claim makes the same condition cost seconds. It is tried in a child first."""
+    with httpx.Client(base_url=srv.base_url) as client:
+        short = sign(claims("sized", blob="x" * 20))
+        for _ in range(6):  # probation passed: inline for tokens this long
+            r = _exchange(client, "sized", short)
+            assert r.status_code == 200, r.text
+        start = time.monotonic()
+        r = _exchange(client, "sized", sign(claims("sized", blob="x" * 11_000)))
+        took = time.monotonic() - start
+    assert r.status_code == 400 and r.json() == {"error": "invalid_grant", "error_description": OVER_BUDGET}
+    assert took < 4, took
