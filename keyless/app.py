@@ -38,7 +38,7 @@ from keyless.api import logging as logging_api
 from keyless.api.errors import google_error, json_response
 from keyless.api.hosts import HostRouter
 from keyless.config import Settings
-from keyless.errors import NotFound
+from keyless.errors import InvalidArgument, NotFound
 from keyless.state import ServerState
 
 logger = logging.getLogger("keyless")
@@ -66,6 +66,9 @@ PREFIXES: dict[str, Callable[[ServerState], Sequence[BaseRoute]]] = {
 }
 OWNER_TOKEN_REFRESH_SECONDS = 3600
 AUDIT_PRUNE_SECONDS = 3600
+
+
+NUL_IN_PATH = google_error(InvalidArgument("Invalid request: the URL contains a NUL character (%00)."))
 
 
 async def not_found(request: Request, exc: Exception | None = None) -> Response:
@@ -99,6 +102,8 @@ def build_app(state: ServerState, *, refresh_owner_token: bool = True) -> ASGIAp
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        # Data Access entries a killed server had journaled but not written (keyless.audit.journal).
+        await asyncio.to_thread(state.audit.recover)
         tasks = [asyncio.create_task(_prune_audit_log(state))]
         if refresh_owner_token:
             tasks.append(asyncio.create_task(_refresh_owner_token(state)))
@@ -129,6 +134,13 @@ def build_app(state: ServerState, *, refresh_owner_token: bool = True) -> ASGIAp
                         scope = {**scope, "path": f"/{prefix}{scope['path']}",
                                  "raw_path": b"/" + prefix.encode() + scope.get("raw_path", b"")}
                     break
+        if "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b""):
+            # %00: no resource name or store takes a NUL (PostgreSQL refuses it; issue #23 item 8)
+            if scope["type"] == "http":
+                await NUL_IN_PATH(scope, receive, send)
+            elif scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+            return
         # The hottest endpoint skips the router (same answers as its mounted route).
         if scope["type"] == "http" and scope["path"] == "/sts/v1/token" and scope["method"] == "POST":
             await token_exchange(scope, receive, send)

@@ -77,7 +77,7 @@ class ServerState:
         self.tokens = AccessTokens(self.keys)
         self.roles = RoleCatalogue(self.db)
         self.authz = Authorizer(self.db, self.roles)
-        self.audit = AuditSink(self.db)
+        self.audit = AuditSink(self.db, journal=settings.data_dir / "audit-journal")
         self.directory = ServiceAccountDirectory(self.db)
         self.exchanger = TokenExchanger(
             self.db, self.tokens, OidcVerifier(allow_insecure_loopback=settings.allow_insecure_issuers),

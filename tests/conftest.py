@@ -176,7 +176,7 @@ class Gcloud:
         self.env["CLOUDSDK_CONFIG"] = str(config_dir)
         result = subprocess.run(
             [sys.executable, "-m", "keyless.cli.main", "configure-gcloud", "--server", server.base_url,
-             "--project", project, "--data-dir", str(server.data_dir)],
+             "--project", project, "--data-dir", str(server.data_dir), "--disable-prompts"],
             capture_output=True, text=True, env=self.env, timeout=60)
         assert result.returncode == 0, result.stderr
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from starlette.responses import Response
 
-from keyless.errors import Internal, KeylessError, Unavailable
-from keyless.store.db import is_unavailable
+from keyless.errors import Internal, InvalidArgument, KeylessError, Unavailable
+from keyless.store.db import is_nul_refused, is_unavailable
 
 UNAVAILABLE = "The service is currently unavailable."
 
@@ -51,4 +51,6 @@ def unexpected(exc: BaseException) -> KeylessError:
     500 INTERNAL for a bug."""
     if is_unavailable(exc):
         return Unavailable(UNAVAILABLE)
+    if is_nul_refused(exc):
+        return InvalidArgument("Invalid value: a string contains a NUL character.")
     return Internal("Internal error encountered.")

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -37,11 +37,12 @@ logger = logging.getLogger("keyless.api")
 
 def unexpected_failure(request: Request, exc: Exception, log: logging.Logger = logger) -> KeylessError:
     """An exception no handler expected, as Google's error: 503 UNAVAILABLE (logged as a warning)
-    while the database is away, else 500 INTERNAL with the traceback in our log."""
+    while the database is away, 400 for a NUL PostgreSQL refused, else 500 INTERNAL with the
+    traceback in our log."""
     failure = unexpected(exc)
     if failure.http_status == 503:
         log.warning("%s %s: the database is unavailable (%s)", request.method, request.url.path, exc)
-    else:
+    elif failure.http_status == 500:
         log.exception("unhandled error in %s %s", request.method, request.url.path)
     return failure
 
@@ -86,6 +87,8 @@ class Call:
             start = int(token)
         except ValueError as exc:
             raise InvalidArgument("Invalid page token or page size.") from exc
+        if not -(2**31) <= size < 2**31:  # pageSize is an int32 in every Google API
+            raise InvalidArgument(f"Invalid value at 'page_size' (TYPE_INT32), \"{size_text}\"")
         if size < 0 or start < 0 or start > len(items):
             raise InvalidArgument("Invalid page token or page size.")
         if size == 0:
@@ -132,22 +135,46 @@ class Call:
 Handler = Callable[[Call], Any]
 
 
-async def read_json(request: Request, limit: int) -> dict[str, Any]:
-    """The request body as a JSON object ({} when empty), bounded by `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            if int(declared) > limit:
-                raise InvalidArgument(f"Request payload size exceeds the limit: {limit} bytes.")
-        except ValueError as exc:
-            raise InvalidArgument("Invalid Content-Length header.") from exc
+class BodyTooLarge(InvalidArgument):
+    """A request body over the endpoint's limit (Google's frontends: 400 with this message)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"Request payload size exceeds the limit: {limit} bytes.")
+        self.limit = limit
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with `BodyTooLarge` past `limit` bytes: the one way every endpoint
+    reads a body (issue #23). A declared Content-Length over the limit is refused before anything
+    is read; a streamed body is counted as it arrives, so at most `limit` bytes plus one chunk are
+    ever held. What the client still sends after the refusal is discarded by the server."""
+    for name, value in request.scope["headers"]:  # not request.headers: this is every exchange's path
+        if name == b"content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                raise InvalidArgument("Invalid Content-Length header.") from None
+            if length > limit:
+                raise BodyTooLarge(limit)
+            break
     chunks, size = [], 0
-    async for chunk in request.stream():
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise InvalidArgument(f"Request payload size exceeds the limit: {limit} bytes.")
+            raise BodyTooLarge(limit)
         chunks.append(chunk)
-    raw = b"".join(chunks)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    """The request body as a JSON object ({} when empty), bounded by `limit` bytes."""
+    raw = await read_body(request, limit)
     if not raw.strip():
         return {}
     try:
@@ -156,7 +183,26 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
         raise InvalidArgument(f"Invalid JSON payload received. {_json_problem(exc)}") from exc
     if not isinstance(body, dict):
         raise InvalidArgument("Invalid JSON payload received. Expected an object at the top level.")
+    if b"\\u0000" in raw and has_nul(body):  # a NUL only arrives escaped: no walk without one
+        raise InvalidArgument("Invalid JSON payload received. A string contains a NUL character (\\u0000).")
     return body
+
+
+def has_nul(value: Any) -> bool:
+    """Whether a parsed JSON value holds a NUL in any string (no name or store takes one: PostgreSQL
+    refuses it, SQLite would store it; issue #23 item 8). Iterative: the depth is the parser's."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _json_problem(exc: Exception) -> str:

@@ -30,7 +30,7 @@ from starlette.routing import BaseRoute, Route
 
 from keyless import projects
 from keyless.api import kubernetes_protobuf
-from keyless.api.http import read_json
+from keyless.api.http import has_nul, read_body, read_json
 from keyless.api.kubernetes_discovery import (
     BY_PATH,
     SUBRESOURCES,
@@ -245,19 +245,17 @@ class ClusterApi:
             if kind not in PATCH_TYPES:  # application/apply-patch+yaml too: server-side apply is not served
                 raise UnsupportedMediaType(f"the body of the request was in an unknown format - accepted media "
                                            f"types include: {', '.join(PATCH_TYPES)}")
-            raw = await request.body()
-            if len(raw) > self.state.settings.max_body_bytes:
-                raise InvalidArgument("the request body is too large")
+            raw = await read_body(request, self.state.settings.max_body_bytes)
             try:
-                return json.loads(raw)
-            except ValueError as exc:
+                patch = json.loads(raw)
+            except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser goes
                 raise InvalidArgument(f"error decoding patch: {exc}") from exc
+            if b"\\u0000" in raw and has_nul(patch):
+                raise InvalidArgument("error decoding patch: a string contains a NUL character (\\u0000)")
+            return patch
         content = request.headers.get("content-type", JSON).split(";")[0].strip()
         if content == kubernetes_protobuf.MEDIA_TYPE:  # kubectl >= 1.32's create and create token
-            raw = await request.body()
-            if len(raw) > self.state.settings.max_body_bytes:
-                raise InvalidArgument("the request body is too large")
-            return kubernetes_protobuf.decode(raw)
+            return kubernetes_protobuf.decode(await read_body(request, self.state.settings.max_body_bytes))
         if content not in (JSON, ""):
             raise UnsupportedMediaType(f'the body of the request was in an unknown format - accepted media types '
                                        f'include: {JSON}, {kubernetes_protobuf.MEDIA_TYPE}')

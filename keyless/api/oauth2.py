@@ -14,12 +14,21 @@ from starlette.routing import Route
 
 from keyless.api.errors import json_response, oauth_error
 from keyless.api.forms import NOT_A_FORM, FormError, parse_form
-from keyless.errors import KeylessError
+from keyless.api.http import read_body
+from keyless.errors import InvalidArgument, KeylessError
 from keyless.iam.key_grant import GrantRefused, redeem
 from keyless.state import ServerState
 
 MAX_FORM_BYTES = 64 * 1024
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+
+async def _read_form(request: Request) -> bytes | None:
+    """The form body, or None when it is over MAX_FORM_BYTES (refused before it is read whole)."""
+    try:
+        return await read_body(request, MAX_FORM_BYTES)
+    except InvalidArgument:
+        return None
 
 
 def routes(state: ServerState) -> list[Route]:
@@ -30,8 +39,8 @@ def routes(state: ServerState) -> list[Route]:
     async def tokeninfo(request: Request) -> Response:
         token = request.query_params.get("access_token")
         if token is None and request.method == "POST":
-            raw = await request.body()
-            if len(raw) > MAX_FORM_BYTES:
+            raw = await _read_form(request)
+            if raw is None:
                 return oauth_error("invalid_request", "Request too large")
             try:
                 token = parse_form(raw, max_fields=16).get("access_token")
@@ -61,8 +70,8 @@ def routes(state: ServerState) -> list[Route]:
 
     async def token(request: Request) -> Response:
         """The token endpoint: JWT-bearer grants of service account key files."""
-        raw = await request.body()
-        if len(raw) > MAX_FORM_BYTES:
+        raw = await _read_form(request)
+        if raw is None:
             return oauth_error("invalid_request", "Request too large")
         try:
             form = parse_form(raw, max_fields=16)

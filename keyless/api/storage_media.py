@@ -19,6 +19,7 @@ from urllib.parse import quote
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
+from keyless.api.http import BodyTooLarge, read_body
 from keyless.api.storage_wire import (
     MAX_OBJECT_BYTES,
     StorageCall,
@@ -133,13 +134,10 @@ def _goog_hash(header: str | None) -> dict[str, str]:
 async def _read_all(call: StorageCall, limit: int) -> bytes:
     assert call.request is not None
     declared = _declared_length(call)
-    if declared is not None and declared > limit:
-        raise PayloadTooLarge(f"Request payload size exceeds the limit: {limit} bytes.")
-    data = bytearray()
-    async for chunk in call.request.stream():
-        data += chunk
-        if len(data) > limit:
-            raise PayloadTooLarge(f"Request payload size exceeds the limit: {limit} bytes.")
+    try:
+        data = await read_body(call.request, limit)
+    except BodyTooLarge as exc:
+        raise PayloadTooLarge(exc.message) from None
     if declared is not None and len(data) != declared:
         raise InvalidArgument(f"The request body has {len(data)} bytes but Content-Length declared {declared}.")
     return bytes(data)

@@ -25,9 +25,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from keyless.api.errors import JSON_TYPE, UNAVAILABLE, json_response, oauth_error
 from keyless.api.forms import NOT_A_FORM, FormError, parse_form
-from keyless.api.http import _json_problem
+from keyless.api.http import _json_problem, read_body
 from keyless.audit.token_entries import token_exchanged
-from keyless.errors import KeylessError
+from keyless.errors import InvalidArgument, KeylessError
 from keyless.federation.diagnosis import diagnose
 from keyless.federation.exchange import ACCESS_TOKEN_TYPE, OAuthError, ProviderRuntime
 from keyless.federation.providers.oidc import NeedsNetwork
@@ -37,6 +37,15 @@ from keyless.store.db import is_unavailable
 from keyless.tokens.access import PREFIX as ACCESS_TOKEN_PREFIX
 
 MAX_FORM_BYTES = 64 * 1024
+TOO_LARGE = {"error": "invalid_request", "error_description": "The request is too large."}
+
+
+async def _read_form(request: Request) -> bytes | None:
+    """The form body, or None when it is over MAX_FORM_BYTES (refused before it is read whole)."""
+    try:
+        return await read_body(request, MAX_FORM_BYTES)
+    except InvalidArgument:
+        return None
 
 # The JSON names of each request message's fields (the discovery document's lowerCamel names,
 # and the proto names, which Google's JSON parser accepts too) -> the form's names.
@@ -110,7 +119,7 @@ async def answer(state: ServerState, raw: bytes, ip: str, agent: str,
                  content_type: bytes = b"") -> tuple[int, dict[str, Any]]:
     """The exchange for one request body: (HTTP status, JSON body)."""
     if len(raw) > MAX_FORM_BYTES:
-        return 400, {"error": "invalid_request", "error_description": "The request is too large."}
+        return 400, TOO_LARGE
     try:
         form = decode_request(raw, content_type, TOKEN_FIELDS)
     except RequestError as refused:
@@ -141,21 +150,12 @@ def fast_path(state: ServerState) -> ASGIApp:
     framework's per-request cost is a third of an exchange (research/perf-floor.md)."""
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            body = message.get("body", b"")
-            size += len(body)
-            if size <= MAX_FORM_BYTES:
-                chunks.append(body)
-            if not message.get("more_body"):
-                break
         headers = dict(scope.get("headers") or [])
         client = scope.get("client")
-        raw = b"".join(chunks) if size <= MAX_FORM_BYTES else b"x" * (MAX_FORM_BYTES + 1)
-        status, body_json = await answer(state, raw, client[0] if client else "",
-                                         headers.get(b"user-agent", b"").decode("latin-1"),
-                                         headers.get(b"content-type", b""))
+        raw = await _read_form(Request(scope, receive))
+        status, body_json = (400, TOO_LARGE) if raw is None else \
+            await answer(state, raw, client[0] if client else "", headers.get(b"user-agent", b"").decode("latin-1"),
+                         headers.get(b"content-type", b""))
         payload = json.dumps(body_json, separators=(",", ":")).encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", JSON_TYPE.encode()), (b"content-length", str(len(payload)).encode())]})
@@ -166,23 +166,20 @@ def fast_path(state: ServerState) -> ASGIApp:
 
 def routes(state: ServerState) -> list[Route]:
     async def token(request: Request) -> Response:
-        raw = await request.body()
-        status, body = await answer(state, raw, request.client.host if request.client else "",
-                                    request.headers.get("user-agent", ""),
-                                    request.headers.get("content-type", "").encode("latin-1"))
+        raw = await _read_form(request)
+        status, body = (400, TOO_LARGE) if raw is None else \
+            await answer(state, raw, request.client.host if request.client else "", request.headers.get("user-agent", ""),
+                         request.headers.get("content-type", "").encode("latin-1"))
         return json_response(body, status)
 
     async def introspect(request: Request) -> Response:
         """RFC 7662 as Google's STS answers it; gcloud authenticates as its OAuth client (HTTP
         Basic), which nothing here needs: the answer only describes the token it is given."""
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_FORM_BYTES:
-                return oauth_error("invalid_request", "The request is too large.")
-            chunks.append(chunk)
+        raw = await _read_form(request)
+        if raw is None:
+            return oauth_error(TOO_LARGE["error"], TOO_LARGE["error_description"])
         try:
-            fields = decode_request(b"".join(chunks), request.headers.get("content-type", "").encode("latin-1"),
+            fields = decode_request(raw, request.headers.get("content-type", "").encode("latin-1"),
                                     INTROSPECT_FIELDS)
         except RequestError as refused:
             return oauth_error("invalid_request", str(refused))

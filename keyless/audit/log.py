@@ -80,7 +80,7 @@ def error_of(error: KeylessError | None) -> tuple[str, str] | None:
 
 def entry_row(record: AuditRecord, email: str | None, subject: str | None, *, caller_ip: str = "",
               user_agent: str = "", error: tuple[str, str] | None = None,
-              at: datetime | None = None) -> dict[str, Any]:
+              at: datetime | None = None, insert_id: str | None = None) -> dict[str, Any]:
     """The column values of one audit entry (the LogEntry JSON and its indexed fields).
     `email`/`subject` are None when the caller is unknown; `error` is (status, message)."""
     now = at or datetime.now(UTC)
@@ -111,7 +111,7 @@ def entry_row(record: AuditRecord, email: str | None, subject: str | None, *, ca
         payload["response"] = record.response
     if record.metadata is not None:
         payload["metadata"] = record.metadata
-    insert_id = secrets.token_hex(8)
+    insert_id = insert_id or secrets.token_hex(8)
     project = record.project_id or "keyless"
     labels = {"project_id": project, **record.resource_labels}
     entry = {

@@ -24,15 +24,20 @@ def gcloud_config_dir() -> Path:
     return Path(env) if env else Path.home() / ".config" / "gcloud"
 
 
-def write_configuration(name: str, server: str, token_file: Path, project: str | None) -> Path:
-    """Create or replace the named configuration; return its path."""
+def write_configuration(name: str, server: str, token_file: Path, project: str | None, *,
+                        disable_prompts: bool = False) -> Path:
+    """Create or replace the named configuration; return its path. Prompts stay as gcloud has them
+    (interactive questions, as against Google) unless `disable_prompts` sets `core/disable_prompts`,
+    which turns each question into its default answer or, where there is none, an error
+    (issue #23 item 10: seed 002's KSA-only binding asks which condition to use)."""
     if not name or not all(c.isalnum() or c == "-" for c in name) or not name[0].isalpha():
         raise ValueError(f"invalid configuration name {name!r}: use letters, digits and hyphens")
     directory = gcloud_config_dir() / "configurations"
     directory.mkdir(parents=True, exist_ok=True)
     cfg = configparser.ConfigParser()
-    cfg["core"] = {"disable_usage_reporting": "True", "check_gce_metadata": "False",
-                   "disable_prompts": "True"}
+    cfg["core"] = {"disable_usage_reporting": "True", "check_gce_metadata": "False"}
+    if disable_prompts:
+        cfg["core"]["disable_prompts"] = "True"
     if project:
         cfg["core"]["project"] = project
     base = server.rstrip("/")

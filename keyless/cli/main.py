@@ -74,14 +74,22 @@ def _serve_tls_port(settings: Settings, flag: str) -> socket.socket | None:
     return None
 
 
-def _server_settings(args: argparse.Namespace) -> Settings:
+def _server_settings(args: argparse.Namespace, *, store: bool = False) -> Settings:
     """`_settings` for a command that needs a running server. A URL named by flag or environment is
     trusted as it is; otherwise the record must exist (or appear within seconds, after `keyless
-    serve &`) and its server answer."""
+    serve &`) and its server answer. A `store` command (one signing with the server's keys) refuses
+    a named URL whose data dir it cannot know, rather than sign with the default data dir's keys
+    (which that server does not trust; issue #23 item 10)."""
     from keyless import discovery
 
     settings = _settings(args)
     if args.server_named:
+        if store and args.server_record is None and not getattr(args, "data_dir", None) \
+                and not getattr(args, "database", None) and not os.environ.get("KEYLESS_DATA_DIR") \
+                and not os.environ.get("KEYLESS_DATABASE_URL"):
+            raise discovery.ServerNotFound(
+                f"{args.server_named} is not the server recorded in {settings.data_dir}: this command signs "
+                f"with the server's own keys, so name its data dir with --data-dir (or its --database)")
         return settings
     if args.server_record is None:
         discovery.wait_for_record(settings)
@@ -160,6 +168,7 @@ def _run_server(state: ServerState, settings: Settings, args: argparse.Namespace
     import uvicorn
 
     from keyless.app import build_app, tune_gc
+    from keyless.http_protocol import uvicorn_options
 
     if args.workers > 1:
         if settings.tls_port:  # each worker serves it too (SO_REUSEPORT)
@@ -186,7 +195,7 @@ def _run_server(state: ServerState, settings: Settings, args: argparse.Namespace
         app = build_app(state)
         tune_gc()
         uvicorn.run(app, host=settings.host, port=settings.port, loop=args.loop, log_level=args.log_level,
-                    access_log=False, proxy_headers=bool(_trusted_proxies(args)),
+                    access_log=False, **uvicorn_options(), proxy_headers=bool(_trusted_proxies(args)),
                     forwarded_allow_ips=_trusted_proxies(args) or None)
 
 
@@ -202,10 +211,12 @@ def _serve_workers(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from keyless.http_protocol import uvicorn_options
     from keyless.listen import WorkerSocket
 
     config = uvicorn.Config("keyless.app:create_app", factory=True, host=settings.host, port=settings.port,
                             workers=args.workers, loop=args.loop, log_level=args.log_level, access_log=False,
+                            **uvicorn_options(),
                             proxy_headers=bool(_trusted_proxies(args)),
                             forwarded_allow_ips=_trusted_proxies(args) or None)
     # Not uvicorn's shared socket: each worker listens on its own (keyless.listen explains why).
@@ -226,7 +237,8 @@ def cmd_configure_gcloud(args: argparse.Namespace) -> int:
                          f"(another host, a container), save its owner token (`keyless token owner` there, "
                          f"e.g. `podman exec CONTAINER keyless token owner > owner.token`) and pass "
                          f"--token-file owner.token")
-    path = write_configuration(args.configuration, server, token_file, args.project)
+    path = write_configuration(args.configuration, server, token_file, args.project,
+                               disable_prompts=args.disable_prompts)
     print(f"Wrote gcloud configuration '{args.configuration}' ({path}).")
     print(f"Use it with: gcloud --configuration {args.configuration} ...  "
           f"or CLOUDSDK_ACTIVE_CONFIG_NAME={args.configuration}")
@@ -257,7 +269,7 @@ def cmd_token_github(args: argparse.Namespace) -> int:
     from keyless.state import ServerState
     from keyless.tokens.idp import github_token
 
-    settings = _server_settings(args)
+    settings = _server_settings(args, store=True)
     state = ServerState(settings)
     if args.provider and args.audience:
         raise ValueError("give --audience or --provider, not both")
@@ -279,7 +291,7 @@ def cmd_actions_env(args: argparse.Namespace) -> int:
     from keyless.state import ServerState
     from keyless.tokens.idp import actions_request_token
 
-    settings = _server_settings(args)
+    settings = _server_settings(args, store=True)
     state = ServerState(settings)
     job = {"repository": args.repository, "ref": args.ref, "actor": args.actor, "workflow": args.workflow,
            "event_name": args.event_name}
@@ -295,7 +307,7 @@ def cmd_token_kubernetes(args: argparse.Namespace) -> int:
     from keyless.state import ServerState
     from keyless.tokens.idp import kubernetes_token
 
-    settings = _server_settings(args)
+    settings = _server_settings(args, store=True)
     state = ServerState(settings)
     print(kubernetes_token(state.keys, settings.base_url, cluster=args.cluster,
                            namespace=args.namespace, service_account=args.service_account, audience=args.audience,
@@ -343,6 +355,9 @@ def parser() -> argparse.ArgumentParser:
     cg.add_argument("--configuration", default="keyless", help="configuration name (default keyless)")
     cg.add_argument("--project", help="default project of the configuration")
     cg.add_argument("--token-file", help="the bearer token file gcloud should use (default: the owner's)")
+    cg.add_argument("--disable-prompts", action="store_true",
+                    help="set core/disable_prompts (gcloud answers its questions with their defaults, as with "
+                         "--quiet; for scripts without a terminal)")
     _add_store_flags(cg)
     cg.set_defaults(func=cmd_configure_gcloud)
 

@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from keyless import projects
 from keyless.api import logging as logging_api
 from keyless.api.errors import google_error, json_response
-from keyless.api.http import Call, endpoint, read_json
+from keyless.api.http import Call, endpoint, read_body, read_json
 from keyless.audit import subject_hint
 from keyless.audit.filter import parse_timestamp
 from keyless.console import flows, graph, pages, sessions, signin
@@ -123,11 +123,7 @@ def _set_cookies(state: ServerState, response: Response, request: Request, csrf:
 
 
 async def _form(request: Request) -> dict[str, str]:
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM:
-            raise InvalidArgument("The form is too large.")
+    body = await read_body(request, MAX_FORM)
     return {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
 
 

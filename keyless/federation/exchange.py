@@ -25,7 +25,8 @@ from typing import Any
 from sqlalchemy import select
 
 from keyless.errors import InvalidArgument, KeylessError, PermissionDenied
-from keyless.federation.mapping import CompiledMapping, apply, compile_mapping
+from keyless.federation.mapping import CompiledMapping, compile_mapping
+from keyless.federation.mapping_worker import MappingWorker
 from keyless.federation.providers.kubernetes import KubernetesVerifier
 from keyless.federation.providers.oidc import NeedsNetwork, OidcVerifier
 from keyless.iam.members import member_keys_for_federated
@@ -163,6 +164,7 @@ class TokenExchanger:
         self._verify_access_token = verify_access_token or tokens.verify
         self._oidc = oidc
         self._aws = aws
+        self.mapper = MappingWorker()  # conditions and mappings off the event loop, within a budget
 
     def provider_name(self, audience: str) -> str | None:
         """The provider an STS `audience` names (`projects/N/locations/global/workloadIdentityPools/
@@ -217,7 +219,8 @@ class TokenExchanger:
         scopes = self._scopes(form)
         assertion = self.verify_credential(provider, subject_token, subject_token_type, form["audience"], allow_network)
         try:
-            identity = apply(provider.compiled, assertion)
+            identity = self.mapper.apply(provider.compiled, assertion, size=len(subject_token),
+                                         inline=not allow_network)
         except PermissionDenied as exc:
             raise OAuthError("unauthorized_client", exc.message, stage="condition") from exc
         except InvalidArgument as exc:

@@ -47,6 +47,17 @@ _MAPPING_VARIABLES = ("assertion",)
 _CONDITION_VARIABLES = ("assertion", "google", "attribute")
 
 
+@dataclass
+class EvaluationCost:
+    """What applying one compiled mapping has been seen to cost in this process
+    (keyless.federation.mapping_worker decides from it where the next evaluation runs)."""
+
+    cheap_runs: int = 0
+    cheap_size: int = 0
+    """The longest credential (subject token length) the mapping was evaluated cheaply for."""
+    costly: bool = False
+
+
 @dataclass(frozen=True)
 class CompiledMapping:
     """A provider's mapping and condition, validated and compiled once."""
@@ -59,6 +70,7 @@ class CompiledMapping:
     condition: Program | None = field(repr=False)
     condition_uses_mapped: bool = False
     """True when the condition reads `google` or `attribute`, so it runs after the mapping."""
+    cost: EvaluationCost = field(default_factory=EvaluationCost, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

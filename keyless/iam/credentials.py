@@ -129,11 +129,16 @@ def _lifetime_extension_allowed(state: ServerState, target: AccountInfo) -> bool
     return policy.get("allValues") == "ALLOW" or email in values
 
 
+MAX_AUDIENCE_LENGTH = 2048
+
+
 def generate_id_token(state: ServerState, caller: Principal, name: str,
                       body: dict[str, Any]) -> tuple[str, AccountInfo]:
     audience = body.get("audience")
-    if not isinstance(audience, str) or not audience or len(audience) > 2048:
+    if not isinstance(audience, str) or not audience:
         raise InvalidArgument("Audience required.")
+    if len(audience) > MAX_AUDIENCE_LENGTH:
+        raise InvalidArgument(f"The audience is too long: at most {MAX_AUDIENCE_LENGTH} characters.")
     include_email = body.get("includeEmail", False)
     if not isinstance(include_email, bool):
         raise InvalidArgument("includeEmail must be a boolean.")

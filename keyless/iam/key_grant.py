@@ -30,6 +30,8 @@ GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
 MAX_ASSERTION_BYTES = 16 * 1024
 MAX_LIFETIME = 3600
 SKEW = 300
+UNAUTHORIZED_SUBJECT = ("Client is unauthorized to retrieve access tokens using this method, or client not "
+                        "authorized for any of the scopes requested.")
 
 
 class GrantRefused(Exception):
@@ -54,7 +56,7 @@ def _invalid(description: str = "Invalid JWT Signature.") -> GrantRefused:
 
 def verify_key_jwt(state: ServerState, assertion: str, audiences: Callable[[object], bool]) -> tuple[ServiceAccount, dict]:
     """Verify a JWT signed with a service account key Keyless issued (`kid` = the key's id,
-    `iss` = the account): signature against the kept certificate, live key and account,
+    `iss` = the account, `sub` absent or the account too): signature against the kept certificate, live key and account,
     `aud` accepted by `audiences`, lifetime at most an hour. Returns (account, claims)."""
     if len(assertion) > MAX_ASSERTION_BYTES or assertion.count(".") != 2:
         raise _invalid("Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe.")
@@ -68,6 +70,10 @@ def verify_key_jwt(state: ServerState, assertion: str, audiences: Callable[[obje
     email, kid = claims.get("iss"), header.get("kid")
     if not isinstance(email, str) or not isinstance(kid, str) or len(kid) > 64:
         raise _invalid()
+    if claims.get("sub", email) != email:
+        # A `sub` other than the account asks for domain-wide delegation, which no account has
+        # here; it was taken as the account itself (issue #23 item 10).
+        raise GrantRefused("unauthorized_client", UNAUTHORIZED_SUBJECT)
     with state.db.read() as s:
         account = find_by_email(s, email)
         key = s.get(ServiceAccountKey, kid)

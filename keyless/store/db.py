@@ -357,6 +357,12 @@ def is_unavailable(exc: BaseException) -> bool:
     return sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")
 
 
+def is_nul_refused(exc: BaseException) -> bool:
+    """Whether `exc` is PostgreSQL refusing a string with a NUL character (SQLite stores it): bad
+    input that got past validation, answered 400 rather than as a bug (issue #23 item 8)."""
+    return isinstance(exc, DBAPIError) and "NUL (0x00)" in str(exc.orig)
+
+
 def open_database(url: str | None, data_dir: Path) -> Database:
     """Open (creating and migrating if needed) the database at `url`, or SQLite in `data_dir`."""
     data_dir.mkdir(parents=True, exist_ok=True)

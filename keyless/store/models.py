@@ -180,7 +180,9 @@ class AuditEntry(Base):
     method_name: Mapped[str] = mapped_column(String(200), index=True)
     service_name: Mapped[str] = mapped_column(String(100))
     resource_type: Mapped[str] = mapped_column(String(64), index=True)
-    resource_name: Mapped[str] = mapped_column(String(500))
+    # Text: every valid name fits (an object's is ~1,270 characters: bucket 222, object 1,024 bytes),
+    # so no entry is refused for its name (issue #23 item 5; migration 0007).
+    resource_name: Mapped[str] = mapped_column(Text)
     principal_email: Mapped[str] = mapped_column(String(256), index=True, default="")
     principal_subject: Mapped[str] = mapped_column(String(1024), default="")
     severity: Mapped[str] = mapped_column(String(16), default="NOTICE")

@@ -27,6 +27,7 @@ from starlette.types import ASGIApp
 from uvicorn.server import ServerState as UvicornState
 
 from keyless.config import Settings
+from keyless.http_protocol import uvicorn_options
 from keyless.listen import listening_socket
 from keyless.tls import ca
 from keyless.tls.alpn import ALPN_PROTOCOLS, AlpnSwitch, Peers
@@ -49,7 +50,8 @@ class TlsFrontend:
         self.serial = 0
         # uvicorn's own HTTP/1.1 protocol serves what arrives over HTTP/1.1.
         # proxy_headers off: callerIp is the TLS client's (see keyless.cli.main._trusted_proxies).
-        self.http_config = uvicorn.Config(app, lifespan="off", access_log=False, log_config=None, proxy_headers=False)
+        self.http_config = uvicorn.Config(app, lifespan="off", access_log=False, log_config=None, proxy_headers=False,
+                                          **uvicorn_options())
         self.http_config.load()
         self.http_state = UvicornState()
 
