@@ -1,0 +1,151 @@
+"""How long `keyless serve` takes to answer (issue #19: under 1 s to the first request).
+
+Starts `keyless serve` `--runs` times on a fresh data dir (a new SQLite store: schema, keys, owner
+token made at start) and `--runs` times on an existing one, and prints per start: the time from
+exec to the first 200 from /healthz, and to the first authenticated answers: a token exchange
+(POST /sts/v1/token with a subject token from Keyless's test GitHub issuer, which loads the STS and
+federation code) and an owner API call (`gcloud projects list`'s GET). Then the top offenders
+of `python -X importtime` for what `keyless serve` imports before it listens.
+
+    .venv/bin/python bench/startup.py [--runs 5] [--top 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.conftest import free_port  # noqa: E402
+
+SERVE = [sys.executable, "-m", "keyless.cli.main", "serve", "--allow-insecure-issuers"]
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], deadline: float) -> None:
+    """Until a TCP connect succeeds (polled every millisecond: the figure is what is measured)."""
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"keyless serve exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.001)
+    raise SystemExit("keyless serve did not listen within 60 s")
+
+
+def setup(data: Path, port: int) -> dict[str, Any]:
+    """Seed 001's federation (`keyless quickstart`) on a store; returns its credentials file. Its
+    provider trusts the issuer at this port, so the later starts on this store take it again."""
+    proc = subprocess.Popen([*SERVE, "--port", str(port), "--data-dir", str(data)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_listening(port, proc, time.monotonic() + 60)
+        out = subprocess.run([sys.executable, "-m", "keyless.cli.main", "quickstart", "--data-dir", str(data),
+                              "--output-file", str(data.parent / "credentials.json")],
+                             capture_output=True, text=True, timeout=120)
+        if out.returncode != 0:
+            raise SystemExit(f"keyless quickstart failed: {out.stderr}")
+        creds: dict[str, Any] = json.loads((data.parent / "credentials.json").read_text())
+        return creds
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def one_start(data: Path, port: int, creds: dict[str, Any] | None) -> dict[str, float]:
+    """Seconds from exec to: /healthz 200, a token exchange's 200, an owner API call's 200."""
+    base = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    proc = subprocess.Popen([*SERVE, "--port", str(port), "--data-dir", str(data)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out: dict[str, float] = {}
+    try:
+        _wait_listening(port, proc, started + 60)
+        with httpx.Client(base_url=base, timeout=30, trust_env=False) as http:
+            r = http.get("/healthz")
+            assert r.status_code == 200, r.text
+            out["healthz"] = time.monotonic() - started
+            if creds is not None:  # as google-auth does with the file: the subject token, then STS
+                source = creds["credential_source"]
+                url = httpx.URL(source["url"])
+                subject = http.get(url.raw_path.decode(), headers=source["headers"])
+                assert subject.status_code == 200, subject.text
+                mark = time.monotonic()
+                r = http.post("/sts/v1/token", data={
+                    "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+                    "audience": creds["audience"], "scope": "https://www.googleapis.com/auth/cloud-platform",
+                    "requested_token_type": "urn:ietf:params:oauth:token-type:access_token",
+                    "subject_token": subject.json()["value"], "subject_token_type": creds["subject_token_type"]})
+                assert r.status_code == 200, r.text
+                out["exchange"] = out["healthz"] + time.monotonic() - mark
+            owner = (data / "owner.token").read_text().strip()
+            mark = time.monotonic()
+            r = http.get("/cloudresourcemanager/v1/projects", headers={"Authorization": f"Bearer {owner}"})
+            assert r.status_code == 200, r.text
+            out["api"] = out["healthz"] + time.monotonic() - mark
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    return out
+
+
+def importtime(top: int) -> list[tuple[int, str]]:
+    """The modules `keyless serve` imports before it listens, by cumulative import time (µs)."""
+    code = "import keyless.cli.main, keyless.state, keyless.app, uvicorn"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    err = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True,
+                         env=env, check=True).stderr
+    rows = []
+    for line in err.splitlines():
+        m = re.match(r"import time:\s+\d+ \|\s+(\d+) \|( *)(\S+)", line)
+        if m and len(m.group(2)) <= 5:  # top-level and first-level imports: who pulls the weight in
+            rows.append((int(m.group(1)), ("  " if len(m.group(2)) > 1 else "") + m.group(3)))
+    return sorted(rows, reverse=True)[:top]
+
+
+def _summary(name: str, runs: list[dict[str, float]]) -> None:
+    for key in ("healthz", "exchange", "api"):
+        values = [r[key] for r in runs if key in r]
+        if values:
+            print(f"  {name:9s} {key:9s} median {statistics.median(values) * 1000:6.0f} ms  "
+                  f"min {min(values) * 1000:6.0f}  max {max(values) * 1000:6.0f}  "
+                  f"({', '.join(f'{v * 1000:.0f}' for v in values)})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--top", type=int, default=15)
+    args = parser.parse_args()
+    print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    tmp = Path(tempfile.mkdtemp(prefix="keyless-bench-startup-"))
+    try:
+        fresh = [one_start(tmp / f"fresh-{i}" / "data", free_port(), None) for i in range(args.runs)]
+        existing_dir, port = tmp / "existing" / "data", free_port()
+        creds = setup(existing_dir, port)
+        existing = [one_start(existing_dir, port, creds) for _ in range(args.runs)]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"time from exec of `keyless serve` to the first answer ({args.runs} starts each):")
+    _summary("fresh", fresh)
+    _summary("existing", existing)
+    print(f"python -X importtime, top {args.top} by cumulative time (what `keyless serve` imports before it listens):")
+    for micros, name in importtime(args.top):
+        print(f"  {micros / 1000:7.1f} ms  {name}")
+
+
+if __name__ == "__main__":
+    main()
