@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import importlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
@@ -17,22 +18,6 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from keyless.api import (
-    container,
-    doctor,
-    iam,
-    iamcredentials,
-    idp,
-    kubernetes,
-    oauth2,
-    resourcemanager,
-    robot,
-    secretmanager,
-    serviceusage,
-    storage,
-    sts,
-)
-from keyless.api import logging as logging_api
 from keyless.api.errors import google_error, json_response
 from keyless.api.hosts import HostRouter
 from keyless.config import Settings
@@ -41,25 +26,37 @@ from keyless.state import ServerState
 
 logger = logging.getLogger("keyless")
 
+
+def _api(module: str, name: str = "routes") -> Callable[[ServerState], Sequence[BaseRoute]]:
+    """`keyless.api.MODULE.NAME`, imported when first called: a server answers its first request
+    without importing every API (issue #19: `keyless serve` answers in under a second)."""
+
+    def routes(state: ServerState) -> Sequence[BaseRoute]:
+        built: Sequence[BaseRoute] = getattr(importlib.import_module(f"keyless.api.{module}"), name)(state)
+        return built
+
+    return routes
+
+
 # The API prefixes (documented in the README); every one is a mount below.
 PREFIXES: dict[str, Callable[[ServerState], Sequence[BaseRoute]]] = {
-    "iam": iam.routes,
-    "cloudresourcemanager": resourcemanager.routes,
-    "serviceusage": serviceusage.routes,
-    "sts": sts.routes,
-    "iamcredentials": iamcredentials.routes,
-    "oauth2": oauth2.routes,
-    "robot": robot.routes,  # Google's public service-account certificates
-    "idp": idp.routes,  # Keyless's own test issuers (not a Google API)
-    "storage": storage.routes,
-    "upload": storage.upload_routes,  # Cloud Storage media uploads: /upload/storage/v1/...
-    "download": storage.download_routes,  # Cloud Storage media downloads: /download/storage/v1/...
-    "resumable": storage.resumable_routes,  # gcloud's resumable uploads: /resumable/upload/storage/v1/...
-    "secretmanager": secretmanager.routes,
-    "logging": logging_api.routes,
-    "container": container.routes,
-    "kubernetes": kubernetes.routes,  # each GKE cluster's Kubernetes API (its endpoint; keyless.api.kubernetes)
-    "doctor": doctor.routes,  # Keyless's doctor (not a Google API): /doctor/v1/access
+    "iam": _api("iam"),
+    "cloudresourcemanager": _api("resourcemanager"),
+    "serviceusage": _api("serviceusage"),
+    "sts": _api("sts"),
+    "iamcredentials": _api("iamcredentials"),
+    "oauth2": _api("oauth2"),
+    "robot": _api("robot"),  # Google's public service-account certificates
+    "idp": _api("idp"),  # Keyless's own test issuers (not a Google API)
+    "storage": _api("storage"),
+    "upload": _api("storage", "upload_routes"),  # Cloud Storage media uploads: /upload/storage/v1/...
+    "download": _api("storage", "download_routes"),  # Cloud Storage media downloads: /download/storage/v1/...
+    "resumable": _api("storage", "resumable_routes"),  # gcloud's resumable uploads: /resumable/upload/storage/v1/...
+    "secretmanager": _api("secretmanager"),
+    "logging": _api("logging"),
+    "container": _api("container"),
+    "kubernetes": _api("kubernetes"),  # each GKE cluster's Kubernetes API (its endpoint; keyless.api.kubernetes)
+    "doctor": _api("doctor"),  # Keyless's doctor (not a Google API): /doctor/v1/access
 }
 OWNER_TOKEN_REFRESH_SECONDS = 3600
 AUDIT_PRUNE_SECONDS = 3600
@@ -73,6 +70,24 @@ def _router(routes: Sequence[BaseRoute]) -> Router:
     return Router(routes=routes, default=_not_found_app)
 
 
+def _router_of(routes: Callable[[ServerState], Sequence[BaseRoute]], state: ServerState) -> Callable[[], ASGIApp]:
+    return lambda: _router(routes(state))
+
+
+class _LazyMount(Mount):
+    """A mount whose app is built by its first request (importing its API then). The built app
+    then replaces the loader as the mount's app, so later requests go straight to it."""
+
+    def __init__(self, path: str, build: Callable[[], ASGIApp]) -> None:
+        super().__init__(path, app=self._first)
+        self._build = build
+
+    async def _first(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.app == self._first:  # requests are handled on one event loop: no other builds it meanwhile
+            self._base_app = self.app = self._build()
+        await self.app(scope, receive, send)
+
+
 async def _not_found_app(scope: Scope, receive: Receive, send: Send) -> None:
     response = await not_found(Request(scope, receive))
     await response(scope, receive, send)
@@ -84,12 +99,13 @@ def build_app(state: ServerState, *, refresh_owner_token: bool = True) -> ASGIAp
     async def health(_: Request) -> Response:
         return json_response({"status": "SERVING"})
 
-    mounts: list[Route | Mount] = [Route("/healthz", health)]
-    from keyless.console.app import build as console  # the web console (not a Google API): /console/
+    def console() -> ASGIApp:  # the web console (not a Google API): /console/
+        from keyless.console.app import build
 
-    mounts.append(Mount("/console", app=console(state)))
-    for prefix, routes in PREFIXES.items():
-        mounts.append(Mount(f"/{prefix}", app=_router(routes(state))))
+        return build(state)
+
+    mounts: list[Route | Mount] = [Route("/healthz", health), _LazyMount("/console", console)]
+    mounts += [_LazyMount(f"/{prefix}", _router_of(routes, state)) for prefix, routes in PREFIXES.items()]
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -111,8 +127,17 @@ def build_app(state: ServerState, *, refresh_owner_token: bool = True) -> ASGIAp
 
     app = Starlette(routes=mounts, lifespan=lifespan, exception_handlers={404: not_found, 405: not_found})
     app.state.keyless = state
-    token_exchange = sts.fast_path(state)
     hosts = HostRouter(state.settings.universe_domain)
+    token_exchange: ASGIApp
+
+    async def first_exchange(scope: Scope, receive: Receive, send: Send) -> None:
+        nonlocal token_exchange
+        from keyless.api import sts
+
+        token_exchange = sts.fast_path(state)
+        await token_exchange(scope, receive, send)
+
+    token_exchange = first_exchange  # replaced by the STS fast path at the first exchange
 
     async def keyless(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

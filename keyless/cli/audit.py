@@ -16,13 +16,14 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
-
-import httpx
 
 from keyless.clock import rfc3339
 from keyless.config import Settings
+
+if TYPE_CHECKING:
+    from httpx import Response
 
 LOOKBACK = timedelta(seconds=10)  # how late an entry may land behind newer ones
 
@@ -72,6 +73,8 @@ class Reader:
                                     "orderBy": f"timestamp {order}", "pageSize": size}
             if token:
                 body["pageToken"] = token
+            import httpx  # here, not at the top: every `keyless` command builds this parser
+
             r = httpx.post(self.url, json=body, headers=self.headers, timeout=60)
             if r.status_code != 200:
                 raise CallFailed(_error_text(r))
@@ -90,7 +93,7 @@ class CallFailed(Exception):
     pass
 
 
-def _error_text(r: httpx.Response) -> str:
+def _error_text(r: Response) -> str:
     try:
         err = r.json()["error"]
         return f"{err.get('status', r.status_code)}: {err.get('message', '')}"
@@ -142,6 +145,8 @@ def cmd_read(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
+    from httpx import HTTPError
+
     reader = _reader(args, settings)
     cursor = datetime.now(UTC) - parse_since(args.since)
     shown: dict[str, datetime] = {}  # insertId -> timestamp, for the look-back window
@@ -160,7 +165,7 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
         except CallFailed as exc:
             print(f"ERROR: {exc}", file=sys.stderr)
             return 1
-        except httpx.HTTPError as exc:  # the server restarting: keep following
+        except HTTPError as exc:  # the server restarting: keep following
             print(f"(waiting for the server: {exc})", file=sys.stderr, flush=True)
         horizon = cursor - LOOKBACK
         shown = {k: v for k, v in shown.items() if v >= horizon}
