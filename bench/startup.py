@@ -1,11 +1,13 @@
 """How long `keyless serve` takes to answer (issue #19: under 1 s to the first request).
 
 Starts `keyless serve` `--runs` times on a fresh data dir (a new SQLite store: schema, keys, owner
-token made at start) and `--runs` times on an existing one, and prints per start: the time from
-exec to the first 200 from /healthz, and to the first authenticated answers: a token exchange
-(POST /sts/v1/token with a subject token from Keyless's test GitHub issuer, which loads the STS and
-federation code) and an owner API call (`gcloud projects list`'s GET). Then the top offenders
-of `python -X importtime` for what `keyless serve` imports before it listens.
+token made at start) and `--runs` times on an existing one, and prints per start the time from
+exec to: the first 200 from /healthz (and the CPU time the server had used by then, a figure a
+loaded machine inflates less); a token exchange's 200 (POST /sts/v1/token with a subject token
+from Keyless's test GitHub issuer: loads the STS and federation code); an owner API call's 200
+(`gcloud projects list`'s GET). Then the top offenders of `python -X importtime` for what
+`keyless serve` imports before it listens (run it without PYTHONDONTWRITEBYTECODE, or after
+`python -m compileall keyless`, or it counts compiling the sources too).
 
     .venv/bin/python bench/startup.py [--runs 5] [--top 15]
 """
@@ -46,6 +48,12 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], deadline: float) -
     raise SystemExit("keyless serve did not listen within 60 s")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (proc(5): utime and stime, fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def setup(data: Path, port: int) -> dict[str, Any]:
     """Seed 001's federation (`keyless quickstart`) on a store; returns its credentials file. Its
     provider trusts the issuer at this port, so the later starts on this store take it again."""
@@ -78,6 +86,7 @@ def one_start(data: Path, port: int, creds: dict[str, Any] | None) -> dict[str, 
             r = http.get("/healthz")
             assert r.status_code == 200, r.text
             out["healthz"] = time.monotonic() - started
+            out["cpu"] = _cpu_seconds(proc.pid)
             if creds is not None:  # as google-auth does with the file: the subject token, then STS
                 source = creds["credential_source"]
                 url = httpx.URL(source["url"])
@@ -117,7 +126,7 @@ def importtime(top: int) -> list[tuple[int, str]]:
 
 
 def _summary(name: str, runs: list[dict[str, float]]) -> None:
-    for key in ("healthz", "exchange", "api"):
+    for key in ("healthz", "cpu", "exchange", "api"):
         values = [r[key] for r in runs if key in r]
         if values:
             print(f"  {name:9s} {key:9s} median {statistics.median(values) * 1000:6.0f} ms  "
