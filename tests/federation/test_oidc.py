@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from keyless.errors import InvalidArgument
 from keyless.federation.providers.oidc import FetchConfig, OidcVerifier, SubjectTokenRejected
 
+pytestmark = pytest.mark.store_independent  # no store: the SQLite leg only (tests/conftest.py)
+
 PROVIDER = "projects/123456789/locations/global/workloadIdentityPools/github-pool/providers/github"
 NOW = 1_700_000_000.0
 
