@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import importlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
@@ -17,24 +18,6 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from keyless.api import (
-    container,
-    doctor,
-    emulator,
-    iam,
-    iamcredentials,
-    idp,
-    kubernetes,
-    oauth2,
-    resourcemanager,
-    robot,
-    scopes,
-    secretmanager,
-    serviceusage,
-    storage,
-    sts,
-)
-from keyless.api import logging as logging_api
 from keyless.api.errors import google_error, json_response
 from keyless.api.hosts import HostRouter
 from keyless.config import Settings
@@ -43,26 +26,38 @@ from keyless.state import ServerState
 
 logger = logging.getLogger("keyless")
 
+
+def _api(module: str, name: str = "routes") -> Callable[[ServerState], Sequence[BaseRoute]]:
+    """`keyless.api.MODULE.NAME`, imported when first called: a server answers its first request
+    without importing every API (issue #19: `keyless serve` answers in under a second)."""
+
+    def routes(state: ServerState) -> Sequence[BaseRoute]:
+        built: Sequence[BaseRoute] = getattr(importlib.import_module(f"keyless.api.{module}"), name)(state)
+        return built
+
+    return routes
+
+
 # The API prefixes (documented in the README); every one is a mount below.
 PREFIXES: dict[str, Callable[[ServerState], Sequence[BaseRoute]]] = {
-    "iam": iam.routes,
-    "cloudresourcemanager": resourcemanager.routes,
-    "serviceusage": serviceusage.routes,
-    "sts": sts.routes,
-    "iamcredentials": iamcredentials.routes,
-    "oauth2": oauth2.routes,
-    "robot": robot.routes,  # Google's public service-account certificates
-    "idp": idp.routes,  # Keyless's own test issuers (not a Google API)
-    "storage": storage.routes,
-    "upload": storage.upload_routes,  # Cloud Storage media uploads: /upload/storage/v1/...
-    "download": storage.download_routes,  # Cloud Storage media downloads: /download/storage/v1/...
-    "resumable": storage.resumable_routes,  # gcloud's resumable uploads: /resumable/upload/storage/v1/...
-    "secretmanager": secretmanager.routes,
-    "logging": logging_api.routes,
-    "container": container.routes,
-    "kubernetes": kubernetes.routes,  # each GKE cluster's Kubernetes API (its endpoint; keyless.api.kubernetes)
-    "doctor": doctor.routes,  # Keyless's doctor (not a Google API): /doctor/v1/access
-    "keyless": emulator.routes,  # Keyless's emulator controls (not a Google API): /keyless/v1/state:reset
+    "iam": _api("iam"),
+    "cloudresourcemanager": _api("resourcemanager"),
+    "serviceusage": _api("serviceusage"),
+    "sts": _api("sts"),
+    "iamcredentials": _api("iamcredentials"),
+    "oauth2": _api("oauth2"),
+    "robot": _api("robot"),  # Google's public service-account certificates
+    "idp": _api("idp"),  # Keyless's own test issuers (not a Google API)
+    "storage": _api("storage"),
+    "upload": _api("storage", "upload_routes"),  # Cloud Storage media uploads: /upload/storage/v1/...
+    "download": _api("storage", "download_routes"),  # Cloud Storage media downloads: /download/storage/v1/...
+    "resumable": _api("storage", "resumable_routes"),  # gcloud's resumable uploads: /resumable/upload/storage/v1/...
+    "secretmanager": _api("secretmanager"),
+    "logging": _api("logging"),
+    "container": _api("container"),
+    "kubernetes": _api("kubernetes"),  # each GKE cluster's Kubernetes API (its endpoint; keyless.api.kubernetes)
+    "doctor": _api("doctor"),  # Keyless's doctor (not a Google API): /doctor/v1/access
+    "keyless": _api("emulator"),  # Keyless's emulator controls (not a Google API): /keyless/v1/state:reset
 }
 OWNER_TOKEN_REFRESH_SECONDS = 3600
 AUDIT_PRUNE_SECONDS = 3600
@@ -79,6 +74,32 @@ def _router(routes: Sequence[BaseRoute]) -> Router:
     return Router(routes=routes, default=_not_found_app)
 
 
+def _router_of(prefix: str, routes: Callable[[ServerState], Sequence[BaseRoute]],
+               state: ServerState) -> Callable[[], ASGIApp]:
+    def build() -> ASGIApp:
+        built = routes(state)
+        from keyless.api import scopes
+
+        scopes.bind(prefix, built)  # each Google API method's OAuth scopes (keyless.api.scopes)
+        return _router(built)
+
+    return build
+
+
+class _LazyMount(Mount):
+    """A mount whose app is built by its first request (importing its API then). The built app
+    then replaces the loader as the mount's app, so later requests go straight to it."""
+
+    def __init__(self, path: str, build: Callable[[], ASGIApp]) -> None:
+        super().__init__(path, app=self._first)
+        self._build = build
+
+    async def _first(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.app == self._first:  # requests are handled on one event loop: no other builds it meanwhile
+            self._base_app = self.app = self._build()
+        await self.app(scope, receive, send)
+
+
 async def _not_found_app(scope: Scope, receive: Receive, send: Send) -> None:
     response = await not_found(Request(scope, receive))
     await response(scope, receive, send)
@@ -90,15 +111,19 @@ def build_app(state: ServerState, *, refresh_owner_token: bool = True) -> ASGIAp
     async def health(_: Request) -> Response:
         return json_response({"status": "SERVING"})
 
-    mounts: list[Route | Mount] = [Route("/healthz", health)]
-    from keyless.console.app import build as console  # the web console (not a Google API): /console/
-    from keyless.console.app import root as console_root
+    def console() -> ASGIApp:  # the web console (not a Google API): /console/
+        from keyless.console.app import build
 
-    mounts += [Route("/console", console_root), Mount("/console", app=console(state))]
-    for prefix, routes in PREFIXES.items():
-        built = routes(state)
-        scopes.bind(prefix, built)  # each Google API method's OAuth scopes (keyless.api.scopes)
-        mounts.append(Mount(f"/{prefix}", app=_router(built)))
+        return build(state)
+
+    async def console_root(request: Request) -> Response:  # GET /console: to /console/, relatively
+        from keyless.console.app import root
+
+        return await root(request)
+
+    mounts: list[Route | Mount] = [Route("/healthz", health), Route("/console", console_root),
+                                   _LazyMount("/console", console)]
+    mounts += [_LazyMount(f"/{prefix}", _router_of(prefix, routes, state)) for prefix, routes in PREFIXES.items()]
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -122,8 +147,17 @@ def build_app(state: ServerState, *, refresh_owner_token: bool = True) -> ASGIAp
 
     app = Starlette(routes=mounts, lifespan=lifespan, exception_handlers={404: not_found, 405: not_found})
     app.state.keyless = state
-    token_exchange = sts.fast_path(state)
     hosts = HostRouter(state.settings.universe_domain)
+    token_exchange: ASGIApp
+
+    async def first_exchange(scope: Scope, receive: Receive, send: Send) -> None:
+        nonlocal token_exchange
+        from keyless.api import sts
+
+        token_exchange = sts.fast_path(state)
+        await token_exchange(scope, receive, send)
+
+    token_exchange = first_exchange  # replaced by the STS fast path at the first exchange
 
     async def keyless(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

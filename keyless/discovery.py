@@ -18,8 +18,6 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
-
 from keyless.config import Settings, default_data_dir
 from keyless.errors import KeylessError
 
@@ -152,6 +150,8 @@ def wait_for_record(settings: Settings, seconds: float = 3.0) -> ServerRecord:
 
 def wait_until_answering(record: ServerRecord, seconds: float = 60.0) -> None:
     """Wait for the recorded server to answer /healthz (it may still be migrating its database)."""
+    import httpx  # here: `keyless serve` publishes its record through this module and needs no HTTP client
+
     deadline = time.monotonic() + seconds
     while True:
         try:

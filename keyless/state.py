@@ -7,6 +7,7 @@ revision moves.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from datetime import timedelta
@@ -18,9 +19,6 @@ from sqlalchemy.orm import Session
 from keyless.audit.sink import AuditSink
 from keyless.config import Settings
 from keyless.errors import InvalidArgument, Unauthenticated
-from keyless.federation.exchange import TokenExchanger
-from keyless.federation.providers.aws import AwsVerifier
-from keyless.federation.providers.oidc import OidcVerifier
 from keyless.iam.directory import AccountInfo, ServiceAccountDirectory
 from keyless.iam.evaluate import Authorizer
 from keyless.iam.members import (
@@ -45,6 +43,7 @@ from keyless.tokens.access import PREFIX as ACCESS_PREFIX
 from keyless.tokens.keys import KeyRing
 
 if TYPE_CHECKING:
+    from keyless.federation.exchange import TokenExchanger
     from keyless.iam.self_signed import SelfSignedJwts
 
 MISSING_CREDENTIALS = (
@@ -79,12 +78,22 @@ class ServerState:
         self.authz = Authorizer(self.db, self.roles)
         self.audit = AuditSink(self.db, journal=settings.data_dir / "audit-journal")
         self.directory = ServiceAccountDirectory(self.db)
-        self.exchanger = TokenExchanger(
-            self.db, self.tokens, OidcVerifier(allow_insecure_loopback=settings.allow_insecure_issuers),
-            AwsVerifier(sts_endpoint=settings.aws_sts_endpoint), universe_domain=settings.universe_domain,
-            verify_access_token=lambda token: self.authenticate(f"Bearer {token}", downscoped=True))
         self._inactive = RevisionCache(self.db, self._load_inactive)
         self._jwts: SelfSignedJwts | None = None
+
+    @functools.cached_property
+    def exchanger(self) -> TokenExchanger:
+        """The STS token exchange, made (and the federation code imported) at the first exchange:
+        a server answers its first request sooner (issue #19). Cached in the instance, so later
+        exchanges read a plain attribute."""
+        from keyless.federation.exchange import TokenExchanger
+        from keyless.federation.providers.aws import AwsVerifier
+        from keyless.federation.providers.oidc import OidcVerifier
+
+        return TokenExchanger(
+            self.db, self.tokens, OidcVerifier(allow_insecure_loopback=self.settings.allow_insecure_issuers),
+            AwsVerifier(sts_endpoint=self.settings.aws_sts_endpoint), universe_domain=self.settings.universe_domain,
+            verify_access_token=lambda token: self.authenticate(f"Bearer {token}", downscoped=True))
 
     # -- bootstrap -------------------------------------------------------------------------
 

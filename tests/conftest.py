@@ -85,7 +85,8 @@ class KeylessServer:
             cmd += ["--database", self.database_url]
         self.log = open(self.data_dir.parent / f"server-{self.port}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
+        # Generous: under xdist both CI legs' workers start servers at once on two CPUs.
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"keyless serve exited: {self.logs()}")

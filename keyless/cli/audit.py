@@ -16,14 +16,15 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
-
-import httpx
 
 from keyless.audit.subject_hint import Provider, hint
 from keyless.clock import rfc3339
 from keyless.config import Settings
+
+if TYPE_CHECKING:
+    from httpx import Response
 
 LOOKBACK = timedelta(seconds=10)  # how late an entry may land behind newer ones
 
@@ -74,6 +75,8 @@ class Reader:
                                     "orderBy": f"timestamp {order}", "pageSize": size}
             if token:
                 body["pageToken"] = token
+            import httpx  # here, not at the top: every `keyless` command builds this parser
+
             r = httpx.post(self.url, json=body, headers=self.headers, timeout=60)
             if r.status_code != 200:
                 raise CallFailed(_error_text(r))
@@ -90,6 +93,8 @@ class Reader:
     def providers(self) -> list[Provider]:
         """The project's providers and their mappings, through the IAM API as the caller (none when
         the caller may not list them)."""
+        import httpx  # here, not at the top: every `keyless` command builds this parser
+
         iam = f"{self.server}/iam/v1/"
         out: list[Provider] = []
         try:
@@ -114,7 +119,7 @@ class CallFailed(Exception):
     pass
 
 
-def _error_text(r: httpx.Response) -> str:
+def _error_text(r: Response) -> str:
     try:
         err = r.json()["error"]
         return f"{err.get('status', r.status_code)}: {err.get('message', '')}"
@@ -172,6 +177,8 @@ def cmd_read(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
+    from httpx import HTTPError
+
     reader = _reader(args, settings)
     cursor = datetime.now(UTC) - parse_since(args.since)
     shown: dict[str, datetime] = {}  # insertId -> timestamp, for the look-back window
@@ -190,7 +197,7 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
         except CallFailed as exc:
             print(f"ERROR: {exc}", file=sys.stderr)
             return 1
-        except httpx.HTTPError as exc:  # the server restarting: keep following
+        except HTTPError as exc:  # the server restarting: keep following
             print(f"(waiting for the server: {exc})", file=sys.stderr, flush=True)
         horizon = cursor - LOOKBACK
         shown = {k: v for k, v in shown.items() if v >= horizon}

@@ -18,8 +18,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
 
 def free_port() -> int:
     import socket
@@ -67,6 +65,8 @@ class ClusterServer:
             self.wait_ready()
 
     def wait_ready(self, timeout: float = 60.0) -> None:
+        import httpx  # here, not at the top: every `keyless` command imports this module to build its parser
+
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:

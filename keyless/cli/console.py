@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import webbrowser
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +20,8 @@ def cmd_console(args: argparse.Namespace, settings: Settings) -> int:
           f"  {link['url']}", flush=True)
     if not args.no_browser:
         try:
+            import webbrowser
+
             webbrowser.open(link["url"])
         except Exception:  # no browser here (a server, CI): the printed link is the way
             pass

@@ -9,12 +9,13 @@ import os
 import shlex
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keyless.api.hosts import hostnames
 from keyless.config import Settings
-from keyless.tls.ca import TlsFiles, ensure
-from keyless.tls.names import certificate_names
+
+if TYPE_CHECKING:
+    from keyless.tls.ca import TlsFiles
 
 BEGIN, END = "# BEGIN keyless", "# END keyless"
 # The variables each client reads for its CA bundle (research/google-auth-clients.md); Node's https
@@ -58,6 +59,9 @@ def write_hosts(path: Path, fragment: str) -> None:
 
 
 def cmd_env(args: argparse.Namespace, settings: Settings) -> int:
+    from keyless.tls.ca import ensure  # cryptography: here, as every `keyless` command builds this parser
+    from keyless.tls.names import certificate_names
+
     files = ensure(settings.data_dir, certificate_names(settings))
     port = settings.tls_port or 443
     print("# Trust Keyless's local CA (these variables replace the system's roots: the bundle has both)")

@@ -12,8 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from keyless.config import Settings
 from keyless.errors import NotFound
 
@@ -51,6 +49,8 @@ def _cluster(state: Any, args: argparse.Namespace) -> Any:
 
 
 def _documents(paths: list[str]) -> list[Any]:
+    import yaml  # here, not at the top: every `keyless` command imports this module to build its parser
+
     docs: list[Any] = []
     for p in paths:
         path = Path(p)
@@ -78,6 +78,8 @@ def _columns(spec: str, items: list[dict[str, Any]]) -> str:
 
 
 def cmd(args: argparse.Namespace, settings: Settings) -> int:
+    import yaml
+
     from keyless.gke import kubernetes
     from keyless.state import ServerState
 

@@ -7,7 +7,6 @@ first use (see keyless/api/metadata.py for why one per node)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import signal
 import threading
@@ -68,6 +67,8 @@ def cmd_metadata_server(args: argparse.Namespace) -> int:
     state = ServerState(_settings(args))
     app = MetadataServer(state, args.node)
     stopping = threading.Event()
+
+    import asyncio
 
     async def main() -> None:
         stop = asyncio.Event()

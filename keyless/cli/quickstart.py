@@ -17,12 +17,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from keyless.config import Settings
 from keyless.federation import cred_config
+
+if TYPE_CHECKING:
+    import httpx
 
 MAPPING = {"google.subject": "assertion.sub", "attribute.repository": "assertion.repository",
            "attribute.ref": "assertion.ref"}
@@ -37,16 +38,20 @@ class Api:
         if token is None:
             token = settings.owner_token_file.read_text().strip() if settings.owner_token_file.exists() else ""
         self.token = token
+        import httpx  # here, not at the top: every `keyless` command imports this module to build its parser
+
         self.http = http or httpx.Client(base_url=self.base, timeout=30)
 
     def wait_until_serving(self, seconds: float = 20) -> None:
         """`keyless serve &` then this at once: give the server time to open its port."""
+        from httpx import TransportError
+
         deadline = time.monotonic() + seconds
         while True:
             try:
                 if self.http.get("/healthz").status_code == 200:
                     break
-            except httpx.TransportError:
+            except TransportError:
                 if time.monotonic() > deadline:
                     raise
             time.sleep(0.1)
@@ -189,6 +194,7 @@ def cmd_whoami(args: argparse.Namespace, settings: Settings) -> int:
     import google.auth
     import google.auth.exceptions
     import google.auth.transport.requests
+    import httpx
 
     scopes = ["https://www.googleapis.com/auth/cloud-platform"]
     try:

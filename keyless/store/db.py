@@ -15,7 +15,9 @@ SQLite (one machine) a process re-reads the row at most every 50 ms.
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import threading
 import time
 import weakref
@@ -24,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import create_engine, event, select, text, update
+from sqlalchemy import create_engine, event, inspect, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -107,20 +109,20 @@ class Database:
 
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision."""
-        from alembic import command
-        from alembic.config import Config
-
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
-        cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
-        cfg.attributes["connection"] = None
         with self.engine.begin() as conn:
             if not self.is_sqlite:
                 # Servers starting together on one database migrate one at a time: the others
                 # wait here, then find the schema current and the revision row made.
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            if not _at_head(conn):
+                from alembic import command
+                from alembic.config import Config
+
+                cfg = Config()
+                cfg.set_main_option("script_location", str(MIGRATIONS))
+                cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
             if not self.is_sqlite:
                 conn.execute(text("INSERT INTO revision (id, value) VALUES (1, 0) ON CONFLICT DO NOTHING"))
         if self.is_sqlite:
@@ -361,6 +363,34 @@ def is_nul_refused(exc: BaseException) -> bool:
     """Whether `exc` is PostgreSQL refusing a string with a NUL character (SQLite stores it): bad
     input that got past validation, answered 400 rather than as a bug (issue #23 item 8)."""
     return isinstance(exc, DBAPIError) and "NUL (0x00)" in str(exc.orig)
+
+
+@functools.cache
+def head_revision() -> str | None:
+    """The newest migration's revision id, read from the migration files (each names its
+    `revision` and `down_revision`); None unless exactly one is nobody's parent."""
+    revisions, parents = set(), set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        source = path.read_text()
+        rev = re.search(r"^revision\s*=\s*['\"]([^'\"]+)['\"]", source, re.M)
+        down = re.search(r"^down_revision\s*=\s*['\"]([^'\"]+)['\"]", source, re.M)
+        if rev is None:
+            return None
+        revisions.add(rev.group(1))
+        if down is not None:
+            parents.add(down.group(1))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _at_head(conn: Connection) -> bool:
+    """Whether the schema is at the newest migration already: the usual start, which then costs
+    one query instead of loading Alembic (a tenth of a second of `keyless serve`'s start and of
+    every command that opens the store; issue #19). Alembic decides everything else."""
+    if not inspect(conn).has_table("alembic_version"):
+        return False
+    versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    return len(versions) == 1 and versions[0] == head_revision()
 
 
 def open_database(url: str | None, data_dir: Path) -> Database:

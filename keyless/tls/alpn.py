@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,14 +25,23 @@ class Peers:
     """Relay connections to the gRPC server, each from a socket bound to a name of its own, so
     the gRPC side can tell which client (address, port) a call comes from (its `peer()`)."""
 
-    def __init__(self, directory: Path, target: str) -> None:
+    def __init__(self, directory: Path, target: str,
+                 start: Callable[[], Coroutine[Any, Any, None]] | None = None) -> None:
         self.directory, self.target = directory, target
-        self.ready = asyncio.Event()  # set once the gRPC server listens on `target`
         self._clients: dict[str, tuple[str, int]] = {}
         self._ids = itertools.count()
+        self._start = start
+        self._started: asyncio.Task[None] | None = None
 
     async def connect(self, client: tuple[str, int] | None) -> socket.socket:
-        await self.ready.wait()
+        if self._start is not None:  # the gRPC server, started by the first connection that needs it
+            if self._started is None:
+                self._started = asyncio.get_running_loop().create_task(self._start())
+            try:
+                await asyncio.shield(self._started)
+            except Exception as exc:  # this connection is closed; the next one tries again
+                self._started = None
+                raise OSError(f"the gRPC server did not start: {exc!r}") from exc
         path = str(self.directory / f"c{next(self._ids)}")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:

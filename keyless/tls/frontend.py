@@ -3,9 +3,9 @@ server process beside its HTTP port (started from the app's lifespan).
 
 Every worker opens the port itself with SO_REUSEPORT, so the kernel spreads connections over
 the workers. HTTP/1.1 is served by uvicorn's protocol, gRPC (ALPN "h2") by an in-process
-grpc.aio server on a private unix socket (keyless.tls.alpn), started in the background: its
-imports (the Secret Manager types, ~0.4 s) would otherwise delay every server's start now that
-TLS is on by default (issue #19); gRPC connections arriving earlier wait for it. The certificate is
+grpc.aio server on a private unix socket (keyless.tls.alpn), started by the first gRPC
+connection (grpc and the Secret Manager messages take longer to import than the rest of
+`keyless serve` takes to start; issue #19). The server certificate is
 short-lived: a background task re-runs keyless.tls.ca.ensure and loads a reissued certificate
 into the live SSLContext, which later handshakes use, without a restart.
 """
@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import importlib
 import logging
 import shutil
 import ssl
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -32,6 +31,9 @@ from keyless.listen import listening_socket
 from keyless.tls import ca
 from keyless.tls.alpn import ALPN_PROTOCOLS, AlpnSwitch, Peers
 from keyless.tls.names import certificate_names
+
+if TYPE_CHECKING:
+    import grpc
 
 logger = logging.getLogger("keyless.tls")
 
@@ -60,32 +62,25 @@ class TlsFrontend:
         self.files = await asyncio.to_thread(ca.ensure, self.settings.data_dir, self.names, self.lifetime)
         await self._load()
         self.private = Path(tempfile.mkdtemp(prefix="keyless-grpc-"))  # mode 0700: ours alone
-        self.peers = Peers(self.private, str(self.private / "grpc.sock"))
-        self.grpc: Any = None
+        target = str(self.private / "grpc.sock")
+        self.peers = Peers(self.private, target, self._start_grpc)
+        self.grpc: grpc.aio.Server | None = None
         loop = asyncio.get_running_loop()
-        self.grpc_started = loop.create_task(self._start_grpc())
         sock = listening_socket(self.settings.host, self.settings.tls_port)
         self.server = await loop.create_server(lambda: AlpnSwitch(self._http, self.peers), sock=sock,
                                                ssl=self.context, ssl_handshake_timeout=10)
         self.renewal = loop.create_task(self._renew())
 
     async def _start_grpc(self) -> None:
-        """The gRPC server behind the port's h2 connections; the relay waits until it listens."""
-        try:
-            await asyncio.to_thread(importlib.import_module, "keyless.api.secretmanager_grpc")
-            import grpc
+        import grpc
 
-            from keyless.api.secretmanager_grpc import secret_manager_service
+        from keyless.api.secretmanager_grpc import secret_manager_service
 
-            self.grpc = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-            self.grpc.add_generic_rpc_handlers([secret_manager_service(self.app, self.peers.client)])
-            self.grpc.add_insecure_port(f"unix:{self.peers.target}")
-            await self.grpc.start()
-        except Exception:
-            logger.exception("could not start the gRPC server: gRPC calls on the TLS port will fail")
-            raise
-        finally:
-            self.peers.ready.set()  # connections waiting proceed (and fail at once if it did not start)
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        server.add_generic_rpc_handlers([secret_manager_service(self.app, self.peers.client)])
+        server.add_insecure_port(f"unix:{self.peers.target}")
+        await server.start()
+        self.grpc = server
 
     def _http(self) -> asyncio.Protocol:
         config = self.http_config
@@ -114,8 +109,6 @@ class TlsFrontend:
         self.server.close()
         for connection in list(self.http_state.connections):
             connection.shutdown()
-        if not self.grpc_started.done():
-            self.grpc_started.cancel()
         if self.grpc is not None:
             await self.grpc.stop(grace=2)
         shutil.rmtree(self.private, ignore_errors=True)

@@ -26,6 +26,7 @@ def reference(text: str, max_fields: int) -> dict[str, str] | type[ValueError]:
         return ValueError
 
 
+@pytest.mark.store_independent  # pure functions: the SQLite leg only (tests/conftest.py)
 @settings(max_examples=3000, deadline=None)
 @given(FORMS, st.integers(min_value=1, max_value=8))
 def test_same_fields_as_parse_qsl(text: str, max_fields: int) -> None:
@@ -38,6 +39,7 @@ def test_same_fields_as_parse_qsl(text: str, max_fields: int) -> None:
         assert got == reference(text, max_fields)
 
 
+@pytest.mark.store_independent
 def test_an_sts_form_and_its_limits() -> None:
     fields = {"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
               "audience": "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/providers/q",
@@ -50,6 +52,7 @@ def test_an_sts_form_and_its_limits() -> None:
         parse_form(b"&".join([b"a=1"] * 5), max_fields=4)
 
 
+@pytest.mark.store_independent
 def test_the_remembered_values_are_bounded() -> None:
     forms._decoded.clear()
     for i in range(forms._REMEMBERED + 10):

@@ -186,9 +186,11 @@ def test_hostile_subject_tokens(srv: KeylessServer, name: str, make, status: int
         if error:
             assert body["error"] == error, body
         assert body["error_description"]
-        assert took < (6.5 if name == "JWKS hangs" else 1.0), f"{name} took {took:.2f}s"
+        # Refused without waiting for the issuer's 5 s timeout (only the hanging JWKS waits it out);
+        # 3 s, not less: both CI legs on xdist workers made plain refusals take up to 1.9 s.
+        assert took < (6.5 if name == "JWKS hangs" else 3.0), f"{name} took {took:.2f}s"
     if name != "1 MB token":  # refused before parsing: nothing to audit
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30  # the audit writer's first start, under a loaded CI
         while audit_count(srv) < before + 1 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert audit_count(srv) == before + 1
@@ -198,7 +200,7 @@ def test_exchange_entries_name_the_idp_subject_and_the_mapped_principal(srv: Key
     before = audit_count(srv)
     r, _ = post(srv, "uploaded", sign(claims("uploaded", sub="workload-7")))
     assert r.status_code == 200, r.text
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30  # the audit writer's first start, under a loaded CI
     while audit_count(srv) < before + 1 and time.monotonic() < deadline:
         time.sleep(0.05)
     with server_state(srv).db.read() as s:

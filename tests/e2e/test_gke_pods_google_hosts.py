@@ -74,12 +74,16 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeylessServer]:
 
 
 @pytest.fixture(autouse=True)
-def nothing_left_behind() -> Iterator[None]:
+def nothing_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test, nothing its server's pods made is left on this machine (pod_helpers.leftovers)."""
     yield
+    if "srv" not in request.fixturenames:
+        return
+    srv = request.getfixturevalue("srv")
     deadline = time.monotonic() + 10
-    while leftovers() and time.monotonic() < deadline:
+    while leftovers(srv) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert leftovers() == []
+    assert leftovers(srv) == []
 
 
 def in_pod(srv: KeylessServer, command: list[str], *extra: str, ksa: str = "my-app-ksa",
@@ -217,7 +221,9 @@ print(json.dumps(out))
     for address in ("8.8.8.8", "142.250.80.42", "1.1.1.1"):
         code, seconds = got[address]
         assert code == "ENETUNREACH" and seconds < 0.5, got  # no default route: nothing is sent
-    # curl sees the same: an unimplemented Google API cannot be resolved, at once.
-    t = time.monotonic()
-    out = in_pod(srv, ["sh", "-c", "curl -s -m 20 https://bigquery.googleapis.com/bigquery/v2/projects; echo rc=$?"])
-    assert out.strip() == "rc=6" and time.monotonic() - t < 15
+    # curl sees the same: an unimplemented Google API cannot be resolved, at once (timed inside the
+    # pod around curl alone, not the pod's start: that is seconds on a CI machine running both legs).
+    out = in_pod(srv, ["sh", "-c", "t=$(date +%s%N); curl -s -m 20 https://bigquery.googleapis.com/bigquery/v2/projects; "
+                                   "echo rc=$? ms=$(( ($(date +%s%N) - t) / 1000000 ))"])
+    rc, ms = out.split()
+    assert rc == "rc=6" and int(ms.removeprefix("ms=")) < 15_000, out

@@ -155,7 +155,7 @@ def test_google_auth_external_account_with_impersonation(srv: KeylessServer, tmp
     from sqlalchemy import select
 
     from keyless.store.models import AuditEntry
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30  # the audit writer's first start, under a loaded CI
     entries: list = []
     while time.monotonic() < deadline and not entries:
         with st.db.read() as s:

@@ -28,6 +28,8 @@ from keyless.errors import InvalidArgument
 from keyless.federation.providers.aws import MAX_TOKEN_BYTES, AwsVerifier, parse_caller_identity
 from keyless.federation.providers.oidc import SubjectTokenRejected
 
+pytestmark = pytest.mark.store_independent  # no store: the SQLite leg only (tests/conftest.py)
+
 ACCOUNT = "123456789012"  # moto's default account
 AUDIENCE = "//iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/aws-pool/providers/aws-prov"
 REGION = "us-east-1"

@@ -4,15 +4,20 @@ with `keyless k8s apply`, and `keyless pod run` as a user types it."""
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable
 
 import yaml
+from sqlalchemy import select
 
+from keyless.config import Settings
 from keyless.gke import netns
 from keyless.gke.clusters import find_cluster
-from keyless.store.models import GkeCluster
+from keyless.gke.pods import node_namespace
+from keyless.store.models import GkeCluster, GkeNode
 from tests.api.helpers import server_state
 from tests.conftest import KeylessServer
 
@@ -83,10 +88,37 @@ def curl(path: str, *extra: str, host: str = "metadata.google.internal") -> list
     return ["curl", "-s", "-H", "Metadata-Flavor: Google", *extra, f"http://{host}/computeMetadata/v1/{path}"]
 
 
-def leftovers() -> list[str]:
-    """Keyless namespaces, records and /etc/netns entries left on this machine."""
-    found = netns.namespaces()
-    found += [p.name for p in netns.run_dir().glob(f"{netns.PREFIX}*") if p.suffix in (".json", ".lock")]
+def unique_sleep() -> str:
+    """`sleep N` with an N no other test picks (7 digits), so `pgrep -f` finds this test's process
+    only: other xdist workers and the other CI leg run the same tests at the same time."""
+    return f"sleep {1_000_000 + secrets.randbelow(9_000_000)}"
+
+
+def remains(names: Iterable[str]) -> list[str]:
+    """Which of these namespaces still exist on this machine, with their owner records, node locks
+    and /etc/netns entries."""
+    names = set(names)
+    found = [n for n in netns.namespaces() if n in names]
+    found += [p.name for p in netns.run_dir().glob(f"{netns.PREFIX}*")
+              if p.suffix in (".json", ".lock") and p.stem in names]
     if netns.ETC_NETNS.exists():
-        found += [p.name for p in netns.ETC_NETNS.iterdir() if p.name.startswith(netns.PREFIX)]
-    return found
+        found += [p.name for p in netns.ETC_NETNS.iterdir() if p.name in names]
+    return sorted(found)
+
+
+def leftovers(srv: KeylessServer) -> list[str]:
+    """What this server's pods left on this machine: its nodes' namespaces (named after its store and
+    node, keyless.gke.pods.node_namespace) and the pods placed on them (their owner records name the
+    node), with records, locks and /etc/netns entries. Scoped to this server because other tests
+    (xdist workers, the other CI leg) run pods at the same time. Also any pod namespace or /etc/netns
+    entry without an owner record, whoever's: none exists even for a moment (the record is written
+    first and removed last, keyless.gke.netns), so one is a leak."""
+    settings = Settings(data_dir=srv.data_dir, database_url=srv.database_url)
+    with server_state(srv).db.read() as s:
+        nodes = {node_namespace(settings, name)[0] for name in s.scalars(select(GkeNode.name))}
+    records = netns.records()
+    mine = nodes | {name for name, rec in records.items() if rec.get("node") in nodes}
+    orphans = set(netns.namespaces(netns.POD_PREFIX))
+    if netns.ETC_NETNS.exists():
+        orphans |= {p.name for p in netns.ETC_NETNS.iterdir() if p.name.startswith(netns.PREFIX)}
+    return remains(mine | {name for name in orphans if netns.read_record(name) is None})

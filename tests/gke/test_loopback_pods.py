@@ -24,7 +24,16 @@ from sqlalchemy import select
 from keyless.store.models import K8sObject
 from tests.api.helpers import server_state
 from tests.conftest import GCLOUD, KeylessServer, fresh_database_url
-from tests.gke.pod_helpers import COMPUTE_SA, GSA, NUMBER, POOL, PROJECT, apply_ksa, make_cluster
+from tests.gke.pod_helpers import (
+    COMPUTE_SA,
+    GSA,
+    NUMBER,
+    POOL,
+    PROJECT,
+    apply_ksa,
+    make_cluster,
+    unique_sleep,
+)
 
 NOBODY = 65534
 OTHER_GSA = f"other-gsa@{PROJECT}.iam.gserviceaccount.com"
@@ -200,7 +209,7 @@ def test_gce_metadata_node_pool_gives_the_nodes_compute_account(srv: KeylessServ
 
 
 def test_killed_runner_leaves_no_listener_pod_or_process(srv: KeylessServer) -> None:
-    marker = f"sleep {301 + os.getpid() % 97}"
+    marker = unique_sleep()
     proc = subprocess.Popen(as_nobody(srv, "--network", "loopback", "--service-account", "my-app-ksa", "--name", "doomed",
                                       command=["sh", "-c", f"echo $GCE_METADATA_HOST; {marker}; true"]),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=nobody_env(), cwd="/")
@@ -223,7 +232,7 @@ def test_killed_runner_leaves_no_listener_pod_or_process(srv: KeylessServer) -> 
 def test_processes_that_left_the_pods_group_end_with_it(srv: KeylessServer) -> None:
     """A daemon that called setsid (its own session and group) and one double-forked away are
     still the pod's: Kubernetes kills a container's every process, and so does the runner."""
-    a, b = f"sleep {401 + os.getpid() % 97}", f"sleep {503 + os.getpid() % 97}"
+    a, b = unique_sleep(), unique_sleep()
     quiet = "</dev/null >/dev/null 2>&1"
     out = run(srv, "--service-account", "my-app-ksa",
               script=f"setsid sh -c '{a} & wait' {quiet} & (setsid {b} {quiet} &); sleep 0.3; "

@@ -18,6 +18,8 @@ from keyless.iam.predefined import (
     role_to_json,
 )
 
+pytestmark = pytest.mark.store_independent  # no store: the SQLite leg only (tests/conftest.py)
+
 REQUIRED_ROLES = """
 owner editor viewer browser
 iam.workloadIdentityUser iam.serviceAccountTokenCreator iam.serviceAccountUser iam.serviceAccountAdmin

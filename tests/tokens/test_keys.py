@@ -8,6 +8,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from keyless.tokens.keys import own_rsa_key
 
+pytestmark = pytest.mark.store_independent  # no store: the SQLite leg only (tests/conftest.py)
+
 
 def _pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
