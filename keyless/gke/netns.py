@@ -47,6 +47,8 @@ NETNS_DIR = Path("/run/netns")
 ETC_NETNS = Path("/etc/netns")
 CLONE_NEWNET = 0x40000000
 IDLE_CHECKS = 3  # a node whose bridge stayed empty this many seconds is removed by its server
+WATCHER_NAME = b"kl-idle-watch"
+PR_SET_NAME = 15
 log = logging.getLogger(__name__)
 
 
@@ -375,6 +377,8 @@ def watch_idle_node(name: str, stopping: threading.Event, checks: int = IDLE_CHE
     """Remove the node once its bridge stayed empty `checks` intervals (the runners remove an empty
     node; this covers runners and reapers that were killed), then set `stopping`. A failing check
     (EMFILE while pods hold every descriptor, a slow `ip`) is logged and retried: the watcher outlives it."""
+    with contextlib.suppress(OSError, AttributeError):  # `ps -T`, /proc/PID/task/*/comm show it by name
+        ctypes.CDLL(None).prctl(PR_SET_NAME, WATCHER_NAME, 0, 0, 0)
     empty = 0
     while not stopping.wait(interval):
         try:
