@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import resource
 import socket
@@ -37,6 +38,9 @@ SWEEP_EVERY = 1.0
 MAX_PER_CLIENT = 64  # google-auth's pool holds 10, gcloud a few
 FD_RESERVE = 256  # descriptors kept for the store, logs, the node's commands and its relays' own limit
 log = logging.getLogger(__name__)
+
+
+_serials = itertools.count()
 
 
 def _reason(status: int) -> bytes:
@@ -72,6 +76,7 @@ class MetadataProtocol(asyncio.Protocol):
         self.closing = False
         self.last = 0.0
         self.started = 0.0  # when the request being read began (0: none pending)
+        self.serial = next(_serials)
 
     # -- connection ------------------------------------------------------------------------
 
@@ -203,7 +208,7 @@ class Connections:
             if not idle:
                 self.refused += 1
                 return 429
-            oldest = min(idle, key=lambda c: c.last)
+            oldest = min(idle, key=lambda c: (c.last, c.serial))  # the loop's clock ticks in ms: ties
             self.evicted += 1
             oldest.close()
         if len(self.all) >= self.limit:
