@@ -1,6 +1,8 @@
 """A pod's process as a container runtime makes it (issue #23): its own mount, PID, UTS and IPC
 namespaces, the host's filesystem read-only with the host's secrets hidden, no capabilities,
 `no_new_privs`, and a non-root uid unless the pod asks for another (securityContext.runAsUser).
+A pod that asks for root gets uid 0 in a user namespace of its own, mapped to NOBODY on the host
+(as Kubernetes' user-namespaced pods, hostUsers: false): the host's root-owned files are not its.
 
 Run by the pod's runner as `ip netns exec POD PYTHON -I -S sandbox.py CONFIG -- COMMAND...`
 (ip-netns(8) has already entered the pod's network namespace and bound /etc/netns/POD/* over
@@ -27,6 +29,8 @@ import sys
 from typing import Any
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWPID = 0x00020000, 0x04000000, 0x08000000, 0x20000000
+CLONE_NEWUSER = 0x10000000
+NOBODY = 65534  # the host uid and gid of a pod's root
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 0x20, 0x1000, 0x4000, 0x40000
 AT_FDCWD, AT_RECURSIVE = -100, 0x8000
@@ -111,7 +115,7 @@ def build_view(config: dict[str, Any], files: dict[str, bytes]) -> None:
             tmpfs(path, 0o1777)
     home = config["home"]
     if os.path.isdir(home):
-        tmpfs(home, 0o700, config["uid"], config["gid"])
+        tmpfs(home, 0o700, *host_ids(config))
     for path, fd in keep.items():
         if not os.path.isdir(path):  # hidden by a tmpfs above: bind the host's back, read-only
             os.makedirs(path, exist_ok=True)
@@ -126,6 +130,19 @@ def build_view(config: dict[str, Any], files: dict[str, bytes]) -> None:
             with open(path, "wb") as out:
                 out.write(content)
             os.chmod(path, 0o644)
+
+
+def host_ids(config: dict[str, Any]) -> tuple[int, int]:
+    """The uid and gid the pod's processes have on the host."""
+    return (NOBODY, NOBODY) if config["uid"] == 0 else (config["uid"], config["gid"])
+
+
+def map_ids(pid: int, config: dict[str, Any]) -> None:
+    """From outside (the host's /proc): the user namespace of `pid` maps the pod's uid and gid to
+    NOBODY's on the host, and nothing else."""
+    for name, inside in (("uid_map", config["uid"]), ("gid_map", config["gid"])):
+        with open(f"/proc/{pid}/{name}", "w") as f:
+            f.write(f"{inside} {NOBODY} 1\n")
 
 
 def drop_privileges(uid: int, gid: int) -> None:
@@ -158,9 +175,11 @@ def _forward_to(pid: int) -> None:
         signal.signal(sig, lambda signum, _frame: os.kill(pid, signum))
 
 
-def init(config: dict[str, Any], command: list[str], report: int) -> None:
+def init(config: dict[str, Any], command: list[str], report: int, mapping: tuple[int, int]) -> None:
     """PID 1 of the pod: set up the view, drop everything, run COMMAND, reap, report its status."""
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # the runner's side died: the pod dies
+    # A mount namespace of init's own: the outer process keeps the host's /proc (it writes our maps).
+    _check(libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
     files = {}
     # The pod's hosts and resolv.conf (ip netns exec bound them over /etc's) may live under /run.
     for path in [*config["files"], os.path.realpath("/etc/hosts"), os.path.realpath("/etc/resolv.conf")]:
@@ -169,6 +188,11 @@ def init(config: dict[str, Any], command: list[str], report: int) -> None:
     cwd = os.getcwd()
     build_view(config, files)
     _check(libc.sethostname(config["hostname"].encode(), len(config["hostname"].encode())), "sethostname")
+    if config["uid"] == 0:  # root in a user namespace of its own; the outer process writes its maps
+        _check(libc.unshare(CLONE_NEWUSER), "unshare(CLONE_NEWUSER)")
+        os.write(mapping[0], b"m")
+        if os.read(mapping[1], 1) != b"k":
+            raise OSError("the user namespace was not mapped")
     drop_privileges(config["uid"], config["gid"])
     try:
         os.chdir(cwd)  # by name, in the new view (the old cwd may be a hidden host directory)
@@ -199,17 +223,23 @@ def init(config: dict[str, Any], command: list[str], report: int) -> None:
 def main(argv: list[str]) -> None:
     config = json.loads(argv[1])
     command = argv[3:] if argv[2:3] == ["--"] else argv[2:]
-    _check(libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC), "unshare")
+    _check(libc.unshare(CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC), "unshare")
     read_end, write_end = os.pipe()
+    asks, asked = os.pipe()  # init: "map me"
+    answered, answer = os.pipe()  # this process: "mapped"
     pid = os.fork()
     if pid == 0:
         os.close(read_end)
         try:
-            init(config, command, write_end)
+            init(config, command, write_end, (asked, answered))
         except BaseException as error:  # noqa: BLE001  nothing of the pod may run half-isolated
             sys.stderr.write(f"keyless pod sandbox: {error}\n")
             os._exit(125)
     os.close(write_end)
+    os.close(asked)
+    if config["uid"] == 0 and os.read(asks, 1) == b"m":  # nothing read: init failed before
+        map_ids(pid, config)
+        os.write(answer, b"k")
     _forward_to(pid)
     while True:
         try:

@@ -142,6 +142,7 @@ def test_root_pod_has_no_capabilities_and_cannot_spoof(module_server: KeylessSer
         f"{shlex.quote(PYTHON)} -c {shlex.quote(ARP_SPOOF)} {bob.ip} {gateway} 2>&1 | tail -1",
         f"curl -s -m 3 --interface {bob.ip} -H 'Metadata-Flavor: Google' {TOKEN}; echo curl=$?",
         "grep NoNewPrivs /proc/self/status",
+        "head -c 1 /etc/shadow 2>/dev/null; echo shadow=$?", "cat /proc/self/uid_map",
     ])
     out = in_pod(module_server, script, "--run-as-user", "0").splitlines()
     assert out[0] == "0"  # root, as the pod spec asked
@@ -150,6 +151,8 @@ def test_root_pod_has_no_capabilities_and_cannot_spoof(module_server: KeylessSer
     assert out[7] == "PermissionError: [Errno 1] Operation not permitted"  # no AF_PACKET without CAP_NET_RAW
     assert out[8] == "curl=45"  # cannot bind to an address the pod does not have
     assert out[9] == "NoNewPrivs:\t1"
+    # Its root is uid 65534 on the host (a user namespace of its own): root's files are not its own.
+    assert out[10] == "shadow=1" and out[11].split() == ["0", "65534", "1"]
 
 
 def test_pod_reads_no_owner_token_nor_the_data_dir(module_server: KeylessServer, cluster: str) -> None:
