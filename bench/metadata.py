@@ -103,6 +103,21 @@ print(json.dumps({"opened": opened, "closed_by_server": closed, "failed": failed
 """
 
 
+def fresh_connections(count: int) -> list[tuple[float, bool]]:
+    """(seconds, answered 200) of `count` requests from pod load-0's namespace, each on a new
+    connection (curl run there by the host): what a pod starting now, or reconnecting, meets."""
+    pod_ns = next(name for name, rec in netns.records().items() if rec.get("pod") == "load-0")
+    out = []
+    for _ in range(count):
+        t = time.perf_counter()
+        r = subprocess.run(["ip", "netns", "exec", pod_ns, "curl", "-s", "-m", "10", "-o", "/dev/null", "-w",
+                            "%{http_code}", "-H", "Metadata-Flavor: Google",
+                            "http://169.254.169.254/computeMetadata/v1/instance/service-accounts/default/email"],
+                           capture_output=True, text=True)
+        out.append((time.perf_counter() - t, r.stdout == "200"))
+    return out
+
+
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(len(values) * p))] * 1000
@@ -175,7 +190,7 @@ def main() -> int:
             if not flooder.stdout.readline():
                 print(f"the flooding pod failed: {flooder.communicate()}", file=sys.stderr)
                 return 1
-        procs = [subprocess.Popen([*base, "--service-account", f"ksa-{i}", "--", sys.executable, "-c", LOAD,
+        procs = [subprocess.Popen([*base, "--service-account", f"ksa-{i}", "--name", f"load-{i}", "--", sys.executable, "-c", LOAD,
                                    f"{args.duration:g}", QUANTILES_LUA], stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(args.pods)]
         firsts = [p.stdout.readline() if p.stdout else "" for p in procs]  # each pod's cold /token: it is ready
@@ -197,7 +212,8 @@ def main() -> int:
         cpu0 = sum(cpu_seconds(pid) for pid in servers)
         time.sleep(window / 2)
         descriptors = sum(len(os.listdir(f"/proc/{pid}/fd")) for pid in servers)  # mid-run: what the server holds
-        time.sleep(window / 2)
+        fresh = fresh_connections(10) if args.network == "namespace" else []
+        time.sleep(max(0.0, window / 2 - sum(t for t, _ in fresh)))
         cpu = sum(cpu_seconds(pid) for pid in servers) - cpu0
         results = []
         for p, first in zip(procs, firsts, strict=True):
@@ -217,6 +233,11 @@ def main() -> int:
         where = "each pod's own loopback endpoint" if args.network == "loopback" else "one node's metadata server"
         print(f"pods: {args.pods} concurrent, {where}{' and relay' if args.tls else ''}, "
               f"{args.duration:.0f} s")
+        if fresh:
+            answered = sorted(t for t, ok in fresh if ok)
+            print(f"new connections of pod load-0 meanwhile (curl /email, one connection each): "
+                  f"{len(answered)}/{len(fresh)} answered, p50 {pct(answered, 0.5) if answered else 0:.1f} ms, "
+                  f"max {max(answered) * 1000 if answered else 0:.1f} ms")
         if flood is not None:
             print(f"flooding pod (asked {args.flood} connections, reopening each one closed): {flood}; "
                   f"the metadata server's open descriptors mid-run: {descriptors}")

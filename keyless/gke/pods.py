@@ -419,10 +419,13 @@ def _wait_forwarding_signals(proc: subprocess.Popen[bytes]) -> int:
             signal.signal(sig, handler)
 
 
-def _pdeathsig() -> None:
-    """In the pod's process: die with the runner (a SIGKILLed runner leaves no orphan pod)."""
+def _pdeathsig(runner: int) -> None:
+    """In the pod's process: die with the runner (a SIGKILLed runner leaves no orphan pod), also
+    when it died between fork and prctl (then the parent is no longer the runner)."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != runner:
+        os._exit(137)
 
 
 def pod_environment(place: Placement, spec: PodSpec, bundle: Path | None = None,
@@ -495,8 +498,10 @@ def run_pod(settings: Settings, spec: PodSpec) -> int:
                              metadata_egress=spec.metadata_egress, api_hosts=api_hosts)
             _record_running(db, place, body, address)
         config = json.dumps(sandbox_config(settings, place, bundle))
+        runner = os.getpid()
         proc = subprocess.Popen(["ip", "netns", "exec", pod_ns, sys.executable, "-I", "-S", str(SANDBOX), config,
-                                 "--", *spec.command], env=pod_environment(place, spec, bundle), preexec_fn=_pdeathsig)
+                                 "--", *spec.command], env=pod_environment(place, spec, bundle),
+                                preexec_fn=lambda: _pdeathsig(runner))
         returncode = _wait_forwarding_signals(proc)
         return returncode
     finally:
@@ -536,13 +541,13 @@ def _run_loopback(settings: Settings, spec: PodSpec) -> int:
         endpoint.start()
         extra = {"HOME": home, **loopback.environment(endpoint.sock)}
         loopback.adopt_orphans()
-        told = info
+        told, runner = info, os.getpid()
 
         def in_the_pod() -> None:
             # Runs in the pod's process before it execs COMMAND: the reaper learns the pod's group
             # before anything of the pod runs, so a runner SIGKILLed at once still has it killed
             # (told from the runner after Popen, a pod could start children in between).
-            _pdeathsig()
+            _pdeathsig(runner)
             me = netns.owner(os.getpid())
             os.write(to_reaper, json.dumps({**told, "pgid": me[0], "pgid_started": me[1]}).encode() + b"\n")
 

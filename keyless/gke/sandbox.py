@@ -24,6 +24,7 @@ import contextlib
 import ctypes
 import json
 import os
+import select
 import signal
 import sys
 from typing import Any
@@ -126,7 +127,7 @@ def build_view(config: dict[str, Any], files: dict[str, bytes]) -> None:
         if os.path.exists(path):
             continue  # still the host's (outside what is hidden)
         with contextlib.suppress(OSError):  # a parent outside every tmpfs: read-only, nothing to do
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+            _makedirs_as(os.path.dirname(path), *host_ids(config))
             with open(path, "wb") as out:
                 out.write(content)
             os.chmod(path, 0o644)
@@ -143,6 +144,16 @@ def map_ids(pid: int, config: dict[str, Any]) -> None:
     for name, inside in (("uid_map", config["uid"]), ("gid_map", config["gid"])):
         with open(f"/proc/{pid}/{name}", "w") as f:
             f.write(f"{inside} {NOBODY} 1\n")
+
+
+def _makedirs_as(path: str, uid: int, gid: int) -> None:
+    """The missing directories of `path`, owned by the pod (a data dir under /tmp: the pod's /tmp
+    then holds the bundle's directories, and the pod may still make its own beside them)."""
+    if os.path.isdir(path):
+        return
+    _makedirs_as(os.path.dirname(path), uid, gid)
+    os.mkdir(path, 0o755)
+    os.chown(path, uid, gid)
 
 
 def drop_privileges(uid: int, gid: int) -> None:
@@ -178,6 +189,8 @@ def _forward_to(pid: int) -> None:
 def init(config: dict[str, Any], command: list[str], report: int, mapping: tuple[int, int]) -> None:
     """PID 1 of the pod: set up the view, drop everything, run COMMAND, reap, report its status."""
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # the runner's side died: the pod dies
+    if select.select([mapping[1]], [], [], 0)[0]:  # EOF already: the outer process died before prctl
+        os._exit(137)
     # A mount namespace of init's own: the outer process keeps the host's /proc (it writes our maps).
     _check(libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
     files = {}
@@ -229,7 +242,8 @@ def main(argv: list[str]) -> None:
     answered, answer = os.pipe()  # this process: "mapped"
     pid = os.fork()
     if pid == 0:
-        os.close(read_end)
+        for fd in (read_end, asks, answer):  # init keeps only its ends: EOF on `answered` = outer gone
+            os.close(fd)
         try:
             init(config, command, write_end, (asked, answered))
         except BaseException as error:  # noqa: BLE001  nothing of the pod may run half-isolated
