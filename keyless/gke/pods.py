@@ -4,8 +4,8 @@ Like the kubelet, `run_pod` places the pod on a node (the node's namespace and m
 are made on first use), gives it an IP, records it (K8sObject.pod_ip, status.podIP), runs the
 command with `ip netns exec` in a sandbox (keyless/gke/sandbox.py: its own mount, PID and UTS
 namespaces, the host's filesystem read-only with Keyless's data hidden, no capabilities, uid
-65534 unless securityContext.runAsUser says otherwise), and tears everything down when the command ends. With a TLS port,
-the pod also reaches Keyless as Google's API hosts (relayed by its node, keyless/gke/forwarder.py)
+65534 unless securityContext.runAsUser says otherwise), and tears everything down when the
+command ends. With a TLS port, the pod also reaches Keyless as Google's API hosts (relayed by its node, keyless/gke/forwarder.py)
 and trusts Keyless's CA through the clients' CA variables. A reaper forked
 before anything exists performs the same tear-down if the runner is killed, even by SIGKILL;
 owner records let the next start sweep whatever a killed reaper left (keyless/gke/netns.py).
