@@ -70,13 +70,25 @@ class RunningPod:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             found = [(ns, rec) for ns, rec in netns.records().items() if rec.get("pod") == name and netns.exists(ns)]
-            if found and netns.ip("netns", "pids", found[0][0], check=False).split():  # set up: its process runs
+            if found and self._sandboxed(found[0][0]):  # set up and recorded: its own process runs there
                 self.ns, record = found[0]
                 self.ip, self.node = record["ip"], record["node"]
                 return
             assert self.proc.poll() is None, self.proc.communicate()
             time.sleep(0.05)
         raise AssertionError(f"pod {name} did not start")
+
+    @staticmethod
+    def _sandboxed(pod_ns: str) -> bool:
+        """The pod's sandbox runs in its namespace (`ip -n` of the set-up briefly lives there too,
+        before the pod's IP is recorded: it does not count)."""
+        for pid in netns.ip("netns", "pids", pod_ns, check=False).split():
+            try:
+                if b"sandbox.py" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return True
+            except OSError:
+                continue
+        return False
 
     def host_exec(self, script: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """SCRIPT in this pod's network namespace as the host's root, every capability held."""
