@@ -6,7 +6,12 @@ N pods at once with `keyless pod run`. Each pod times its first `/token` (cold: 
 + generateAccessToken), waits for the others, then requests `/token` back to back on one
 keep-alive connection (cached). Prints cold latency, cached p50/p99 and requests/s.
 
-    .venv/bin/python bench/metadata.py [--pods 16] [--duration 5] [--tls | --network loopback]
+With `--flood N`, one more pod on the same node floods the metadata server meanwhile (issue
+#23): it opens N connections and holds them, reopening each the server closes, for the whole
+run; the figures are those of the well-behaved pods. Pods see none of the host's /tmp, so the
+load script, wrk's Lua and the start signal reach them as arguments and on stdin.
+
+    .venv/bin/python bench/metadata.py [--pods 16] [--duration 5] [--tls | --network loopback] [--flood 20000]
 """
 
 from __future__ import annotations
@@ -32,8 +37,10 @@ from tests.gke.pod_helpers import GSA, NUMBER, POOL, PROJECT, apply_ksa, leftove
 # load generator's own CPU does not crowd the 2 cores (http.client costs ~150 µs a request,
 # 2.5x the server's, and 16 such processes made their own scheduling the p99).
 LOAD = """
-import http.client, json, os, sys, time
-start_file, duration, lua = sys.argv[1], sys.argv[2], sys.argv[3]
+import http.client, json, os, sys, tempfile, time
+duration, lua = sys.argv[1], os.path.join(tempfile.mkdtemp(), "quantiles.lua")
+with open(lua, "w") as f:
+    f.write(sys.argv[2])
 host = os.environ.get("GCE_METADATA_HOST", "169.254.169.254")  # set in loopback pods
 conn = http.client.HTTPConnection(host)
 t = time.perf_counter()
@@ -42,9 +49,7 @@ r = conn.getresponse(); body = r.read()
 assert r.status == 200, body
 print(json.dumps({"cold": time.perf_counter() - t}), flush=True)
 conn.close()
-open(start_file + "." + str(os.getpid()), "w").close()
-while not os.path.exists(start_file):
-    time.sleep(0.002)
+sys.stdin.readline()  # the start signal
 os.execvp("wrk", ["wrk", "-t1", "-c1", "-d" + duration + "s", "-s", lua, "-H", "Metadata-Flavor: Google",
                   "http://" + host + "/computeMetadata/v1/instance/service-accounts/default/token"])
 """
@@ -61,6 +66,56 @@ done = function(summary, latency, requests)
                          table.concat(parts, ",")))
 end
 """
+
+
+# The flooding pod: N connections held open; each one the server closes is reopened at once.
+FLOOD = """
+import json, selectors, socket, sys, time
+host, n, duration = "169.254.169.254", int(sys.argv[1]), float(sys.argv[2])
+sel = selectors.DefaultSelector()
+opened = closed = failed = 0
+def open_one():
+    global opened, failed
+    try:
+        s = socket.socket()
+    except OSError:  # the pod's own file limit
+        failed += 1
+        return
+    s.setblocking(False)
+    s.connect_ex((host, 80))
+    sel.register(s, selectors.EVENT_READ)
+    opened += 1
+for _ in range(n):
+    open_one()
+print(json.dumps({"ready": True}), flush=True)
+sys.stdin.readline()
+end = time.monotonic() + duration
+while time.monotonic() < end:
+    for key, _ in sel.select(0.1):
+        try:
+            data = key.fileobj.recv(4096)
+        except OSError:
+            data = b""
+        if not data:
+            sel.unregister(key.fileobj); key.fileobj.close(); closed += 1
+            open_one()
+print(json.dumps({"opened": opened, "closed_by_server": closed, "failed": failed, "held": len(sel.get_map())}))
+"""
+
+
+def fresh_connections(count: int) -> list[tuple[float, bool]]:
+    """(seconds, answered 200) of `count` requests from pod load-0's namespace, each on a new
+    connection (curl run there by the host): what a pod starting now, or reconnecting, meets."""
+    pod_ns = next(name for name, rec in netns.records().items() if rec.get("pod") == "load-0")
+    out = []
+    for _ in range(count):
+        t = time.perf_counter()
+        r = subprocess.run(["ip", "netns", "exec", pod_ns, "curl", "-s", "-m", "10", "-o", "/dev/null", "-w",
+                            "%{http_code}", "-H", "Metadata-Flavor: Google",
+                            "http://169.254.169.254/computeMetadata/v1/instance/service-accounts/default/email"],
+                           capture_output=True, text=True)
+        out.append((time.perf_counter() - t, r.stdout == "200"))
+    return out
 
 
 def pct(values: list[float], p: float) -> float:
@@ -100,11 +155,13 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--tls", action="store_true", help="serve --tls-port and run the pods with Google's hosts "
                                                            "relayed by the node (the relay runs beside /token)")
+    parser.add_argument("--flood", type=int, default=0, metavar="N",
+                        help="one more pod holds N connections to the node's metadata server meanwhile")
     parser.add_argument("--network", choices=("namespace", "loopback"), default="namespace",
                         help="keyless pod run --network (loopback: each pod's own metadata endpoint, no root needed)")
     args = parser.parse_args()
-    if args.tls and args.network == "loopback":
-        parser.error("--tls needs --network namespace")
+    if (args.tls or args.flood) and args.network == "loopback":
+        parser.error("--tls and --flood need --network namespace")
     tmp = Path(tempfile.mkdtemp(prefix="keyless-bench-md-"))
     tls_port = free_port()
     srv = KeylessServer(tmp / "data", None, *(["--tls-port", str(tls_port)] if args.tls else []))
@@ -113,51 +170,62 @@ def main() -> int:
         r = srv.call("POST", f"/iam/v1/projects/{PROJECT}/serviceAccounts", body={"accountId": "my-app-gsa"})
         assert r.status_code == 200, r.text
         cluster_id = make_cluster(srv, pools={"default-pool": "GKE_METADATA"})
-        members = [f"serviceAccount:{POOL}[bench/ksa-{i}]" for i in range(args.pods)]
+        members = [f"serviceAccount:{POOL}[bench/ksa-{i}]" for i in range(args.pods + 1)]
         path = f"/iam/v1/projects/{PROJECT}/serviceAccounts/{GSA}"
         r = srv.call("POST", f"{path}:setIamPolicy", body={"policy": {"bindings": [
             {"role": "roles/iam.workloadIdentityUser", "members": members}]}})
         assert r.status_code == 200, r.text
-        for i in range(args.pods):
+        for i in range(args.pods + 1):
             apply_ksa(srv, cluster_id, "bench", f"ksa-{i}", {"iam.gke.io/gcp-service-account": GSA})
-        script = tmp / "load.py"
-        script.write_text(LOAD)
-        lua = tmp / "quantiles.lua"
-        lua.write_text(QUANTILES_LUA)
-        start = tmp / "start"
         base = [sys.executable, "-m", "keyless.cli.main", "pod", "run", "--cluster", "my-cluster", "--namespace",
                 "bench", "--data-dir", str(srv.data_dir), "--network", args.network]
         if args.tls:
             base += ["--tls-port", str(tls_port), "--server", srv.base_url]
-        procs = [subprocess.Popen([*base, "--service-account", f"ksa-{i}", "--", sys.executable, str(script),
-                                   str(start), f"{args.duration:g}", str(lua)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True) for i in range(args.pods)]
-        deadline = time.monotonic() + 120
-        while len(list(tmp.glob("start.*"))) < args.pods and time.monotonic() < deadline:
-            if any(p.poll() not in (None, 0) for p in procs):
-                break
-            time.sleep(0.05)
+        flooder = None
+        if args.flood:
+            flooder = subprocess.Popen([*base, "--service-account", f"ksa-{args.pods}", "--", sys.executable, "-c",
+                                        FLOOD, str(args.flood), f"{args.duration:g}"], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            assert flooder.stdout is not None
+            if not flooder.stdout.readline():
+                print(f"the flooding pod failed: {flooder.communicate()}", file=sys.stderr)
+                return 1
+        procs = [subprocess.Popen([*base, "--service-account", f"ksa-{i}", "--name", f"load-{i}", "--", sys.executable, "-c", LOAD,
+                                   f"{args.duration:g}", QUANTILES_LUA], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(args.pods)]
+        firsts = [p.stdout.readline() if p.stdout else "" for p in procs]  # each pod's cold /token: it is ready
         # The metadata servers: per node in namespace mode, each runner's own thread in loopback mode.
         if args.network == "loopback":
             servers = [p.pid for p in procs]
         else:
             servers = [rec["server"][0] for rec in netns.records().values() if rec.get("server") and
                        str(srv.data_dir) in Path(f"/proc/{rec['server'][0]}/cmdline").read_text(errors="replace")]
-        start.touch()
+        for p in [*procs, *([flooder] if flooder else [])]:  # the start signal
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.close()
+            p.stdin = None  # communicate() below would flush it
         # Server CPU is sampled over the middle of the run (a loopback runner is gone once its pod
         # ends) and divided by that window's share of the requests.
         window = max(args.duration - 1.0, args.duration / 2)
         time.sleep((args.duration - window) / 2)
         cpu0 = sum(cpu_seconds(pid) for pid in servers)
-        time.sleep(window)
+        time.sleep(window / 2)
+        descriptors = sum(len(os.listdir(f"/proc/{pid}/fd")) for pid in servers)  # mid-run: what the server holds
+        fresh = fresh_connections(10) if args.network == "namespace" else []
+        time.sleep(max(0.0, window / 2 - sum(t for t, _ in fresh)))
         cpu = sum(cpu_seconds(pid) for pid in servers) - cpu0
         results = []
-        for p in procs:
+        for p, first in zip(procs, firsts, strict=True):
             out, err = p.communicate(timeout=args.duration + 120)
             if p.returncode != 0:
-                print(f"pod failed ({p.returncode}): {out[-2000:]}{err[-2000:]}", file=sys.stderr)
+                print(f"pod failed ({p.returncode}): {first}{out[-2000:]}{err[-2000:]}", file=sys.stderr)
                 return 1
-            results.append(pod_result(out))
+            results.append(pod_result(first + out))
+        flood = None
+        if flooder is not None:
+            out, err = flooder.communicate(timeout=args.duration + 120)
+            flood = json.loads(out.splitlines()[-1]) if out.strip() else {"error": err[-2000:]}
         cold = [r[0] for r in results]
         pods = [(r[1], r[2]) for r in results]
         failed = sum(r[3] for r in results)
@@ -165,6 +233,14 @@ def main() -> int:
         where = "each pod's own loopback endpoint" if args.network == "loopback" else "one node's metadata server"
         print(f"pods: {args.pods} concurrent, {where}{' and relay' if args.tls else ''}, "
               f"{args.duration:.0f} s")
+        if fresh:
+            answered = sorted(t for t, ok in fresh if ok)
+            print(f"new connections of pod load-0 meanwhile (curl /email, one connection each): "
+                  f"{len(answered)}/{len(fresh)} answered, p50 {pct(answered, 0.5) if answered else 0:.1f} ms, "
+                  f"max {max(answered) * 1000 if answered else 0:.1f} ms")
+        if flood is not None:
+            print(f"flooding pod (asked {args.flood} connections, reopening each one closed): {flood}; "
+                  f"the metadata server's open descriptors mid-run: {descriptors}")
         print(f"cold first /token (STS exchange + generateAccessToken): p50 {pct(cold, 0.5):.1f} ms, "
               f"max {max(cold) * 1000:.1f} ms")
         print(f"cached /token (wrk -c1 in each pod): {count} requests, {count / args.duration:.0f} req/s, "

@@ -7,7 +7,8 @@ every binary message starts with its channel — 0 stdin, 1 stdout, 2 stderr, 3 
 The command runs as a Keyless pod (`keyless pod run --pod NAME`, keyless.gke.pods): in its own
 network namespace when this server may make one, else with `--network loopback`, on the node the
 pod's nodeSelector picks, identified by its node's metadata server exactly as `keyless pod run`'s
-pods are. Images are not pulled: the command is this machine's own, which the error says when it
+pods are; in a namespace it is sandboxed as they are (keyless/gke/sandbox.py: the Pod's
+securityContext.runAsUser decides its uid, 65534 by default; issue #23). Images are not pulled: the command is this machine's own, which the error says when it
 is missing; for the same reason only callers on this machine (loopback) may exec or attach. `exec` leaves the pod's status as it was; `attach` runs the pod's own command (its
 container's command and args, as `kubectl run NAME -- CMD` writes them) and records how it ended,
 which `kubectl run` reads for its exit code.

@@ -4,13 +4,21 @@ that answers each request synchronously and writes status line, headers and body
 Why not uvicorn + ASGI: a cached `/token` is a few dict lookups, and uvicorn spent most of the
 time around it (a task, timers and middleware per request, then headers and body as two sends,
 i.e. two packets through the node's bridge and two wake-ups of the pod). docs/performance.md.
+
+One pod must not silence the node (issue #23): each client address (a pod's IP, anti-spoofed by
+the node, keyless/gke/netns.py) holds at most MAX_PER_CLIENT connections (a new one past that
+closes the client's longest-idle one, or is answered 429 if none is idle), all clients together
+at most what the file limit leaves after a reserve (503 past that), and connections idle for
+IDLE_TIMEOUT, or holding a request unfinished for REQUEST_TIMEOUT, are closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import resource
 import socket
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
@@ -24,8 +32,15 @@ from keyless.api.metadata import MetadataServer
 MAX_HEAD = 16 * 1024  # request line + headers; beyond it: 431, as uvicorn's h11 limit
 MAX_HEADERS = 100
 MAX_BODY = 64 * 1024  # GETs carry none; a client streaming one is cut off
-IDLE_TIMEOUT = 600.0  # pods keep their connection between token refreshes
+IDLE_TIMEOUT = 30.0  # a kept-alive connection with no request: clients reconnect in a millisecond
+REQUEST_TIMEOUT = 10.0  # a request started and not finished (slowloris)
+SWEEP_EVERY = 1.0
+MAX_PER_CLIENT = 64  # google-auth's pool holds 10, gcloud a few
+FD_RESERVE = 256  # descriptors kept for the store, logs, the node's commands and its relays' own limit
 log = logging.getLogger(__name__)
+
+
+_serials = itertools.count()
 
 
 def _reason(status: int) -> bytes:
@@ -47,7 +62,7 @@ class MetadataProtocol(asyncio.Protocol):
     """One pod connection. `by_destination`: identify the caller by the local address the
     connection arrived on (loopback pods, keyless/gke/loopback.py) instead of its source."""
 
-    def __init__(self, app: MetadataServer, by_destination: bool, connections: set[MetadataProtocol]) -> None:
+    def __init__(self, app: MetadataServer, by_destination: bool, connections: Connections) -> None:
         self.app = app
         self.by_destination = by_destination
         self.connections = connections
@@ -60,6 +75,8 @@ class MetadataProtocol(asyncio.Protocol):
         self.body = 0
         self.closing = False
         self.last = 0.0
+        self.started = 0.0  # when the request being read began (0: none pending)
+        self.serial = next(_serials)
 
     # -- connection ------------------------------------------------------------------------
 
@@ -72,7 +89,9 @@ class MetadataProtocol(asyncio.Protocol):
         address = transport.get_extra_info("sockname" if self.by_destination else "peername")
         self.ip = address[0] if isinstance(address, tuple) else ""
         self.last = asyncio.get_running_loop().time()
-        self.connections.add(self)
+        refusal = self.connections.admit(self)
+        if refusal:
+            self._fail(refusal)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.connections.discard(self)
@@ -91,6 +110,11 @@ class MetadataProtocol(asyncio.Protocol):
         except httptools.HttpParserUpgrade:  # raised once the request is answered: no protocol switch here
             if self.transport is not None:
                 self.transport.close()
+
+    def close(self) -> None:
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()
 
     def _fail(self, status: int) -> None:
         body = _reason(status) + b"\n"
@@ -115,6 +139,7 @@ class MetadataProtocol(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self.url, self.headers, self.head, self.body = b"", {}, 0, 0
+        self.started = self.last
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -138,6 +163,7 @@ class MetadataProtocol(asyncio.Protocol):
             raise _TooLarge(431)
 
     def on_message_complete(self) -> None:
+        self.started = 0.0
         if self.closing:
             return
         keep_alive = self.parser.should_keep_alive()
@@ -160,6 +186,74 @@ class MetadataProtocol(asyncio.Protocol):
         self._write(status, headers, body, close=not keep_alive)
 
 
+class Connections:
+    """The open connections, per client address, and the limits on them."""
+
+    def __init__(self, limit: int, per_client: int = MAX_PER_CLIENT) -> None:
+        self.limit = limit
+        self.per_client = per_client
+        self.all: set[MetadataProtocol] = set()
+        self.by_client: dict[str, set[MetadataProtocol]] = {}
+        self.refused = 0  # connections answered 429/503 at once
+        self.evicted = 0  # idle connections closed to make room for their client's new one
+
+    def __len__(self) -> int:
+        return len(self.all)
+
+    def admit(self, conn: MetadataProtocol) -> int:
+        """Count `conn` in, or return the status to refuse it with (0: admitted)."""
+        mine = self.by_client.setdefault(conn.ip, set())
+        if len(mine) >= self.per_client:
+            idle = [c for c in mine if not c.started and not c.closing]
+            if not idle:
+                self.refused += 1
+                return 429
+            oldest = min(idle, key=lambda c: (c.last, c.serial))  # the loop's clock ticks in ms: ties
+            self.evicted += 1
+            oldest.close()
+        if len(self.all) >= self.limit:
+            self.refused += 1
+            return 503
+        mine.add(conn)
+        self.all.add(conn)
+        return 0
+
+    def discard(self, conn: MetadataProtocol) -> None:
+        self.all.discard(conn)
+        mine = self.by_client.get(conn.ip)
+        if mine is not None:
+            mine.discard(conn)
+            if not mine:
+                del self.by_client[conn.ip]
+
+    def sweep(self, now: float) -> None:
+        """Close connections idle too long, or too long on one request."""
+        for conn in list(self.all):
+            if (conn.started and now - conn.started > REQUEST_TIMEOUT) or now - conn.last > IDLE_TIMEOUT:
+                conn.close()
+
+
+def raise_file_limit() -> int:
+    """Raise this process's soft RLIMIT_NOFILE to its hard limit; returns the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def connection_limit(reserve: int = FD_RESERVE) -> int:
+    """How many connections the file limit leaves room for, `reserve` descriptors kept back."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    return max(16, soft - reserve)
+
+
 class _TooLarge(Exception):
     """Raised from a parser callback: parsing stops; the connection is answered and closed."""
 
@@ -169,24 +263,25 @@ class _TooLarge(Exception):
 
 
 async def serve(app: MetadataServer, socks: list[socket.socket], stop: asyncio.Event, *,
-                by_destination: bool = False, ready: Callable[[], None] | None = None) -> None:
-    """Serve the metadata API on listening sockets until `stop` is set."""
+                by_destination: bool = False, ready: Callable[[], None] | None = None,
+                connections: Connections | None = None) -> None:
+    """Serve the metadata API on listening sockets until `stop` is set. `connections` carries
+    the limits (default: MAX_PER_CLIENT per client, all that the file limit leaves)."""
     loop = asyncio.get_running_loop()
-    connections: set[MetadataProtocol] = set()
+    if connections is None:
+        connections = Connections(connection_limit())
+    conns = connections
     servers = []
     for sock in socks:
         sock.setblocking(False)
-        servers.append(await loop.create_server(lambda: MetadataProtocol(app, by_destination, connections), sock=sock))
+        servers.append(await loop.create_server(lambda: MetadataProtocol(app, by_destination, conns), sock=sock))
     if ready is not None:
         ready()
 
     async def close_idle() -> None:
         while True:
-            await asyncio.sleep(IDLE_TIMEOUT / 10)
-            now = loop.time()
-            for conn in list(connections):
-                if now - conn.last > IDLE_TIMEOUT and conn.transport is not None:
-                    conn.transport.close()
+            await asyncio.sleep(SWEEP_EVERY)
+            conns.sweep(loop.time())
 
     sweeper = loop.create_task(close_idle())
     try:
@@ -195,9 +290,8 @@ async def serve(app: MetadataServer, socks: list[socket.socket], stop: asyncio.E
         sweeper.cancel()
         for server in servers:
             server.close()
-        for conn in list(connections):
-            if conn.transport is not None:
-                conn.transport.close()
+        for conn in list(conns.all):
+            conn.close()
 
 
 def run(main: Any) -> None:
@@ -210,4 +304,4 @@ def run(main: Any) -> None:
     uvloop.run(main)
 
 
-__all__ = ["MetadataProtocol", "run", "serve"]
+__all__ = ["Connections", "MetadataProtocol", "connection_limit", "raise_file_limit", "run", "serve"]

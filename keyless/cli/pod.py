@@ -10,12 +10,10 @@ import argparse
 import os
 import signal
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 ADD_STORE_FLAGS = Callable[[argparse.ArgumentParser], None]
-IDLE_CHECKS = 3  # a node whose bridge stayed empty this many seconds is removed by its server
 
 
 def cmd_pod_run(args: argparse.Namespace) -> int:
@@ -34,7 +32,8 @@ def cmd_pod_run(args: argparse.Namespace) -> int:
     spec = PodSpec(cluster=args.cluster, command=command, namespace=args.namespace,
                    service_account=args.service_account, pod=args.pod, name=args.name, node_pool=args.node_pool,
                    project=args.project, location=args.location, env=env,
-                   metadata_egress=not args.deny_metadata_egress, network=args.network)
+                   metadata_egress=not args.deny_metadata_egress, network=args.network,
+                   run_as_user=args.run_as_user, run_as_group=args.run_as_group)
     # The server's URL and TLS port come from --server/--tls-port, KEYLESS_*, or its record (keyless.discovery).
     settings = _settings(args)
     if args.network == "loopback" and args.tls_port is None:
@@ -45,13 +44,21 @@ def cmd_pod_run(args: argparse.Namespace) -> int:
 
 def cmd_metadata_server(args: argparse.Namespace) -> int:
     from keyless.api.metadata import MetadataServer
-    from keyless.api.metadata_http import run, serve
+    from keyless.api.metadata_http import (
+        FD_RESERVE,
+        Connections,
+        connection_limit,
+        raise_file_limit,
+        run,
+        serve,
+    )
     from keyless.app import tune_gc
     from keyless.cli.main import _settings
     from keyless.gke import netns
     from keyless.gke.forwarder import Forwarder, Route, parse_upstream
     from keyless.state import ServerState
 
+    raise_file_limit()  # the soft limit up to the hard one: headroom for the node's pods (issue #23)
     sock = netns.listen_in(args.netns, netns.METADATA_IP, 80)
     relays: dict[str, str] = {}
     routes = []
@@ -77,26 +84,15 @@ def cmd_metadata_server(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         threading.Thread(target=lambda: (stopping.wait(), loop.call_soon_threadsafe(stop.set)), daemon=True).start()
         tune_gc()
-        await serve(app, [sock], stop)
-
-    def watch_idle() -> None:
-        # The runners remove an empty node; this covers runners and reapers that were killed.
-        empty = 0
-        while not stopping.is_set():
-            time.sleep(1)
-            empty = empty + 1 if netns.bridge_ports(args.netns) == 0 else 0
-            if empty >= IDLE_CHECKS or not netns.exists(args.netns):
-                with netns.node_lock(args.netns):
-                    if netns.bridge_ports(args.netns) == 0:
-                        stopping.set()
-                        netns.record_path(args.netns).unlink(missing_ok=True)
-                        netns.delete_node(args.netns)
-                        return
+        # The relays hold up to two descriptors per relayed connection: kept back with the reserve.
+        limit = connection_limit(reserve=FD_RESERVE + 2 * args.relay_limit)
+        await serve(app, [sock], stop, connections=Connections(limit))
 
     me = netns.owner(os.getpid())
     record = netns.read_record(args.netns) or {"kind": "node", "node": args.node}
     netns.write_record(args.netns, {**record, "owners": [me], "server": me, "ready": True, "relays": relays})
-    threading.Thread(target=watch_idle, daemon=True).start()
+    threading.Thread(target=netns.watch_idle_node, args=(args.netns, stopping), daemon=True,
+                     name="keyless-idle-watch").start()
     try:
         run(main())
     finally:
@@ -133,6 +129,10 @@ def register(sub: Any,
                           "169.254.169.254 is its node's metadata server. loopback (no root needed, no isolation): "
                           "the pod gets its own 127.x.y.z address with a metadata server there, given to it in "
                           "GCE_METADATA_HOST, GCE_METADATA_IP and GCE_METADATA_ROOT; any local process can reach it")
+    run.add_argument("--run-as-user", type=int, metavar="UID",
+                     help="the new pod's securityContext.runAsUser (default 65534, nobody); the pod has no "
+                          "capabilities whatever its uid")
+    run.add_argument("--run-as-group", type=int, metavar="GID", help="the new pod's securityContext.runAsGroup")
     run.add_argument("--universe-domain", help="also resolve SERVICE.UNIVERSE to Keyless (as given to serve)")
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
     add_store_flags(run)

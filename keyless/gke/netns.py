@@ -7,6 +7,12 @@ A pod is a namespace `kl-p-*` whose `eth0` is a veth port of its node's bridge; 
 routes are its subnet and 169.254.169.254 (none outward), and /etc/netns/NAME/hosts makes
 `metadata.google.internal` resolve there. Every namespace has an owner record (pids) in
 RUN_DIR, written before the namespace exists, so a later start sweeps what a killed owner left.
+
+The metadata server knows a pod by its source address alone, so the node's bridge checks every
+frame a pod sends (nftables, bridge family, hook prerouting; nft(8)): its port admits only the
+pod's own MAC, IPv4 from the pod's own IP and ARP whose sender is that IP and MAC, and nothing
+else (no IPv6, no VLAN tags). A second address, a forged ARP reply or a changed MAC gets
+nothing through (issue #23); the node's neighbour entries for its pods are also static.
 """
 
 from __future__ import annotations
@@ -16,11 +22,13 @@ import ctypes
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -34,9 +42,14 @@ POD_PREFIX = "kl-p-"
 METADATA_IP = "169.254.169.254"
 METADATA_HOSTS = ("metadata.google.internal", "metadata.goog", "metadata")
 BRIDGE = "br0"
+VETH_PREFIX = "klv"
 NETNS_DIR = Path("/run/netns")
 ETC_NETNS = Path("/etc/netns")
 CLONE_NEWNET = 0x40000000
+IDLE_CHECKS = 3  # a node whose bridge stayed empty this many seconds is removed by its server
+WATCHER_NAME = b"kl-idle-watch"
+PR_SET_NAME = 15
+log = logging.getLogger(__name__)
 
 
 def run_dir() -> Path:
@@ -53,6 +66,9 @@ def unavailable_reason() -> str | None:
                 "per pod; run it with sudo, or as root in CI")
     if shutil.which("ip") is None:
         return "keyless pod run needs iproute2's `ip` command (apt-get install iproute2)"
+    if shutil.which("nft") is None:
+        return ("keyless pod run needs nftables' `nft` command for the node's anti-spoofing rules "
+                "(apt-get install nftables)")
     if not _unshare_permitted():
         return ("keyless pod run cannot create a network namespace here: unshare(CLONE_NEWNET) is not permitted "
                 "(a container without CAP_SYS_ADMIN, or a seccomp policy)")
@@ -81,6 +97,14 @@ def ip(*args: str, netns: str | None = None, check: bool = True) -> str:
     if check and result.returncode != 0:
         raise FailedPrecondition(f"`{' '.join(cmd)}` failed: {result.stderr.strip()}")
     return result.stdout
+
+
+def nft(netns: str, script: str) -> None:
+    """Apply an nftables script inside a namespace (nft -f -: one transaction, all or nothing)."""
+    result = subprocess.run(["ip", "netns", "exec", netns, "nft", "-f", "-"], input=script, capture_output=True,
+                            text=True, timeout=30)
+    if result.returncode != 0:
+        raise FailedPrecondition(f"nft in {netns} failed: {result.stderr.strip()}")
 
 
 def exists(name: str) -> bool:
@@ -179,6 +203,15 @@ def create_node(name: str, gateway: str) -> None:
     ip("link", "add", BRIDGE, "address", bridge_mac(name), "type", "bridge", netns=name)
     ip("addr", "add", f"{gateway}/24", "dev", BRIDGE, netns=name)
     ip("addr", "add", f"{METADATA_IP}/32", "dev", BRIDGE, netns=name)
+    # Each pod's port jumps to its own chain (added with the pod); a port without one drops all.
+    nft(name, f"""table bridge keyless {{
+  map ports {{ type ifname : verdict; }}
+  chain prerouting {{ type filter hook prerouting priority -300; policy accept;
+    iifname vmap @ports
+    iifname "{VETH_PREFIX}*" drop
+  }}
+}}
+""")
     ip("link", "set", BRIDGE, "up", netns=name)
 
 
@@ -223,14 +256,45 @@ def create_pod(name: str, node_ns: str, veth: str, address: str, gateway: str, *
     # port-unreachable, so a name outside the hosts file fails in about a millisecond (glibc
     # gives up on a refused server at once) instead of timing out; nothing is sent off the pod.
     (etc / "resolv.conf").write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
+    mac = pod_mac(address)
     ip("netns", "add", name)
     ip("link", "set", "lo", "up", netns=name)
-    ip("link", "add", veth, "netns", node_ns, "type", "veth", "peer", "name", "eth0", "netns", name)
+    ip("link", "add", veth, "netns", node_ns, "type", "veth", "peer", "name", "eth0", "address", mac, "netns", name)
+    guard_port(node_ns, veth, address, mac)  # before the port joins the bridge: no frame passes unchecked
+    ip("neigh", "replace", address, "lladdr", mac, "dev", BRIDGE, "nud", "permanent", netns=node_ns)
     ip("link", "set", veth, "master", BRIDGE, "up", netns=node_ns)
     ip("addr", "add", f"{address}/24", "dev", "eth0", netns=name)
     ip("link", "set", "eth0", "up", netns=name)
     if metadata_egress:
         ip("route", "add", f"{METADATA_IP}/32", "via", gateway, "dev", "eth0", netns=name)
+
+
+def pod_mac(address: str) -> str:
+    """The pod's eth0 MAC: 0a:58 and its IPv4 address, as Kubernetes' bridge plugins derive it."""
+    return "0a:58:" + ":".join(f"{int(part):02x}" for part in address.split("."))
+
+
+def guard_port(node_ns: str, veth: str, address: str, mac: str) -> None:
+    """The bridge port's anti-spoofing chain: the pod's own MAC, IPv4 from its own IP, ARP as itself."""
+    chain = _chain(veth)
+    nft(node_ns, f"""add chain bridge keyless {chain}
+add rule bridge keyless {chain} ether saddr != {mac} drop
+add rule bridge keyless {chain} ether type arp arp saddr ether != {mac} drop
+add rule bridge keyless {chain} ether type arp arp saddr ip != {address} drop
+add rule bridge keyless {chain} ether type ip ip saddr != {address} drop
+add rule bridge keyless {chain} ether type != {{ ip, arp }} drop
+add rule bridge keyless {chain} accept
+add element bridge keyless ports {{ "{veth}" : goto {chain} }}
+""")
+
+
+def unguard_port(node_ns: str, veth: str) -> None:
+    with contextlib.suppress(FailedPrecondition):
+        nft(node_ns, f'delete element bridge keyless ports {{ "{veth}" }}\ndelete chain bridge keyless {_chain(veth)}\n')
+
+
+def _chain(veth: str) -> str:
+    return "port-" + veth
 
 
 def kill_until_gone(find: Callable[[], set[int]], *, seconds: float = 1.0, reap: bool = False) -> None:
@@ -259,7 +323,7 @@ def kill_processes(name: str) -> None:
 
 def veth_name(pod_ns: str) -> str:
     """The node-side end of a pod's eth0 (interface names have at most 15 characters)."""
-    return "klv" + pod_ns[len(POD_PREFIX):]
+    return VETH_PREFIX + pod_ns[len(POD_PREFIX):]
 
 
 def delete_pod(name: str, node_ns: str | None = None) -> None:
@@ -268,6 +332,7 @@ def delete_pod(name: str, node_ns: str | None = None) -> None:
     kill_processes(name)
     if node_ns and exists(node_ns):
         ip("link", "del", veth_name(name), netns=node_ns, check=False)
+        unguard_port(node_ns, veth_name(name))
     _delete(name)
 
 
@@ -305,6 +370,30 @@ def sweep() -> list[str]:
 
 
 # -- sockets inside a namespace ----------------------------------------------------------------
+
+# -- the node's idle watcher -------------------------------------------------------------------
+
+def watch_idle_node(name: str, stopping: threading.Event, checks: int = IDLE_CHECKS, interval: float = 1.0) -> None:
+    """Remove the node once its bridge stayed empty `checks` intervals (the runners remove an empty
+    node; this covers runners and reapers that were killed), then set `stopping`. A failing check
+    (EMFILE while pods hold every descriptor, a slow `ip`) is logged and retried: the watcher outlives it."""
+    with contextlib.suppress(OSError, AttributeError):  # `ps -T`, /proc/PID/task/*/comm show it by name
+        ctypes.CDLL(None).prctl(PR_SET_NAME, WATCHER_NAME, 0, 0, 0)
+    empty = 0
+    while not stopping.wait(interval):
+        try:
+            empty = empty + 1 if bridge_ports(name) == 0 else 0
+            if empty >= checks or not exists(name):
+                with node_lock(name):
+                    if bridge_ports(name) == 0:
+                        stopping.set()
+                        record_path(name).unlink(missing_ok=True)
+                        delete_node(name)
+                        return
+        except (OSError, FailedPrecondition, subprocess.SubprocessError) as error:
+            empty = 0
+            log.warning("node %s: idle check failed, retrying: %s", name, error)
+
 
 def listen_in(name: str, host: str, port: int, backlog: int = 1024) -> socket.socket:
     """A listening TCP socket that lives in namespace `name`, made by this thread stepping in

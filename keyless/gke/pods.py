@@ -2,8 +2,10 @@
 
 Like the kubelet, `run_pod` places the pod on a node (the node's namespace and metadata server
 are made on first use), gives it an IP, records it (K8sObject.pod_ip, status.podIP), runs the
-command with `ip netns exec`, and tears everything down when the command ends. With a TLS port,
-the pod also reaches Keyless as Google's API hosts (relayed by its node, keyless/gke/forwarder.py)
+command with `ip netns exec` in a sandbox (keyless/gke/sandbox.py: its own mount, PID and UTS
+namespaces, the host's filesystem read-only with Keyless's data hidden, no capabilities, uid
+65534 unless securityContext.runAsUser says otherwise), and tears everything down when the
+command ends. With a TLS port, the pod also reaches Keyless as Google's API hosts (relayed by its node, keyless/gke/forwarder.py)
 and trusts Keyless's CA through the clients' CA variables. A reaper forked
 before anything exists performs the same tear-down if the runner is killed, even by SIGKILL;
 owner records let the next start sweep whatever a killed reaper left (keyless/gke/netns.py).
@@ -41,6 +43,8 @@ from keyless.store.db import Database, open_database
 from keyless.store.models import GkeCluster, GkeNode, GkeNodePool, K8sObject
 
 SERVER_START_TIMEOUT = 30.0
+NOBODY = 65534  # a pod's uid and gid unless its securityContext names others
+SANDBOX = Path(__file__).with_name("sandbox.py")
 PR_SET_PDEATHSIG = 1
 # The variables each client reads for its CA bundle (research/google-auth-clients.md), as `keyless env`.
 CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH",
@@ -64,6 +68,8 @@ class PodSpec:
     metadata_egress: bool = True  # False: as under a default-deny egress NetworkPolicy
     server: str | None = None  # Keyless's URL as the host reaches it (default: the settings' base URL)
     network: str = "namespace"  # or "loopback" (keyless/gke/loopback.py): no namespace, no root needed
+    run_as_user: int | None = None  # securityContext.runAsUser of a new pod (default: NOBODY)
+    run_as_group: int | None = None
 
 
 @dataclass
@@ -77,6 +83,8 @@ class Placement:
     pod_uid: str
     ephemeral: bool  # made for this run (kubectl run --rm): deleted at the end
     env: dict[str, str]
+    uid: int = NOBODY
+    gid: int = NOBODY
 
 
 def _db_identity(settings: Settings) -> str:
@@ -147,7 +155,7 @@ def _place(s: Any, settings: Settings, spec: PodSpec) -> tuple[Placement, dict[s
                 env[item["name"]] = item["value"]
     if existing is not None:
         return Placement(cluster.id, node.name, node.internal_ip, node_ns, gateway, existing.name, existing.uid,
-                         False, env), None
+                         False, env, *run_as(pod_spec, spec)), None
     name = spec.name or f"pod-run-{secrets.token_hex(3)}"
     if s.scalars(select(K8sObject.id).where(K8sObject.cluster_id == cluster.id, K8sObject.kind == "Pod",
                                             K8sObject.namespace == spec.namespace, K8sObject.name == name)).first():
@@ -159,7 +167,32 @@ def _place(s: Any, settings: Settings, spec: PodSpec) -> tuple[Placement, dict[s
         "spec": {"serviceAccountName": ksa, "nodeName": node.name,
                  "containers": [{"name": name, "command": spec.command}]},
     }
-    return Placement(cluster.id, node.name, node.internal_ip, node_ns, gateway, name, uid, True, env), pod_body
+    context = {key: value for key, value in (("runAsUser", spec.run_as_user), ("runAsGroup", spec.run_as_group))
+               if value is not None}
+    if context:
+        pod_body["spec"]["securityContext"] = context
+    return Placement(cluster.id, node.name, node.internal_ip, node_ns, gateway, name, uid, True, env,
+                     *run_as(pod_body["spec"], spec)), pod_body
+
+
+def run_as(pod_spec: dict[str, Any], spec: PodSpec) -> tuple[int, int]:
+    """The pod's uid and gid: the first container's securityContext, else the pod's, else the run's
+    flags, else NOBODY (a container runtime would take the image's USER; Keyless has no image).
+    Without runAsGroup, root keeps group 0 and any other uid gets NOBODY's group."""
+    contexts = [((pod_spec.get("containers") or [{}])[0] or {}).get("securityContext"), pod_spec.get("securityContext"),
+                {"runAsUser": spec.run_as_user, "runAsGroup": spec.run_as_group}]
+    found: dict[str, int] = {}
+    for key in ("runAsUser", "runAsGroup"):
+        for context in contexts:
+            value = context.get(key) if isinstance(context, dict) else None
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 2**31 - 2:
+                raise InvalidArgument(f"securityContext.{key} must be an integer from 0 to 2147483646, got {value!r}")
+            found[key] = value
+            break
+    uid = found.get("runAsUser", NOBODY)
+    return uid, found.get("runAsGroup", 0 if uid == 0 else NOBODY)
 
 
 def _selected(s: Any, cluster: GkeCluster, nodes: list[GkeNode], selector: dict[str, Any]) -> list[GkeNode]:
@@ -390,10 +423,13 @@ def _wait_forwarding_signals(proc: subprocess.Popen[bytes]) -> int:
             signal.signal(sig, handler)
 
 
-def _pdeathsig() -> None:
-    """In the pod's process: die with the runner (a SIGKILLed runner leaves no orphan pod)."""
+def _pdeathsig(runner: int) -> None:
+    """In the pod's process: die with the runner (a SIGKILLed runner leaves no orphan pod), also
+    when it died between fork and prctl (then the parent is no longer the runner)."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != runner:
+        os._exit(137)
 
 
 def pod_environment(place: Placement, spec: PodSpec, bundle: Path | None = None,
@@ -413,6 +449,21 @@ def pod_environment(place: Placement, spec: PodSpec, bundle: Path | None = None,
     env.update(place.env)
     env.update(spec.env)
     return env
+
+
+def sandbox_config(settings: Settings, place: Placement, bundle: Path | None) -> dict[str, Any]:
+    """What keyless/gke/sandbox.py hides from the pod and what it keeps visible: hidden are /run
+    (other pods' namespaces and records, sockets), /etc/netns, Keyless's data dir, the runner's
+    HOME and /home; the pod's own HOME (/root) and /tmp are empty tmpfs. The Python installation
+    this runner uses stays visible read-only (the pod's tools run with it), and so does the CA bundle."""
+    data_dir = settings.data_dir.resolve()
+    hide = {"/run", "/home", str(netns.ETC_NETNS), str(netns.run_dir().resolve()), str(data_dir),
+            str(settings.data_dir.absolute()), str(Path.home().resolve())}
+    hide.discard("/root")  # the pod's HOME: a tmpfs of its own, made separately
+    keep = {str(Path(p).resolve()) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
+    return {"hostname": place.pod_name[:63], "uid": place.uid, "gid": place.gid, "home": "/root",
+            "hide": sorted(hide), "keep": sorted(keep),
+            "files": [str(bundle)] if bundle is not None else []}
 
 
 def run_pod(settings: Settings, spec: PodSpec) -> int:
@@ -450,8 +501,11 @@ def run_pod(settings: Settings, spec: PodSpec) -> int:
             netns.create_pod(pod_ns, place.node_ns, netns.veth_name(pod_ns), address, place.gateway,
                              metadata_egress=spec.metadata_egress, api_hosts=api_hosts)
             _record_running(db, place, body, address)
-        proc = subprocess.Popen(["ip", "netns", "exec", pod_ns, *spec.command], env=pod_environment(place, spec, bundle),
-                                preexec_fn=_pdeathsig)
+        config = json.dumps(sandbox_config(settings, place, bundle))
+        runner = os.getpid()
+        proc = subprocess.Popen(["ip", "netns", "exec", pod_ns, sys.executable, "-I", "-S", str(SANDBOX), config,
+                                 "--", *spec.command], env=pod_environment(place, spec, bundle),
+                                preexec_fn=lambda: _pdeathsig(runner))
         returncode = _wait_forwarding_signals(proc)
         return returncode
     finally:
@@ -491,13 +545,13 @@ def _run_loopback(settings: Settings, spec: PodSpec) -> int:
         endpoint.start()
         extra = {"HOME": home, **loopback.environment(endpoint.sock)}
         loopback.adopt_orphans()
-        told = info
+        told, runner = info, os.getpid()
 
         def in_the_pod() -> None:
             # Runs in the pod's process before it execs COMMAND: the reaper learns the pod's group
             # before anything of the pod runs, so a runner SIGKILLed at once still has it killed
             # (told from the runner after Popen, a pod could start children in between).
-            _pdeathsig()
+            _pdeathsig(runner)
             me = netns.owner(os.getpid())
             os.write(to_reaper, json.dumps({**told, "pgid": me[0], "pgid_started": me[1]}).encode() + b"\n")
 

@@ -134,7 +134,7 @@ def test_curl_reaches_keyless_as_google_over_https_with_the_metadata_token(srv: 
     assert out[3] == "hello from my-app-bucket"  # plain HTTP is relayed too (port 80)
 
 
-def test_seed_snippets_run_unmodified_and_least_privilege_holds(srv: KeylessServer, tmp_path: Path) -> None:
+def test_seed_snippets_run_unmodified_and_least_privilege_holds(srv: KeylessServer) -> None:
     storage_snippet = seed_snippet("from google.cloud import storage")
     secret_snippet = seed_snippet("from google.cloud import secretmanager")
     assert "storage.Client(project='my-project')" in storage_snippet
@@ -152,16 +152,17 @@ def test_seed_snippets_run_unmodified_and_least_privilege_holds(srv: KeylessServ
         "secret_other.py": secret_snippet.replace("/api-key/", "/other-secret/") + "print(api_key)\n",
         "denied.py": denied,
     }
-    for name, text in files.items():
-        (tmp_path / name).write_text(text)
+    # The files reach the pod through its environment (as a ConfigMap would): the host's /tmp is
+    # hidden from pods, and the pod writes them in its own HOME.
+    unpack = "import json, os; [open(n, 'w').write(t) for n, t in json.loads(os.environ['FILES']).items()]"
     script = " && ".join([
-        f"cd {shlex.quote(str(tmp_path))}",
+        'cd "$HOME"', f"{PYTHON} -c {shlex.quote(unpack)}",
         f"{PYTHON} storage.py", "cat data.txt", "echo",
         f"{PYTHON} secret.py",
         f"{PYTHON} denied.py storage_other.py",
         f"{PYTHON} denied.py secret_other.py",
     ])
-    out = in_pod(srv, ["sh", "-c", script]).splitlines()
+    out = in_pod(srv, ["sh", "-c", script], "--env", f"FILES={json.dumps(files)}").splitlines()
     assert out[0] == "hello from my-bucket"
     assert out[1] == "s3cr3t-value"
     assert out[2].startswith("Forbidden 403 ") and "storage.objects.get" in out[2], out[2]
@@ -183,6 +184,7 @@ def test_seed_002_verify_block_with_gcloud_storage(srv: KeylessServer, tmp_path:
         f"{gcloud} storage ls gs://other-bucket 2>&1", 'echo "rc=$?"',
     ])
     config = tmp_path / "gcloud-in-pod"  # a fresh gcloud as in google/cloud-sdk: no endpoint overrides
+    script += f"; cat {config}/gce"  # in the pod's own /tmp: the host's is hidden from pods
     out = in_pod(srv, ["sh", "-c", script], "--env", f"CLOUDSDK_CONFIG={config}")
     lines = out.splitlines()
     assert lines[:5] == [GSA, "200", GSA, "gs://my-app-bucket/data.txt", "rc=0"], out
@@ -190,8 +192,8 @@ def test_seed_002_verify_block_with_gcloud_storage(srv: KeylessServer, tmp_path:
     # gcloud's wording for a 403 from the JSON API, then Google's message.
     assert rest.startswith(f"ERROR: (gcloud.storage.ls) [{GSA}] does not have permission to access b instance "
                            "[other-bucket] (or it may not exist)"), rest
-    assert "Permission 'storage.objects.list' denied" in rest and rest.endswith("rc=1"), rest
-    assert (config / "gce").read_text() == "True"
+    assert "Permission 'storage.objects.list' denied" in rest and rest.endswith("rc=1\nTrue"), rest
+    assert not config.exists()  # gcloud wrote its config in the pod's /tmp, not the host's
 
 
 def test_other_names_fail_fast_and_nothing_leaves_the_pod(srv: KeylessServer) -> None:

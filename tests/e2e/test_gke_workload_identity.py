@@ -162,12 +162,15 @@ def audited(srv: KeylessServer, done: Callable[[set[tuple[str, str, str]]], bool
 
 @pytest.mark.skipif(GCLOUD is None, reason="gcloud is not installed: this test needs the Google Cloud CLI on PATH")
 def test_gcloud_auth_list_in_a_pod_shows_the_gsa(module_server: KeylessServer, cluster: str, tmp_path: Path) -> None:
-    config = tmp_path / "gcloud-in-pod"  # a fresh gcloud, as in a google/cloud-sdk container: no overrides
+    # A fresh gcloud, as in a google/cloud-sdk container: no overrides; its config lives in the
+    # pod's own /tmp (the host's is hidden from pods), so the pod shows what gcloud wrote there.
+    config = tmp_path / "gcloud-in-pod"
     script = (f"{shlex.quote(str(GCLOUD))} auth list --filter=status:ACTIVE --format='value(account)'; "
-              f"{shlex.quote(str(GCLOUD))} config list --format='value(core.project)'")
+              f"{shlex.quote(str(GCLOUD))} config list --format='value(core.project)'; cat {config}/gce")
     result = run(module_server, "my-app-ksa", script, "--env", f"CLOUDSDK_CONFIG={config}")
-    assert result.stdout.splitlines() == [GSA, PROJECT], result.stderr
-    assert (config / "gce").read_text() == "True"  # gcloud decided it is on GCE by asking the metadata server
+    # The last line: gcloud decided it is on GCE by asking the metadata server.
+    assert result.stdout.splitlines() == [GSA, PROJECT, "True"], result.stderr
+    assert not config.exists()  # written in the pod's /tmp, not the host's
 
 
 def test_gce_metadata_node_pool_silently_gives_the_node_service_account(module_server: KeylessServer,
