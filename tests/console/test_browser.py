@@ -149,7 +149,7 @@ def test_graph_of_seed_001(world: KeylessServer, page: Any) -> None:
     page.fill("#q", "wide-sa")
     page.click("#apply")
     expect(page.locator("svg.graph .node")).to_have_count(2)
-    expect(page.locator("#status")).to_contain_text(re.compile(r"^2 of 1\d nodes"))
+    expect(page.locator("#status")).to_contain_text(re.compile(r"^2 of 2\d nodes"))
 
 
 def test_timeline_filters_groups_and_tails(world: KeylessServer, page: Any) -> None:

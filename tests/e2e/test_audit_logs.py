@@ -18,6 +18,7 @@ import pytest
 
 from tests.api.helpers import token_for_service_account, token_for_user
 from tests.conftest import Gcloud, KeylessServer, _need_gcloud, fresh_database_url
+from tests.console.conftest import names
 
 NUMBER = "123456789"
 POOL = f"projects/{NUMBER}/locations/global/workloadIdentityPools/github-pool"
@@ -348,7 +349,7 @@ def test_keyless_audit_read_and_the_console_say_why_seed_001_queries_find_nothin
         # the console's timeline says the same
         console = httpx.Client(base_url=srv.base_url, timeout=30)
         console.get("/console/signin")
-        r = console.post("/console/signin", data={"csrf": console.cookies["keyless_csrf"], "token": srv.owner_token})
+        r = console.post("/console/signin", data={"csrf": console.cookies[names(srv).csrf], "token": srv.owner_token})
         assert r.status_code == 303
         page = _ok(console.get("/console/api/entries", params={"project": "my-project", "filter": seed}))
         assert page["entries"] == [] and suggested_filters(page["hint"]) == [suggested]

@@ -143,7 +143,7 @@ def test_seed_snippets_run_unmodified_and_least_privilege_holds(srv: KeylessServ
     assert "secretmanager.SecretManagerServiceClient()" in secret_snippet
     denied = (
         "import sys\ntry:\n    exec(compile(open(sys.argv[1]).read(), sys.argv[1], 'exec'))\n"
-        "except Exception as e:\n    print(type(e).__name__, getattr(e, 'code', None), str(e)[:400])\n"
+        "except Exception as e:\n    print(type(e).__name__, getattr(e, 'code', None), ' '.join(str(e).split())[:400])\n"
         "else:\n    print('allowed')\n")
     files = {
         "storage.py": storage_snippet,
