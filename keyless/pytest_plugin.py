@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 import pytest
 
+from keyless.cli.quickstart import refusal
 from keyless.federation import cred_config
 
 GITHUB_MAPPING = {"google.subject": "assertion.sub", "attribute.repository": "assertion.repository",
@@ -209,12 +210,7 @@ class Keyless:
         r = self.http.request(method, path, json=body, params=params,
                               headers={"Authorization": f"Bearer {token or self.owner_token}"})
         if r.status_code >= 400:
-            try:
-                error = r.json()["error"]
-                text = f"{error.get('status', r.status_code)}: {error.get('message', '')}"
-            except (ValueError, KeyError, TypeError):
-                text = f"HTTP {r.status_code}: {r.text[:300]}"
-            raise KeylessApiError(f"{method} {path}: {text}")
+            raise KeylessApiError(f"{method} {path}: {refusal(r)}")
         return dict(r.json() or {}) if r.content else {}
 
     def _id(self, prefix: str) -> str:

@@ -65,13 +65,18 @@ class Api:
         if r.status_code == 409 and exists_ok:
             return {}
         if r.status_code >= 400:
-            try:
-                error = r.json()["error"]
-                text = f"{error.get('status', r.status_code)}: {error.get('message', '')}"
-            except (ValueError, KeyError, TypeError):
-                text = f"HTTP {r.status_code}: {r.text[:200]}"
-            raise ValueError(f"{method} {path}: {text}")
+            raise ValueError(f"{method} {path}: {refusal(r)}")
         return dict(r.json() or {})
+
+
+def refusal(r: httpx.Response) -> str:
+    """A refused call in one line: Google's `STATUS: message`, else the HTTP status and the body's
+    start (a Kubernetes Status, a proxy's page). Shared with the pytest plugin (keyless.pytest_plugin)."""
+    try:
+        error = r.json()["error"]
+        return f"{error.get('status', r.status_code)}: {error.get('message', '')}"
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {r.status_code}: {r.text[:300]}"
 
 
 def quickstart(api: Api, settings: Settings, args: argparse.Namespace) -> dict[str, str]:
