@@ -106,6 +106,15 @@ def remains(names: Iterable[str]) -> list[str]:
     return sorted(found)
 
 
+def node_namespaces(srv: KeylessServer) -> set[str]:
+    """The network namespaces of this server's nodes (named after its store and node,
+    keyless.gke.pods.node_namespace): a pod of this server is a record whose `node` is one of them.
+    Pod names alone do not say whose a pod is: the other CI leg runs the same tests at the same time."""
+    settings = Settings(data_dir=srv.data_dir, database_url=srv.database_url)
+    with server_state(srv).db.read() as s:
+        return {node_namespace(settings, name)[0] for name in s.scalars(select(GkeNode.name))}
+
+
 def leftovers(srv: KeylessServer) -> list[str]:
     """What this server's pods left on this machine: its nodes' namespaces (named after its store and
     node, keyless.gke.pods.node_namespace) and the pods placed on them (their owner records name the
@@ -113,9 +122,7 @@ def leftovers(srv: KeylessServer) -> list[str]:
     (xdist workers, the other CI leg) run pods at the same time. Also any pod namespace or /etc/netns
     entry without an owner record, whoever's: none exists even for a moment (the record is written
     first and removed last, keyless.gke.netns), so one is a leak."""
-    settings = Settings(data_dir=srv.data_dir, database_url=srv.database_url)
-    with server_state(srv).db.read() as s:
-        nodes = {node_namespace(settings, name)[0] for name in s.scalars(select(GkeNode.name))}
+    nodes = node_namespaces(srv)
     records = netns.records()
     mine = nodes | {name for name, rec in records.items() if rec.get("node") in nodes}
     orphans = set(netns.namespaces(netns.POD_PREFIX))
