@@ -4,7 +4,10 @@ to the Keyless server on the host's loopback, as kube-proxy relays a Service to 
 
 Each accepted connection is one upstream connection; EOF is passed on as a half-close (so a
 client's shutdown(SHUT_WR) reaches the server), and at most `limit` connections are relayed at
-once: beyond that a new connection is closed at once rather than left waiting.
+once: beyond that a new connection is closed at once rather than left waiting. One pod (one
+source address) holds at most `per_peer_limit` of them, so a pod that opens connections without
+end is refused alone while its neighbours on the node still reach Keyless (issue #23: the
+metadata server bounds each pod the same way).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 CHUNK = 256 * 1024  # bytes read per step: whole TLS records, few wake-ups on bulk downloads
 CONNECT_TIMEOUT = 10.0
 DEFAULT_LIMIT = 1024
+DEFAULT_PER_PEER_LIMIT = 256  # a quarter of the node's relay for one pod
 log = logging.getLogger(__name__)
 
 
@@ -36,10 +40,13 @@ class Forwarder:
     """Relays every connection of its routes to their upstream, in an event loop of its own
     thread, so bulk transfers never queue behind (or ahead of) the metadata server's answers."""
 
-    def __init__(self, routes: list[Route], limit: int = DEFAULT_LIMIT) -> None:
+    def __init__(self, routes: list[Route], limit: int = DEFAULT_LIMIT,
+                 per_peer_limit: int = DEFAULT_PER_PEER_LIMIT) -> None:
         self.routes = routes
         self.limit = limit
+        self.per_peer_limit = per_peer_limit
         self.active = 0  # connections being relayed now
+        self.by_peer: dict[str, int] = {}  # of them, per source address (one pod each)
         self.refused = 0  # connections closed because the limit was reached
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -88,11 +95,14 @@ class Forwarder:
 
     async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter,
                      upstream: tuple[str, int]) -> None:
-        if self.active >= self.limit:
+        peername = client_w.get_extra_info("peername")
+        peer = str(peername[0]) if peername else ""
+        if self.active >= self.limit or self.by_peer.get(peer, 0) >= self.per_peer_limit:
             self.refused += 1
             _abort(client_w)
             return
         self.active += 1
+        self.by_peer[peer] = self.by_peer.get(peer, 0) + 1
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
@@ -119,6 +129,10 @@ class Forwarder:
                     await w.wait_closed()
         finally:
             self.active -= 1
+            if (left := self.by_peer[peer] - 1) > 0:
+                self.by_peer[peer] = left
+            else:
+                del self.by_peer[peer]
             if task is not None:
                 self._tasks.discard(task)
 
@@ -166,4 +180,4 @@ def parse_upstream(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-__all__ = ["DEFAULT_LIMIT", "Forwarder", "Route", "parse_upstream"]
+__all__ = ["DEFAULT_LIMIT", "DEFAULT_PER_PEER_LIMIT", "Forwarder", "Route", "parse_upstream"]

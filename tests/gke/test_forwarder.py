@@ -1,6 +1,6 @@
 """The node's relay to Keyless (keyless/gke/forwarder.py) on loopback: bytes pass unchanged both
 ways for many connections at once, a half-close reaches the server, the connection limit
-refuses at once, and a missing upstream resets the client instead of leaving it hanging."""
+refuses at once, one source address (one pod) cannot take the whole relay, and a missing upstream resets the client instead of leaving it hanging."""
 
 from __future__ import annotations
 
@@ -106,6 +106,45 @@ def test_the_connection_limit_refuses_at_once(upstream: tuple[str, int]) -> None
             time.sleep(0.01)
         assert _round_trip(port, b"again") == b"again"  # room again once one has closed
         held[1].close()
+    finally:
+        forwarder.stop()
+
+
+def test_one_pod_cannot_take_the_whole_relay(upstream: tuple[str, int]) -> None:
+    """Issue #23: a pod opening connections without end is refused alone; another source address
+    (another pod on the node) is still relayed while the first holds its share."""
+    sock = _listener()
+    forwarder = Forwarder([Route(sock, upstream)], limit=10, per_peer_limit=3)
+    forwarder.start()
+    port = sock.getsockname()[1]
+
+    def connect(source: str) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
+
+    try:
+        held = [connect("127.0.0.1") for _ in range(3)]
+        for s in held:
+            s.sendall(b"x")
+        deadline = time.monotonic() + 5
+        while forwarder.active < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with pytest.raises(ConnectionResetError):
+            with connect("127.0.0.1") as fourth:
+                fourth.sendall(b"y")
+                fourth.recv(1)
+                fourth.recv(1)
+        assert forwarder.refused == 1 and forwarder.by_peer == {"127.0.0.1": 3}
+        with connect("127.0.0.2") as neighbour:  # total 4 of 10: the neighbour is relayed
+            neighbour.sendall(b"hello")
+            neighbour.shutdown(socket.SHUT_WR)
+            assert neighbour.recv(10) == b"hello"
+        for s in held:
+            s.close()
+        deadline = time.monotonic() + 5
+        while forwarder.active and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert forwarder.by_peer == {}  # released as they close: the pod may connect again
+        assert _round_trip(port, b"again") == b"again"
     finally:
         forwarder.stop()
 
