@@ -70,8 +70,10 @@ async def not_found(request: Request, exc: Exception | None = None) -> Response:
     return google_error(NotFound(f"The requested URL {request.url.path} was not found on this server."))
 
 
-def _router(routes: Sequence[BaseRoute]) -> Router:
-    return Router(routes=routes, default=_not_found_app)
+def _router(routes: Sequence[BaseRoute], *, redirect_slashes: bool = False) -> Router:
+    """Google's API frontends answer a path with a stray trailing slash 404, never a redirect (and
+    Starlette's redirect would be an absolute URL built from the request's Host header, issue #23)."""
+    return Router(routes=routes, default=_not_found_app, redirect_slashes=redirect_slashes)
 
 
 def _router_of(prefix: str, routes: Callable[[ServerState], Sequence[BaseRoute]],
@@ -81,7 +83,8 @@ def _router_of(prefix: str, routes: Callable[[ServerState], Sequence[BaseRoute]]
         from keyless.api import scopes
 
         scopes.bind(prefix, built)  # each Google API method's OAuth scopes (keyless.api.scopes)
-        return _router(built)
+        # the Kubernetes API (not a Google frontend) keeps the redirects it was built and tested with
+        return _router(built, redirect_slashes=prefix == "kubernetes")
 
     return build
 

@@ -119,3 +119,13 @@ def test_configure_gcloud_leaves_prompts_as_gcloud_has_them(srv: KeylessServer, 
 
     assert not configured().has_option("core", "disable_prompts")
     assert configured("--disable-prompts").get("core", "disable_prompts") == "True"
+
+
+def test_a_stray_trailing_slash_is_not_found_not_redirected_to_the_callers_host(srv: KeylessServer) -> None:
+    """Google's frontends answer 404; a redirect built from the request's Host header would send
+    the client (or a cache in front of Keyless) to whatever host the caller named."""
+    for path in ("/iam/v1/projects/my-project/serviceAccounts/", f"{CRM}/", "/storage/v1/b/",
+                 "/secretmanager/v1/projects/my-project/secrets/"):
+        r = srv.call("GET", path, headers={"Host": "attacker.example"})
+        assert r.status_code == 404 and "location" not in r.headers, (path, r.status_code, r.headers)
+        assert r.json()["error"]["status"] == "NOT_FOUND", r.text
