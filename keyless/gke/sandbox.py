@@ -1,6 +1,6 @@
 """A pod's process as a container runtime makes it (issue #23): its own mount, PID, UTS and IPC
 namespaces, the host's filesystem read-only with the host's secrets hidden, no capabilities,
-`no_new_privs`, and a non-root uid unless the pod asks for another (securityContext.runAsUser).
+`no_new_privs`, a seccomp filter (below), and a non-root uid unless the pod asks for another (securityContext.runAsUser).
 A pod that asks for root gets uid 0 in a user namespace of its own, mapped to NOBODY on the host
 (as Kubernetes' user-namespaced pods, hostUsers: false): the host's root-owned files are not its.
 
@@ -10,7 +10,16 @@ Run by the pod's runner as `ip netns exec POD PYTHON -I -S sandbox.py CONFIG -- 
 of milliseconds. Three processes: this one (outside the PID namespace, what the runner waits
 for; it passes signals on), the namespace's init (PID 1: it reaps orphans, and its exit ends
 every process of the pod, as a container's), and COMMAND. Linux interfaces: unshare(2),
-mount(2), mount_setattr(2), capabilities(7), prctl(2), pid_namespaces(7).
+mount(2), mount_setattr(2), capabilities(7), prctl(2), pid_namespaces(7), seccomp(2).
+
+The seccomp filter refuses (EPERM) what container runtimes' default profiles refuse to a
+container without capabilities: new namespaces (unshare, setns, clone with a CLONE_NEW* flag:
+a user namespace would give the pod every capability over namespaces of its own, and the
+kernel's whole surface behind them), mounting, the kernel keyring (not namespaced), bpf,
+perf_event_open, userfaultfd, modules, kexec, reboot, swap, acct, syslog, open_by_handle_at.
+clone3 answers ENOSYS (its flags are behind a pointer a filter cannot read), so libc falls back
+to clone, whose flags it can. Another architecture's system calls (i386 on x86_64, x32) kill the
+process: the numbers below are those of the filter's own architecture only.
 
 CONFIG (JSON): hostname, uid, gid, home; `hide`: directories covered by empty tmpfs (the data
 dir, /run, /root, ...); `keep`: directories of the host bound back read-only inside what is
@@ -26,6 +35,7 @@ import json
 import os
 import select
 import signal
+import struct
 import sys
 from typing import Any
 
@@ -39,10 +49,35 @@ MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID = 0x1, 0x2
 SYS_MOUNT_SETATTR = 442  # the same number on every architecture (asm-generic)
 SYS_CAPSET = {"x86_64": 126, "aarch64": 91}
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT = 1, 24, 38, 47
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")  # what a container's /dev holds
+
+# seccomp(2): the system calls refused to a pod, by number (<asm/unistd_64.h> for x86_64,
+# <asm-generic/unistd.h> for aarch64), with the architecture's AUDIT_ARCH_* value and clone's number.
+_REFUSED = ("unshare", "setns", "mount", "umount2", "pivot_root", "mount_setattr", "fsopen", "fsconfig", "fsmount",
+            "move_mount", "open_tree", "fspick", "keyctl", "add_key", "request_key", "bpf", "perf_event_open",
+            "userfaultfd", "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
+            "open_by_handle_at", "reboot", "swapon", "swapoff", "acct", "syslog")
+SYSCALLS = {
+    "x86_64": (0xC000003E, {"unshare": 272, "setns": 308, "mount": 165, "umount2": 166, "pivot_root": 155,
+                            "keyctl": 250, "add_key": 248, "request_key": 249, "bpf": 321, "perf_event_open": 298,
+                            "userfaultfd": 323, "kexec_load": 246, "kexec_file_load": 320, "init_module": 175,
+                            "finit_module": 313, "delete_module": 176, "open_by_handle_at": 304, "reboot": 169,
+                            "swapon": 167, "swapoff": 168, "acct": 163, "syslog": 103, "clone": 56}),
+    "aarch64": (0xC00000B7, {"unshare": 97, "setns": 268, "mount": 40, "umount2": 39, "pivot_root": 41,
+                             "keyctl": 219, "add_key": 217, "request_key": 218, "bpf": 280, "perf_event_open": 241,
+                             "userfaultfd": 282, "kexec_load": 104, "kexec_file_load": 294, "init_module": 105,
+                             "finit_module": 273, "delete_module": 106, "open_by_handle_at": 265, "reboot": 142,
+                             "swapon": 224, "swapoff": 225, "acct": 89, "syslog": 116, "clone": 220}),
+}
+GENERIC = {"mount_setattr": 442, "fsopen": 430, "fsconfig": 431, "fsmount": 432, "move_mount": 429,
+           "open_tree": 428, "fspick": 433, "clone3": 435}  # the same on every architecture
+CLONE_NAMESPACES = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000
+X32_SYSCALL_BIT = 0x40000000
+EPERM, ENOSYS = 1, 38
 
 libc = ctypes.CDLL(None, use_errno=True)
 libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
@@ -172,6 +207,48 @@ def drop_privileges(uid: int, gid: int) -> None:
     _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
 
 
+def seccomp_program(machine: str) -> bytes:
+    """The classic-BPF filter (struct sock_filter[]) for `machine`, as described in the module's
+    docstring; it reads struct seccomp_data: nr at offset 0, arch at 4, args[0]'s low word at 16."""
+    arch, numbers = SYSCALLS[machine]
+    numbers = {**numbers, **GENERIC}
+    ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
+    allow, errno, kill = 0x7FFF0000, 0x00050000, 0x80000000
+    checks = [numbers[name] for name in _REFUSED]
+    head = [(ld, 0, 0, 4), (jeq, 1, 0, arch), (ret, 0, 0, kill), (ld, 0, 0, 0)]
+    # after head: [x32 check], refused..., clone3, clone, LD args[0], JSET, ALLOW, EPERM, ENOSYS
+    body_start = len(head)
+    tests = ([X32_SYSCALL_BIT] if machine == "x86_64" else []) + checks
+    n = len(tests)
+    clone3_at, clone_at = body_start + n, body_start + n + 1
+    allow_at, eperm_at, enosys_at = clone_at + 3, clone_at + 4, clone_at + 5
+    program = list(head)
+    for i, nr in enumerate(tests):
+        op = jge if machine == "x86_64" and i == 0 else jeq
+        program.append((op, eperm_at - (body_start + i + 1), 0, nr))
+    program.append((jeq, enosys_at - (clone3_at + 1), 0, numbers["clone3"]))
+    program.append((jeq, 0, allow_at - (clone_at + 1), numbers["clone"]))
+    program += [(ld, 0, 0, 16), (jset, eperm_at - (clone_at + 3), 0, CLONE_NAMESPACES),
+                (ret, 0, 0, allow), (ret, 0, 0, errno | EPERM), (ret, 0, 0, errno | ENOSYS)]
+    return b"".join(struct.pack("=HBBI", *instruction) for instruction in program)
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+
+
+def install_seccomp() -> None:
+    """Load the filter (after no_new_privs, which lets a process without CAP_SYS_ADMIN do so); it
+    holds for this process and everything it starts. Refused on an architecture it has no numbers
+    for: a pod never runs less confined than this file says."""
+    machine = os.uname().machine
+    if machine not in SYSCALLS:
+        raise OSError(f"no seccomp filter for {machine}")
+    program = seccomp_program(machine)
+    prog = _SockFprog(len(program) // 8, program)
+    _check(libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0), "seccomp")
+
+
 def _exit_like(status: int) -> None:
     """End this process as the waited-for one ended: same code, or the same signal."""
     if os.WIFSIGNALED(status):
@@ -207,6 +284,7 @@ def init(config: dict[str, Any], command: list[str], report: int, mapping: tuple
         if os.read(mapping[1], 1) != b"k":
             raise OSError("the user namespace was not mapped")
     drop_privileges(config["uid"], config["gid"])
+    install_seccomp()
     try:
         os.chdir(cwd)  # by name, in the new view (the old cwd may be a hidden host directory)
     except OSError:

@@ -170,6 +170,26 @@ def test_root_pod_has_no_capabilities_and_cannot_spoof(module_server: KeylessSer
     assert out[10] == "shadow=1" and out[11].split() == ["0", "65534", "1"]
 
 
+def test_pod_makes_no_namespaces_nor_keys(module_server: KeylessServer, cluster: str) -> None:
+    """The seccomp filter (keyless/gke/sandbox.py): on this kernel an unprivileged process may make a
+    user namespace and be root (every capability) in it, as the host's nobody can outside a pod;
+    a pod may not, nor reach the kernel keyring; ordinary processes and threads still start."""
+    outside = subprocess.run(["runuser", "-u", "nobody", "--", "unshare", "-U", "-r", "id", "-u"],
+                             capture_output=True, text=True)
+    assert outside.stdout == "0\n", outside  # the attack, where no filter stands in its way
+    script = "; ".join([
+        "grep Seccomp: /proc/self/status", "unshare -U -r id -u 2>/dev/null; echo userns=$?",
+        "unshare -n true 2>/dev/null; echo netns=$?",
+        f"{shlex.quote(PYTHON)} -c 'import ctypes; l = ctypes.CDLL(None, use_errno=True);"
+        " print(l.syscall(250, 0, 0), ctypes.get_errno())'",  # keyctl(KEYCTL_GET_KEYRING_ID): EPERM
+        f"{shlex.quote(PYTHON)} -u -c 'import threading, subprocess; t = threading.Thread(target=print, args=(\"thread\",));"
+        " t.start(); t.join(); subprocess.run([\"echo\", \"child\"])'",
+    ])
+    for extra in ((), ("--run-as-user", "0")):
+        out = in_pod(module_server, script, *extra).splitlines()
+        assert out == ["Seccomp:\t2", "userns=1", "netns=1", "-1 1", "thread", "child"], (extra, out)
+
+
 def test_pod_reads_no_owner_token_nor_the_data_dir(module_server: KeylessServer, cluster: str) -> None:
     data = module_server.data_dir.resolve()
     assert (data / "owner.token").is_file()
