@@ -90,7 +90,7 @@ class _Parser:
             return lambda a: key in a and a[key].startswith(prefix)
         key = self._attribute()
         op = self.take("op")
-        if op == ":" :
+        if op == ":":
             return lambda a: key in a
         if op not in ("=", "!="):
             raise _invalid(self.text, f"unexpected {op!r}")

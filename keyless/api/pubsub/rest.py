@@ -29,7 +29,7 @@ from keyless.audit.log import DATA_ACCESS, AuditRecord
 from keyless.errors import InvalidArgument, KeylessError, NotFound, PermissionDenied
 from keyless.iam.evaluate import ResourceContext
 from keyless.pubsub import messages as messages_domain
-from keyless.pubsub import names
+from keyless.pubsub import names, notify
 from keyless.pubsub import snapshots as snapshots_domain
 from keyless.pubsub import subscriptions as subscriptions_domain
 from keyless.pubsub import topics as topics_domain
@@ -213,7 +213,9 @@ def publish(call: Call) -> dict[str, Any]:
     outgoing = messages_domain.parse_messages(call.body)
     with call.write() as s:
         topic = _topic(call, s, "pubsub.topics.publish")
-        return {"messageIds": messages_domain.publish(s, topic, outgoing)}
+        ids = messages_domain.publish(s, topic, outgoing)
+    notify.published()  # committed: this process's streaming pulls look at once
+    return {"messageIds": ids}
 
 
 def list_topic_subscriptions(call: Call) -> dict[str, Any]:
@@ -334,6 +336,7 @@ def modify_ack_deadline(call: Call) -> dict[str, Any]:
     with call.write() as s:
         sub = _subscription(call, s, "pubsub.subscriptions.consume")
         messages_domain.modify_ack_deadline(s, sub, call.body.get("ackIds"), call.body.get("ackDeadlineSeconds"))
+    notify.published()  # a nack makes messages deliverable again
     return {}
 
 
@@ -349,6 +352,7 @@ def seek(call: Call) -> dict[str, Any]:
             snapshots_domain.seek_to_snapshot(s, sub, snapshots_domain.get_snapshot(s, project_id, snapshot_id))
         else:
             snapshots_domain.seek_to_time(s, sub, _timestamp(target_time))
+    notify.published()
     return {}
 
 
