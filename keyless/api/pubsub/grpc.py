@@ -139,13 +139,13 @@ class StreamingPull(grpc.GenericRpcHandler):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"Invalid [subscriptions] name: (name={first.subscription[:600]})")
         wake = asyncio.Event()
-        entry = notify.register(wake)
+        entry = notify.register(wake, stream.acks_changed)
         reader = asyncio.create_task(stream.read(first, requests, wake))
         try:
             while not reader.done():
                 if stream.full():  # flow control: wait for acks or nacks
                     stream.room.clear()
-                    await _first_of(stream.room, reader, None)
+                    await _first_of(stream.room, reader, POLL_SECONDS)
                     continue
                 status, answer = await stream.pull()
                 if status != 200:
@@ -154,7 +154,7 @@ class StreamingPull(grpc.GenericRpcHandler):
                 if received:
                     stream.leased(received)
                     await stream.extend(received)
-                    yield json_format.ParseDict({"receivedMessages": received}, pubsub.StreamingPullResponse.pb(),
+                    yield json_format.ParseDict({"receivedMessages": received}, pubsub.StreamingPullResponse.pb()(),
                                                 ignore_unknown_fields=True)
                     continue
                 wake.clear()
@@ -185,7 +185,7 @@ class _Stream:
         self.subscription = first.subscription
         self.deadline = first.stream_ack_deadline_seconds or 10
         self.limit = first.max_outstanding_messages or DEFAULT_OUTSTANDING
-        self.outstanding: set[str] = set()
+        self.outstanding: dict[str, float] = {}  # ack id -> when its lease ends (loop time)
         self.room = asyncio.Event()
         self.room.set()
         self._call = call
@@ -195,14 +195,30 @@ class _Stream:
         return len(parts) == 4 and parts[0] == "projects" and parts[2] == "subscriptions" and all(parts)
 
     def full(self) -> bool:
+        """Whether max_outstanding_messages are leased; leases that ended (acked or expired in
+        another worker) no longer count."""
+        if len(self.outstanding) >= self.limit:
+            now = asyncio.get_running_loop().time()
+            self.outstanding = {k: v for k, v in self.outstanding.items() if v > now}
         return len(self.outstanding) >= self.limit
+
+    def acks_changed(self, ack_ids: list[str], deadline: int | None) -> None:
+        """Acks, nacks and lease extensions made by unary calls in this process (keyless.pubsub.notify)."""
+        if deadline is None:
+            self.settled(ack_ids)
+            return
+        ends = asyncio.get_running_loop().time() + deadline
+        for ack_id in ack_ids:
+            if ack_id in self.outstanding:
+                self.outstanding[ack_id] = ends
 
     async def pull(self) -> tuple[int, bytes]:
         wanted = min(MAX_BATCH, self.limit - len(self.outstanding))
         return await self._call("pull", {"maxMessages": wanted})
 
     def leased(self, received: list[dict[str, Any]]) -> None:
-        self.outstanding.update(r["ackId"] for r in received)
+        ends = asyncio.get_running_loop().time() + self.deadline
+        self.outstanding.update((r["ackId"], ends) for r in received)
 
     async def extend(self, received: list[dict[str, Any]]) -> None:
         """The stream's own ack deadline for what it just leased (the subscription's applied at pull)."""
@@ -210,7 +226,8 @@ class _Stream:
                                                "ackDeadlineSeconds": self.deadline})
 
     def settled(self, ack_ids: list[str]) -> None:
-        self.outstanding.difference_update(ack_ids)
+        for ack_id in ack_ids:
+            self.outstanding.pop(ack_id, None)
         if len(self.outstanding) < self.limit:
             self.room.set()
 

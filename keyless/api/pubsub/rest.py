@@ -328,6 +328,7 @@ def acknowledge(call: Call) -> dict[str, Any]:
     with call.write() as s:
         sub = _subscription(call, s, "pubsub.subscriptions.consume")
         messages_domain.acknowledge(s, sub, call.body.get("ackIds"))
+    notify.acks_changed(call.body["ackIds"], None)  # frees room in this process's streams
     return {}
 
 
@@ -336,7 +337,7 @@ def modify_ack_deadline(call: Call) -> dict[str, Any]:
     with call.write() as s:
         sub = _subscription(call, s, "pubsub.subscriptions.consume")
         messages_domain.modify_ack_deadline(s, sub, call.body.get("ackIds"), call.body.get("ackDeadlineSeconds"))
-    notify.published()  # a nack makes messages deliverable again
+    notify.acks_changed(call.body["ackIds"], call.body["ackDeadlineSeconds"])  # a nack: deliverable again
     return {}
 
 
