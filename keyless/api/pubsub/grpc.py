@@ -153,9 +153,9 @@ class StreamingPull(grpc.GenericRpcHandler):
                 received = json.loads(answer).get("receivedMessages", []) if answer.strip() else []
                 if received:
                     stream.leased(received)
-                    await stream.extend(received)
                     yield json_format.ParseDict({"receivedMessages": received}, pubsub.StreamingPullResponse.pb()(),
                                                 ignore_unknown_fields=True)
+                    await stream.extend(received)  # after sending: delivery does not wait for it
                     continue
                 wake.clear()
                 await _first_of(wake, reader, POLL_SECONDS)
