@@ -319,6 +319,23 @@ def test_iam_on_one_topic_and_one_subscription(srv: KeylessServer) -> None:
                  403, "PERMISSION_DENIED") == DENIED
     error(srv.call("GET", f"{PS}/topics/guarded", token=""), 401, "UNAUTHENTICATED")
 
+    # OAuth scopes as the discovery document lists them: .../auth/pubsub serves, a storage scope does not
+    from keyless.iam.service_accounts import find_by_email
+    from keyless.state import service_account_principal
+
+    st = server_state(srv)
+    with st.db.read() as s:
+        row = find_by_email(s, PUBLISHER_SA)
+    assert row is not None
+    scoped = st.tokens.mint(service_account_principal(row), ["https://www.googleapis.com/auth/pubsub"], 600).token
+    assert publish(srv, "guarded", {"data": b64(b"scoped")}, token=scoped)
+    storage_only = st.tokens.mint(service_account_principal(row),
+                                  ["https://www.googleapis.com/auth/devstorage.read_only"], 600).token
+    refused = srv.call("POST", f"{PS}/topics/guarded:publish", body={"messages": [{"data": b64(b"x")}]},
+                       token=storage_only)
+    assert error(refused, 403, "PERMISSION_DENIED") == "Request had insufficient authentication scopes."
+    assert refused.json()["error"]["details"][0]["metadata"]["method"] == "pubsub.projects.topics.publish"
+
 
 def test_audit_admin_activity_and_no_data_access_for_messages(srv: KeylessServer) -> None:
     topic(srv, "audited")

@@ -21,6 +21,9 @@ import pytest
 from tests.api.helpers import token_for_service_account
 from tests.conftest import GCLOUD, Gcloud, KeylessServer, free_port, fresh_database_url
 
+# Client matrices over the REST methods tests/pubsub/test_api.py runs on both stores.
+pytestmark = pytest.mark.store_independent
+
 PROJECT = "my-project"
 PS = f"/pubsub/v1/projects/{PROJECT}"
 APP_SA = "app-sa@my-project.iam.gserviceaccount.com"
