@@ -13,6 +13,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -204,3 +206,44 @@ def test_gcloud_pubsub_topics_and_subscriptions(srv: KeylessServer, tmp_path: Pa
     assert pulled[0]["message"]["messageId"] == published["messageIds"][0]
     # acked by --auto-ack: nothing left
     assert ok(srv.call("POST", f"{PS}/subscriptions/gcloud-sub:pull", body={"maxMessages": 5})) == {}
+
+
+def test_hostile_streaming_pull_requests_are_refused(srv: KeylessServer) -> None:
+    """Raw StreamingPull requests no library would send: a name that is no subscription's, an ack
+    deadline out of Google's bounds, a missing credential; each ends the stream with Google's code."""
+    import grpc
+    from google.pubsub_v1.types import pubsub
+
+    ca = (srv.data_dir / "tls" / "ca.pem").read_bytes()
+    channel = grpc.secure_channel(f"localhost:{srv.tls_port}",  # type: ignore[attr-defined]
+                                  grpc.ssl_channel_credentials(root_certificates=ca))
+    stream = channel.stream_stream("/google.pubsub.v1.Subscriber/StreamingPull",
+                                   request_serializer=lambda m: m.SerializeToString(),
+                                   response_deserializer=pubsub.StreamingPullResponse.pb().FromString)
+    auth = (("authorization", f"Bearer {srv.owner_token}"),)
+    ok(srv.call("PUT", f"{PS}/topics/hostile-topic", body={}))
+    ok(srv.call("PUT", f"{PS}/subscriptions/hostile-sub", body={"topic": f"projects/{PROJECT}/topics/hostile-topic"}))
+    good = f"projects/{PROJECT}/subscriptions/hostile-sub"
+    cases = [(pubsub.StreamingPullRequest.pb()(subscription="projects/x/topics/../../etc", stream_ack_deadline_seconds=10),
+              auth, grpc.StatusCode.INVALID_ARGUMENT),
+             (pubsub.StreamingPullRequest.pb()(subscription=good, stream_ack_deadline_seconds=100000), auth,
+              grpc.StatusCode.INVALID_ARGUMENT),
+             (pubsub.StreamingPullRequest.pb()(subscription=good, stream_ack_deadline_seconds=10,
+                                               ack_ids=["not-an-ack-id"]), auth, grpc.StatusCode.INVALID_ARGUMENT),
+             (pubsub.StreamingPullRequest.pb()(subscription=good, stream_ack_deadline_seconds=10), (),
+              grpc.StatusCode.UNAUTHENTICATED)]
+    stop = threading.Event()
+
+    def held_open(request: Any) -> Iterator[Any]:  # the client keeps its side open, as libraries do
+        yield request
+        stop.wait(30)
+
+    try:
+        for request, metadata, code in cases:
+            with pytest.raises(grpc.RpcError) as raised:
+                for _ in stream(held_open(request), metadata=metadata, timeout=20):
+                    pass
+            assert raised.value.code() == code, (request, raised.value)
+    finally:
+        stop.set()
+        channel.close()

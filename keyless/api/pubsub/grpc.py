@@ -42,7 +42,8 @@ IAM_POLICY = "google.iam.v1.IAMPolicy"
 PREFIX = "/pubsub"  # where keyless.app mounts the REST API
 POLL_SECONDS = 0.25  # how often a stream looks for what no publish here announced
 MAX_BATCH = 100  # messages per StreamingPullResponse at most
-DEFAULT_OUTSTANDING = 1000  # when the client sets no max_outstanding_messages
+DEFAULT_OUTSTANDING = 1000  # when the client sets no max_outstanding_messages (or <= 0)
+MIN_STREAM_DEADLINE, MAX_STREAM_DEADLINE = 10, 600
 
 _TOPIC = "projects/*/topics/*"
 _SUB = "projects/*/subscriptions/*"
@@ -138,6 +139,10 @@ class StreamingPull(grpc.GenericRpcHandler):
         if not stream.valid():
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"Invalid [subscriptions] name: (name={first.subscription[:600]})")
+        if not MIN_STREAM_DEADLINE <= stream.deadline <= MAX_STREAM_DEADLINE:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"Invalid stream_ack_deadline_seconds: {stream.deadline}. It must be between "
+                                f"{MIN_STREAM_DEADLINE} and {MAX_STREAM_DEADLINE}.")
         wake = asyncio.Event()
         entry = notify.register(wake, stream.acks_changed)
         reader = asyncio.create_task(stream.read(first, requests, wake))
@@ -184,7 +189,7 @@ class _Stream:
     def __init__(self, first: Any, call: Call) -> None:
         self.subscription = first.subscription
         self.deadline = first.stream_ack_deadline_seconds or 10
-        self.limit = first.max_outstanding_messages or DEFAULT_OUTSTANDING
+        self.limit = first.max_outstanding_messages if first.max_outstanding_messages > 0 else DEFAULT_OUTSTANDING
         self.outstanding: dict[str, float] = {}  # ack id -> when its lease ends (loop time)
         self.room = asyncio.Event()
         self.room.set()
@@ -235,7 +240,7 @@ class _Stream:
         """Apply the client's requests until it closes its side; the first refused call's answer ends it."""
         request = first
         while True:
-            if request.stream_ack_deadline_seconds:
+            if MIN_STREAM_DEADLINE <= request.stream_ack_deadline_seconds <= MAX_STREAM_DEADLINE:
                 self.deadline = request.stream_ack_deadline_seconds
             if request.ack_ids:
                 status, answer = await self._call("acknowledge", {"ackIds": list(request.ack_ids)})
