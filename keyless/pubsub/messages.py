@@ -29,7 +29,7 @@ from keyless.errors import InvalidArgument
 from keyless.pubsub import names
 from keyless.pubsub.filters import compile_filter
 from keyless.pubsub.subscriptions import DEFAULT_RETENTION, MAX_ACK_DEADLINE
-from keyless.store.models import PsDelivery, PsMessage, PsSubscription, PsTopic
+from keyless.store.models import PsDelivery, PsMessage, PsSnapshot, PsSubscription, PsTopic
 
 MAX_MESSAGES_PER_PUBLISH = 1000
 MAX_MESSAGE_BYTES = 10 * 1000 * 1000
@@ -222,6 +222,30 @@ def _settle(s: Session, sub: PsSubscription, rows: list[PsDelivery]) -> None:
             row.acked, row.ack_id = True, None
     else:
         s.execute(delete(PsDelivery).where(PsDelivery.id.in_([r.id for r in rows])))
+        drop_orphans(s, {r.message_id for r in rows})
+
+
+def drop_orphans(s: Session, message_ids: set[int]) -> None:
+    """Delete the messages of `message_ids` no subscription still holds, unless their topic
+    retains messages (messageRetentionDuration) or an unexpired snapshot keeps them."""
+    if not message_ids:
+        return
+    held = set(s.scalars(select(PsDelivery.message_id).where(PsDelivery.message_id.in_(message_ids))))
+    candidates = message_ids - held
+    if not candidates:
+        return
+    topics = set(s.scalars(select(PsMessage.topic_uid).where(PsMessage.id.in_(candidates))))
+    retained = {t.uid for t in s.scalars(select(PsTopic).where(PsTopic.uid.in_(topics)))
+                if (t.body or {}).get("messageRetentionDuration")}
+    when = clock_now()
+    for snapshot in s.scalars(select(PsSnapshot).where(PsSnapshot.topic_uid.in_(topics))):
+        if _utc(snapshot.expire_time) > when:
+            candidates -= {int(i) for i in snapshot.unacked or []}
+    if retained:
+        candidates -= set(s.scalars(select(PsMessage.id).where(PsMessage.id.in_(candidates),
+                                                               PsMessage.topic_uid.in_(retained))))
+    if candidates:
+        s.execute(delete(PsMessage).where(PsMessage.id.in_(candidates)))
 
 
 def _ack_rows(s: Session, sub: PsSubscription, ack_ids: Any, where: str) -> list[PsDelivery]:
@@ -288,6 +312,7 @@ def redeliver_from(s: Session, sub: PsSubscription, unacked_ids: set[int], since
                       .values(acked=True, ack_id=None))
         else:
             s.execute(delete(PsDelivery).where(PsDelivery.id.in_([r.id for r in settled])))
+            drop_orphans(s, {r.message_id for r in settled})
     missing = unacked_ids - present
     if missing and sub.topic_uid:
         for message in s.scalars(select(PsMessage).where(PsMessage.id.in_(missing),

@@ -212,7 +212,11 @@ def update_subscription(s: Session, row: PsSubscription, body: dict[str, Any], m
 
 
 def delete_subscription(s: Session, row: PsSubscription) -> None:
+    from keyless.pubsub.messages import drop_orphans  # messages imports this module
+
+    held = set(s.scalars(select(PsDelivery.message_id).where(PsDelivery.subscription_uid == row.uid)))
     s.execute(delete(PsDelivery).where(PsDelivery.subscription_uid == row.uid))
+    drop_orphans(s, held)
     policy = get_policy_row(s, names.policy_resource(row.project_id, "subscriptions", row.subscription_id))
     if policy is not None:
         s.delete(policy)

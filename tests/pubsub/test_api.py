@@ -204,6 +204,10 @@ def test_messages_survive_a_restart(srv: KeylessServer) -> None:
     got = pull(srv, "durable-sub")
     assert [r["message"]["messageId"] for r in got] == ids and datas(got) == [b"kept"]
     assert got[0]["message"]["attributes"] == {"a": "1"} and got[0]["message"]["orderingKey"] == "k"
+    # acked by its only subscription: the message itself is deleted, not kept forever
+    ack(srv, "durable-sub", got)
+    with server_state(srv).db.read() as s:
+        assert s.get(PsMessage, int(ids[0])) is None
 
 
 def test_dead_letter_retry_policy_and_filters(srv: KeylessServer) -> None:
