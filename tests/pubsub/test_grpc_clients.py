@@ -88,16 +88,12 @@ for step, (action, args) in enumerate(script):
                     for i in range(n)]
             ids = [f.result(timeout=30) for f in sent]
             received, lock, done, arrivals = {}, threading.Lock(), threading.Event(), []
-            most = [0, 0]  # outstanding now, at most
 
             def callback(message):
                 with lock:
-                    most[0] += 1
-                    most[1] = max(most[1], most[0])
                     arrivals.append((message.ordering_key, int(message.attributes["n"])))
                     received.setdefault(message.data.decode(), []).append(
                         (message.attributes["n"], message.ordering_key, message.message_id))
-                    most[0] -= 1
                 message.ack()
                 if len(received) >= n:
                     done.set()
@@ -159,12 +155,12 @@ def test_publisher_batches_and_streaming_pull_delivers_everything(srv: KeylessSe
     out = run_client(srv, tmp_path, srv.owner_token, [
         ("setup", {"topic": topic, "subscription": sub, "project": f"projects/{PROJECT}",
                    "member": f"serviceAccount:{APP_SA}"}),
-        ("publish_subscribe", {"topic": topic, "subscription": sub, "count": 60, "flow": 5}),
+        ("publish_subscribe", {"topic": topic, "subscription": sub, "count": 30, "flow": 5}),
     ])
     assert out["0"] == {"topic": topic, "labels": {"via": "grpc"}, "subscription": sub, "deadline": 20,
                         "listed": [topic], "roles": ["roles/pubsub.publisher"]}
     delivered = out["1"]
-    assert delivered["published"] == 60 and delivered["received"] == sorted(f"m{i}" for i in range(60))
+    assert delivered["published"] == 30 and delivered["received"] == sorted(f"m{i}" for i in range(30))
     assert delivered["ids"] is True  # each message arrived under the id its publish returned
     # ordering keys: each key's messages arrived in the order they were published
     assert delivered["keys"] == ["key-0", "key-1", "key-2"] and delivered["in_order"] is True
@@ -247,3 +243,47 @@ def test_hostile_streaming_pull_requests_are_refused(srv: KeylessServer) -> None
     finally:
         stop.set()
         channel.close()
+
+
+def test_streaming_pull_honours_max_outstanding_messages(srv: KeylessServer) -> None:
+    """The server's side of flow control: a stream with max_outstanding_messages=2 gets two messages,
+    and two more only once those are acked on the stream."""
+    import queue
+
+    import grpc
+    from google.pubsub_v1.types import pubsub
+
+    ok(srv.call("PUT", f"{PS}/topics/flow-topic", body={}))
+    ok(srv.call("PUT", f"{PS}/subscriptions/flow-sub", body={"topic": f"projects/{PROJECT}/topics/flow-topic"}))
+    ok(srv.call("POST", f"{PS}/topics/flow-topic:publish", body={"messages": [
+        {"data": base64.b64encode(f"f{i}".encode()).decode()} for i in range(5)]}))
+    ca = (srv.data_dir / "tls" / "ca.pem").read_bytes()
+    channel = grpc.secure_channel(f"localhost:{srv.tls_port}",  # type: ignore[attr-defined]
+                                  grpc.ssl_channel_credentials(root_certificates=ca))
+    stream = channel.stream_stream("/google.pubsub.v1.Subscriber/StreamingPull",
+                                   request_serializer=lambda m: m.SerializeToString(),
+                                   response_deserializer=pubsub.StreamingPullResponse.pb().FromString)
+    outbox: queue.Queue[Any] = queue.Queue()
+    Request = pubsub.StreamingPullRequest.pb()
+    outbox.put(Request(subscription=f"projects/{PROJECT}/subscriptions/flow-sub", stream_ack_deadline_seconds=60,
+                       max_outstanding_messages=2))
+
+    def requests() -> Iterator[Any]:
+        while (item := outbox.get()) is not None:
+            yield item
+
+    responses = stream(requests(), metadata=(("authorization", f"Bearer {srv.owner_token}"),), timeout=60)
+    seen: list[str] = []
+    try:
+        for response in responses:
+            batch = [m.message.data.decode() for m in response.received_messages]
+            assert 0 < len(batch) <= 2, batch  # never more than the two the stream may hold
+            seen += batch
+            if len(seen) == 5:
+                break
+            outbox.put(Request(ack_ids=[m.ack_id for m in response.received_messages]))
+    finally:
+        outbox.put(None)
+        responses.cancel()
+        channel.close()
+    assert sorted(seen) == [f"f{i}" for i in range(5)]
