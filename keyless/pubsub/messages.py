@@ -127,6 +127,9 @@ def publish(s: Session, topic: PsTopic, messages: list[Outgoing], when: datetime
                              publish_time=when, visible_at=when, attempts=0, acked=False)
                   for row in rows for uid, matches in subscriptions if matches is None or matches(row.attributes)]
     s.add_all(deliveries)
+    s.flush()
+    unheld = {row.id for row in rows} - {d.message_id for d in deliveries}
+    drop_orphans(s, unheld)  # no subscription wants them: nothing to keep (unless the topic retains)
     return [str(row.id) for row in rows]
 
 
@@ -186,7 +189,9 @@ def pull(s: Session, sub: PsSubscription, max_messages: int, dead_letter: Any = 
         if len(chosen) >= max_messages:
             break
     if expired:
+        gone = set(s.scalars(select(PsDelivery.message_id).where(PsDelivery.id.in_(expired))))
         s.execute(delete(PsDelivery).where(PsDelivery.id.in_(expired)))
+        drop_orphans(s, gone)
     if not chosen:
         return []
     messages = {m.id: m for m in s.scalars(select(PsMessage).where(PsMessage.id.in_([r.message_id for r in chosen])))}

@@ -206,8 +206,10 @@ def test_messages_survive_a_restart(srv: KeylessServer) -> None:
     assert got[0]["message"]["attributes"] == {"a": "1"} and got[0]["message"]["orderingKey"] == "k"
     # acked by its only subscription: the message itself is deleted, not kept forever
     ack(srv, "durable-sub", got)
+    topic(srv, "nobody-listens")
+    unheard = publish(srv, "nobody-listens", {"data": b64(b"dropped")})  # no subscription: nothing to keep
     with server_state(srv).db.read() as s:
-        assert s.get(PsMessage, int(ids[0])) is None
+        assert s.get(PsMessage, int(ids[0])) is None and s.get(PsMessage, int(unheard[0])) is None
 
 
 def test_dead_letter_retry_policy_and_filters(srv: KeylessServer) -> None:
