@@ -53,6 +53,7 @@ PREFIXES: dict[str, Callable[[ServerState], Sequence[BaseRoute]]] = {
     "download": _api("storage", "download_routes"),  # Cloud Storage media downloads: /download/storage/v1/...
     "resumable": _api("storage", "resumable_routes"),  # gcloud's resumable uploads: /resumable/upload/storage/v1/...
     "secretmanager": _api("secretmanager"),
+    "pubsub": _api("pubsub.rest"),
     "logging": _api("logging"),
     "container": _api("container"),
     "kubernetes": _api("kubernetes"),  # each GKE cluster's Kubernetes API (its endpoint; keyless.api.kubernetes)

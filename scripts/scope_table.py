@@ -33,7 +33,7 @@ from keyless.api.scopes import TABLE, route_key  # noqa: E402
 
 # The discovery documents of the API versions Keyless serves.
 DOCUMENTS = ["iam.v1", "iamcredentials.v1", "cloudresourcemanager.v1", "cloudresourcemanager.v3", "serviceusage.v1",
-             "storage.v1", "secretmanager.v1", "logging.v2", "container.v1"]
+             "storage.v1", "secretmanager.v1", "logging.v2", "container.v1", "pubsub.v1"]
 # Keyless routes that are no discovery method of their own, and the method whose scopes they take:
 # a resumable upload's later requests (PUT a chunk, DELETE to cancel) continue objects.insert;
 # /download/storage/v1/... is objects.get's media download (googleapiclient's useMediaDownloadService);
@@ -51,6 +51,9 @@ ALIASES = {
     "PUT /resumable/upload/storage/v1/b/{}/o": "POST /resumable/upload/storage/v1/b/{}/o",
     "DELETE /resumable/upload/storage/v1/b/{}/o": "POST /resumable/upload/storage/v1/b/{}/o",
     "GET /download/storage/v1/b/{}/o/{}": "GET /storage/v1/b/{}/o/{}",
+    "POST /pubsub/v1/projects/{}/topics/{}:getIamPolicy": "GET /pubsub/v1/projects/{}/topics/{}:getIamPolicy",
+    "POST /pubsub/v1/projects/{}/subscriptions/{}:getIamPolicy": "GET /pubsub/v1/projects/{}/subscriptions/{}:getIamPolicy",
+    "POST /pubsub/v1/projects/{}/snapshots/{}:getIamPolicy": "GET /pubsub/v1/projects/{}/snapshots/{}:getIamPolicy",
 }
 
 

@@ -47,6 +47,7 @@ class Rule:
     request: type[Message]
     response: type[Message]
     body: str = ""
+    additional: tuple[str, ...] = ()  # additional_bindings: more URI templates, same verb and body
 
 
 # Where the REST call of a gRPC connection comes from: the relay (keyless.tls.alpn) knows the
@@ -71,7 +72,8 @@ class TranscodingService(grpc.GenericRpcHandler):
         async def run(request: Message, context: grpc.aio.ServicerContext) -> Message:
             try:
                 transcoded = path_template.transcode(
-                    [{"method": rule.verb, "uri": rule.uri, **({"body": rule.body} if rule.body else {})}], request)
+                    [{"method": rule.verb, "uri": uri, **({"body": rule.body} if rule.body else {})}
+                     for uri in (rule.uri, *rule.additional)], request)
                 query = rest_helpers.flatten_query_params(_json(transcoded["query_params"]), strict=True)
             except (ValueError, TypeError):
                 await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, INVALID_RESOURCE)
@@ -109,6 +111,15 @@ async def _response(context: grpc.aio.ServicerContext, rule: Rule, status: int, 
         except json_format.ParseError:
             logger.exception("%s: the REST answer does not fit %s", rule.rpc, rule.response.DESCRIPTOR.full_name)
             await _abort(context, grpc.StatusCode.INTERNAL, "Internal error encountered.")
+    await abort_with_answer(context, status, answer)
+
+
+async def abort_with_answer(context: grpc.aio.ServicerContext, status: int, answer: bytes) -> NoReturn:
+    """End the call with the gRPC status of a REST error answer (Google's error body)."""
+    try:
+        document = json.loads(answer) if answer.strip() else {}
+    except ValueError:
+        document = None
     error = document.get("error") if isinstance(document, dict) else None
     if not isinstance(error, dict):
         await _abort(context, HTTP_CODES.get(status, grpc.StatusCode.UNKNOWN), answer.decode(errors="replace")[:500])

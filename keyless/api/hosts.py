@@ -22,6 +22,7 @@ API_HOSTS: dict[str, str | None] = {
     "serviceusage": "serviceusage",
     "oauth2": "oauth2",
     "secretmanager": "secretmanager",
+    "pubsub": "pubsub",
     "logging": "logging",
     "container": "container",
     "storage": None,  # /storage/v1, /upload/storage/v1, /download/storage/v1

@@ -34,7 +34,8 @@ INSUFFICIENT_SCOPES = "Request had insufficient authentication scopes."
 PREFIX_SERVICES = {
     "iam": "iam.googleapis.com", "iamcredentials": "iamcredentials.googleapis.com",
     "cloudresourcemanager": "cloudresourcemanager.googleapis.com", "serviceusage": "serviceusage.googleapis.com",
-    "secretmanager": "secretmanager.googleapis.com", "logging": "logging.googleapis.com",
+    "secretmanager": "secretmanager.googleapis.com", "pubsub": "pubsub.googleapis.com",
+    "logging": "logging.googleapis.com",
     "container": "container.googleapis.com", "storage": "storage.googleapis.com",
     "upload": "storage.googleapis.com", "download": "storage.googleapis.com", "resumable": "storage.googleapis.com",
 }

@@ -360,3 +360,89 @@ class StateSnapshot(Base):
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     body: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+# --- Pub/Sub (issue #20; migration 0010) ------------------------------------------------------
+class PsTopic(Base):
+    """A Pub/Sub topic (pubsub.googleapis.com v1 Topic). `uid` keys its messages and attached
+    subscriptions, so a topic deleted and created again under the same id starts afresh; `body`
+    keeps the fields Keyless only echoes (messageRetentionDuration, kmsKeyName, schemaSettings...)."""
+
+    __tablename__ = "ps_topics"
+    uid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(30))
+    topic_id: Mapped[str] = mapped_column(String(255))
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+Index("ux_ps_topic_name", PsTopic.project_id, PsTopic.topic_id, unique=True)
+
+
+class PsSubscription(Base):
+    """A Pub/Sub subscription. `topic` is the topic's name as created (`_deleted-topic_` once the
+    topic is deleted, as Google shows it); `topic_uid` is the topic messages fan out from."""
+
+    __tablename__ = "ps_subscriptions"
+    uid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(30))
+    subscription_id: Mapped[str] = mapped_column(String(255))
+    topic: Mapped[str] = mapped_column(String(600))
+    topic_uid: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    ack_deadline_seconds: Mapped[int] = mapped_column(Integer, default=10)
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+Index("ux_ps_subscription_name", PsSubscription.project_id, PsSubscription.subscription_id, unique=True)
+
+
+class PsMessage(Base):
+    """A published message; its `id` is the messageId Google answers (a decimal string)."""
+
+    __tablename__ = "ps_messages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    topic_uid: Mapped[str] = mapped_column(String(36), index=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    ordering_key: Mapped[str] = mapped_column(String(1024), default="")
+    publish_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PsDelivery(Base):
+    """One message for one subscription: leased until `visible_at` once pulled (the ack deadline),
+    under the `ack_id` of its latest delivery; `attempts` counts deliveries (deliveryAttempt).
+    Acked rows stay only where the subscription retains acked messages (for seek)."""
+
+    __tablename__ = "ps_deliveries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    subscription_uid: Mapped[str] = mapped_column(String(36))
+    message_id: Mapped[int] = mapped_column(Integer)
+    ordering_key: Mapped[str] = mapped_column(String(1024), default="")
+    publish_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    visible_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ack_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    acked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+Index("ix_ps_delivery_ready", PsDelivery.subscription_uid, PsDelivery.acked, PsDelivery.id)
+
+
+class PsSnapshot(Base):
+    """A Pub/Sub snapshot: the subscription's unacked messages (their message ids) when taken."""
+
+    __tablename__ = "ps_snapshots"
+    uid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(30))
+    snapshot_id: Mapped[str] = mapped_column(String(255))
+    topic: Mapped[str] = mapped_column(String(600))
+    topic_uid: Mapped[str] = mapped_column(String(36))
+    expire_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    unacked: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    taken_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+Index("ux_ps_snapshot_name", PsSnapshot.project_id, PsSnapshot.snapshot_id, unique=True)
+# --- end Pub/Sub ------------------------------------------------------------------------------
