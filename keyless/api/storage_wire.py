@@ -49,8 +49,9 @@ REASONS = {400: "invalid", 401: "required", 403: "forbidden", 404: "notFound", 4
            429: "rateLimitExceeded", 500: "backendError", 501: "notImplemented", 503: "backendError"}
 METHOD_LOG = {"storage.objects.get": DATA_READ, "storage.objects.list": DATA_READ,
               "storage.objects.create": DATA_WRITE, "storage.objects.delete": DATA_WRITE,
+              "storage.objects.update": DATA_WRITE,
               "storage.getIamPermissions": ADMIN_READ, "storage.buckets.get": ADMIN_READ,
-              "storage.buckets.list": ADMIN_READ}
+              "storage.buckets.list": ADMIN_READ, "storage.buckets.getStorageLayout": ADMIN_READ}
 # Cloud Storage's answer to a token without any of the method's scopes (its own words, not the
 # ACCESS_TOKEN_SCOPE_INSUFFICIENT ErrorInfo of Google's other APIs; keyless.api.scopes).
 SCOPES_NOT_AUTHORIZED = "Provided scope(s) are not authorized"
@@ -64,6 +65,7 @@ class Storage:
 
     blobs: BlobStore
     uploads: UploadSessions
+    rewrites: UploadSessions
 
 
 _STORAGE: weakref.WeakKeyDictionary[ServerState, Storage] = weakref.WeakKeyDictionary()
@@ -73,7 +75,7 @@ def storage_of(state: ServerState) -> Storage:
     found = _STORAGE.get(state)
     if found is None:
         blobs = BlobStore(state.settings.data_dir, root=state.settings.blob_dir)
-        found = _STORAGE.setdefault(state, Storage(blobs, UploadSessions(blobs)))
+        found = _STORAGE.setdefault(state, Storage(blobs, UploadSessions(blobs), UploadSessions(blobs, "rewrites")))
     return found
 
 
