@@ -33,7 +33,7 @@ from keyless.state import ServerState
 from keyless.storage import objects
 from keyless.storage.errors import PRECONDITION_FAILED, PreconditionFailed
 from keyless.storage.names import validate_bucket_name, validate_object_name
-from keyless.storage.objects import Preconditions, StoredBlob
+from keyless.storage.objects import AnyObject, Preconditions, StoredBlob
 from keyless.storage.uploads import UploadSession
 from keyless.store.models import StorageBucket, StorageObject
 
@@ -74,7 +74,7 @@ def _authorize_destination(call: StorageCall, row: StorageBucket, name: str) -> 
 
 
 def _read_source(call: StorageCall, row: StorageBucket, name: str, generation: int | None,
-                 pre: Preconditions) -> StorageObject:
+                 pre: Preconditions) -> AnyObject:
     authorize_object(call, row, name, "storage.objects.get")
     with call.read() as s:
         obj = objects.get_object(s, row.name, name, generation)
@@ -82,7 +82,7 @@ def _read_source(call: StorageCall, row: StorageBucket, name: str, generation: i
     return obj
 
 
-def _destination_metadata(call: StorageCall, source: StorageObject) -> dict[str, Any]:
+def _destination_metadata(call: StorageCall, source: AnyObject) -> dict[str, Any]:
     """The request body's metadata when it sets any writable field, else the source's (as Google copies)."""
     given = objects.validate_metadata(call.body)
     if given:
@@ -108,12 +108,12 @@ def _commit(call: StorageCall, row: StorageBucket, name: str, blob: StoredBlob,
     return body
 
 
-def _source_read(call: StorageCall, source_bucket: StorageBucket, source: StorageObject) -> None:
+def _source_read(call: StorageCall, source_bucket: StorageBucket, source: AnyObject) -> None:
     data_access(call, "storage.objects.get", source_bucket, objects.object_resource(source_bucket.name, source.name),
                 "storage.objects.get")
 
 
-def _open_blob(call: StorageCall, source: StorageObject) -> Any:
+def _open_blob(call: StorageCall, source: AnyObject) -> Any:
     try:
         return call.storage.blobs.open(source.blob_id)
     except FileNotFoundError:  # replaced or deleted since it was read
@@ -272,7 +272,7 @@ def compose_object(call: StorageCall) -> dict[str, Any]:
     return body
 
 
-def _compose_source(call: StorageCall, row: StorageBucket, item: Any) -> StorageObject:
+def _compose_source(call: StorageCall, row: StorageBucket, item: Any) -> AnyObject:
     if not isinstance(item, dict) or not isinstance(item.get("name"), str):
         raise InvalidArgument("Invalid argument: each of sourceObjects needs a name.")
     name = validate_object_name(item["name"])
@@ -287,14 +287,19 @@ def _compose_source(call: StorageCall, row: StorageBucket, item: Any) -> Storage
     return _read_source(call, row, name, generation, Preconditions(if_generation_match=match))
 
 
-def _delete_sources(call: StorageCall, row: StorageBucket, rows: list[StorageObject]) -> None:
+def _delete_sources(call: StorageCall, row: StorageBucket, rows: list[AnyObject]) -> None:
+    """deleteSourceObjects: each source generation composed, deleted as objects.delete would."""
     gone: list[str] = []
     with call.state.db.write(bump=False) as s:
         for r in rows:
-            current = objects.find_object(s, row.name, r.name)
-            if current is not None and current.generation == r.generation:
-                gone.append(current.blob_id)
-                s.delete(current)
+            if objects.find_object(s, row.name, r.name) is None and isinstance(r, StorageObject):
+                continue  # already gone
+            try:
+                blob = objects.delete_object(s, row.name, r.name, Preconditions(), r.generation)
+            except NotFound:
+                continue
+            if blob:
+                gone.append(blob)
     for blob_id in gone:
         call.storage.blobs.delete(blob_id)
 

@@ -26,7 +26,7 @@ from keyless.iam.principal import ANONYMOUS, Principal
 from keyless.projects import ROOT, project_chain, project_resource
 from keyless.storage.errors import PRECONDITION_FAILED, PreconditionFailed
 from keyless.storage.names import validate_bucket_name
-from keyless.store.models import IamPolicy, Project, StorageBucket, StorageObject
+from keyless.store.models import IamPolicy, Project, StorageBucket, StorageObject, StorageObjectVersion
 
 BUCKET_NOT_FOUND = "The specified bucket does not exist."
 BUCKET_NOT_EMPTY = "The bucket you tried to delete is not empty."
@@ -145,15 +145,20 @@ def list_buckets(s: Session, project_id: str, prefix: str = "") -> list[StorageB
     return [b for b in s.scalars(q).all() if b.name.startswith(prefix)]
 
 
-def delete_bucket(s: Session, name: str, if_metageneration_match: int | None = None) -> StorageBucket:
+def delete_bucket(s: Session, name: str, if_metageneration_match: int | None = None) -> list[str]:
+    """Delete an empty bucket; return the blobs of its soft-deleted objects, to delete with it."""
     row = get_bucket(s, name)
     if if_metageneration_match is not None and row.metageneration != if_metageneration_match:
         raise PreconditionFailed(PRECONDITION_FAILED)
-    if s.scalar(select(StorageObject.id).where(StorageObject.bucket == name).limit(1)) is not None:
-        raise ConflictError(BUCKET_NOT_EMPTY)
+    if s.scalar(select(StorageObject.id).where(StorageObject.bucket == name).limit(1)) is not None or s.scalar(
+            select(StorageObjectVersion.id).where(StorageObjectVersion.bucket == name,
+                                                  StorageObjectVersion.soft_delete_time.is_(None)).limit(1)) is not None:
+        raise ConflictError(BUCKET_NOT_EMPTY)  # noncurrent versions count, soft-deleted ones do not
+    soft = s.scalars(select(StorageObjectVersion.blob_id).where(StorageObjectVersion.bucket == name)).all()
+    s.execute(delete(StorageObjectVersion).where(StorageObjectVersion.bucket == name))
     s.delete(row)
     s.execute(delete(IamPolicy).where(IamPolicy.resource == bucket_resource(name)))
-    return row
+    return list(soft)
 
 
 def location_type(location: str) -> str:

@@ -240,8 +240,13 @@ def test_rewrite_and_compose_refuse_what_google_refuses(world: KeylessServer) ->
     for forged in ("../../uploads/x", "A" * 40, token[:-2] + "xx"):
         r = srv.call("POST", path, params={"rewriteToken": forged})
         assert r.status_code == 400, forged
-    # the source replaced mid-rewrite: the pinned generation is gone
+    # the source replaced mid-rewrite: the bucket is versioned, so the pinned generation is still read...
+    pinned = owner.get_blob("r.bin").generation
     owner.blob("r.bin").upload_from_string(b"new")
+    r = srv.call("POST", path, params={"rewriteToken": token, "maxBytesRewrittenPerCall": str(MIB)})
+    assert r.status_code == 200 and r.json()["totalBytesRewritten"] == str(2 * MIB)
+    # ...until that generation is deleted: then the rewrite ends in 404 and writes nothing
+    owner.blob("r.bin", generation=pinned).delete()
     r = srv.call("POST", path, params={"rewriteToken": token})
     assert r.status_code == 404 and owner.get_blob("r2.bin") is None
     # a reader cannot write the destination; a writer cannot read what it was not granted
@@ -287,3 +292,65 @@ def test_gcloud_storage_updates(world: KeylessServer, module_gcloud: Gcloud) -> 
     got = world.call("GET", "/storage/v1/b/gcloud-objects/o/g.txt").json()
     assert got["metadata"] == {"k": "v"} and got["contentType"] == "text/x-test"
     assert world.call("GET", "/storage/v1/b/gcloud-objects/o/f.txt").status_code == 404
+
+
+def test_versions_soft_delete_and_restore(world: KeylessServer) -> None:
+    srv = world
+    client = _client(srv, srv.owner_token)
+    bucket = client.create_bucket("versioned-bucket")
+    bucket.versioning_enabled = True
+    bucket.patch()
+    blob = bucket.blob("doc.txt")
+    blob.upload_from_string("v1")
+    first = blob.generation
+    blob.upload_from_string("v2")
+    second = blob.generation
+    assert second > first
+    assert bucket.blob("doc.txt", generation=first).download_as_bytes() == b"v1"
+    assert bucket.get_blob("doc.txt", generation=first).time_deleted is not None
+    versions = list(client.list_blobs(bucket, versions=True))
+    assert [(b.name, b.generation) for b in versions] == [("doc.txt", first), ("doc.txt", second)]
+    assert [b.generation for b in client.list_blobs(bucket)] == [second]
+    bucket.blob("doc.txt").delete()  # the live one becomes noncurrent
+    assert bucket.get_blob("doc.txt") is None
+    assert len(list(client.list_blobs(bucket, versions=True))) == 2
+    with pytest.raises(exceptions.Conflict, match="not empty"):
+        bucket.delete()
+    # paging over versions: one per page, every generation once
+    pages = list(client.list_blobs(bucket, versions=True, page_size=1).pages)
+    assert [b.generation for p in pages for b in p] == [first, second]
+
+    # soft delete: a deleted generation stays restorable, listed only with softDeleted=true
+    bucket.soft_delete_policy.retention_duration_seconds = 7 * 24 * 3600
+    bucket.versioning_enabled = False
+    bucket.patch()
+    assert bucket.soft_delete_policy.retention_duration_seconds == 7 * 24 * 3600
+    bucket.blob("doc.txt", generation=first).delete()
+    soft = list(client.list_blobs(bucket, soft_deleted=True))
+    assert [(b.generation, b.soft_delete_time is not None) for b in soft] == [(first, True)]
+    assert [b.generation for b in client.list_blobs(bucket, versions=True)] == [second]
+    with pytest.raises(exceptions.NotFound):
+        bucket.blob("doc.txt", generation=first).download_as_bytes()  # restore first, as on Google
+    reader_token = token_for_service_account(srv, READER)
+    _bind(srv, "versioned-bucket", "roles/storage.objectViewer", f"serviceAccount:{READER}")
+    r = srv.call("POST", "/storage/v1/b/versioned-bucket/o/doc.txt/restore", token=reader_token,
+                 params={"generation": str(first)})
+    assert r.status_code == 403 and "storage.objects.restore" in r.json()["error"]["message"]
+    restored = bucket.restore_blob("doc.txt", generation=first)
+    assert restored.generation > second and restored.download_as_bytes() == b"v1"
+    assert list(client.list_blobs(bucket, soft_deleted=True)) == []
+    r = srv.call("POST", "/storage/v1/b/versioned-bucket/o/doc.txt/restore", params={"generation": str(first)})
+    assert r.status_code == 404
+    r = srv.call("POST", "/storage/v1/b/versioned-bucket/o/doc.txt/restore")
+    assert r.status_code == 400
+    # overwrite without versioning: the old generation is soft-deleted, not lost
+    third = restored.generation
+    restored.upload_from_string("v3")
+    assert [b.generation for b in client.list_blobs(bucket, soft_deleted=True)] == [third]
+    # deleting the bucket takes its soft-deleted generations' bytes with it
+    for b in client.list_blobs(bucket, versions=True):
+        b.delete()
+    files_before = sum(1 for p in (srv.data_dir / "storage" / "blobs").rglob("*") if p.is_file())
+    bucket.delete()
+    files_after = sum(1 for p in (srv.data_dir / "storage" / "blobs").rglob("*") if p.is_file())
+    assert files_before - files_after == 3  # v2 (noncurrent, then soft-deleted), v1 restored then replaced, v3
