@@ -16,7 +16,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
-from keyless.api import storage_media, storage_rewrite
+from keyless.api import storage_folders, storage_media, storage_rewrite
 from keyless.api.storage_wire import (
     StorageCall,
     authorize_bucket,
@@ -314,6 +314,7 @@ def routes(state: ServerState) -> list[Route]:
         Route(b + "/o", storage_endpoint(state, storage_media.upload, json_body=False), methods=["POST"]),
         Route(b + "/o/{object:path}", storage_endpoint(state, get_object, media=True), methods=["GET"]),
         *storage_rewrite.routes(state),
+        *storage_folders.routes(state),
         Route(b + "/o/{object:path}/restore", storage_endpoint(state, restore_object), methods=["POST"]),
         Route(b + "/o/{object:path}", storage_endpoint(state, delete_object), methods=["DELETE"]),
         Route(b + "/o/{object:path}", storage_endpoint(state, patch_object), methods=["PATCH"]),

@@ -31,7 +31,7 @@ from keyless.errors import InvalidArgument, KeylessError, PermissionDenied, Unau
 from keyless.iam.evaluate import ResourceContext
 from keyless.iam.principal import ANONYMOUS, Principal
 from keyless.state import ServerState
-from keyless.storage import buckets, objects
+from keyless.storage import buckets, managed_folders, objects
 from keyless.storage.blobs import BlobStore
 from keyless.storage.buckets import bucket_context
 from keyless.storage.names import validate_bucket_name
@@ -47,7 +47,9 @@ MAX_OBJECT_BYTES = int(os.environ.get("KEYLESS_STORAGE_MAX_OBJECT_BYTES", str(5 
 REASONS = {400: "invalid", 401: "required", 403: "forbidden", 404: "notFound", 409: "conflict",
            412: "conditionNotMet", 413: "uploadTooLarge", 416: "requestedRangeNotSatisfiable",
            429: "rateLimitExceeded", 500: "backendError", 501: "notImplemented", 503: "backendError"}
-METHOD_LOG = {"storage.objects.get": DATA_READ, "storage.objects.list": DATA_READ,
+METHOD_LOG = {"storage.managedFolders.get": ADMIN_READ, "storage.managedFolders.list": ADMIN_READ,
+              "storage.managedFolders.getIamPolicy": ADMIN_READ,
+              "storage.objects.get": DATA_READ, "storage.objects.list": DATA_READ,
               "storage.objects.create": DATA_WRITE, "storage.objects.delete": DATA_WRITE,
               "storage.objects.update": DATA_WRITE,
               "storage.getIamPermissions": ADMIN_READ, "storage.buckets.get": ADMIN_READ,
@@ -56,6 +58,7 @@ METHOD_LOG = {"storage.objects.get": DATA_READ, "storage.objects.list": DATA_REA
 # ACCESS_TOKEN_SCOPE_INSUFFICIENT ErrorInfo of Google's other APIs; keyless.api.scopes).
 SCOPES_NOT_AUTHORIZED = "Provided scope(s) are not authorized"
 WHAT = {"object": "the Google Cloud Storage object", "bucket": "the Google Cloud Storage bucket",
+        "managedFolder": "the Google Cloud Storage managed folder",
         "project": "the Google Cloud project"}
 
 
@@ -155,7 +158,10 @@ def authorize_bucket(call: StorageCall, row: StorageBucket, permission: str) -> 
 
 
 def authorize_object(call: StorageCall, row: StorageBucket, name: str, permission: str) -> None:
-    call.authorize(permission, buckets.bucket_chain(row), object_context(row.name, name), "object", row.project_id)
+    """On the object, inheriting from the managed folders that hold it, then the bucket's chain."""
+    with call.read() as s:
+        chain = managed_folders.object_chain(s, row, name)
+    call.authorize(permission, chain, object_context(row.name, name), "object", row.project_id)
 
 
 def data_access(call: StorageCall, method: str, row: StorageBucket, resource_name: str, permission: str) -> None:

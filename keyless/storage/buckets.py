@@ -26,7 +26,14 @@ from keyless.iam.principal import ANONYMOUS, Principal
 from keyless.projects import ROOT, project_chain, project_resource
 from keyless.storage.errors import PRECONDITION_FAILED, PreconditionFailed
 from keyless.storage.names import validate_bucket_name
-from keyless.store.models import IamPolicy, Project, StorageBucket, StorageObject, StorageObjectVersion
+from keyless.store.models import (
+    IamPolicy,
+    Project,
+    StorageBucket,
+    StorageManagedFolder,
+    StorageObject,
+    StorageObjectVersion,
+)
 
 BUCKET_NOT_FOUND = "The specified bucket does not exist."
 BUCKET_NOT_EMPTY = "The bucket you tried to delete is not empty."
@@ -156,6 +163,9 @@ def delete_bucket(s: Session, name: str, if_metageneration_match: int | None = N
         raise ConflictError(BUCKET_NOT_EMPTY)  # noncurrent versions count, soft-deleted ones do not
     soft = s.scalars(select(StorageObjectVersion.blob_id).where(StorageObjectVersion.bucket == name)).all()
     s.execute(delete(StorageObjectVersion).where(StorageObjectVersion.bucket == name))
+    s.execute(delete(StorageManagedFolder).where(StorageManagedFolder.bucket == name))
+    s.execute(delete(IamPolicy).where(IamPolicy.resource.startswith(f"{bucket_resource(name)}/managedFolders/",
+                                                                    autoescape=True)))
     s.delete(row)
     s.execute(delete(IamPolicy).where(IamPolicy.resource == bucket_resource(name)))
     return list(soft)

@@ -263,6 +263,22 @@ class StorageObjectVersion(Base):
 
 
 Index("ix_storage_object_versions_name", StorageObjectVersion.bucket, StorageObjectVersion.name)
+
+
+class StorageManagedFolder(Base):
+    """A managed folder (migration 0012, issue #20): a name prefix of a bucket, ending in `/`, whose
+    IAM policy (under `projects/_/buckets/B/managedFolders/NAME`) grants on the objects beneath it."""
+
+    __tablename__ = "storage_managed_folders"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    bucket: Mapped[str] = mapped_column(String(222))
+    name: Mapped[str] = mapped_column(String(1024))
+    metageneration: Mapped[int] = mapped_column(BigInteger, default=1)
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+Index("ux_storage_managed_folder_name", StorageManagedFolder.bucket, StorageManagedFolder.name, unique=True)
 # --- end Cloud Storage ------------------------------------------------------------------------
 
 

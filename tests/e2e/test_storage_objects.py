@@ -354,3 +354,61 @@ def test_versions_soft_delete_and_restore(world: KeylessServer) -> None:
     bucket.delete()
     files_after = sum(1 for p in (srv.data_dir / "storage" / "blobs").rglob("*") if p.is_file())
     assert files_before - files_after == 3  # v2 (noncurrent, then soft-deleted), v1 restored then replaced, v3
+
+
+def test_managed_folders_grant_on_objects_beneath(world: KeylessServer, module_gcloud: Gcloud) -> None:
+    srv, g = world, module_gcloud
+    folder_sa = f"folder-sa@{PROJECT}.iam.gserviceaccount.com"
+    assert srv.call("POST", f"/iam/v1/projects/{PROJECT}/serviceAccounts", body={"accountId": "folder-sa"}).is_success
+    g.run("storage", "managed-folders", "create", "gs://dst-bucket/team-a/")
+    base = "/storage/v1/b/dst-bucket/managedFolders"
+    r = srv.call("POST", base, body={"name": "team-a/sub"})
+    assert r.status_code == 200 and r.json()["name"] == "team-a/sub/" and r.json()["kind"] == "storage#managedFolder"
+    assert srv.call("POST", base, body={"name": "team-a/"}).status_code == 409
+    for bad in ("", "/x/", "a//b/", "..", "x" * 1100):
+        assert srv.call("POST", base, body={"name": bad}).status_code == 400, bad
+    listed = srv.call("GET", base, params={"prefix": "team-a/", "pageSize": "1"}).json()
+    assert [f["name"] for f in listed["items"]] == ["team-a/"]
+    more = srv.call("GET", base, params={"prefix": "team-a/", "pageToken": listed["nextPageToken"]}).json()
+    assert [f["name"] for f in more["items"]] == ["team-a/sub/"] and "nextPageToken" not in more
+    assert srv.call("GET", base + "/team-a%2F").json()["id"] == "dst-bucket/team-a/"
+
+    token = token_for_service_account(srv, folder_sa)
+    sa = _client(srv, token).bucket("dst-bucket")
+    with pytest.raises(exceptions.Forbidden, match="storage.objects.create"):
+        sa.blob("team-a/sub/x.txt").upload_from_string("x")
+    g.run("storage", "managed-folders", "add-iam-policy-binding", "gs://dst-bucket/team-a/",
+          f"--member=serviceAccount:{folder_sa}", "--role=roles/storage.objectUser")
+    policy = srv.call("GET", base + "/team-a%2F/iam").json()
+    assert {"role": "roles/storage.objectUser", "members": [f"serviceAccount:{folder_sa}"]} in policy["bindings"]
+    assert policy["resourceId"] == "projects/_/buckets/dst-bucket/managedFolders/team-a/"
+    sa.blob("team-a/sub/x.txt").upload_from_string("x")  # a nested folder inherits its parent's grant
+    assert sa.blob("team-a/sub/x.txt").download_as_bytes() == b"x"
+    with pytest.raises(exceptions.Forbidden):
+        sa.blob("team-b/x.txt").upload_from_string("x")  # beside the folder: nothing granted
+    with pytest.raises(exceptions.Forbidden):
+        sa.blob("team-a").upload_from_string("x")  # the name without the slash is not beneath it
+    tested = srv.call("GET", base + "/team-a%2Fsub%2F/iam/testPermissions", token=token,
+                      params=[("permissions", "storage.objects.get"),
+                              ("permissions", "storage.managedFolders.setIamPolicy")])
+    assert tested.json()["permissions"] == ["storage.objects.get"]
+    r = srv.call("PUT", base + "/team-a%2F/iam", token=token, body={"bindings": []})
+    assert r.status_code == 403 and "storage.managedFolders.setIamPolicy access to the Google Cloud Storage " \
+        "managed folder" in r.json()["error"]["message"]
+    r = srv.call("PUT", base + "/team-a%2F/iam", body={"bindings": [{"role": "roles/nope", "members": ["x"]}]})
+    assert r.status_code == 400
+    r = srv.call("DELETE", base + "/team-a%2F")
+    assert r.status_code == 409 and r.json()["error"]["errors"][0]["reason"] == "conflict"
+    assert srv.call("DELETE", base + "/team-a%2Fsub%2F", params={"allowNonEmpty": "true"}).status_code == 204
+    assert srv.call("DELETE", base + "/team-a%2F", params={"allowNonEmpty": "true"}).status_code == 204
+    with pytest.raises(exceptions.Forbidden):
+        sa.blob("team-a/sub/x.txt").download_as_bytes()  # the grant went with the folder
+    assert srv.call("GET", base + "/team-a%2F").status_code == 404
+    assert srv.call("GET", base + "/team-a%2F/iam").status_code == 404
+    deadline = time.monotonic() + 10
+    wanted = [("storage.managedFolders.create", "projects/_/buckets/dst-bucket/managedFolders/team-a/"),
+              ("storage.managedFolders.setIamPolicy", "projects/_/buckets/dst-bucket/managedFolders/team-a/"),
+              ("storage.managedFolders.delete", "projects/_/buckets/dst-bucket/managedFolders/team-a/")]
+    while not all(_entries(srv, *w) for w in wanted) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [w for w in wanted if not _entries(srv, *w)] == []

@@ -1,14 +1,14 @@
-"""Cloud Storage object versions: the noncurrent generations of versioned buckets and the
-soft-deleted objects of buckets with a soft delete policy (issue #20).
+"""Cloud Storage object versions (the noncurrent generations of versioned buckets and the
+soft-deleted objects of buckets with a soft delete policy) and managed folders (issue #20).
 
-Revision ID: 0012_storage_object_versions
+Revision ID: 0012_storage_versions_managed_folders
 Revises: 0009_audit_resource_name_text
 Create Date: 2026-12-07 14:00:00
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012_storage_object_versions"
+revision = "0012_storage_versions_managed_folders"
 down_revision = "0009_audit_resource_name_text"
 branch_labels = None
 depends_on = None
@@ -34,8 +34,20 @@ def upgrade() -> None:
         sa.Column("hard_delete_time", sa.DateTime(timezone=True), nullable=True),
     )
     op.create_index("ix_storage_object_versions_name", "storage_object_versions", ["bucket", "name"])
+    op.create_table(
+        "storage_managed_folders",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("bucket", sa.String(222), nullable=False),
+        sa.Column("name", sa.String(1024), nullable=False),
+        sa.Column("metageneration", sa.BigInteger(), nullable=False),
+        sa.Column("create_time", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("update_time", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_index("ux_storage_managed_folder_name", "storage_managed_folders", ["bucket", "name"], unique=True)
 
 
 def downgrade() -> None:
+    op.drop_index("ux_storage_managed_folder_name", table_name="storage_managed_folders")
+    op.drop_table("storage_managed_folders")
     op.drop_index("ix_storage_object_versions_name", table_name="storage_object_versions")
     op.drop_table("storage_object_versions")
