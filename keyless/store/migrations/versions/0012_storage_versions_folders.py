@@ -1,14 +1,14 @@
 """Cloud Storage object versions (the noncurrent generations of versioned buckets and the
 soft-deleted objects of buckets with a soft delete policy) and managed folders (issue #20).
 
-Revision ID: 0012_storage_versions_managed_folders
+Revision ID: 0012_storage_versions_folders (alembic_version holds 32 characters)
 Revises: 0009_audit_resource_name_text
 Create Date: 2026-12-07 14:00:00
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012_storage_versions_managed_folders"
+revision = "0012_storage_versions_folders"
 down_revision = "0009_audit_resource_name_text"
 branch_labels = None
 depends_on = None
