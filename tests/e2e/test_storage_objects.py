@@ -240,6 +240,17 @@ def test_rewrite_and_compose_refuse_what_google_refuses(world: KeylessServer) ->
     for forged in ("../../uploads/x", "A" * 40, token[:-2] + "xx"):
         r = srv.call("POST", path, params={"rewriteToken": forged})
         assert r.status_code == 400, forged
+    # a rewrite token is no upload session, and an upload session is no rewrite token
+    r = srv.call("POST", "/upload/storage/v1/b/src-bucket/o", body={"name": "up.bin"},
+                 params={"uploadType": "resumable"})
+    upload_id = r.headers["x-guploader-uploadid"]
+    r = srv.call("POST", path, params={"rewriteToken": upload_id})
+    assert r.status_code == 400 and r.json()["error"]["message"] == "The rewrite token is invalid."
+    r = srv.call("PUT", "/upload/storage/v1/b/src-bucket/o", raw=b"x", params={"uploadType": "resumable",
+                 "upload_id": token}, headers={"Content-Range": "bytes 0-0/1"})
+    assert r.status_code == 404 and owner.get_blob("r2.bin") is None
+    r = srv.call("GET", "/storage/v1/b/src-bucket/o", params={"versions": "true", "pageToken": "bm90IGpzb24"})
+    assert r.status_code == 400 and r.json()["error"]["message"] == "Invalid page token."
     # the source replaced mid-rewrite: the bucket is versioned, so the pinned generation is still read...
     pinned = owner.get_blob("r.bin").generation
     owner.blob("r.bin").upload_from_string(b"new")
@@ -360,8 +371,8 @@ def test_managed_folders_grant_on_objects_beneath(world: KeylessServer, module_g
     srv, g = world, module_gcloud
     folder_sa = f"folder-sa@{PROJECT}.iam.gserviceaccount.com"
     assert srv.call("POST", f"/iam/v1/projects/{PROJECT}/serviceAccounts", body={"accountId": "folder-sa"}).is_success
-    g.run("storage", "managed-folders", "create", "gs://dst-bucket/team-a/")
     base = "/storage/v1/b/dst-bucket/managedFolders"
+    assert srv.call("POST", base, body={"name": "team-a/"}).status_code == 200
     r = srv.call("POST", base, body={"name": "team-a/sub"})
     assert r.status_code == 200 and r.json()["name"] == "team-a/sub/" and r.json()["kind"] == "storage#managedFolder"
     assert srv.call("POST", base, body={"name": "team-a/"}).status_code == 409
