@@ -195,7 +195,7 @@ def denied(principal: Principal, permission: str, kind: str) -> KeylessError:
 def storage_error(error: KeylessError, params: SystemParameters = system_parameters.DEFAULT) -> Response:
     """Cloud Storage's error body (indented by one, as Cloud Storage pretty-prints)."""
     item: dict[str, Any] = {"message": error.message, "domain": "global",
-                            "reason": REASONS.get(error.http_status, "backendError")}
+                            "reason": getattr(error, "reason", "") or REASONS.get(error.http_status, "backendError")}
     headers = None
     if error.http_status == 401:
         item.update(locationType="header", location="Authorization")

@@ -25,7 +25,7 @@ from keyless.clock import rfc3339
 from keyless.errors import InvalidArgument, NotFound
 from keyless.iam.evaluate import ResourceContext
 from keyless.storage.buckets import SERVICE, varint
-from keyless.storage.errors import PRECONDITION_FAILED, PreconditionFailed
+from keyless.storage.errors import PRECONDITION_FAILED, PreconditionFailed, RetentionPolicyNotMet
 from keyless.store.models import StorageBucket, StorageObject, StorageObjectVersion
 
 # A generation, live or not: both tables carry the same columns.
@@ -182,9 +182,27 @@ def bucket_retention(s: Session, bucket: str) -> tuple[bool, int]:
     return versioned, soft
 
 
+def check_retention(s: Session, row: AnyObject, now: datetime) -> None:
+    """Refuse to delete or replace an object younger than its bucket's retention period."""
+    bucket = s.get(StorageBucket, row.bucket)
+    policy = ((bucket.body or {}).get("retentionPolicy") or {}) if bucket is not None else {}
+    try:
+        period = int(policy.get("retentionPeriod") or 0)
+    except (TypeError, ValueError):
+        period = 0
+    created = row.create_time if row.create_time.tzinfo else row.create_time.replace(tzinfo=UTC)
+    until = created + timedelta(seconds=period)
+    if period and until > now:
+        raise RetentionPolicyNotMet(f"Object '{row.bucket}/{row.name}' is subject to bucket's retention policy "
+                                    f"or object retention and cannot be deleted or overwritten until "
+                                    f"{rfc3339(until)}")
+
+
 def _retire(s: Session, row: StorageObject, now: datetime) -> str | None:
     """The live `row` stops being live: noncurrent in a versioned bucket, soft-deleted under a
-    soft delete policy, else gone. Returns the blob to delete now (None when a version keeps it)."""
+    soft delete policy, else gone. Returns the blob to delete now (None when a version keeps it).
+    Refused while the bucket's retention policy holds the object."""
+    check_retention(s, row, now)
     versioned, soft = bucket_retention(s, row.bucket)
     if not versioned and not soft:
         return row.blob_id
@@ -236,6 +254,7 @@ def delete_object(s: Session, bucket: str, name: str, pre: Preconditions,
         blob = _retire(s, row, now)
         s.delete(row)
         return blob
+    check_retention(s, row, now)
     _, soft = bucket_retention(s, bucket)
     if soft:
         row.soft_delete_time, row.hard_delete_time = now, now + timedelta(seconds=soft)
@@ -416,6 +435,7 @@ def move_object(s: Session, bucket: str, source: str, destination: str, source_p
         raise InvalidArgument("Invalid argument: the source and destination objects are the same.")
     row = get_live_object(s, bucket, source)
     source_pre.check(row)
+    check_retention(s, row, datetime.now(UTC))
     existing = find_object(s, bucket, destination)
     destination_pre.check(existing)
     replaced = None

@@ -78,6 +78,17 @@ def test_bucket_patch_and_update(world: KeylessServer) -> None:
     assert again.retention_policy_effective_time is not None
     assert [dict(r) for r in again.lifecycle_rules] == [{"action": {"type": "Delete"}, "condition": {"age": 30}}]
     assert again.iam_configuration.uniform_bucket_level_access_enabled
+    # the retention policy holds objects: no delete, overwrite or move before their time
+    held = again.blob("held.txt")
+    held.upload_from_string("held")
+    mover = _client(srv, token_for_service_account(srv, WRITER)).bucket("src-bucket")
+    for attempt in (lambda: held.delete(), lambda: held.upload_from_string("over"),
+                    lambda: mover.move_blob(mover.blob("held.txt"), "elsewhere.txt")):
+        with pytest.raises(exceptions.Forbidden, match="subject to bucket's retention policy"):
+            attempt()
+    r = srv.call("DELETE", "/storage/v1/b/src-bucket/o/held.txt")
+    assert r.status_code == 403 and r.json()["error"]["errors"][0]["reason"] == "retentionPolicyNotMet"
+    assert again.blob("held.txt").download_as_bytes() == b"held"
     # a stale metageneration: 412 conditionNotMet, nothing changed
     again.labels = {"team": "other"}
     with pytest.raises(exceptions.PreconditionFailed):
@@ -99,6 +110,7 @@ def test_bucket_patch_and_update(world: KeylessServer) -> None:
     final = r.json()
     assert "retentionPolicy" not in final and "lifecycle" not in final and final["labels"] == {"only": "this"}
     assert final["versioning"] == {"enabled": True} and final["metageneration"] == "5"
+    held.delete()  # the policy is gone: the object goes (noncurrent, the bucket is versioned)
     # Keyless has no ACLs: turning uniform bucket-level access off is refused by name
     r = srv.call("PATCH", "/storage/v1/b/src-bucket",
                  body={"iamConfiguration": {"uniformBucketLevelAccess": {"enabled": False}}})
