@@ -55,10 +55,12 @@ FLOW = Flow(DOC, [
          or pytest.fail(str(a))),
     Step("storage.buckets.patch", lambda c: {"bucket": BUCKET, "ifMetagenerationMatch": 1, "body": {}}, error=412),
     Step("storage.buckets.update", lambda c: {"bucket": BUCKET, "ifMetagenerationNotMatch": 1, "body": {
-        "name": BUCKET, "labels": {"env": "prod"}, "retentionPolicy": {"retentionPeriod": "60"}}},
-         present=["kind", "name", "metageneration", "retentionPolicy"],
+        "name": BUCKET, "labels": {"env": "prod"}, "lifecycle": {"rule": [
+            {"action": {"type": "SetStorageClass", "storageClass": "NEARLINE"}, "condition": {"age": 30}}]}}},
+         present=["kind", "name", "metageneration", "lifecycle"],
          check=lambda c, a: (a["labels"] == {"env": "prod"} and "versioning" not in a
-                             and a["retentionPolicy"]["retentionPeriod"] == "60") or pytest.fail(str(a))),
+                             and a["lifecycle"]["rule"][0]["action"]["storageClass"] == "NEARLINE")
+         or pytest.fail(str(a))),
     Step("storage.buckets.getStorageLayout", lambda c: {"bucket": BUCKET},
          check=lambda c, a: (a["kind"] == "storage#storageLayout" and a["bucket"] == BUCKET
                              and a["hierarchicalNamespace"] == {"enabled": False}) or pytest.fail(str(a))),
