@@ -16,7 +16,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
-from keyless.api import storage_media
+from keyless.api import storage_folders, storage_media, storage_rewrite
 from keyless.api.storage_wire import (
     StorageCall,
     authorize_bucket,
@@ -79,6 +79,15 @@ def get_bucket(call: StorageCall) -> dict[str, Any]:
     return buckets.bucket_json(row, call.base_url)
 
 
+def get_storage_layout(call: StorageCall) -> dict[str, Any]:
+    """buckets.getStorageLayout (gcloud asks before `storage mv`): needs storage.objects.list, as on Google."""
+    row = load_bucket(call)
+    authorize_bucket(call, row, "storage.objects.list")
+    data_access(call, "storage.buckets.getStorageLayout", row, buckets.bucket_resource(row.name),
+                "storage.objects.list")
+    return buckets.storage_layout_json(row)
+
+
 def list_buckets(call: StorageCall) -> dict[str, Any]:
     project_id = call.arg("project")
     if not project_id:
@@ -106,8 +115,31 @@ def delete_bucket(call: StorageCall) -> None:
     touch_bucket(call, row)
     authorize_bucket(call, row, "storage.buckets.delete")
     with call.write() as s:
-        buckets.delete_bucket(s, row.name, call.int_arg("ifMetagenerationMatch"))
+        soft_deleted = buckets.delete_bucket(s, row.name, call.int_arg("ifMetagenerationMatch"))
+    for blob_id in soft_deleted:
+        call.storage.blobs.delete(blob_id)
     return None
+
+
+def _update_bucket(call: StorageCall, replace_all: bool) -> dict[str, Any]:
+    """buckets.patch / buckets.update: an Admin Activity entry (storage.buckets.update), as on Google."""
+    row = load_bucket(call)
+    touch_bucket(call, row)
+    authorize_bucket(call, row, "storage.buckets.update")
+    pre = buckets.MetagenerationPreconditions(call.int_arg("ifMetagenerationMatch"),
+                                              call.int_arg("ifMetagenerationNotMatch"))
+    with call.write() as s:
+        updated = buckets.update_bucket(s, row.name, call.body, replace_all=replace_all, pre=pre)
+        s.flush()
+        return buckets.bucket_json(updated, call.base_url)
+
+
+def patch_bucket(call: StorageCall) -> dict[str, Any]:
+    return _update_bucket(call, replace_all=False)
+
+
+def update_bucket(call: StorageCall) -> dict[str, Any]:
+    return _update_bucket(call, replace_all=True)
 
 
 # -- bucket IAM ----------------------------------------------------------------------------------
@@ -161,11 +193,16 @@ def list_objects(call: StorageCall) -> dict[str, Any]:
     row = load_bucket(call)
     authorize_bucket(call, row, "storage.objects.list")
     with call.read() as s:
-        items, prefixes, token = objects.list_objects(
-            s, row.name, prefix=call.arg("prefix") or "", delimiter=call.arg("delimiter") or "",
-            max_results=_max_results(call), page_token=call.arg("pageToken"),
-            start_offset=call.arg("startOffset") or "", end_offset=call.arg("endOffset") or "",
-            include_trailing_delimiter=call.flag("includeTrailingDelimiter"))
+        if call.flag("versions") or call.flag("softDeleted"):
+            items, prefixes, token = objects.list_versions(
+                s, row.name, prefix=call.arg("prefix") or "", delimiter=call.arg("delimiter") or "",
+                max_results=_max_results(call), page_token=call.arg("pageToken"), soft_deleted=call.flag("softDeleted"))
+        else:
+            items, prefixes, token = objects.list_objects(  # type: ignore[assignment]
+                s, row.name, prefix=call.arg("prefix") or "", delimiter=call.arg("delimiter") or "",
+                max_results=_max_results(call), page_token=call.arg("pageToken"),
+                start_offset=call.arg("startOffset") or "", end_offset=call.arg("endOffset") or "",
+                include_trailing_delimiter=call.flag("includeTrailingDelimiter"))
     data_access(call, "storage.objects.list", row, buckets.bucket_resource(row.name), "storage.objects.list")
     body: dict[str, Any] = {"kind": "storage#objects"}
     if prefixes:
@@ -189,7 +226,7 @@ def get_object_metadata(call: StorageCall) -> dict[str, Any]:
     name = validate_object_name(call.params["object"])
     authorize_object(call, row, name, "storage.objects.get")
     with call.read() as s:
-        obj = objects.get_object(s, row.name, name, call.int_arg("generation"))
+        obj = objects.get_object(s, row.name, name, call.int_arg("generation"), soft_deleted=call.flag("softDeleted"))
     read_preconditions(call).check(obj)
     data_access(call, "storage.objects.get", row, objects.object_resource(row.name, name), "storage.objects.get")
     return objects.object_json(obj, call.base_url)
@@ -200,12 +237,60 @@ def delete_object(call: StorageCall) -> None:
     name = validate_object_name(call.params["object"])
     authorize_object(call, row, name, "storage.objects.delete")
     with call.state.db.write(bump=False) as s:  # no cache depends on objects
-        obj = objects.delete_object(s, row.name, name, read_preconditions(call), call.int_arg("generation"))
-        blob_id = obj.blob_id
-    call.storage.blobs.delete(blob_id)
+        blob_id = objects.delete_object(s, row.name, name, read_preconditions(call), call.int_arg("generation"))
+    if blob_id:
+        call.storage.blobs.delete(blob_id)
     data_access(call, "storage.objects.delete", row, objects.object_resource(row.name, name),
                 "storage.objects.delete")
     return None
+
+
+def _update_object(call: StorageCall, replace_all: bool) -> dict[str, Any]:
+    """objects.patch / objects.update: a Data Access DATA_WRITE entry (storage.objects.update)."""
+    row = load_bucket(call)
+    name = validate_object_name(call.params["object"])
+    authorize_object(call, row, name, "storage.objects.update")
+    with call.state.db.write(bump=False) as s:  # no cache depends on objects
+        obj = objects.update_object(s, row.name, name, call.body, replace_all=replace_all,
+                                    generation=call.int_arg("generation"), pre=read_preconditions(call))
+        s.flush()
+        body = objects.object_json(obj, call.base_url)
+    data_access(call, "storage.objects.update", row, objects.object_resource(row.name, name),
+                "storage.objects.update")
+    return body
+
+
+def restore_object(call: StorageCall) -> dict[str, Any]:
+    """objects.restore: a soft-deleted generation live again; storage.objects.restore and
+    storage.objects.create (delete too if it displaces a live object), DATA_WRITE as a create."""
+    row = load_bucket(call)
+    name = validate_object_name(call.params["object"])
+    generation = call.int_arg("generation")
+    if generation is None:
+        raise InvalidArgument("Required parameter: generation")
+    authorize_object(call, row, name, "storage.objects.restore")
+    authorize_object(call, row, name, "storage.objects.create")
+    with call.read() as s:
+        live = objects.find_object(s, row.name, name)
+    if live is not None:
+        authorize_object(call, row, name, "storage.objects.delete")
+    with call.state.db.write(bump=False) as s:
+        obj, replaced = objects.restore_object(s, row.name, name, generation, read_preconditions(call))
+        s.flush()
+        body = objects.object_json(obj, call.base_url)
+    if replaced:
+        call.storage.blobs.delete(replaced)
+    data_access(call, "storage.objects.create", row, objects.object_resource(row.name, name),
+                "storage.objects.restore")
+    return body
+
+
+def patch_object(call: StorageCall) -> dict[str, Any]:
+    return _update_object(call, replace_all=False)
+
+
+def update_object(call: StorageCall) -> dict[str, Any]:
+    return _update_object(call, replace_all=True)
 
 
 # -- routes --------------------------------------------------------------------------------------
@@ -218,6 +303,9 @@ def routes(state: ServerState) -> list[Route]:
         Route("/v1/b", storage_endpoint(state, list_buckets), methods=["GET"]),
         Route(b, storage_endpoint(state, get_bucket), methods=["GET"]),
         Route(b, storage_endpoint(state, delete_bucket, method="storage.buckets.delete"), methods=["DELETE"]),
+        Route(b, storage_endpoint(state, patch_bucket, method="storage.buckets.update"), methods=["PATCH"]),
+        Route(b, storage_endpoint(state, update_bucket, method="storage.buckets.update"), methods=["PUT"]),
+        Route(b + "/storageLayout", storage_endpoint(state, get_storage_layout), methods=["GET"]),
         Route(b + "/iam", storage_endpoint(state, get_bucket_iam), methods=["GET"]),
         Route(b + "/iam", storage_endpoint(state, set_bucket_iam, method="storage.setIamPermissions"),
               methods=["PUT"]),
@@ -225,7 +313,12 @@ def routes(state: ServerState) -> list[Route]:
         Route(b + "/o", storage_endpoint(state, list_objects), methods=["GET"]),
         Route(b + "/o", storage_endpoint(state, storage_media.upload, json_body=False), methods=["POST"]),
         Route(b + "/o/{object:path}", storage_endpoint(state, get_object, media=True), methods=["GET"]),
+        *storage_rewrite.routes(state),
+        *storage_folders.routes(state),
+        Route(b + "/o/{object:path}/restore", storage_endpoint(state, restore_object), methods=["POST"]),
         Route(b + "/o/{object:path}", storage_endpoint(state, delete_object), methods=["DELETE"]),
+        Route(b + "/o/{object:path}", storage_endpoint(state, patch_object), methods=["PATCH"]),
+        Route(b + "/o/{object:path}", storage_endpoint(state, update_object), methods=["PUT"]),
     ]
 
 

@@ -33,9 +33,9 @@ from keyless.storage import objects
 from keyless.storage.blobs import BlobWriter
 from keyless.storage.errors import PayloadTooLarge, RangeNotSatisfiable
 from keyless.storage.names import validate_object_name
-from keyless.storage.objects import StoredBlob
+from keyless.storage.objects import AnyObject, StoredBlob
 from keyless.storage.uploads import UploadSession
-from keyless.store.models import StorageBucket, StorageObject
+from keyless.store.models import StorageBucket
 
 MULTIPART_LIMIT = 64 * 1024 * 1024  # multipart bodies are parsed in memory; clients switch to resumable first
 CHUNK = 256 * 1024
@@ -342,7 +342,7 @@ async def cancel_upload(call: StorageCall) -> Response:
 
 # -- downloads -----------------------------------------------------------------------------------
 
-def _open(call: StorageCall) -> tuple[StorageObject, BinaryIO]:
+def _open(call: StorageCall) -> tuple[AnyObject, BinaryIO]:
     row = load_bucket(call)
     name = validate_object_name(call.params["object"])
     authorize_object(call, row, name, "storage.objects.get")

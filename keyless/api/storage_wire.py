@@ -31,7 +31,7 @@ from keyless.errors import InvalidArgument, KeylessError, PermissionDenied, Unau
 from keyless.iam.evaluate import ResourceContext
 from keyless.iam.principal import ANONYMOUS, Principal
 from keyless.state import ServerState
-from keyless.storage import buckets, objects
+from keyless.storage import buckets, managed_folders, objects
 from keyless.storage.blobs import BlobStore
 from keyless.storage.buckets import bucket_context
 from keyless.storage.names import validate_bucket_name
@@ -47,14 +47,18 @@ MAX_OBJECT_BYTES = int(os.environ.get("KEYLESS_STORAGE_MAX_OBJECT_BYTES", str(5 
 REASONS = {400: "invalid", 401: "required", 403: "forbidden", 404: "notFound", 409: "conflict",
            412: "conditionNotMet", 413: "uploadTooLarge", 416: "requestedRangeNotSatisfiable",
            429: "rateLimitExceeded", 500: "backendError", 501: "notImplemented", 503: "backendError"}
-METHOD_LOG = {"storage.objects.get": DATA_READ, "storage.objects.list": DATA_READ,
+METHOD_LOG = {"storage.managedFolders.get": ADMIN_READ, "storage.managedFolders.list": ADMIN_READ,
+              "storage.managedFolders.getIamPolicy": ADMIN_READ,
+              "storage.objects.get": DATA_READ, "storage.objects.list": DATA_READ,
               "storage.objects.create": DATA_WRITE, "storage.objects.delete": DATA_WRITE,
+              "storage.objects.update": DATA_WRITE,
               "storage.getIamPermissions": ADMIN_READ, "storage.buckets.get": ADMIN_READ,
-              "storage.buckets.list": ADMIN_READ}
+              "storage.buckets.list": ADMIN_READ, "storage.buckets.getStorageLayout": ADMIN_READ}
 # Cloud Storage's answer to a token without any of the method's scopes (its own words, not the
 # ACCESS_TOKEN_SCOPE_INSUFFICIENT ErrorInfo of Google's other APIs; keyless.api.scopes).
 SCOPES_NOT_AUTHORIZED = "Provided scope(s) are not authorized"
 WHAT = {"object": "the Google Cloud Storage object", "bucket": "the Google Cloud Storage bucket",
+        "managedFolder": "the Google Cloud Storage managed folder",
         "project": "the Google Cloud project"}
 
 
@@ -64,6 +68,7 @@ class Storage:
 
     blobs: BlobStore
     uploads: UploadSessions
+    rewrites: UploadSessions
 
 
 _STORAGE: weakref.WeakKeyDictionary[ServerState, Storage] = weakref.WeakKeyDictionary()
@@ -73,7 +78,7 @@ def storage_of(state: ServerState) -> Storage:
     found = _STORAGE.get(state)
     if found is None:
         blobs = BlobStore(state.settings.data_dir, root=state.settings.blob_dir)
-        found = _STORAGE.setdefault(state, Storage(blobs, UploadSessions(blobs)))
+        found = _STORAGE.setdefault(state, Storage(blobs, UploadSessions(blobs), UploadSessions(blobs, "rewrites")))
     return found
 
 
@@ -153,7 +158,10 @@ def authorize_bucket(call: StorageCall, row: StorageBucket, permission: str) -> 
 
 
 def authorize_object(call: StorageCall, row: StorageBucket, name: str, permission: str) -> None:
-    call.authorize(permission, buckets.bucket_chain(row), object_context(row.name, name), "object", row.project_id)
+    """On the object, inheriting from the managed folders that hold it, then the bucket's chain."""
+    with call.read() as s:
+        chain = managed_folders.object_chain(s, row, name)
+    call.authorize(permission, chain, object_context(row.name, name), "object", row.project_id)
 
 
 def data_access(call: StorageCall, method: str, row: StorageBucket, resource_name: str, permission: str) -> None:
@@ -187,7 +195,7 @@ def denied(principal: Principal, permission: str, kind: str) -> KeylessError:
 def storage_error(error: KeylessError, params: SystemParameters = system_parameters.DEFAULT) -> Response:
     """Cloud Storage's error body (indented by one, as Cloud Storage pretty-prints)."""
     item: dict[str, Any] = {"message": error.message, "domain": "global",
-                            "reason": REASONS.get(error.http_status, "backendError")}
+                            "reason": getattr(error, "reason", "") or REASONS.get(error.http_status, "backendError")}
     headers = None
     if error.http_status == 401:
         item.update(locationType="header", location="Authorization")

@@ -10,7 +10,8 @@ members `projectOwner:`, `projectEditor:`, `projectViewer:`).
 from __future__ import annotations
 
 import base64
-from dataclasses import replace
+import json
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +26,14 @@ from keyless.iam.principal import ANONYMOUS, Principal
 from keyless.projects import ROOT, project_chain, project_resource
 from keyless.storage.errors import PRECONDITION_FAILED, PreconditionFailed
 from keyless.storage.names import validate_bucket_name
-from keyless.store.models import IamPolicy, Project, StorageBucket, StorageObject
+from keyless.store.models import (
+    IamPolicy,
+    Project,
+    StorageBucket,
+    StorageManagedFolder,
+    StorageObject,
+    StorageObjectVersion,
+)
 
 BUCKET_NOT_FOUND = "The specified bucket does not exist."
 BUCKET_NOT_EMPTY = "The bucket you tried to delete is not empty."
@@ -144,15 +152,23 @@ def list_buckets(s: Session, project_id: str, prefix: str = "") -> list[StorageB
     return [b for b in s.scalars(q).all() if b.name.startswith(prefix)]
 
 
-def delete_bucket(s: Session, name: str, if_metageneration_match: int | None = None) -> StorageBucket:
+def delete_bucket(s: Session, name: str, if_metageneration_match: int | None = None) -> list[str]:
+    """Delete an empty bucket; return the blobs of its soft-deleted objects, to delete with it."""
     row = get_bucket(s, name)
     if if_metageneration_match is not None and row.metageneration != if_metageneration_match:
         raise PreconditionFailed(PRECONDITION_FAILED)
-    if s.scalar(select(StorageObject.id).where(StorageObject.bucket == name).limit(1)) is not None:
-        raise ConflictError(BUCKET_NOT_EMPTY)
+    if s.scalar(select(StorageObject.id).where(StorageObject.bucket == name).limit(1)) is not None or s.scalar(
+            select(StorageObjectVersion.id).where(StorageObjectVersion.bucket == name,
+                                                  StorageObjectVersion.soft_delete_time.is_(None)).limit(1)) is not None:
+        raise ConflictError(BUCKET_NOT_EMPTY)  # noncurrent versions count, soft-deleted ones do not
+    soft = s.scalars(select(StorageObjectVersion.blob_id).where(StorageObjectVersion.bucket == name)).all()
+    s.execute(delete(StorageObjectVersion).where(StorageObjectVersion.bucket == name))
+    s.execute(delete(StorageManagedFolder).where(StorageManagedFolder.bucket == name))
+    s.execute(delete(IamPolicy).where(IamPolicy.resource.startswith(f"{bucket_resource(name)}/managedFolders/",
+                                                                    autoescape=True)))
     s.delete(row)
     s.execute(delete(IamPolicy).where(IamPolicy.resource == bucket_resource(name)))
-    return row
+    return list(soft)
 
 
 def location_type(location: str) -> str:
@@ -196,13 +212,159 @@ def bucket_json(row: StorageBucket, base_url: str) -> dict[str, Any]:
         "iamConfiguration": {
             "bucketPolicyOnly": {"enabled": True, "lockedTime": created},
             "uniformBucketLevelAccess": {"enabled": True, "lockedTime": created},
-            "publicAccessPrevention": "inherited",
+            "publicAccessPrevention": ((row.body or {}).get("iamConfiguration") or {}).get(
+                "publicAccessPrevention", "inherited"),
         },
         "locationType": location_type(row.location),
         "rpo": "DEFAULT",
     }
     body.update({k: v for k, v in (row.body or {}).items() if k != "iamConfiguration"})
+    for key, field in (("retentionPolicy", "retentionPeriod"), ("softDeletePolicy", "retentionDurationSeconds")):
+        if isinstance(body.get(key), dict) and field in body[key]:  # int64s are strings; Google adds effectiveTime
+            body[key] = {**body[key], field: str(body[key][field]), "effectiveTime": body[key].get(
+                "effectiveTime", rfc3339(row.create_time))}
     if row.labels:
         body["labels"] = row.labels
     return body
 
+
+
+# -- patch and update (https://cloud.google.com/storage/docs/json_api/v1/buckets/patch) ---------
+
+# Fields patch/update may change; the rest of ACCEPTED are output only or fixed at creation.
+MUTABLE = (ECHOED - {"hierarchicalNamespace", "customPlacementConfig"}) | {"labels", "storageClass"}
+# Sub-fields of iamConfiguration Keyless keeps (uniform bucket-level access is always on).
+MAX_ECHOED_BYTES = 64 * 1024  # bounds what a bucket keeps of fields it only echoes
+IAM_CONFIGURATION = {"uniformBucketLevelAccess", "bucketPolicyOnly", "publicAccessPrevention"}
+
+
+@dataclass(frozen=True)
+class MetagenerationPreconditions:
+    """ifMetagenerationMatch/NotMatch on a bucket (https://cloud.google.com/storage/docs/request-preconditions)."""
+
+    match: int | None = None
+    not_match: int | None = None
+
+    def check(self, row: StorageBucket) -> None:
+        if (self.match is not None and row.metageneration != self.match) or \
+                (self.not_match is not None and row.metageneration == self.not_match):
+            raise PreconditionFailed(PRECONDITION_FAILED)
+
+
+def _merge(current: Any, patch: Any) -> Any:
+    """JSON merge patch (RFC 7396): what a PATCH of the JSON API does to nested fields."""
+    if not isinstance(patch, dict) or not isinstance(current, dict):
+        return patch
+    out = dict(current)
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = _merge(out.get(k), v)
+    return out
+
+
+def _check_iam_configuration(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict) or set(value) - IAM_CONFIGURATION:
+        raise InvalidArgument("Invalid argument: iamConfiguration accepts uniformBucketLevelAccess, "
+                              "bucketPolicyOnly and publicAccessPrevention.")
+    for key in ("uniformBucketLevelAccess", "bucketPolicyOnly"):
+        ubla = value.get(key)
+        if ubla is not None and (not isinstance(ubla, dict) or ubla.get("enabled") is False):
+            raise InvalidArgument(f"Invalid argument: iamConfiguration.{key}.enabled cannot be false: Keyless "
+                                  "does not implement access control lists, so every bucket has uniform "
+                                  "bucket-level access.")
+    pap = value.get("publicAccessPrevention")
+    if pap is not None and pap not in ("inherited", "enforced", "unspecified"):
+        raise InvalidArgument(f"Invalid value for publicAccessPrevention: '{str(pap)[:32]}'")
+    return {"publicAccessPrevention": pap} if pap else {}
+
+
+# The echoed fields whose value is a JSON object (cors is a list, rpo a string, defaultEventBasedHold a boolean).
+OBJECT_FIELDS = ECHOED - {"cors", "rpo", "defaultEventBasedHold"}
+
+
+def _check_echoed(key: str, value: Any) -> None:
+    expected: type = dict if key in OBJECT_FIELDS else list if key == "cors" else bool \
+        if key == "defaultEventBasedHold" else str
+    if value is not None and not isinstance(value, expected):
+        raise InvalidArgument(f"Invalid value for {key}: expected {'an object' if expected is dict else expected.__name__}.")
+    if value is not None and len(json.dumps(value)) > MAX_ECHOED_BYTES:
+        raise InvalidArgument(f"Invalid value for {key}: more than {MAX_ECHOED_BYTES} bytes.")
+    if not isinstance(value, dict):
+        return
+    if key == "versioning" and not isinstance(value.get("enabled", False), bool):
+        raise InvalidArgument("Invalid value for versioning.enabled: expected a boolean.")
+    if key in ("retentionPolicy", "softDeletePolicy") and value:
+        field = "retentionPeriod" if key == "retentionPolicy" else "retentionDurationSeconds"
+        try:
+            seconds = int(value.get(field, 0))
+        except (TypeError, ValueError):
+            seconds = -1
+        if not 0 <= seconds <= 3_155_760_000:  # at most 100 years, as Google allows
+            raise InvalidArgument(f"Invalid value for {key}.{field}.")
+        if key == "retentionPolicy" and value.get("isLocked"):
+            raise InvalidArgument("Invalid argument: a retention policy is locked with lockRetentionPolicy.")
+
+
+def update_bucket(s: Session, name: str, body: dict[str, Any], *, replace_all: bool,
+                  pre: MetagenerationPreconditions) -> StorageBucket:
+    """buckets.patch (`replace_all=False`: a merge of the given fields) or buckets.update (the
+    whole writable resource: mutable fields left out are cleared). The metageneration grows."""
+    unknown = set(body) - ACCEPTED
+    if unknown:
+        raise InvalidArgument(f"Invalid argument: unknown field '{sorted(unknown)[0][:64]}'.")
+    row = get_bucket(s, name)
+    pre.check(row)
+    now = datetime.now(UTC)
+    if "name" in body and body["name"] not in (None, name):
+        raise InvalidArgument("Invalid argument: a bucket's name cannot change.")
+    if body.get("location") not in (None, row.location, row.location.lower()):
+        raise InvalidArgument("Invalid argument: a bucket's location cannot change.")
+    given = {k: v for k, v in body.items() if k in MUTABLE}
+    for key, value in given.items():
+        if key in ECHOED and key != "iamConfiguration":
+            _check_echoed(key, value)
+    if "storageClass" in given and given["storageClass"] is not None:
+        if given["storageClass"] not in STORAGE_CLASSES:
+            raise InvalidArgument(f"Invalid argument: unknown storage class '{str(given['storageClass'])[:64]}'.")
+        row.storage_class = given["storageClass"]
+    if "labels" in given or replace_all:
+        labels = given.get("labels")
+        merged = _merge(row.labels or {}, labels or {}) if not replace_all and labels is not None else labels
+        row.labels = _labels(merged)
+    echoed = dict(row.body or {}) if not replace_all else {}
+    for key in ECHOED & MUTABLE:
+        if key not in given:
+            continue
+        value = given[key]
+        if key == "iamConfiguration":
+            value = _check_iam_configuration(value) if value is not None else None
+        merged = _merge(echoed.get(key), value) if not replace_all else value
+        if key in ("retentionPolicy", "softDeletePolicy") and isinstance(merged, dict):
+            merged = {**merged, "effectiveTime": rfc3339(now)}
+        if merged in (None, {}):
+            echoed.pop(key, None)
+        else:
+            echoed[key] = merged
+    if replace_all:  # fields fixed at creation stay
+        echoed.update({k: v for k, v in (row.body or {}).items() if k in ECHOED - MUTABLE})
+    row.body = echoed
+    row.metageneration += 1
+    row.update_time = now
+    return row
+
+
+def versioning_enabled(row: StorageBucket) -> bool:
+    return bool(((row.body or {}).get("versioning") or {}).get("enabled"))
+
+
+def storage_layout_json(row: StorageBucket) -> dict[str, Any]:
+    """The StorageLayout resource (buckets.getStorageLayout): where and how the bucket stores objects."""
+    body: dict[str, Any] = {"kind": "storage#storageLayout", "bucket": row.name, "location": row.location,
+                            "locationType": location_type(row.location),
+                            "hierarchicalNamespace": {"enabled": bool(((row.body or {}).get(
+                                "hierarchicalNamespace") or {}).get("enabled"))}}
+    if (row.body or {}).get("customPlacementConfig"):
+        body["customPlacementConfig"] = row.body["customPlacementConfig"]
+    return body

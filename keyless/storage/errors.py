@@ -19,3 +19,11 @@ class PayloadTooLarge(KeylessError):
 
 class RangeNotSatisfiable(KeylessError):
     http_status, status = 416, "OUT_OF_RANGE"
+
+
+class RetentionPolicyNotMet(KeylessError):
+    """403 `retentionPolicyNotMet`: the object is younger than its bucket's retention period
+    (https://cloud.google.com/storage/docs/bucket-lock)."""
+
+    http_status, status = 403, "PERMISSION_DENIED"
+    reason = "retentionPolicyNotMet"

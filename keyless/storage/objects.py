@@ -14,19 +14,22 @@ import base64
 import json
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from keyless.clock import rfc3339
 from keyless.errors import InvalidArgument, NotFound
 from keyless.iam.evaluate import ResourceContext
 from keyless.storage.buckets import SERVICE, varint
-from keyless.storage.errors import PRECONDITION_FAILED, PreconditionFailed
-from keyless.store.models import StorageObject
+from keyless.storage.errors import PRECONDITION_FAILED, PreconditionFailed, RetentionPolicyNotMet
+from keyless.store.models import StorageBucket, StorageObject, StorageObjectVersion
+
+# A generation, live or not: both tables carry the same columns.
+AnyObject = StorageObject | StorageObjectVersion
 
 MAX_CUSTOM_METADATA_BYTES = 8 * 1024  # Google's limit on the custom metadata of one object
 # Object resource fields a client may set (the rest are computed).
@@ -69,7 +72,7 @@ class Preconditions:
     if_metageneration_match: int | None = None
     if_metageneration_not_match: int | None = None
 
-    def check(self, row: StorageObject | None) -> None:
+    def check(self, row: AnyObject | None) -> None:
         generation = row.generation if row is not None else 0
         ok = True
         if self.if_generation_match is not None:
@@ -128,16 +131,88 @@ def find_object(s: Session, bucket: str, name: str) -> StorageObject | None:
     return s.scalar(select(StorageObject).where(StorageObject.bucket == bucket, StorageObject.name == name))
 
 
-def get_object(s: Session, bucket: str, name: str, generation: int | None = None) -> StorageObject:
+def get_object(s: Session, bucket: str, name: str, generation: int | None = None, *,
+               soft_deleted: bool = False) -> AnyObject:
+    """The live object, or with `generation` a noncurrent one; with `soft_deleted`, that
+    generation among the soft-deleted (https://cloud.google.com/storage/docs/soft-delete)."""
+    if soft_deleted:
+        if generation is None:
+            raise InvalidArgument("Required parameter: generation (with softDeleted=true).")
+        found = _version(s, bucket, name, generation, soft_deleted=True)
+        if found is None:
+            raise not_found(bucket, name)
+        return found
+    row = find_object(s, bucket, name)
+    if row is not None and (generation is None or row.generation == generation):
+        return row
+    version = _version(s, bucket, name, generation, soft_deleted=False) if generation is not None else None
+    if version is None:
+        raise not_found(bucket, name)
+    return version
+
+
+def get_live_object(s: Session, bucket: str, name: str, generation: int | None = None) -> StorageObject:
     row = find_object(s, bucket, name)
     if row is None or (generation is not None and row.generation != generation):
         raise not_found(bucket, name)
     return row
 
 
-def _next_generation(previous: StorageObject | None) -> int:
-    now = time.time_ns() // 1000
-    return max(now, previous.generation + 1) if previous is not None else now
+def _version(s: Session, bucket: str, name: str, generation: int, *,
+             soft_deleted: bool) -> StorageObjectVersion | None:
+    q = select(StorageObjectVersion).where(StorageObjectVersion.bucket == bucket, StorageObjectVersion.name == name,
+                                           StorageObjectVersion.generation == generation)
+    if soft_deleted:
+        q = q.where(StorageObjectVersion.soft_delete_time.is_not(None),
+                    StorageObjectVersion.hard_delete_time > datetime.now(UTC))
+    else:
+        q = q.where(StorageObjectVersion.soft_delete_time.is_(None))
+    return s.scalars(q.limit(1)).first()
+
+
+def bucket_retention(s: Session, bucket: str) -> tuple[bool, int]:
+    """(versioning on, soft delete retention in seconds) of a bucket."""
+    row = s.get(StorageBucket, bucket)
+    body = (row.body or {}) if row is not None else {}
+    versioned = bool((body.get("versioning") or {}).get("enabled"))
+    try:
+        soft = int((body.get("softDeletePolicy") or {}).get("retentionDurationSeconds") or 0)
+    except (TypeError, ValueError):
+        soft = 0
+    return versioned, soft
+
+
+def check_retention(s: Session, row: AnyObject, now: datetime) -> None:
+    """Refuse to delete or replace an object younger than its bucket's retention period."""
+    bucket = s.get(StorageBucket, row.bucket)
+    policy = ((bucket.body or {}).get("retentionPolicy") or {}) if bucket is not None else {}
+    try:
+        period = int(policy.get("retentionPeriod") or 0)
+    except (TypeError, ValueError):
+        period = 0
+    created = row.create_time if row.create_time.tzinfo else row.create_time.replace(tzinfo=UTC)
+    until = created + timedelta(seconds=period)
+    if period and until > now:
+        raise RetentionPolicyNotMet(f"Object '{row.bucket}/{row.name}' is subject to bucket's retention policy "
+                                    f"or object retention and cannot be deleted or overwritten until "
+                                    f"{rfc3339(until)}")
+
+
+def _retire(s: Session, row: StorageObject, now: datetime) -> str | None:
+    """The live `row` stops being live: noncurrent in a versioned bucket, soft-deleted under a
+    soft delete policy, else gone. Returns the blob to delete now (None when a version keeps it).
+    Refused while the bucket's retention policy holds the object."""
+    check_retention(s, row, now)
+    versioned, soft = bucket_retention(s, row.bucket)
+    if not versioned and not soft:
+        return row.blob_id
+    s.add(StorageObjectVersion(
+        bucket=row.bucket, name=row.name, generation=row.generation, metageneration=row.metageneration,
+        size=row.size, md5_hash=row.md5_hash, crc32c=row.crc32c, blob_id=row.blob_id, create_time=row.create_time,
+        update_time=row.update_time, body=dict(row.body or {}), time_deleted=now,
+        soft_delete_time=None if versioned else now, hard_delete_time=None if versioned else now + timedelta(
+            seconds=soft)))
+    return None
 
 
 def put_object(s: Session, bucket: str, name: str, blob: StoredBlob, metadata: dict[str, Any],
@@ -146,13 +221,14 @@ def put_object(s: Session, bucket: str, name: str, blob: StoredBlob, metadata: d
     row = find_object(s, bucket, name)
     pre.check(row)
     now = datetime.now(UTC)
-    replaced = row.blob_id if row is not None else None
+    replaced = _retire(s, row, now) if row is not None else None
+    previous = row.generation if row is not None else None
     if row is None:
         row = StorageObject(bucket=bucket, name=name, create_time=now)
         s.add(row)
     else:
         row.create_time = now
-    row.generation = _next_generation(row if replaced else None)
+    row.generation = _generation_after(previous)
     row.metageneration = 1
     row.size, row.md5_hash, row.crc32c, row.blob_id = blob.size, blob.md5_b64, blob.crc32c_b64, blob.blob_id
     row.update_time = now
@@ -162,12 +238,49 @@ def put_object(s: Session, bucket: str, name: str, blob: StoredBlob, metadata: d
     return row, replaced
 
 
+def _generation_after(previous: int | None) -> int:
+    now = time.time_ns() // 1000
+    return max(now, previous + 1) if previous is not None else now
+
+
 def delete_object(s: Session, bucket: str, name: str, pre: Preconditions,
-                  generation: int | None = None) -> StorageObject:
+                  generation: int | None = None) -> str | None:
+    """Delete the live object (noncurrent or soft-deleted if the bucket keeps it) or, with
+    `generation`, a noncurrent one (soft-deleted under a policy). Returns the blob to delete."""
     row = get_object(s, bucket, name, generation)
     pre.check(row)
+    now = datetime.now(UTC)
+    if isinstance(row, StorageObject):
+        blob = _retire(s, row, now)
+        s.delete(row)
+        return blob
+    check_retention(s, row, now)
+    _, soft = bucket_retention(s, bucket)
+    if soft:
+        row.soft_delete_time, row.hard_delete_time = now, now + timedelta(seconds=soft)
+        return None
     s.delete(row)
-    return row
+    return row.blob_id
+
+
+def restore_object(s: Session, bucket: str, name: str, generation: int,
+                   pre: Preconditions) -> tuple[StorageObject, str | None]:
+    """objects.restore: the soft-deleted `generation` becomes live again under a new generation
+    (its bytes are not copied); a live object it displaces is retired. Returns the row and a blob to delete."""
+    version = get_object(s, bucket, name, generation, soft_deleted=True)
+    row = find_object(s, bucket, name)
+    pre.check(row)
+    now = datetime.now(UTC)
+    replaced = _retire(s, row, now) if row is not None else None
+    previous = max(row.generation if row is not None else 0, version.generation)
+    if row is None:
+        row = StorageObject(bucket=bucket, name=name)
+        s.add(row)
+    row.generation, row.metageneration = _generation_after(previous), 1
+    row.size, row.md5_hash, row.crc32c, row.blob_id = version.size, version.md5_hash, version.crc32c, version.blob_id
+    row.create_time, row.update_time, row.body = now, now, dict(version.body or {})
+    s.delete(version)
+    return row, replaced
 
 
 def _bytewise(column: Any, s: Session) -> Any:
@@ -239,7 +352,7 @@ def _after_prefix(p: str) -> str:
     return p[:-1] + chr(ord(p[-1]) + 1)
 
 
-def object_json(row: StorageObject, base_url: str) -> dict[str, Any]:
+def object_json(row: AnyObject, base_url: str) -> dict[str, Any]:
     """The JSON API Object resource (projection=noAcl)."""
     quoted = quote(row.name, safe="")
     created, updated = rfc3339(row.create_time), rfc3339(row.update_time)
@@ -254,7 +367,6 @@ def object_json(row: StorageObject, base_url: str) -> dict[str, Any]:
         "metageneration": str(row.metageneration),
         "storageClass": "STANDARD",
         "size": str(row.size),
-        "md5Hash": row.md5_hash,
         "crc32c": row.crc32c,
         "etag": object_etag(row),
         "timeCreated": created,
@@ -262,10 +374,128 @@ def object_json(row: StorageObject, base_url: str) -> dict[str, Any]:
         "timeStorageClassUpdated": created,
         "timeFinalized": created,
     }
+    if isinstance(row, StorageObjectVersion):
+        body["timeDeleted"] = rfc3339(row.time_deleted)
+        if row.soft_delete_time is not None and row.hard_delete_time is not None:
+            body["softDeleteTime"], body["hardDeleteTime"] = rfc3339(row.soft_delete_time), rfc3339(row.hard_delete_time)
+    if row.md5_hash:  # composite objects have none (https://cloud.google.com/storage/docs/composite-objects)
+        body["md5Hash"] = row.md5_hash
     body.update(row.body or {})
     return body
 
 
-def object_etag(row: StorageObject) -> str:
+def object_etag(row: AnyObject) -> str:
     """An object's etag: field 1 = generation, field 2 = metageneration, as Google's."""
     return base64.b64encode(b"\x08" + varint(row.generation) + b"\x10" + varint(row.metageneration)).decode()
+
+
+# -- metadata updates, moves (https://cloud.google.com/storage/docs/json_api/v1/objects/patch) ----
+
+# What the server keeps in an object's body beside the client's fields (kept across updates).
+COMPUTED = {"componentCount"}
+MAX_COMPONENTS = 1024  # https://cloud.google.com/storage/docs/composite-objects#limitations
+
+
+def _merge_patch(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7396 merge of the writable fields: null removes a field, or a key of `metadata`."""
+    out = dict(current)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif key == "metadata" and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {k: v for k, v in {**out[key], **value}.items() if v is not None}
+        else:
+            out[key] = value
+    return out
+
+
+def update_object(s: Session, bucket: str, name: str, body: dict[str, Any], *, replace_all: bool,
+                  generation: int | None, pre: Preconditions) -> AnyObject:
+    """objects.patch (a merge) or objects.update (the writable fields replaced as a whole); the
+    metageneration grows, the bytes and generation stay."""
+    validate_metadata(body)  # unknown and unimplemented fields refused before anything changes
+    row = get_object(s, bucket, name, generation)
+    pre.check(row)
+    current = {k: v for k, v in (row.body or {}).items() if k in WRITABLE}
+    given = {k: v for k, v in body.items() if k in WRITABLE}
+    merged = {k: v for k, v in given.items() if v is not None} if replace_all else _merge_patch(current, given)
+    new_body = validate_metadata(merged)
+    new_body.update({k: v for k, v in (row.body or {}).items() if k in COMPUTED})
+    row.body = new_body
+    row.metageneration += 1
+    row.update_time = datetime.now(UTC)
+    return row
+
+
+def move_object(s: Session, bucket: str, source: str, destination: str, source_pre: Preconditions,
+                destination_pre: Preconditions) -> tuple[StorageObject, str | None]:
+    """objects.move: rename in one transaction, the bytes untouched (no copy); the moved object
+    gets a new generation. Returns the row and the blob of an object it replaced."""
+    if source == destination:
+        raise InvalidArgument("Invalid argument: the source and destination objects are the same.")
+    row = get_live_object(s, bucket, source)
+    source_pre.check(row)
+    check_retention(s, row, datetime.now(UTC))
+    existing = find_object(s, bucket, destination)
+    destination_pre.check(existing)
+    replaced = None
+    if existing is not None:
+        replaced = _retire(s, existing, datetime.now(UTC))
+        s.delete(existing)
+        s.flush()
+    row.name = destination
+    row.generation = _generation_after(max(row.generation, existing.generation if existing is not None else 0))
+    row.metageneration = 1
+    row.update_time = datetime.now(UTC)
+    return row, replaced
+
+
+def list_versions(s: Session, bucket: str, *, prefix: str = "", delimiter: str = "", max_results: int = 1000,
+                  page_token: str | None = None, soft_deleted: bool = False,
+                  ) -> tuple[list[AnyObject], list[str], str | None]:
+    """objects.list with versions=true (live and noncurrent generations, by name then generation)
+    or softDeleted=true (the soft-deleted only). Page tokens are (name, generation) keys; each page
+    reads at most maxResults+1 rows of each table."""
+    after: tuple[str, int] | None = None
+    if page_token:
+        key, _ = _parse_token(page_token)
+        name_text, _, gen_text = key.rpartition("#")
+        if not gen_text.isdigit():
+            raise InvalidArgument("Invalid page token.")
+        after = (name_text, int(gen_text))
+    limit = min(max_results, 1000) + 1
+    rows: list[AnyObject] = []
+    tables: list[type[StorageObject] | type[StorageObjectVersion]] = \
+        [StorageObjectVersion] if soft_deleted else [StorageObject, StorageObjectVersion]
+    for table in tables:
+        name = _bytewise(table.name, s)
+        conds: list[ColumnElement[bool]] = [table.bucket == bucket]
+        if prefix:
+            conds.append(table.name.startswith(prefix, autoescape=True))
+        if after is not None:
+            conds.append(or_(name > after[0], and_(table.name == after[0], table.generation > after[1])))
+        if table is StorageObjectVersion:
+            live = StorageObjectVersion.soft_delete_time.is_not(None) if soft_deleted \
+                else StorageObjectVersion.soft_delete_time.is_(None)
+            conds.append(live)
+            if soft_deleted:
+                conds.append(StorageObjectVersion.hard_delete_time > datetime.now(UTC))
+        found: list[AnyObject] = list(s.scalars(  # type: ignore[arg-type]
+            select(table).where(*conds).order_by(name, table.generation).limit(limit)).all())
+        rows += found
+    rows.sort(key=lambda r: (r.name.encode(), r.generation))
+    items: list[AnyObject] = []
+    prefixes: list[str] = []
+    for row in rows[:limit - 1]:
+        cut = row.name.find(delimiter, len(prefix)) if delimiter else -1
+        if cut >= 0:
+            p = row.name[:cut + len(delimiter)]
+            if p not in prefixes:
+                prefixes.append(p)
+            continue
+        items.append(row)
+    token = None
+    if len(rows) >= limit:
+        last = rows[limit - 2]
+        token = _page_token(f"{last.name}#{last.generation}", False)
+    return items, prefixes, token

@@ -40,9 +40,12 @@ class UploadSession:
 class UploadSessions:
     """The resumable sessions of one blob store."""
 
-    def __init__(self, blobs: BlobStore) -> None:
+    def __init__(self, blobs: BlobStore, kind: str = "uploads") -> None:
+        """`kind` names the directory: "uploads", or "rewrites" for objects.rewrite's partial copies
+        (a rewrite token is never an upload id)."""
         self._blobs = blobs
-        self._dir = blobs.root / "uploads"
+        self._dir = blobs.root / kind
+        self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 

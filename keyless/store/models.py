@@ -237,6 +237,48 @@ class StorageObject(Base):
 
 
 Index("ux_storage_object_name", StorageObject.bucket, StorageObject.name, unique=True)
+
+
+class StorageObjectVersion(Base):
+    """A generation that is not live (migration 0012, issue #20): noncurrent in a versioned bucket
+    (`soft_delete_time` None), or soft-deleted under the bucket's soft delete policy until
+    `hard_delete_time`. Its bytes stay in the blob file `blob_id` until it is deleted for good."""
+
+    __tablename__ = "storage_object_versions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    bucket: Mapped[str] = mapped_column(String(222))
+    name: Mapped[str] = mapped_column(String(1024))
+    generation: Mapped[int] = mapped_column(BigInteger)
+    metageneration: Mapped[int] = mapped_column(BigInteger, default=1)
+    size: Mapped[int] = mapped_column(BigInteger)
+    md5_hash: Mapped[str] = mapped_column(String(32))
+    crc32c: Mapped[str] = mapped_column(String(16))
+    blob_id: Mapped[str] = mapped_column(String(64))
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    body: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    time_deleted: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    soft_delete_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    hard_delete_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+Index("ix_storage_object_versions_name", StorageObjectVersion.bucket, StorageObjectVersion.name)
+
+
+class StorageManagedFolder(Base):
+    """A managed folder (migration 0012, issue #20): a name prefix of a bucket, ending in `/`, whose
+    IAM policy (under `projects/_/buckets/B/managedFolders/NAME`) grants on the objects beneath it."""
+
+    __tablename__ = "storage_managed_folders"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    bucket: Mapped[str] = mapped_column(String(222))
+    name: Mapped[str] = mapped_column(String(1024))
+    metageneration: Mapped[int] = mapped_column(BigInteger, default=1)
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+Index("ux_storage_managed_folder_name", StorageManagedFolder.bucket, StorageManagedFolder.name, unique=True)
 # --- end Cloud Storage ------------------------------------------------------------------------
 
 

@@ -25,7 +25,7 @@ from sqlalchemy import DateTime, LargeBinary, Table, delete, insert, select
 from sqlalchemy.orm import Session
 
 from keyless.errors import InvalidArgument, NotFound
-from keyless.store.models import Base, StateSnapshot, StorageObject
+from keyless.store.models import Base, StateSnapshot, StorageObject, StorageObjectVersion
 
 # The server's own, not the world's: restoring them would undo a sign-out or make a spent one-time
 # sign-in link work again (console sessions and the link codes kept in `settings`).
@@ -65,7 +65,8 @@ def _decode(table: Table, row: dict[str, Any]) -> dict[str, Any]:
 
 
 def blob_ids(s: Session) -> set[str]:
-    return set(s.scalars(select(StorageObject.blob_id)).all())
+    return set(s.scalars(select(StorageObject.blob_id)).all()) | set(
+        s.scalars(select(StorageObjectVersion.blob_id)).all())
 
 
 def clear(s: Session) -> set[str]:

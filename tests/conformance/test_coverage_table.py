@@ -48,7 +48,9 @@ def test_served_follows_the_routes() -> None:
     assert not table.served(routes, by_id["iam.projects.locations.workloadIdentityPools.listAttestationRules"])
     storage = {m.id: m for m in methods(document("storage.v1"))}
     assert table.served(routes, storage["storage.objects.insert"])  # and its /upload/ path
-    assert not table.served(routes, storage["storage.objects.compose"])
+    assert table.served(routes, storage["storage.objects.compose"])
+    # `GET o/{object:path}` swallows `o/{object}/acl` in one parameter: that does not serve ACLs
+    assert not table.served(routes, storage["storage.objectAccessControls.list"])
 
 
 def test_a_catch_all_route_does_not_serve_what_it_swallows() -> None:

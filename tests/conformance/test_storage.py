@@ -44,8 +44,26 @@ FLOW = Flow(DOC, [
          save="policy", present=["kind", "resourceId", "bindings", "etag"], check=kind("storage#policy")),
     Step("storage.buckets.setIamPolicy", lambda c: {"bucket": BUCKET, "body": {
         **c["policy"], "bindings": [*c["policy"]["bindings"],
-                                    {"role": "roles/storage.objectViewer", "members": ["user:reader@example.com"]}]}},
+                                    {"role": "roles/storage.objectViewer", "members": ["user:reader@example.com"]},
+                                    {"role": "roles/storage.objectUser", "members": ["user:owner@keyless.dev"]}]}},
          present=["bindings", "etag"]),
+    Step("storage.buckets.patch", lambda c: {"bucket": BUCKET, "ifMetagenerationMatch": 1, "body": {
+        "labels": {"env": "test"}, "versioning": {"enabled": True}, "lifecycle": {"rule": [
+            {"action": {"type": "Delete"}, "condition": {"age": 7}}]}}},
+         present=["kind", "name", "metageneration", "labels", "versioning", "etag"],
+         check=lambda c, a: (a["labels"] == {"team": "conformance", "env": "test"} and a["metageneration"] == "2")
+         or pytest.fail(str(a))),
+    Step("storage.buckets.patch", lambda c: {"bucket": BUCKET, "ifMetagenerationMatch": 1, "body": {}}, error=412),
+    Step("storage.buckets.update", lambda c: {"bucket": BUCKET, "ifMetagenerationNotMatch": 1, "body": {
+        "name": BUCKET, "labels": {"env": "prod"}, "lifecycle": {"rule": [
+            {"action": {"type": "SetStorageClass", "storageClass": "NEARLINE"}, "condition": {"age": 30}}]}}},
+         present=["kind", "name", "metageneration", "lifecycle"],
+         check=lambda c, a: (a["labels"] == {"env": "prod"} and "versioning" not in a
+                             and a["lifecycle"]["rule"][0]["action"]["storageClass"] == "NEARLINE")
+         or pytest.fail(str(a))),
+    Step("storage.buckets.getStorageLayout", lambda c: {"bucket": BUCKET},
+         check=lambda c, a: (a["kind"] == "storage#storageLayout" and a["bucket"] == BUCKET
+                             and a["hierarchicalNamespace"] == {"enabled": False}) or pytest.fail(str(a))),
     Step("storage.buckets.testIamPermissions", lambda c: {"bucket": BUCKET, "permissions": [
         "storage.buckets.get", "storage.objects.create"]},
          check=lambda c, a: a["kind"] == "storage#testIamPermissionsResponse" and len(a["permissions"]) == 2
@@ -62,7 +80,68 @@ FLOW = Flow(DOC, [
          check=lambda c, a: a["metadata"] == {"origin": "conformance"} or pytest.fail(str(a))),
     Step("storage.objects.list", lambda c: {"bucket": BUCKET, "prefix": "dir/", "maxResults": 5},
          check=lambda c, a: [o["name"] for o in a["items"]] == ["dir/object.txt"] or pytest.fail(str(a))),
+    Step("storage.objects.patch", lambda c: {"bucket": BUCKET, "object": "dir/object.txt", "ifMetagenerationMatch": 1,
+                                             "body": {"metadata": {"origin": None, "stage": "patched"}}},
+         present=["kind", "name", "metageneration", "etag"],
+         check=lambda c, a: (a["metadata"] == {"stage": "patched"} and a["metageneration"] == "2"
+                             and a["cacheControl"] == "no-cache") or pytest.fail(str(a))),
+    Step("storage.objects.update", lambda c: {"bucket": BUCKET, "object": "dir/object.txt", "body": {
+        "contentType": "text/csv"}},
+         check=lambda c, a: (a["contentType"] == "text/csv" and "metadata" not in a and "cacheControl" not in a
+                             and a["metageneration"] == "3") or pytest.fail(str(a))),
+    Step("storage.objects.copy", lambda c: {
+        "sourceBucket": BUCKET, "sourceObject": "dir/object.txt", "destinationBucket": BUCKET,
+        "destinationObject": "copy.txt", "ifGenerationMatch": 0, "body": {}},
+         present=["kind", "name", "generation", "size", "crc32c", "md5Hash"],
+         check=lambda c, a: (a["size"] == str(len(DATA)) and a["contentType"] == "text/csv") or pytest.fail(str(a))),
+    Step("storage.objects.rewrite", lambda c: {
+        "sourceBucket": BUCKET, "sourceObject": "copy.txt", "destinationBucket": BUCKET,
+        "destinationObject": "rewritten.txt", "maxBytesRewrittenPerCall": 1048576, "body": {}},
+         present=["kind", "totalBytesRewritten", "objectSize", "done", "resource"],
+         check=lambda c, a: (a["done"] is True and a["resource"]["name"] == "rewritten.txt") or pytest.fail(str(a))),
+    Step("storage.objects.compose", lambda c: {"destinationBucket": BUCKET, "destinationObject": "composite.txt",
+                                               "body": {"sourceObjects": [{"name": "copy.txt"},
+                                                                          {"name": "rewritten.txt"}],
+                                                        "destination": {"contentType": "text/plain"}}},
+         present=["kind", "name", "size", "crc32c", "componentCount"],
+         check=lambda c, a: (a["size"] == str(2 * len(DATA)) and a["componentCount"] == 2 and "md5Hash" not in a)
+         or pytest.fail(str(a))),
+    Step("storage.objects.move", lambda c: {"bucket": BUCKET, "sourceObject": "composite.txt",
+                                            "destinationObject": "moved.txt", "ifGenerationMatch": 0},
+         present=["kind", "name", "generation"], check=lambda c, a: a["name"] == "moved.txt" or pytest.fail(str(a))),
+    Step("storage.buckets.patch", lambda c: {"bucket": BUCKET, "body": {
+        "softDeletePolicy": {"retentionDurationSeconds": "604800"}}},
+         check=lambda c, a: a["softDeletePolicy"]["retentionDurationSeconds"] == "604800" or pytest.fail(str(a))),
+    Step("storage.objects.get", lambda c: {"bucket": BUCKET, "object": "dir/object.txt"}, save="live"),
     Step("storage.objects.delete", lambda c: {"bucket": BUCKET, "object": "dir/object.txt"}),
+    Step("storage.objects.list", lambda c: {"bucket": BUCKET, "softDeleted": True},
+         check=lambda c, a: [(o["name"], o["generation"]) for o in a["items"]] == [
+             ("dir/object.txt", c["live"]["generation"])] or pytest.fail(str(a))),
+    Step("storage.objects.restore", lambda c: {"bucket": BUCKET, "object": "dir/object.txt",
+                                               "generation": c["live"]["generation"]},
+         present=["kind", "name", "generation", "size"],
+         check=lambda c, a: int(a["generation"]) > int(c["live"]["generation"]) or pytest.fail(str(a))),
+    Step("storage.managedFolders.insert", lambda c: {"bucket": BUCKET, "body": {"name": "team/"}},
+         present=["kind", "id", "name", "bucket", "metageneration", "createTime", "updateTime"],
+         check=kind("storage#managedFolder")),
+    Step("storage.managedFolders.get", lambda c: {"bucket": BUCKET, "managedFolder": "team/"},
+         present=["kind", "name", "bucket"]),
+    Step("storage.managedFolders.list", lambda c: {"bucket": BUCKET, "pageSize": 5},
+         check=lambda c, a: [f["name"] for f in a["items"]] == ["team/"] or pytest.fail(str(a))),
+    Step("storage.managedFolders.getIamPolicy", lambda c: {"bucket": BUCKET, "managedFolder": "team/"},
+         save="folder_policy", present=["kind", "resourceId", "etag"], check=kind("storage#policy")),
+    Step("storage.managedFolders.setIamPolicy", lambda c: {"bucket": BUCKET, "managedFolder": "team/", "body": {
+        "bindings": [{"role": "roles/storage.objectViewer", "members": ["user:reader@example.com"]}],
+        "etag": c["folder_policy"]["etag"]}},
+         present=["bindings", "etag"]),
+    Step("storage.managedFolders.testIamPermissions", lambda c: {
+        "bucket": BUCKET, "managedFolder": "team/", "permissions": ["storage.managedFolders.get"]},
+         check=lambda c, a: a["permissions"] == ["storage.managedFolders.get"] or pytest.fail(str(a))),
+    Step("storage.managedFolders.delete", lambda c: {"bucket": BUCKET, "managedFolder": "team/"}),
+    Step("storage.objects.delete", lambda c: {"bucket": BUCKET, "object": "dir/object.txt"}),
+    Step("storage.objects.delete", lambda c: {"bucket": BUCKET, "object": "copy.txt"}),
+    Step("storage.objects.delete", lambda c: {"bucket": BUCKET, "object": "rewritten.txt"}),
+    Step("storage.objects.delete", lambda c: {"bucket": BUCKET, "object": "moved.txt"}),
     Step("storage.buckets.delete", lambda c: {"bucket": BUCKET}),
     Step("storage.buckets.get", lambda c: {"bucket": BUCKET}, error=404),
 ])

@@ -80,3 +80,31 @@ def test_blob_is_invisible_until_committed(tmp_path: Path) -> None:
 def test_pure_python_crc32c_matches() -> None:
     from keyless.checksums import _crc32c_py
     assert _crc32c_py(0, b"123456789") == 0xE3069283  # the CRC-32C check value
+
+
+def test_versions_listing_pages_and_delimiter(state: ServerState, blobs: BlobStore) -> None:
+    """versions=true lists every generation by (name bytes, generation); prefixes collapse; page
+    tokens resume after the last generation shown (issue #20)."""
+    with state.db.write() as s:
+        buckets.update_bucket(s, "bkt", {"versioning": {"enabled": True}}, replace_all=False,
+                              pre=buckets.MetagenerationPreconditions())
+    gens = {name: [_put(state, blobs, name).generation for _ in range(2)] for name in ("a", "b/1", "c")}
+    with state.db.read() as s:
+        seen: list[tuple[str, int]] = []
+        token = None
+        while True:
+            items, prefixes, token = objects.list_versions(s, "bkt", max_results=2, page_token=token)
+            assert len(items) <= 2
+            seen += [(i.name, i.generation) for i in items]
+            if token is None:
+                break
+        assert seen == [(n, g) for n in ("a", "b/1", "c") for g in gens[n]]
+        items, prefixes, _ = objects.list_versions(s, "bkt", delimiter="/")
+        assert [i.name for i in items] == ["a", "a", "c", "c"] and prefixes == ["b/"]
+    with state.db.write() as s:  # the noncurrent generation of "a" deleted for good (no soft delete policy)
+        assert objects.delete_object(s, "bkt", "a", Preconditions(), gens["a"][0]) is not None
+    with state.db.read() as s:
+        items, _, _ = objects.list_versions(s, "bkt", prefix="a")
+        assert [i.generation for i in items] == [gens["a"][1]]
+        with pytest.raises(objects.NotFound):
+            objects.get_object(s, "bkt", "a", gens["a"][0])

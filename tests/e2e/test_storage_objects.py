@@ -1,0 +1,437 @@
+"""Cloud Storage's bucket and object updates and server-side writes (issue #20) through the real
+google-cloud-storage and gcloud: buckets.patch/update with metageneration preconditions,
+objects.patch/update, copy, rewrite in several calls, compose, move; each IAM-enforced, audited,
+and refusing hostile input in Cloud Storage's error shape."""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+import google.oauth2.credentials
+import google_crc32c
+import pytest
+from google.api_core import exceptions
+from google.cloud import storage
+from sqlalchemy import select
+
+from keyless.store.models import AuditEntry
+from tests.api.helpers import audit_data_access, server_state, token_for_service_account
+from tests.conftest import Gcloud, KeylessServer
+
+PROJECT = "objects-project"
+READER = f"reader-sa@{PROJECT}.iam.gserviceaccount.com"
+WRITER = f"writer-sa@{PROJECT}.iam.gserviceaccount.com"
+MIB = 1024 * 1024
+
+
+def _client(srv: KeylessServer, token: str) -> storage.Client:
+    return storage.Client(project=PROJECT, credentials=google.oauth2.credentials.Credentials(token),
+                          client_options={"api_endpoint": srv.base_url})
+
+
+def _bind(srv: KeylessServer, bucket: str, role: str, member: str) -> None:
+    policy = srv.call("GET", f"/storage/v1/b/{bucket}/iam").json()
+    policy["bindings"].append({"role": role, "members": [member]})
+    r = srv.call("PUT", f"/storage/v1/b/{bucket}/iam", body=policy)
+    assert r.status_code == 200, r.text
+
+
+def _entries(srv: KeylessServer, method: str, resource: str) -> list[AuditEntry]:
+    with server_state(srv).db.read() as s:
+        return list(s.scalars(select(AuditEntry).where(AuditEntry.method_name == method,
+                                                       AuditEntry.resource_name == resource)).all())
+
+
+def _crc(data: bytes) -> str:
+    return base64.b64encode(google_crc32c.value(data).to_bytes(4, "big")).decode()
+
+
+@pytest.fixture(scope="module")
+def world(module_server: KeylessServer) -> KeylessServer:
+    srv = module_server
+    assert srv.keyless("projects", "create", PROJECT, "--number", "223456789012").returncode == 0
+    for account in ("reader-sa", "writer-sa"):
+        r = srv.call("POST", f"/iam/v1/projects/{PROJECT}/serviceAccounts", body={"accountId": account})
+        assert r.status_code == 200, r.text
+    owner = _client(srv, srv.owner_token)
+    for name in ("src-bucket", "dst-bucket"):
+        owner.create_bucket(name)
+    _bind(srv, "src-bucket", "roles/storage.objectViewer", f"serviceAccount:{READER}")
+    _bind(srv, "src-bucket", "roles/storage.objectUser", f"serviceAccount:{WRITER}")
+    return srv
+
+
+def test_bucket_patch_and_update(world: KeylessServer) -> None:
+    srv = world
+    bucket = _client(srv, srv.owner_token).get_bucket("src-bucket")
+    assert bucket.metageneration == 1
+    bucket.labels = {"team": "data", "env": "dev"}
+    bucket.versioning_enabled = True
+    bucket.add_lifecycle_delete_rule(age=30)
+    bucket.retention_period = 3600
+    bucket.patch(if_metageneration_match=1)
+    again = _client(srv, srv.owner_token).get_bucket("src-bucket")
+    assert again.metageneration == 2 and again.labels == {"team": "data", "env": "dev"}
+    assert again.versioning_enabled and again.retention_period == 3600
+    assert again.retention_policy_effective_time is not None
+    assert [dict(r) for r in again.lifecycle_rules] == [{"action": {"type": "Delete"}, "condition": {"age": 30}}]
+    assert again.iam_configuration.uniform_bucket_level_access_enabled
+    # the retention policy holds objects: no delete, overwrite or move before their time
+    held = again.blob("held.txt")
+    held.upload_from_string("held")
+    mover = _client(srv, token_for_service_account(srv, WRITER)).bucket("src-bucket")
+    for attempt in (lambda: held.delete(), lambda: held.upload_from_string("over"),
+                    lambda: mover.move_blob(mover.blob("held.txt"), "elsewhere.txt")):
+        with pytest.raises(exceptions.Forbidden, match="subject to bucket's retention policy"):
+            attempt()
+    r = srv.call("DELETE", "/storage/v1/b/src-bucket/o/held.txt")
+    assert r.status_code == 403 and r.json()["error"]["errors"][0]["reason"] == "retentionPolicyNotMet"
+    assert again.blob("held.txt").download_as_bytes() == b"held"
+    # a stale metageneration: 412 conditionNotMet, nothing changed
+    again.labels = {"team": "other"}
+    with pytest.raises(exceptions.PreconditionFailed):
+        again.patch(if_metageneration_match=1)
+    r = srv.call("PATCH", "/storage/v1/b/src-bucket", body={"labels": {"x": "y"}},
+                 params={"ifMetagenerationNotMatch": "2"})
+    assert r.status_code == 412 and r.json()["error"]["errors"][0]["reason"] == "conditionNotMet"
+    # a label removed by patch (null), the rest kept
+    r = srv.call("PATCH", "/storage/v1/b/src-bucket", body={"labels": {"env": None}})
+    assert r.status_code == 200 and r.json()["labels"] == {"team": "data"} and r.json()["metageneration"] == "3"
+    # update (PUT) replaces: fields left out are cleared
+    fresh = _client(srv, srv.owner_token).get_bucket("src-bucket")
+    fresh.labels = {"only": "this"}
+    fresh.update(if_metageneration_match=3)
+    assert fresh.labels == {"only": "this"} and fresh.retention_period == 3600 and fresh.metageneration == 4
+    whole = {k: v for k, v in srv.call("GET", "/storage/v1/b/src-bucket").json().items()
+             if k not in ("retentionPolicy", "lifecycle")}
+    r = srv.call("PUT", "/storage/v1/b/src-bucket", body=whole)
+    final = r.json()
+    assert "retentionPolicy" not in final and "lifecycle" not in final and final["labels"] == {"only": "this"}
+    assert final["versioning"] == {"enabled": True} and final["metageneration"] == "5"
+    held.delete()  # the policy is gone: the object goes (noncurrent, the bucket is versioned)
+    # Keyless has no ACLs: turning uniform bucket-level access off is refused by name
+    r = srv.call("PATCH", "/storage/v1/b/src-bucket",
+                 body={"iamConfiguration": {"uniformBucketLevelAccess": {"enabled": False}}})
+    assert r.status_code == 400 and "access control lists" in r.json()["error"]["message"]
+    for hostile in ({"versioning": "yes"}, {"retentionPolicy": {"retentionPeriod": "-1"}}, {"name": "renamed"},
+                    {"location": "EU"}, {"labels": {"k": "v" * 64}}, {"nonsense": 1}, {"storageClass": "GOLD"}):
+        r = srv.call("PATCH", "/storage/v1/b/src-bucket", body=hostile)
+        assert r.status_code == 400 and r.json()["error"]["errors"][0]["reason"] == "invalid", (hostile, r.text)
+    assert srv.call("GET", "/storage/v1/b/src-bucket").json()["metageneration"] == "5"
+    # IAM: an object user may not change the bucket; the Admin Activity entry is written
+    writer = _client(srv, token_for_service_account(srv, WRITER)).bucket("src-bucket")
+    writer.labels = {"mine": "now"}
+    with pytest.raises(exceptions.Forbidden, match="storage.buckets.update access to the Google Cloud Storage bucket"):
+        writer.patch()
+    deadline = time.monotonic() + 10
+    while len(_entries(srv, "storage.buckets.update", "projects/_/buckets/src-bucket")) < 6 \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+    entries = _entries(srv, "storage.buckets.update", "projects/_/buckets/src-bucket")
+    assert {e.log_name.rsplit("%2F", 1)[1] for e in entries} == {"activity"}
+    assert any(e.entry["protoPayload"].get("status", {}).get("code") == 7 for e in entries)  # the denied one
+
+
+def test_object_patch_and_update(world: KeylessServer) -> None:
+    srv = world
+    blob = _client(srv, srv.owner_token).bucket("src-bucket").blob("meta.txt")
+    blob.upload_from_string("meta", content_type="text/plain")
+    generation = blob.generation
+    blob.metadata = {"a": "1", "b": "2"}
+    blob.cache_control = "no-store"
+    blob.patch(if_metageneration_match=1)
+    assert blob.metageneration == 2 and blob.generation == generation and blob.metadata == {"a": "1", "b": "2"}
+    blob.metadata = {"a": None}
+    blob.patch()
+    assert blob.metadata == {"b": "2"} and blob.cache_control == "no-store" and blob.content_type == "text/plain"
+    with pytest.raises(exceptions.PreconditionFailed):
+        blob.patch(if_metageneration_match=1)
+    blob.content_type = "application/json"
+    blob.cache_control = None
+    blob.update(if_generation_match=generation)
+    got = srv.call("GET", "/storage/v1/b/src-bucket/o/meta.txt").json()
+    assert got["contentType"] == "application/json" and "cacheControl" not in got and got["metageneration"] == "4"
+    assert _client(srv, srv.owner_token).bucket("src-bucket").blob("meta.txt").download_as_bytes() == b"meta"
+    r = srv.call("PATCH", "/storage/v1/b/src-bucket/o/meta.txt", body={"metadata": {"k": "v" * 9000}})
+    assert r.status_code == 400 and "8 KiB" in r.json()["error"]["message"]
+    r = srv.call("PATCH", "/storage/v1/b/src-bucket/o/meta.txt", body={"kmsKeyName": "k"})
+    assert r.status_code == 400
+    r = srv.call("PATCH", "/storage/v1/b/src-bucket/o/meta.txt", params={"generation": "1"}, body={})
+    assert r.status_code == 404 and r.json()["error"]["errors"][0]["reason"] == "notFound"
+    reader = _client(srv, token_for_service_account(srv, READER)).bucket("src-bucket").blob("meta.txt")
+    reader.metadata = {"evil": "1"}
+    with pytest.raises(exceptions.Forbidden, match="storage.objects.update"):
+        reader.patch()
+    assert "evil" not in srv.call("GET", "/storage/v1/b/src-bucket/o/meta.txt").json().get("metadata", {})
+
+
+def test_copy_rewrite_compose_move(world: KeylessServer) -> None:
+    srv = world
+    client = _client(srv, srv.owner_token)
+    src, dst = client.bucket("src-bucket"), client.bucket("dst-bucket")
+    audit_data_access(srv, PROJECT, {"storage.googleapis.com": ["DATA_READ", "DATA_WRITE"]})
+    src.blob("a dir/copy me.txt").upload_from_string("copied", content_type="text/csv")
+    copied = src.copy_blob(src.blob("a dir/copy me.txt"), dst, "b/copied.txt")
+    assert copied.download_as_bytes() == b"copied" and copied.content_type == "text/csv"
+    assert copied.crc32c == _crc(b"copied")
+
+    big = bytes(range(256)) * (3 * MIB // 256 + 1000)  # a little over 3 MiB
+    src.blob("big.bin").upload_from_string(big)
+    calls = []
+    target = dst.blob("big-copy.bin")
+    token, done, total = target.rewrite(src.blob("big.bin"))
+    assert token is None and done == total == len(big)  # no limit: one call
+    target = dst.blob("big-rewrite.bin")
+    token = None
+    while True:
+        r = srv.call("POST", "/storage/v1/b/src-bucket/o/big.bin/rewriteTo/b/dst-bucket/o/big-rewrite.bin",
+                     params={"maxBytesRewrittenPerCall": str(MIB), **({"rewriteToken": token} if token else {})})
+        assert r.status_code == 200, r.text
+        calls.append(r.json())
+        if r.json()["done"]:
+            break
+        token = r.json()["rewriteToken"]
+        assert dst.get_blob("big-rewrite.bin") is None  # nothing visible until done
+    assert [c["totalBytesRewritten"] for c in calls] == [str(MIB), str(2 * MIB), str(3 * MIB), str(len(big))]
+    assert calls[-1]["resource"]["crc32c"] == _crc(big) and target.download_as_bytes() == big
+
+    parts = [src.blob(f"part-{i}") for i in range(3)]
+    for i, p in enumerate(parts):
+        p.upload_from_string(f"part {i};")
+    composite = src.blob("composite.txt")
+    composite.content_type = "text/plain"
+    composite.compose(parts, if_generation_match=0)
+    assert composite.download_as_bytes() == b"part 0;part 1;part 2;"
+    assert composite.crc32c == _crc(b"part 0;part 1;part 2;") and composite.md5_hash is None
+    assert composite.component_count == 3
+    twice = src.blob("twice.txt")
+    twice.compose([composite, parts[0]])
+    assert twice.component_count == 4 and twice.download_as_bytes() == b"part 0;part 1;part 2;part 0;"
+    with pytest.raises(exceptions.PreconditionFailed):
+        src.blob("stale.txt").compose(parts, if_source_generation_match=[1, 1, 1])
+
+    # storage.objects.move is in objectUser/objectAdmin, not in the legacy roles a project owner holds
+    with pytest.raises(exceptions.Forbidden, match="storage.objects.move"):
+        src.move_blob(src.blob("part-2"), "moved/part-2")
+    mover = _client(srv, token_for_service_account(srv, WRITER)).bucket("src-bucket")
+    moved = mover.move_blob(mover.blob("part-2"), "moved/part-2", if_generation_match=0)
+    assert moved.name == "moved/part-2" and moved.download_as_bytes() == b"part 2;"
+    assert src.get_blob("part-2") is None
+    renamed = src.rename_blob(src.blob("moved/part-2"), "renamed")  # copy + delete in the client
+    assert renamed.download_as_bytes() == b"part 2;"
+
+    wanted = [("storage.objects.create", "projects/_/buckets/dst-bucket/objects/b/copied.txt"),
+              ("storage.objects.get", "projects/_/buckets/src-bucket/objects/a dir/copy me.txt"),
+              ("storage.objects.delete", "projects/_/buckets/src-bucket/objects/part-2"),
+              ("storage.objects.create", "projects/_/buckets/src-bucket/objects/moved/part-2")]
+    deadline = time.monotonic() + 10
+    while not all(_entries(srv, *w) for w in wanted) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [w for w in wanted if not _entries(srv, *w)] == []
+    [moved_entry] = _entries(srv, "storage.objects.delete", "projects/_/buckets/src-bucket/objects/part-2")
+    assert moved_entry.principal_email == WRITER and moved_entry.log_name.endswith("data_access")
+
+
+def test_rewrite_and_compose_refuse_what_google_refuses(world: KeylessServer) -> None:
+    srv = world
+    owner = _client(srv, srv.owner_token).bucket("src-bucket")
+    owner.blob("r.bin").upload_from_string(b"r" * (2 * MIB + 1))
+    path = "/storage/v1/b/src-bucket/o/r.bin/rewriteTo/b/src-bucket/o/r2.bin"
+    r = srv.call("POST", path, params={"maxBytesRewrittenPerCall": "1000"})
+    assert r.status_code == 400 and "multiple of 1048576" in r.json()["error"]["message"]
+    r = srv.call("POST", path, params={"maxBytesRewrittenPerCall": str(MIB)})
+    token = r.json()["rewriteToken"]
+    # the token is the owner's, for that source and destination only
+    writer = token_for_service_account(srv, WRITER)
+    r = srv.call("POST", path, token=writer, params={"rewriteToken": token})
+    assert r.status_code == 400 and r.json()["error"]["message"] == "The rewrite token is invalid."
+    r = srv.call("POST", path.replace("r2.bin", "elsewhere"), params={"rewriteToken": token})
+    assert r.status_code == 400
+    for forged in ("../../uploads/x", "A" * 40, token[:-2] + "xx"):
+        r = srv.call("POST", path, params={"rewriteToken": forged})
+        assert r.status_code == 400, forged
+    # a rewrite token is no upload session, and an upload session is no rewrite token
+    r = srv.call("POST", "/upload/storage/v1/b/src-bucket/o", body={"name": "up.bin"},
+                 params={"uploadType": "resumable"})
+    upload_id = r.headers["x-guploader-uploadid"]
+    r = srv.call("POST", path, params={"rewriteToken": upload_id})
+    assert r.status_code == 400 and r.json()["error"]["message"] == "The rewrite token is invalid."
+    r = srv.call("PUT", "/upload/storage/v1/b/src-bucket/o", raw=b"x", params={"uploadType": "resumable",
+                 "upload_id": token}, headers={"Content-Range": "bytes 0-0/1"})
+    assert r.status_code == 404 and owner.get_blob("r2.bin") is None
+    r = srv.call("GET", "/storage/v1/b/src-bucket/o", params={"versions": "true", "pageToken": "bm90IGpzb24"})
+    assert r.status_code == 400 and r.json()["error"]["message"] == "Invalid page token."
+    # the source replaced mid-rewrite: the bucket is versioned, so the pinned generation is still read...
+    pinned = owner.get_blob("r.bin").generation
+    owner.blob("r.bin").upload_from_string(b"new")
+    r = srv.call("POST", path, params={"rewriteToken": token, "maxBytesRewrittenPerCall": str(MIB)})
+    assert r.status_code == 200 and r.json()["totalBytesRewritten"] == str(2 * MIB)
+    # ...until that generation is deleted: then the rewrite ends in 404 and writes nothing
+    owner.blob("r.bin", generation=pinned).delete()
+    r = srv.call("POST", path, params={"rewriteToken": token})
+    assert r.status_code == 404 and owner.get_blob("r2.bin") is None
+    # a reader cannot write the destination; a writer cannot read what it was not granted
+    r = srv.call("POST", path, token=token_for_service_account(srv, READER))
+    assert r.status_code == 403 and "storage.objects.create" in r.json()["error"]["message"]
+    r = srv.call("POST", "/storage/v1/b/dst-bucket/o/b%2Fcopied.txt/copyTo/b/src-bucket/o/stolen", token=writer)
+    assert r.status_code == 403 and "storage.objects.get" in r.json()["error"]["message"]
+    # a name holding the separator is one encoded segment and stays one name
+    tricky = "x/copyTo/b/dst-bucket/o/y"
+    owner.blob(tricky).upload_from_string("tricky")
+    r = srv.call("POST", "/storage/v1/b/src-bucket/o/x%2FcopyTo%2Fb%2Fdst-bucket%2Fo%2Fy/copyTo/b/src-bucket/o/t")
+    assert r.status_code == 200 and r.json()["name"] == "t" and r.json()["size"] == "6"
+    compose = "/storage/v1/b/src-bucket/o/c/compose"
+    r = srv.call("POST", compose, body={"sourceObjects": [{"name": "t"}] * 33})
+    assert r.status_code == 400 and "exceeds the maximum (32)" in r.json()["error"]["message"]
+    r = srv.call("POST", compose, body={"sourceObjects": [{"name": "t"}], "destination": {"bucket": "dst-bucket"}})
+    assert r.status_code == 400
+    r = srv.call("POST", compose, body={"sourceObjects": [{"name": "t", "generation": "x"}]})
+    assert r.status_code == 400
+    r = srv.call("POST", compose, body={"sourceObjects": [{"name": "missing"}]})
+    assert r.status_code == 404
+    r = srv.call("POST", "/storage/v1/b/src-bucket/o/t/moveTo/o/t")
+    assert r.status_code == 400
+    r = srv.call("POST", "/storage/v1/b/src-bucket/o/t/moveTo/o/u", token=token_for_service_account(srv, READER))
+    assert r.status_code == 403 and "storage.objects.move" in r.json()["error"]["message"]
+    assert owner.get_blob("c") is None and owner.get_blob("u") is None
+
+
+def test_gcloud_storage_updates(world: KeylessServer, module_gcloud: Gcloud) -> None:
+    """gcloud's own paths to each: buckets update (patch), cp between buckets (rewrite), mv (getStorageLayout,
+    then move), objects update (patch). Setup and checks go through the client, gcloud only where it is the point."""
+    g = module_gcloud
+    owner = _client(world, world.owner_token)
+    owner.create_bucket("gcloud-objects").blob("f.txt").upload_from_string("gcloud bytes")
+    g.run("storage", "buckets", "update", "gs://gcloud-objects", "--versioning", "--update-labels=team=ops")
+    described: dict[str, Any] = world.call("GET", "/storage/v1/b/gcloud-objects").json()
+    assert described["versioning"] == {"enabled": True} and described["labels"] == {"team": "ops"}
+    g.run("storage", "cp", "gs://gcloud-objects/f.txt", "gs://src-bucket/from-gcloud.txt")
+    assert owner.bucket("src-bucket").blob("from-gcloud.txt").download_as_bytes() == b"gcloud bytes"
+    g.run("storage", "mv", "gs://gcloud-objects/f.txt", "gs://gcloud-objects/g.txt")
+    g.run("storage", "objects", "update", "gs://gcloud-objects/g.txt", "--custom-metadata=k=v",
+          "--content-type=text/x-test")
+    got = world.call("GET", "/storage/v1/b/gcloud-objects/o/g.txt").json()
+    assert got["metadata"] == {"k": "v"} and got["contentType"] == "text/x-test"
+    assert world.call("GET", "/storage/v1/b/gcloud-objects/o/f.txt").status_code == 404
+
+
+def test_versions_soft_delete_and_restore(world: KeylessServer) -> None:
+    srv = world
+    client = _client(srv, srv.owner_token)
+    bucket = client.create_bucket("versioned-bucket")
+    bucket.versioning_enabled = True
+    bucket.patch()
+    blob = bucket.blob("doc.txt")
+    blob.upload_from_string("v1")
+    first = blob.generation
+    blob.upload_from_string("v2")
+    second = blob.generation
+    assert second > first
+    assert bucket.blob("doc.txt", generation=first).download_as_bytes() == b"v1"
+    assert bucket.get_blob("doc.txt", generation=first).time_deleted is not None
+    versions = list(client.list_blobs(bucket, versions=True))
+    assert [(b.name, b.generation) for b in versions] == [("doc.txt", first), ("doc.txt", second)]
+    assert [b.generation for b in client.list_blobs(bucket)] == [second]
+    bucket.blob("doc.txt").delete()  # the live one becomes noncurrent
+    assert bucket.get_blob("doc.txt") is None
+    assert len(list(client.list_blobs(bucket, versions=True))) == 2
+    with pytest.raises(exceptions.Conflict, match="not empty"):
+        bucket.delete()
+    # paging over versions: one per page, every generation once
+    pages = list(client.list_blobs(bucket, versions=True, page_size=1).pages)
+    assert [b.generation for p in pages for b in p] == [first, second]
+
+    # soft delete: a deleted generation stays restorable, listed only with softDeleted=true
+    bucket.soft_delete_policy.retention_duration_seconds = 7 * 24 * 3600
+    bucket.versioning_enabled = False
+    bucket.patch()
+    assert bucket.soft_delete_policy.retention_duration_seconds == 7 * 24 * 3600
+    bucket.blob("doc.txt", generation=first).delete()
+    soft = list(client.list_blobs(bucket, soft_deleted=True))
+    assert [(b.generation, b.soft_delete_time is not None) for b in soft] == [(first, True)]
+    assert [b.generation for b in client.list_blobs(bucket, versions=True)] == [second]
+    with pytest.raises(exceptions.NotFound):
+        bucket.blob("doc.txt", generation=first).download_as_bytes()  # restore first, as on Google
+    reader_token = token_for_service_account(srv, READER)
+    _bind(srv, "versioned-bucket", "roles/storage.objectViewer", f"serviceAccount:{READER}")
+    r = srv.call("POST", "/storage/v1/b/versioned-bucket/o/doc.txt/restore", token=reader_token,
+                 params={"generation": str(first)})
+    assert r.status_code == 403 and "storage.objects.restore" in r.json()["error"]["message"]
+    restored = bucket.restore_blob("doc.txt", generation=first)
+    assert restored.generation > second and restored.download_as_bytes() == b"v1"
+    assert list(client.list_blobs(bucket, soft_deleted=True)) == []
+    r = srv.call("POST", "/storage/v1/b/versioned-bucket/o/doc.txt/restore", params={"generation": str(first)})
+    assert r.status_code == 404
+    r = srv.call("POST", "/storage/v1/b/versioned-bucket/o/doc.txt/restore")
+    assert r.status_code == 400
+    # overwrite without versioning: the old generation is soft-deleted, not lost
+    third = restored.generation
+    restored.upload_from_string("v3")
+    assert [b.generation for b in client.list_blobs(bucket, soft_deleted=True)] == [third]
+    # deleting the bucket takes its soft-deleted generations' bytes with it
+    for b in client.list_blobs(bucket, versions=True):
+        b.delete()
+    files_before = sum(1 for p in (srv.data_dir / "storage" / "blobs").rglob("*") if p.is_file())
+    bucket.delete()
+    files_after = sum(1 for p in (srv.data_dir / "storage" / "blobs").rglob("*") if p.is_file())
+    assert files_before - files_after == 3  # v2 (noncurrent, then soft-deleted), v1 restored then replaced, v3
+
+
+def test_managed_folders_grant_on_objects_beneath(world: KeylessServer, module_gcloud: Gcloud) -> None:
+    srv, g = world, module_gcloud
+    folder_sa = f"folder-sa@{PROJECT}.iam.gserviceaccount.com"
+    assert srv.call("POST", f"/iam/v1/projects/{PROJECT}/serviceAccounts", body={"accountId": "folder-sa"}).is_success
+    base = "/storage/v1/b/dst-bucket/managedFolders"
+    assert srv.call("POST", base, body={"name": "team-a/"}).status_code == 200
+    r = srv.call("POST", base, body={"name": "team-a/sub"})
+    assert r.status_code == 200 and r.json()["name"] == "team-a/sub/" and r.json()["kind"] == "storage#managedFolder"
+    assert srv.call("POST", base, body={"name": "team-a/"}).status_code == 409
+    for bad in ("", "/x/", "a//b/", "..", "x" * 1100):
+        assert srv.call("POST", base, body={"name": bad}).status_code == 400, bad
+    listed = srv.call("GET", base, params={"prefix": "team-a/", "pageSize": "1"}).json()
+    assert [f["name"] for f in listed["items"]] == ["team-a/"]
+    more = srv.call("GET", base, params={"prefix": "team-a/", "pageToken": listed["nextPageToken"]}).json()
+    assert [f["name"] for f in more["items"]] == ["team-a/sub/"] and "nextPageToken" not in more
+    assert srv.call("GET", base + "/team-a%2F").json()["id"] == "dst-bucket/team-a/"
+
+    token = token_for_service_account(srv, folder_sa)
+    sa = _client(srv, token).bucket("dst-bucket")
+    with pytest.raises(exceptions.Forbidden, match="storage.objects.create"):
+        sa.blob("team-a/sub/x.txt").upload_from_string("x")
+    g.run("storage", "managed-folders", "add-iam-policy-binding", "gs://dst-bucket/team-a/",
+          f"--member=serviceAccount:{folder_sa}", "--role=roles/storage.objectUser")
+    policy = srv.call("GET", base + "/team-a%2F/iam").json()
+    assert {"role": "roles/storage.objectUser", "members": [f"serviceAccount:{folder_sa}"]} in policy["bindings"]
+    assert policy["resourceId"] == "projects/_/buckets/dst-bucket/managedFolders/team-a/"
+    sa.blob("team-a/sub/x.txt").upload_from_string("x")  # a nested folder inherits its parent's grant
+    assert sa.blob("team-a/sub/x.txt").download_as_bytes() == b"x"
+    with pytest.raises(exceptions.Forbidden):
+        sa.blob("team-b/x.txt").upload_from_string("x")  # beside the folder: nothing granted
+    with pytest.raises(exceptions.Forbidden):
+        sa.blob("team-a").upload_from_string("x")  # the name without the slash is not beneath it
+    tested = srv.call("GET", base + "/team-a%2Fsub%2F/iam/testPermissions", token=token,
+                      params=[("permissions", "storage.objects.get"),
+                              ("permissions", "storage.managedFolders.setIamPolicy")])
+    assert tested.json()["permissions"] == ["storage.objects.get"]
+    r = srv.call("PUT", base + "/team-a%2F/iam", token=token, body={"bindings": []})
+    assert r.status_code == 403 and "storage.managedFolders.setIamPolicy access to the Google Cloud Storage " \
+        "managed folder" in r.json()["error"]["message"]
+    r = srv.call("PUT", base + "/team-a%2F/iam", body={"bindings": [{"role": "roles/nope", "members": ["x"]}]})
+    assert r.status_code == 400
+    r = srv.call("DELETE", base + "/team-a%2F")
+    assert r.status_code == 409 and r.json()["error"]["errors"][0]["reason"] == "conflict"
+    assert srv.call("DELETE", base + "/team-a%2Fsub%2F", params={"allowNonEmpty": "true"}).status_code == 204
+    assert srv.call("DELETE", base + "/team-a%2F", params={"allowNonEmpty": "true"}).status_code == 204
+    with pytest.raises(exceptions.Forbidden):
+        sa.blob("team-a/sub/x.txt").download_as_bytes()  # the grant went with the folder
+    assert srv.call("GET", base + "/team-a%2F").status_code == 404
+    assert srv.call("GET", base + "/team-a%2F/iam").status_code == 404
+    deadline = time.monotonic() + 10
+    wanted = [("storage.managedFolders.create", "projects/_/buckets/dst-bucket/managedFolders/team-a/"),
+              ("storage.managedFolders.setIamPolicy", "projects/_/buckets/dst-bucket/managedFolders/team-a/"),
+              ("storage.managedFolders.delete", "projects/_/buckets/dst-bucket/managedFolders/team-a/")]
+    while not all(_entries(srv, *w) for w in wanted) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [w for w in wanted if not _entries(srv, *w)] == []
