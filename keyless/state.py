@@ -33,6 +33,7 @@ from keyless.iam.members import (
 )
 from keyless.iam.policy import add_binding, get_policy_row
 from keyless.iam.principal import Principal
+from keyless.iam import service_agents
 from keyless.iam.roles import RoleCatalogue
 from keyless.iam.service_accounts import EMAIL_DOMAIN, find_by_email
 from keyless.projects import ROOT, create_project, project_resource
@@ -198,7 +199,7 @@ class ServerState:
         def check(member: str) -> None:
             if member.startswith("serviceAccount:") and member.endswith(EMAIL_DOMAIN):
                 email = member.split(":", 1)[1]
-                if find_by_email(s, email) is None:
+                if find_by_email(s, email) is None and not service_agents.exists(s, email):
                     raise InvalidArgument(f"Service account {email} does not exist.")
             elif resource_kind == "project" and member in (ALL_USERS, ALL_AUTHENTICATED_USERS):
                 raise InvalidArgument(PROJECT_MEMBER_FORM, details=[{
