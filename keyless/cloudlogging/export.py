@@ -9,7 +9,9 @@ each entry's timestamp (UTC); each round of routing writes the next shard `Sn` o
 objects are immutable. A file is written only if the sink's writer identity may create objects
 in the bucket (`storage.objects.create`, e.g. roles/storage.objectCreator), checked with the
 bucket's IAM as for any caller; otherwise nothing is written, the entries of that round are not
-retried (Google retries for a while, then drops them), and the sink records why (`last_error`).
+retried (Google retries for a while, then drops them), and the sink records why: in its
+`last_error`, and, when the error is new, in an ERROR entry of the project's
+`logging.googleapis.com/sink_error` log on a `logging_sink` resource (never routed itself).
 Pub/Sub destinations are accepted but not delivered to yet: their cursor moves on.
 
 Rounds run on a thread of the serving process (`Router`): every few seconds, and at once when
@@ -24,16 +26,17 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from keyless.audit import filter as lq
 from keyless.audit.log import entry_of
-from keyless.cloudlogging import names
+from keyless.clock import rfc3339
+from keyless.cloudlogging import entries, names
 from keyless.iam.evaluate import Authorizer
 from keyless.iam.members import member_keys_for_service_account
 from keyless.iam.principal import Principal
@@ -68,6 +71,21 @@ def _next_shard(s: Session, bucket: str, prefix: str) -> int:
     return max(numbers, default=-1) + 1
 
 
+SINK_ERROR_LOG = "logging.googleapis.com/sink_error"
+SINK_ERROR_SUFFIX = "/logs/" + quote(SINK_ERROR_LOG, safe="")
+
+
+def _record_error(s: Session, sink: LoggingSink, error: str) -> None:
+    """The sink_error entry of a new routing error."""
+    now = datetime.now(UTC)
+    entry = {"jsonPayload": {"sink": sink.sink_id, "destination": sink.body["destination"], "error": error},
+             "insertId": "", "timestamp": rfc3339(now), "receiveTimestamp": rfc3339(now), "severity": "ERROR",
+             "logName": "",
+             "resource": {"type": "logging_sink", "labels": {"project_id": sink.project_id, "name": sink.sink_id,
+                                                             "destination": sink.body["destination"]}}}
+    entries.store(s, [(entries.Written(names.LogName(sink.project_id, SINK_ERROR_LOG), entry), sink.project_id)], {})
+
+
 def _matching(s: Session, sink: LoggingSink) -> tuple[list[tuple[AuditEntry, dict[str, Any]]], int]:
     """The entries after the sink's cursor it routes, and the cursor after them."""
     rows = s.scalars(select(AuditEntry).where(AuditEntry.project_id == sink.project_id, AuditEntry.id > sink.cursor)
@@ -78,6 +96,8 @@ def _matching(s: Session, sink: LoggingSink) -> tuple[list[tuple[AuditEntry, dic
     excluded = [lq.parse(e["filter"]) for e in sink.body.get("exclusions", []) if not e.get("disabled")]
     picked = []
     for row in rows:
+        if row.log_name.endswith(SINK_ERROR_SUFFIX):
+            continue  # a sink's errors are never routed: they would feed the error back
         entry = entry_of(row)
         if lq.matches(tree, entry) and not any(lq.matches(x, entry) for x in excluded):
             picked.append((row, entry))
@@ -125,6 +145,8 @@ def route_sink(db: Database, authz: Authorizer, blobs: BlobStore, project_id: st
             error = _to_bucket(s, sink, destination.bucket, picked, authz, blobs)
             written = 0 if error else len(picked)
         sink.cursor = cursor
+        if error and error != sink.last_error:
+            _record_error(s, sink, error)
         if error or picked:
             sink.last_error = error
         return written
