@@ -64,6 +64,7 @@ def _flag(body: dict[str, Any], name: str) -> bool:
 def _fields(body: Any, allowed: set[str], where: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidArgument(f"Invalid value at '{where}': expected an object.")
+    body = names.camel(body)
     for name in body:
         if name not in allowed:
             raise InvalidArgument(f"Invalid JSON payload received. Unknown name \"{str(name)[:100]}\" at '{where}': "
@@ -72,7 +73,7 @@ def _fields(body: Any, allowed: set[str], where: str) -> dict[str, Any]:
 
 
 def _mask(mask: list[str] | None, given: dict[str, Any], mutable: set[str], kind: str) -> list[str]:
-    paths = mask if mask is not None else [k for k in given if k in mutable]
+    paths = list(names.camel(dict.fromkeys(mask))) if mask is not None else [k for k in given if k in mutable]
     for path in paths:
         if path not in mutable:
             raise InvalidArgument(f"Invalid update mask path '{path[:100]}': a {kind}'s updatable fields are "

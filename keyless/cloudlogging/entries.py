@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from keyless.audit import filter as lq
 from keyless.audit.writer import fit
 from keyless.clock import rfc3339
-from keyless.cloudlogging.names import LogName, parse_log_name
+from keyless.cloudlogging.names import LogName, camel, parse_log_name
 from keyless.errors import InvalidArgument
 from keyless.store.models import AuditEntry
 
@@ -97,6 +97,7 @@ def check_entry(raw: Any, index: int, *, log_name: Any, resource: dict[str, Any]
     where = f"entries[{index}]"
     if not isinstance(raw, dict):
         raise InvalidArgument(f"Invalid value at '{where}': expected a LogEntry object.")
+    raw = camel(raw)
     size = len(json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode())
     if size > MAX_ENTRY_BYTES:
         raise InvalidArgument(f"Log entry with size {size / 1024:.1f}K exceeds maximum size of "

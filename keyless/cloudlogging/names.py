@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, unquote
 
 from keyless.errors import InvalidArgument
@@ -24,6 +25,17 @@ PUBSUB_TOPIC = re.compile(r"^pubsub\.googleapis\.com/projects/([a-z][a-z0-9-]{4,
 STORAGE_PREFIX = "storage.googleapis.com/"
 # Before writer identities were unique, every project sink wrote as this one identity.
 LEGACY_WRITER = "serviceAccount:cloud-logs@system.gserviceaccount.com"
+
+
+_SNAKE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)+$")
+
+
+def camel(body: dict[str, Any]) -> dict[str, Any]:
+    """A message's field names in lowerCamel: Google's JSON mapping accepts the proto names too
+    (`dry_run`, `log_name`: google-cloud-logging sends those). Only for messages, never for maps
+    (labels) or payloads, whose keys are data."""
+    return {(re.sub(r"_([a-z0-9])", lambda m: m.group(1).upper(), k) if _SNAKE.match(k) else k): v
+            for k, v in body.items()}
 
 
 @dataclass(frozen=True)

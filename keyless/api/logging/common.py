@@ -44,9 +44,11 @@ def project_of(call: Call, s: Any, permission: str, *, resource: str = "", kind:
     row = projects.find_project(s, given, include_deleted=False)
     project_id = row.project_id if row is not None else given
     name = resource.replace("{project}", project_id) if resource else f"projects/{project_id}"
+    # audited_resource names the service and method; a typed resource (logging_sink) its own labels
+    base = {"service": SERVICE, "method": call.record.method if call.record else ""} \
+        if kind == "audited_resource" else {}
     call.touch(project_id=project_id, name=name, type=kind,
-               labels={"service": SERVICE, "method": call.record.method if call.record else "",
-                       **({"project_id": project_id} if row is not None else {}), **(labels or {})})
+               labels={**base, **({"project_id": project_id} if row is not None else {}), **(labels or {})})
     chain = projects.project_chain(row.project_id) if row else [projects.project_resource(given), projects.ROOT]
     call.require(permission, chain, f"projects/{given}")
     if row is None:

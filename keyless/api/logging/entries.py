@@ -24,7 +24,7 @@ from keyless.audit import query
 from keyless.audit.log import RPC_CODES
 from keyless.cloudlogging import config
 from keyless.cloudlogging import entries as written
-from keyless.cloudlogging.names import parse_log_name
+from keyless.cloudlogging.names import camel, parse_log_name
 from keyless.errors import InvalidArgument, KeylessError, NotFound
 from keyless.iam.evaluate import permission_denied
 
@@ -114,7 +114,7 @@ def _flag(body: dict[str, Any], name: str) -> bool:
 def write_entries(call: Call) -> dict[str, Any]:
     """entries.write: every entry checked and authorised; all stored, or (partialSuccess) the valid
     ones, the failures then answered as WriteLogEntriesPartialErrors keyed by entry index."""
-    body = call.body
+    body = camel(call.body)
     allowed_fields(body, {"logName", "resource", "labels", "entries", "partialSuccess", "dryRun"}, "")
     partial, dry_run = _flag(body, "partialSuccess"), _flag(body, "dryRun")
     raw = body.get("entries")

@@ -32,7 +32,7 @@ def create_sink(call: Call) -> dict[str, Any]:
     sink_id = call.body.get("name")
     with call.write() as s:
         project = project_of(call, s, "logging.sinks.create", resource=f"projects/{{project}}/sinks/{sink_id}",
-                             kind="logging_sink")
+                             kind="logging_sink", labels={"name": str(sink_id)})
         row = config.create_sink(s, project, call.body, unique_writer=unique)
         call.touch(labels=_labels(project.project_id, row.sink_id, row.body["destination"]))
         out = config.sink_json(row)
@@ -48,7 +48,7 @@ def get_sink(call: Call) -> dict[str, Any]:
     sink_id = _sink_id(call)
     with call.read() as s:
         project = project_of(call, s, "logging.sinks.get", resource=f"projects/{{project}}/sinks/{sink_id}",
-                             kind="logging_sink")
+                             kind="logging_sink", labels={"name": str(sink_id)})
         return config.sink_json(config.find_sink(s, project.project_id, sink_id))
 
 
@@ -72,7 +72,7 @@ def update_sink(call: Call) -> dict[str, Any]:
     mask = update_mask(call)
     with call.write() as s:
         project = project_of(call, s, "logging.sinks.update", resource=f"projects/{{project}}/sinks/{sink_id}",
-                             kind="logging_sink")
+                             kind="logging_sink", labels={"name": str(sink_id)})
         row = config.find_sink(s, project.project_id, sink_id, for_update=True)
         config.update_sink(row, project, call.body, mask, unique_writer=unique)
         call.touch(labels=_labels(project.project_id, sink_id, row.body["destination"]))
@@ -85,7 +85,7 @@ def delete_sink(call: Call) -> dict[str, Any]:
     sink_id = _sink_id(call)
     with call.write() as s:
         project = project_of(call, s, "logging.sinks.delete", resource=f"projects/{{project}}/sinks/{sink_id}",
-                             kind="logging_sink")
+                             kind="logging_sink", labels={"name": str(sink_id)})
         row = config.find_sink(s, project.project_id, sink_id, for_update=True)
         call.touch(labels=_labels(project.project_id, sink_id, row.body.get("destination")))
         s.delete(row)
