@@ -182,7 +182,7 @@ class Router:
     """The routing thread of one serving process."""
 
     def __init__(self, db: Database, authz: Authorizer, blobs: BlobStore, *, before: Callable[[], Any] = lambda: None,
-                 interval: float = 2.0) -> None:
+                 interval: float = 1.0) -> None:
         self._db, self._authz, self._blobs, self._before = db, authz, blobs, before
         self._interval = interval
         self._wake = threading.Event()
