@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from keyless.audit.sink import AuditSink
 from keyless.config import Settings
 from keyless.errors import InvalidArgument, Unauthenticated
+from keyless.iam import service_agents
 from keyless.iam.directory import AccountInfo, ServiceAccountDirectory
 from keyless.iam.evaluate import Authorizer
 from keyless.iam.members import (
@@ -33,7 +34,6 @@ from keyless.iam.members import (
 )
 from keyless.iam.policy import add_binding, get_policy_row
 from keyless.iam.principal import Principal
-from keyless.iam import service_agents
 from keyless.iam.roles import RoleCatalogue
 from keyless.iam.service_accounts import EMAIL_DOMAIN, find_by_email
 from keyless.projects import ROOT, create_project, project_resource

@@ -248,8 +248,7 @@ def _sink_files(srv: KeylessServer, bucket: str, log_dir: str) -> dict[str, str]
 def test_sink_routes_written_and_audit_entries_as_google_sink_files(world: KeylessServer, agent: str) -> None:
     sink = _ok(world.call("POST", SINKS, params={"uniqueWriterIdentity": "true"}, body={
         "name": "to-archive", "destination": "storage.googleapis.com/log-archive",
-        "filter": f'logName="projects/{PROJECT}/logs/routed" OR '
-                  f'logName="projects/{PROJECT}/logs/cloudaudit.googleapis.com%2Factivity"',
+        "filter": 'logName:"logs/routed" OR logName:"cloudaudit.googleapis.com%2Factivity"',
         "exclusions": [{"name": "quiet", "filter": 'labels.quiet="yes"'}],
         "writerIdentity": f"serviceAccount:{WRITER}"}))  # output only: the client cannot choose it
     assert sink["writerIdentity"] == f"serviceAccount:{agent}"
@@ -258,6 +257,8 @@ def test_sink_routes_written_and_audit_entries_as_google_sink_files(world: Keyle
         {"jsonPayload": {"n": 1}, "severity": "ERROR"}, {"jsonPayload": {"n": 2}, "labels": {"quiet": "yes"}},
         {"textPayload": "three", "timestamp": "2026-01-02T03:04:05Z"}]}))
     _ok(write(world, {"logName": f"projects/{PROJECT}/logs/not-routed", "entries": [{"textPayload": "x"}]}))
+    # the filter matches another project's log too; a sink routes its own project's entries only
+    _ok(write(world, {"logName": f"projects/{OTHER}/logs/routed", "entries": [{"jsonPayload": {"n": "other"}}]}))
     # an Admin Activity entry made after the sink (an exclusion's creation) is routed too
     _ok(world.call("POST", f"/logging/v2/projects/{PROJECT}/exclusions", body={
         "name": "routed-audit", "filter": 'jsonPayload.never="true"', "disabled": True}))

@@ -17,6 +17,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from keyless import projects
 from keyless.api.http import Call, allowed_fields, string_field
 from keyless.api.logging.common import router_of
@@ -156,8 +158,12 @@ def write_entries(call: Call) -> dict[str, Any]:
     if ready and not dry_run:
         with call.read() as s:
             exclusions = config.active_exclusions(s, sorted({p for _, p in ready}))
-        with call.state.db.append() as s:
-            stored = written.store(s, ready, exclusions)
+        try:
+            with call.state.db.append() as s:
+                stored = written.store(s, ready, exclusions)
+        except IntegrityError:  # a duplicate committed meanwhile by another request: check again
+            with call.state.db.append() as s:
+                stored = written.store(s, ready, exclusions)
         if stored:
             router_of(call.state).wake()
     if errors:
