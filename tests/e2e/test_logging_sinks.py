@@ -208,6 +208,13 @@ def test_size_limits(world: KeylessServer) -> None:
                       headers={"Content-Type": "application/json"})
     assert huge.status_code == 400 and "Request payload size exceeds the limit" in huge.text
     assert len(entries(world, f'logName="{log}"')) == 1
+    # a deeply nested payload is stored whole, and a global search over it answers (never a 500)
+    deep: Any = "needle-in-depth"
+    for _ in range(600):
+        deep = {"d": deep}
+    _ok(write(world, {"logName": log, "entries": [{"jsonPayload": deep}]}))
+    assert len(entries(world, f'logName="{log}" AND jsonPayload.d:*')) == 1
+    assert entries(world, '"needle-in-depth"') == []  # global terms search 64 levels deep, as bounded
 
 
 def test_partial_success_dry_run_and_duplicates(world: KeylessServer) -> None:
