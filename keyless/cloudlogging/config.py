@@ -72,8 +72,17 @@ def _fields(body: Any, allowed: set[str], where: str) -> dict[str, Any]:
     return body
 
 
-def _mask(mask: list[str] | None, given: dict[str, Any], mutable: set[str], kind: str) -> list[str]:
-    paths = list(names.camel(dict.fromkeys(mask))) if mask is not None else [k for k in given if k in mutable]
+# "An empty updateMask is temporarily treated as using the following mask for backwards
+# compatibility purposes: destination,filter,includeChildren" (projects.sinks.update).
+SINK_DEFAULT_MASK = ["destination", "filter", "includeChildren"]
+
+
+def _mask(mask: list[str] | None, mutable: set[str], kind: str) -> list[str]:
+    if not mask:
+        if kind == "sink":
+            return SINK_DEFAULT_MASK
+        raise InvalidArgument(f"updateMask is required: a non-empty list of the {kind}'s fields to change.")
+    paths = list(names.camel(dict.fromkeys(mask)))
     for path in paths:
         if path not in mutable:
             raise InvalidArgument(f"Invalid update mask path '{path[:100]}': a {kind}'s updatable fields are "
@@ -121,7 +130,7 @@ def create_exclusion(s: Session, project: Project, body: dict[str, Any]) -> Logg
 def update_exclusion(row: LoggingExclusion, body: Any, mask: list[str] | None) -> LoggingExclusion:
     given = _fields(body, EXCLUSION_FIELDS, "exclusion")
     merged = {"name": row.exclusion_id, **row.body}
-    for path in _mask(mask, given, EXCLUSION_MUTABLE, "exclusion"):
+    for path in _mask(mask, EXCLUSION_MUTABLE, "exclusion"):
         if given.get(path) is None:
             merged.pop(path, None)
         else:
@@ -215,7 +224,7 @@ def update_sink(row: LoggingSink, project: Project, body: Any, mask: list[str] |
     if given.get("name") not in (None, row.sink_id):
         raise InvalidArgument("A sink's name cannot be changed.")
     merged = dict(row.body)
-    for path in _mask(mask, given, SINK_MUTABLE, "sink"):
+    for path in _mask(mask, SINK_MUTABLE, "sink"):
         if given.get(path) in (None, "", [], False):
             merged.pop(path, None)
         else:

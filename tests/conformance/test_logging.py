@@ -53,7 +53,8 @@ FLOW = Flow(DOC, [
          check=lambda c, a: [s["name"] for s in a["sinks"]] == ["conformance-sink"] or fails("sinks")(c, a)),
     Step("logging.projects.sinks.patch", lambda c: {"sinkName": SINK, "updateMask": "filter", "body": {
         "filter": "severity>=ERROR"}}, check=lambda c, a: a["filter"] == "severity>=ERROR" or fails("patch")(c, a)),
-    Step("logging.projects.sinks.update", lambda c: {"sinkName": SINK, "uniqueWriterIdentity": True, "body": {
+    Step("logging.projects.sinks.update", lambda c: {"sinkName": SINK, "uniqueWriterIdentity": True,
+                                                     "updateMask": "destination,filter,disabled", "body": {
         "name": "conformance-sink", "destination": "pubsub.googleapis.com/projects/conformance-logging/topics/logs",
         "filter": "severity>=ERROR", "disabled": True}},
          check=lambda c, a: (a["disabled"] and a["destination"].startswith("pubsub.")) or fails("update")(c, a)),

@@ -334,6 +334,13 @@ def test_sink_bad_input_and_pubsub(world: KeylessServer, agent: str) -> None:
                                                                  "updateMask": "description"},
                            body={"description": "now unique"}))
     assert moved["writerIdentity"] == f"serviceAccount:{agent}" and moved["description"] == "now unique"
+    # without updateMask, Google updates destination, filter and includeChildren only
+    put = _ok(world.call("PUT", f"{SINKS}/to-topic", body={
+        "destination": "storage.googleapis.com/log-archive", "filter": "severity>=ERROR", "description": "kept out"}))
+    assert (put["destination"], put["filter"], put["description"]) == (
+        "storage.googleapis.com/log-archive", "severity>=ERROR", "now unique")
+    bad_mask = world.call("PATCH", f"{SINKS}/to-topic", params={"updateMask": "writerIdentity"}, body={})
+    assert bad_mask.status_code == 400 and "Invalid update mask path 'writerIdentity'" in bad_mask.text
     _ok(world.call("DELETE", f"{SINKS}/to-topic"))
     assert world.call("GET", f"{SINKS}/to-topic").status_code == 404
 
@@ -377,6 +384,8 @@ def test_exclusions_drop_written_entries(world: KeylessServer) -> None:
     _ok(write(world, {"logName": log, "entries": [{"jsonPayload": {"noise": "yes", "n": 1}},
                                                    {"jsonPayload": {"noise": "no", "n": 2}}]}))
     assert [e["jsonPayload"]["n"] for e in entries(world, f'logName="{log}"')] == [2]
+    unmasked = world.call("PATCH", f"{base}/no-noise", body={"disabled": True})  # Google requires updateMask
+    assert unmasked.status_code == 400 and "updateMask is required" in unmasked.text
     _ok(world.call("PATCH", f"{base}/no-noise", params={"updateMask": "disabled"}, body={"disabled": True}))
     _ok(write(world, {"logName": log, "entries": [{"jsonPayload": {"noise": "yes", "n": 3}}]}))
     assert [e["jsonPayload"]["n"] for e in entries(world, f'logName="{log}"')] == [2, 3]
