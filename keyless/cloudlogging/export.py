@@ -47,6 +47,7 @@ from keyless.store.models import AuditEntry, LoggingSink, StorageObject
 
 logger = logging.getLogger("keyless.logging")
 BATCH = 2_000  # entries a sink reads per round
+MAX_BATCHES = 50  # rounds of one sink before the next sink's turn
 MAX_FILE_BYTES = 1 << 30
 
 
@@ -158,7 +159,7 @@ def route_all(db: Database, authz: Authorizer, blobs: BlobStore) -> int:
         keys = [(p, k) for p, k in s.execute(select(LoggingSink.project_id, LoggingSink.sink_id))]
     total = 0
     for project_id, sink_id in keys:
-        while True:  # until the sink has caught up
+        for _ in range(MAX_BATCHES):  # until the sink has caught up, or others' turn (a busy log)
             try:
                 total += route_sink(db, authz, blobs, project_id, sink_id)
             except Exception:
