@@ -62,6 +62,7 @@ PREFIXES: dict[str, Callable[[ServerState], Sequence[BaseRoute]]] = {
 }
 OWNER_TOKEN_REFRESH_SECONDS = 3600
 AUDIT_PRUNE_SECONDS = 3600
+LOG_ROUTING_DELAY_SECONDS = 5
 
 
 NUL_IN_PATH = google_error(InvalidArgument("Invalid request: the URL contains a NUL character (%00)."))
@@ -133,7 +134,7 @@ def build_app(state: ServerState, *, refresh_owner_token: bool = True) -> ASGIAp
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         # Data Access entries a killed server had journaled but not written (keyless.audit.journal).
         await asyncio.to_thread(state.audit.recover)
-        tasks = [asyncio.create_task(_prune_audit_log(state))]
+        tasks = [asyncio.create_task(_prune_audit_log(state)), asyncio.create_task(_route_logs(state))]
         if refresh_owner_token:
             tasks.append(asyncio.create_task(_refresh_owner_token(state)))
         tls = None
@@ -207,6 +208,19 @@ async def _prune_audit_log(state: ServerState) -> None:
         except Exception:
             logger.exception("could not prune the audit log")
         await asyncio.sleep(AUDIT_PRUNE_SECONDS)
+
+
+async def _route_logs(state: ServerState) -> None:
+    """Start routing to log sinks (keyless.cloudlogging.export) a moment after start, so sinks made
+    before a restart route again without waiting for a Logging call (which also starts it)."""
+    await asyncio.sleep(LOG_ROUTING_DELAY_SECONDS)
+    from keyless.api.logging import router_of
+
+    router = await asyncio.to_thread(router_of, state)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        router.stop()
 
 
 def create_app(settings: Settings | None = None) -> ASGIApp:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from keyless.audit.sink import AuditSink
 from keyless.config import Settings
 from keyless.errors import InvalidArgument, Unauthenticated
+from keyless.iam import service_agents
 from keyless.iam.directory import AccountInfo, ServiceAccountDirectory
 from keyless.iam.evaluate import Authorizer
 from keyless.iam.members import (
@@ -198,7 +199,7 @@ class ServerState:
         def check(member: str) -> None:
             if member.startswith("serviceAccount:") and member.endswith(EMAIL_DOMAIN):
                 email = member.split(":", 1)[1]
-                if find_by_email(s, email) is None:
+                if find_by_email(s, email) is None and not service_agents.exists(s, email):
                     raise InvalidArgument(f"Service account {email} does not exist.")
             elif resource_kind == "project" and member in (ALL_USERS, ALL_AUTHENTICATED_USERS):
                 raise InvalidArgument(PROJECT_MEMBER_FORM, details=[{

@@ -32,7 +32,8 @@ SCAN_BATCH = 500
 SCAN_LIMIT = 50_000  # rows examined per call; past it the page may come back short, with a token
 PRIVATE_SUFFIX = "/logs/" + quote(DATA_ACCESS, safe="")
 
-# LogEntry paths whose value is copied verbatim into an indexed column of AuditEntry.
+# LogEntry paths whose value is copied verbatim into an indexed column of AuditEntry. (Not insertId:
+# a written entry's row is keyed by its project, timestamp and insertId together; keyless.cloudlogging.)
 COLUMNS: dict[tuple[str, ...], InstrumentedAttribute[Any]] = {
     ("resource", "type"): AuditEntry.resource_type,
     ("protoPayload", "methodName"): AuditEntry.method_name,
@@ -40,7 +41,6 @@ COLUMNS: dict[tuple[str, ...], InstrumentedAttribute[Any]] = {
     ("protoPayload", "resourceName"): AuditEntry.resource_name,
     ("protoPayload", "authenticationInfo", "principalEmail"): AuditEntry.principal_email,
     ("protoPayload", "authenticationInfo", "principalSubject"): AuditEntry.principal_subject,
-    ("insertId",): AuditEntry.insert_id,
     ("logName",): AuditEntry.log_name,
 }
 

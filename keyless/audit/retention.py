@@ -1,7 +1,8 @@
 """Audit log retention: entries older than their log's retention period are deleted, and the
 log never holds more than a bounded number of entries. Periods follow Google's defaults
 (https://cloud.google.com/logging/quotas#logs_retention_periods): Admin Activity and System
-Event 400 days, Data Access 30 days; each is configurable (keyless.config.Settings).
+Event (the _Required bucket) 400 days, Data Access and the entries written with entries.write
+(the _Default bucket; issue #20) 30 days; each is configurable (keyless.config.Settings).
 """
 
 from __future__ import annotations
@@ -10,21 +11,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import quote
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 
-from keyless.audit.log import DATA_ACCESS
+from keyless.audit.log import ACTIVITY, SYSTEM_EVENT
 from keyless.config import Settings
 from keyless.store.db import Database
 from keyless.store.models import AuditEntry
 
 BATCH = 5_000  # rows per delete transaction: the audit writer is never held up for long
-PRIVATE_SUFFIX = "/logs/" + quote(DATA_ACCESS, safe="")
+REQUIRED_SUFFIXES = tuple("/logs/" + quote(log, safe="") for log in (ACTIVITY, SYSTEM_EVENT))
 
 
 @dataclass(frozen=True)
 class Retention:
-    days: int = 400  # every log but Data Access
-    data_access_days: int = 30
+    days: int = 400  # Admin Activity and System Event
+    data_access_days: int = 30  # every other log: Data Access, and written entries
     max_entries: int = 10_000_000  # 0: no bound
 
     @classmethod
@@ -37,11 +38,11 @@ def prune(db: Database, now: datetime, retention: Retention | None = None) -> in
     """Delete what is past retention (and the oldest entries beyond the size bound); how many."""
     r = retention or Retention()
     deleted = 0
-    data_access = AuditEntry.log_name.endswith(PRIVATE_SUFFIX, autoescape=True)
+    required = or_(*[AuditEntry.log_name.endswith(suffix, autoescape=True) for suffix in REQUIRED_SUFFIXES])
     if r.data_access_days > 0:
-        deleted += _delete(db, data_access, AuditEntry.timestamp < now - timedelta(days=r.data_access_days))
+        deleted += _delete(db, ~required, AuditEntry.timestamp < now - timedelta(days=r.data_access_days))
     if r.days > 0:
-        deleted += _delete(db, ~data_access, AuditEntry.timestamp < now - timedelta(days=r.days))
+        deleted += _delete(db, required, AuditEntry.timestamp < now - timedelta(days=r.days))
     if r.max_entries > 0:
         with db.read() as s:
             # The id of the newest entry beyond the bound (ids grow with arrival).

@@ -176,7 +176,8 @@ class AuditEntry(Base):
     insert_id: Mapped[str] = mapped_column(String(64), unique=True)
     timestamp: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     project_id: Mapped[str] = mapped_column(String(30), index=True)
-    log_name: Mapped[str] = mapped_column(String(200))
+    # Text: a written entry's log id may be 511 characters, URL-encoded (issue #20; migration 0011).
+    log_name: Mapped[str] = mapped_column(Text)
     method_name: Mapped[str] = mapped_column(String(200), index=True)
     service_name: Mapped[str] = mapped_column(String(100))
     resource_type: Mapped[str] = mapped_column(String(64), index=True)
@@ -488,3 +489,25 @@ class PsSnapshot(Base):
 
 Index("ux_ps_snapshot_name", PsSnapshot.project_id, PsSnapshot.snapshot_id, unique=True)
 # --- end Pub/Sub ------------------------------------------------------------------------------
+
+# --- Cloud Logging sinks and exclusions (issue #20; migration 0011) --------------------------
+class LoggingSink(Base):
+    """A project's log sink (logging.googleapis.com v2 LogSink). `body` is the LogSink as Google
+    returns it less `name`; `cursor` is the id of the last audit_entries row the sink has routed
+    (it routes only what arrives after it is created); `last_error` is why its last export failed."""
+
+    __tablename__ = "logging_sinks"
+    project_id: Mapped[str] = mapped_column(String(30), primary_key=True)
+    sink_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    cursor: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+
+
+class LoggingExclusion(Base):
+    """A project's exclusion (LogExclusion) on its _Default sink; `body` less `name`."""
+
+    __tablename__ = "logging_exclusions"
+    project_id: Mapped[str] = mapped_column(String(30), primary_key=True)
+    exclusion_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -145,9 +145,11 @@ def test_retention_by_log_and_age_and_size(state: ServerState) -> None:
     old = rows(300, start=now - timedelta(days=450), step=timedelta(hours=1), seed=2)  # ~4 days of entries
     mid = rows(300, start=now - timedelta(days=60), step=timedelta(hours=1), seed=3)
     new = rows(300, start=now - timedelta(days=1), step=timedelta(minutes=1), seed=4)
-    load(state, old + mid + new)
+    # entries.write's entries live in the _Default bucket with Data Access: 30 days (issue #20)
+    written = [{**r, "insert_id": f"w{i}", "log_name": "projects/my-project/logs/app"} for i, r in enumerate(mid[:10])]
+    load(state, old + mid + new + written)
     mid_kept = [r for r in mid if not r["log_name"].endswith("%2Fdata_access")]
-    assert prune(state.db, now) == 300 + (300 - len(mid_kept))
+    assert prune(state.db, now) == 300 + (300 - len(mid_kept)) + len(written)
     with state.db.read() as s:
         left = {r.insert_id for r in s.query(AuditEntry)}
     assert left == {r["insert_id"] for r in mid_kept + new}

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_storage_versions_folders"
-down_revision = "0010_pubsub"
+down_revision = "0011_logging_sinks"
 branch_labels = None
 depends_on = None
 
