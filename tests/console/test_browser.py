@@ -31,6 +31,8 @@ pytestmark = pytest.mark.store_independent  # runs on the SQLite leg only (tests
 EXCHANGE = "google.identity.sts.v1.SecurityTokenService.ExchangeToken"
 KSA = f"{PROJECT}.svc.id.goog[production/my-app]"
 WIDE_SA = f"wide-sa@{PROJECT}.iam.gserviceaccount.com"
+CI_SA = f"ci-deploy@{PROJECT}.iam.gserviceaccount.com"
+REPO_SET = f"principalSet://iam.googleapis.com/{POOL}/attribute.repository/my-org/my-repo"
 OWNER = "user:owner@keyless.dev"
 TIMEOUT = 15_000  # ms: what the browser waits for a view to fill at most
 
@@ -46,11 +48,18 @@ def _grant(srv: KeylessServer, path: str, role: str, member: str, condition: dic
     assert r.status_code == 200, r.text
 
 
+def _exchange_form(subject_token: str) -> dict[str, str]:
+    return {"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+            "audience": f"//iam.googleapis.com/{PROVIDER}", "scope": "https://www.googleapis.com/auth/cloud-platform",
+            "requested_token_type": "urn:ietf:params:oauth:token-type:access_token",
+            "subject_token": subject_token, "subject_token_type": "urn:ietf:params:oauth:token-type:jwt"}
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeylessServer]:
     srv = seed_001(tmp_path_factory.mktemp("console"))
     iam = f"/iam/v1/projects/{PROJECT}/serviceAccounts"
-    for account in ("other-sa", "wide-sa"):
+    for account in ("other-sa", "wide-sa", "ci-deploy"):
         assert srv.call("POST", iam, body={"accountId": account}).status_code == 200
     # a pool-wide binding (the doctor's KL004) and a conditional grant, to show on their edges
     _grant(srv, f"{iam}/{WIDE_SA}", "roles/iam.workloadIdentityUser", f"principalSet://iam.googleapis.com/{POOL}/*")
@@ -60,6 +69,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeylessServer]:
     # GKE: a cluster whose KSA production/my-app is annotated with deploy-sa, which it may impersonate
     apply_ksa(srv, make_cluster(srv), "production", "my-app", {"iam.gke.io/gcp-service-account": DEPLOY_SA})
     _grant(srv, f"{iam}/{DEPLOY_SA}", "roles/iam.workloadIdentityUser", f"serviceAccount:{KSA}")
+    # ci-sa admitted the repository's workflows, then someone narrowed it away: its workflow is refused
+    _grant(srv, f"{iam}/{CI_SA}", "roles/iam.workloadIdentityUser", REPO_SET)
+    assert srv.call("POST", f"{iam}/{CI_SA}:setIamPolicy", body={"policy": {"bindings": []}}).status_code == 200
+    assert impersonate(srv, "my-org/my-repo", CI_SA).status_code == 403
+    # another organisation's workflow: the provider's attribute condition refuses the exchange (audited, diagnosed)
+    refused = httpx.post(f"{srv.base_url}/sts/v1/token", data=_exchange_form(_github_token(srv, "evil-org/repo")),
+                         timeout=30)
+    assert refused.status_code in (400, 403), refused.text
     # a workflow of the repository impersonates deploy-sa, then makes a call it may not (denied, audited)
     made = impersonate(srv, "my-org/my-repo", DEPLOY_SA)
     assert made.status_code == 200, made.text
@@ -161,7 +178,7 @@ def test_timeline_filters_groups_and_tails(world: KeylessServer, page: Any) -> N
     assert "/subject/repo:my-org/my-repo" in flow.locator(".subject").text_content()
     assert DEPLOY_SA in flow.locator(".subject").text_content()
     assert [s.strip() for s in flow.locator(".flow-step .step").all_text_contents()] == [
-        "exchange", "impersonation", "call · status 7"]
+        "exchange", "impersonation", "call · PERMISSION_DENIED"]
     _shot(page, "timeline")
     # the Logging filter language, as entries.list parses it
     page.fill("#filter", 'protoPayload.serviceName="sts.googleapis.com"')
@@ -173,11 +190,7 @@ def test_timeline_filters_groups_and_tails(world: KeylessServer, page: Any) -> N
     assert '"serviceName": "sts.googleapis.com"' in entry.locator("pre").text_content()
     # live tail: a new exchange appears without reloading
     before = page.locator(".entries details").count()
-    form = {"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange", "audience": f"//iam.googleapis.com/{PROVIDER}",
-            "scope": "https://www.googleapis.com/auth/cloud-platform",
-            "requested_token_type": "urn:ietf:params:oauth:token-type:access_token",
-            "subject_token": _github_token(world, "my-org/my-repo"),
-            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt"}
+    form = _exchange_form(_github_token(world, "my-org/my-repo"))
     assert httpx.post(f"{world.base_url}/sts/v1/token", data=form, timeout=30).status_code == 200
     expect(page.locator(".entries details")).to_have_count(before + 1)
     # seed 001's attribute query finds nothing (as on Google): the page says why and what works
@@ -321,3 +334,112 @@ def test_a_project_iam_admin_sees_the_project_policy_and_not_the_rest(world: Key
     page.goto(world.base_url + f"/console/timeline?project={PROJECT}")
     page.wait_for_selector("#error:not([hidden])")
     assert "logging.logEntries.list" in page.text_content("#error")
+
+
+# -- issue #21: explain ------------------------------------------------------------------------
+
+
+def test_explain_speaks_the_form_and_shows_each_policy_level(world: KeylessServer, page: Any) -> None:
+    """The page names its own fields (no CLI flag), takes the principalSet its placeholder shows,
+    and lists Policy Troubleshooter's view: each level's bindings, with "contains the permission"
+    and "member matches"."""
+    _sign_in(page, world)
+    page.goto(world.base_url + "/console/explain")
+    assert "principalSet://" in page.get_attribute("#principal", "placeholder")
+    page.fill("#principal", "bogus")
+    page.fill("#permission", "resourcemanager.projects.get")
+    page.fill("#resource", f"projects/{PROJECT}")
+    page.click("#run")
+    page.wait_for_selector("#error:not([hidden])")
+    error = page.text_content("#error")
+    assert error.startswith("400 INVALID_ARGUMENT: Principal") and "--" not in error, error
+    page.fill("#principal", REPO_SET)
+    page.fill("#serviceAccount", DEPLOY_SA)
+    page.fill("#permission", "storage.objects.get")
+    page.click("#run")
+    expect(page.locator("#verdict")).to_contain_text("storage.objects.get")
+    expect(page.locator("#error")).to_be_hidden()
+    steps = page.locator("#chain li").evaluate_all("els => els.map(e => [e.dataset.step, e.className])")
+    assert [s for s, _ in steps][:3] == ["principal", "binding", "service account"]
+    assert all("pass" in c for _, c in steps[:3]), steps  # the set holds workloadIdentityUser on deploy-sa
+    level = page.locator('#policies section.level[data-resource="projects/my-project"]')
+    viewer = level.locator("tr", has_text="roles/storage.objectViewer")
+    # deploy-sa's conditional objectViewer: the role has the permission, the member matches, the condition is false
+    assert [c.strip() for c in viewer.locator("td").all_text_contents()[2:4]] == ["yes", "yes"]
+    assert "→ false" in viewer.locator("td.cond").text_content()
+    owner = level.locator("tr", has_text="roles/owner")  # Google's owner role has no object access
+    assert [c.strip() for c in owner.locator("td").all_text_contents()[2:4]] == ["no", "no"]
+    assert page.locator('#policies section.level[data-resource="//keyless.dev/root"]').count() == 1
+
+
+def test_a_project_owner_explains_without_reading_the_root(world: KeylessServer, page: Any) -> None:
+    """roles/owner on the project is enough (not getIamPolicy on the root); the root's bindings are
+    not shown to them. A projectIamAdmin, who may not list the logs, cannot explain an entry."""
+    viewer = "project-owner@example.com"
+    _grant(world, f"/cloudresourcemanager/v1/projects/{PROJECT}", "roles/owner", f"user:{viewer}")
+    page.goto(world.base_url + "/console/signin")
+    page.fill("#token", token_for_user(world, viewer))
+    page.click("#signin")
+    page.wait_for_url("**/console/graph")
+    page.goto(world.base_url + "/console/explain")
+    page.fill("#principal", f"serviceAccount:{DEPLOY_SA}")
+    page.fill("#permission", "resourcemanager.projects.get")
+    page.fill("#resource", f"projects/{PROJECT}")
+    page.click("#run")
+    expect(page.locator("#verdict")).to_contain_text("DENIED")
+    expect(page.locator("#error")).to_be_hidden()
+    root = page.locator('#policies section.level[data-resource="//keyless.dev/root"]')
+    assert "not shown" in root.text_content() and root.locator("tr").count() == 0
+    assert page.locator('#policies section.level[data-resource="projects/my-project"] tr').count() >= 2
+
+
+def test_a_refused_exchange_in_the_timeline_and_explained(world: KeylessServer, page: Any) -> None:
+    _sign_in(page, world)
+    page.goto(world.base_url + "/console/timeline")
+    refused = page.locator(".entries details.failed", has_text="ExchangeToken").first
+    summary = refused.locator("summary")
+    assert "no principal (refused)" in summary.locator(".who").text_content()
+    assert "status" not in summary.locator(".denied").text_content()  # the code's name, not its number
+    summary.click()
+    assert "attribute condition" in refused.locator(".diagnosis").text_content()
+    # a refused attempt is a flow of its own
+    flow = page.locator(".flow.refused").first
+    assert f"refused exchange for {PROVIDER}" in flow.locator(".subject").text_content()
+    refused.locator(".explain-link").click()
+    page.wait_for_url("**/console/explain?entry=*")
+    first = page.locator("#chain li.first-failure")
+    first.wait_for()
+    assert first.get_attribute("data-step") == "condition"
+    assert "--attribute-condition" in page.text_content("#failure")
+    assert "evil-org" in page.text_content("#failure")
+
+
+def test_explaining_a_subject_denial_restores_the_removed_repository_set(world: KeylessServer, page: Any) -> None:
+    from tests.e2e.test_audit_logs import entries
+
+    denied = entries(world, f'protoPayload.methodName="GenerateAccessToken" AND protoPayload.status.code=7 '
+                            f'AND resource.labels.email_id="{CI_SA}"')
+    assert denied, "the denied impersonation of ci-sa is logged"
+    _sign_in(page, world)
+    page.goto(world.base_url + f"/console/explain?entry={denied[0]['insertId']}")
+    page.locator("#chain li.first-failure").wait_for()
+    fix = page.text_content("#failure .fix")
+    assert f'--member="{REPO_SET}"' in fix and "restores the binding removed" in fix, fix
+    assert "/subject/" not in fix  # not the one branch's subject
+
+
+def test_a_project_iam_admin_cannot_explain_an_entry(world: KeylessServer, page: Any) -> None:
+    """getIamPolicy on the project is not a right to read its logs: explaining an entry needs both."""
+    from tests.e2e.test_audit_logs import entries
+
+    viewer = "iam-admin-2@example.com"
+    _grant(world, f"/cloudresourcemanager/v1/projects/{PROJECT}", "roles/resourcemanager.projectIamAdmin",
+           f"user:{viewer}")
+    denied = entries(world, "protoPayload.status.code=7")
+    page.goto(world.base_url + "/console/signin")
+    page.fill("#token", token_for_user(world, viewer))
+    page.click("#signin")
+    page.wait_for_url("**/console/graph")
+    page.goto(world.base_url + f"/console/explain?entry={denied[0]['insertId']}")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "logging." in page.text_content("#error") and page.locator("#chain li").count() == 0

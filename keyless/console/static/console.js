@@ -193,7 +193,11 @@ function showEdge(e, a, b) {
 
 // -- audit timeline ---------------------------------------------------------------------------
 
-let newest = null, tailTimer = null;
+let newest = null, tailTimer = null, nextPage = null, severity = "";
+const RPC = { 1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED", 5: "NOT_FOUND",
+  6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED", 8: "RESOURCE_EXHAUSTED", 9: "FAILED_PRECONDITION", 10: "ABORTED",
+  11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED", 13: "INTERNAL", 14: "UNAVAILABLE", 15: "DATA_LOSS", 16: "UNAUTHENTICATED" };
+const statusName = (code) => RPC[code] || `status ${code}`;
 
 async function timelineView() {
   await fillProjects().catch(showError);
@@ -201,7 +205,14 @@ async function timelineView() {
   if (params.get("filter")) $("#filter").value = params.get("filter");
   $("#apply").addEventListener("click", () => loadEntries(false));
   $("#filter").addEventListener("keydown", (e) => { if (e.key === "Enter") loadEntries(false); });
+  $("#range").addEventListener("change", () => loadEntries(false));
   $("#tail").addEventListener("change", scheduleTail);
+  $("#more").addEventListener("click", loadOlder);
+  document.querySelectorAll(".sev-filter").forEach((b) => b.addEventListener("click", () => {
+    document.querySelectorAll(".sev-filter").forEach((x) => x.classList.toggle("current", x === b));
+    severity = b.dataset.severity;
+    loadEntries(false);
+  }));
   await loadEntries(false);
 }
 
@@ -210,43 +221,148 @@ function scheduleTail() {
   if ($("#tail").checked) tailTimer = setTimeout(() => loadEntries(true).finally(scheduleTail), 2000);
 }
 
+function entryQuery() {
+  const text = $("#filter").value.trim();
+  const filter = severity ? (text ? `(${text}) AND severity>=${severity}` : `severity>=${severity}`) : text;
+  const q = new URLSearchParams({ project: $("#project").value, filter });
+  const range = Number($("#range").value);
+  if (range) q.set("since", new Date(Date.now() - range * 1000).toISOString());
+  return q;
+}
+
 async function loadEntries(tail) {
-  const q = new URLSearchParams({ project: $("#project").value, filter: $("#filter").value });
+  const q = entryQuery();
   if (tail && newest) q.set("after", newest);
   let page;
   try {
     page = await api(`/console/api/entries?${q}`);
   } catch (err) {
-    if (!tail) { $("#entries").replaceChildren(); $("#flows").replaceChildren(); }
+    if (!tail) { $("#entries").replaceChildren(); $("#flows").replaceChildren(); $("#histogram").replaceChildren(); }
     showError(err);
     return;
   }
   showError(null);
   const list = $("#entries");
-  if (!tail) { list.replaceChildren(); $("#flows").replaceChildren(); newest = null; }
-  const fresh = page.entries.map(entryRow);
-  list.prepend(...fresh);
+  if (!tail) {
+    list.replaceChildren(); $("#flows").replaceChildren(); newest = null;
+    nextPage = page.nextPageToken || null;
+  }
+  list.prepend(...page.entries.map(entryRow));
   if (page.entries.length) newest = page.entries[0].timestamp;
   if (page.flows) drawFlows(page.flows);
   if (!tail) $("#query-hint").replaceChildren(...(page.hint ? [el("pre", { class: "hint", text: page.hint })] : []));
-  $("#status").textContent = `${list.children.length} entries` + ($("#tail").checked ? " · tailing" : "");
+  afterEntries();
   if (!tail) scheduleTail();
+}
+
+async function loadOlder() {  // paging past the first page, as Logs Explorer's "load older"
+  if (!nextPage) return;
+  const q = entryQuery();
+  q.set("pageToken", nextPage);
+  let page;
+  try { page = await api(`/console/api/entries?${q}`); } catch (err) { showError(err); return; }
+  nextPage = page.nextPageToken || null;
+  $("#entries").append(...page.entries.map(entryRow));
+  afterEntries();
+}
+
+function afterEntries() {
+  const list = $("#entries");
+  $("#more").hidden = !nextPage;
+  $("#status").textContent = `${list.children.length} entries` + (nextPage ? " (more older)" : "") +
+    ($("#tail").checked ? " · tailing" : "");
+  drawHistogram([...list.children].map((row) => [row.dataset.timestamp, row.dataset.severity]));
+}
+
+// The entries shown, counted per time bucket and severity (stacked bars, as Logs Explorer's histogram).
+function drawHistogram(points) {
+  const box = $("#histogram");
+  const times = points.map(([t]) => Date.parse(t)).filter((t) => !Number.isNaN(t));
+  if (!times.length) { box.replaceChildren(); return; }
+  const BUCKETS = 40, W = 800, H = 60;
+  const lo = Math.min(...times), hi = Math.max(...times) + 1, span = (hi - lo) / BUCKETS;
+  const counts = Array.from({ length: BUCKETS }, () => ({ bad: 0, ok: 0 }));
+  points.forEach(([t, sev]) => {
+    const at = Date.parse(t);
+    if (Number.isNaN(at)) return;
+    const b = counts[Math.min(BUCKETS - 1, Math.floor((at - lo) / span))];
+    if (["ERROR", "CRITICAL", "ALERT", "EMERGENCY", "WARNING"].includes(sev)) b.bad++; else b.ok++;
+  });
+  const top = Math.max(...counts.map((c) => c.bad + c.ok));
+  const chart = svg("svg", { width: W, height: H + 14, class: "histogram-chart", role: "img",
+                             "aria-label": `${points.length} entries over time` });
+  counts.forEach((c, i) => {
+    const x = i * (W / BUCKETS), w = W / BUCKETS - 2;
+    const hOk = (c.ok / top) * H, hBad = (c.bad / top) * H;
+    if (c.ok) chart.append(svg("rect", { x, y: H - hOk - hBad, width: w, height: hOk, class: "bar ok", "data-count": c.ok }));
+    if (c.bad) chart.append(svg("rect", { x, y: H - hBad, width: w, height: hBad, class: "bar bad", "data-count": c.bad }));
+  });
+  const from = svg("text", { x: 0, y: H + 12 }); from.textContent = new Date(lo).toISOString().replace(/\.\d+Z/, "Z");
+  const to = svg("text", { x: W, y: H + 12, "text-anchor": "end" }); to.textContent = new Date(hi).toISOString().replace(/\.\d+Z/, "Z");
+  chart.append(from, to);
+  box.replaceChildren(chart);
 }
 
 function entryRow(entry) {
   const p = entry.protoPayload || {};
   const auth = p.authenticationInfo || {};
   const status = (p.status || {}).code || 0;
+  const diagnosis = (p.metadata || {}).diagnosis;
+  const refusedExchange = status && p.serviceName === "sts.googleapis.com";
+  const audience = ((p.request || {}).audience || "").replace("//iam.googleapis.com/", "");
+  const who = auth.principalEmail || auth.principalSubject ||
+    (refusedExchange ? `no principal (refused): ${audience.split("/workloadIdentityPools/").pop()}` : "");
+  const labels = (entry.resource || {}).labels || {};
+  let resource = p.resourceName || "";
+  if (resource.includes("/serviceAccounts/") && labels.email_id) resource = resource.replace(/\/serviceAccounts\/[^/]+$/, `/serviceAccounts/${labels.email_id}`);
   const summary = el("summary", {},
     el("span", { class: "ts", text: entry.timestamp }),
     el("span", { class: `sev ${entry.severity || "DEFAULT"}`, text: entry.severity || "DEFAULT" }),
     el("span", { class: "method", text: p.methodName || entry.logName }),
-    el("span", { class: "who", text: auth.principalEmail || auth.principalSubject || "" }),
-    el("span", { class: "res", text: p.resourceName || "" }),
-    status ? el("span", { class: "denied", text: `status ${status}` }) : null);
-  const explain = status === 7 ? el("a", { href: `/console/explain?entry=${encodeURIComponent(entry.insertId)}`, class: "explain-link", text: "Explain this denial" }) : null;
-  return el("details", { class: "entry" + (status ? " failed" : ""), "data-insert-id": entry.insertId }, summary,
-    explain, el("pre", { text: JSON.stringify(entry, null, 2) }));
+    el("span", { class: "who", text: who }),
+    el("span", { class: "res", text: resource }),
+    status ? el("span", { class: "denied", text: statusName(status) }) : null);
+  const cause = diagnosis && diagnosis.cause ? el("div", { class: "diagnosis" },
+    el("p", { class: "cause", text: `Cause: ${diagnosis.cause}` }), el("p", {}, "Fix: ", el("code", { text: diagnosis.fix || "" }))) : null;
+  const explain = (status === 7 || refusedExchange) ? el("a", { href: `/console/explain?entry=${encodeURIComponent(entry.insertId)}`, class: "explain-link", text: refusedExchange ? "Explain this refusal" : "Explain this denial" }) : null;
+  return el("details", { class: "entry" + (status ? " failed" : ""), "data-insert-id": entry.insertId,
+                         "data-timestamp": entry.timestamp, "data-severity": entry.severity || "DEFAULT" }, summary,
+    cause, explain, jsonTree(entry));
+}
+
+// The entry's JSON with every value a link that adds `path="value"` to the filter (Logs Explorer's
+// "show matching entries"); repeated fields are named without an index, as the filter language does.
+function jsonTree(entry) {
+  const pre = el("pre", { class: "json" });
+  const walk = (value, path, indent, key) => {
+    const pad = "  ".repeat(indent) + (key === null ? "" : JSON.stringify(key) + ": ");
+    if (value && typeof value === "object") {
+      const isArray = Array.isArray(value);
+      const items = isArray ? value.map((v) => [null, v]) : Object.entries(value);
+      pre.append(pad + (isArray ? "[" : "{") + "\n");
+      items.forEach(([k, v], i) => {
+        walk(v, isArray ? path : (path ? `${path}.${k}` : k), indent + 1, k);
+        if (i < items.length - 1) pre.append(",");
+        pre.append("\n");
+      });
+      pre.append("  ".repeat(indent) + (isArray ? "]" : "}"));
+      return;
+    }
+    pre.append(pad);
+    const literal = typeof value === "string" ? JSON.stringify(value) : String(value);
+    pre.append(el("a", { class: "field", href: "#", "data-path": path, title: `filter on ${path}`, text: literal,
+      onclick: (ev) => { ev.preventDefault(); addToFilter(path, value); } }));
+  };
+  walk(entry, "", 0, null);
+  return pre;
+}
+
+function addToFilter(path, value) {
+  const literal = typeof value === "string" ? `"${value.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"` : String(value);
+  const clause = `${path}=${literal}`;
+  const text = $("#filter").value.trim();
+  $("#filter").value = text ? `${text} AND ${clause}` : clause;
+  loadEntries(false);
 }
 
 function drawFlows(flows) {
@@ -255,10 +371,14 @@ function drawFlows(flows) {
   if (!flows.length) { box.append(el("p", { class: "hint", text: "No exchange in these entries." })); return; }
   for (const f of flows) {
     const steps = f.steps.map((s) => el("li", { class: `flow-step ${s.step}${s.status ? " failed" : ""}` },
-      el("span", { class: "step", text: s.step + (s.status ? ` · status ${s.status}` : "") }),
+      el("span", { class: "step", text: s.step + (s.status ? ` · ${statusName(s.status)}` : "") }),
       el("span", { class: "who", text: s.principal }),
-      el("span", { class: "method", text: s.method }), el("span", { class: "res", text: s.resource })));
-    box.append(el("div", { class: "flow" }, el("div", { class: "subject" }, f.subject,
+      el("span", { class: "method", text: s.method }), el("span", { class: "res", text: s.resource }),
+      s.cause ? el("span", { class: "cause", text: s.cause }) : null,
+      s.status && (s.status === 7 || s.step === "exchange") ? el("a", { class: "explain-link", text: "Explain",
+        href: `/console/explain?entry=${encodeURIComponent(s.insertId)}` }) : null));
+    const subject = f.subject || `refused exchange for ${f.provider || "a provider"}`;
+    box.append(el("div", { class: "flow" + (f.subject ? "" : " refused") }, el("div", { class: "subject" }, subject,
       f.serviceAccount ? el("span", { class: "via", text: ` → ${f.serviceAccount}` }) : null), el("ol", {}, ...steps)));
   }
 }
@@ -291,6 +411,7 @@ async function runExplain(form) {
                    entry: ["entry"], pod: ["pod", "cluster", "permission", "resource"] }[who];
   for (const f of fields) { const v = form.querySelector(`#${f}`).value.trim(); if (v) body[f] = v; }
   $("#chain").replaceChildren(); $("#failure").hidden = true; $("#verdict").hidden = true;
+  $("#policies").replaceChildren();
   let ex;
   try {
     ex = await api("/console/api/explain", { method: "POST", body: JSON.stringify(body) });
@@ -315,6 +436,31 @@ async function runExplain(form) {
     box.replaceChildren(el("h2", { text: `First failing step: ${ex.firstFailure.step}` }),
       el("p", { class: "cause", text: ex.firstFailure.cause }),
       el("p", {}, "Fix: "), el("pre", { class: "fix", text: ex.firstFailure.fix }));
+  }
+  if (ex.policies) drawPolicies(ex);
+}
+
+// Policy Troubleshooter's view: each level's allow policy, each binding with its two questions.
+function drawPolicies(ex) {
+  const yesNo = (v) => el("td", { class: v ? "yes" : "no", text: v ? "yes" : "no" });
+  const box = $("#policies");
+  box.append(el("h2", { text: `Allow policies checked for ${ex.permission}` }));
+  for (const level of ex.policies) {
+    const section = el("section", { class: "level", "data-resource": level.resource },
+      el("h3", { text: level.resource }));
+    if (level.hidden) section.append(el("p", { class: "hint level-hidden", text: `Bindings not shown: ${level.hidden}.` }));
+    else if (!level.bindings.length) section.append(el("p", { class: "hint", text: "No bindings." }));
+    else {
+      const rows = level.bindings.map((b) => el("tr", { class: b.grants ? "grants" : "" },
+        el("td", { class: "role", text: b.role }),
+        el("td", { class: "members", text: b.members.join(", ") + (b.memberCount > b.members.length ? ` (+${b.memberCount - b.members.length})` : "") }),
+        yesNo(b.containsPermission), yesNo(b.memberMatches),
+        el("td", { class: "cond", text: b.condition ? `${b.condition}${"conditionHolds" in b ? (b.conditionHolds ? " → true" : " → false") : ""}` : "" })));
+      section.append(el("table", { class: "bindings" },
+        el("thead", {}, el("tr", {}, ...["Role", "Members", "Contains the permission", "Member matches", "Condition"].map((h) => el("th", { text: h })))),
+        el("tbody", {}, ...rows)));
+    }
+    box.append(section);
   }
 }
 
