@@ -443,3 +443,55 @@ def test_a_project_iam_admin_cannot_explain_an_entry(world: KeylessServer, page:
     page.goto(world.base_url + f"/console/explain?entry={denied[0]['insertId']}")
     page.wait_for_selector("#error:not([hidden])")
     assert "logging." in page.text_content("#error") and page.locator("#chain li").count() == 0
+
+
+# -- issue #21: the timeline as Logs Explorer -----------------------------------------------------
+
+
+def test_timeline_reads_like_logs_explorer(world: KeylessServer, page: Any) -> None:
+    """Service accounts by email, nothing cut, JSON wrapped; severity quick filters, a time range, a
+    histogram of what is shown, a value clicked into the filter, and paging past the first 200."""
+    _sign_in(page, world)
+    page.goto(world.base_url + "/console/timeline")
+    page.wait_for_selector(".entries details")
+    impersonation = page.locator(".entries details", has_text="GenerateAccessToken").first
+    assert DEPLOY_SA in impersonation.locator(".res").text_content() or CI_SA in impersonation.locator(".res").text_content()
+    cut = page.locator(".entries summary span").evaluate_all(
+        "els => els.filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)")
+    assert cut == []  # every method, principal and resource shown whole
+    impersonation.locator("summary").click()
+    assert impersonation.locator("pre").evaluate("e => getComputedStyle(e).whiteSpace") == "pre-wrap"
+    shown = page.locator(".entries details").count()
+    bars = page.locator("#histogram rect.bar").evaluate_all("els => els.reduce((n, e) => n + Number(e.dataset.count), 0)")
+    assert bars == shown
+    # click a value: protoPayload.methodName="…GenerateAccessToken" joins the filter
+    impersonation.locator('pre a.field[data-path="protoPayload.methodName"]').click()
+    expect(page.locator("#filter")).to_have_value(re.compile(r'^protoPayload\.methodName="[^"]*GenerateAccessToken"$'))
+    expect(page.locator(".entries .method").filter(has_not_text="GenerateAccessToken")).to_have_count(0)
+    # severity: ERROR and above only (the refused exchange), then all again
+    page.fill("#filter", "")
+    page.click('.sev-filter[data-severity="ERROR"]')
+    expect(page.locator('.entries details:not([data-severity="ERROR"])')).to_have_count(0)
+    assert page.locator(".entries details").count() >= 1
+    page.click('.sev-filter[data-severity=""]')
+    expect(page.locator(".entries details")).to_have_count(shown)
+    # the time range reaches the server: nothing at or after a minute from now
+    future = page.evaluate("""async () => { const r = await fetch('/console/api/entries?project=my-project&since=' +
+        new Date(Date.now() + 60000).toISOString()); return (await r.json()).entries.length; }""")
+    assert future == 0
+    page.select_option("#range", "3600")
+    expect(page.locator(".entries details")).to_have_count(shown)  # all of this world is from the last hour
+    # paging: 200 more exchanges, then the page after the first 200
+    token = _github_token(world, "my-org/my-repo")
+    with httpx.Client(timeout=30) as client:
+        for _ in range(200):
+            assert client.post(f"{world.base_url}/sts/v1/token", data=_exchange_form(token)).status_code == 200
+    page.uncheck("#tail")
+    page.fill("#filter", 'protoPayload.serviceName="sts.googleapis.com"')
+    page.click("#apply")
+    expect(page.locator(".entries details")).to_have_count(200)
+    page.click("#more")
+    expect(page.locator(".entries details")).not_to_have_count(200)
+    assert page.locator(".entries details").count() > 200
+    assert len(set(page.locator(".entries details").evaluate_all("els => els.map(e => e.dataset.insertId)"))) == \
+        page.locator(".entries details").count()  # no entry twice

@@ -193,7 +193,7 @@ function showEdge(e, a, b) {
 
 // -- audit timeline ---------------------------------------------------------------------------
 
-let newest = null, tailTimer = null, nextPage = null, severity = "";
+let newest = null, tailTimer = null, nextPage = null, pagedQuery = null, severity = "";
 const RPC = { 1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED", 5: "NOT_FOUND",
   6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED", 8: "RESOURCE_EXHAUSTED", 9: "FAILED_PRECONDITION", 10: "ABORTED",
   11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED", 13: "INTERNAL", 14: "UNAVAILABLE", 15: "DATA_LOSS", 16: "UNAUTHENTICATED" };
@@ -246,6 +246,7 @@ async function loadEntries(tail) {
   if (!tail) {
     list.replaceChildren(); $("#flows").replaceChildren(); newest = null;
     nextPage = page.nextPageToken || null;
+    pagedQuery = q;  // older pages continue this very query (its time range fixed when it was made)
   }
   list.prepend(...page.entries.map(entryRow));
   if (page.entries.length) newest = page.entries[0].timestamp;
@@ -256,8 +257,8 @@ async function loadEntries(tail) {
 }
 
 async function loadOlder() {  // paging past the first page, as Logs Explorer's "load older"
-  if (!nextPage) return;
-  const q = entryQuery();
+  if (!nextPage || !pagedQuery) return;
+  const q = new URLSearchParams(pagedQuery);
   q.set("pageToken", nextPage);
   let page;
   try { page = await api(`/console/api/entries?${q}`); } catch (err) { showError(err); return; }
