@@ -29,7 +29,7 @@ from keyless.projects import project_chain
 LAYERS = {"pool": 0, "cluster": 0, "provider": 1, "namespace": 1, "member": 2, "ksa": 2,
           "serviceAccount": 3, "grant": 4, "resource": 5}
 KINDS = tuple(LAYERS)
-COLUMN_WIDTH = 250  # a node (180 px) and the gap its edges' labels sit in
+COLUMN_WIDTH = 310  # a node (180 px) and the gap its edges' labels sit in (a role's name, ~120 px)
 ROW_HEIGHT = 34
 MAX_TEXT = 200
 HUB_DEGREE = 25
@@ -100,7 +100,7 @@ class Graph:
         return {"project": self.project, "nodes": [n.as_json() for n in self.nodes.values()],
                 "edges": [e.as_json() for e in self.edges], "hidden": self.hidden,
                 "width": (max(LAYERS.values()) + 1) * COLUMN_WIDTH, "height": height,
-                "total": len(self.nodes) if total is None else total, "layers": LAYERS}
+                "total": len(self.nodes) if total is None else total, "layers": LAYERS, "columnWidth": COLUMN_WIDTH}
 
 
 def _in_project(resource: str, project_id: str, number: str) -> bool:
@@ -169,7 +169,26 @@ def build(state: Any, setup: Setup, project_id: str, allowed: Allowed) -> Graph:
     with state.db.read() as session:  # one read for every resource's name (buckets, secrets)
         _bindings(g, setup, project_id, number, chain, allowed, accounts, pool_nodes, readable, session)
     _attach_findings(g, lint(setup))
+    _dead_ends(g)
     return g
+
+
+def _dead_ends(g: Graph) -> None:
+    """A provider no binding follows (its pool's members are bound nowhere the viewer can read):
+    its tokens exchange, and reach nothing. Not a doctor rule (nothing is wrong in any one policy),
+    but what a reader of the graph must be told, as a warning on the provider."""
+    if any("getIamPolicy denied" in h for h in g.hidden):
+        return  # a binding the viewer may not read may well follow it
+    leads = {e.source for e in g.edges}
+    for n in list(g.nodes.values()):
+        if n.kind == "provider" and n.id not in leads:
+            pool = n.id.split("/providers/")[0].rsplit("/", 1)[-1]
+            n.findings.append({
+                "rule": "graph", "severity": "warning", "title": "Provider leads nowhere",
+                "message": f"no binding names an identity of pool {pool}: tokens this provider accepts are exchanged "
+                           "but may impersonate no service account and reach no resource (a removed binding?).",
+                "fix": f"gcloud iam service-accounts add-iam-policy-binding SA_EMAIL --role=roles/iam.workloadIdentityUser "
+                       f'--member="principalSet://iam.googleapis.com/{n.id.split("/providers/")[0]}/attribute.NAME/VALUE"'})
 
 
 def _bindings(g: Graph, setup: Setup, project_id: str, number: str, chain: list[str], allowed: Allowed,
@@ -273,7 +292,9 @@ def _attach_findings(g: Graph, findings: list[Finding]) -> None:
     names: dict[str, list[str]] = {}
     exact: dict[str, str] = {}
     for n in g.nodes.values():
-        for key in (n.details.get("member"), n.details.get("email"), n.details.get("name"), n.id):
+        # a KSA is named in cluster findings (KL011-KL014, KL027) as the doctor's model labels it
+        ksa = f"ServiceAccount {n.label}" if n.kind == "ksa" else None
+        for key in (n.details.get("member"), n.details.get("email"), n.details.get("name"), n.id, ksa):
             if isinstance(key, str) and len(key) > 6:
                 names.setdefault(n.id, []).append(key)
                 exact.setdefault(key, n.id)

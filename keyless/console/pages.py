@@ -41,8 +41,8 @@ _BODIES = {
 <label>Find <input id="q" type="search" placeholder="name, member, role…"></label>
 <button id="apply" type="button">Show</button><span id="status" class="status"></span></div>
 {_ERROR}<div id="hidden" class="hidden-note" hidden></div>
-<p class="hint">Click a node or an edge for its details. Red: a doctor finding; dashed amber: a conditional
-grant; labels name the role an edge grants.</p>
+<p class="hint">Click a node or an edge for its details. Outlined red, amber, blue: a doctor finding (error,
+warning, info); dashed amber: a conditional grant; labels name the role an edge grants.</p>
 <div class="graph-wrap"><div id="canvas" class="canvas"></div><aside id="details" class="details" hidden></aside></div>""",
     "timeline": f"""<div class="controls">{_PROJECT}
 <label class="grow">Filter <input id="filter" type="text" spellcheck="false"

@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 from playwright.sync_api import expect
 
 from tests.api.helpers import token_for_user
 from tests.conftest import KeylessServer, free_port, fresh_database_url
 from tests.console.conftest import DEPLOY_SA, OTHER_SA, POOL, PROJECT, PROVIDER, names, seed_001, sign_in_link
 from tests.e2e.test_audit_logs import _github_token, impersonate
-from tests.gke.pod_helpers import apply_ksa, make_cluster
+from tests.gke.pod_helpers import make_cluster
 
 pytestmark = pytest.mark.store_independent  # runs on the SQLite leg only (tests/conftest.py)
 
@@ -48,6 +50,17 @@ def _grant(srv: KeylessServer, path: str, role: str, member: str, condition: dic
     assert r.status_code == 200, r.text
 
 
+def _apply(srv: KeylessServer, docs: list[dict[str, Any]]) -> None:
+    """Kubernetes objects applied to my-cluster with `keyless k8s apply -f`, as a user would (one command)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        yaml.safe_dump_all(docs, f)
+    try:
+        out = srv.keyless("k8s", "apply", "-f", f.name, "--cluster", "my-cluster", "--project", PROJECT)
+    finally:
+        os.unlink(f.name)
+    assert out.returncode == 0, out.stderr
+
+
 def _exchange_form(subject_token: str) -> dict[str, str]:
     return {"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
             "audience": f"//iam.googleapis.com/{PROVIDER}", "scope": "https://www.googleapis.com/auth/cloud-platform",
@@ -67,7 +80,26 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeylessServer]:
            f"serviceAccount:{DEPLOY_SA}", {"title": "deploy buckets",
                                            "expression": 'resource.name.startsWith("projects/_/buckets/deploy-")'})
     # GKE: a cluster whose KSA production/my-app is annotated with deploy-sa, which it may impersonate
-    apply_ksa(srv, make_cluster(srv), "production", "my-app", {"iam.gke.io/gcp-service-account": DEPLOY_SA})
+    # and two KSAs the doctor faults: annotated with an account that has no binding for it (KL013), and
+    # with an annotation that is not an email (KL012)
+    make_cluster(srv)
+    _apply(srv, [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "production"}},
+                 *({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {
+                     "name": name, "namespace": "production", "annotations": {"iam.gke.io/gcp-service-account": gsa}}}
+                   for name, gsa in (("my-app", DEPLOY_SA), ("other-app", OTHER_SA), ("bad-app", "deploy-sa")))])
+    # a secret deploy-sa may read, and a pool whose provider no binding follows any more
+    secrets = f"/secretmanager/v1/projects/{PROJECT}/secrets"
+    assert srv.call("POST", secrets, params={"secretId": "db-password"},
+                    body={"replication": {"automatic": {}}}).status_code == 200
+    assert srv.call("POST", f"{secrets}/db-password:setIamPolicy", body={"policy": {"bindings": [
+        {"role": "roles/secretmanager.secretAccessor", "members": [f"serviceAccount:{DEPLOY_SA}"]}]}}).status_code == 200
+    pools = f"/iam/v1/projects/{PROJECT}/locations/global/workloadIdentityPools"
+    assert srv.call("POST", pools, params={"workloadIdentityPoolId": "lonely-pool"}, body={}).status_code == 200
+    lonely = srv.call("POST", f"{pools}/lonely-pool/providers", params={"workloadIdentityPoolProviderId": "lonely-provider"},
+                      body={"attributeMapping": {"google.subject": "assertion.sub"},
+                            "attributeCondition": "assertion.repository_owner == 'my-org'",
+                            "oidc": {"issuerUri": f"{srv.base_url}/idp/github"}})
+    assert lonely.status_code == 200, lonely.text
     _grant(srv, f"{iam}/{DEPLOY_SA}", "roles/iam.workloadIdentityUser", f"serviceAccount:{KSA}")
     # ci-sa admitted the repository's workflows, then someone narrowed it away: its workflow is refused
     _grant(srv, f"{iam}/{CI_SA}", "roles/iam.workloadIdentityUser", REPO_SET)
@@ -166,7 +198,7 @@ def test_graph_of_seed_001(world: KeylessServer, page: Any) -> None:
     page.fill("#q", "wide-sa")
     page.click("#apply")
     expect(page.locator("svg.graph .node")).to_have_count(2)
-    expect(page.locator("#status")).to_contain_text(re.compile(r"^2 of 2\d nodes"))
+    expect(page.locator("#status")).to_contain_text(re.compile(r"^2 of 3\d nodes"))
 
 
 def test_timeline_filters_groups_and_tails(world: KeylessServer, page: Any) -> None:
@@ -495,3 +527,70 @@ def test_timeline_reads_like_logs_explorer(world: KeylessServer, page: Any) -> N
     assert page.locator(".entries details").count() > 200
     assert len(set(page.locator(".entries details").evaluate_all("els => els.map(e => e.dataset.insertId)"))) == \
         page.locator(".entries details").count()  # no entry twice
+
+
+# -- issue #21: the graph --------------------------------------------------------------------------
+
+GEOMETRY = """() => {
+  const svg = document.querySelector("svg.graph"), origin = svg.getBoundingClientRect();
+  const box = (r) => ({ x: r.left - origin.left, y: r.top - origin.top, w: r.width, h: r.height });
+  const nodes = [...svg.querySelectorAll(".node")].map((g) => ({ id: g.dataset.id, ...box(g.querySelector("rect").getBoundingClientRect()),
+    label: g.querySelector("title").textContent.replace(/^[a-zA-Z]+: /, ""), drawn: g.querySelector("text").textContent }));
+  const labels = [...svg.querySelectorAll("text.edge-label")].map((t) => box(t.getBoundingClientRect()));
+  const under = [];
+  for (const p of svg.querySelectorAll("path.edge")) {
+    const length = p.getTotalLength();
+    for (let at = 0; at <= length; at += 4) {
+      const pt = p.getPointAtLength(at);
+      const hit = nodes.find((n) => n.id !== p.dataset.source && n.id !== p.dataset.target &&
+        pt.x > n.x + 1 && pt.x < n.x + n.w - 1 && pt.y > n.y + 1 && pt.y < n.y + n.h - 1);
+      if (hit) { under.push([p.dataset.source, p.dataset.target, hit.id]); break; }
+    }
+  }
+  return { height: Number(svg.getAttribute("height")), nodes, labels, under };
+}"""
+
+
+def _overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+    return a["x"] < b["x"] + b["w"] and b["x"] < a["x"] + a["w"] and a["y"] < b["y"] + b["h"] and b["y"] < a["y"] + a["h"]
+
+
+def test_graph_shows_gke_findings_by_severity_and_draws_cleanly(world: KeylessServer, page: Any) -> None:
+    _sign_in(page, world)
+    page.wait_for_selector("svg.graph .node")
+    details = page.locator("#details")
+    ksa = f"serviceAccount:{PROJECT}.svc.id.goog[production/other-app]"
+    # KL013: the KSA's annotation edge to other-sa, which has no workloadIdentityUser binding for it
+    page.locator(f'svg.graph path.edge.finding[data-source="{ksa}"][data-target="serviceAccount:{OTHER_SA}"]').click(force=True)
+    assert "KL013" in details.text_content()
+    page.click("#details .close")
+    bad = f"serviceAccount:{PROJECT}.svc.id.goog[production/bad-app]"
+    found = page.locator(f'svg.graph .finding[data-id="{bad}"], svg.graph path.finding[data-source="{bad}"]')
+    found.first.click(force=True)
+    assert "KL012" in details.text_content()
+    page.click("#details .close")
+    # severity: a warning is amber, not red; a provider no binding follows says so
+    lonely = page.locator("svg.graph .node.kind-provider", has_text="lonely-provider")
+    assert "sev-warning" in lonely.get_attribute("class")
+    assert lonely.locator("rect").evaluate("r => getComputedStyle(r).stroke") == "rgb(227, 116, 0)"  # amber
+    whole_pool = page.locator(f'svg.graph path.edge.finding[data-target="serviceAccount:{WIDE_SA}"]')  # KL004
+    assert whole_pool.evaluate("p => getComputedStyle(p).stroke") == "rgb(217, 48, 37)"  # red
+    lonely.click()
+    assert "Provider leads nowhere" in details.text_content()
+    page.click("#details .close")
+    geometry = page.evaluate(GEOMETRY)
+    # nothing clipped: the last row's box ends inside the drawing
+    assert max(n["y"] + n["h"] for n in geometry["nodes"]) <= geometry["height"]
+    # no edge passes under a box it does not join (owner → roles/owner is not read as owner → deploy-sa)
+    assert geometry["under"] == []
+    # edge labels sit apart from each other and off every box
+    labels = geometry["labels"]
+    assert labels and not [(a, b) for i, a in enumerate(labels) for b in labels[i + 1:] if _overlap(a, b)]
+    assert not [(a, n["id"]) for a in labels for n in geometry["nodes"] if _overlap(a, n)]
+    # long labels keep whole trailing segments: never cut through the middle of a name
+    secret = next(n for n in geometry["nodes"] if n["label"].endswith("secrets/db-password"))
+    assert secret["drawn"] != secret["label"] and secret["drawn"].endswith("/secrets/db-password")
+    for n in geometry["nodes"]:
+        if n["drawn"] != n["label"] and "/" in n["drawn"]:
+            pieces = n["drawn"].lstrip("…").strip("/").split("/")
+            assert all(p in n["label"].split("/") for p in pieces[:-1] if p), n

@@ -64,7 +64,8 @@ async function fillProjects() {
 
 // -- identity graph ---------------------------------------------------------------------------
 
-const NODE_W = 180, NODE_H = 26, COLUMN = 250;
+const NODE_W = 180, NODE_H = 26, TOP = 16, LABEL_CHARS = 26;
+const SEVERITY_RANK = { error: 3, warning: 2, info: 1, note: 1 };
 
 async function graphView() {
   await fillProjects().catch(showError);
@@ -103,31 +104,105 @@ async function loadGraph() {
   });
 }
 
+// The worst severity among findings: the class that colours a node or an edge (error red,
+// warning amber, info blue), so a warning does not read as an error.
+function severityOf(findings) {
+  let worst = null;
+  for (const f of findings || []) if (!worst || (SEVERITY_RANK[f.severity] || 0) > SEVERITY_RANK[worst]) worst = f.severity;
+  return worst;
+}
+
+// A label that fits its box: whole when short; else its last path segments (a bucket's, a secret's,
+// a member's end tells nodes apart) after "…", never a cut through the middle of a segment unless one
+// segment alone is too long.
+function fitLabel(label, max) {
+  if (label.length <= max) return label;
+  const parts = label.split("/");
+  let kept = parts.pop();
+  while (parts.length && kept.length + parts[parts.length - 1].length + 2 <= max) kept = parts.pop() + "/" + kept;
+  if (kept.length + 1 <= max) return "…" + (label.length > kept.length ? "/" : "") + kept.replace(/^\//, "");
+  return kept.slice(0, max - 1) + "…";
+}
+
+// Edges leave a box's right side and enter the next box's left side; one that skips columns crosses
+// each column between its boxes (in the free lane nearest its straight line), never under a box.
+function edgePath(a, b, byColumn, column) {
+  const x1 = a.x + NODE_W, y1 = a.y + NODE_H / 2 + TOP, x2 = b.x, y2 = b.y + NODE_H / 2 + TOP;
+  const points = [[x1, y1]];
+  const from = Math.round((a.x - 10) / column), to = Math.round((b.x - 10) / column);
+  for (let c = from + 1; c < to; c++) {
+    const cx = c * column + 10;
+    const y = lane(byColumn.get(c) || [], y1 + (y2 - y1) * ((cx - x1) / Math.max(1, x2 - x1)));
+    points.push([cx - 8, y], [cx + NODE_W + 8, y]);  // entering the column's lane, leaving it
+  }
+  points.push([x2, y2]);
+  let d = `M${x1},${y1}`;
+  for (let i = 1; i < points.length; i++) {
+    const [px, py] = points[i - 1], [x, y] = points[i];
+    if (i % 2 === 0 && i < points.length - 1) d += ` L${x},${y}`;  // across a column, between its boxes
+    else { const mid = (px + x) / 2; d += ` C${mid},${py} ${mid},${y} ${x},${y}`; }
+  }
+  const [ex, ey] = points[1];
+  return { d, mid: [(x1 + ex) / 2, (y1 + ey) / 2] };  // the middle of the first gap: where a label goes
+}
+
+// A label's baseline: `y`, or the next free line below it when another label of the same gap is
+// there already (two edges between one pair of nodes: an annotation and a binding).
+function placeLabel(placed, x, y) {
+  const key = Math.round(x / 20);
+  const taken = placed.get(key) || [];
+  let at = y;
+  while (taken.some((t) => Math.abs(t - at) < 12)) at += 12;
+  taken.push(at);
+  placed.set(key, taken);
+  return at;
+}
+
+// The y nearest `y` that no box of the column covers (boxes sorted by y).
+function lane(boxes, y) {
+  for (const top of boxes) {
+    const lo = top + TOP - 3, hi = top + TOP + NODE_H + 3;
+    if (y >= lo && y <= hi) return (y - lo < hi - y) ? lo : hi;
+  }
+  return y;
+}
+
 function drawGraph(canvas, g) {
-  const root = svg("svg", { width: g.width, height: Math.max(g.height, 200), class: "graph", role: "img",
+  const column = g.columnWidth;
+  const root = svg("svg", { width: g.width, height: Math.max(g.height + TOP + 12, 200), class: "graph", role: "img",
                              "aria-label": `identity graph of ${g.project}` });
   const byId = new Map(g.nodes.map((n) => [n.id, n]));
+  const byColumn = new Map();
+  for (const n of g.nodes) {
+    const c = Math.round((n.x - 10) / column);
+    if (!byColumn.has(c)) byColumn.set(c, []);
+    byColumn.get(c).push(n.y);
+  }
+  byColumn.forEach((ys) => ys.sort((p, q) => p - q));
   const heads = svg("g", { class: "columns" });
   const names = ["pools, clusters", "providers, namespaces", "members, KSAs", "service accounts", "grants", "resources"];
-  names.forEach((name, i) => { const t = svg("text", { x: i * COLUMN + 10, y: 12, class: "column" }); t.textContent = name; heads.append(t); });
+  names.forEach((name, i) => { const t = svg("text", { x: i * column + 10, y: 12, class: "column" }); t.textContent = name; heads.append(t); });
   root.append(heads);
   const edges = svg("g", { class: "edges" });
   const labels = svg("g", { class: "edge-labels" });
+  const placed = new Map();
   for (const e of g.edges) {
     const a = byId.get(e.source), b = byId.get(e.target);
     if (!a || !b) continue;
-    const x1 = a.x + NODE_W, y1 = a.y + NODE_H / 2 + 16, x2 = b.x, y2 = b.y + NODE_H / 2 + 16;
-    const mid = (x1 + x2) / 2;
-    const cls = ["edge", e.condition ? "conditional" : "", e.findings ? "finding" : ""].join(" ").trim();
-    const path = svg("path", { d: `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`, class: cls,
-                               "data-source": e.source, "data-target": e.target });
+    const route = edgePath(a, b, byColumn, column);
+    const severity = severityOf(e.findings);
+    const cls = ["edge", e.condition ? "conditional" : "", severity ? `finding sev-${severity}` : ""].join(" ").trim();
+    const path = svg("path", { d: route.d, class: cls, "data-source": e.source, "data-target": e.target });
     const title = svg("title", {});
     title.textContent = `${e.label || "edge"}${e.condition ? " if " + e.condition : ""}`;
     path.append(title);
     path.addEventListener("click", () => showEdge(e, a, b));
     edges.append(path);
     if (e.label.startsWith("roles/") || e.label === "annotation") {
-      const t = svg("text", { x: x2 - 4, y: y2 - 5, class: "edge-label" + (e.findings ? " finding" : "") });
+      // on the edge, in the gap after its source: edges into one account from different rows keep apart
+      const [lx, ly] = route.mid;
+      const t = svg("text", { x: lx, y: placeLabel(placed, lx, ly - 3), class: "edge-label" + (severity ? ` finding sev-${severity}` : ""),
+                              "data-source": e.source, "data-target": e.target });
       t.textContent = e.label.replace(/^roles\/[a-z]+\./, "").replace(/^roles\//, "");
       t.addEventListener("click", () => showEdge(e, a, b));
       labels.append(t);
@@ -136,12 +211,12 @@ function drawGraph(canvas, g) {
   root.append(edges);
   const nodes = svg("g", { class: "nodes" });
   for (const n of g.nodes) {
-    const group = svg("g", { class: `node kind-${n.kind}${n.findings ? " finding" : ""}`, transform: `translate(${n.x},${n.y + 16})`,
-                             "data-id": n.id, tabindex: "0" });
+    const severity = severityOf(n.findings);
+    const group = svg("g", { class: `node kind-${n.kind}${severity ? ` finding sev-${severity}` : ""}`,
+                             transform: `translate(${n.x},${n.y + TOP})`, "data-id": n.id, tabindex: "0" });
     group.append(svg("rect", { width: NODE_W, height: NODE_H, rx: 5 }));
     const t = svg("text", { x: 8, y: 17 });
-    // cut in the middle: a name's end (repository, bucket, account) tells nodes apart
-    t.textContent = (n.label.length > 27 ? n.label.slice(0, 9) + "…" + n.label.slice(-17) : n.label);
+    t.textContent = fitLabel(n.label, LABEL_CHARS);
     const title = svg("title", {});
     title.textContent = `${n.kind}: ${n.label}`;
     group.append(t, title);
