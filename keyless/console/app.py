@@ -246,7 +246,7 @@ def build(state: ServerState) -> ASGIApp:
         Route("/static/{name}", static_file),
         Route("/v1/signInLinks", endpoint(state, create_link, audited=False), methods=["POST"]),
         Route("/api/whoami", api(whoami)), Route("/api/projects", api(list_projects)),
-        Route("/api/graph", api(get_graph)), Route("/api/entries", api(list_entries)),
+        Route("/api/graph", api(get_graph)), Route("/api/entries", api(list_entries)), Route("/api/iam", api(get_iam)),
         Route("/api/explain", api(explain, state_change=True), methods=["POST"]),
     ]
     async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
@@ -323,6 +323,45 @@ def get_graph(call: Call) -> dict[str, Any]:
     out = shown.as_json(total=len(whole.nodes))
     out["buildSeconds"] = round(time.perf_counter() - started, 4)
     return out
+
+
+def get_iam(call: Call) -> dict[str, Any]:
+    """The project's IAM page: each principal with its roles and each role with its principals,
+    from the project's allow policy and those it inherits (marked with where they come from; an
+    ancestor's only where the viewer may read its policy, as the Cloud Console's IAM page shows)."""
+    from keyless.iam.policy import get_policy_row
+
+    project_id = call.arg("project") or ""
+    with call.read() as s:
+        row = projects.find_project(s, project_id, include_deleted=False) if project_id else None
+    chain = projects.project_chain(row.project_id) if row else [f"projects/{project_id}", ROOT]
+    call.state.authz.require(call.principal, DOCTOR_PERMISSION, chain, f"projects/{project_id}")
+    if row is None:
+        raise NotFound(f"Project '{project_id[:100]}' not found.")
+    hidden: list[str] = []
+    readable = [chain[0]]
+    for i, ancestor in enumerate(chain[1:], start=1):
+        if call.state.authz.check(call.principal, DOCTOR_PERMISSION, chain[i:]).granted:
+            readable.append(ancestor)
+        else:
+            hidden.append(f"roles inherited from {ancestor}: permission {DOCTOR_PERMISSION} denied")
+    with call.read() as s:
+        policies = {r: get_policy_row(s, r) for r in readable}
+    by_member: dict[str, list[dict[str, Any]]] = {}
+    by_role: dict[str, list[dict[str, Any]]] = {}
+    for resource in readable:
+        policy = policies[resource]
+        for b in policy.bindings if policy is not None else []:
+            condition = (b.get("condition") or {})
+            for member in b.get("members", []):
+                grant: dict[str, Any] = {"inherited": resource != chain[0], "from": resource}
+                if condition:
+                    grant["condition"] = {k: condition[k] for k in ("title", "expression") if condition.get(k)}
+                by_member.setdefault(member, []).append({"role": b["role"], **grant})
+                by_role.setdefault(b["role"], []).append({"member": member, **grant})
+    return {"project": row.project_id, "hidden": hidden,
+            "byPrincipal": [{"member": m, "roles": g} for m, g in sorted(by_member.items())],
+            "byRole": [{"role": r, "members": g} for r, g in sorted(by_role.items())]}
 
 
 def list_entries(call: Call) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from html import escape
 
-VIEWS = (("graph", "Identity graph"), ("timeline", "Audit timeline"), ("explain", "Explain"))
+VIEWS = (("graph", "Identity graph"), ("iam", "IAM"), ("timeline", "Audit timeline"), ("explain", "Explain"))
 
 
 def _head(title: str, csrf: str, view: str) -> str:
@@ -44,6 +44,12 @@ _BODIES = {
 <p class="hint">Click a node or an edge for its details. Outlined red, amber, blue: a doctor finding (error,
 warning, info); dashed amber: a conditional grant; labels name the role an edge grants.</p>
 <div class="graph-wrap"><div id="canvas" class="canvas"></div><aside id="details" class="details" hidden></aside></div>""",
+    "iam": f"""<div class="controls">{_PROJECT}
+<span class="view-by" role="group" aria-label="view by"><button type="button" class="by current" data-by="principal">View by
+principals</button><button type="button" class="by" data-by="role">View by roles</button></span>
+<label>Filter <input id="q" type="search" placeholder="member or role"></label><span id="status" class="status"></span></div>
+{_ERROR}<div id="hidden" class="hidden-note" hidden></div>
+<table id="iam-table" class="iam-table"><thead></thead><tbody></tbody></table>""",
     "timeline": f"""<div class="controls">{_PROJECT}
 <label class="grow">Filter <input id="filter" type="text" spellcheck="false"
 placeholder='protoPayload.serviceName="sts.googleapis.com" AND severity>=WARNING'></label>

@@ -293,6 +293,10 @@ def test_a_principal_without_permission_sees_the_reason_and_no_data(world: Keyle
     page.wait_for_selector("#error:not([hidden])")
     assert "logging.logEntries.list" in page.text_content("#error")
     assert page.locator(".entries details").count() == 0
+    page.goto(world.base_url + f"/console/iam?project={PROJECT}")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "resourcemanager.projects.getIamPolicy" in page.text_content("#error")
+    assert page.locator("#iam-table tbody tr").count() == 0
     page.goto(world.base_url + "/console/explain")
     page.fill("#principal", f"serviceAccount:{DEPLOY_SA}")
     page.fill("#permission", "resourcemanager.projects.get")
@@ -366,6 +370,11 @@ def test_a_project_iam_admin_sees_the_project_policy_and_not_the_rest(world: Key
     page.goto(world.base_url + f"/console/timeline?project={PROJECT}")
     page.wait_for_selector("#error:not([hidden])")
     assert "logging.logEntries.list" in page.text_content("#error")
+    # the IAM table: the project's own bindings, and the root's left out (not readable to them)
+    page.goto(world.base_url + f"/console/iam?project={PROJECT}")
+    expect(page.locator(f'#iam-table tr[data-key="user:{viewer}"]')).to_contain_text("projectIamAdmin")
+    assert "//keyless.dev/root" in page.text_content("#hidden")
+    assert page.locator("#iam-table .inherited").count() == 0
 
 
 # -- issue #21: explain ------------------------------------------------------------------------
@@ -594,3 +603,20 @@ def test_graph_shows_gke_findings_by_severity_and_draws_cleanly(world: KeylessSe
         if n["drawn"] != n["label"] and "/" in n["drawn"]:
             pieces = n["drawn"].lstrip("…").strip("/").split("/")
             assert all(p in n["label"].split("/") for p in pieces[:-1] if p), n
+
+
+def test_iam_table_by_principal_and_by_role(world: KeylessServer, page: Any) -> None:
+    """The Cloud Console's IAM page: principal → roles and role → principals, inherited marked."""
+    _sign_in(page, world)
+    page.goto(world.base_url + f"/console/iam?project={PROJECT}")
+    deploy = page.locator(f'#iam-table tr[data-key="serviceAccount:{DEPLOY_SA}"]')
+    expect(deploy).to_contain_text("roles/storage.objectViewer")
+    assert "condition: deploy buckets" in deploy.text_content() and deploy.locator(".inherited").count() == 0
+    owner = page.locator(f'#iam-table tr[data-key="{OWNER}"] li.inherited', has_text="roles/owner")
+    assert "inherited from //keyless.dev/root" in owner.text_content()  # the bootstrap owner's root binding
+    page.click('.view-by .by[data-by="role"]')
+    viewer = page.locator('#iam-table tr[data-key="roles/storage.objectViewer"]')
+    expect(viewer).to_contain_text(f"serviceAccount:{DEPLOY_SA}")
+    page.fill("#q", "objectViewer")
+    expect(page.locator("#iam-table tbody tr")).to_have_count(1)
+    _shot(page, "iam")

@@ -266,6 +266,54 @@ function showEdge(e, a, b) {
     findingsList(e.findings) || "");
 }
 
+// -- IAM (the project's page: by principal, by role, inherited marked) ------------------------------
+
+let iamData = null, iamBy = "principal";
+
+async function iamView() {
+  await fillProjects().catch(showError);
+  document.querySelectorAll(".view-by .by").forEach((b) => b.addEventListener("click", () => {
+    document.querySelectorAll(".view-by .by").forEach((x) => x.classList.toggle("current", x === b));
+    iamBy = b.dataset.by;
+    drawIam();
+  }));
+  $("#q").addEventListener("input", drawIam);
+  $("#project").addEventListener("change", loadIam);
+  await loadIam();
+}
+
+async function loadIam() {
+  showError(null);
+  try {
+    iamData = await api(`/console/api/iam?${new URLSearchParams({ project: $("#project").value })}`);
+  } catch (err) { iamData = null; $("#iam-table thead").replaceChildren(); $("#iam-table tbody").replaceChildren(); showError(err); return; }
+  const hidden = $("#hidden");
+  hidden.hidden = !iamData.hidden.length;
+  hidden.textContent = iamData.hidden.length ? "Not shown (your permissions): " + iamData.hidden.join("; ") : "";
+  drawIam();
+}
+
+function grantCell(grant, what) {
+  return el("li", { class: grant.inherited ? "inherited" : "" }, el("span", { class: "what", text: what }),
+    grant.condition ? el("span", { class: "condition", title: grant.condition.expression || "",
+                                   text: `condition: ${grant.condition.title || grant.condition.expression}` }) : null,
+    grant.inherited ? el("span", { class: "badge", text: `inherited from ${grant.from}` }) : null);
+}
+
+function drawIam() {
+  if (!iamData) return;
+  const q = $("#q").value.trim().toLowerCase();
+  const byPrincipal = iamBy === "principal";
+  const rows = byPrincipal ? iamData.byPrincipal : iamData.byRole;
+  const shown = rows.filter((r) => !q || JSON.stringify(r).toLowerCase().includes(q));
+  $("#iam-table thead").replaceChildren(el("tr", {}, el("th", { text: byPrincipal ? "Principal" : "Role" }),
+    el("th", { text: byPrincipal ? "Roles" : "Principals" })));
+  $("#iam-table tbody").replaceChildren(...shown.map((r) => el("tr", { "data-key": byPrincipal ? r.member : r.role },
+    el("td", { class: "key", text: byPrincipal ? r.member : r.role }),
+    el("td", {}, el("ul", {}, ...(byPrincipal ? r.roles.map((g) => grantCell(g, g.role)) : r.members.map((g) => grantCell(g, g.member))))))));
+  $("#status").textContent = `${shown.length} ${byPrincipal ? "principals" : "roles"}`;
+}
+
 // -- audit timeline ---------------------------------------------------------------------------
 
 let newest = null, tailTimer = null, nextPage = null, pagedQuery = null, severity = "";
@@ -551,5 +599,6 @@ document.addEventListener("DOMContentLoaded", () => {
   if (view === "signin") forgetSession();
   else if (view === "graph") graphView();
   else if (view === "timeline") timelineView();
+  else if (view === "iam") iamView();
   else if (view === "explain") explainView();
 });
