@@ -331,23 +331,33 @@ def _attach_findings(g: Graph, findings: list[Finding]) -> None:
 
 
 def select(g: Graph, kinds: set[str] | None = None, text: str = "", limit: int = 5000) -> Graph:
-    """The subgraph of nodes of `kinds` whose label or id contains `text`, with their neighbours
-    (so a match shows where it comes from and what it reaches)."""
+    """The subgraph of nodes of `kinds` whose label or id contains `text`, with every path through
+    them (so a match shows all it comes from and all it reaches, not its neighbours only)."""
     text = text.strip().lower()[:MAX_TEXT]
     keep = {n.id for n in g.nodes.values() if kinds is None or n.kind in kinds}
     if text:
         hits = {i for i in keep if text in i.lower() or text in g.nodes[i].label.lower()}
-        near = set(hits)
-        for e in g.edges:
-            if e.source in hits:
-                near.add(e.target)
-            if e.target in hits:
-                near.add(e.source)
+        near = _closure(g, hits, forward=True) | _closure(g, hits, forward=False)
         keep = {i for i in near if kinds is None or g.nodes[i].kind in kinds}
     ids = list(keep)[:limit] if len(keep) > limit else keep
     out = Graph(g.project, {i: g.nodes[i] for i in g.nodes if i in ids}, hidden=g.hidden)
     out.edges = [e for e in g.edges if e.source in out.nodes and e.target in out.nodes]
     return out
+
+
+def _closure(g: Graph, start: set[str], forward: bool) -> set[str]:
+    """`start` and every node reachable from it along the edges (`forward`) or against them."""
+    nxt: dict[str, list[str]] = {}
+    for e in g.edges:
+        a, b = (e.source, e.target) if forward else (e.target, e.source)
+        nxt.setdefault(a, []).append(b)
+    seen, todo = set(start), list(start)
+    while todo:
+        for m in nxt.get(todo.pop(), ()):
+            if m not in seen:
+                seen.add(m)
+                todo.append(m)
+    return seen
 
 
 def _centre(g: Graph, near: list[str], row: dict[str, float], layer: int, own: float,

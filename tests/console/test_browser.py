@@ -194,11 +194,13 @@ def test_graph_of_seed_001(world: KeylessServer, page: Any) -> None:
     page.locator(f'svg.graph path.edge.finding[data-target="serviceAccount:{WIDE_SA}"]').click(force=True)
     assert "KL004" in details.text_content()
     _shot(page, "graph")
-    # filtering by text keeps the matches and their neighbours only
+    # filtering by text keeps the matches and every path through them: the whole-pool member, its
+    # provider and its pool, not the neighbour only
     page.fill("#q", "wide-sa")
     page.click("#apply")
-    expect(page.locator("svg.graph .node")).to_have_count(2)
-    expect(page.locator("#status")).to_contain_text(re.compile(r"^2 of 3\d nodes"))
+    expect(page.locator("svg.graph .node")).to_have_count(4)
+    expect(page.locator("#status")).to_contain_text(re.compile(r"^4 of 3\d nodes"))
+    assert page.locator("svg.graph .node.kind-pool", has_text="github-pool").count() == 1
 
 
 def test_timeline_filters_groups_and_tails(world: KeylessServer, page: Any) -> None:
@@ -620,3 +622,25 @@ def test_iam_table_by_principal_and_by_role(world: KeylessServer, page: Any) -> 
     page.fill("#q", "objectViewer")
     expect(page.locator("#iam-table tbody tr")).to_have_count(1)
     _shot(page, "iam")
+
+
+def test_selecting_a_node_highlights_every_path_through_it(world: KeylessServer, page: Any) -> None:
+    """deploy-sa: what reaches it (the repository's workflows through the provider and pool, the KSA
+    in its cluster) and what it reaches (its grants and their resources); the rest is dimmed."""
+    _sign_in(page, world)
+    page.wait_for_selector("svg.graph .node")
+    page.locator(f'svg.graph .node[data-id="serviceAccount:{DEPLOY_SA}"]').click()
+    on = set(page.locator("svg.graph .node.on-path").evaluate_all("els => els.map(e => e.dataset.id)"))
+    for upstream in (POOL, PROVIDER, REPO_SET, f"serviceAccount:{KSA}", "cluster:"):
+        assert any(i.startswith(upstream) for i in on), (upstream, on)
+    for downstream in (f"resource:projects/{PROJECT}", "secrets/db-password", "grant:roles/storage.objectViewer"):
+        assert any(downstream in i for i in on), (downstream, on)
+    for elsewhere in (f"serviceAccount:{OTHER_SA}", f"serviceAccount:{WIDE_SA}"):
+        assert elsewhere not in on
+    assert page.locator(f'svg.graph .node.reaches[data-id="{PROVIDER}"]').count() == 1
+    assert page.locator(f'svg.graph .node.reached[data-id="resource:projects/{PROJECT}"]').count() == 1
+    other = page.locator(f'svg.graph .node[data-id="serviceAccount:{OTHER_SA}"]')
+    assert float(other.evaluate("e => getComputedStyle(e).opacity")) < 0.5
+    assert "reach it" in page.text_content("#path-status")
+    page.click("#details .close")
+    assert float(other.evaluate("e => getComputedStyle(e).opacity")) == 1

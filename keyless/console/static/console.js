@@ -169,6 +169,7 @@ function lane(boxes, y) {
 
 function drawGraph(canvas, g) {
   const column = g.columnWidth;
+  graphEdges = g.edges;
   const root = svg("svg", { width: g.width, height: Math.max(g.height + TOP + 12, 200), class: "graph", role: "img",
                              "aria-label": `identity graph of ${g.project}` });
   const byId = new Map(g.nodes.map((n) => [n.id, n]));
@@ -248,7 +249,42 @@ function openDetails(...children) {
   const box = $("#details");
   box.hidden = false;
   box.replaceChildren(el("button", { type: "button", class: "close", "aria-label": "close", text: "×",
-                                     onclick: () => { box.hidden = true; } }), ...children);
+                                     onclick: () => { box.hidden = true; highlight(null); } }), ...children);
+}
+
+// Every path through a node: what it reaches (following edges) and what reaches it (against them),
+// as far as they go; the rest of the graph is dimmed.
+let graphEdges = [];
+
+function reach(start, forward) {
+  const next = new Map();
+  for (const e of graphEdges) {
+    const [from, to] = forward ? [e.source, e.target] : [e.target, e.source];
+    if (!next.has(from)) next.set(from, []);
+    next.get(from).push(to);
+  }
+  const seen = new Set([start]), todo = [start];
+  while (todo.length) for (const m of next.get(todo.pop()) || []) if (!seen.has(m)) { seen.add(m); todo.push(m); }
+  return seen;
+}
+
+function highlight(id) {
+  const svgRoot = document.querySelector("svg.graph");
+  if (!svgRoot) return;
+  if (id === null) { svgRoot.classList.remove("focused"); return; }
+  const down = reach(id, true), up = reach(id, false);
+  svgRoot.classList.add("focused");
+  svgRoot.querySelectorAll(".node").forEach((x) => {
+    x.classList.toggle("on-path", down.has(x.dataset.id) || up.has(x.dataset.id));
+    x.classList.toggle("reaches", up.has(x.dataset.id) && x.dataset.id !== id);
+    x.classList.toggle("reached", down.has(x.dataset.id) && x.dataset.id !== id);
+  });
+  svgRoot.querySelectorAll("path.edge, text.edge-label").forEach((x) => {
+    const s = x.dataset.source, t = x.dataset.target;
+    x.classList.toggle("on-path", (down.has(s) && down.has(t)) || (up.has(s) && up.has(t)));
+  });
+  const status = $("#path-status");
+  if (status) status.textContent = `${up.size - 1} nodes reach it, it reaches ${down.size - 1}`;
 }
 
 function showNode(n) {
@@ -256,7 +292,9 @@ function showNode(n) {
   const g = document.querySelector(`.node[data-id="${CSS.escape(n.id)}"]`);
   if (g) g.classList.add("selected");
   openDetails(el("h2", { text: n.label }), el("p", { class: "kind", text: n.kind }),
+    el("p", { id: "path-status", class: "hint" }),
     el("p", {}, el("code", { text: n.id })), detailsList(n.details), findingsList(n.findings) || "");
+  highlight(n.id);
 }
 
 function showEdge(e, a, b) {
