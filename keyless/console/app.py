@@ -319,8 +319,12 @@ def get_graph(call: Call) -> dict[str, Any]:
 
     started = time.perf_counter()
     whole = graph.build(call.state, load(call.state), row.project_id, allowed)
+    total = len(whole.nodes)
+    notes = graph.condense(whole, legacy=call.arg("legacy") == "1",
+                           expand=frozenset(k[:300] for k in call.args("expand")[:50]))
     shown = graph.layout(graph.select(whole, kinds, call.arg("q") or ""))
-    out = shown.as_json(total=len(whole.nodes))
+    out = shown.as_json(total=total)
+    out["folded"] = notes
     out["buildSeconds"] = round(time.perf_counter() - started, 4)
     return out
 

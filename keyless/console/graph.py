@@ -129,7 +129,9 @@ def build(state: Any, setup: Setup, project_id: str, allowed: Allowed) -> Graph:
         for p in setup.providers_of(pool):
             issuer = (p.oidc or {}).get("issuerUri") or ("AWS account " + str((p.aws or {}).get("accountId"))
                                                           if p.aws else "")
-            g.node(p.name, "provider", p.provider_id, name=p.name, issuer=issuer, mapping=p.attribute_mapping,
+            # named with its pool: "prov-0" alone says nothing where ten pools each have one
+            g.node(p.name, "provider", f"{pool.pool_id}/{p.provider_id}", name=p.name, issuer=issuer,
+                   mapping=p.attribute_mapping,
                    condition=p.attribute_condition, disabled=p.disabled or None)
             g.edge(pid, p.name, "provider")
     # -- service accounts, also those nothing reaches yet -----------------------------------------
@@ -325,6 +327,89 @@ def _attach_findings(g: Graph, findings: list[Finding]) -> None:
             for nid in names:
                 if mentions(f.object, nid):
                     g.nodes[nid].findings.append(shown)
+
+
+# -- condensing: readable at thousands of nodes -----------------------------------------------------
+
+CONVENIENCE = ("projectOwner:", "projectEditor:", "projectViewer:")
+GROUP_MIN = 6  # grants of one role on this many resources of one kind are drawn as one box
+
+
+def condense(g: Graph, *, legacy: bool = False, expand: frozenset[str] = frozenset()) -> list[str]:
+    """Make `g` readable at scale, in place, and say what was folded: Cloud Storage's automatic
+    bindings of the project's basic roles to every bucket's legacy roles (projectOwner:P ->
+    roles/storage.legacyBucketOwner, ...) are left out unless `legacy`; a role granted on
+    GROUP_MIN or more resources of one kind is one box ("objectViewer on 76 buckets"), and the
+    resources only it reaches one box too, unless its key (ROLE@KIND) is in `expand`."""
+    notes: list[str] = []
+    if not legacy:
+        automatic = {id(e) for e in g.edges if e.source.startswith(CONVENIENCE)
+                     and g.nodes[e.target].kind == "grant"
+                     and str(g.nodes[e.target].details.get("role", "")).startswith("roles/storage.legacy")}
+        if automatic:
+            _drop_edges(g, automatic)
+            notes.append(f"{len(automatic)} automatic legacy bucket bindings (projectOwner:, projectEditor:, "
+                         "projectViewer:) hidden")
+    groups: dict[str, list[Node]] = {}
+    grant_target = {e.source: e.target for e in g.edges if e.label == "on"}
+    for n in g.nodes.values():
+        if n.kind == "grant":
+            kind = _resource_kind(grant_target.get(n.id, ""))
+            groups.setdefault(f"{n.details.get('role')}@{kind}", []).append(n)
+    for key, members in groups.items():
+        if len(members) < GROUP_MIN or key in expand:
+            continue
+        role, kind = key.rsplit("@", 1)
+        ids = {n.id for n in members}
+        gid, rid = f"grants:{key}", f"resources:{key}"
+        resources = [e.target for e in g.edges if e.source in ids]
+        only_here = [r for r in dict.fromkeys(resources)
+                     if all(e.source in ids for e in g.edges if e.target == r)]
+        g.nodes[gid] = Node(gid, "grant", f"{role.removeprefix('roles/')} on {len(members)} {kind}s",
+                            {"role": role, "group": key, "grants": len(members),
+                             "resources": [g.nodes[r].label for r in dict.fromkeys(resources)][:100]})
+        if only_here:
+            g.nodes[rid] = Node(rid, "resource", f"{len(only_here)} {kind}s",
+                                {"group": key, "resources": [g.nodes[r].label for r in only_here][:100]})
+        fold = {**{i: gid for i in ids}, **{r: rid for r in only_here}}
+        edges, seen = [], set()
+        for e in g.edges:
+            source, target = fold.get(e.source, e.source), fold.get(e.target, e.target)
+            k = (source, target, e.label, e.condition)
+            if k in seen:
+                continue
+            seen.add(k)
+            edges.append(Edge(source, target, e.label, e.condition, e.findings))
+        g.edges = edges
+        for i in fold:
+            del g.nodes[i]
+        notes.append(f"{len(members)} grants of {role} on {kind}s grouped")
+    return notes
+
+
+def _resource_kind(node_id: str) -> str:
+    name = node_id.removeprefix("resource:")
+    if "/buckets/" in name:
+        return "bucket"
+    if "/secrets/" in name:
+        return "secret"
+    return "project" if name.count("/") == 1 else "resource"
+
+
+def _drop_edges(g: Graph, dropped: set[int]) -> None:
+    """Remove the edges whose id() is in `dropped`, then the grants and members left without an
+    edge in (and the grants' own edges)."""
+    g.edges = [e for e in g.edges if id(e) not in dropped]
+    while True:
+        linked = {e.source for e in g.edges} | {e.target for e in g.edges}
+        orphans = {i for i, n in g.nodes.items() if i not in linked and n.kind == "member"}
+        orphans |= {i for i, n in g.nodes.items() if n.kind == "grant"
+                    and not any(e.target == i for e in g.edges)}
+        if not orphans:
+            return
+        for i in orphans:
+            del g.nodes[i]
+        g.edges = [e for e in g.edges if e.source not in orphans and e.target not in orphans]
 
 
 # -- filtering and layout ------------------------------------------------------------------------

@@ -39,8 +39,10 @@ _BODIES = {
 <option>member</option><option>serviceAccount</option><option>grant</option><option>resource</option>
 <option>cluster</option><option>namespace</option><option>ksa</option></select></label>
 <label>Find <input id="q" type="search" placeholder="name, member, role…"></label>
-<button id="apply" type="button">Show</button><span id="status" class="status"></span></div>
-{_ERROR}<div id="hidden" class="hidden-note" hidden></div>
+<button id="apply" type="button">Show</button>
+<label title="Cloud Storage's bindings of projectOwner:, projectEditor:, projectViewer: on every bucket"><input id="legacy"
+type="checkbox"> Automatic bucket bindings</label><span id="status" class="status"></span></div>
+{_ERROR}<div id="hidden" class="hidden-note" hidden></div><div id="folded" class="hint" hidden></div>
 <p class="hint">Click a node or an edge for its details. Outlined red, amber, blue: a doctor finding (error,
 warning, info); dashed amber: a conditional grant; labels name the role an edge grants.</p>
 <div class="graph-wrap"><div id="canvas" class="canvas"></div><aside id="details" class="details" hidden></aside></div>""",

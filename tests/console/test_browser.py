@@ -644,3 +644,34 @@ def test_selecting_a_node_highlights_every_path_through_it(world: KeylessServer,
     assert "reach it" in page.text_content("#path-status")
     page.click("#details .close")
     assert float(other.evaluate("e => getComputedStyle(e).opacity")) == 1
+
+
+def test_graph_folds_grants_and_automatic_bucket_bindings(world: KeylessServer, page: Any) -> None:
+    """A role granted on many buckets is one box (expandable), the buckets only it reaches one box,
+    Cloud Storage's automatic projectOwner:/projectEditor:/projectViewer: bindings are folded unless
+    asked for, and a provider is named with its pool. (Runs last: it adds buckets to the world.)"""
+    for i in range(6):
+        bucket = f"{PROJECT}-release-{i}"
+        assert world.call("POST", "/storage/v1/b", params={"project": PROJECT}, body={"name": bucket}).status_code == 200
+        policy = world.call("GET", f"/storage/v1/b/{bucket}/iam").json()
+        policy["bindings"].append({"role": "roles/storage.objectViewer", "members": [f"serviceAccount:{OTHER_SA}"]})
+        assert world.call("PUT", f"/storage/v1/b/{bucket}/iam", body=policy).status_code == 200
+    _sign_in(page, world)
+    page.wait_for_selector("svg.graph .node")
+    assert page.locator("svg.graph .node.kind-provider", has_text="github-pool/github-provider").count() == 1
+    group = page.locator('svg.graph .node[data-id="grants:roles/storage.objectViewer@bucket"]')
+    assert "storage.objectViewer on 6 buckets" in group.locator("title").text_content()
+    assert page.locator('svg.graph .node[data-id="resources:roles/storage.objectViewer@bucket"]').count() == 1
+    assert page.locator('svg.graph .node[data-id^="resource:projects/_/buckets/"]').count() == 0
+    assert page.locator('svg.graph .node[data-id^="projectOwner:"]').count() == 0
+    expect(page.locator("#folded")).to_contain_text("automatic legacy bucket bindings")
+    # the automatic bindings, when asked for
+    page.check("#legacy")
+    expect(page.locator('svg.graph .node[data-id="projectOwner:my-project"]')).to_have_count(1)
+    page.uncheck("#legacy")
+    expect(page.locator('svg.graph .node[data-id="projectOwner:my-project"]')).to_have_count(0)
+    # expanded: one box per grant, one per bucket
+    page.locator('svg.graph .node[data-id="grants:roles/storage.objectViewer@bucket"]').click()
+    page.click("#details .expand")
+    expect(page.locator('svg.graph .node[data-id^="grant:roles/storage.objectViewer@projects/_/buckets/"]')).to_have_count(6)
+    assert page.locator('svg.graph .node[data-id^="resource:projects/_/buckets/"]').count() == 6

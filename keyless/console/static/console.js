@@ -73,15 +73,20 @@ async function graphView() {
   if (params.get("q")) $("#q").value = params.get("q");
   if (params.get("kind")) $("#kind").value = params.get("kind");
   $("#apply").addEventListener("click", loadGraph);
+  $("#legacy").addEventListener("change", loadGraph);
   $("#q").addEventListener("keydown", (e) => { if (e.key === "Enter") loadGraph(); });
   await loadGraph();
 }
+
+const expanded = new Set();  // grouped grants (ROLE@KIND) the reader opened
 
 async function loadGraph() {
   showError(null);
   const canvas = $("#canvas");
   const q = new URLSearchParams({ project: $("#project").value, q: $("#q").value });
   if ($("#kind").value) q.append("kind", $("#kind").value);
+  if ($("#legacy").checked) q.set("legacy", "1");
+  for (const key of expanded) q.append("expand", key);
   const started = performance.now();
   let g;
   try {
@@ -96,6 +101,9 @@ async function loadGraph() {
   const hidden = $("#hidden");
   hidden.hidden = g.hidden.length === 0;
   hidden.textContent = g.hidden.length ? "Not shown (your permissions): " + g.hidden.join("; ") : "";
+  const folded = $("#folded");
+  folded.hidden = !(g.folded || []).length;
+  folded.textContent = (g.folded || []).length ? "Folded for reading: " + g.folded.join("; ") + "." : "";
   requestAnimationFrame(() => {
     const ms = Math.round(performance.now() - started);
     $("#status").textContent = `${g.nodes.length} of ${g.total} nodes, ${g.edges.length} edges · ` +
@@ -293,7 +301,10 @@ function showNode(n) {
   if (g) g.classList.add("selected");
   openDetails(el("h2", { text: n.label }), el("p", { class: "kind", text: n.kind }),
     el("p", { id: "path-status", class: "hint" }),
-    el("p", {}, el("code", { text: n.id })), detailsList(n.details), findingsList(n.findings) || "");
+    el("p", {}, el("code", { text: n.id })),
+    n.details.group && n.kind === "grant" ? el("button", { type: "button", class: "expand", text: "Expand into one box per grant",
+      onclick: () => { expanded.add(n.details.group); loadGraph(); } }) : "",
+    detailsList(n.details), findingsList(n.findings) || "");
   highlight(n.id);
 }
 
