@@ -29,7 +29,7 @@ from keyless.projects import project_chain
 LAYERS = {"pool": 0, "cluster": 0, "provider": 1, "namespace": 1, "member": 2, "ksa": 2,
           "serviceAccount": 3, "grant": 4, "resource": 5}
 KINDS = tuple(LAYERS)
-COLUMN_WIDTH = 310  # a node (180 px) and the gap its edges' labels sit in (a role's name, ~120 px)
+COLUMN_WIDTH = 330  # a node (200 px) and the gap its edges' labels sit in (a role's name, ~120 px)
 ROW_HEIGHT = 34
 MAX_TEXT = 200
 HUB_DEGREE = 25
@@ -251,7 +251,9 @@ def _target(s: Any, resource: str, cache: dict[str, Any]) -> targets.Target | No
 def _account_node(g: Graph, email: str, accounts: dict[str, Any]) -> str:
     account = accounts.get(email.lower())
     nid = f"serviceAccount:{email.lower()}"
-    g.node(nid, "serviceAccount", email.split("@")[0], email=email.lower(),
+    # an annotation that is no email (KL012) names no account: say so, not a second "deploy-sa"
+    label = email.split("@")[0] if "@" in email else f"{email} (not an email)"
+    g.node(nid, "serviceAccount", label, email=email.lower(),
            exists=account is not None, disabled=(account.disabled or None) if account else None,
            project=account.project_id if account else None)
     return nid

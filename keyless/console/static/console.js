@@ -64,7 +64,7 @@ async function fillProjects() {
 
 // -- identity graph ---------------------------------------------------------------------------
 
-const NODE_W = 180, NODE_H = 26, TOP = 16, LABEL_CHARS = 26;
+const NODE_W = 200, NODE_H = 26, TOP = 16, LABEL_CHARS = 27;
 const SEVERITY_RANK = { error: 3, warning: 2, info: 1, note: 1 };
 
 async function graphView() {
