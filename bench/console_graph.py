@@ -170,7 +170,8 @@ def _inversions(values: list[float]) -> int:
 def measure(base: str, data: Path, repeat: int, screenshots: str | None = None) -> None:
     client = sign_in(base, data)
     folded = client.get("/console/api/graph", params={"project": PROJECT}).json()
-    groups = sorted({n["details"]["group"] for n in folded["nodes"] if n["details"].get("group")})
+    with_legacy = client.get("/console/api/graph", params={"project": PROJECT, "legacy": "1"}).json()
+    groups = sorted({n["details"]["group"] for n in with_legacy["nodes"] if n["details"].get("group")})
     raw = client.get("/console/api/graph", params=[("project", PROJECT), ("legacy", "1"),
                                                    *(("expand", k) for k in groups)]).json()
     print(f"layout before (every grant, automatic bucket bindings shown): {len(raw['nodes'])} nodes, "

@@ -365,8 +365,12 @@ def condense(g: Graph, *, legacy: bool = False, expand: frozenset[str] = frozens
         ids = {n.id for n in members}
         gid, rid = f"grants:{key}", f"resources:{key}"
         resources = [e.target for e in g.edges if e.source in ids]
-        only_here = [r for r in dict.fromkeys(resources)
-                     if all(e.source in ids for e in g.edges if e.target == r)]
+        wanted = set(resources)
+        sources: dict[str, set[str]] = {}
+        for e in g.edges:
+            if e.target in wanted:
+                sources.setdefault(e.target, set()).add(e.source)
+        only_here = [r for r in dict.fromkeys(resources) if sources[r] <= ids]
         g.nodes[gid] = Node(gid, "grant", f"{role.removeprefix('roles/')} on {len(members)} {kind}s",
                             {"role": role, "group": key, "grants": len(members),
                              "resources": [g.nodes[r].label for r in dict.fromkeys(resources)][:100]})
@@ -403,10 +407,10 @@ def _drop_edges(g: Graph, dropped: set[int]) -> None:
     edge in (and the grants' own edges)."""
     g.edges = [e for e in g.edges if id(e) not in dropped]
     while True:
-        linked = {e.source for e in g.edges} | {e.target for e in g.edges}
+        targets = {e.target for e in g.edges}
+        linked = {e.source for e in g.edges} | targets
         orphans = {i for i, n in g.nodes.items() if i not in linked and n.kind == "member"}
-        orphans |= {i for i, n in g.nodes.items() if n.kind == "grant"
-                    and not any(e.target == i for e in g.edges)}
+        orphans |= {i for i, n in g.nodes.items() if n.kind == "grant" and i not in targets}
         if not orphans:
             return
         for i in orphans:
