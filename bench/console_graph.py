@@ -7,7 +7,10 @@ roles (some conditionally). Then, as the owner signed in through a one-time link
   - server: GET /console/api/graph (the whole project; and one text filter), the build time the
     server reports and the HTTP round trip, median of `--repeat`;
   - browser: Debian's chromium (Playwright, headless) opens the graph view; the time from the
-    request to the SVG drawn, as the page reports it (body[data-rendered]), median of `--repeat`.
+    request to the SVG drawn, as the page reports it (body[data-rendered]), median of `--repeat`;
+  - layout (issue #21): nodes, edges and edge crossings of the whole project drawn as before
+    (every grant its own box, the automatic bucket bindings shown) and as now (grants grouped per
+    role and resource kind, the automatic bindings folded).
 
     .venv/bin/python bench/console_graph.py [--nodes 2000] [--repeat 5] [--screenshots DIR]
 """
@@ -22,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -124,10 +128,59 @@ def sign_in(base: str, data: Path) -> httpx.Client:
     return client
 
 
+def crossings(g: dict[str, Any]) -> int:
+    """Edge crossings of a drawn graph, gap by gap between adjacent columns: two edges cross in a gap
+    when their order at its left side is the reverse of their order at its right (an edge that skips
+    columns counted on the straight line between its ends: an estimate, the same for both layouts)."""
+    column = g["columnWidth"]
+    at = {n["id"]: (round((n["x"] - 10) / column), n["y"]) for n in g["nodes"]}
+    gaps: dict[int, list[tuple[float, float]]] = {}
+    for e in g["edges"]:
+        (ca, ya), (cb, yb) = at[e["source"]], at[e["target"]]
+        if cb <= ca:
+            continue
+        for c in range(ca, cb):
+            left = ya + (yb - ya) * (c - ca) / (cb - ca)
+            right = ya + (yb - ya) * (c + 1 - ca) / (cb - ca)
+            gaps.setdefault(c, []).append((left, right))
+    total = 0
+    for pairs in gaps.values():
+        pairs.sort()
+        total += _inversions([r for _, r in pairs])
+    return total
+
+
+def _inversions(values: list[float]) -> int:
+    """Pairs i < j with values[i] > values[j] (merge sort)."""
+    if len(values) < 2:
+        return 0
+    mid = len(values) // 2
+    left, right = values[:mid], values[mid:]
+    count = _inversions(left) + _inversions(right)
+    left.sort()
+    right.sort()
+    j = 0
+    for x in left:  # for each left value, the right values smaller than it
+        while j < len(right) and right[j] < x:
+            j += 1
+        count += j
+    return count
+
+
 def measure(base: str, data: Path, repeat: int, screenshots: str | None = None) -> None:
     client = sign_in(base, data)
+    folded = client.get("/console/api/graph", params={"project": PROJECT}).json()
+    with_legacy = client.get("/console/api/graph", params={"project": PROJECT, "legacy": "1"}).json()
+    groups = sorted({n["details"]["group"] for n in with_legacy["nodes"] if n["details"].get("group")})
+    raw = client.get("/console/api/graph", params=[("project", PROJECT), ("legacy", "1"),
+                                                   *(("expand", k) for k in groups)]).json()
+    print(f"layout before (every grant, automatic bucket bindings shown): {len(raw['nodes'])} nodes, "
+          f"{len(raw['edges'])} edges, {crossings(raw)} edge crossings, {raw['height']} px tall")
+    print(f"layout after (grants grouped per role and kind, automatic bindings folded): {len(folded['nodes'])} nodes, "
+          f"{len(folded['edges'])} edges, {crossings(folded)} edge crossings, {folded['height']} px tall; "
+          f"folded: {'; '.join(folded['folded'])}")
     for label, params in (("whole project", {"project": PROJECT}),
-                          ("filter q=repo-1 (matches + neighbours)", {"project": PROJECT, "q": "repo-1"})):
+                          ("filter q=repo-1 (matches + every path through them)", {"project": PROJECT, "q": "repo-1"})):
         builds, rounds, size = [], [], (0, 0, 0)
         for _ in range(repeat):
             t = time.perf_counter()

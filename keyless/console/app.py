@@ -35,7 +35,6 @@ from keyless.audit.filter import parse_timestamp
 from keyless.console import flows, graph, pages, sessions, signin
 from keyless.doctor import targets
 from keyless.errors import InvalidArgument, KeylessError, NotFound, PermissionDenied, Unauthenticated
-from keyless.iam.evaluate import permission_denied
 from keyless.projects import ROOT
 from keyless.state import ServerState
 from keyless.storage.buckets import with_convenience_members
@@ -47,7 +46,7 @@ HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-frame-options", b"DE
            (b"cache-control", b"no-store")]
 HSTS = (b"strict-transport-security", b"max-age=31536000")  # RFC 6797, on TLS answers only (_hsts)
 STATIC_TYPES = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8"}
-DOCTOR_PERMISSION = "resourcemanager.projects.getIamPolicy"  # on the root, as GET /doctor/v1/access
+DOCTOR_PERMISSION = "resourcemanager.projects.getIamPolicy"  # on the explained resource's project
 MAX_FORM = 64 * 1024
 TIMELINE_PAGE = 200
 
@@ -247,7 +246,7 @@ def build(state: ServerState) -> ASGIApp:
         Route("/static/{name}", static_file),
         Route("/v1/signInLinks", endpoint(state, create_link, audited=False), methods=["POST"]),
         Route("/api/whoami", api(whoami)), Route("/api/projects", api(list_projects)),
-        Route("/api/graph", api(get_graph)), Route("/api/entries", api(list_entries)),
+        Route("/api/graph", api(get_graph)), Route("/api/entries", api(list_entries)), Route("/api/iam", api(get_iam)),
         Route("/api/explain", api(explain, state_change=True), methods=["POST"]),
     ]
     async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
@@ -320,27 +319,83 @@ def get_graph(call: Call) -> dict[str, Any]:
 
     started = time.perf_counter()
     whole = graph.build(call.state, load(call.state), row.project_id, allowed)
+    total = len(whole.nodes)
+    notes = graph.condense(whole, legacy=call.arg("legacy") == "1",
+                           expand=frozenset(k[:300] for k in call.args("expand")[:50]))
     shown = graph.layout(graph.select(whole, kinds, call.arg("q") or ""))
-    out = shown.as_json(total=len(whole.nodes))
+    out = shown.as_json(total=total)
+    out["folded"] = notes
     out["buildSeconds"] = round(time.perf_counter() - started, 4)
     return out
+
+
+def get_iam(call: Call) -> dict[str, Any]:
+    """The project's IAM page: each principal with its roles and each role with its principals,
+    from the project's allow policy and those it inherits (marked with where they come from; an
+    ancestor's only where the viewer may read its policy, as the Cloud Console's IAM page shows)."""
+    from keyless.iam.policy import get_policy_row
+
+    project_id = call.arg("project") or ""
+    with call.read() as s:
+        row = projects.find_project(s, project_id, include_deleted=False) if project_id else None
+    chain = projects.project_chain(row.project_id) if row else [f"projects/{project_id}", ROOT]
+    call.state.authz.require(call.principal, DOCTOR_PERMISSION, chain, f"projects/{project_id}")
+    if row is None:
+        raise NotFound(f"Project '{project_id[:100]}' not found.")
+    hidden: list[str] = []
+    readable = [chain[0]]
+    for i, ancestor in enumerate(chain[1:], start=1):
+        if call.state.authz.check(call.principal, DOCTOR_PERMISSION, chain[i:]).granted:
+            readable.append(ancestor)
+        else:
+            hidden.append(f"roles inherited from {ancestor}: permission {DOCTOR_PERMISSION} denied")
+    with call.read() as s:
+        policies = {r: get_policy_row(s, r) for r in readable}
+    by_member: dict[str, list[dict[str, Any]]] = {}
+    by_role: dict[str, list[dict[str, Any]]] = {}
+    for resource in readable:
+        policy = policies[resource]
+        for b in policy.bindings if policy is not None else []:
+            condition = (b.get("condition") or {})
+            for member in b.get("members", []):
+                grant: dict[str, Any] = {"inherited": resource != chain[0], "from": resource}
+                if condition:
+                    grant["condition"] = {k: condition[k] for k in ("title", "expression") if condition.get(k)}
+                by_member.setdefault(member, []).append({"role": b["role"], **grant})
+                by_role.setdefault(b["role"], []).append({"member": member, **grant})
+    return {"project": row.project_id, "hidden": hidden,
+            "byPrincipal": [{"member": m, "roles": g} for m, g in sorted(by_member.items())],
+            "byRole": [{"role": r, "members": g} for r, g in sorted(by_role.items())]}
 
 
 def list_entries(call: Call) -> dict[str, Any]:
     """The timeline: logging's own entries.list handler (same parser, same permissions), newest
     first; `after` narrows to entries newer than a timestamp (the live tail's poll)."""
     project_id, filter_text, after = call.arg("project") or "", call.arg("filter") or "", call.arg("after") or ""
+    since, page_token = call.arg("since") or "", call.arg("pageToken") or ""
+    if since:  # the time range: entries at or after `since`, as Logs Explorer's range adds to the query
+        if parse_timestamp(since) is None:
+            raise InvalidArgument(f"Invalid timestamp {since[:40]!r}.")
+        filter_text = f'({filter_text}) AND timestamp>="{since}"' if filter_text.strip() else f'timestamp>="{since}"'
+    next_token: list[str] = []
 
-    def page(text: str) -> list[dict[str, Any]]:
+    def page(text: str, token: str = "") -> list[dict[str, Any]]:
         inner = Call(state=call.state, token=call.token, params={}, query={}, record=None,
                      body={"resourceNames": [f"projects/{project_id}"], "filter": text,
-                           "orderBy": "timestamp desc", "pageSize": TIMELINE_PAGE})
-        found: list[dict[str, Any]] = logging_api.list_entries(inner).get("entries", [])
+                           "orderBy": "timestamp desc", "pageSize": TIMELINE_PAGE, "pageToken": token})
+        answer = logging_api.list_entries(inner)
+        next_token[:] = [answer["nextPageToken"]] if answer.get("nextPageToken") else []
+        found: list[dict[str, Any]] = answer.get("entries", [])
         return found
 
+    if page_token:  # the next page of the same query: older entries, and no flows (they are the first page's)
+        entries = page(filter_text, page_token)
+        return {"entries": entries, **({"nextPageToken": next_token[0]} if next_token else {})}
     if not after:
         entries = page(filter_text)
         out: dict[str, Any] = {"entries": entries, "flows": flows.group(entries)}
+        if next_token:
+            out["nextPageToken"] = next_token[0]
         found = None if entries else subject_hint.hint(filter_text, lambda: _providers(call, project_id),
                                                        lambda text: len(page(text)))
         if found:
@@ -371,14 +426,15 @@ def _providers(call: Call, project_id: str) -> list[subject_hint.Provider]:
 
 
 def explain(call: Call) -> dict[str, Any]:
-    """The doctor's explain (keyless.doctor.explain) for the viewer, who must be able to read every
-    policy it walks: resourcemanager.projects.getIamPolicy on the root, as GET /doctor/v1/access."""
+    """The doctor's explain (keyless.doctor.explain) for the viewer, who must be able to read the
+    policies it is about: resourcemanager.projects.getIamPolicy on the resource's project (and on
+    the impersonated account's), and the logs of an explained entry's project, as Policy
+    Troubleshooter asks. Levels of the hierarchy above what the viewer may read (the root, for a
+    project's own owner) are listed without their bindings."""
     import json as json_module
 
     from keyless.doctor import explain as doctor
 
-    if not call.state.authz.check(call.principal, DOCTOR_PERMISSION, [ROOT]).granted:
-        raise permission_denied(DOCTOR_PERMISSION, "the root")
     body = call.body
     allowed = {"principal", "serviceAccount", "token", "provider", "entry", "pod", "cluster", "permission",
                "resource"}
@@ -388,16 +444,48 @@ def explain(call: Call) -> dict[str, Any]:
     text = {k: str(v).strip() for k, v in body.items() if isinstance(v, str) and v.strip()}
     summary = ""
     if text.get("entry"):
+        entry = doctor.find_entry(call.state, text["entry"])
+        _require_logs(call, entry)
+        refused = doctor.refused_exchange(entry)
+        if refused is not None:
+            out: dict[str, Any] = json_module.loads(doctor.render_json(refused))
+            out["entry"] = f"audit entry {text['entry'][:64]}: a refused token exchange"
+            return out
         q, summary = doctor.question_of_entry(call.state, text["entry"])
+        q.names = doctor.FORM_NAMES
     else:
         q = doctor.Question(permission=text.get("permission", ""), resource=text.get("resource", ""),
                             pod=text.get("pod"), cluster=text.get("cluster"), token=text.get("token"),
                             provider=text.get("provider"), principal=text.get("principal"),
-                            service_account=text.get("serviceAccount"))
+                            service_account=text.get("serviceAccount"), names=doctor.FORM_NAMES)
         if not q.resource:
             raise InvalidArgument("Name a resource, such as projects/PROJECT or projects/_/buckets/BUCKET.")
+    with call.read() as s:
+        target = targets.resolve(s, q.resource)
+    projects_read = {target.project_id} if target.project_id else set()
+    if q.service_account and q.service_account.endswith(".iam.gserviceaccount.com"):
+        projects_read.add(q.service_account.split("@", 1)[-1].split(".", 1)[0])
+    for project_id in sorted(projects_read):
+        call.state.authz.require(call.principal, DOCTOR_PERMISSION, projects.project_chain(project_id),
+                                 f"projects/{project_id}")
+    if not projects_read:  # the root or a folder: its own policy
+        call.state.authz.require(call.principal, DOCTOR_PERMISSION, target.chain, target.chain[0])
     ex = doctor.explain(call.state, q)
-    out: dict[str, Any] = json_module.loads(doctor.render_json(ex))
+    out = json_module.loads(doctor.render_json(ex))
+    for level in out.get("policies", []):
+        chain = target.chain[target.chain.index(level["resource"]):]
+        if not call.state.authz.check(call.principal, DOCTOR_PERMISSION, chain).granted:
+            level["bindings"], level["hidden"] = [], f"permission {DOCTOR_PERMISSION} denied on this level"
     if summary:
         out["entry"] = summary
     return out
+
+
+def _require_logs(call: Call, entry: dict[str, Any]) -> None:
+    """An entry is explained to whoever may list it: logging.privateLogEntries.list for Data
+    Access entries, logging.logEntries.list for the rest, on its project."""
+    log_name = str(entry.get("logName") or "")
+    project_id = log_name.split("/")[1] if log_name.startswith("projects/") else ""
+    permission = "logging.privateLogEntries.list" if "data_access" in log_name else "logging.logEntries.list"
+    call.state.authz.require(call.principal, permission, projects.project_chain(project_id),
+                             f"projects/{project_id}")

@@ -55,21 +55,39 @@ def _delegator(entry: dict[str, Any]) -> str | None:
     return None
 
 
+def resource_shown(entry: dict[str, Any]) -> str:
+    """The entry's resource as a person names it: a service account by its email (the entry's
+    resourceName has its numeric id, projects/-/serviceAccounts/ID; resource.labels.email_id has the email)."""
+    name = str(_payload(entry).get("resourceName") or "")
+    labels = (entry.get("resource") or {}).get("labels") or {}
+    email = labels.get("email_id") if isinstance(labels, dict) else None
+    if "/serviceAccounts/" in name and isinstance(email, str) and email:
+        return name.rsplit("/serviceAccounts/", 1)[0] + "/serviceAccounts/" + email
+    return name
+
+
 def _step(entry: dict[str, Any]) -> dict[str, Any]:
     payload, auth = _payload(entry), _auth(entry)
     status = payload.get("status") or {}
     return {"insertId": entry.get("insertId"), "step": step_of(entry), "timestamp": entry.get("timestamp"),
             "principal": auth.get("principalEmail") or auth.get("principalSubject") or "",
-            "method": payload.get("methodName") or "", "resource": payload.get("resourceName") or "",
-            "status": int(status.get("code") or 0)}
+            "method": payload.get("methodName") or "", "resource": resource_shown(entry),
+            "status": int(status.get("code") or 0), **_cause(payload)}
+
+
+def _cause(payload: dict[str, Any]) -> dict[str, str]:
+    """A refusal's cause where the entry records one (metadata.diagnosis of a refused exchange)."""
+    diagnosis = (payload.get("metadata") or {}).get("diagnosis") if isinstance(payload.get("metadata"), dict) else None
+    return {"cause": str(diagnosis.get("cause"))} if isinstance(diagnosis, dict) and diagnosis.get("cause") else {}
 
 
 def group(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Flows, newest first: each exchange opens one for its subject; an impersonation by that subject
     joins it (and names the GSA); the GSA's later calls join the latest flow that impersonated it
-    (or the flow its serviceAccountDelegationInfo names). Flows of one entry are left out.
+    (or the flow its serviceAccountDelegationInfo names). A refused or half-finished attempt is a
+    flow of one step (a refused exchange names no subject, but its `provider`), so it shows too.
     Returns [{"subject", "serviceAccount", "start", "steps": [{insertId, step, principal, method,
-    resource, status, timestamp}]}]."""
+    resource, status, timestamp, cause?}]}]."""
     flows: list[dict[str, Any]] = []
     by_subject: dict[str, dict[str, Any]] = {}
     by_account: dict[str, dict[str, Any]] = {}
@@ -78,11 +96,13 @@ def group(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         flow: dict[str, Any] | None = None
         if kind == "exchange":
             subject = exchanged_subject(e)
-            if subject is None:
-                continue
-            flow = {"subject": subject, "serviceAccount": "", "start": e.get("timestamp"), "steps": []}
+            flow = {"subject": subject or "", "serviceAccount": "", "start": e.get("timestamp"), "steps": []}
             flows.append(flow)
-            by_subject[subject] = flow
+            if subject is None:  # refused before a principal was made: a flow of its own, naming the provider
+                flow["provider"] = str((_payload(e).get("request") or {}).get("audience") or "").removeprefix(
+                    "//iam.googleapis.com/")
+            else:
+                by_subject[subject] = flow
         elif kind == "impersonation":
             subject = str(_auth(e).get("principalSubject") or _auth(e).get("principalEmail") or "")
             flow = by_subject.get(subject)
@@ -101,6 +121,5 @@ def group(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 flow = by_account.get(str(_auth(e).get("principalEmail") or ""))
         if flow is not None:
             flow["steps"].append(_step(e))
-    shown = [f for f in flows if len(f["steps"]) >= 2]
-    shown.sort(key=lambda f: str(f["start"]), reverse=True)
-    return shown
+    flows.sort(key=lambda f: str(f["start"]), reverse=True)
+    return flows

@@ -29,7 +29,7 @@ from keyless.projects import project_chain
 LAYERS = {"pool": 0, "cluster": 0, "provider": 1, "namespace": 1, "member": 2, "ksa": 2,
           "serviceAccount": 3, "grant": 4, "resource": 5}
 KINDS = tuple(LAYERS)
-COLUMN_WIDTH = 250  # a node (180 px) and the gap its edges' labels sit in
+COLUMN_WIDTH = 330  # a node (200 px) and the gap its edges' labels sit in (a role's name, ~120 px)
 ROW_HEIGHT = 34
 MAX_TEXT = 200
 HUB_DEGREE = 25
@@ -100,7 +100,7 @@ class Graph:
         return {"project": self.project, "nodes": [n.as_json() for n in self.nodes.values()],
                 "edges": [e.as_json() for e in self.edges], "hidden": self.hidden,
                 "width": (max(LAYERS.values()) + 1) * COLUMN_WIDTH, "height": height,
-                "total": len(self.nodes) if total is None else total, "layers": LAYERS}
+                "total": len(self.nodes) if total is None else total, "layers": LAYERS, "columnWidth": COLUMN_WIDTH}
 
 
 def _in_project(resource: str, project_id: str, number: str) -> bool:
@@ -129,7 +129,9 @@ def build(state: Any, setup: Setup, project_id: str, allowed: Allowed) -> Graph:
         for p in setup.providers_of(pool):
             issuer = (p.oidc or {}).get("issuerUri") or ("AWS account " + str((p.aws or {}).get("accountId"))
                                                           if p.aws else "")
-            g.node(p.name, "provider", p.provider_id, name=p.name, issuer=issuer, mapping=p.attribute_mapping,
+            # named with its pool: "prov-0" alone says nothing where ten pools each have one
+            g.node(p.name, "provider", f"{pool.pool_id}/{p.provider_id}", name=p.name, issuer=issuer,
+                   mapping=p.attribute_mapping,
                    condition=p.attribute_condition, disabled=p.disabled or None)
             g.edge(pid, p.name, "provider")
     # -- service accounts, also those nothing reaches yet -----------------------------------------
@@ -169,7 +171,26 @@ def build(state: Any, setup: Setup, project_id: str, allowed: Allowed) -> Graph:
     with state.db.read() as session:  # one read for every resource's name (buckets, secrets)
         _bindings(g, setup, project_id, number, chain, allowed, accounts, pool_nodes, readable, session)
     _attach_findings(g, lint(setup))
+    _dead_ends(g)
     return g
+
+
+def _dead_ends(g: Graph) -> None:
+    """A provider no binding follows (its pool's members are bound nowhere the viewer can read):
+    its tokens exchange, and reach nothing. Not a doctor rule (nothing is wrong in any one policy),
+    but what a reader of the graph must be told, as a warning on the provider."""
+    if any("getIamPolicy denied" in h for h in g.hidden):
+        return  # a binding the viewer may not read may well follow it
+    leads = {e.source for e in g.edges}
+    for n in list(g.nodes.values()):
+        if n.kind == "provider" and n.id not in leads:
+            pool = n.id.split("/providers/")[0].rsplit("/", 1)[-1]
+            n.findings.append({
+                "rule": "graph", "severity": "warning", "title": "Provider leads nowhere",
+                "message": f"no binding names an identity of pool {pool}: tokens this provider accepts are exchanged "
+                           "but may impersonate no service account and reach no resource (a removed binding?).",
+                "fix": f"gcloud iam service-accounts add-iam-policy-binding SA_EMAIL --role=roles/iam.workloadIdentityUser "
+                       f'--member="principalSet://iam.googleapis.com/{n.id.split("/providers/")[0]}/attribute.NAME/VALUE"'})
 
 
 def _bindings(g: Graph, setup: Setup, project_id: str, number: str, chain: list[str], allowed: Allowed,
@@ -230,7 +251,9 @@ def _target(s: Any, resource: str, cache: dict[str, Any]) -> targets.Target | No
 def _account_node(g: Graph, email: str, accounts: dict[str, Any]) -> str:
     account = accounts.get(email.lower())
     nid = f"serviceAccount:{email.lower()}"
-    g.node(nid, "serviceAccount", email.split("@")[0], email=email.lower(),
+    # an annotation that is no email (KL012) names no account: say so, not a second "deploy-sa"
+    label = email.split("@")[0] if "@" in email else f"{email} (not an email)"
+    g.node(nid, "serviceAccount", label, email=email.lower(),
            exists=account is not None, disabled=(account.disabled or None) if account else None,
            project=account.project_id if account else None)
     return nid
@@ -273,7 +296,9 @@ def _attach_findings(g: Graph, findings: list[Finding]) -> None:
     names: dict[str, list[str]] = {}
     exact: dict[str, str] = {}
     for n in g.nodes.values():
-        for key in (n.details.get("member"), n.details.get("email"), n.details.get("name"), n.id):
+        # a KSA is named in cluster findings (KL011-KL014, KL027) as the doctor's model labels it
+        ksa = f"ServiceAccount {n.label}" if n.kind == "ksa" else None
+        for key in (n.details.get("member"), n.details.get("email"), n.details.get("name"), n.id, ksa):
             if isinstance(key, str) and len(key) > 6:
                 names.setdefault(n.id, []).append(key)
                 exact.setdefault(key, n.id)
@@ -306,27 +331,124 @@ def _attach_findings(g: Graph, findings: list[Finding]) -> None:
                     g.nodes[nid].findings.append(shown)
 
 
+# -- condensing: readable at thousands of nodes -----------------------------------------------------
+
+CONVENIENCE = ("projectOwner:", "projectEditor:", "projectViewer:")
+GROUP_MIN = 6  # grants of one role on this many resources of one kind are drawn as one box
+
+
+def condense(g: Graph, *, legacy: bool = False, expand: frozenset[str] = frozenset()) -> list[str]:
+    """Make `g` readable at scale, in place, and say what was folded: Cloud Storage's automatic
+    bindings of the project's basic roles to every bucket's legacy roles (projectOwner:P ->
+    roles/storage.legacyBucketOwner, ...) are left out unless `legacy`; a role granted on
+    GROUP_MIN or more resources of one kind is one box ("objectViewer on 76 buckets"), and the
+    resources only it reaches one box too, unless its key (ROLE@KIND) is in `expand`."""
+    notes: list[str] = []
+    if not legacy:
+        automatic = {id(e) for e in g.edges if e.source.startswith(CONVENIENCE)
+                     and g.nodes[e.target].kind == "grant"
+                     and str(g.nodes[e.target].details.get("role", "")).startswith("roles/storage.legacy")}
+        if automatic:
+            _drop_edges(g, automatic)
+            notes.append(f"{len(automatic)} automatic legacy bucket bindings (projectOwner:, projectEditor:, "
+                         "projectViewer:) hidden")
+    groups: dict[str, list[Node]] = {}
+    grant_target = {e.source: e.target for e in g.edges if e.label == "on"}
+    for n in g.nodes.values():
+        if n.kind == "grant":
+            kind = _resource_kind(grant_target.get(n.id, ""))
+            groups.setdefault(f"{n.details.get('role')}@{kind}", []).append(n)
+    for key, members in groups.items():
+        if len(members) < GROUP_MIN or key in expand:
+            continue
+        role, kind = key.rsplit("@", 1)
+        ids = {n.id for n in members}
+        gid, rid = f"grants:{key}", f"resources:{key}"
+        resources = [e.target for e in g.edges if e.source in ids]
+        wanted = set(resources)
+        sources: dict[str, set[str]] = {}
+        for e in g.edges:
+            if e.target in wanted:
+                sources.setdefault(e.target, set()).add(e.source)
+        only_here = [r for r in dict.fromkeys(resources) if sources[r] <= ids]
+        g.nodes[gid] = Node(gid, "grant", f"{role.removeprefix('roles/')} on {len(members)} {kind}s",
+                            {"role": role, "group": key, "grants": len(members),
+                             "resources": [g.nodes[r].label for r in dict.fromkeys(resources)][:100]})
+        if only_here:
+            g.nodes[rid] = Node(rid, "resource", f"{len(only_here)} {kind}s",
+                                {"group": key, "resources": [g.nodes[r].label for r in only_here][:100]})
+        fold = {**{i: gid for i in ids}, **{r: rid for r in only_here}}
+        edges, seen = [], set()
+        for e in g.edges:
+            source, target = fold.get(e.source, e.source), fold.get(e.target, e.target)
+            k = (source, target, e.label, e.condition)
+            if k in seen:
+                continue
+            seen.add(k)
+            edges.append(Edge(source, target, e.label, e.condition, e.findings))
+        g.edges = edges
+        for i in fold:
+            del g.nodes[i]
+        notes.append(f"{len(members)} grants of {role} on {kind}s grouped")
+    return notes
+
+
+def _resource_kind(node_id: str) -> str:
+    name = node_id.removeprefix("resource:")
+    if "/buckets/" in name:
+        return "bucket"
+    if "/secrets/" in name:
+        return "secret"
+    return "project" if name.count("/") == 1 else "resource"
+
+
+def _drop_edges(g: Graph, dropped: set[int]) -> None:
+    """Remove the edges whose id() is in `dropped`, then the grants and members left without an
+    edge in (and the grants' own edges)."""
+    g.edges = [e for e in g.edges if id(e) not in dropped]
+    while True:
+        targets = {e.target for e in g.edges}
+        linked = {e.source for e in g.edges} | targets
+        orphans = {i for i, n in g.nodes.items() if i not in linked and n.kind == "member"}
+        orphans |= {i for i, n in g.nodes.items() if n.kind == "grant" and i not in targets}
+        if not orphans:
+            return
+        for i in orphans:
+            del g.nodes[i]
+        g.edges = [e for e in g.edges if e.source not in orphans and e.target not in orphans]
+
+
 # -- filtering and layout ------------------------------------------------------------------------
 
 
 def select(g: Graph, kinds: set[str] | None = None, text: str = "", limit: int = 5000) -> Graph:
-    """The subgraph of nodes of `kinds` whose label or id contains `text`, with their neighbours
-    (so a match shows where it comes from and what it reaches)."""
+    """The subgraph of nodes of `kinds` whose label or id contains `text`, with every path through
+    them (so a match shows all it comes from and all it reaches, not its neighbours only)."""
     text = text.strip().lower()[:MAX_TEXT]
     keep = {n.id for n in g.nodes.values() if kinds is None or n.kind in kinds}
     if text:
         hits = {i for i in keep if text in i.lower() or text in g.nodes[i].label.lower()}
-        near = set(hits)
-        for e in g.edges:
-            if e.source in hits:
-                near.add(e.target)
-            if e.target in hits:
-                near.add(e.source)
+        near = _closure(g, hits, forward=True) | _closure(g, hits, forward=False)
         keep = {i for i in near if kinds is None or g.nodes[i].kind in kinds}
     ids = list(keep)[:limit] if len(keep) > limit else keep
     out = Graph(g.project, {i: g.nodes[i] for i in g.nodes if i in ids}, hidden=g.hidden)
     out.edges = [e for e in g.edges if e.source in out.nodes and e.target in out.nodes]
     return out
+
+
+def _closure(g: Graph, start: set[str], forward: bool) -> set[str]:
+    """`start` and every node reachable from it along the edges (`forward`) or against them."""
+    nxt: dict[str, list[str]] = {}
+    for e in g.edges:
+        a, b = (e.source, e.target) if forward else (e.target, e.source)
+        nxt.setdefault(a, []).append(b)
+    seen, todo = set(start), list(start)
+    while todo:
+        for m in nxt.get(todo.pop(), ()):
+            if m not in seen:
+                seen.add(m)
+                todo.append(m)
+    return seen
 
 
 def _centre(g: Graph, near: list[str], row: dict[str, float], layer: int, own: float,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from html import escape
 
-VIEWS = (("graph", "Identity graph"), ("timeline", "Audit timeline"), ("explain", "Explain"))
+VIEWS = (("graph", "Identity graph"), ("iam", "IAM"), ("timeline", "Audit timeline"), ("explain", "Explain"))
 
 
 def _head(title: str, csrf: str, view: str) -> str:
@@ -39,19 +39,35 @@ _BODIES = {
 <option>member</option><option>serviceAccount</option><option>grant</option><option>resource</option>
 <option>cluster</option><option>namespace</option><option>ksa</option></select></label>
 <label>Find <input id="q" type="search" placeholder="name, member, role…"></label>
-<button id="apply" type="button">Show</button><span id="status" class="status"></span></div>
-{_ERROR}<div id="hidden" class="hidden-note" hidden></div>
-<p class="hint">Click a node or an edge for its details. Red: a doctor finding; dashed amber: a conditional
-grant; labels name the role an edge grants.</p>
+<button id="apply" type="button">Show</button>
+<label title="Cloud Storage's bindings of projectOwner:, projectEditor:, projectViewer: on every bucket"><input id="legacy"
+type="checkbox"> Automatic bucket bindings</label><span id="status" class="status"></span></div>
+{_ERROR}<div id="hidden" class="hidden-note" hidden></div><div id="folded" class="hint" hidden></div>
+<p class="hint">Click a node or an edge for its details. Outlined red, amber, blue: a doctor finding (error,
+warning, info); dashed amber: a conditional grant; labels name the role an edge grants.</p>
 <div class="graph-wrap"><div id="canvas" class="canvas"></div><aside id="details" class="details" hidden></aside></div>""",
+    "iam": f"""<div class="controls">{_PROJECT}
+<span class="view-by" role="group" aria-label="view by"><button type="button" class="by current" data-by="principal">View by
+principals</button><button type="button" class="by" data-by="role">View by roles</button></span>
+<label>Filter <input id="q" type="search" placeholder="member or role"></label><span id="status" class="status"></span></div>
+{_ERROR}<div id="hidden" class="hidden-note" hidden></div>
+<table id="iam-table" class="iam-table"><thead></thead><tbody></tbody></table>""",
     "timeline": f"""<div class="controls">{_PROJECT}
 <label class="grow">Filter <input id="filter" type="text" spellcheck="false"
 placeholder='protoPayload.serviceName="sts.googleapis.com" AND severity>=WARNING'></label>
 <button id="apply" type="button">Apply</button>
+<label>Time <select id="range"><option value="">all</option><option value="3600">last hour</option>
+<option value="86400">last day</option><option value="604800">last 7 days</option>
+<option value="2592000">last 30 days</option></select></label>
+<span class="sev-filters" role="group" aria-label="severity"><button type="button" class="sev-filter current"
+data-severity="">All</button><button type="button" class="sev-filter" data-severity="INFO">Info+</button><button
+type="button" class="sev-filter" data-severity="NOTICE">Notice+</button><button type="button" class="sev-filter"
+data-severity="WARNING">Warning+</button><button type="button" class="sev-filter" data-severity="ERROR">Error+</button></span>
 <label><input id="tail" type="checkbox" checked> Live tail</label><span id="status" class="status"></span></div>
-{_ERROR}<div id="query-hint" class="query-hint"></div><h2>Flows</h2><p class="hint">A token exchange, the impersonation it leads to and the service
+{_ERROR}<div id="query-hint" class="query-hint"></div><div id="histogram" class="histogram"></div><h2>Flows</h2><p class="hint">A token exchange, the impersonation it leads to and the service
 account's calls, grouped by the federated subject.</p><div id="flows"></div><h2>Entries</h2>
-<div id="entries" class="entries"></div>""",
+<p class="hint">Click a value in an expanded entry to add it to the filter.</p>
+<div id="entries" class="entries"></div><button id="more" type="button" hidden>Load older entries</button>""",
     "explain": f"""<form id="explain-form" class="explain-form">
 <fieldset><legend>Who</legend>
 <label><input type="radio" name="who" value="principal" checked> Principal</label>
@@ -59,7 +75,7 @@ account's calls, grouped by the federated subject.</p><div id="flows"></div><h2>
 <label><input type="radio" name="who" value="entry"> Denied audit entry</label>
 <label><input type="radio" name="who" value="pod"> GKE pod</label>
 <div data-who="principal"><label>Principal <input id="principal" name="principal" size="70"
-placeholder="principalSet://iam.googleapis.com/projects/…/attribute.repository/ORG/REPO"></label></div>
+placeholder="serviceAccount:…, user:…, principal://…/subject/…, principalSet://…/attribute.repository/ORG/REPO"></label></div>
 <div data-who="token" hidden><label>Provider <input id="provider" name="provider" size="70"
 placeholder="projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER"></label>
 <label>Token <textarea id="token" name="token" rows="3" cols="70"></textarea></label></div>
@@ -74,7 +90,8 @@ placeholder="deploy-sa@PROJECT.iam.gserviceaccount.com (optional)"></label></fie
 placeholder="projects/_/buckets/BUCKET, projects/P/secrets/S, projects/P"></label></fieldset>
 <button type="submit" id="run">Explain</button></form>
 {_ERROR}<div id="verdict" class="verdict" hidden></div><ol id="chain" class="chain"></ol>
-<div id="failure" class="failure" hidden></div>""",
+<div id="failure" class="failure" hidden></div>
+<div id="policies" class="policies"></div>""",
 }
 
 

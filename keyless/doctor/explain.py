@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from keyless.audit.log import entry_of
 from keyless.doctor.identities import principal_of
 from keyless.errors import InvalidArgument, KeylessError, PermissionDenied
 from keyless.federation.diagnosis import Diagnosis, diagnose
@@ -55,6 +56,7 @@ from keyless.tokens.access import CLOUD_PLATFORM
 
 PASS, FAIL, SKIP = "PASS", "FAIL", "SKIP"
 JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
+SET_SA_POLICY = "google.iam.admin.v1.SetIAMPolicy"  # the Admin Activity method of a service account's setIamPolicy
 WIU = "roles/iam.workloadIdentityUser"
 NODE_POOL_LABEL = "cloud.google.com/gke-nodepool"  # GKE's node label, what nodeSelector names
 
@@ -101,6 +103,7 @@ class Explanation:
     identity: str = ""  # the principal the resource sees
     granted: bool = False
     steps: list[Step] = field(default_factory=list)
+    levels: list[dict[str, Any]] = field(default_factory=list)  # Policy Troubleshooter's view (policy_levels)
 
     @property
     def first_failure(self) -> Step | None:
@@ -114,6 +117,14 @@ class Explanation:
     def skip_rest(self, *names: str) -> None:
         for name in names:
             self.add(name, SKIP, "not reached: an earlier step fails")
+
+
+# How a question's fields are named where it was asked: the CLI's flags, or the console's form fields
+# (so a page never tells its reader to pass a flag).
+CLI_NAMES = {"permission": "--permission", "pod": "--pod", "cluster": "--cluster", "token": "--token FILE",
+             "provider": "--provider", "principal": "--principal", "service_account": "--service-account"}
+FORM_NAMES = {"permission": "Permission", "pod": "Pod", "cluster": "Cluster", "token": "Token",
+              "provider": "Provider", "principal": "Principal", "service_account": "Impersonating"}
 
 
 @dataclass
@@ -131,6 +142,7 @@ class Question:
     principal: str | None = None
     service_account: str | None = None  # the GSA a token or principal impersonates
     at: datetime | None = None  # request.time for IAM conditions (an audit entry's timestamp)
+    names: dict[str, str] = field(default_factory=lambda: CLI_NAMES)  # how errors name the fields
 
 
 # -- the walk -----------------------------------------------------------------------------------
@@ -138,10 +150,12 @@ class Question:
 
 def explain(state: ServerState, q: Question) -> Explanation:
     if not q.permission or not re.fullmatch(r"[a-zA-Z0-9_.]{3,128}(?:/[a-zA-Z0-9_.]{1,128})?", q.permission):
-        raise InvalidArgument("--permission must be an IAM permission such as storage.objects.get.")
+        raise InvalidArgument(f"{q.names['permission']} must be an IAM permission such as storage.objects.get.")
     inputs = [x for x in (q.pod, q.token, q.principal) if x]
     if len(inputs) != 1:
-        raise InvalidArgument("Name exactly one identity: --pod NS/NAME, --token FILE with --provider, or --principal.")
+        n = q.names
+        raise InvalidArgument(f"Name exactly one identity: {n['pod']} NAMESPACE/NAME, {n['token']} with "
+                              f"{n['provider']}, or {n['principal']}.")
     if q.pod:
         ex = Explanation(f"pod {q.pod} (cluster {q.cluster})", q.permission, q.resource)
         principal, may_continue = _pod_path(state, q, ex)
@@ -195,6 +209,11 @@ def _gsa_path(state: ServerState, ex: Explanation, actor: Principal, gsa: str, m
         same_pool = [m for m in bound if pod is not None and _near_miss(m, pod)]
         fix = (f'gcloud iam service-accounts add-iam-policy-binding {account.email} --role={WIU} '
                f'--member="{member_shown}"')
+        removed = _removed_set(state, account, actor.member)
+        if removed is not None:  # a set that admitted this subject was bound before: put it back
+            member, when, insert_id = removed
+            fix = (f'gcloud iam service-accounts add-iam-policy-binding {account.email} --role={WIU} '
+                   f'--member="{member}"   # restores the binding removed at {when} (audit entry {insert_id})')
         if same_pool:
             cause = BINDING_MISMATCH.format(gsa=account.email, bound=", ".join(same_pool), member=member_shown)
         else:
@@ -212,7 +231,7 @@ def _gsa_path(state: ServerState, ex: Explanation, actor: Principal, gsa: str, m
 def _pod_path(state: ServerState, q: Question, ex: Explanation) -> tuple[Principal | None, bool]:
     ns, _, name = (q.pod or "").partition("/")
     if not ns or not name or not q.cluster:
-        raise InvalidArgument("--pod takes NAMESPACE/NAME, and --cluster is required with it.")
+        raise InvalidArgument(f"{q.names['pod']} takes NAMESPACE/NAME, and {q.names['cluster']} is required with it.")
     with state.db.read() as s:
         cluster = find_cluster(s, q.cluster, q.project, q.location)
         pod = s.scalars(select(K8sObject).where(K8sObject.cluster_id == cluster.id, K8sObject.kind == "Pod",
@@ -389,6 +408,49 @@ def _impersonators(state: ServerState, resource: str) -> list[str]:
             for m in b.get("members", [])]
 
 
+SET_POLICY_SCAN = 200  # the latest SetIAMPolicy entries of a project read for a removed binding
+
+
+def _removed_set(state: ServerState, account: AccountInfo, member: str) -> tuple[str, str, str] | None:
+    """The principal set of `member`'s pool (its repository's, where the subject names one) that a
+    SetIAMPolicy on `account` removed from roles/iam.workloadIdentityUser and nothing put back, as
+    (member, when, insertId): a subject denied after someone narrowed a binding gets that binding
+    back, not a binding of its single subject (one branch, one ref)."""
+    if not member.startswith("principal://") or "/subject/" not in member:
+        return None
+    base, subject = member.removeprefix("principal://").split("/subject/", 1)
+    prefix = f"principalSet://{base}/"
+    with state.db.read() as s:
+        rows = list(s.scalars(select(AuditEntry).where(
+            AuditEntry.project_id == account.project_id, AuditEntry.method_name == SET_SA_POLICY,
+            AuditEntry.status_code == 0).order_by(AuditEntry.timestamp.desc()).limit(SET_POLICY_SCAN)).all())
+        entries = [entry_of(r) for r in reversed(rows)
+                   if account.email in r.resource_name or account.unique_id in r.resource_name]
+    removed: dict[str, tuple[str, str]] = {}
+    before: set[str] = set()
+    for entry in entries:
+        payload = entry.get("protoPayload") or {}
+        request = payload.get("request") or {}
+        mask = request.get("updateMask")
+        if isinstance(mask, str) and "bindings" not in mask.split(","):
+            continue  # the bindings were left as they were
+        # the policy set: the response where the entry keeps it, else the request's whole policy
+        policy = payload.get("response") or request.get("policy") or {}
+        now = {m for b in policy.get("bindings") or [] if isinstance(b, dict) and b.get("role") == WIU
+               for m in b.get("members") or [] if isinstance(m, str)}
+        for gone in before - now:
+            removed[gone] = (str(entry.get("timestamp")), str(entry.get("insertId")))
+        for back in now:
+            removed.pop(back, None)
+        before = now
+    sets = [m for m in removed if m.startswith(prefix)]
+    if not sets:
+        return None
+    # a set whose value the subject names (repo:ORG/REPO:ref:… names ORG/REPO) first, then the latest removal
+    best = max(sets, key=lambda m: ("/".join(m.split("/")[-2:]) in subject, removed[m][0]))
+    return best, *removed[best]
+
+
 def _near_miss(member: str, pod: PodIdentity) -> bool:
     """A KSA member of the pod's pool that differs from the pod's in namespace or KSA name only
     (the seeds' "wrong namespace or a typo in the KSA name")."""
@@ -422,8 +484,8 @@ def _token_path(state: ServerState, q: Question, ex: Explanation) -> tuple[Princ
     name = (q.provider or "").removeprefix("//iam.googleapis.com/").removeprefix("https://iam.googleapis.com/")
     m = AUDIENCE.match(f"//iam.googleapis.com/{name}")
     if m is None:
-        raise InvalidArgument("--provider must be projects/NUMBER/locations/global/workloadIdentityPools/POOL/"
-                              "providers/PROVIDER.")
+        raise InvalidArgument(f"{q.names['provider']} must be projects/NUMBER/locations/global/"
+                              "workloadIdentityPools/POOL/providers/PROVIDER.")
     number, pool_id, provider_id = m.group(2), m.group(3), m.group(4)
     later = ("token", "condition", "mapping", "binding", "service account")
     runtime = state.exchanger.providers.get(name)
@@ -508,7 +570,7 @@ def _token_path(state: ServerState, q: Question, ex: Explanation) -> tuple[Princ
 def _then_impersonate(state: ServerState, q: Question, ex: Explanation,
                       principal: Principal) -> tuple[Principal | None, bool]:
     if not q.service_account:
-        ex.add("binding", SKIP, "no --service-account: direct resource access, no impersonation")
+        ex.add("binding", SKIP, f"no {q.names['service_account']}: direct resource access, no impersonation")
         if principal.is_service_account:
             return principal, _own_account(state, ex, principal)
         ex.add("service account", SKIP, "not a service account")
@@ -550,23 +612,53 @@ def _claims_evidence(assertion: dict[str, Any]) -> str:
 
 
 def _principal_path(state: ServerState, q: Question, ex: Explanation) -> tuple[Principal | None, bool]:
-    principal = principal_of(state, q.principal or "", flag="--principal")
+    principal = principal_of(state, q.principal or "", flag=q.names["principal"])
     ex.add("principal", PASS, f"{principal.member}" + ("" if principal.member == q.principal else
                                                        f" (given as {q.principal})"))
     return _then_impersonate(state, q, ex, principal)
 
 
-def question_of_entry(state: ServerState, insert_id: str) -> tuple[Question, str]:
-    """The principal, permission, resource and time of an audit entry (its first denied check)."""
+def find_entry(state: ServerState, insert_id: str) -> dict[str, Any]:
+    """The audit entry of `insert_id` (INVALID_ARGUMENT when there is none)."""
     with state.db.read() as s:
-        row = s.scalars(select(AuditEntry).where(AuditEntry.insert_id == insert_id)).first()
-        entry = None
-        if row is not None:
-            from keyless.audit.log import entry_of
-
-            entry = entry_of(row)
+        row = s.scalars(select(AuditEntry).where(AuditEntry.insert_id == insert_id[:64])).first()
+        entry = entry_of(row) if row is not None else None
     if entry is None:
         raise InvalidArgument(f"No audit entry has insertId {insert_id[:64]!r}.")
+    return entry
+
+
+def refused_exchange(entry: dict[str, Any]) -> Explanation | None:
+    """A refused ExchangeToken entry, explained from what it records: the provider its audience
+    names, and the refusal's cause and fix (`metadata.diagnosis`, keyless.federation.diagnosis:
+    the same words `explain --token` gives); None for any other entry. The token itself is not
+    logged, so the steps after the failing one are not reached."""
+    payload = entry.get("protoPayload") or {}
+    status = payload.get("status") or {}
+    if payload.get("serviceName") != "sts.googleapis.com" or not status.get("code"):
+        return None
+    audience = str((payload.get("request") or {}).get("audience") or "")
+    provider = audience.removeprefix("//iam.googleapis.com/")
+    diagnosis = (payload.get("metadata") or {}).get("diagnosis") or {}
+    cause, fix = str(diagnosis.get("cause") or ""), str(diagnosis.get("fix") or "")
+    ex = Explanation(f"token exchange for provider {provider} at {entry.get('timestamp')}",
+                     "sts.googleapis.com/ExchangeToken", str(payload.get("resourceName") or ""))
+    ex.add("provider", PASS, f"the request's audience names {provider}")
+    stage = ("condition" if cause.startswith("the attribute condition") else
+             "mapping" if cause.startswith("the attribute mapping") else "token")
+    order = ["token", "condition", "mapping"]
+    for name in order[:order.index(stage)]:
+        ex.add(name, PASS, "passed: the refusal came at a later step")
+    message = str(status.get("message") or "")
+    ex.add(stage, FAIL, message + (f" ({cause})" if cause else ""), cause or message,
+           fix or "explain the token itself (an external token and this provider) to see which claim is refused")
+    ex.skip_rest(*order[order.index(stage) + 1:], "binding", "service account", "role", "iam condition")
+    return ex
+
+
+def question_of_entry(state: ServerState, insert_id: str) -> tuple[Question, str]:
+    """The principal, permission, resource and time of an audit entry (its first denied check)."""
+    entry = find_entry(state, insert_id)
     payload = entry.get("protoPayload") or {}
     auth = payload.get("authenticationInfo") or {}
     checks = [c for c in payload.get("authorizationInfo") or [] if isinstance(c, dict)]
@@ -606,12 +698,18 @@ def _resource_path(state: ServerState, q: Question, ex: Explanation, principal: 
     decision = state.authz.check(principal, q.permission, target.chain, target.context, q.at)
     candidates = state.authz.candidates(principal, q.permission, target.chain, target.context, q.at)
     ex.granted = decision.granted
+    ex.levels = policy_levels(state, principal, q.permission, target.chain, candidates)
     gone = "" if target.exists else f" ({target.kind} {target.display} does not exist: IAM says 'or it may not exist')"
     if not candidates:
         member = f"serviceAccount:{principal.email}" if principal.email else principal.member
+        fix = _grant_fix(target.kind, target.fix_target, target.project_id, member, q.permission)
+        account = state.directory.find(target.fix_target) if target.kind == "service account" else None
+        removed = _removed_set(state, account, principal.member) if account is not None else None
+        if removed is not None and q.permission in state.roles.permissions(WIU):
+            fix = (f'gcloud iam service-accounts add-iam-policy-binding {target.fix_target} --role={WIU} '
+                   f'--member="{removed[0]}"   # restores the binding removed at {removed[1]} (audit entry {removed[2]})')
         ex.add("role", FAIL, f"no binding for {who} holds {q.permission} on {target.context.name}{gone}",
-               NO_ROLE.format(who=who, permission=q.permission, resource=target.display),
-               _grant_fix(target.kind, target.fix_target, target.project_id, member, q.permission))
+               NO_ROLE.format(who=who, permission=q.permission, resource=target.display), fix)
         ex.add("iam condition", SKIP, "no binding to evaluate")
         return
     ex.add("role", PASS, "; ".join(_shown_candidate(c) for c in candidates) + gone)
@@ -625,6 +723,42 @@ def _resource_path(state: ServerState, q: Question, ex: Explanation, principal: 
            CONDITION_FALSE.format(conditions=conditions),
            f"gcloud projects get-iam-policy {target.project_id or 'PROJECT_ID'} --format=json   # then condition the "
            f"grant to include {target.context.name} (or use a resource it admits)")
+
+
+MAX_LEVEL_BINDINGS = 100  # bindings listed per policy (a policy holds at most 1,500 members)
+MAX_SHOWN_MEMBERS = 10
+
+
+def policy_levels(state: ServerState, principal: Principal, permission: str, chain: list[str],
+                  candidates: list[Candidate]) -> list[dict[str, Any]]:
+    """Policy Troubleshooter's view: the allow policy at each level of the hierarchy (the resource,
+    then its ancestors), each binding with whether its role contains the permission, whether a
+    member matches the principal, and its condition's outcome where both hold
+    (https://cloud.google.com/policy-intelligence/docs/troubleshoot-access)."""
+    with state.db.read() as s:
+        rows = {r: get_policy_row(s, r) for r in chain}
+        bindings = {r: [dict(b) for b in row.bindings] if row is not None else [] for r, row in rows.items()}
+    held = {(c.resource, c.role, c.member): c.holds for c in candidates}
+    out = []
+    for resource in chain:
+        shown = []
+        for b in bindings[resource][:MAX_LEVEL_BINDINGS]:
+            role, members = str(b.get("role")), [str(m) for m in b.get("members") or []]
+            matched = next((m for m in members if m in principal.member_keys), None)
+            contains = permission in state.roles.permissions(role)
+            item: dict[str, Any] = {"role": role, "members": members[:MAX_SHOWN_MEMBERS], "memberCount": len(members),
+                                    "containsPermission": contains, "memberMatches": matched is not None}
+            if matched:
+                item["matchedMember"] = matched
+            condition = b.get("condition")
+            if condition:
+                item["condition"] = condition.get("expression")
+                if contains and matched:
+                    item["conditionHolds"] = held.get((resource, role, matched), False)
+            item["grants"] = bool(contains and matched and item.get("conditionHolds", True))
+            shown.append(item)
+        out.append({"resource": resource, "bindings": shown, "bindingCount": len(bindings[resource])})
+    return out
 
 
 def _shown_candidate(c: Candidate) -> str:
@@ -679,6 +813,7 @@ def render_json(ex: Explanation) -> str:
         "firstFailure": ({"step": first.step, "cause": first.cause, "fix": first.fix} if first else None),
         "steps": [{k: v for k, v in asdict(s).items() if k != "soft" and (v or k in ("step", "status"))}
                   for s in ex.steps],
+        **({"policies": ex.levels} if ex.levels else {}),
     }, indent=2)
 
 

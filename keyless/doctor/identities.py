@@ -6,10 +6,14 @@ from __future__ import annotations
 
 from keyless.errors import InvalidArgument, KeylessError
 from keyless.iam.members import (
+    ALL_AUTHENTICATED_USERS,
+    ALL_USERS,
+    Member,
     member_keys_for_federated,
     member_keys_for_gke_workload,
     member_keys_for_service_account,
     parse_member,
+    workload_pool_path,
 )
 from keyless.iam.principal import Principal
 from keyless.projects import find_project
@@ -43,7 +47,19 @@ def principal_of(state: ServerState, text: str, *, attributes: dict[str, str] | 
     if m.kind == "principal" and m.pool_type == "workload" and m.subject and m.project_number and m.pool_id:
         keys = member_keys_for_federated(m.project_number, m.pool_id, m.subject, groups, dict(attributes or {}))
         return Principal(member=m.value, member_keys=keys, subject=m.value)
+    if m.kind == "principalSet" and m.pool_type == "workload" and m.project_number and m.pool_id:
+        return _set_member(m)
     if m.kind in ("group", "domain"):
         return Principal(member=m.value, member_keys=frozenset({m.value}), subject=m.value)
     raise InvalidArgument(f"{flag} {text[:200]!r}: name a serviceAccount:, user:, group:, "
-                          "serviceAccount:PROJECT.svc.id.goog[NS/KSA] or principal://…/subject/… member.")
+                          "serviceAccount:PROJECT.svc.id.goog[NS/KSA], principal://…/subject/… or "
+                          "principalSet://…/attribute.NAME/VALUE member.")
+
+
+def _set_member(m: Member) -> Principal:
+    """Any one identity of a workload pool's principal set (an attribute, a group, the whole pool),
+    of which nothing else is known: it matches the set, the pool's `*` and allAuthenticatedUsers,
+    and no single subject (what "can a workflow of ORG/REPO do this" asks)."""
+    base = workload_pool_path(m.project_number or "", m.pool_id or "")
+    keys = {m.value, f"principalSet://{base}/*", ALL_AUTHENTICATED_USERS, ALL_USERS}
+    return Principal(member=m.value, member_keys=frozenset(keys), subject=m.value)

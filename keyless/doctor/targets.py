@@ -14,7 +14,8 @@ from typing import Any
 
 from keyless.errors import InvalidArgument
 from keyless.iam.evaluate import ResourceContext
-from keyless.iam.service_accounts import find_by_email, sa_chain
+from keyless.iam.service_accounts import find as find_account
+from keyless.iam.service_accounts import sa_chain
 from keyless.projects import ROOT, find_project, project_chain
 from keyless.secretmanager import names as secret_names
 from keyless.storage import buckets, objects
@@ -44,7 +45,7 @@ class Target:
 def resolve(s: Any, resource: str) -> Target:
     """The target named by `resource`; InvalidArgument when the form is not one Keyless serves."""
     if not isinstance(resource, str) or not resource or len(resource) > 2048:
-        raise InvalidArgument("--resource must be a resource name such as //storage.googleapis.com/projects/_/"
+        raise InvalidArgument("The resource must be a resource name such as //storage.googleapis.com/projects/_/"
                               "buckets/BUCKET or projects/PROJECT/secrets/SECRET.")
     name = resource
     m = _FULL.match(resource)
@@ -55,7 +56,7 @@ def resolve(s: Any, resource: str) -> Target:
     if (sm := _SECRET.match(name)) is not None:
         return _secret(s, resource, sm.group(1), sm.group(2), sm.group(3))
     if (a := _ACCOUNT.match(name)) is not None:
-        row = find_by_email(s, a.group(2)) if "@" in a.group(2) else None
+        row = find_account(s, a.group(2))  # an email, or the unique id audit entries name
         if row is None:
             return Target(resource, [ROOT], ResourceContext(name), "service account", False)
         return Target(resource, sa_chain(row), ResourceContext(f"projects/{row.project_id}/serviceAccounts/"

@@ -12,25 +12,29 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 from playwright.sync_api import expect
 
 from tests.api.helpers import token_for_user
 from tests.conftest import KeylessServer, free_port, fresh_database_url
 from tests.console.conftest import DEPLOY_SA, OTHER_SA, POOL, PROJECT, PROVIDER, names, seed_001, sign_in_link
 from tests.e2e.test_audit_logs import _github_token, impersonate
-from tests.gke.pod_helpers import apply_ksa, make_cluster
+from tests.gke.pod_helpers import make_cluster
 
 pytestmark = pytest.mark.store_independent  # runs on the SQLite leg only (tests/conftest.py)
 
 EXCHANGE = "google.identity.sts.v1.SecurityTokenService.ExchangeToken"
 KSA = f"{PROJECT}.svc.id.goog[production/my-app]"
 WIDE_SA = f"wide-sa@{PROJECT}.iam.gserviceaccount.com"
+CI_SA = f"ci-deploy@{PROJECT}.iam.gserviceaccount.com"
+REPO_SET = f"principalSet://iam.googleapis.com/{POOL}/attribute.repository/my-org/my-repo"
 OWNER = "user:owner@keyless.dev"
 TIMEOUT = 15_000  # ms: what the browser waits for a view to fill at most
 
@@ -46,11 +50,29 @@ def _grant(srv: KeylessServer, path: str, role: str, member: str, condition: dic
     assert r.status_code == 200, r.text
 
 
+def _apply(srv: KeylessServer, docs: list[dict[str, Any]]) -> None:
+    """Kubernetes objects applied to my-cluster with `keyless k8s apply -f`, as a user would (one command)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        yaml.safe_dump_all(docs, f)
+    try:
+        out = srv.keyless("k8s", "apply", "-f", f.name, "--cluster", "my-cluster", "--project", PROJECT)
+    finally:
+        os.unlink(f.name)
+    assert out.returncode == 0, out.stderr
+
+
+def _exchange_form(subject_token: str) -> dict[str, str]:
+    return {"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+            "audience": f"//iam.googleapis.com/{PROVIDER}", "scope": "https://www.googleapis.com/auth/cloud-platform",
+            "requested_token_type": "urn:ietf:params:oauth:token-type:access_token",
+            "subject_token": subject_token, "subject_token_type": "urn:ietf:params:oauth:token-type:jwt"}
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeylessServer]:
     srv = seed_001(tmp_path_factory.mktemp("console"))
     iam = f"/iam/v1/projects/{PROJECT}/serviceAccounts"
-    for account in ("other-sa", "wide-sa"):
+    for account in ("other-sa", "wide-sa", "ci-deploy"):
         assert srv.call("POST", iam, body={"accountId": account}).status_code == 200
     # a pool-wide binding (the doctor's KL004) and a conditional grant, to show on their edges
     _grant(srv, f"{iam}/{WIDE_SA}", "roles/iam.workloadIdentityUser", f"principalSet://iam.googleapis.com/{POOL}/*")
@@ -58,8 +80,35 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeylessServer]:
            f"serviceAccount:{DEPLOY_SA}", {"title": "deploy buckets",
                                            "expression": 'resource.name.startsWith("projects/_/buckets/deploy-")'})
     # GKE: a cluster whose KSA production/my-app is annotated with deploy-sa, which it may impersonate
-    apply_ksa(srv, make_cluster(srv), "production", "my-app", {"iam.gke.io/gcp-service-account": DEPLOY_SA})
+    # and two KSAs the doctor faults: annotated with an account that has no binding for it (KL013), and
+    # with an annotation that is not an email (KL012)
+    make_cluster(srv)
+    _apply(srv, [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "production"}},
+                 *({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {
+                     "name": name, "namespace": "production", "annotations": {"iam.gke.io/gcp-service-account": gsa}}}
+                   for name, gsa in (("my-app", DEPLOY_SA), ("other-app", OTHER_SA), ("bad-app", "deploy-sa")))])
+    # a secret deploy-sa may read, and a pool whose provider no binding follows any more
+    secrets = f"/secretmanager/v1/projects/{PROJECT}/secrets"
+    assert srv.call("POST", secrets, params={"secretId": "db-password"},
+                    body={"replication": {"automatic": {}}}).status_code == 200
+    assert srv.call("POST", f"{secrets}/db-password:setIamPolicy", body={"policy": {"bindings": [
+        {"role": "roles/secretmanager.secretAccessor", "members": [f"serviceAccount:{DEPLOY_SA}"]}]}}).status_code == 200
+    pools = f"/iam/v1/projects/{PROJECT}/locations/global/workloadIdentityPools"
+    assert srv.call("POST", pools, params={"workloadIdentityPoolId": "lonely-pool"}, body={}).status_code == 200
+    lonely = srv.call("POST", f"{pools}/lonely-pool/providers", params={"workloadIdentityPoolProviderId": "lonely-provider"},
+                      body={"attributeMapping": {"google.subject": "assertion.sub"},
+                            "attributeCondition": "assertion.repository_owner == 'my-org'",
+                            "oidc": {"issuerUri": f"{srv.base_url}/idp/github"}})
+    assert lonely.status_code == 200, lonely.text
     _grant(srv, f"{iam}/{DEPLOY_SA}", "roles/iam.workloadIdentityUser", f"serviceAccount:{KSA}")
+    # ci-sa admitted the repository's workflows, then someone narrowed it away: its workflow is refused
+    _grant(srv, f"{iam}/{CI_SA}", "roles/iam.workloadIdentityUser", REPO_SET)
+    assert srv.call("POST", f"{iam}/{CI_SA}:setIamPolicy", body={"policy": {"bindings": []}}).status_code == 200
+    assert impersonate(srv, "my-org/my-repo", CI_SA).status_code == 403
+    # another organisation's workflow: the provider's attribute condition refuses the exchange (audited, diagnosed)
+    refused = httpx.post(f"{srv.base_url}/sts/v1/token", data=_exchange_form(_github_token(srv, "evil-org/repo")),
+                         timeout=30)
+    assert refused.status_code in (400, 403), refused.text
     # a workflow of the repository impersonates deploy-sa, then makes a call it may not (denied, audited)
     made = impersonate(srv, "my-org/my-repo", DEPLOY_SA)
     assert made.status_code == 200, made.text
@@ -92,7 +141,11 @@ def _shot(page: Any, name: str) -> None:
 
 
 def _sign_in(page: Any, srv: KeylessServer) -> None:
-    page.goto(sign_in_link(srv))
+    """As the owner, through a one-time link asked of the API (`keyless console` asks the same; the
+    first test runs that command)."""
+    made = srv.call("POST", "/console/v1/signInLinks")
+    assert made.status_code == 200, made.text
+    page.goto(made.json()["url"])
     page.click("#continue")
     page.wait_for_url("**/console/graph")
 
@@ -144,12 +197,15 @@ def test_graph_of_seed_001(world: KeylessServer, page: Any) -> None:
     page.click("#details .close")
     page.locator(f'svg.graph path.edge.finding[data-target="serviceAccount:{WIDE_SA}"]').click(force=True)
     assert "KL004" in details.text_content()
+    page.locator("#canvas").evaluate("c => { c.scrollLeft = 0; }")
     _shot(page, "graph")
-    # filtering by text keeps the matches and their neighbours only
+    # filtering by text keeps the matches and every path through them: the whole-pool member, its
+    # provider and its pool, not the neighbour only
     page.fill("#q", "wide-sa")
     page.click("#apply")
-    expect(page.locator("svg.graph .node")).to_have_count(2)
-    expect(page.locator("#status")).to_contain_text(re.compile(r"^2 of 2\d nodes"))
+    expect(page.locator("svg.graph .node")).to_have_count(4)
+    expect(page.locator("#status")).to_contain_text(re.compile(r"^4 of 3\d nodes"))
+    assert page.locator("svg.graph .node.kind-pool", has_text="github-pool").count() == 1
 
 
 def test_timeline_filters_groups_and_tails(world: KeylessServer, page: Any) -> None:
@@ -161,7 +217,7 @@ def test_timeline_filters_groups_and_tails(world: KeylessServer, page: Any) -> N
     assert "/subject/repo:my-org/my-repo" in flow.locator(".subject").text_content()
     assert DEPLOY_SA in flow.locator(".subject").text_content()
     assert [s.strip() for s in flow.locator(".flow-step .step").all_text_contents()] == [
-        "exchange", "impersonation", "call · status 7"]
+        "exchange", "impersonation", "call · PERMISSION_DENIED"]
     _shot(page, "timeline")
     # the Logging filter language, as entries.list parses it
     page.fill("#filter", 'protoPayload.serviceName="sts.googleapis.com"')
@@ -173,11 +229,7 @@ def test_timeline_filters_groups_and_tails(world: KeylessServer, page: Any) -> N
     assert '"serviceName": "sts.googleapis.com"' in entry.locator("pre").text_content()
     # live tail: a new exchange appears without reloading
     before = page.locator(".entries details").count()
-    form = {"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange", "audience": f"//iam.googleapis.com/{PROVIDER}",
-            "scope": "https://www.googleapis.com/auth/cloud-platform",
-            "requested_token_type": "urn:ietf:params:oauth:token-type:access_token",
-            "subject_token": _github_token(world, "my-org/my-repo"),
-            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt"}
+    form = _exchange_form(_github_token(world, "my-org/my-repo"))
     assert httpx.post(f"{world.base_url}/sts/v1/token", data=form, timeout=30).status_code == 200
     expect(page.locator(".entries details")).to_have_count(before + 1)
     # seed 001's attribute query finds nothing (as on Google): the page says why and what works
@@ -248,6 +300,10 @@ def test_a_principal_without_permission_sees_the_reason_and_no_data(world: Keyle
     page.wait_for_selector("#error:not([hidden])")
     assert "logging.logEntries.list" in page.text_content("#error")
     assert page.locator(".entries details").count() == 0
+    page.goto(world.base_url + f"/console/iam?project={PROJECT}")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "resourcemanager.projects.getIamPolicy" in page.text_content("#error")
+    assert page.locator("#iam-table tbody tr").count() == 0
     page.goto(world.base_url + "/console/explain")
     page.fill("#principal", f"serviceAccount:{DEPLOY_SA}")
     page.fill("#permission", "resourcemanager.projects.get")
@@ -321,3 +377,306 @@ def test_a_project_iam_admin_sees_the_project_policy_and_not_the_rest(world: Key
     page.goto(world.base_url + f"/console/timeline?project={PROJECT}")
     page.wait_for_selector("#error:not([hidden])")
     assert "logging.logEntries.list" in page.text_content("#error")
+    # the IAM table: the project's own bindings, and the root's left out (not readable to them)
+    page.goto(world.base_url + f"/console/iam?project={PROJECT}")
+    expect(page.locator(f'#iam-table tr[data-key="user:{viewer}"]')).to_contain_text("projectIamAdmin")
+    assert "//keyless.dev/root" in page.text_content("#hidden")
+    assert page.locator("#iam-table .inherited").count() == 0
+
+
+# -- issue #21: explain ------------------------------------------------------------------------
+
+
+def test_explain_speaks_the_form_and_shows_each_policy_level(world: KeylessServer, page: Any) -> None:
+    """The page names its own fields (no CLI flag), takes the principalSet its placeholder shows,
+    and lists Policy Troubleshooter's view: each level's bindings, with "contains the permission"
+    and "member matches"."""
+    _sign_in(page, world)
+    page.goto(world.base_url + "/console/explain")
+    assert "principalSet://" in page.get_attribute("#principal", "placeholder")
+    page.fill("#principal", "bogus")
+    page.fill("#permission", "resourcemanager.projects.get")
+    page.fill("#resource", f"projects/{PROJECT}")
+    page.click("#run")
+    page.wait_for_selector("#error:not([hidden])")
+    error = page.text_content("#error")
+    assert error.startswith("400 INVALID_ARGUMENT: Principal") and "--" not in error, error
+    page.fill("#principal", REPO_SET)
+    page.fill("#serviceAccount", DEPLOY_SA)
+    page.fill("#permission", "storage.objects.get")
+    page.click("#run")
+    expect(page.locator("#verdict")).to_contain_text("storage.objects.get")
+    expect(page.locator("#error")).to_be_hidden()
+    steps = page.locator("#chain li").evaluate_all("els => els.map(e => [e.dataset.step, e.className])")
+    assert [s for s, _ in steps][:3] == ["principal", "binding", "service account"]
+    assert all("pass" in c for _, c in steps[:3]), steps  # the set holds workloadIdentityUser on deploy-sa
+    level = page.locator('#policies section.level[data-resource="projects/my-project"]')
+    viewer = level.locator("tr", has_text="roles/storage.objectViewer")
+    # deploy-sa's conditional objectViewer: the role has the permission, the member matches, the condition is false
+    assert [c.strip() for c in viewer.locator("td").all_text_contents()[2:4]] == ["yes", "yes"]
+    assert "→ false" in viewer.locator("td.cond").text_content()
+    owner = level.locator("tr", has_text="roles/owner")  # Google's owner role has no object access
+    assert [c.strip() for c in owner.locator("td").all_text_contents()[2:4]] == ["no", "no"]
+    assert page.locator('#policies section.level[data-resource="//keyless.dev/root"]').count() == 1
+
+
+def test_a_project_owner_explains_without_reading_the_root(world: KeylessServer, page: Any) -> None:
+    """roles/owner on the project is enough (not getIamPolicy on the root); the root's bindings are
+    not shown to them. A projectIamAdmin, who may not list the logs, cannot explain an entry."""
+    viewer = "project-owner@example.com"
+    _grant(world, f"/cloudresourcemanager/v1/projects/{PROJECT}", "roles/owner", f"user:{viewer}")
+    page.goto(world.base_url + "/console/signin")
+    page.fill("#token", token_for_user(world, viewer))
+    page.click("#signin")
+    page.wait_for_url("**/console/graph")
+    page.goto(world.base_url + "/console/explain")
+    page.fill("#principal", f"serviceAccount:{DEPLOY_SA}")
+    page.fill("#permission", "resourcemanager.projects.get")
+    page.fill("#resource", f"projects/{PROJECT}")
+    page.click("#run")
+    expect(page.locator("#verdict")).to_contain_text("DENIED")
+    expect(page.locator("#error")).to_be_hidden()
+    root = page.locator('#policies section.level[data-resource="//keyless.dev/root"]')
+    assert "not shown" in root.text_content() and root.locator("tr").count() == 0
+    assert page.locator('#policies section.level[data-resource="projects/my-project"] tr').count() >= 2
+
+
+def test_a_refused_exchange_in_the_timeline_and_explained(world: KeylessServer, page: Any) -> None:
+    _sign_in(page, world)
+    page.goto(world.base_url + "/console/timeline")
+    refused = page.locator(".entries details.failed", has_text="ExchangeToken").first
+    summary = refused.locator("summary")
+    assert "no principal (refused)" in summary.locator(".who").text_content()
+    assert "status" not in summary.locator(".denied").text_content()  # the code's name, not its number
+    summary.click()
+    assert "attribute condition" in refused.locator(".diagnosis").text_content()
+    # a refused attempt is a flow of its own
+    flow = page.locator(".flow.refused").first
+    assert f"refused exchange for {PROVIDER}" in flow.locator(".subject").text_content()
+    refused.locator(".explain-link").click()
+    page.wait_for_url("**/console/explain?entry=*")
+    first = page.locator("#chain li.first-failure")
+    first.wait_for()
+    assert first.get_attribute("data-step") == "condition"
+    assert "--attribute-condition" in page.text_content("#failure")
+    assert "evil-org" in page.text_content("#failure")
+
+
+def test_explaining_a_subject_denial_restores_the_removed_repository_set(world: KeylessServer, page: Any) -> None:
+    from tests.e2e.test_audit_logs import entries
+
+    denied = entries(world, f'protoPayload.methodName="GenerateAccessToken" AND protoPayload.status.code=7 '
+                            f'AND resource.labels.email_id="{CI_SA}"')
+    assert denied, "the denied impersonation of ci-sa is logged"
+    _sign_in(page, world)
+    page.goto(world.base_url + f"/console/explain?entry={denied[0]['insertId']}")
+    page.locator("#chain li.first-failure").wait_for()
+    fix = page.text_content("#failure .fix")
+    assert f'--member="{REPO_SET}"' in fix and "restores the binding removed" in fix, fix
+    assert "/subject/" not in fix  # not the one branch's subject
+
+
+def test_a_project_iam_admin_cannot_explain_an_entry(world: KeylessServer, page: Any) -> None:
+    """getIamPolicy on the project is not a right to read its logs: explaining an entry needs both."""
+    from tests.e2e.test_audit_logs import entries
+
+    viewer = "iam-admin-2@example.com"
+    _grant(world, f"/cloudresourcemanager/v1/projects/{PROJECT}", "roles/resourcemanager.projectIamAdmin",
+           f"user:{viewer}")
+    denied = entries(world, "protoPayload.status.code=7")
+    page.goto(world.base_url + "/console/signin")
+    page.fill("#token", token_for_user(world, viewer))
+    page.click("#signin")
+    page.wait_for_url("**/console/graph")
+    page.goto(world.base_url + f"/console/explain?entry={denied[0]['insertId']}")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "logging." in page.text_content("#error") and page.locator("#chain li").count() == 0
+
+
+# -- issue #21: the timeline as Logs Explorer -----------------------------------------------------
+
+
+def test_timeline_reads_like_logs_explorer(world: KeylessServer, page: Any) -> None:
+    """Service accounts by email, nothing cut, JSON wrapped; severity quick filters, a time range, a
+    histogram of what is shown, a value clicked into the filter, and paging past the first 200."""
+    _sign_in(page, world)
+    page.goto(world.base_url + "/console/timeline")
+    page.wait_for_selector(".entries details")
+    impersonation = page.locator(".entries details", has_text="GenerateAccessToken").first
+    assert DEPLOY_SA in impersonation.locator(".res").text_content() or CI_SA in impersonation.locator(".res").text_content()
+    cut = page.locator(".entries summary span").evaluate_all(
+        "els => els.filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)")
+    assert cut == []  # every method, principal and resource shown whole
+    impersonation.locator("summary").click()
+    assert impersonation.locator("pre").evaluate("e => getComputedStyle(e).whiteSpace") == "pre-wrap"
+    shown = page.locator(".entries details").count()
+    bars = page.locator("#histogram rect.bar").evaluate_all("els => els.reduce((n, e) => n + Number(e.dataset.count), 0)")
+    assert bars == shown
+    # click a value: protoPayload.methodName="…GenerateAccessToken" joins the filter
+    impersonation.locator('pre a.field[data-path="protoPayload.methodName"]').click()
+    expect(page.locator("#filter")).to_have_value(re.compile(r'^protoPayload\.methodName="[^"]*GenerateAccessToken"$'))
+    expect(page.locator(".entries .method").filter(has_not_text="GenerateAccessToken")).to_have_count(0)
+    # severity: ERROR and above only (the refused exchange), then all again
+    page.fill("#filter", "")
+    page.click('.sev-filter[data-severity="ERROR"]')
+    expect(page.locator('.entries details:not([data-severity="ERROR"])')).to_have_count(0)
+    assert page.locator(".entries details").count() >= 1
+    page.click('.sev-filter[data-severity=""]')
+    expect(page.locator(".entries details")).to_have_count(shown)
+    # the time range reaches the server: nothing at or after a minute from now
+    future = page.evaluate("""async () => { const r = await fetch('/console/api/entries?project=my-project&since=' +
+        new Date(Date.now() + 60000).toISOString()); return (await r.json()).entries.length; }""")
+    assert future == 0
+    page.select_option("#range", "3600")
+    expect(page.locator(".entries details")).to_have_count(shown)  # all of this world is from the last hour
+    # paging: 200 more exchanges, then the page after the first 200
+    token = _github_token(world, "my-org/my-repo")
+    with httpx.Client(timeout=30) as client:
+        for _ in range(200):
+            assert client.post(f"{world.base_url}/sts/v1/token", data=_exchange_form(token)).status_code == 200
+    page.uncheck("#tail")
+    page.fill("#filter", 'protoPayload.serviceName="sts.googleapis.com"')
+    page.click("#apply")
+    expect(page.locator(".entries details")).to_have_count(200)
+    page.click("#more")
+    expect(page.locator(".entries details")).not_to_have_count(200)
+    assert page.locator(".entries details").count() > 200
+    assert len(set(page.locator(".entries details").evaluate_all("els => els.map(e => e.dataset.insertId)"))) == \
+        page.locator(".entries details").count()  # no entry twice
+
+
+# -- issue #21: the graph --------------------------------------------------------------------------
+
+GEOMETRY = """() => {
+  const svg = document.querySelector("svg.graph"), origin = svg.getBoundingClientRect();
+  const box = (r) => ({ x: r.left - origin.left, y: r.top - origin.top, w: r.width, h: r.height });
+  const nodes = [...svg.querySelectorAll(".node")].map((g) => ({ id: g.dataset.id, ...box(g.querySelector("rect").getBoundingClientRect()),
+    label: g.querySelector("title").textContent.replace(/^[a-zA-Z]+: /, ""), drawn: g.querySelector("text").textContent }));
+  const labels = [...svg.querySelectorAll("text.edge-label")].map((t) => box(t.getBoundingClientRect()));
+  const under = [];
+  for (const p of svg.querySelectorAll("path.edge")) {
+    const length = p.getTotalLength();
+    for (let at = 0; at <= length; at += 4) {
+      const pt = p.getPointAtLength(at);
+      const hit = nodes.find((n) => n.id !== p.dataset.source && n.id !== p.dataset.target &&
+        pt.x > n.x + 1 && pt.x < n.x + n.w - 1 && pt.y > n.y + 1 && pt.y < n.y + n.h - 1);
+      if (hit) { under.push([p.dataset.source, p.dataset.target, hit.id]); break; }
+    }
+  }
+  return { height: Number(svg.getAttribute("height")), nodes, labels, under };
+}"""
+
+
+def _overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+    return a["x"] < b["x"] + b["w"] and b["x"] < a["x"] + a["w"] and a["y"] < b["y"] + b["h"] and b["y"] < a["y"] + a["h"]
+
+
+def test_graph_shows_gke_findings_by_severity_and_draws_cleanly(world: KeylessServer, page: Any) -> None:
+    _sign_in(page, world)
+    page.wait_for_selector("svg.graph .node")
+    details = page.locator("#details")
+    ksa = f"serviceAccount:{PROJECT}.svc.id.goog[production/other-app]"
+    # KL013: the KSA's annotation edge to other-sa, which has no workloadIdentityUser binding for it
+    page.locator(f'svg.graph path.edge.finding[data-source="{ksa}"][data-target="serviceAccount:{OTHER_SA}"]').click(force=True)
+    assert "KL013" in details.text_content()
+    page.click("#details .close")
+    bad = f"serviceAccount:{PROJECT}.svc.id.goog[production/bad-app]"
+    found = page.locator(f'svg.graph .finding[data-id="{bad}"], svg.graph path.finding[data-source="{bad}"]')
+    found.first.click(force=True)
+    assert "KL012" in details.text_content()
+    page.click("#details .close")
+    # severity: a warning is amber, not red; a provider no binding follows says so
+    lonely = page.locator("svg.graph .node.kind-provider", has_text="lonely-provider")
+    assert "sev-warning" in lonely.get_attribute("class")
+    assert lonely.locator("rect").evaluate("r => getComputedStyle(r).stroke") == "rgb(227, 116, 0)"  # amber
+    whole_pool = page.locator(f'svg.graph path.edge.finding[data-target="serviceAccount:{WIDE_SA}"]')  # KL004
+    assert whole_pool.evaluate("p => getComputedStyle(p).stroke") == "rgb(217, 48, 37)"  # red
+    lonely.click()
+    assert "Provider leads nowhere" in details.text_content()
+    page.click("#details .close")
+    geometry = page.evaluate(GEOMETRY)
+    # nothing clipped: the last row's box ends inside the drawing
+    assert max(n["y"] + n["h"] for n in geometry["nodes"]) <= geometry["height"]
+    # no edge passes under a box it does not join (owner → roles/owner is not read as owner → deploy-sa)
+    assert geometry["under"] == []
+    # edge labels sit apart from each other and off every box
+    labels = geometry["labels"]
+    assert labels and not [(a, b) for i, a in enumerate(labels) for b in labels[i + 1:] if _overlap(a, b)]
+    assert not [(a, n["id"]) for a in labels for n in geometry["nodes"] if _overlap(a, n)]
+    # long labels keep whole trailing segments: never cut through the middle of a name
+    secret = next(n for n in geometry["nodes"] if n["label"].endswith("secrets/db-password"))
+    assert secret["drawn"] != secret["label"] and secret["drawn"].endswith("/secrets/db-password")
+    for n in geometry["nodes"]:
+        if n["drawn"] != n["label"] and "/" in n["drawn"]:
+            pieces = n["drawn"].lstrip("…").strip("/").split("/")
+            assert all(p in n["label"].split("/") for p in pieces[:-1] if p), n
+
+
+def test_iam_table_by_principal_and_by_role(world: KeylessServer, page: Any) -> None:
+    """The Cloud Console's IAM page: principal → roles and role → principals, inherited marked."""
+    _sign_in(page, world)
+    page.goto(world.base_url + f"/console/iam?project={PROJECT}")
+    deploy = page.locator(f'#iam-table tr[data-key="serviceAccount:{DEPLOY_SA}"]')
+    expect(deploy).to_contain_text("roles/storage.objectViewer")
+    assert "condition: deploy buckets" in deploy.text_content() and deploy.locator(".inherited").count() == 0
+    owner = page.locator(f'#iam-table tr[data-key="{OWNER}"] li.inherited', has_text="roles/owner")
+    assert "inherited from //keyless.dev/root" in owner.text_content()  # the bootstrap owner's root binding
+    page.click('.view-by .by[data-by="role"]')
+    viewer = page.locator('#iam-table tr[data-key="roles/storage.objectViewer"]')
+    expect(viewer).to_contain_text(f"serviceAccount:{DEPLOY_SA}")
+    page.fill("#q", "objectViewer")
+    expect(page.locator("#iam-table tbody tr")).to_have_count(1)
+    _shot(page, "iam")
+
+
+def test_selecting_a_node_highlights_every_path_through_it(world: KeylessServer, page: Any) -> None:
+    """deploy-sa: what reaches it (the repository's workflows through the provider and pool, the KSA
+    in its cluster) and what it reaches (its grants and their resources); the rest is dimmed."""
+    _sign_in(page, world)
+    page.wait_for_selector("svg.graph .node")
+    page.locator(f'svg.graph .node[data-id="serviceAccount:{DEPLOY_SA}"]').click()
+    on = set(page.locator("svg.graph .node.on-path").evaluate_all("els => els.map(e => e.dataset.id)"))
+    for upstream in (POOL, PROVIDER, REPO_SET, f"serviceAccount:{KSA}", "cluster:"):
+        assert any(i.startswith(upstream) for i in on), (upstream, on)
+    for downstream in (f"resource:projects/{PROJECT}", "secrets/db-password", "grant:roles/storage.objectViewer"):
+        assert any(downstream in i for i in on), (downstream, on)
+    for elsewhere in (f"serviceAccount:{OTHER_SA}", f"serviceAccount:{WIDE_SA}"):
+        assert elsewhere not in on
+    assert page.locator(f'svg.graph .node.reaches[data-id="{PROVIDER}"]').count() == 1
+    assert page.locator(f'svg.graph .node.reached[data-id="resource:projects/{PROJECT}"]').count() == 1
+    other = page.locator(f'svg.graph .node[data-id="serviceAccount:{OTHER_SA}"]')
+    assert float(other.evaluate("e => getComputedStyle(e).opacity")) < 0.5
+    assert "reach it" in page.text_content("#path-status")
+    page.click("#details .close")
+    assert float(other.evaluate("e => getComputedStyle(e).opacity")) == 1
+
+
+def test_graph_folds_grants_and_automatic_bucket_bindings(world: KeylessServer, page: Any) -> None:
+    """A role granted on many buckets is one box (expandable), the buckets only it reaches one box,
+    Cloud Storage's automatic projectOwner:/projectEditor:/projectViewer: bindings are folded unless
+    asked for, and a provider is named with its pool. (Runs last: it adds buckets to the world.)"""
+    for i in range(6):
+        bucket = f"{PROJECT}-release-{i}"
+        assert world.call("POST", "/storage/v1/b", params={"project": PROJECT}, body={"name": bucket}).status_code == 200
+        policy = world.call("GET", f"/storage/v1/b/{bucket}/iam").json()
+        policy["bindings"].append({"role": "roles/storage.objectViewer", "members": [f"serviceAccount:{OTHER_SA}"]})
+        assert world.call("PUT", f"/storage/v1/b/{bucket}/iam", body=policy).status_code == 200
+    _sign_in(page, world)
+    page.wait_for_selector("svg.graph .node")
+    assert page.locator("svg.graph .node.kind-provider", has_text="github-pool/github-provider").count() == 1
+    group = page.locator('svg.graph .node[data-id="grants:roles/storage.objectViewer@bucket"]')
+    assert "storage.objectViewer on 6 buckets" in group.locator("title").text_content()
+    assert page.locator('svg.graph .node[data-id="resources:roles/storage.objectViewer@bucket"]').count() == 1
+    assert page.locator('svg.graph .node[data-id^="resource:projects/_/buckets/"]').count() == 0
+    assert page.locator('svg.graph .node[data-id^="projectOwner:"]').count() == 0
+    expect(page.locator("#folded")).to_contain_text("automatic legacy bucket bindings")
+    # the automatic bindings, when asked for
+    page.check("#legacy")
+    expect(page.locator('svg.graph .node[data-id="projectOwner:my-project"]')).to_have_count(1)
+    page.uncheck("#legacy")
+    expect(page.locator('svg.graph .node[data-id="projectOwner:my-project"]')).to_have_count(0)
+    # expanded: one box per grant, one per bucket
+    page.locator('svg.graph .node[data-id="grants:roles/storage.objectViewer@bucket"]').click()
+    page.click("#details .expand")
+    expect(page.locator('svg.graph .node[data-id^="grant:roles/storage.objectViewer@projects/_/buckets/"]')).to_have_count(6)
+    assert page.locator('svg.graph .node[data-id^="resource:projects/_/buckets/"]').count() == 6

@@ -133,7 +133,8 @@ def test_a_pasted_token_signs_in_as_its_principal_and_a_bad_one_does_not(module_
 
 def test_no_session_no_data(module_server: KeylessServer) -> None:
     anonymous = httpx.Client(base_url=module_server.base_url, timeout=30)
-    for path in ("/console/api/projects", "/console/api/graph?project=p", "/console/api/entries?project=p"):
+    for path in ("/console/api/projects", "/console/api/graph?project=p", "/console/api/entries?project=p",
+                 "/console/api/iam?project=p"):
         r = anonymous.get(path)
         assert r.status_code == 401 and r.json()["error"]["status"] == "UNAUTHENTICATED", path
     for path in VIEWS:
@@ -143,6 +144,11 @@ def test_no_session_no_data(module_server: KeylessServer) -> None:
     client = _signed_in(module_server)
     r = client.get("/console/api/graph", params={"project": "nope", "kind": "pool"})
     assert r.status_code == 404 and r.json()["error"]["status"] == "NOT_FOUND"
+    r = client.get("/console/api/iam", params={"project": "nope"})
+    assert r.status_code == 404 and r.json()["error"]["status"] == "NOT_FOUND"
+    # the timeline's time range is a timestamp, or Google's INVALID_ARGUMENT (never folded into the filter raw)
+    r = client.get("/console/api/entries", params={"project": "nope", "since": '2026") OR (true'})
+    assert r.status_code == 400 and r.json()["error"]["status"] == "INVALID_ARGUMENT"
 
 
 def test_expired_links_are_refused(state: ServerState) -> None:

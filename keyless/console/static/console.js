@@ -64,7 +64,8 @@ async function fillProjects() {
 
 // -- identity graph ---------------------------------------------------------------------------
 
-const NODE_W = 180, NODE_H = 26, COLUMN = 250;
+const NODE_W = 200, NODE_H = 26, TOP = 16, LABEL_CHARS = 27;
+const SEVERITY_RANK = { error: 3, warning: 2, info: 1, note: 1 };
 
 async function graphView() {
   await fillProjects().catch(showError);
@@ -72,15 +73,20 @@ async function graphView() {
   if (params.get("q")) $("#q").value = params.get("q");
   if (params.get("kind")) $("#kind").value = params.get("kind");
   $("#apply").addEventListener("click", loadGraph);
+  $("#legacy").addEventListener("change", loadGraph);
   $("#q").addEventListener("keydown", (e) => { if (e.key === "Enter") loadGraph(); });
   await loadGraph();
 }
+
+const expanded = new Set();  // grouped grants (ROLE@KIND) the reader opened
 
 async function loadGraph() {
   showError(null);
   const canvas = $("#canvas");
   const q = new URLSearchParams({ project: $("#project").value, q: $("#q").value });
   if ($("#kind").value) q.append("kind", $("#kind").value);
+  if ($("#legacy").checked) q.set("legacy", "1");
+  for (const key of expanded) q.append("expand", key);
   const started = performance.now();
   let g;
   try {
@@ -95,6 +101,9 @@ async function loadGraph() {
   const hidden = $("#hidden");
   hidden.hidden = g.hidden.length === 0;
   hidden.textContent = g.hidden.length ? "Not shown (your permissions): " + g.hidden.join("; ") : "";
+  const folded = $("#folded");
+  folded.hidden = !(g.folded || []).length;
+  folded.textContent = (g.folded || []).length ? "Folded for reading: " + g.folded.join("; ") + "." : "";
   requestAnimationFrame(() => {
     const ms = Math.round(performance.now() - started);
     $("#status").textContent = `${g.nodes.length} of ${g.total} nodes, ${g.edges.length} edges · ` +
@@ -103,31 +112,106 @@ async function loadGraph() {
   });
 }
 
+// The worst severity among findings: the class that colours a node or an edge (error red,
+// warning amber, info blue), so a warning does not read as an error.
+function severityOf(findings) {
+  let worst = null;
+  for (const f of findings || []) if (!worst || (SEVERITY_RANK[f.severity] || 0) > SEVERITY_RANK[worst]) worst = f.severity;
+  return worst;
+}
+
+// A label that fits its box: whole when short; else its last path segments (a bucket's, a secret's,
+// a member's end tells nodes apart) after "…", never a cut through the middle of a segment unless one
+// segment alone is too long.
+function fitLabel(label, max) {
+  if (label.length <= max) return label;
+  const parts = label.split("/");
+  let kept = parts.pop();
+  while (parts.length && kept.length + parts[parts.length - 1].length + 2 <= max) kept = parts.pop() + "/" + kept;
+  if (kept.length + 1 <= max) return "…" + (label.length > kept.length ? "/" : "") + kept.replace(/^\//, "");
+  return kept.slice(0, max - 1) + "…";
+}
+
+// Edges leave a box's right side and enter the next box's left side; one that skips columns crosses
+// each column between its boxes (in the free lane nearest its straight line), never under a box.
+function edgePath(a, b, byColumn, column) {
+  const x1 = a.x + NODE_W, y1 = a.y + NODE_H / 2 + TOP, x2 = b.x, y2 = b.y + NODE_H / 2 + TOP;
+  const points = [[x1, y1]];
+  const from = Math.round((a.x - 10) / column), to = Math.round((b.x - 10) / column);
+  for (let c = from + 1; c < to; c++) {
+    const cx = c * column + 10;
+    const y = lane(byColumn.get(c) || [], y1 + (y2 - y1) * ((cx - x1) / Math.max(1, x2 - x1)));
+    points.push([cx - 8, y], [cx + NODE_W + 8, y]);  // entering the column's lane, leaving it
+  }
+  points.push([x2, y2]);
+  let d = `M${x1},${y1}`;
+  for (let i = 1; i < points.length; i++) {
+    const [px, py] = points[i - 1], [x, y] = points[i];
+    if (i % 2 === 0 && i < points.length - 1) d += ` L${x},${y}`;  // across a column, between its boxes
+    else { const mid = (px + x) / 2; d += ` C${mid},${py} ${mid},${y} ${x},${y}`; }
+  }
+  const [ex, ey] = points[1];
+  return { d, mid: [(x1 + ex) / 2, (y1 + ey) / 2] };  // the middle of the first gap: where a label goes
+}
+
+// A label's baseline: `y`, or the next free line below it when another label of the same gap is
+// there already (two edges between one pair of nodes: an annotation and a binding).
+function placeLabel(placed, x, y) {
+  const key = Math.round(x / 20);
+  const taken = placed.get(key) || [];
+  let at = y;
+  while (taken.some((t) => Math.abs(t - at) < 12)) at += 12;
+  taken.push(at);
+  placed.set(key, taken);
+  return at;
+}
+
+// The y nearest `y` that no box of the column covers (boxes sorted by y).
+function lane(boxes, y) {
+  for (const top of boxes) {
+    const lo = top + TOP - 3, hi = top + TOP + NODE_H + 3;
+    if (y >= lo && y <= hi) return (y - lo < hi - y) ? lo : hi;
+  }
+  return y;
+}
+
 function drawGraph(canvas, g) {
-  const root = svg("svg", { width: g.width, height: Math.max(g.height, 200), class: "graph", role: "img",
+  const column = g.columnWidth;
+  graphEdges = g.edges;
+  const root = svg("svg", { width: g.width, height: Math.max(g.height + TOP + 12, 200), class: "graph", role: "img",
                              "aria-label": `identity graph of ${g.project}` });
   const byId = new Map(g.nodes.map((n) => [n.id, n]));
+  const byColumn = new Map();
+  for (const n of g.nodes) {
+    const c = Math.round((n.x - 10) / column);
+    if (!byColumn.has(c)) byColumn.set(c, []);
+    byColumn.get(c).push(n.y);
+  }
+  byColumn.forEach((ys) => ys.sort((p, q) => p - q));
   const heads = svg("g", { class: "columns" });
   const names = ["pools, clusters", "providers, namespaces", "members, KSAs", "service accounts", "grants", "resources"];
-  names.forEach((name, i) => { const t = svg("text", { x: i * COLUMN + 10, y: 12, class: "column" }); t.textContent = name; heads.append(t); });
+  names.forEach((name, i) => { const t = svg("text", { x: i * column + 10, y: 12, class: "column" }); t.textContent = name; heads.append(t); });
   root.append(heads);
   const edges = svg("g", { class: "edges" });
   const labels = svg("g", { class: "edge-labels" });
+  const placed = new Map();
   for (const e of g.edges) {
     const a = byId.get(e.source), b = byId.get(e.target);
     if (!a || !b) continue;
-    const x1 = a.x + NODE_W, y1 = a.y + NODE_H / 2 + 16, x2 = b.x, y2 = b.y + NODE_H / 2 + 16;
-    const mid = (x1 + x2) / 2;
-    const cls = ["edge", e.condition ? "conditional" : "", e.findings ? "finding" : ""].join(" ").trim();
-    const path = svg("path", { d: `M${x1},${y1} C${mid},${y1} ${mid},${y2} ${x2},${y2}`, class: cls,
-                               "data-source": e.source, "data-target": e.target });
+    const route = edgePath(a, b, byColumn, column);
+    const severity = severityOf(e.findings);
+    const cls = ["edge", e.condition ? "conditional" : "", severity ? `finding sev-${severity}` : ""].join(" ").trim();
+    const path = svg("path", { d: route.d, class: cls, "data-source": e.source, "data-target": e.target });
     const title = svg("title", {});
     title.textContent = `${e.label || "edge"}${e.condition ? " if " + e.condition : ""}`;
     path.append(title);
     path.addEventListener("click", () => showEdge(e, a, b));
     edges.append(path);
     if (e.label.startsWith("roles/") || e.label === "annotation") {
-      const t = svg("text", { x: x2 - 4, y: y2 - 5, class: "edge-label" + (e.findings ? " finding" : "") });
+      // on the edge, in the gap after its source: edges into one account from different rows keep apart
+      const [lx, ly] = route.mid;
+      const t = svg("text", { x: lx, y: placeLabel(placed, lx, ly - 3), class: "edge-label" + (severity ? ` finding sev-${severity}` : ""),
+                              "data-source": e.source, "data-target": e.target });
       t.textContent = e.label.replace(/^roles\/[a-z]+\./, "").replace(/^roles\//, "");
       t.addEventListener("click", () => showEdge(e, a, b));
       labels.append(t);
@@ -136,12 +220,12 @@ function drawGraph(canvas, g) {
   root.append(edges);
   const nodes = svg("g", { class: "nodes" });
   for (const n of g.nodes) {
-    const group = svg("g", { class: `node kind-${n.kind}${n.findings ? " finding" : ""}`, transform: `translate(${n.x},${n.y + 16})`,
-                             "data-id": n.id, tabindex: "0" });
+    const severity = severityOf(n.findings);
+    const group = svg("g", { class: `node kind-${n.kind}${severity ? ` finding sev-${severity}` : ""}`,
+                             transform: `translate(${n.x},${n.y + TOP})`, "data-id": n.id, tabindex: "0" });
     group.append(svg("rect", { width: NODE_W, height: NODE_H, rx: 5 }));
     const t = svg("text", { x: 8, y: 17 });
-    // cut in the middle: a name's end (repository, bucket, account) tells nodes apart
-    t.textContent = (n.label.length > 27 ? n.label.slice(0, 9) + "…" + n.label.slice(-17) : n.label);
+    t.textContent = fitLabel(n.label, LABEL_CHARS);
     const title = svg("title", {});
     title.textContent = `${n.kind}: ${n.label}`;
     group.append(t, title);
@@ -173,7 +257,42 @@ function openDetails(...children) {
   const box = $("#details");
   box.hidden = false;
   box.replaceChildren(el("button", { type: "button", class: "close", "aria-label": "close", text: "×",
-                                     onclick: () => { box.hidden = true; } }), ...children);
+                                     onclick: () => { box.hidden = true; highlight(null); } }), ...children);
+}
+
+// Every path through a node: what it reaches (following edges) and what reaches it (against them),
+// as far as they go; the rest of the graph is dimmed.
+let graphEdges = [];
+
+function reach(start, forward) {
+  const next = new Map();
+  for (const e of graphEdges) {
+    const [from, to] = forward ? [e.source, e.target] : [e.target, e.source];
+    if (!next.has(from)) next.set(from, []);
+    next.get(from).push(to);
+  }
+  const seen = new Set([start]), todo = [start];
+  while (todo.length) for (const m of next.get(todo.pop()) || []) if (!seen.has(m)) { seen.add(m); todo.push(m); }
+  return seen;
+}
+
+function highlight(id) {
+  const svgRoot = document.querySelector("svg.graph");
+  if (!svgRoot) return;
+  if (id === null) { svgRoot.classList.remove("focused"); return; }
+  const down = reach(id, true), up = reach(id, false);
+  svgRoot.classList.add("focused");
+  svgRoot.querySelectorAll(".node").forEach((x) => {
+    x.classList.toggle("on-path", down.has(x.dataset.id) || up.has(x.dataset.id));
+    x.classList.toggle("reaches", up.has(x.dataset.id) && x.dataset.id !== id);
+    x.classList.toggle("reached", down.has(x.dataset.id) && x.dataset.id !== id);
+  });
+  svgRoot.querySelectorAll("path.edge, text.edge-label").forEach((x) => {
+    const s = x.dataset.source, t = x.dataset.target;
+    x.classList.toggle("on-path", (down.has(s) && down.has(t)) || (up.has(s) && up.has(t)));
+  });
+  const status = $("#path-status");
+  if (status) status.textContent = `${up.size - 1} nodes reach it, it reaches ${down.size - 1}`;
 }
 
 function showNode(n) {
@@ -181,7 +300,12 @@ function showNode(n) {
   const g = document.querySelector(`.node[data-id="${CSS.escape(n.id)}"]`);
   if (g) g.classList.add("selected");
   openDetails(el("h2", { text: n.label }), el("p", { class: "kind", text: n.kind }),
-    el("p", {}, el("code", { text: n.id })), detailsList(n.details), findingsList(n.findings) || "");
+    el("p", { id: "path-status", class: "hint" }),
+    el("p", {}, el("code", { text: n.id })),
+    n.details.group && n.kind === "grant" ? el("button", { type: "button", class: "expand", text: "Expand into one box per grant",
+      onclick: () => { expanded.add(n.details.group); loadGraph(); } }) : "",
+    detailsList(n.details), findingsList(n.findings) || "");
+  highlight(n.id);
 }
 
 function showEdge(e, a, b) {
@@ -191,9 +315,61 @@ function showEdge(e, a, b) {
     findingsList(e.findings) || "");
 }
 
+// -- IAM (the project's page: by principal, by role, inherited marked) ------------------------------
+
+let iamData = null, iamBy = "principal";
+
+async function iamView() {
+  await fillProjects().catch(showError);
+  document.querySelectorAll(".view-by .by").forEach((b) => b.addEventListener("click", () => {
+    document.querySelectorAll(".view-by .by").forEach((x) => x.classList.toggle("current", x === b));
+    iamBy = b.dataset.by;
+    drawIam();
+  }));
+  $("#q").addEventListener("input", drawIam);
+  $("#project").addEventListener("change", loadIam);
+  await loadIam();
+}
+
+async function loadIam() {
+  showError(null);
+  try {
+    iamData = await api(`/console/api/iam?${new URLSearchParams({ project: $("#project").value })}`);
+  } catch (err) { iamData = null; $("#iam-table thead").replaceChildren(); $("#iam-table tbody").replaceChildren(); showError(err); return; }
+  const hidden = $("#hidden");
+  hidden.hidden = !iamData.hidden.length;
+  hidden.textContent = iamData.hidden.length ? "Not shown (your permissions): " + iamData.hidden.join("; ") : "";
+  drawIam();
+}
+
+function grantCell(grant, what) {
+  return el("li", { class: grant.inherited ? "inherited" : "" }, el("span", { class: "what", text: what }),
+    grant.condition ? el("span", { class: "condition", title: grant.condition.expression || "",
+                                   text: `condition: ${grant.condition.title || grant.condition.expression}` }) : null,
+    grant.inherited ? el("span", { class: "badge", text: `inherited from ${grant.from}` }) : null);
+}
+
+function drawIam() {
+  if (!iamData) return;
+  const q = $("#q").value.trim().toLowerCase();
+  const byPrincipal = iamBy === "principal";
+  const rows = byPrincipal ? iamData.byPrincipal : iamData.byRole;
+  const shown = rows.filter((r) => !q || JSON.stringify(r).toLowerCase().includes(q));
+  $("#iam-table thead").replaceChildren(el("tr", {}, el("th", { text: byPrincipal ? "Principal" : "Role" }),
+    el("th", { text: byPrincipal ? "Roles" : "Principals" })));
+  $("#iam-table tbody").replaceChildren(...shown.map((r) => el("tr", { "data-key": byPrincipal ? r.member : r.role },
+    el("td", { class: "key", text: byPrincipal ? r.member : r.role }),
+    el("td", {}, el("ul", {}, ...(byPrincipal ? r.roles.map((g) => grantCell(g, g.role)) : r.members.map((g) => grantCell(g, g.member))))))));
+  $("#status").textContent = `${shown.length} ${byPrincipal ? "principals" : "roles"}`;
+}
+
 // -- audit timeline ---------------------------------------------------------------------------
 
-let newest = null, tailTimer = null;
+let newest = null, tailTimer = null, nextPage = null, pagedQuery = null, severity = "";
+const RPC = { 1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED", 5: "NOT_FOUND",
+  6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED", 8: "RESOURCE_EXHAUSTED", 9: "FAILED_PRECONDITION", 10: "ABORTED",
+  11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED", 13: "INTERNAL", 14: "UNAVAILABLE", 15: "DATA_LOSS", 16: "UNAUTHENTICATED" };
+const statusName = (code) => RPC[code] || `status ${code}`;
 
 async function timelineView() {
   await fillProjects().catch(showError);
@@ -201,7 +377,14 @@ async function timelineView() {
   if (params.get("filter")) $("#filter").value = params.get("filter");
   $("#apply").addEventListener("click", () => loadEntries(false));
   $("#filter").addEventListener("keydown", (e) => { if (e.key === "Enter") loadEntries(false); });
+  $("#range").addEventListener("change", () => loadEntries(false));
   $("#tail").addEventListener("change", scheduleTail);
+  $("#more").addEventListener("click", loadOlder);
+  document.querySelectorAll(".sev-filter").forEach((b) => b.addEventListener("click", () => {
+    document.querySelectorAll(".sev-filter").forEach((x) => x.classList.toggle("current", x === b));
+    severity = b.dataset.severity;
+    loadEntries(false);
+  }));
   await loadEntries(false);
 }
 
@@ -210,43 +393,149 @@ function scheduleTail() {
   if ($("#tail").checked) tailTimer = setTimeout(() => loadEntries(true).finally(scheduleTail), 2000);
 }
 
+function entryQuery() {
+  const text = $("#filter").value.trim();
+  const filter = severity ? (text ? `(${text}) AND severity>=${severity}` : `severity>=${severity}`) : text;
+  const q = new URLSearchParams({ project: $("#project").value, filter });
+  const range = Number($("#range").value);
+  if (range) q.set("since", new Date(Date.now() - range * 1000).toISOString());
+  return q;
+}
+
 async function loadEntries(tail) {
-  const q = new URLSearchParams({ project: $("#project").value, filter: $("#filter").value });
+  const q = entryQuery();
   if (tail && newest) q.set("after", newest);
   let page;
   try {
     page = await api(`/console/api/entries?${q}`);
   } catch (err) {
-    if (!tail) { $("#entries").replaceChildren(); $("#flows").replaceChildren(); }
+    if (!tail) { $("#entries").replaceChildren(); $("#flows").replaceChildren(); $("#histogram").replaceChildren(); }
     showError(err);
     return;
   }
   showError(null);
   const list = $("#entries");
-  if (!tail) { list.replaceChildren(); $("#flows").replaceChildren(); newest = null; }
-  const fresh = page.entries.map(entryRow);
-  list.prepend(...fresh);
+  if (!tail) {
+    list.replaceChildren(); $("#flows").replaceChildren(); newest = null;
+    nextPage = page.nextPageToken || null;
+    pagedQuery = q;  // older pages continue this very query (its time range fixed when it was made)
+  }
+  list.prepend(...page.entries.map(entryRow));
   if (page.entries.length) newest = page.entries[0].timestamp;
   if (page.flows) drawFlows(page.flows);
   if (!tail) $("#query-hint").replaceChildren(...(page.hint ? [el("pre", { class: "hint", text: page.hint })] : []));
-  $("#status").textContent = `${list.children.length} entries` + ($("#tail").checked ? " · tailing" : "");
+  afterEntries();
   if (!tail) scheduleTail();
+}
+
+async function loadOlder() {  // paging past the first page, as Logs Explorer's "load older"
+  if (!nextPage || !pagedQuery) return;
+  const q = new URLSearchParams(pagedQuery);
+  q.set("pageToken", nextPage);
+  let page;
+  try { page = await api(`/console/api/entries?${q}`); } catch (err) { showError(err); return; }
+  nextPage = page.nextPageToken || null;
+  $("#entries").append(...page.entries.map(entryRow));
+  afterEntries();
+}
+
+function afterEntries() {
+  const list = $("#entries");
+  $("#more").hidden = !nextPage;
+  $("#status").textContent = `${list.children.length} entries` + (nextPage ? " (more older)" : "") +
+    ($("#tail").checked ? " · tailing" : "");
+  drawHistogram([...list.children].map((row) => [row.dataset.timestamp, row.dataset.severity]));
+}
+
+// The entries shown, counted per time bucket and severity (stacked bars, as Logs Explorer's histogram).
+function drawHistogram(points) {
+  const box = $("#histogram");
+  const times = points.map(([t]) => Date.parse(t)).filter((t) => !Number.isNaN(t));
+  if (!times.length) { box.replaceChildren(); return; }
+  const BUCKETS = 40, W = 800, H = 60;
+  const lo = Math.min(...times), hi = Math.max(...times) + 1, span = (hi - lo) / BUCKETS;
+  const counts = Array.from({ length: BUCKETS }, () => ({ bad: 0, ok: 0 }));
+  points.forEach(([t, sev]) => {
+    const at = Date.parse(t);
+    if (Number.isNaN(at)) return;
+    const b = counts[Math.min(BUCKETS - 1, Math.floor((at - lo) / span))];
+    if (["ERROR", "CRITICAL", "ALERT", "EMERGENCY", "WARNING"].includes(sev)) b.bad++; else b.ok++;
+  });
+  const top = Math.max(...counts.map((c) => c.bad + c.ok));
+  const chart = svg("svg", { width: W, height: H + 14, class: "histogram-chart", role: "img",
+                             "aria-label": `${points.length} entries over time` });
+  counts.forEach((c, i) => {
+    const x = i * (W / BUCKETS), w = W / BUCKETS - 2;
+    const hOk = (c.ok / top) * H, hBad = (c.bad / top) * H;
+    if (c.ok) chart.append(svg("rect", { x, y: H - hOk - hBad, width: w, height: hOk, class: "bar ok", "data-count": c.ok }));
+    if (c.bad) chart.append(svg("rect", { x, y: H - hBad, width: w, height: hBad, class: "bar bad", "data-count": c.bad }));
+  });
+  const from = svg("text", { x: 0, y: H + 12 }); from.textContent = new Date(lo).toISOString().replace(/\.\d+Z/, "Z");
+  const to = svg("text", { x: W, y: H + 12, "text-anchor": "end" }); to.textContent = new Date(hi).toISOString().replace(/\.\d+Z/, "Z");
+  chart.append(from, to);
+  box.replaceChildren(chart);
 }
 
 function entryRow(entry) {
   const p = entry.protoPayload || {};
   const auth = p.authenticationInfo || {};
   const status = (p.status || {}).code || 0;
+  const diagnosis = (p.metadata || {}).diagnosis;
+  const refusedExchange = status && p.serviceName === "sts.googleapis.com";
+  const audience = ((p.request || {}).audience || "").replace("//iam.googleapis.com/", "");
+  const who = auth.principalEmail || auth.principalSubject ||
+    (refusedExchange ? `no principal (refused): ${audience.split("/workloadIdentityPools/").pop()}` : "");
+  const labels = (entry.resource || {}).labels || {};
+  let resource = p.resourceName || "";
+  if (resource.includes("/serviceAccounts/") && labels.email_id) resource = resource.replace(/\/serviceAccounts\/[^/]+$/, `/serviceAccounts/${labels.email_id}`);
   const summary = el("summary", {},
     el("span", { class: "ts", text: entry.timestamp }),
     el("span", { class: `sev ${entry.severity || "DEFAULT"}`, text: entry.severity || "DEFAULT" }),
     el("span", { class: "method", text: p.methodName || entry.logName }),
-    el("span", { class: "who", text: auth.principalEmail || auth.principalSubject || "" }),
-    el("span", { class: "res", text: p.resourceName || "" }),
-    status ? el("span", { class: "denied", text: `status ${status}` }) : null);
-  const explain = status === 7 ? el("a", { href: `/console/explain?entry=${encodeURIComponent(entry.insertId)}`, class: "explain-link", text: "Explain this denial" }) : null;
-  return el("details", { class: "entry" + (status ? " failed" : ""), "data-insert-id": entry.insertId }, summary,
-    explain, el("pre", { text: JSON.stringify(entry, null, 2) }));
+    el("span", { class: "who", text: who }),
+    el("span", { class: "res", text: resource }),
+    status ? el("span", { class: "denied", text: statusName(status) }) : null);
+  const cause = diagnosis && diagnosis.cause ? el("div", { class: "diagnosis" },
+    el("p", { class: "cause", text: `Cause: ${diagnosis.cause}` }), el("p", {}, "Fix: ", el("code", { text: diagnosis.fix || "" }))) : null;
+  const explain = (status === 7 || refusedExchange) ? el("a", { href: `/console/explain?entry=${encodeURIComponent(entry.insertId)}`, class: "explain-link", text: refusedExchange ? "Explain this refusal" : "Explain this denial" }) : null;
+  return el("details", { class: "entry" + (status ? " failed" : ""), "data-insert-id": entry.insertId,
+                         "data-timestamp": entry.timestamp, "data-severity": entry.severity || "DEFAULT" }, summary,
+    cause, explain, jsonTree(entry));
+}
+
+// The entry's JSON with every value a link that adds `path="value"` to the filter (Logs Explorer's
+// "show matching entries"); repeated fields are named without an index, as the filter language does.
+function jsonTree(entry) {
+  const pre = el("pre", { class: "json" });
+  const walk = (value, path, indent, key) => {
+    const pad = "  ".repeat(indent) + (key === null ? "" : JSON.stringify(key) + ": ");
+    if (value && typeof value === "object") {
+      const isArray = Array.isArray(value);
+      const items = isArray ? value.map((v) => [null, v]) : Object.entries(value);
+      pre.append(pad + (isArray ? "[" : "{") + "\n");
+      items.forEach(([k, v], i) => {
+        walk(v, isArray ? path : (path ? `${path}.${k}` : k), indent + 1, k);
+        if (i < items.length - 1) pre.append(",");
+        pre.append("\n");
+      });
+      pre.append("  ".repeat(indent) + (isArray ? "]" : "}"));
+      return;
+    }
+    pre.append(pad);
+    const literal = typeof value === "string" ? JSON.stringify(value) : String(value);
+    pre.append(el("a", { class: "field", href: "#", "data-path": path, title: `filter on ${path}`, text: literal,
+      onclick: (ev) => { ev.preventDefault(); addToFilter(path, value); } }));
+  };
+  walk(entry, "", 0, null);
+  return pre;
+}
+
+function addToFilter(path, value) {
+  const literal = typeof value === "string" ? `"${value.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"` : String(value);
+  const clause = `${path}=${literal}`;
+  const text = $("#filter").value.trim();
+  $("#filter").value = text ? `${text} AND ${clause}` : clause;
+  loadEntries(false);
 }
 
 function drawFlows(flows) {
@@ -255,10 +544,14 @@ function drawFlows(flows) {
   if (!flows.length) { box.append(el("p", { class: "hint", text: "No exchange in these entries." })); return; }
   for (const f of flows) {
     const steps = f.steps.map((s) => el("li", { class: `flow-step ${s.step}${s.status ? " failed" : ""}` },
-      el("span", { class: "step", text: s.step + (s.status ? ` · status ${s.status}` : "") }),
+      el("span", { class: "step", text: s.step + (s.status ? ` · ${statusName(s.status)}` : "") }),
       el("span", { class: "who", text: s.principal }),
-      el("span", { class: "method", text: s.method }), el("span", { class: "res", text: s.resource })));
-    box.append(el("div", { class: "flow" }, el("div", { class: "subject" }, f.subject,
+      el("span", { class: "method", text: s.method }), el("span", { class: "res", text: s.resource }),
+      s.cause ? el("span", { class: "cause", text: s.cause }) : null,
+      s.status && (s.status === 7 || s.step === "exchange") ? el("a", { class: "explain-link", text: "Explain",
+        href: `/console/explain?entry=${encodeURIComponent(s.insertId)}` }) : null));
+    const subject = f.subject || `refused exchange for ${f.provider || "a provider"}`;
+    box.append(el("div", { class: "flow" + (f.subject ? "" : " refused") }, el("div", { class: "subject" }, subject,
       f.serviceAccount ? el("span", { class: "via", text: ` → ${f.serviceAccount}` }) : null), el("ol", {}, ...steps)));
   }
 }
@@ -291,6 +584,7 @@ async function runExplain(form) {
                    entry: ["entry"], pod: ["pod", "cluster", "permission", "resource"] }[who];
   for (const f of fields) { const v = form.querySelector(`#${f}`).value.trim(); if (v) body[f] = v; }
   $("#chain").replaceChildren(); $("#failure").hidden = true; $("#verdict").hidden = true;
+  $("#policies").replaceChildren();
   let ex;
   try {
     ex = await api("/console/api/explain", { method: "POST", body: JSON.stringify(body) });
@@ -316,6 +610,31 @@ async function runExplain(form) {
       el("p", { class: "cause", text: ex.firstFailure.cause }),
       el("p", {}, "Fix: "), el("pre", { class: "fix", text: ex.firstFailure.fix }));
   }
+  if (ex.policies) drawPolicies(ex);
+}
+
+// Policy Troubleshooter's view: each level's allow policy, each binding with its two questions.
+function drawPolicies(ex) {
+  const yesNo = (v) => el("td", { class: v ? "yes" : "no", text: v ? "yes" : "no" });
+  const box = $("#policies");
+  box.append(el("h2", { text: `Allow policies checked for ${ex.permission}` }));
+  for (const level of ex.policies) {
+    const section = el("section", { class: "level", "data-resource": level.resource },
+      el("h3", { text: level.resource }));
+    if (level.hidden) section.append(el("p", { class: "hint level-hidden", text: `Bindings not shown: ${level.hidden}.` }));
+    else if (!level.bindings.length) section.append(el("p", { class: "hint", text: "No bindings." }));
+    else {
+      const rows = level.bindings.map((b) => el("tr", { class: b.grants ? "grants" : "" },
+        el("td", { class: "role", text: b.role }),
+        el("td", { class: "members", text: b.members.join(", ") + (b.memberCount > b.members.length ? ` (+${b.memberCount - b.members.length})` : "") }),
+        yesNo(b.containsPermission), yesNo(b.memberMatches),
+        el("td", { class: "cond", text: b.condition ? `${b.condition}${"conditionHolds" in b ? (b.conditionHolds ? " → true" : " → false") : ""}` : "" })));
+      section.append(el("table", { class: "bindings" },
+        el("thead", {}, el("tr", {}, ...["Role", "Members", "Contains the permission", "Member matches", "Condition"].map((h) => el("th", { text: h })))),
+        el("tbody", {}, ...rows)));
+    }
+    box.append(section);
+  }
 }
 
 // What the console remembers in this origin's localStorage (the last project) belongs to the
@@ -329,5 +648,6 @@ document.addEventListener("DOMContentLoaded", () => {
   if (view === "signin") forgetSession();
   else if (view === "graph") graphView();
   else if (view === "timeline") timelineView();
+  else if (view === "iam") iamView();
   else if (view === "explain") explainView();
 });
