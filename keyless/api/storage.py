@@ -212,6 +212,8 @@ def delete_object(call: StorageCall) -> None:
 
 def routes(state: ServerState) -> list[Route]:
     """Mounted at /storage."""
+    from keyless.api import storage_xml  # it reuses this module's handlers
+
     b = "/v1/b/{bucket}"
     return [
         Route("/v1/b", storage_endpoint(state, insert_bucket, method="storage.buckets.create"), methods=["POST"]),
@@ -226,6 +228,7 @@ def routes(state: ServerState) -> list[Route]:
         Route(b + "/o", storage_endpoint(state, storage_media.upload, json_body=False), methods=["POST"]),
         Route(b + "/o/{object:path}", storage_endpoint(state, get_object, media=True), methods=["GET"]),
         Route(b + "/o/{object:path}", storage_endpoint(state, delete_object), methods=["DELETE"]),
+        *storage_xml.routes(state),  # /storage/BUCKET/OBJECT, and every signed URL (last: it takes any path)
     ]
 
 

@@ -101,7 +101,11 @@ async def _stream_into(call: StorageCall, writer: BlobWriter) -> None:
 
 
 async def _upload_media(call: StorageCall) -> dict[str, Any]:
-    name = validate_object_name(call.arg("name"))
+    return await upload_media(call, validate_object_name(call.arg("name")))
+
+
+async def upload_media(call: StorageCall, name: str) -> dict[str, Any]:
+    """The request's body as the object `name` (its Content-Type; checked against X-Goog-Hash)."""
     declared = _declared_length(call)
     row = await run_in_threadpool(_prepare, call, name)
     writer = await run_in_threadpool(call.storage.blobs.writer, MAX_OBJECT_BYTES)
@@ -342,7 +346,8 @@ async def cancel_upload(call: StorageCall) -> Response:
 
 # -- downloads -----------------------------------------------------------------------------------
 
-def _open(call: StorageCall) -> tuple[StorageObject, BinaryIO]:
+def open_object(call: StorageCall) -> tuple[StorageObject, BinaryIO]:
+    """The object the call names and its bytes, once storage.objects.get is granted (audited)."""
     row = load_bucket(call)
     name = validate_object_name(call.params["object"])
     authorize_object(call, row, name, "storage.objects.get")
@@ -383,14 +388,8 @@ def _range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-async def download(call: StorageCall) -> Response:
-    """GET .../o/O?alt=media: the bytes, or 206 with one Range."""
-    obj, f = await run_in_threadpool(_open, call)
-    try:
-        span = _range(call.header("range"), obj.size) if obj.size else None
-    except BaseException:
-        f.close()
-        raise
+def object_headers(obj: StorageObject) -> dict[str, str]:
+    """The headers a download (and the XML API's HEAD) answers with."""
     headers = {
         "Content-Type": str((obj.body or {}).get("contentType", "application/octet-stream")),
         "x-goog-generation": str(obj.generation),
@@ -406,6 +405,18 @@ async def download(call: StorageCall) -> Response:
                           ("contentLanguage", "Content-Language")):
         if (obj.body or {}).get(field):
             headers[header] = str(obj.body[field])
+    return headers
+
+
+async def download(call: StorageCall) -> Response:
+    """GET .../o/O?alt=media: the bytes, or 206 with one Range."""
+    obj, f = await run_in_threadpool(open_object, call)
+    try:
+        span = _range(call.header("range"), obj.size) if obj.size else None
+    except BaseException:
+        f.close()
+        raise
+    headers = object_headers(obj)
     status, start, length = 200, 0, obj.size
     if span is not None:
         status, start, length = 206, span[0], span[1] - span[0] + 1
