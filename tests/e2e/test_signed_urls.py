@@ -25,7 +25,7 @@ from google.cloud import storage
 from google.cloud.storage import _signing
 from google.oauth2 import service_account
 
-from tests.api.helpers import audit_data_access
+from tests.api.helpers import audit_data_access, token_for_service_account
 from tests.conftest import Gcloud, KeylessServer
 
 PROJECT = "signed-project"
@@ -264,3 +264,48 @@ def test_gcloud_storage_sign_url(world: dict[str, Any], module_gcloud: Gcloud) -
                           f"--impersonate-service-account={SIGNER}", "--region=us")
     got = requests.get(impersonated[0]["signed_url"], timeout=30)
     assert (got.status_code, got.content) == (200, b"quarterly numbers"), got.text
+
+
+def test_iam_v1_sign_blob_is_iamcredentials_sign_blob_audited_as_iam(world: dict[str, Any]) -> None:
+    """The deprecated IAM v1 methods sign with the same key, need the same permission, and are
+    Data Access entries of iam.googleapis.com."""
+    srv = world["srv"]
+    audit_data_access(srv, PROJECT, {"iam.googleapis.com": ["DATA_READ"], "storage.googleapis.com": ["DATA_READ"]})
+    v1 = _iam(srv, "POST", f"{SIGNER}:signBlob", {"bytesToSign": base64.b64encode(b"blob").decode()})
+    r = srv.call("POST", f"/iamcredentials/v1/projects/-/serviceAccounts/{SIGNER}:signBlob",
+                 body={"payload": base64.b64encode(b"blob").decode()})
+    assert r.status_code == 200 and r.json()["keyId"] == v1["keyId"]
+    assert base64.b64decode(r.json()["signedBlob"]) == base64.b64decode(v1["signature"])  # PKCS #1 v1.5: same bytes
+    jwt = _iam(srv, "POST", f"{SIGNER}:signJwt", {"payload": json.dumps({"sub": SIGNER, "aud": "https://x.example"})})
+    assert jwt["signedJwt"].count(".") == 2 and jwt["keyId"] == v1["keyId"]
+    stranger = token_for_service_account(srv, STRANGER)
+    for path, body in ((":signBlob", {"bytesToSign": "YmxvYg=="}), (":signJwt", {"payload": "{}"})):
+        refused = srv.call("POST", f"/iam/v1/projects/-/serviceAccounts/{SIGNER}{path}", token=stranger, body=body)
+        assert refused.status_code == 403 and refused.json()["error"]["status"] == "PERMISSION_DENIED", refused.text
+    delegated = srv.call("POST", f"/iam/v1/projects/-/serviceAccounts/{SIGNER}:signBlob",
+                         body={"bytesToSign": "YmxvYg==", "delegates": [f"projects/-/serviceAccounts/{STRANGER}"]})
+    assert delegated.status_code == 400 and 'Unknown name "delegates"' in delegated.json()["error"]["message"]
+    oversized = srv.call("POST", f"/iam/v1/projects/-/serviceAccounts/{SIGNER}:signBlob",
+                         body={"bytesToSign": "A" * (1_398_104 + 4)})
+    assert oversized.status_code == 400 and "bytesToSign must be at most 1 MiB" in oversized.text
+    entries = srv.call("POST", "/logging/v2/entries:list", body={
+        "resourceNames": [f"projects/{PROJECT}"],
+        "filter": 'protoPayload.serviceName="iam.googleapis.com" AND protoPayload.methodName:"SignBlob"'}).json()
+    found = [e["protoPayload"] for e in entries.get("entries", [])]
+    assert {p["methodName"] for p in found} == {"google.iam.admin.v1.SignBlob"}, found
+    # granted, the stranger's refusal (7) and the oversized payload's (3)
+    assert {p["status"].get("code", 0) for p in found} == {0, 3, 7}, found
+
+
+def test_get_allowed_locations(world: dict[str, Any]) -> None:
+    """The account itself (google-auth's lookup) or a holder of iam.serviceAccounts.get may ask."""
+    srv = world["srv"]
+    path = f"/iamcredentials/v1/projects/-/serviceAccounts/{SIGNER}/allowedLocations"
+    for token in (None, token_for_service_account(srv, SIGNER)):
+        r = srv.call("GET", path, token=token)
+        assert (r.status_code, r.json()) == (200, {"encodedLocations": "0x0"}), r.text
+    refused = srv.call("GET", path, token=token_for_service_account(srv, STRANGER))
+    assert refused.status_code == 403 and "iam.serviceAccounts.get" in refused.text
+    unknown = srv.call("GET", f"/iamcredentials/v1/projects/-/serviceAccounts/nobody@{PROJECT}.iam.gserviceaccount.com"
+                              "/allowedLocations")
+    assert unknown.status_code == 404
