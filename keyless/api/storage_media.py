@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, BinaryIO
 from urllib.parse import quote
 
@@ -104,8 +104,10 @@ async def _upload_media(call: StorageCall) -> dict[str, Any]:
     return await upload_media(call, validate_object_name(call.arg("name")))
 
 
-async def upload_media(call: StorageCall, name: str) -> dict[str, Any]:
-    """The request's body as the object `name` (its Content-Type; checked against X-Goog-Hash)."""
+async def upload_media(call: StorageCall, name: str, *,
+                       received: Callable[[], None] | None = None) -> dict[str, Any]:
+    """The request's body as the object `name` (its Content-Type; checked against X-Goog-Hash).
+    `received`, called once the whole body is in, may refuse it before anything is stored."""
     declared = _declared_length(call)
     row = await run_in_threadpool(_prepare, call, name)
     writer = await run_in_threadpool(call.storage.blobs.writer, MAX_OBJECT_BYTES)
@@ -113,6 +115,8 @@ async def upload_media(call: StorageCall, name: str) -> dict[str, Any]:
         await _stream_into(call, writer)
         if declared is not None and writer.size != declared:
             raise InvalidArgument(f"The request body has {writer.size} bytes but Content-Length declared {declared}.")
+        if received is not None:
+            received()
         await run_in_threadpool(writer.commit)
     except BaseException:
         await run_in_threadpool(writer.abort)

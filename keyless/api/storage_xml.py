@@ -16,8 +16,12 @@ and refusals are the XML API's (`<Error><Code>…</Code><Message>…</Message><D
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import logging
+import re
 import time
+from collections.abc import Callable
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -25,11 +29,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Message
 
 from keyless.api import scopes, storage_media
 from keyless.api.http import unexpected_failure
 from keyless.api.storage_wire import SCOPES_NOT_AUTHORIZED, SERVICE, StorageCall
-from keyless.errors import KeylessError, PermissionDenied
+from keyless.errors import InvalidArgument, KeylessError, PermissionDenied
 from keyless.iam import service_account_keys
 from keyless.iam.directory import AccountInfo
 from keyless.state import ServerState, service_account_principal
@@ -141,10 +146,38 @@ async def _serve(call: StorageCall) -> Response:
         f.close()
         return Response(status_code=200, headers={**storage_media.object_headers(obj), "Content-Length": str(obj.size)})
     if method == "PUT":
-        stored = await storage_media.upload_media(call, validate_object_name(call.params["object"]))
+        received = _content_sha256(call)
+        stored = await storage_media.upload_media(call, validate_object_name(call.params["object"]), received=received)
         return Response(status_code=200, headers=_stored_headers(stored))
     await run_in_threadpool(delete_object, call)
     return Response(status_code=204)
+
+
+def _content_sha256(call: StorageCall) -> Callable[[], None] | None:
+    """With `X-Goog-Content-SHA256: HEX` (the payload hash a V4 signature may cover), hash the body
+    as it streams in and refuse it, before it is stored, if it is another."""
+    assert call.request is not None
+    claimed = (call.header("x-goog-content-sha256") or signed_urls.UNSIGNED_PAYLOAD).strip()
+    if claimed == signed_urls.UNSIGNED_PAYLOAD:
+        return None
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", claimed):
+        raise InvalidArgument("X-Goog-Content-SHA256 must be the body's SHA-256 in hex, or UNSIGNED-PAYLOAD.")
+    digest = hashlib.sha256()
+    request = call.request
+
+    async def receive() -> Message:
+        message = await request.receive()
+        if message["type"] == "http.request":
+            digest.update(message.get("body", b""))
+        return message
+
+    call.request = Request(request.scope, receive)
+
+    def check() -> None:
+        if not hmac.compare_digest(digest.hexdigest(), claimed.lower()):
+            raise InvalidArgument("The X-Goog-Content-SHA256 you specified did not match what was received.")
+
+    return check
 
 
 def _stored_headers(stored: dict[str, Any]) -> dict[str, str]:

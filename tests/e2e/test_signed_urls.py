@@ -8,6 +8,7 @@ iamcredentials' getAllowedLocations, on the same server."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -172,6 +173,16 @@ def test_tampered_forged_and_expired_urls_are_refused(world: dict[str, Any]) -> 
     duplicated = requests.get(url + "&x-goog-expires=604800", timeout=30)
     assert duplicated.status_code == 400 and "more than once" in _xml(duplicated)["Details"]
     assert requests.get(url, timeout=30).status_code == 200  # the untouched URL still works
+    # an upload URL that signs its content's SHA-256 stores that content and nothing else
+    content = b"exactly this"
+    digest = hashlib.sha256(content).hexdigest()
+    put = _blob(world, world["signer_key"], "uploads/pinned.txt").generate_signed_url(
+        version="v4", expiration=600, method="PUT", headers={"X-Goog-Content-SHA256": digest})
+    other = requests.put(put, data=b"something else", headers={"X-Goog-Content-SHA256": digest}, timeout=30)
+    assert other.status_code == 400 and "did not match" in _xml(other)["Details"], other.text
+    assert world["owner"].bucket(BUCKET).get_blob("uploads/pinned.txt") is None
+    assert requests.put(put, data=content, headers={"X-Goog-Content-SHA256": digest}, timeout=30).status_code == 200
+    assert world["owner"].bucket(BUCKET).blob("uploads/pinned.txt").download_as_bytes() == content
 
 
 def test_revoked_keys_and_accounts_stop_their_urls(world: dict[str, Any], tmp_path: Path) -> None:
