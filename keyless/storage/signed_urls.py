@@ -47,9 +47,10 @@ MAX_QUERY_PARAMS = 64
 MAX_SIGNED_HEADERS = 32
 MAX_SIGNATURE_HEX = 1024  # RSA-4096
 STORAGE_PREFIX = "/storage"
-_DATE = re.compile(r"^\d{8}T\d{6}Z$")
-_HEADER_NAME = re.compile(r"^[a-z0-9!#$%&'*+.^_`|~-]+$")
-_HEX = re.compile(r"^[0-9a-fA-F]+$")
+_DATE = re.compile(r"[0-9]{8}T[0-9]{6}Z")
+_SECONDS = re.compile(r"[0-9]{1,10}")
+_HEADER_NAME = re.compile(r"[a-z0-9!#$%&'*+.^_`|~-]+")
+_HEX = re.compile(r"[0-9a-fA-F]+")
 GENERIC_MISMATCH = ("The request signature we calculated does not match the signature you provided. "
                     "Check your Google secret key and signing method.")
 
@@ -147,7 +148,7 @@ def _credential(params: dict[str, str], date: str) -> tuple[str, str]:
     """(account email, credential scope) of X-Goog-Credential: EMAIL/DATE/LOCATION/storage/goog4_request."""
     parts = params["x-goog-credential"].split("/")
     if len(parts) != 5 or not parts[0] or parts[3] != "storage" or parts[4] != "goog4_request" \
-            or not re.fullmatch(r"\d{8}", parts[1]) or not re.fullmatch(r"[a-zA-Z0-9-]{1,64}", parts[2]):
+            or not re.fullmatch(r"[0-9]{8}", parts[1]) or not re.fullmatch(r"[a-zA-Z0-9-]{1,64}", parts[2]):
         raise MalformedSignedUrl("Error parsing the X-Goog-Credential parameter; the credential is malformed; "
                                  "expecting \"<client_email>/YYYYMMDD/<location>/storage/goog4_request\".")
     if parts[1] != date[:8]:
@@ -166,14 +167,14 @@ def check_parameters(query: bytes, now: float) -> tuple[dict[str, str], int, int
     if params["x-goog-algorithm"] != ALGORITHM:
         raise MalformedSignedUrl(f"X-Goog-Algorithm must be {ALGORITHM}; HMAC keys are not supported.")
     date = params["x-goog-date"]
-    if not _DATE.match(date):
+    if not _DATE.fullmatch(date):
         raise MalformedSignedUrl("X-Goog-Date must be in the ISO 8601 basic format YYYYMMDD'T'HHMMSS'Z'.")
     try:
         issued = int(datetime.strptime(date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp())
     except ValueError:
         raise MalformedSignedUrl(f"X-Goog-Date is not a valid date: {date}") from None
     expires = params["x-goog-expires"]
-    if not expires.isdigit() or len(expires) > 10 or not 1 <= int(expires) <= MAX_EXPIRES:
+    if not _SECONDS.fullmatch(expires) or not 1 <= int(expires) <= MAX_EXPIRES:
         raise MalformedSignedUrl(f"X-Goog-Expires must be an integer number of seconds between 1 and "
                                  f"{MAX_EXPIRES} (seven days); it is {expires[:20]}.")
     _credential(params, date)
@@ -207,7 +208,7 @@ def _canonical_paths(path: bytes) -> list[str]:
 
 def _canonical_headers(request: SignedRequest, signed: str) -> tuple[str, str]:
     names = signed.split(";")
-    if len(names) > MAX_SIGNED_HEADERS or not all(_HEADER_NAME.match(n) for n in names):
+    if len(names) > MAX_SIGNED_HEADERS or not all(_HEADER_NAME.fullmatch(n) for n in names):
         raise MalformedSignedUrl("X-Goog-SignedHeaders must be lowercase header names separated by semicolons.")
     if "host" not in names:
         raise MalformedSignedUrl("X-Goog-SignedHeaders must include host.")
@@ -260,7 +261,7 @@ def verify(request: SignedRequest, params: dict[str, str], issued: int, expires_
     shown = candidates[0]
     mismatch = SignatureDoesNotMatch(GENERIC_MISMATCH, {"StringToSign": shown[2], "CanonicalRequest": shown[1]})
     signature_hex = params[SIGNATURE]
-    if len(signature_hex) > MAX_SIGNATURE_HEX or len(signature_hex) % 2 or not _HEX.match(signature_hex):
+    if len(signature_hex) > MAX_SIGNATURE_HEX or len(signature_hex) % 2 or not _HEX.fullmatch(signature_hex):
         raise mismatch
     signature = bytes.fromhex(signature_hex)
     if account is None or account.disabled or account.email != email.lower():
