@@ -32,6 +32,7 @@ from starlette.routing import Route
 from starlette.types import Message
 
 from keyless.api import scopes, storage_media
+from keyless.api.hosts import SENT_PATH, signed_url
 from keyless.api.http import unexpected_failure
 from keyless.api.storage_wire import SCOPES_NOT_AUTHORIZED, SERVICE, StorageCall
 from keyless.errors import InvalidArgument, KeylessError, PermissionDenied
@@ -46,7 +47,6 @@ from keyless.tokens.access import CLOUD_PLATFORM, AccessToken
 
 logger = logging.getLogger("keyless.api.storage")
 
-SENT_PATH = "keyless.sent_path"  # the ASGI scope's raw path before keyless.app prefixed it
 # The XML API's <Code> and <Message> for each status (https://cloud.google.com/storage/docs/xml-api/reference-status).
 CODES = {400: ("InvalidArgument", "Invalid argument."), 401: ("AuthenticationRequired", "Authentication required."),
          403: ("AccessDenied", "Access denied."), 404: ("NoSuchKey", "The specified key does not exist."),
@@ -108,7 +108,7 @@ def _signed_call(state: ServerState, request: Request) -> tuple[AccessToken, str
 
 
 def _call(state: ServerState, request: Request) -> StorageCall:
-    if signed_urls.is_signed(request.scope.get("query_string", b"")):
+    if signed_url(request.scope.get("query_string", b"")):
         token: AccessToken | None
         token, bucket, name = _signed_call(state, request)
     else:

@@ -102,11 +102,6 @@ class Verified:
     params: dict[str, str] = field(default_factory=dict)  # the query, decoded (lowercased x-goog-* names)
 
 
-def is_signed(query: bytes) -> bool:
-    """Whether a request's query carries a V4 signature (any spelling of X-Goog-Signature)."""
-    return b"x-goog-signature=" in query.lower() if query else False
-
-
 def _text(raw: bytes) -> str:
     """Bytes of the request line as text that encodes back to the same bytes (surrogateescape)."""
     return raw.decode("utf-8", "surrogateescape")
