@@ -194,9 +194,10 @@ def sign_blob(call: Call) -> dict[str, Any]:
 
 
 def sign_jwt(call: Call) -> dict[str, Any]:
-    """Deprecated v1 signJwt: iamcredentials' signJwt, no delegates."""
+    """Deprecated v1 signJwt: iamcredentials' signJwt, no delegates; claims without `exp` get one
+    an hour ahead, as this method's documentation says."""
     allowed_fields(call.body, {"payload"}, "")
-    key_id, jwt = signing.sign_jwt(call, method=ADMIN + "SignJwt", service=SERVICE)
+    key_id, jwt = signing.sign_jwt(call, method=ADMIN + "SignJwt", service=SERVICE, default_lifetime=3600)
     return {"keyId": key_id, "signedJwt": jwt}
 
 

@@ -53,12 +53,14 @@ def sign_blob(call: Call, payload_field: str, *, method: str = "SignBlob",
     return audited(call, method, issue, service=service)
 
 
-def sign_jwt(call: Call, *, method: str = "SignJwt", service: str = CREDENTIALS_SERVICE) -> tuple[str, str]:
-    """(keyId, signedJwt) of the body's `payload` claims, signed as the target account."""
+def sign_jwt(call: Call, *, method: str = "SignJwt", service: str = CREDENTIALS_SERVICE,
+             default_lifetime: int | None = None) -> tuple[str, str]:
+    """(keyId, signedJwt) of the body's `payload` claims, signed as the target account;
+    `default_lifetime` is the `exp` added to claims without one (IAM v1's signJwt: an hour)."""
 
     def issue(name: str) -> tuple[tuple[str, str], AccountInfo]:
         key_id, jwt, target = credentials.sign_jwt(call.state, call.principal, name, call.body.get("payload"),
-                                                   call.body.get("delegates"))
+                                                   call.body.get("delegates"), default_lifetime=default_lifetime)
         return (key_id, jwt), target
 
     return audited(call, method, issue, service=service)

@@ -192,8 +192,10 @@ def sign_blob(state: ServerState, caller: Principal, name: str, payload: Any, de
 
 
 def sign_jwt(state: ServerState, caller: Principal, name: str, payload: Any,
-             delegates: Any = None) -> tuple[str, str, AccountInfo]:
-    """signJwt: the payload (a JSON claims object) as an RS256 JWT with the Google-managed key."""
+             delegates: Any = None, *, default_lifetime: int | None = None) -> tuple[str, str, AccountInfo]:
+    """signJwt: the payload (a JSON claims object) as an RS256 JWT with the Google-managed key. An
+    `exp` must not be past nor more than 12 hours ahead; without one, `default_lifetime` adds it
+    (IAM v1's signJwt adds an hour; IAM Credentials' signs the claims as given)."""
     if not isinstance(payload, str) or len(payload) > 64 * 1024:
         raise InvalidArgument("payload is required: a JSON object of JWT claims.")
     try:
@@ -202,9 +204,13 @@ def sign_jwt(state: ServerState, caller: Principal, name: str, payload: Any,
         raise InvalidArgument(f"payload is not valid JSON: {exc}") from exc
     if not isinstance(claims, dict):
         raise InvalidArgument("payload must be a JSON object.")
-    exp = claims.get("exp")
-    if exp is not None and (not isinstance(exp, int | float) or exp > time.time() + 12 * 3600):
-        raise InvalidArgument("The exp claim must be at most 12 hours in the future.")
+    exp, now = claims.get("exp"), time.time()
+    if exp is None and default_lifetime is not None:
+        claims["exp"] = int(now) + default_lifetime
+        payload = json.dumps(claims, separators=(",", ":"))
+    elif exp is not None and (not isinstance(exp, int | float) or isinstance(exp, bool) or exp < now
+                              or exp > now + 12 * 3600):
+        raise InvalidArgument("The exp claim must be a timestamp not in the past and at most 12 hours in the future.")
     chain = resolve_chain(state, caller, name, delegates, "iam.serviceAccounts.signJwt")
     key_id, private = _signing_key(state, chain.target)
     head = b64url(json.dumps({"alg": "RS256", "typ": "JWT", "kid": key_id}, separators=(",", ":")).encode())

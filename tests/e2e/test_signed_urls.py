@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import re
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -288,7 +289,12 @@ def test_iam_v1_sign_blob_is_iamcredentials_sign_blob_audited_as_iam(world: dict
     assert r.status_code == 200 and r.json()["keyId"] == v1["keyId"]
     assert base64.b64decode(r.json()["signedBlob"]) == base64.b64decode(v1["signature"])  # PKCS #1 v1.5: same bytes
     jwt = _iam(srv, "POST", f"{SIGNER}:signJwt", {"payload": json.dumps({"sub": SIGNER, "aud": "https://x.example"})})
-    assert jwt["signedJwt"].count(".") == 2 and jwt["keyId"] == v1["keyId"]
+    assert jwt["keyId"] == v1["keyId"]
+    claims = json.loads(base64.urlsafe_b64decode(jwt["signedJwt"].split(".")[1] + "=="))
+    assert claims["sub"] == SIGNER and 3500 < claims["exp"] - time.time() <= 3600  # v1 adds the hour
+    past = srv.call("POST", f"/iam/v1/projects/-/serviceAccounts/{SIGNER}:signJwt",
+                    body={"payload": json.dumps({"sub": SIGNER, "exp": int(time.time()) - 60})})
+    assert past.status_code == 400 and "not in the past" in past.json()["error"]["message"]
     stranger = token_for_service_account(srv, STRANGER)
     for path, body in ((":signBlob", {"bytesToSign": "YmxvYg=="}), (":signJwt", {"payload": "{}"})):
         refused = srv.call("POST", f"/iam/v1/projects/-/serviceAccounts/{SIGNER}{path}", token=stranger, body=body)
