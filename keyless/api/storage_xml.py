@@ -78,7 +78,8 @@ def xml_error(error: KeylessError, anonymous: bool) -> Response:
     body = (f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>{escape(summary)}</Message>"
             f"<Details>{escape(error.message)}</Details>"
             + "".join(f"<{k}>{escape(v)}</{k}>" for k, v in extra.items()) + "</Error>")
-    return Response(body, status_code=status, media_type="application/xml; charset=UTF-8")
+    # a query's undecodable bytes (kept as surrogates to re-encode them as sent) show as U+FFFD
+    return Response(body.encode("utf-8", "replace"), status_code=status, media_type="application/xml; charset=UTF-8")
 
 
 def _certificates(state: ServerState, account: AccountInfo | None) -> list[str]:

@@ -171,6 +171,10 @@ def test_tampered_forged_and_expired_urls_are_refused(world: dict[str, Any]) -> 
         r = requests.get(_with_query(url, **changes), timeout=30)
         assert r.status_code == 400 and _xml(r)["Code"] == "AuthorizationQueryParametersError", r.text
         assert words in _xml(r)["Details"], r.text
+    undecodable = requests.get(url.replace("X-Goog-Expires=600", "X-Goog-Expires=%FF%FE"), timeout=30)
+    assert undecodable.status_code == 400 and _xml(undecodable)["Code"] == "AuthorizationQueryParametersError"
+    bad_path = requests.get(url.replace("/reports/q1%20data.txt?", "/reports/%FF.txt?"), timeout=30)
+    assert bad_path.status_code == 403 and "%FF" in _xml(bad_path)["CanonicalRequest"]
     duplicated = requests.get(url + "&x-goog-expires=604800", timeout=30)
     assert duplicated.status_code == 400 and "more than once" in _xml(duplicated)["Details"]
     assert requests.get(url, timeout=30).status_code == 200  # the untouched URL still works
