@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Mount, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from keyless.api.errors import google_error, json_response
-from keyless.api.hosts import HostRouter
+from keyless.api.hosts import SENT_PATH, HostRouter, signed_url
 from keyless.config import Settings
 from keyless.errors import InvalidArgument, NotFound
 from keyless.state import ServerState
@@ -165,7 +165,13 @@ def build_app(state: ServerState, *, refresh_owner_token: bool = True) -> ASGIAp
     token_exchange = first_exchange  # replaced by the STS fast path at the first exchange
 
     async def keyless(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and signed_url(scope.get("query_string", b"")):
+            # a Cloud Storage V4 signed URL, on any host and path (/BUCKET/OBJECT): the XML API,
+            # which checks the signature against the path the client sent (keyless.api.storage_xml)
+            raw = scope.get("raw_path") or scope["path"].encode()
+            scope = {**scope, "path": "/storage" + scope["path"], "raw_path": b"/storage" + raw,
+                     SENT_PATH: raw}
+        elif scope["type"] == "http":
             for name, value in scope["headers"]:
                 if name == b"host":
                     prefix = hosts.prefix_for(value)

@@ -37,6 +37,7 @@ DOCUMENTS = ["iam.v1", "iamcredentials.v1", "cloudresourcemanager.v1", "cloudres
 # Keyless routes that are no discovery method of their own, and the method whose scopes they take:
 # a resumable upload's later requests (PUT a chunk, DELETE to cancel) continue objects.insert;
 # /download/storage/v1/... is objects.get's media download (googleapiclient's useMediaDownloadService);
+# the XML API (/storage/BUCKET/OBJECT) has no discovery document: its methods are the JSON API's;
 # Secret Manager's getIamPolicy is also served as POST (its gRPC transcoding's verb elsewhere);
 # Service Usage's `{+name}` path is `{v1Id}/{v1Id1}` in the document's flatPath.
 # Scopes Google accepts beyond what a document lists: IAM Credentials takes .../auth/iam, the scope
@@ -54,6 +55,10 @@ ALIASES = {
     "POST /pubsub/v1/projects/{}/topics/{}:getIamPolicy": "GET /pubsub/v1/projects/{}/topics/{}:getIamPolicy",
     "POST /pubsub/v1/projects/{}/subscriptions/{}:getIamPolicy": "GET /pubsub/v1/projects/{}/subscriptions/{}:getIamPolicy",
     "POST /pubsub/v1/projects/{}/snapshots/{}:getIamPolicy": "GET /pubsub/v1/projects/{}/snapshots/{}:getIamPolicy",
+    # the XML API's object requests (keyless.api.storage_xml) take their JSON twins' scopes
+    "GET /storage/{}/{}": "GET /storage/v1/b/{}/o/{}",
+    "PUT /storage/{}/{}": "POST /upload/storage/v1/b/{}/o",
+    "DELETE /storage/{}/{}": "DELETE /storage/v1/b/{}/o/{}",
 }
 
 

@@ -6,7 +6,9 @@ Manager's alike), so a request that names an API host is routed to that API's pr
 paths already start with the prefix (`storage.googleapis.com/storage/v1/...`,
 `www.googleapis.com/oauth2/v3/certs`) keep their path; on the others a path that is not Google's
 (`sts.googleapis.com/sts/v1/token`) is not found, as on Google. Any other host is served by prefix, as
-before. Research: ../shared/research/google-auth-clients.md section 0.5.
+before. Research: ../shared/research/google-auth-clients.md section 0.5. A Cloud Storage signed
+URL is routed by its query instead (`signed_url`): Google's clients put it at /BUCKET/OBJECT of any
+host they are given.
 """
 
 from __future__ import annotations
@@ -36,6 +38,15 @@ def hostnames(universe_domain: str | None = None) -> list[str]:
     if universe_domain:
         names += [f"{label}.{universe_domain}" for label in API_HOSTS]
     return names
+
+
+SENT_PATH = "keyless.sent_path"  # the ASGI scope's raw path as sent, kept when a signed URL is re-routed
+
+
+def signed_url(query: bytes) -> bool:
+    """Whether a request's query carries a Cloud Storage V4 signature (X-Goog-Signature, in any
+    spelling): such a request is the XML API's whatever its host and path (keyless.api.storage_xml)."""
+    return b"x-goog-signature=" in query.lower() if query else False
 
 
 class HostRouter:

@@ -1,5 +1,6 @@
 """IAM API (iam.googleapis.com v1): service accounts and their keys and policies, roles, and
-workload identity pools and providers.
+workload identity pools and providers; the deprecated signBlob and signJwt, which are IAM
+Credentials' (keyless.api.service_account_signing).
 
 REST reference: https://cloud.google.com/iam/docs/reference/rest. Mutations of pools and
 providers answer long-running operations (already done) that gcloud polls by name.
@@ -7,6 +8,7 @@ providers answer long-running operations (already done) that gcloud polls by nam
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -14,6 +16,7 @@ from starlette.routing import Route
 
 from keyless import operations, projects
 from keyless.api import iam_methods
+from keyless.api import service_account_signing as signing
 from keyless.api.http import Call, allowed_fields, object_field, route, string_field, update_mask
 from keyless.errors import InvalidArgument, NotFound
 from keyless.federation import pools
@@ -181,6 +184,21 @@ def create_key(call: Call) -> dict[str, Any]:
         if call.record is not None:
             call.record.response = {"name": body["name"], "keyType": row.key_type}
         return {**body, "privateKeyType": "TYPE_GOOGLE_CREDENTIALS_FILE", "privateKeyData": data}
+
+
+def sign_blob(call: Call) -> dict[str, Any]:
+    """Deprecated v1 signBlob: iamcredentials' signBlob with IAM v1's field names, no delegates."""
+    allowed_fields(call.body, {"bytesToSign"}, "")
+    key_id, signature = signing.sign_blob(call, "bytesToSign", method=ADMIN + "SignBlob", service=SERVICE)
+    return {"keyId": key_id, "signature": base64.b64encode(signature).decode()}
+
+
+def sign_jwt(call: Call) -> dict[str, Any]:
+    """Deprecated v1 signJwt: iamcredentials' signJwt, no delegates; claims without `exp` get one
+    an hour ahead, as this method's documentation says."""
+    allowed_fields(call.body, {"payload"}, "")
+    key_id, jwt = signing.sign_jwt(call, method=ADMIN + "SignJwt", service=SERVICE, default_lifetime=3600)
+    return {"keyId": key_id, "signedJwt": jwt}
 
 
 def list_keys(call: Call) -> dict[str, Any]:
@@ -535,6 +553,8 @@ def routes(state: ServerState) -> list[Route]:
         r("POST", sa + ":getIamPolicy", get_sa_iam_policy),
         r("POST", sa + ":setIamPolicy", set_sa_iam_policy, ADMIN + "SetIAMPolicy"),
         r("POST", sa + ":testIamPermissions", test_sa_iam_permissions),
+        r("POST", sa + ":signBlob", sign_blob, audited=False),
+        r("POST", sa + ":signJwt", sign_jwt, audited=False),
         r("POST", sa + "/keys", create_key, ADMIN + "CreateServiceAccountKey"),
         r("GET", sa + "/keys", list_keys),
         r("GET", sa + "/keys/{key}", get_key),

@@ -297,6 +297,8 @@ def update_object(call: StorageCall) -> dict[str, Any]:
 
 def routes(state: ServerState) -> list[Route]:
     """Mounted at /storage."""
+    from keyless.api import storage_xml  # it reuses this module's handlers
+
     b = "/v1/b/{bucket}"
     return [
         Route("/v1/b", storage_endpoint(state, insert_bucket, method="storage.buckets.create"), methods=["POST"]),
@@ -319,6 +321,7 @@ def routes(state: ServerState) -> list[Route]:
         Route(b + "/o/{object:path}", storage_endpoint(state, delete_object), methods=["DELETE"]),
         Route(b + "/o/{object:path}", storage_endpoint(state, patch_object), methods=["PATCH"]),
         Route(b + "/o/{object:path}", storage_endpoint(state, update_object), methods=["PUT"]),
+        *storage_xml.routes(state),  # /storage/BUCKET/OBJECT, and every signed URL (last: it takes any path)
     ]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, BinaryIO
 from urllib.parse import quote
 
@@ -101,7 +101,13 @@ async def _stream_into(call: StorageCall, writer: BlobWriter) -> None:
 
 
 async def _upload_media(call: StorageCall) -> dict[str, Any]:
-    name = validate_object_name(call.arg("name"))
+    return await upload_media(call, validate_object_name(call.arg("name")))
+
+
+async def upload_media(call: StorageCall, name: str, *,
+                       received: Callable[[], None] | None = None) -> dict[str, Any]:
+    """The request's body as the object `name` (its Content-Type; checked against X-Goog-Hash).
+    `received`, called once the whole body is in, may refuse it before anything is stored."""
     declared = _declared_length(call)
     row = await run_in_threadpool(_prepare, call, name)
     writer = await run_in_threadpool(call.storage.blobs.writer, MAX_OBJECT_BYTES)
@@ -109,6 +115,8 @@ async def _upload_media(call: StorageCall) -> dict[str, Any]:
         await _stream_into(call, writer)
         if declared is not None and writer.size != declared:
             raise InvalidArgument(f"The request body has {writer.size} bytes but Content-Length declared {declared}.")
+        if received is not None:
+            received()
         await run_in_threadpool(writer.commit)
     except BaseException:
         await run_in_threadpool(writer.abort)
@@ -342,7 +350,8 @@ async def cancel_upload(call: StorageCall) -> Response:
 
 # -- downloads -----------------------------------------------------------------------------------
 
-def _open(call: StorageCall) -> tuple[AnyObject, BinaryIO]:
+def open_object(call: StorageCall) -> tuple[AnyObject, BinaryIO]:
+    """The object the call names and its bytes, once storage.objects.get is granted (audited)."""
     row = load_bucket(call)
     name = validate_object_name(call.params["object"])
     authorize_object(call, row, name, "storage.objects.get")
@@ -383,14 +392,8 @@ def _range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-async def download(call: StorageCall) -> Response:
-    """GET .../o/O?alt=media: the bytes, or 206 with one Range."""
-    obj, f = await run_in_threadpool(_open, call)
-    try:
-        span = _range(call.header("range"), obj.size) if obj.size else None
-    except BaseException:
-        f.close()
-        raise
+def object_headers(obj: AnyObject) -> dict[str, str]:
+    """The headers a download (and the XML API's HEAD) answers with."""
     headers = {
         "Content-Type": str((obj.body or {}).get("contentType", "application/octet-stream")),
         "x-goog-generation": str(obj.generation),
@@ -406,6 +409,18 @@ async def download(call: StorageCall) -> Response:
                           ("contentLanguage", "Content-Language")):
         if (obj.body or {}).get(field):
             headers[header] = str(obj.body[field])
+    return headers
+
+
+async def download(call: StorageCall) -> Response:
+    """GET .../o/O?alt=media: the bytes, or 206 with one Range."""
+    obj, f = await run_in_threadpool(open_object, call)
+    try:
+        span = _range(call.header("range"), obj.size) if obj.size else None
+    except BaseException:
+        f.close()
+        raise
+    headers = object_headers(obj)
     status, start, length = 200, 0, obj.size
     if span is not None:
         status, start, length = 206, span[0], span[1] - span[0] + 1

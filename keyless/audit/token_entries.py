@@ -62,18 +62,21 @@ def token_exchanged(state: Any, form: dict[str, str], *, project_id: str, pool: 
 
 
 def credentials_issued(state: Any, method: str, target: AccountInfo, principal: Principal, *,
-                       caller_ip: str, user_agent: str, error: KeylessError | None = None) -> None:
+                       caller_ip: str, user_agent: str, error: KeylessError | None = None,
+                       service: str = CREDENTIALS_SERVICE) -> None:
     """A GenerateAccessToken/GenerateIdToken/SignBlob/SignJwt entry on the target account; with
-    `error`, the refusal (authorizationInfo granted false when IAM refused)."""
+    `error`, the refusal (authorizationInfo granted false when IAM refused). `service`: IAM's
+    deprecated v1 signBlob/signJwt are entries of iam.googleapis.com, methods
+    google.iam.admin.v1.SignBlob/SignJwt, logged under the same configuration."""
     chain = sa_chain(target)
     if not credentials_logged(state.authz.audit_configs(chain[1:]), principal.member_keys):
         return
     resource = f"projects/-/serviceAccounts/{target.unique_id}"
-    record = AuditRecord(service=CREDENTIALS_SERVICE, method=method, log=DATA_ACCESS, project_id=target.project_id,
+    record = AuditRecord(service=service, method=method, log=DATA_ACCESS, project_id=target.project_id,
                          resource_name=resource, resource_type="service_account",
                          resource_labels={"email_id": target.email, "project_id": target.project_id,
                                           "unique_id": target.unique_id})
     if error is None or isinstance(error, PermissionDenied):
-        record.authorize(resource, PERMISSIONS[method], error is None)
+        record.authorize(resource, PERMISSIONS[method.rsplit(".", 1)[-1]], error is None)
         record.authorization[-1]["permissionType"] = ADMIN_READ
     state.audit.submit(record, principal, caller_ip=caller_ip, user_agent=user_agent, error=error)

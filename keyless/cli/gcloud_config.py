@@ -48,6 +48,9 @@ def write_configuration(name: str, server: str, token_file: Path, project: str |
     cfg["api_endpoint_overrides"] = {api: f"{base}/{api}/" for api in GCLOUD_APIS}
     # gcloud storage URL-joins `b/...` onto its override, so it must carry the version.
     cfg["api_endpoint_overrides"]["storage"] = f"{base}/storage/v1/"
+    # `gcloud storage sign-url` writes signed URLs for this host and signs its Host header as the
+    # host part of it (no path), so it is the server's root: Keyless serves signed URLs at any path.
+    cfg["storage"] = {"gs_xml_endpoint_url": base}
     cfg["component_manager"] = {"disable_update_check": "True"}
     # Without an explicit environment gcloud looks up metadata.google.internal once per
     # config dir to fill its User-Agent, even with check_gce_metadata off.

@@ -90,6 +90,22 @@ def resolve_chain(state: ServerState, caller: Principal, target_name: str, deleg
     return Chain(target, hops, delegation)
 
 
+def allowed_locations_of(state: ServerState, caller: Principal, name: str) -> AccountInfo:
+    """The account whose trust boundary `caller` may read: the account itself, or a holder of
+    iam.serviceAccounts.get on it (getAllowedLocations; disabled accounts answer too)."""
+    m = DELEGATE.match(name)
+    account = state.directory.find(m.group(2)) if m is not None else None
+    if m is None:
+        raise InvalidArgument(f"Invalid form of account ID {name}. Should be [Gaia ID |Email |Unique ID |] "
+                              "of the account")
+    if account is None:
+        raise NotFound(f"Not found; Gaia id not found for email {m.group(2)}")
+    if caller.service_account_id != account.unique_id \
+            and not may_act_as(state.authz, caller, account, "iam.serviceAccounts.get").granted:
+        raise permission_denied("iam.serviceAccounts.get", f"projects/-/serviceAccounts/{account.unique_id}")
+    return account
+
+
 def generate_access_token(state: ServerState, caller: Principal, name: str,
                           body: dict[str, Any]) -> tuple[AccessToken, AccountInfo]:
     scopes = body.get("scope")
@@ -130,6 +146,7 @@ def _lifetime_extension_allowed(state: ServerState, target: AccountInfo) -> bool
 
 
 MAX_AUDIENCE_LENGTH = 2048
+MAX_BLOB_BASE64 = 4 * (1024 * 1024 + 2) // 3  # a 1 MiB blob, base64: bounded before it is decoded
 
 
 def generate_id_token(state: ServerState, caller: Principal, name: str,
@@ -157,27 +174,28 @@ def id_token_for(state: ServerState, account: ServiceAccount | AccountInfo, audi
     return state.keys.sign_rs256(ID, {"typ": "JWT"}, claims)
 
 
-def sign_blob(state: ServerState, caller: Principal, name: str,
-              body: dict[str, Any]) -> tuple[str, bytes, AccountInfo]:
-    """signBlob: RSA-SHA256 over the payload with the target's Google-managed key."""
-    payload = body.get("payload")
+def sign_blob(state: ServerState, caller: Principal, name: str, payload: Any, delegates: Any = None, *,
+              field: str = "payload") -> tuple[str, bytes, AccountInfo]:
+    """signBlob: RSA-SHA256 over the base64 `payload` with the target's Google-managed key.
+    `field` names the payload in messages (IAM v1's deprecated signBlob calls it bytesToSign)."""
     if not isinstance(payload, str):
-        raise InvalidArgument("payload is required (base64).")
+        raise InvalidArgument(f"{field} is required (base64).")
+    if len(payload) > MAX_BLOB_BASE64:
+        raise InvalidArgument(f"{field} must be at most 1 MiB.")
     try:
         data = base64.b64decode(payload, validate=True)
     except (ValueError, binascii.Error) as exc:
-        raise InvalidArgument("payload must be base64.") from exc
-    if len(data) > 1024 * 1024:
-        raise InvalidArgument("payload must be at most 1 MiB.")
-    chain = resolve_chain(state, caller, name, body.get("delegates"), "iam.serviceAccounts.signBlob")
+        raise InvalidArgument(f"{field} must be base64.") from exc
+    chain = resolve_chain(state, caller, name, delegates, "iam.serviceAccounts.signBlob")
     key_id, private = _signing_key(state, chain.target)
     return key_id, private.sign(data, padding.PKCS1v15(), hashes.SHA256()), chain.target
 
 
-def sign_jwt(state: ServerState, caller: Principal, name: str,
-             body: dict[str, Any]) -> tuple[str, str, AccountInfo]:
-    """signJwt: the payload (a JSON claims object) as an RS256 JWT with the Google-managed key."""
-    payload = body.get("payload")
+def sign_jwt(state: ServerState, caller: Principal, name: str, payload: Any,
+             delegates: Any = None, *, default_lifetime: int | None = None) -> tuple[str, str, AccountInfo]:
+    """signJwt: the payload (a JSON claims object) as an RS256 JWT with the Google-managed key. An
+    `exp` must not be past nor more than 12 hours ahead; without one, `default_lifetime` adds it
+    (IAM v1's signJwt adds an hour; IAM Credentials' signs the claims as given)."""
     if not isinstance(payload, str) or len(payload) > 64 * 1024:
         raise InvalidArgument("payload is required: a JSON object of JWT claims.")
     try:
@@ -186,10 +204,14 @@ def sign_jwt(state: ServerState, caller: Principal, name: str,
         raise InvalidArgument(f"payload is not valid JSON: {exc}") from exc
     if not isinstance(claims, dict):
         raise InvalidArgument("payload must be a JSON object.")
-    exp = claims.get("exp")
-    if exp is not None and (not isinstance(exp, int | float) or exp > time.time() + 12 * 3600):
-        raise InvalidArgument("The exp claim must be at most 12 hours in the future.")
-    chain = resolve_chain(state, caller, name, body.get("delegates"), "iam.serviceAccounts.signJwt")
+    exp, now = claims.get("exp"), time.time()
+    if exp is None and default_lifetime is not None:
+        claims["exp"] = int(now) + default_lifetime
+        payload = json.dumps(claims, separators=(",", ":"))
+    elif exp is not None and (not isinstance(exp, int | float) or isinstance(exp, bool) or exp < now
+                              or exp > now + 12 * 3600):
+        raise InvalidArgument("The exp claim must be a timestamp not in the past and at most 12 hours in the future.")
+    chain = resolve_chain(state, caller, name, delegates, "iam.serviceAccounts.signJwt")
     key_id, private = _signing_key(state, chain.target)
     head = b64url(json.dumps({"alg": "RS256", "typ": "JWT", "kid": key_id}, separators=(",", ":")).encode())
     body_b64 = b64url(payload.encode())

@@ -3,10 +3,16 @@ called in a realistic order, each answer checked against its response schema (is
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from tests.conformance import harness
 from tests.conformance.harness import Flow, Step
@@ -21,6 +27,19 @@ POOLS = f"{P}/locations/global/workloadIdentityPools"
 POOL = f"{POOLS}/conformance-pool"
 PROVIDER = f"{POOL}/providers/conformance-oidc"
 ROLE = f"{P}/roles/conformanceRole"
+
+
+def jwt_parts(jwt: str) -> tuple[bytes, bytes]:
+    head, body, signature = jwt.split(".")
+    return f"{head}.{body}".encode(), base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+
+
+def verified(ctx: dict[str, Any], key_id: str, data: bytes, signature: bytes) -> None:
+    """The signature verifies with the certificate Keyless publishes for `key_id` (raises if not)."""
+    certificates = httpx.get(f"{ctx['base_url']}/robot/v1/metadata/x509/{SA_EMAIL}").json()
+    public = x509.load_pem_x509_certificate(certificates[key_id].encode()).public_key()
+    assert isinstance(public, rsa.RSAPublicKey)
+    public.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
 
 
 def key_name(ctx: dict[str, Any]) -> str:
@@ -60,8 +79,19 @@ FLOW = Flow(DOC, [
          save="sa_policy"),
     Step("iam.projects.serviceAccounts.setIamPolicy", lambda c: {"resource": SA, "body": {
         "policy": {"bindings": [{"role": "roles/iam.serviceAccountTokenCreator",
-                                 "members": ["user:someone@example.com"]}], "etag": c["sa_policy"].get("etag")},
+                                 "members": ["user:someone@example.com", "user:owner@keyless.dev"]}],
+                   "etag": c["sa_policy"].get("etag")},
         "updateMask": "bindings,etag"}}, present=["etag"]),
+    # the deprecated signing methods (IAM Credentials' signBlob/signJwt under IAM v1's names)
+    Step("iam.projects.serviceAccounts.signBlob", lambda c: {"name": SA, "body": {
+        "bytesToSign": base64.b64encode(b"conformance").decode()}}, present=["keyId", "signature"],
+         check=lambda c, a: verified(c, a["keyId"], b"conformance", base64.b64decode(a["signature"]))),
+    Step("iam.projects.serviceAccounts.signJwt", lambda c: {"name": SA, "body": {
+        "payload": json.dumps({"sub": SA_EMAIL, "aud": "https://example.com", "iat": 2_000_000_000})}},
+         present=["keyId", "signedJwt"],
+         check=lambda c, a: verified(c, a["keyId"], *jwt_parts(a["signedJwt"]))),
+    Step("iam.projects.serviceAccounts.signBlob", lambda c: {"name": SA, "body": {"bytesToSign": "not base64!"}},
+         error=400),
     Step("iam.projects.serviceAccounts.testIamPermissions", lambda c: {"resource": SA, "body": {
         "permissions": ["iam.serviceAccounts.get", "iam.serviceAccounts.actAs"]}},
          check=lambda c, a: len(a["permissions"]) == 2 or pytest.fail(str(a))),
@@ -151,7 +181,7 @@ def ctx(module_server: KeylessServer) -> dict[str, Any]:
     r = module_server.call("POST", "/cloudresourcemanager/v1/projects", body={"projectId": PROJECT})
     assert r.status_code == 200, r.text
     number = r.json()["response"]["projectNumber"]
-    return {"pool_prefix": f"projects/{number}"}
+    return {"pool_prefix": f"projects/{number}", "base_url": module_server.base_url}
 
 
 def test_every_served_method_has_a_step() -> None:

@@ -39,6 +39,11 @@ FLOW = Flow(DOC, [
         "payload": json.dumps({"sub": EMAIL, "aud": "https://example.com", "iat": 2_000_000_000})}},
          present=["keyId", "signedJwt"], check=lambda c, a: claims(a["signedJwt"])["sub"] == EMAIL
          or pytest.fail(str(a))),
+    # no account is bound to locations here: the no-op boundary google-auth knows (its "0x0")
+    Step("iamcredentials.projects.serviceAccounts.getAllowedLocations", lambda c: {"name": NAME},
+         present=["encodedLocations"], check=lambda c, a: a == {"encodedLocations": "0x0"} or pytest.fail(str(a))),
+    Step("iamcredentials.projects.serviceAccounts.getAllowedLocations",
+         lambda c: {"name": f"projects/-/serviceAccounts/nobody@{PROJECT}.iam.gserviceaccount.com"}, error=404),
 ], not_yet={})
 
 
