@@ -16,7 +16,7 @@ from tests.api.helpers import server_state
 from tests.conftest import Gcloud, KeylessServer, _need_gcloud, fresh_database_url
 from tests.doctor import seeds
 
-pytestmark = pytest.mark.gcloud
+pytestmark = [pytest.mark.gcloud, pytest.mark.store_independent]  # gcloud's side of the wire: SQLite leg only; the PostgreSQL leg drives the same methods with the discovery client (tests/conformance)
 
 
 def _server(tmp_path: Path, name: str) -> KeylessServer:

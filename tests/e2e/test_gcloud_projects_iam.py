@@ -11,6 +11,8 @@ import pytest
 from tests.conftest import Gcloud, KeylessServer
 
 pytestmark = pytest.mark.gcloud
+# Each test but the concurrent one is gcloud's side of the wire: SQLite leg only; the PostgreSQL leg
+# drives the same methods with the discovery client (tests/conformance).
 POOL_MEMBER = ("principalSet://iam.googleapis.com/projects/123456789/locations/global/workloadIdentityPools/"
                "github-pool/attribute.repository/my-org/my-repo")
 
@@ -22,6 +24,7 @@ def g(module_gcloud: Gcloud, module_server: KeylessServer) -> Gcloud:
     return module_gcloud
 
 
+@pytest.mark.store_independent
 def test_projects_create_describe_list(g: Gcloud) -> None:
     g.run("projects", "create", "created-by-gcloud", "--name=Created by gcloud")
     desc = g.json("projects", "describe", "created-by-gcloud")
@@ -36,17 +39,20 @@ def test_projects_create_describe_list(g: Gcloud) -> None:
     assert {"role": "roles/owner", "members": ["user:owner@keyless.dev"]} in policy["bindings"]
 
 
+@pytest.mark.store_independent
 def test_project_number_lookup_as_in_the_tenant_42_story(g: Gcloud) -> None:
     number = g.run("projects", "describe", "my-project", "--format=value(projectNumber)").stdout.strip()
     assert number == "123456789"
 
 
+@pytest.mark.store_independent
 def test_describe_unknown_project_fails_like_google(g: Gcloud) -> None:
     r = g.run("projects", "describe", "no-such-project", check=False)
     assert r.returncode != 0
     assert "not found" in r.stderr.lower() or "permission" in r.stderr.lower()
 
 
+@pytest.mark.store_independent
 def test_add_and_remove_binding_direct_access(g: Gcloud) -> None:
     g.run("projects", "add-iam-policy-binding", "my-project", "--role=roles/storage.objectViewer",
           f"--member={POOL_MEMBER}")
@@ -58,6 +64,7 @@ def test_add_and_remove_binding_direct_access(g: Gcloud) -> None:
     assert not any(POOL_MEMBER in b["members"] for b in policy.get("bindings", []))
 
 
+@pytest.mark.store_independent
 def test_conditional_binding_from_seed_002(g: Gcloud) -> None:
     g.run("iam", "service-accounts", "create", "app-gsa", "--display-name=App workload identity GSA",
           "--project=my-project")
@@ -79,6 +86,7 @@ def test_conditional_binding_from_seed_002(g: Gcloud) -> None:
     assert not any(b["role"] == "roles/storage.objectViewer" for b in policy.get("bindings", []))
 
 
+@pytest.mark.store_independent
 def test_ksa_only_direct_model_member_is_accepted(g: Gcloud) -> None:
     number = g.run("projects", "describe", "my-project", "--format=value(projectNumber)").stdout.strip()
     member = (f"principal://iam.googleapis.com/projects/{number}/locations/global/workloadIdentityPools/"
@@ -91,6 +99,7 @@ def test_ksa_only_direct_model_member_is_accepted(g: Gcloud) -> None:
                for b in policy["bindings"])
 
 
+@pytest.mark.store_independent
 def test_malformed_member_is_rejected_by_the_server(g: Gcloud) -> None:
     r = g.run("projects", "add-iam-policy-binding", "my-project", "--role=roles/viewer",
               "--member=principalSet://iam.googleapis.com/projects/abc/locations/global/workloadIdentityPools/p/*",
@@ -99,6 +108,7 @@ def test_malformed_member_is_rejected_by_the_server(g: Gcloud) -> None:
     assert "INVALID_ARGUMENT" in r.stderr or "invalid" in r.stderr.lower()
 
 
+@pytest.mark.store_independent
 def test_unknown_role_is_rejected(g: Gcloud) -> None:
     r = g.run("projects", "add-iam-policy-binding", "my-project", "--role=roles/notARealRole",
               "--member=user:a@example.com", "--condition=None", check=False)
@@ -106,6 +116,7 @@ def test_unknown_role_is_rejected(g: Gcloud) -> None:
     assert "does not exist" in r.stderr
 
 
+@pytest.mark.store_independent
 def test_audit_configs_round_trip_through_set_iam_policy(g: Gcloud, tmp_path) -> None:
     policy = g.json("projects", "get-iam-policy", "my-project")
     policy["auditConfigs"] = [{"service": "iam.googleapis.com", "auditLogConfigs": [
@@ -118,6 +129,7 @@ def test_audit_configs_round_trip_through_set_iam_policy(g: Gcloud, tmp_path) ->
     assert got["auditConfigs"] == policy["auditConfigs"]
 
 
+# on both stores: concurrent read-modify-write is the store's to get right
 def test_concurrent_add_iam_policy_binding_loses_nothing(g: Gcloud) -> None:
     """gcloud's read-modify-write does not retry a 409 (docs/gcloud-wire.md): under contention
     some calls fail with Google's ABORTED message, but no call that succeeded is ever lost."""
@@ -145,12 +157,14 @@ def test_concurrent_add_iam_policy_binding_loses_nothing(g: Gcloud) -> None:
     assert sorted(binding["members"]) == sorted(members)
 
 
+@pytest.mark.store_independent
 def test_get_ancestors_iam_policy(g: Gcloud) -> None:
     out = g.json("projects", "get-ancestors-iam-policy", "my-project")
     assert out[0]["id"] == "my-project" and out[0]["type"] == "project"
     assert "policy" in out[0]
 
 
+@pytest.mark.store_independent
 def test_projects_delete_and_undelete(g: Gcloud) -> None:
     g.run("projects", "create", "short-lived-project", "--no-enable-cloud-apis")
     g.run("projects", "delete", "short-lived-project", "--quiet")
@@ -160,6 +174,7 @@ def test_projects_delete_and_undelete(g: Gcloud) -> None:
     assert g.json("projects", "describe", "short-lived-project")["lifecycleState"] == "ACTIVE"
 
 
+@pytest.mark.store_independent
 def test_predefined_roles_list(g: Gcloud) -> None:
     names = [r["name"] for r in g.json("iam", "roles", "list")]
     assert {"roles/owner", "roles/iam.workloadIdentityUser", "roles/storage.objectViewer"} <= set(names)

@@ -11,7 +11,7 @@ import pytest
 from tests.api.helpers import server_state, token_for_service_account
 from tests.conftest import Gcloud, KeylessServer
 
-pytestmark = pytest.mark.gcloud
+pytestmark = [pytest.mark.gcloud, pytest.mark.store_independent]  # gcloud's side of the wire: SQLite leg only; the PostgreSQL leg drives the same methods with the discovery client (tests/conformance)
 CRM = "/cloudresourcemanager/v1"
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import Gcloud, KeylessServer
 
-pytestmark = pytest.mark.gcloud
+pytestmark = [pytest.mark.gcloud, pytest.mark.store_independent]  # gcloud's side of the wire: SQLite leg only; the PostgreSQL leg drives the same methods with the discovery client (tests/conformance)
 POOLS = "projects/123456789/locations/global/workloadIdentityPools"
 
 

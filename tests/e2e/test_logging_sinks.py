@@ -419,6 +419,7 @@ def gc(world: KeylessServer, tmp_path_factory: pytest.TempPathFactory) -> Gcloud
     return Gcloud(world, tmp_path_factory.mktemp("gcloud"), project=PROJECT)
 
 
+@pytest.mark.store_independent  # gcloud's side of the wire: SQLite leg only; the PostgreSQL leg drives the same methods with the discovery client (tests/conformance)
 def test_gcloud_logging_write_read_and_sinks(world: KeylessServer, gc: Gcloud, agent: str) -> None:
     log = f"projects/{PROJECT}/logs/gcloud-log"
     created = gc.run("logging", "sinks", "create", "gcloud-sink", "storage.googleapis.com/log-archive",

@@ -168,6 +168,7 @@ def test_client_library_lifecycle_with_rest_transport(srv: KeylessServer) -> Non
 
 
 @pytest.mark.gcloud
+@pytest.mark.store_independent  # gcloud's side of the wire: SQLite leg only; the PostgreSQL leg drives the same methods with the discovery client (tests/conformance)
 def test_gcloud_secrets_commands(gcloud: Gcloud, server: KeylessServer) -> None:
     g = gcloud
     assert server.keyless("projects", "create", "my-project", "--number", NUMBER).returncode == 0

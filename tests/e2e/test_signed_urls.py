@@ -264,6 +264,7 @@ def test_impersonated_credentials_sign_with_the_google_managed_key(world: dict[s
 
 
 @pytest.mark.gcloud
+@pytest.mark.store_independent  # gcloud's side of the wire: SQLite leg only; the PostgreSQL leg drives the same methods with the discovery client (tests/conformance)
 def test_gcloud_storage_sign_url(world: dict[str, Any], module_gcloud: Gcloud) -> None:
     """gcloud writes lowercase x-goog-* names, the signature first and quote_plus values, and
     probes the URL with a signed HEAD before printing it."""

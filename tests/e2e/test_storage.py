@@ -321,6 +321,7 @@ def test_bucket_lifecycle(world: KeylessServer) -> None:
         reader.create_bucket("not-yours")
 
 
+@pytest.mark.store_independent  # gcloud's side of the wire: SQLite leg only; the PostgreSQL leg drives the same methods with the discovery client (tests/conformance)
 def test_gcloud_storage(world: KeylessServer, module_gcloud: Gcloud, tmp_path: Path) -> None:
     g = module_gcloud
     g.run("storage", "buckets", "create", "gs://gcloud-bucket")

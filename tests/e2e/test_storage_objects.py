@@ -298,6 +298,7 @@ def test_rewrite_and_compose_refuse_what_google_refuses(world: KeylessServer) ->
     assert owner.get_blob("c") is None and owner.get_blob("u") is None
 
 
+@pytest.mark.store_independent  # gcloud's side of the wire: SQLite leg only; the PostgreSQL leg drives the same methods with the discovery client (tests/conformance)
 def test_gcloud_storage_updates(world: KeylessServer, module_gcloud: Gcloud) -> None:
     """gcloud's own paths to each: buckets update (patch), cp between buckets (rewrite), mv (getStorageLayout,
     then move), objects update (patch). Setup and checks go through the client, gcloud only where it is the point."""
