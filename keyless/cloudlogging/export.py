@@ -12,7 +12,11 @@ bucket's IAM as for any caller; otherwise nothing is written, the entries of tha
 retried (Google retries for a while, then drops them), and the sink records why: in its
 `last_error`, and, when the error is new, in an ERROR entry of the project's
 `logging.googleapis.com/sink_error` log on a `logging_sink` resource (never routed itself).
-Pub/Sub destinations are accepted but not delivered to yet: their cursor moves on.
+Pub/Sub topics get one message per entry
+(https://cloud.google.com/logging/docs/export/pubsub): its data the LogEntry's JSON, its attribute
+`logging.googleapis.com/timestamp` the entry's timestamp, published only if the writer identity
+may publish to the topic (`pubsub.topics.publish`, roles/pubsub.publisher), with the same error
+handling as buckets.
 
 Rounds run on a thread of the serving process (`Router`): every few seconds, and at once when
 woken (after entries.write or a sink change). Several processes may route at once: each sink's
@@ -37,9 +41,12 @@ from keyless.audit import filter as lq
 from keyless.audit.log import entry_of
 from keyless.clock import rfc3339
 from keyless.cloudlogging import entries, names
-from keyless.iam.evaluate import Authorizer
+from keyless.iam.evaluate import Authorizer, ResourceContext
 from keyless.iam.members import member_keys_for_service_account
 from keyless.iam.principal import Principal
+from keyless.pubsub import messages as pubsub_messages
+from keyless.pubsub import names as pubsub_names
+from keyless.pubsub import notify as pubsub_notify
 from keyless.storage import buckets, objects
 from keyless.storage.blobs import BlobStore
 from keyless.store.db import Database
@@ -129,6 +136,31 @@ def _to_bucket(s: Session, sink: LoggingSink, bucket_name: str, picked: list[tup
     return ""
 
 
+PUBSUB_TIMESTAMP = "logging.googleapis.com/timestamp"
+
+
+def _to_topic(s: Session, sink: LoggingSink, topic_name: str, picked: list[tuple[AuditEntry, dict[str, Any]]],
+              authz: Authorizer) -> str:
+    """Publish one message per entry; '' or the error that kept them from being published."""
+    topic = pubsub_messages.topic_of(s, topic_name)
+    if topic is None:
+        return f"The destination topic {topic_name} does not exist."
+    identity = sink.body["writerIdentity"]
+    context = ResourceContext(topic_name, pubsub_names.TOPIC_TYPE, pubsub_names.SERVICE)
+    decision = authz.check(writer_principal(identity), "pubsub.topics.publish",
+                           pubsub_names.chain(topic.project_id, "topics", topic.topic_id), context)
+    if not decision.granted:
+        return (f"The sink's writer identity {identity} does not have pubsub.topics.publish on topic "
+                f"{topic_name}: grant it roles/pubsub.publisher on the topic.")
+    outgoing = [pubsub_messages.Outgoing(json.dumps(entry, separators=(",", ":"), ensure_ascii=False).encode(),
+                                         {PUBSUB_TIMESTAMP: str(entry.get("timestamp", ""))}, "")
+                for _, entry in picked]
+    step = pubsub_messages.MAX_MESSAGES_PER_PUBLISH
+    for start in range(0, len(outgoing), step):
+        pubsub_messages.publish(s, topic, outgoing[start:start + step])
+    return ""
+
+
 def route_sink(db: Database, authz: Authorizer, blobs: BlobStore, project_id: str, sink_id: str) -> int:
     """One round of one sink; how many entries it wrote to its destination."""
     with db.write(bump=False) as s:
@@ -145,12 +177,17 @@ def route_sink(db: Database, authz: Authorizer, blobs: BlobStore, project_id: st
         if picked and destination.kind == "storage":
             error = _to_bucket(s, sink, destination.bucket, picked, authz, blobs)
             written = 0 if error else len(picked)
+        elif picked and destination.kind == "pubsub":
+            error = _to_topic(s, sink, destination.topic, picked, authz)
+            written = 0 if error else len(picked)
         sink.cursor = cursor
         if error and error != sink.last_error:
             _record_error(s, sink, error)
         if error or picked:
             sink.last_error = error
-        return written
+    if written and destination.kind == "pubsub":
+        pubsub_notify.published()  # committed: this process's streaming pulls look at once
+    return written
 
 
 def route_all(db: Database, authz: Authorizer, blobs: BlobStore) -> int:

@@ -84,8 +84,8 @@ class Destination:
 
 
 def parse_destination(value: object) -> Destination:
-    """A sink's destination. Keyless routes to Cloud Storage buckets; Pub/Sub topics are accepted
-    but not delivered to yet (docs/audit-logs.md); other kinds are refused."""
+    """A sink's destination: a Cloud Storage bucket or a Pub/Sub topic (keyless.cloudlogging.export);
+    other kinds are refused."""
     if not isinstance(value, str) or not value:
         raise InvalidArgument("Sink destination is required.")
     if value.startswith(STORAGE_PREFIX):

@@ -322,7 +322,7 @@ def test_sink_bad_input_and_pubsub(world: KeylessServer, agent: str) -> None:
                  {"name": "x", "destination": "storage.googleapis.com/log-archive", "unknownField": 1}):
         r = world.call("POST", SINKS, body=body)
         assert r.status_code == 400 and r.json()["error"]["status"] == "INVALID_ARGUMENT", (body, r.text)
-    # Pub/Sub topics are accepted (delivery is not built yet: docs/audit-logs.md)
+    # Pub/Sub topics are accepted whether or not the topic exists yet (routing says so later)
     topic = f"pubsub.googleapis.com/projects/{PROJECT}/topics/logs"
     sink = _ok(world.call("POST", SINKS, body={"name": "to-topic", "destination": topic}))
     assert sink["destination"] == topic
@@ -343,6 +343,45 @@ def test_sink_bad_input_and_pubsub(world: KeylessServer, agent: str) -> None:
     assert bad_mask.status_code == 400 and "Invalid update mask path 'writerIdentity'" in bad_mask.text
     _ok(world.call("DELETE", f"{SINKS}/to-topic"))
     assert world.call("GET", f"{SINKS}/to-topic").status_code == 404
+
+
+def test_sink_to_a_pubsub_topic_publishes_each_entry_once_the_agent_may(world: KeylessServer, agent: str) -> None:
+    """Google's Pub/Sub export: one message per entry, the LogEntry as its data and its timestamp as
+    the `logging.googleapis.com/timestamp` attribute, only with pubsub.topics.publish on the topic."""
+    topics, subs = f"/pubsub/v1/projects/{PROJECT}/topics", f"/pubsub/v1/projects/{PROJECT}/subscriptions"
+    world.call("PUT", f"{topics}/exported", body={})
+    _ok(world.call("PUT", f"{subs}/exported-sub", body={"topic": f"projects/{PROJECT}/topics/exported"}))
+    _ok(world.call("POST", SINKS, params={"uniqueWriterIdentity": "true"}, body={
+        "name": "to-pubsub", "destination": f"pubsub.googleapis.com/projects/{PROJECT}/topics/exported",
+        "filter": f'logName="projects/{PROJECT}/logs/to-pubsub"'}))
+
+    def pulled() -> list[dict[str, Any]]:
+        got = _ok(world.call("POST", f"{subs}/exported-sub:pull", body={"maxMessages": 10}))
+        return got.get("receivedMessages", [])
+
+    _ok(write(world, {"logName": f"projects/{PROJECT}/logs/to-pubsub", "entries": [{"textPayload": "refused"}]}))
+    errors = until(lambda: entries(world, f'logName="projects/{PROJECT}/logs/logging.googleapis.com%2Fsink_error"'
+                                          ' AND resource.labels.name="to-pubsub"'), "the sink error")
+    assert "roles/pubsub.publisher" in errors[0]["jsonPayload"]["error"], errors
+    assert pulled() == []  # without the grant nothing was published
+    policy = _ok(world.call("GET", f"{topics}/exported:getIamPolicy"))
+    policy["bindings"] = [*policy.get("bindings", []), {"role": "roles/pubsub.publisher",
+                                                         "members": [f"serviceAccount:{agent}"]}]
+    _ok(world.call("POST", f"{topics}/exported:setIamPolicy", body={"policy": policy}))
+    _ok(write(world, {"logName": f"projects/{PROJECT}/logs/to-pubsub", "entries": [
+        {"jsonPayload": {"n": 1}, "timestamp": "2026-12-07T01:02:03Z"}, {"jsonPayload": {"n": 2}}]}))
+    messages = until(pulled, "the exported messages")
+    while len(messages) < 2:
+        messages += until(pulled, "the second message")
+    decoded = sorted((json.loads(base64.b64decode(m["message"]["data"])) for m in messages),
+                     key=lambda e: e["jsonPayload"]["n"])
+    assert [e["jsonPayload"] for e in decoded] == [{"n": 1}, {"n": 2}]
+    assert decoded[0]["logName"] == f"projects/{PROJECT}/logs/to-pubsub"
+    for m in messages:  # each message carries its entry's timestamp (the given one, kept as written)
+        entry = json.loads(base64.b64decode(m["message"]["data"]))
+        assert m["message"]["attributes"] == {"logging.googleapis.com/timestamp": entry["timestamp"]}, m
+    assert decoded[0]["timestamp"].startswith("2026-12-07T01:02:03"), decoded[0]
+    _ok(world.call("DELETE", f"{SINKS}/to-pubsub"))
 
 
 def test_iam_and_audit_of_sink_methods(world: KeylessServer) -> None:
