@@ -24,6 +24,7 @@ API_HOSTS: dict[str, str | None] = {
     "secretmanager": "secretmanager",
     "logging": "logging",
     "container": "container",
+    "cloudasset": "cloudasset",
     "storage": None,  # /storage/v1, /upload/storage/v1, /download/storage/v1
     "www": None,  # www.googleapis.com/oauth2/v3/certs, /robot/v1/metadata/x509/...
 }

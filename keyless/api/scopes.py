@@ -36,7 +36,7 @@ PREFIX_SERVICES = {
     "cloudresourcemanager": "cloudresourcemanager.googleapis.com", "serviceusage": "serviceusage.googleapis.com",
     "secretmanager": "secretmanager.googleapis.com", "logging": "logging.googleapis.com",
     "container": "container.googleapis.com", "storage": "storage.googleapis.com",
-    "upload": "storage.googleapis.com", "download": "storage.googleapis.com", "resumable": "storage.googleapis.com",
+    "cloudasset": "cloudasset.googleapis.com", "upload": "storage.googleapis.com", "download": "storage.googleapis.com", "resumable": "storage.googleapis.com",
 }
 _VARIABLE = re.compile(r"\{[^}]*\}")
 

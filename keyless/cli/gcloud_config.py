@@ -16,7 +16,7 @@ from pathlib import Path
 # has no `sts` override property (it reaches STS only through credential files' URLs, and its
 # introspection through auth/token_introspection_endpoint), so none is written for it.
 GCLOUD_APIS = ("iam", "cloudresourcemanager", "iamcredentials", "container", "storage",
-               "secretmanager", "logging", "serviceusage")
+               "secretmanager", "logging", "serviceusage", "cloudasset")
 
 
 def gcloud_config_dir() -> Path:
