@@ -46,6 +46,8 @@ DOCUMENTS = ["iam.v1", "iamcredentials.v1", "cloudresourcemanager.v1", "cloudres
 EXTRA_SCOPES = {"iamcredentials.googleapis.com": ["https://www.googleapis.com/auth/iam"]}
 ALIASES = {
     "POST /secretmanager/v1/projects/{}/secrets/{}:getIamPolicy": "GET /secretmanager/v1/projects/{}/secrets/{}:getIamPolicy",
+    "POST /secretmanager/v1/projects/{}/locations/{}/secrets/{}:getIamPolicy":
+        "GET /secretmanager/v1/projects/{}/locations/{}/secrets/{}:getIamPolicy",
     "POST /serviceusage/v1/projects/{}/services/{}:enable": "POST /serviceusage/v1/{}/{}/services/{}:enable",
     "PUT /upload/storage/v1/b/{}/o": "POST /upload/storage/v1/b/{}/o",
     "DELETE /upload/storage/v1/b/{}/o": "POST /upload/storage/v1/b/{}/o",

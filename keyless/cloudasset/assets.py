@@ -29,7 +29,7 @@ ORGANIZATION_TYPE = f"{CRM}/Organization"
 _SCOPE = re.compile(r"^(projects|organizations)/([a-z0-9-]{1,30})$")
 _BUCKET = re.compile(r"^projects/_/buckets/([^/]{1,222})$")
 _ACCOUNT = re.compile(r"^projects/([^/]{1,30})/serviceAccounts/([^/]{1,256})$")
-_SECRET = re.compile(r"^//secretmanager\.googleapis\.com/projects/([0-9]{1,20})/secrets/([^/]{1,255})$")
+_SECRET = re.compile(r"^//secretmanager\.googleapis\.com/projects/([0-9]{1,20})(?:/locations/[a-z0-9-]{1,40})?/secrets/([^/]{1,255})$")
 _POOL = re.compile(r"^(?://iam\.googleapis\.com/)?(projects/([^/]{1,30})/locations/[^/]+/workloadIdentityPools/.+)$")
 _PROJECT = re.compile(r"^projects/([^/]{1,30})$")
 
