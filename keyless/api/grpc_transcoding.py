@@ -47,6 +47,7 @@ class Rule:
     request: type[Message]
     response: type[Message]
     body: str = ""
+    also: tuple[str, ...] = ()  # the rule's additional_bindings: more URI templates, same verb and body
 
 
 # Where the REST call of a gRPC connection comes from: the relay (keyless.tls.alpn) knows the
@@ -71,7 +72,8 @@ class TranscodingService(grpc.GenericRpcHandler):
         async def run(request: Message, context: grpc.aio.ServicerContext) -> Message:
             try:
                 transcoded = path_template.transcode(
-                    [{"method": rule.verb, "uri": rule.uri, **({"body": rule.body} if rule.body else {})}], request)
+                    [{"method": rule.verb, "uri": uri, **({"body": rule.body} if rule.body else {})}
+                     for uri in (rule.uri, *rule.also)], request)
                 query = rest_helpers.flatten_query_params(_json(transcoded["query_params"]), strict=True)
             except (ValueError, TypeError):
                 await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, INVALID_RESOURCE)
