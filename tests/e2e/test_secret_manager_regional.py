@@ -1,7 +1,8 @@
 """Regional secrets (Secret Manager `projects/P/locations/L/secrets/S`, issue #20) with
-google-cloud-secret-manager's REST transport at its regional endpoint, the real gcloud's
-`secrets create --location`, Google's regional host name, and the attacks a location must stop:
-a regional secret and a global one of the same id are two secrets with two policies."""
+google-cloud-secret-manager's REST transport at its regional endpoint, Google's regional host
+name, delayed destruction, and the attacks a location must stop: a regional secret and a global
+one of the same id are two secrets with two policies. gcloud's `secrets create --location` runs in
+test_secret_manager.py's gcloud test."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from sqlalchemy import update
 
 from keyless.store.models import SmSecretVersion
 from tests.api.helpers import server_state, token_for_service_account
-from tests.conftest import Gcloud, KeylessServer, _need_gcloud
+from tests.conftest import KeylessServer
 
 PROJECT = "regional-project"
 REGION = "us-central1"
@@ -160,19 +161,3 @@ def test_bad_regional_secrets_are_refused(srv: KeylessServer, path: str, body: d
     assert r.status_code == 400, r.text
     assert fragment in r.json()["error"]["message"], r.text
     assert srv.call("GET", f"{REGIONAL}/refused").status_code == 404  # nothing was stored
-
-
-@pytest.fixture(scope="module")
-def gcloud(srv: KeylessServer, tmp_path_factory: pytest.TempPathFactory) -> Gcloud:
-    _need_gcloud()
-    return Gcloud(srv, tmp_path_factory.mktemp("gcloud"), project=PROJECT)
-
-
-def test_gcloud_secrets_create_with_location(gcloud: Gcloud) -> None:
-    gcloud.run("secrets", "create", "from-gcloud", f"--location={REGION}", "--data-file=-", stdin="gcloud-value")
-    value = gcloud.run("secrets", "versions", "access", "latest", "--secret=from-gcloud", f"--location={REGION}")
-    assert value.stdout == "gcloud-value"
-    described = gcloud.json("secrets", "describe", "from-gcloud", f"--location={REGION}")
-    assert described["name"].endswith(f"/locations/{REGION}/secrets/from-gcloud")
-    missing = gcloud.run("secrets", "describe", "from-gcloud", check=False)  # not a global secret
-    assert missing.returncode != 0 and "NOT_FOUND" in missing.stderr
