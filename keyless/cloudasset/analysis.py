@@ -59,7 +59,8 @@ def analyze_iam_policy(state: Any, scope: Scope, query: Query) -> dict[str, Any]
     try:
         setup, analysis = access.analyze(state, identity=query.identity,
                                          resource=policy_resource(query.resource) if query.identity is None
-                                         and query.resource is not None else None)
+                                         and query.resource is not None else None,
+                                         identity_flag="analysisQuery.identitySelector.identity")
         accesses = analysis.accesses
         if query.identity is not None and query.resource is not None:
             chain = set(access.resource_chain(state, policy_resource(query.resource)))

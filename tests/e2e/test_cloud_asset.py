@@ -200,3 +200,8 @@ def test_bad_input_gets_google_s_error(srv: KeylessServer, path: str, params: An
     assert r.status_code == status, r.text
     error = r.json()["error"]
     assert error["code"] == status and error["status"] == "INVALID_ARGUMENT" and error["message"]
+
+
+def test_a_bad_identity_is_named_as_the_request_names_it(srv: KeylessServer) -> None:
+    r = srv.call("GET", ANALYZE, params={"analysisQuery.identitySelector.identity": "nobody-knows-this-kind:x"})
+    assert r.json()["error"]["message"].startswith("analysisQuery.identitySelector.identity"), r.text  # not --identity
