@@ -184,6 +184,8 @@ def test_a_resource_outside_the_scope_reveals_nothing(srv: KeylessServer) -> Non
      + [("analysisQuery.accessSelector.roles", "roles/viewer")] * 101, 400),
     (ANALYZE, {"analysisQuery.identitySelector.identity": f"user:{ANALYST}", "executionTimeout": "forever"}, 400),
     (ANALYZE, {"analysisQuery.identitySelector.identity": f"user:{ANALYST}",
+               "analysisQuery.conditionContext.accessTime": "2001-01-01T00:00:00Z"}, 400),  # in the past
+    (ANALYZE, {"analysisQuery.identitySelector.identity": f"user:{ANALYST}",
                "analysisQuery.options.expandRoles": "maybe"}, 400),
     ("/cloudasset/v1/folders/1:analyzeIamPolicy", {"analysisQuery.identitySelector.identity": "user:a@b.c"}, 400),
     ("/cloudasset/v1/organizations/acme:searchAllIamPolicies", {}, 400),

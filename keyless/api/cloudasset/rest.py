@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.routing import Route
@@ -75,9 +76,16 @@ def analyze_iam_policy(call: Call) -> dict[str, Any]:
         raise InvalidArgument(f"Invalid value at 'execution_timeout' (type.googleapis.com/google.protobuf.Duration), "
                               f"{timeout[:100]!r}")
     access_time = call.arg(Q + "conditionContext.accessTime")
-    if access_time is not None and not _TIMESTAMP.match(access_time):
-        raise InvalidArgument(f"Invalid value at 'analysis_query.condition_context.access_time' "
-                              f"(type.googleapis.com/google.protobuf.Timestamp), {access_time[:100]!r}")
+    if access_time is not None:
+        try:
+            at = datetime.fromisoformat(access_time.replace("Z", "+00:00")) if _TIMESTAMP.match(access_time) else None
+        except ValueError:
+            at = None
+        if at is None or at.tzinfo is None:
+            raise InvalidArgument(f"Invalid value at 'analysis_query.condition_context.access_time' "
+                                  f"(type.googleapis.com/google.protobuf.Timestamp), {access_time[:100]!r}")
+        if at < datetime.now(UTC) - timedelta(minutes=1):  # "must not be earlier than the current time"
+            raise InvalidArgument("analysisQuery.conditionContext.accessTime must not be earlier than the current time.")
     query = analysis.Query(
         identity=call.arg(Q + "identitySelector.identity"),
         resource=call.arg(Q + "resourceSelector.fullResourceName"),
