@@ -56,6 +56,7 @@ PREFIXES: dict[str, Callable[[ServerState], Sequence[BaseRoute]]] = {
     "pubsub": _api("pubsub.rest"),
     "logging": _api("logging"),
     "container": _api("container"),
+    "cloudasset": _api("cloudasset"),
     "kubernetes": _api("kubernetes"),  # each GKE cluster's Kubernetes API (its endpoint; keyless.api.kubernetes)
     "doctor": _api("doctor"),  # Keyless's doctor (not a Google API): /doctor/v1/access
     "keyless": _api("emulator"),  # Keyless's emulator controls (not a Google API): /keyless/v1/state:reset

@@ -53,7 +53,8 @@ MISSING_CREDENTIALS = (
     "See https://developers.google.com/identity/sign-in/web/devconsole-project."
 )
 OWNER_TOKEN_LIFETIME = timedelta(hours=24)
-BOOTSTRAP_ROLES = ("roles/owner", "roles/resourcemanager.projectCreator", "roles/orgpolicy.policyAdmin")
+BOOTSTRAP_ROLES = ("roles/owner", "roles/resourcemanager.projectCreator", "roles/orgpolicy.policyAdmin",
+                   "roles/cloudasset.viewer")
 
 
 def user_principal(email: str) -> Principal:
@@ -104,9 +105,10 @@ class ServerState:
 
     def bootstrap(self) -> None:
         """Grant the bootstrap owner, on the root node, what an organization admin holds:
-        roles/owner (inherited by every project), roles/resourcemanager.projectCreator and
+        roles/owner (inherited by every project), roles/resourcemanager.projectCreator,
         roles/orgpolicy.policyAdmin (roles/owner includes neither resourcemanager.projects.create
-        nor orgpolicy.policy.set, as on Google)."""
+        nor orgpolicy.policy.set, as on Google) and roles/cloudasset.viewer (Policy Analyzer over
+        the organization, issue #20; the catalogue's basic roles hold no Cloud Asset permission)."""
         member = self.owner.member
         for role in BOOTSTRAP_ROLES:
             with self.db.read() as s:

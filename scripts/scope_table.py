@@ -33,7 +33,8 @@ from keyless.api.scopes import TABLE, route_key  # noqa: E402
 
 # The discovery documents of the API versions Keyless serves.
 DOCUMENTS = ["iam.v1", "iamcredentials.v1", "cloudresourcemanager.v1", "cloudresourcemanager.v3", "serviceusage.v1",
-             "storage.v1", "secretmanager.v1", "logging.v2", "container.v1", "pubsub.v1"]
+             "storage.v1", "secretmanager.v1", "logging.v2", "container.v1", "pubsub.v1",
+             "cloudasset.v1"]
 # Keyless routes that are no discovery method of their own, and the method whose scopes they take:
 # a resumable upload's later requests (PUT a chunk, DELETE to cancel) continue objects.insert;
 # /download/storage/v1/... is objects.get's media download (googleapiclient's useMediaDownloadService);
@@ -46,6 +47,8 @@ DOCUMENTS = ["iam.v1", "iamcredentials.v1", "cloudresourcemanager.v1", "cloudres
 EXTRA_SCOPES = {"iamcredentials.googleapis.com": ["https://www.googleapis.com/auth/iam"]}
 ALIASES = {
     "POST /secretmanager/v1/projects/{}/secrets/{}:getIamPolicy": "GET /secretmanager/v1/projects/{}/secrets/{}:getIamPolicy",
+    "POST /secretmanager/v1/projects/{}/locations/{}/secrets/{}:getIamPolicy":
+        "GET /secretmanager/v1/projects/{}/locations/{}/secrets/{}:getIamPolicy",
     "POST /serviceusage/v1/projects/{}/services/{}:enable": "POST /serviceusage/v1/{}/{}/services/{}:enable",
     "PUT /upload/storage/v1/b/{}/o": "POST /upload/storage/v1/b/{}/o",
     "DELETE /upload/storage/v1/b/{}/o": "POST /upload/storage/v1/b/{}/o",

@@ -27,9 +27,15 @@ API_HOSTS: dict[str, str | None] = {
     "pubsub": "pubsub",
     "logging": "logging",
     "container": "container",
+    "cloudasset": "cloudasset",
     "storage": None,  # /storage/v1, /upload/storage/v1, /download/storage/v1
     "www": None,  # www.googleapis.com/oauth2/v3/certs, /robot/v1/metadata/x509/...
 }
+
+
+# APIs with regional endpoints `LABEL.LOCATION.rep.DOMAIN` (Secret Manager's regional secrets,
+# https://cloud.google.com/secret-manager/regional-secrets/regional-secrets-overview) -> prefix.
+REGIONAL_HOSTS: dict[str, str] = {"secretmanager": "secretmanager"}
 
 
 def hostnames(universe_domain: str | None = None) -> list[str]:
@@ -54,13 +60,22 @@ class HostRouter:
 
     def __init__(self, universe_domain: str | None = None) -> None:
         self._prefix: dict[bytes, str | None] = {}
+        self._regional: dict[tuple[bytes, bytes], str] = {}  # (label, "rep.DOMAIN") -> prefix
         for domain in filter(None, (GOOGLE_DOMAIN, universe_domain)):
             for label, prefix in API_HOSTS.items():
                 self._prefix[f"{label}.{domain}".encode()] = prefix
+            for label, prefix in REGIONAL_HOSTS.items():
+                self._regional[(label.encode(), f"rep.{domain}".encode())] = prefix
 
     def prefix_for(self, host: bytes | None) -> str | None:
         """The prefix to put before the path of a request that arrived for `host`; None when the
         request is served as it came (not an API host, or one whose paths carry the prefix)."""
         if not host or host.startswith(b"["):
             return None
-        return self._prefix.get(host.split(b":", 1)[0].lower())
+        name = host.split(b":", 1)[0].lower()
+        found = self._prefix.get(name)
+        if found is None and name.count(b".") >= 3:  # secretmanager.us-central1.rep.googleapis.com
+            label, location, rest = name.split(b".", 2)
+            if 0 < len(location) <= 40 and location.replace(b"-", b"").isalnum():
+                return self._regional.get((label, rest))
+        return found

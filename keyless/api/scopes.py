@@ -37,7 +37,7 @@ PREFIX_SERVICES = {
     "secretmanager": "secretmanager.googleapis.com", "pubsub": "pubsub.googleapis.com",
     "logging": "logging.googleapis.com",
     "container": "container.googleapis.com", "storage": "storage.googleapis.com",
-    "upload": "storage.googleapis.com", "download": "storage.googleapis.com", "resumable": "storage.googleapis.com",
+    "cloudasset": "cloudasset.googleapis.com", "upload": "storage.googleapis.com", "download": "storage.googleapis.com", "resumable": "storage.googleapis.com",
 }
 _VARIABLE = re.compile(r"\{[^}]*\}")
 

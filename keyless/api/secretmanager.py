@@ -41,6 +41,12 @@ MAX_PAYLOAD_B64 = 4 * ((versions_domain.MAX_PAYLOAD_BYTES + 2) // 3) + 4
 # -- authorisation and resolution ---------------------------------------------------------------
 
 
+def _location(call: Call) -> str:
+    """The path's location ('' for a global secret), one of Secret Manager's regions."""
+    location = call.params.get("location", "")
+    return names.check_location(call.params["project"], location) if location else ""
+
+
 def _denied(permission: str, display: str) -> PermissionDenied:
     """Secret Manager says "denied for resource" where IAM says "denied on resource"."""
     error = permission_denied(permission, display)
@@ -81,13 +87,13 @@ def _project(call: Call, s: Any, permission: str) -> Project:
 def _secret_target(call: Call, s: Any, permission: str, version: str | None = None,
                    *, for_update: bool = False) -> tuple[Project, SmSecret | None]:
     """Authorise `permission` on the secret (or version) of the path; the secret if it exists."""
-    given, secret_id = call.params["project"], call.params["secret"]
+    given, secret_id, location = call.params["project"], call.params["secret"], _location(call)
     if version is None:
-        names.check_secret_id(given, secret_id)
+        names.check_secret_id(given, secret_id, location)
     else:
-        names.check_version_id(given, secret_id, version)
-    display = names.secret_name(given, secret_id) if version is None else \
-        names.version_name(given, secret_id, version)
+        names.check_version_id(given, secret_id, version, location)
+    display = names.secret_name(given, secret_id, location) if version is None else \
+        names.version_name(given, secret_id, version, location)
     row = projects.find_project(s, given, include_deleted=False)
     if row is None:
         _touch(call, given, display, found=False)
@@ -95,19 +101,20 @@ def _secret_target(call: Call, s: Any, permission: str, version: str | None = No
                  ResourceContext(display))
         raise _denied(permission, display)
     number = row.project_number
-    name = names.secret_name(number, secret_id) if version is None else names.version_name(number, secret_id, version)
+    name = names.secret_name(number, secret_id, location) if version is None else \
+        names.version_name(number, secret_id, version, location)
     _touch(call, row.project_id, name, found=True)
-    chain = names.secret_chain(number, row.project_id, secret_id)
+    chain = names.secret_chain(number, row.project_id, secret_id, location)
     context = ResourceContext(name, names.SECRET_TYPE if version is None else names.VERSION_TYPE, SERVICE)
     _require(call, permission, chain, display, context)
-    return row, secrets_domain.find_secret(s, row.project_id, secret_id, for_update=for_update)
+    return row, secrets_domain.find_secret(s, row.project_id, secret_id, location=location, for_update=for_update)
 
 
 def _secret(call: Call, s: Any, permission: str, *, for_update: bool = False) -> tuple[Project, SmSecret]:
     project, secret = _secret_target(call, s, permission, for_update=for_update)
     if secret is None:
         raise NotFound(
-            f"Secret [{names.secret_name(project.project_number, call.params['secret'])}] not found.")
+            f"Secret [{names.secret_name(project.project_number, call.params['secret'], _location(call))}] not found.")
     return project, secret
 
 
@@ -115,9 +122,9 @@ def _version(call: Call, s: Any, permission: str) -> tuple[SmSecret, SmSecretVer
     version_id = call.params["version"]
     project, secret = _secret_target(call, s, permission, version_id)
     if secret is None:
-        raise versions_domain.missing(project.project_number, call.params["secret"], version_id)
+        raise versions_domain.missing(project.project_number, call.params["secret"], version_id, _location(call))
     row = versions_domain.resolve(s, secret, version_id)
-    call.touch(name=names.version_name(secret.project_number, secret.secret_id, row.version))
+    call.touch(name=names.version_name(secret.project_number, secret.secret_id, row.version, secret.location))
     return secret, row
 
 
@@ -159,11 +166,12 @@ def _submit(call: Call, log_type: str, error: KeylessError | None) -> None:
 
 def create_secret(call: Call) -> dict[str, Any]:
     secret_id = call.arg("secretId") or call.arg("secret_id") or ""
+    location = _location(call)
     with call.write() as s:
         project = _project(call, s, "secretmanager.secrets.create")
-        names.check_secret_id(call.params["project"], secret_id)
-        _touch(call, project.project_id, names.secret_name(project.project_number, secret_id), found=True)
-        row = secrets_domain.create_secret(s, project, secret_id, call.body)
+        names.check_secret_id(call.params["project"], secret_id, location)
+        _touch(call, project.project_id, names.secret_name(project.project_number, secret_id, location), found=True)
+        row = secrets_domain.create_secret(s, project, secret_id, call.body, location)
         return secrets_domain.secret_json(row)
 
 
@@ -174,9 +182,10 @@ def get_secret(call: Call) -> dict[str, Any]:
 
 
 def list_secrets(call: Call) -> dict[str, Any]:
+    location = _location(call)
     with call.read() as s:
         project = _project(call, s, "secretmanager.secrets.list")
-        rows = secrets_domain.list_secrets(s, project.project_id, call.arg("filter"))
+        rows = secrets_domain.list_secrets(s, project.project_id, call.arg("filter"), location)
         everything = [secrets_domain.secret_json(r) for r in rows]
     items, token = call.page(everything)
     if not items:
@@ -237,7 +246,7 @@ def add_version(call: Call) -> dict[str, Any]:
     with call.write() as s:
         _, secret = _secret(call, s, "secretmanager.versions.add", for_update=True)
         row = versions_domain.add_version(s, secret, data, checksum)
-        call.touch(name=names.version_name(secret.project_number, secret.secret_id, row.version))
+        call.touch(name=names.version_name(secret.project_number, secret.secret_id, row.version, secret.location))
         return versions_domain.version_json(secret, row)
 
 
@@ -262,7 +271,7 @@ def access_version(call: Call) -> dict[str, Any]:
     with call.read() as s:
         secret, row = _version(call, s, "secretmanager.versions.access")
         data, checksum = versions_domain.access(secret, row)
-        name = names.version_name(secret.project_number, secret.secret_id, row.version)
+        name = names.version_name(secret.project_number, secret.secret_id, row.version, secret.location)
     return {"name": name, "payload": {"data": base64.b64encode(data).decode(), "dataCrc32c": str(checksum)}}
 
 
@@ -284,7 +293,7 @@ def change_version(permission: str, change: Callable[..., SmSecretVersion]) -> C
 
 def _policy_resource(call: Call, s: Session, permission: str) -> str:
     _, secret = _secret(call, s, permission)
-    return names.policy_resource(secret.project_number, secret.secret_id)
+    return names.policy_resource(secret.project_number, secret.secret_id, secret.location)
 
 
 def get_iam_policy(call: Call) -> dict[str, Any]:
@@ -297,17 +306,45 @@ def set_iam_policy(call: Call) -> dict[str, Any]:
 
 
 def test_iam_permissions(call: Call) -> dict[str, Any]:
-    given, secret_id = call.params["project"], call.params["secret"]
-    names.check_secret_id(given, secret_id)
+    given, secret_id, location = call.params["project"], call.params["secret"], _location(call)
+    names.check_secret_id(given, secret_id, location)
 
     def chain(s: Session) -> tuple[list[str], ResourceContext] | None:
         project = projects.find_project(s, given, include_deleted=False)
-        if project is None or secrets_domain.find_secret(s, project.project_id, secret_id) is None:
+        if project is None or secrets_domain.find_secret(s, project.project_id, secret_id, location=location) is None:
             return None
-        return (names.secret_chain(project.project_number, project.project_id, secret_id),
-                ResourceContext(names.secret_name(project.project_number, secret_id), names.SECRET_TYPE, SERVICE))
+        return (names.secret_chain(project.project_number, project.project_id, secret_id, location),
+                ResourceContext(names.secret_name(project.project_number, secret_id, location), names.SECRET_TYPE,
+                                SERVICE))
 
     return iam_methods.test_iam_permissions(call, chain)
+
+
+# -- locations ----------------------------------------------------------------------------------
+
+
+def _location_json(project: str, location: str) -> dict[str, Any]:
+    return {"name": f"projects/{project}/locations/{location}", "locationId": location,
+            "labels": {"cloud.googleapis.com/region": location}}
+
+
+def get_location(call: Call) -> dict[str, Any]:
+    with call.read() as s:
+        _project(call, s, "secretmanager.locations.get")
+    location = call.params["location"]
+    if location not in names.REGIONS:
+        raise NotFound(f"Location {location[:64]} not found.")
+    return _location_json(call.params["project"], location)
+
+
+def list_locations(call: Call) -> dict[str, Any]:
+    if call.arg("filter"):
+        raise InvalidArgument("Keyless does not filter locations.")
+    with call.read() as s:
+        _project(call, s, "secretmanager.locations.list")
+    everything = [_location_json(call.params["project"], region) for region in sorted(names.REGIONS)]
+    items, token = call.page(everything)
+    return {"locations": items, **({"nextPageToken": token} if token else {})}
 
 
 def routes(state: ServerState) -> list[Route]:
@@ -318,7 +355,16 @@ def routes(state: ServerState) -> list[Route]:
              log_type: str = ADMIN_READ) -> Route:
         return route(state, http_method, path, _data_access(method, log_type, handler), audited=False)
 
-    secrets = "/v1/projects/{project}/secrets"
+    locations = "/v1/projects/{project}/locations"
+    # Regional secrets (projects/P/locations/L/secrets/S, issue #20) take the same handlers.
+    return [route(state, "GET", locations + "/{location}", get_location, audited=False),
+            route(state, "GET", locations, list_locations, audited=False),
+            *_secret_routes(admin, read, state, "/v1/projects/{project}/locations/{location}/secrets"),
+            *_secret_routes(admin, read, state, "/v1/projects/{project}/secrets")]
+
+
+def _secret_routes(admin: Callable[..., Route], read: Callable[..., Route], state: ServerState,
+                   secrets: str) -> list[Route]:
     secret = secrets + "/{secret}"
     version = secret + "/versions/{version}"
     # Custom methods (`name:verb`) come before the plain resource routes they would also match.

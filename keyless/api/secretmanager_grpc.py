@@ -19,8 +19,18 @@ PREFIX = "/secretmanager"  # where keyless.app mounts the REST API
 _SECRET = "projects/*/secrets/*"
 _VERSION = _SECRET + "/versions/*"
 
-# google/cloud/secretmanager/v1/service.proto, global resources (Keyless has no regional secrets).
-RULES = [
+
+
+def _regional(rule: Rule) -> Rule:
+    """The rule with its additional binding for regional secrets (`projects/*/locations/*/secrets`),
+    as service.proto declares one for each RPC (issue #20)."""
+    regional = rule.uri.replace("{parent=projects/*}", "{parent=projects/*/locations/*}").replace(
+        "projects/*/secrets", "projects/*/locations/*/secrets")
+    return Rule(rule.rpc, rule.verb, rule.uri, rule.request, rule.response, rule.body, (regional,))
+
+
+# google/cloud/secretmanager/v1/service.proto, global resources and, as additional bindings, regional ones.
+RULES = [_regional(rule) for rule in [
     Rule("ListSecrets", "get", "/v1/{parent=projects/*}/secrets",
          service.ListSecretsRequest.pb(), service.ListSecretsResponse.pb()),
     Rule("CreateSecret", "post", "/v1/{parent=projects/*}/secrets",
@@ -50,7 +60,7 @@ RULES = [
          iam_policy_pb2.GetIamPolicyRequest, policy_pb2.Policy),
     Rule("TestIamPermissions", "post", "/v1/{resource=" + _SECRET + "}:testIamPermissions",
          iam_policy_pb2.TestIamPermissionsRequest, iam_policy_pb2.TestIamPermissionsResponse, body="*"),
-]
+]]
 
 
 def secret_manager_service(app: ASGIApp, peer: PeerResolver | None = None) -> TranscodingService:

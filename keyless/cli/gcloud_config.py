@@ -16,7 +16,8 @@ from pathlib import Path
 # has no `sts` override property (it reaches STS only through credential files' URLs, and its
 # introspection through auth/token_introspection_endpoint), so none is written for it.
 GCLOUD_APIS = ("iam", "cloudresourcemanager", "iamcredentials", "container", "storage",
-               "secretmanager", "logging", "serviceusage", "pubsub")
+               "secretmanager", "logging", "serviceusage", "pubsub",
+               "cloudasset")
 
 
 def gcloud_config_dir() -> Path:

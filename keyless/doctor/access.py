@@ -274,9 +274,11 @@ def render_text(setup: Setup, analysis: Analysis) -> str:
 
 def analyze(state: Any, *, identity: str | None = None, pod: str | None = None, cluster: str | None = None,
             resource: str | None = None, permission: str | None = None,
-            attributes: dict[str, str] | None = None, groups: tuple[str, ...] = ()) -> tuple[Setup, Analysis]:
-    """The one entry point of the CLI and the HTTP endpoint: an identity (a member, or a pod as
-    NS/NAME with its cluster) or a resource, optionally one permission."""
+            attributes: dict[str, str] | None = None, groups: tuple[str, ...] = (),
+            identity_flag: str = "--identity") -> tuple[Setup, Analysis]:
+    """The one entry point of the CLI and the HTTP endpoints (the doctor's, Cloud Asset's): an
+    identity (a member, or a pod as NS/NAME with its cluster) or a resource, optionally one
+    permission. `identity_flag` names the identity where an error points at it."""
     from keyless.doctor.model import load
 
     if sum(x is not None for x in (identity, pod, resource)) != 1:
@@ -297,5 +299,5 @@ def analyze(state: Any, *, identity: str | None = None, pod: str | None = None, 
         query["identity"] = principal.member
     else:
         assert identity is not None
-        principal = principal_of(state, identity, attributes=attributes, groups=groups)
+        principal = principal_of(state, identity, attributes=attributes, groups=groups, flag=identity_flag)
     return setup, Analysis(query, analyzer.identity(principal, permission))

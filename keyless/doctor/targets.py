@@ -2,8 +2,8 @@
 
 Accepts full resource names (https://cloud.google.com/iam/docs/full-resource-names, e.g.
 `//storage.googleapis.com/projects/_/buckets/B`) and the relative names audit entries and IAM
-conditions use (`projects/_/buckets/B/objects/O`, `projects/N/secrets/S/versions/V`, `projects/P`,
-`projects/P/serviceAccounts/EMAIL`). The chains are the ones the APIs evaluate.
+conditions use (`projects/_/buckets/B/objects/O`, `projects/N/secrets/S/versions/V`, a regional
+secret's `projects/N/locations/L/secrets/S`, `projects/P`, `projects/P/serviceAccounts/EMAIL`). The chains are the ones the APIs evaluate.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ PROJECT_TYPE = "cloudresourcemanager.googleapis.com/Project"
 PROJECT_SERVICE = "cloudresourcemanager.googleapis.com"
 _FULL = re.compile(r"^//([a-z0-9.-]+\.googleapis\.com)/(.+)$")
 _BUCKET = re.compile(r"^projects/_/buckets/([^/]{1,222})(?:/objects/(.{1,1024}))?$")
-_SECRET = re.compile(r"^projects/([^/]{1,30})/secrets/([a-zA-Z0-9_-]{1,255})(?:/versions/([^/]{1,16}))?$")
+_SECRET = re.compile(r"^projects/([^/]{1,30})(?:/locations/([a-z0-9-]{1,40}))?/secrets/([a-zA-Z0-9_-]{1,255})"
+                     r"(?:/versions/([^/]{1,16}))?$")
 _ACCOUNT = re.compile(r"^projects/([^/]{1,30})/serviceAccounts/([^/]{1,256})$")
 _PROJECT = re.compile(r"^projects/([^/]{1,30})$")
 
@@ -54,7 +55,7 @@ def resolve(s: Any, resource: str) -> Target:
     if (b := _BUCKET.match(name)) is not None:
         return _storage(s, resource, b.group(1), b.group(2))
     if (sm := _SECRET.match(name)) is not None:
-        return _secret(s, resource, sm.group(1), sm.group(2), sm.group(3))
+        return _secret(s, resource, sm.group(1), sm.group(3), sm.group(4), sm.group(2) or "")
     if (a := _ACCOUNT.match(name)) is not None:
         row = find_account(s, a.group(2))  # an email, or the unique id audit entries name
         if row is None:
@@ -85,18 +86,18 @@ def _storage(s: Any, given: str, bucket: str, obj: str | None) -> Target:
     return Target(given, buckets.bucket_chain(row), context, kind, True, row.project_id, f"gs://{bucket}")
 
 
-def _secret(s: Any, given: str, project: str, secret_id: str, version: str | None) -> Target:
+def _secret(s: Any, given: str, project: str, secret_id: str, version: str | None, location: str = "") -> Target:
     row = find_project(s, project, include_deleted=False)
     kind = "secret" if version is None else "secret version"
     if row is None:
         return Target(given, [f"projects/{project}", ROOT], ResourceContext(given), kind, False)
     number = row.project_number
-    name = secret_names.secret_name(number, secret_id) if version is None else \
-        secret_names.version_name(number, secret_id, version)
+    name = secret_names.secret_name(number, secret_id, location) if version is None else \
+        secret_names.version_name(number, secret_id, version, location)
     context = ResourceContext(name, secret_names.SECRET_TYPE if version is None else secret_names.VERSION_TYPE,
                               secret_names.SERVICE)
     from keyless.secretmanager.secrets import find_secret
 
-    exists = find_secret(s, row.project_id, secret_id) is not None
-    return Target(given, secret_names.secret_chain(number, row.project_id, secret_id), context, kind, exists,
+    exists = find_secret(s, row.project_id, secret_id, location=location) is not None
+    return Target(given, secret_names.secret_chain(number, row.project_id, secret_id, location), context, kind, exists,
                   row.project_id, secret_id)

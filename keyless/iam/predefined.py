@@ -3,7 +3,7 @@
 The catalogue holds every role Keyless is expected to see in a policy (basic roles, the IAM,
 Resource Manager, Cloud Storage, Secret Manager, Pub/Sub, BigQuery, Logging, GKE, Cloud Run,
 Compute, Cloud SQL, Artifact Registry, Service Usage and Cloud Build roles people commonly
-grant), each with Google's title, description, launch stage and permission list as returned by
+grant, and roles/cloudasset.viewer for Policy Analyzer, issue #20), each with Google's title, description, launch stage and permission list as returned by
 `roles.get` (`gcloud iam roles describe`) and as published in
 
 - https://cloud.google.com/iam/docs/roles-permissions (the per-service pages, e.g.

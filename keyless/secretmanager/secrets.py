@@ -3,6 +3,13 @@
 
 The replication policy is fixed at creation; labels, annotations and the other mutable
 fields change through `update_mask`. Deleting a secret deletes its versions and IAM policy.
+A regional secret (`location` set, issue #20) has no replication policy. Rotation, expiry and
+delayed destruction are kept and validated with the bounds of Google's Secret and Rotation
+schemas: `nextRotationTime` 5 minutes to 100 years ahead and required with `rotationPeriod`
+(1 hour to 100 years), rotation only with `topics`, `expireTime` in the future (`ttl` positive),
+`versionDestroyTtl` 1 to 1000 days
+(https://cloud.google.com/secret-manager/docs/reference/rest/v1/projects.secrets#Rotation,
+https://cloud.google.com/secret-manager/docs/delay-secret-version-destroy).
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ SNAKE = {"create_time": "createTime", "expire_time": "expireTime", "version_alia
          "rotation_period": "rotationPeriod", "data_crc32c": "dataCrc32c"}
 LOCATION = "abcdefghijklmnopqrstuvwxyz0123456789-"
 MAX_ANNOTATIONS_BYTES = 16 * 1024
+MIN_ROTATION_LEAD, MAX_ROTATION = 300, 3_153_600_000  # seconds (Rotation's bounds)
+MIN_ROTATION_PERIOD = 3600
+MIN_DESTROY_TTL, MAX_DESTROY_TTL = 86_400, 1000 * 86_400
 
 
 def camel(body: dict[str, Any]) -> dict[str, Any]:
@@ -220,20 +230,37 @@ def _validate_echoed(body: dict[str, Any]) -> dict[str, Any]:
         for k in rotation:
             if k not in ("nextRotationTime", "rotationPeriod"):
                 raise _unknown(k, "secret.rotation")
+        now = datetime.now(UTC)
         if "rotationPeriod" in rotation:
-            parse_duration(rotation["rotationPeriod"], "secret.rotation.rotation_period")
+            period = parse_duration(rotation["rotationPeriod"], "secret.rotation.rotation_period")
+            if not MIN_ROTATION_PERIOD <= period <= MAX_ROTATION:
+                raise InvalidArgument("Secret.rotation.rotation_period must be at least 3600s (1 hour) and at most "
+                                      "3153600000s (100 years).")
+            if "nextRotationTime" not in rotation:
+                raise InvalidArgument("Secret.rotation.next_rotation_time must be set if rotation_period is set.")
         if "nextRotationTime" in rotation:
-            _timestamp(rotation["nextRotationTime"], "secret.rotation.next_rotation_time")
+            at = _timestamp(rotation["nextRotationTime"], "secret.rotation.next_rotation_time")
+            if not now + timedelta(seconds=MIN_ROTATION_LEAD) <= at <= now + timedelta(seconds=MAX_ROTATION):
+                raise InvalidArgument("Secret.rotation.next_rotation_time must be at least 300s (5 minutes) and at "
+                                      "most 3153600000s (100 years) in the future.")
+            rotation["nextRotationTime"] = rfc3339(at)
         if rotation:
             out["rotation"] = rotation
-    for field in ("expireTime",):
-        if body.get(field) is not None:
-            out[field] = rfc3339(_timestamp(body[field], "secret.expire_time"))
+    if body.get("expireTime") is not None:
+        expire = _timestamp(body["expireTime"], "secret.expire_time")
+        if expire <= datetime.now(UTC):
+            raise InvalidArgument("Secret.expire_time must be in the future.")
+        out["expireTime"] = rfc3339(expire)
     if body.get("ttl") is not None:
         seconds = parse_duration(body["ttl"], "secret.ttl")
+        if seconds <= 0 or seconds > MAX_ROTATION:
+            raise InvalidArgument("Secret.ttl must be positive and at most 3153600000s.")
         out["expireTime"] = rfc3339(datetime.now(UTC) + timedelta(seconds=seconds))
     if body.get("versionDestroyTtl") is not None:
-        parse_duration(body["versionDestroyTtl"], "secret.version_destroy_ttl")
+        ttl = parse_duration(body["versionDestroyTtl"], "secret.version_destroy_ttl")
+        if not MIN_DESTROY_TTL <= ttl <= MAX_DESTROY_TTL:
+            raise InvalidArgument("Secret.version_destroy_ttl must be at least 86400s (1 day) and at most "
+                                  "86400000s (1000 days).")
         out["versionDestroyTtl"] = body["versionDestroyTtl"]
     if body.get("customerManagedEncryption"):
         out["customerManagedEncryption"] = _cmek(body["customerManagedEncryption"],
@@ -254,6 +281,12 @@ def _timestamp(text: Any, where: str) -> datetime:
                               f"{text!r}") from exc
 
 
+def _check_rotation(echoed: dict[str, Any]) -> None:
+    """Rotation notifies the secret's topics: Google refuses it without one."""
+    if echoed.get("rotation") and not echoed.get("topics"):
+        raise InvalidArgument("Secret.topics must be set to configure rotation.")
+
+
 def _check_fields(body: dict[str, Any]) -> None:
     for k in body:
         if k not in SECRET_FIELDS:
@@ -265,42 +298,52 @@ def _check_fields(body: dict[str, Any]) -> None:
 # -- store operations ---------------------------------------------------------------------------
 
 
-def find_secret(s: Session, project_id: str, secret_id: str, *, for_update: bool = False) -> SmSecret | None:
-    query = select(SmSecret).where(SmSecret.project_id == project_id, SmSecret.secret_id == secret_id)
+def find_secret(s: Session, project_id: str, secret_id: str, *, location: str = "",
+                for_update: bool = False) -> SmSecret | None:
+    query = select(SmSecret).where(SmSecret.project_id == project_id, SmSecret.location == location,
+                                   SmSecret.secret_id == secret_id)
     if for_update:
         query = query.with_for_update()
     return s.scalars(query).first()
 
 
-def get_secret(s: Session, project: Project, secret_id: str, *, for_update: bool = False) -> SmSecret:
-    row = find_secret(s, project.project_id, secret_id, for_update=for_update)
+def get_secret(s: Session, project: Project, secret_id: str, *, location: str = "",
+               for_update: bool = False) -> SmSecret:
+    row = find_secret(s, project.project_id, secret_id, location=location, for_update=for_update)
     if row is None:
-        raise NotFound(f"Secret [{secret_name(project.project_number, secret_id)}] not found.")
+        raise NotFound(f"Secret [{secret_name(project.project_number, secret_id, location)}] not found.")
     return row
 
 
-def create_secret(s: Session, project: Project, secret_id: str, body: dict[str, Any]) -> SmSecret:
-    check_secret_id(project.project_id, secret_id)
+def create_secret(s: Session, project: Project, secret_id: str, body: dict[str, Any], location: str = "") -> SmSecret:
+    check_secret_id(project.project_id, secret_id, location)
     body = camel(body)
     _check_fields(body)
-    replication = validate_replication(body.get("replication"))
+    if location:
+        if body.get("replication"):  # a regional secret lives in its location only
+            raise InvalidArgument("Secret.replication must not be set for a regional secret.")
+        replication: dict[str, Any] = {}
+    else:
+        replication = validate_replication(body.get("replication"))
     labels = validate_labels(body.get("labels"))
     echoed = _validate_echoed(body)
-    if find_secret(s, project.project_id, secret_id) is not None:
-        raise AlreadyExists(f"Secret [{secret_name(project.project_number, secret_id)}] already exists.")
+    _check_rotation(echoed)
+    name = secret_name(project.project_number, secret_id, location)
+    if find_secret(s, project.project_id, secret_id, location=location) is not None:
+        raise AlreadyExists(f"Secret [{name}] already exists.")
     row = SmSecret(uid=str(uuid.uuid4()), project_id=project.project_id, project_number=project.project_number,
-                   secret_id=secret_id, create_time=datetime.now(UTC), labels=labels, replication=replication,
-                   body=echoed, etag=new_etag(), last_version=0)
+                   secret_id=secret_id, location=location, create_time=datetime.now(UTC), labels=labels,
+                   replication=replication, body=echoed, etag=new_etag(), last_version=0)
     s.add(row)
     try:
         s.flush()  # the unique index refuses a concurrent create of the same id here
     except IntegrityError as exc:
-        raise AlreadyExists(f"Secret [{secret_name(project.project_number, secret_id)}] already exists.") from exc
+        raise AlreadyExists(f"Secret [{name}] already exists.") from exc
     return row
 
 
-def list_secrets(s: Session, project_id: str, text_filter: str | None) -> list[SmSecret]:
-    rows = s.scalars(select(SmSecret).where(SmSecret.project_id == project_id)
+def list_secrets(s: Session, project_id: str, text_filter: str | None, location: str = "") -> list[SmSecret]:
+    rows = s.scalars(select(SmSecret).where(SmSecret.project_id == project_id, SmSecret.location == location)
                      .order_by(SmSecret.create_time.desc(), SmSecret.secret_id)).all()
     if not text_filter:
         return list(rows)
@@ -310,7 +353,7 @@ def list_secrets(s: Session, project_id: str, text_filter: str | None) -> list[S
 
 def secret_fields(row: SmSecret) -> dict[str, Any]:
     """What a list filter can test of a secret."""
-    return {"name": secret_name(row.project_number, row.secret_id), "labels": row.labels or {},
+    return {"name": secret_name(row.project_number, row.secret_id, row.location), "labels": row.labels or {},
             "create_time": rfc3339(row.create_time), "annotations": (row.body or {}).get("annotations", {}),
             "replication": "automatic" if "automatic" in (row.replication or {}) else "user_managed"}
 
@@ -337,6 +380,7 @@ def update_secret(row: SmSecret, body: dict[str, Any], mask: list[str] | None) -
             echoed[target] = given[target]
         else:
             echoed.pop(target, None)
+    _check_rotation(echoed)
     row.labels = labels
     row.body = echoed
     row.etag = new_etag()
@@ -347,18 +391,17 @@ def delete_secret(s: Session, row: SmSecret, etag: str | None) -> None:
     if etag and not etag_matches(etag, row.etag):
         raise Aborted("The etag provided in the request does not match the current etag of the secret.")
     s.execute(delete(SmSecretVersion).where(SmSecretVersion.secret_uid == row.uid))
-    policy = get_policy_row(s, policy_resource(row.project_number, row.secret_id))
+    policy = get_policy_row(s, policy_resource(row.project_number, row.secret_id, row.location))
     if policy is not None:
         s.delete(policy)
     s.delete(row)
 
 
 def secret_json(row: SmSecret) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "name": secret_name(row.project_number, row.secret_id),
-        "replication": row.replication,
-        "createTime": rfc3339(row.create_time),
-    }
+    body: dict[str, Any] = {"name": secret_name(row.project_number, row.secret_id, row.location)}
+    if not row.location:  # a regional secret has no replication policy
+        body["replication"] = row.replication
+    body["createTime"] = rfc3339(row.create_time)
     if row.labels:
         body["labels"] = row.labels
     body.update({k: v for k, v in (row.body or {}).items() if k in ECHOED})

@@ -294,6 +294,7 @@ class SmSecret(Base):
     project_id: Mapped[str] = mapped_column(String(30))
     project_number: Mapped[str] = mapped_column(String(20))
     secret_id: Mapped[str] = mapped_column(String(255))
+    location: Mapped[str] = mapped_column(String(64), default="", server_default="")  # '': global (migration 0014)
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     replication: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -302,7 +303,7 @@ class SmSecret(Base):
     last_version: Mapped[int] = mapped_column(Integer, default=0)  # version numbers are never reused
 
 
-Index("ux_sm_secret_name", SmSecret.project_id, SmSecret.secret_id, unique=True)
+Index("ux_sm_secret_name", SmSecret.project_id, SmSecret.location, SmSecret.secret_id, unique=True)
 
 
 class SmSecretVersion(Base):
@@ -315,6 +316,8 @@ class SmSecretVersion(Base):
     state: Mapped[str] = mapped_column(String(16), default="ENABLED")  # ENABLED | DISABLED | DESTROYED
     create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     destroy_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # destroy of a secret with versionDestroyTtl: DISABLED until then (migration 0014)
+    scheduled_destroy_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     payload: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     crc32c: Mapped[int] = mapped_column(BigInteger, default=0)
     client_checksum: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -45,10 +45,24 @@ def build(server_url: str, token: str, name: str) -> Any:
                                   client_options=options)
 
 
+def _resources_of(desc: dict[str, Any], method_id: str, path: tuple[str, ...] = ()) -> list[str] | None:
+    """The resources a method sits under in its document (the client's own copy of it)."""
+    if any(spec.get("id") == method_id for spec in desc.get("methods", {}).values()):
+        return list(path)
+    for key, child in desc.get("resources", {}).items():
+        found = _resources_of(child, method_id, (*path, key))
+        if found is not None:
+            return found
+    return None
+
+
 def method_of(client: Any, method_id: str) -> Callable[..., Any]:
-    """`iam.projects.serviceAccounts.create` -> client.projects().serviceAccounts().create."""
+    """`iam.projects.serviceAccounts.create` -> client.projects().serviceAccounts().create; where
+    the id does not name the resources (`cloudasset.analyzeIamPolicy` is v1().analyzeIamPolicy),
+    the document says them."""
     node = client
     *resources, verb = method_id.split(".")[1:]
+    resources = _resources_of(client._rootDesc, method_id) or resources
     for resource in resources:
         node = getattr(node, resource.replace("-", "_"))()
     name = verb.replace("-", "_")  # the client's own renaming (discovery.fix_method_name)

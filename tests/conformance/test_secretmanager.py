@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import google_crc32c
@@ -18,6 +19,19 @@ DOC = "secretmanager.v1"
 PROJECT = "conformance-secrets"
 P = f"projects/{PROJECT}"
 PAYLOAD = b"s3cr3t value"
+REGION = "us-central1"
+
+
+def in_a_day() -> str:
+    return (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def rsecret(c: dict[str, Any]) -> str:
+    return str(c["rsecret"]["name"])
+
+
+def rversion(c: dict[str, Any]) -> str:
+    return str(c["rversion"]["name"])
 
 
 def secret(c: dict[str, Any]) -> str:
@@ -76,6 +90,51 @@ FLOW = Flow(DOC, [
          check=lambda c, a: len(a["permissions"]) == 2 or pytest.fail(str(a))),
     Step("secretmanager.projects.secrets.delete", lambda c: {"name": secret(c)}),
     Step("secretmanager.projects.secrets.get", lambda c: {"name": secret(c)}, error=404),
+    # Regional secrets (issue #20): the same resources under projects/P/locations/L.
+    Step("secretmanager.projects.locations.list", lambda c: {"name": P, "pageSize": 100},
+         check=lambda c, a: f"{P}/locations/{REGION}" in [x["name"] for x in a["locations"]] or pytest.fail(str(a))),
+    Step("secretmanager.projects.locations.get", lambda c: {"name": f"{P}/locations/{REGION}"},
+         present=["name", "locationId"]),
+    Step("secretmanager.projects.locations.secrets.create", lambda c: {
+        "parent": f"{P}/locations/{REGION}", "secretId": "regional-secret", "body": {
+            "labels": {"team": "conformance"}, "topics": [{"name": f"{P}/topics/rotations"}],
+            "rotation": {"nextRotationTime": in_a_day(), "rotationPeriod": "86400s"},
+            "versionDestroyTtl": "172800s"}},
+         save="rsecret", present=["name", "createTime", "etag", "rotation.nextRotationTime", "versionDestroyTtl"],
+         check=lambda c, a: ("/locations/us-central1/secrets/regional-secret" in a["name"]
+                             and "replication" not in a) or pytest.fail(str(a))),
+    Step("secretmanager.projects.locations.secrets.get", lambda c: {"name": rsecret(c)},
+         present=["name", "topics", "rotation.rotationPeriod"]),
+    Step("secretmanager.projects.locations.secrets.list", lambda c: {"parent": f"{P}/locations/{REGION}"},
+         check=lambda c, a: [x["name"] for x in a["secrets"]] == [rsecret(c)] or pytest.fail(str(a))),
+    Step("secretmanager.projects.locations.secrets.patch", lambda c: {"name": rsecret(c), "updateMask": "ttl",
+                                                                      "body": {"ttl": "3600s"}},
+         present=["expireTime"]),
+    Step("secretmanager.projects.locations.secrets.addVersion", lambda c: {"parent": rsecret(c), "body": {
+        "payload": {"data": base64.b64encode(PAYLOAD).decode()}}}, save="rversion", check=state("ENABLED")),
+    Step("secretmanager.projects.locations.secrets.versions.get", lambda c: {"name": rversion(c)},
+         present=["name", "state", "etag"]),
+    Step("secretmanager.projects.locations.secrets.versions.list", lambda c: {"parent": rsecret(c)},
+         check=lambda c, a: [v["name"] for v in a["versions"]] == [rversion(c)] or pytest.fail(str(a))),
+    Step("secretmanager.projects.locations.secrets.versions.access", lambda c: {"name": f"{rsecret(c)}/versions/1"},
+         check=lambda c, a: base64.b64decode(a["payload"]["data"]) == PAYLOAD or pytest.fail(str(a))),
+    Step("secretmanager.projects.locations.secrets.versions.disable", lambda c: {"name": rversion(c), "body": {}},
+         check=state("DISABLED")),
+    Step("secretmanager.projects.locations.secrets.versions.enable", lambda c: {"name": rversion(c), "body": {}},
+         check=state("ENABLED")),
+    Step("secretmanager.projects.locations.secrets.versions.destroy", lambda c: {"name": rversion(c), "body": {}},
+         present=["scheduledDestroyTime"], check=state("DISABLED")),
+    Step("secretmanager.projects.locations.secrets.getIamPolicy", lambda c: {"resource": rsecret(c)},
+         save="rpolicy", present=["etag"]),
+    Step("secretmanager.projects.locations.secrets.setIamPolicy", lambda c: {"resource": rsecret(c), "body": {
+        "policy": {"bindings": [{"role": "roles/secretmanager.secretAccessor",
+                                 "members": ["user:reader@example.com"]}], "etag": c["rpolicy"]["etag"]}}},
+         present=["bindings"]),
+    Step("secretmanager.projects.locations.secrets.testIamPermissions", lambda c: {"resource": rsecret(c), "body": {
+        "permissions": ["secretmanager.versions.access"]}},
+         check=lambda c, a: a["permissions"] == ["secretmanager.versions.access"] or pytest.fail(str(a))),
+    Step("secretmanager.projects.locations.secrets.delete", lambda c: {"name": rsecret(c)}),
+    Step("secretmanager.projects.locations.secrets.get", lambda c: {"name": rsecret(c)}, error=404),
 ])
 
 

@@ -177,6 +177,10 @@ def test_gcloud_secrets_commands(gcloud: Gcloud, server: KeylessServer) -> None:
     g.run("secrets", "versions", "add", "api-key", "--data-file=-", stdin="second-value")
     assert g.run("secrets", "versions", "access", "latest", "--secret=api-key").stdout == "second-value"
     assert g.run("secrets", "versions", "access", "1", "--secret=api-key").stdout == "first-value"
+    # a regional secret of the same id is another secret (issue #20)
+    g.run("secrets", "create", "api-key", "--location=us-central1", "--data-file=-", stdin="regional-value")
+    assert g.run("secrets", "versions", "access", "latest", "--secret=api-key", "--location=us-central1"
+                 ).stdout == "regional-value"
     listed = g.json("secrets", "list")
     assert [s["name"] for s in listed] == [f"projects/{NUMBER}/secrets/api-key"]
     g.run("secrets", "add-iam-policy-binding", "api-key", "--role=roles/secretmanager.secretAccessor",

@@ -89,6 +89,17 @@ for step, (method, request) in enumerate(script):
             out[step] = {"secret": secret.name, "version": version.name, "data": got.payload.data.decode(),
                          "crc32c": got.payload.data_crc32c, "listed": listed, "destroyed": destroyed.state.name,
                          "roles": roles, "permissions": list(perms)}
+        elif method == "regional_round_trip":  # a regional secret: the RPCs' additional bindings
+            parent = "projects/my-project/locations/us-central1"
+            secret = client.create_secret(request={"parent": parent, "secret_id": request, "secret": {}})
+            version = client.add_secret_version(request={"parent": secret.name, "payload": {"data": b"regional"}})
+            got = client.access_secret_version(request={"name": secret.name + "/versions/latest"})
+            listed = [s.name for s in client.list_secrets(request={"parent": parent})]
+            perms = client.test_iam_permissions(request={"resource": secret.name, "permissions": [
+                "secretmanager.versions.access"]}).permissions
+            client.delete_secret(request={"name": secret.name})
+            out[step] = {"secret": secret.name, "version": version.name, "data": got.payload.data.decode(),
+                         "listed": listed, "permissions": list(perms)}
         else:
             response = getattr(client, method)(request=request)
             out[step] = {"name": response.name, "data": response.payload.data.decode()}
@@ -152,14 +163,19 @@ def test_not_found_unauthenticated_and_malformed_names(srv: KeylessServer, tmp_p
 def test_create_add_access_iam_round_trip(srv: KeylessServer, tmp_path: Path) -> None:
     import google_crc32c
 
-    out = run_client(srv, tmp_path, srv.owner_token, [("create_add_access", "grpc-secret")])
+    out = run_client(srv, tmp_path, srv.owner_token, [("create_add_access", "grpc-secret"),
+                                                      ("regional_round_trip", "grpc-regional")])
     secret = f"projects/{NUMBER}/secrets/grpc-secret"
     assert out["0"] == {"secret": secret, "version": f"{secret}/versions/1", "data": "round trip",
                         "crc32c": int(google_crc32c.value(b"round trip")), "listed": [f"{secret}/versions/1"],
                         "destroyed": "DESTROYED", "roles": ["roles/secretmanager.secretAccessor"],
                         "permissions": ["secretmanager.secrets.get", "secretmanager.versions.access"]}
-    # it was deleted over gRPC: REST agrees
+    regional = f"projects/{NUMBER}/locations/us-central1/secrets/grpc-regional"
+    assert out["1"] == {"secret": regional, "version": f"{regional}/versions/1", "data": "regional",
+                        "listed": [regional], "permissions": ["secretmanager.versions.access"]}
+    # they were deleted over gRPC: REST agrees
     assert srv.call("GET", f"{SM}/secrets/grpc-secret").status_code == 404
+    assert srv.call("GET", f"{SM}/locations/us-central1/secrets/grpc-regional").status_code == 404
 
 
 def test_grpc_access_writes_the_data_access_entry(srv: KeylessServer, tmp_path: Path) -> None:

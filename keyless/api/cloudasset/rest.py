@@ -1,0 +1,153 @@
+"""Cloud Asset API REST wire: `v1.analyzeIamPolicy` and `v1.searchAllIamPolicies` of the
+cloudasset.v1 discovery document (https://cloud.google.com/asset-inventory/docs/reference/rest).
+
+Each call is authorised on its scope (projects/P, or the root for an organization):
+searchAllIamPolicies needs `cloudasset.assets.searchAllIamPolicies`, analyzeIamPolicy
+`cloudasset.assets.analyzeIamPolicy`, `.searchAllIamPolicies` and `.searchAllResources` ("all of
+the following", https://cloud.google.com/asset-inventory/docs/access-control), all in
+roles/cloudasset.viewer; an unknown project is denied, never confirmed missing. Both methods
+are ADMIN_READ (https://cloud.google.com/asset-inventory/docs/audit-logging): their Data Access
+entries are written only where the scope's auditConfigs enable ADMIN_READ for
+cloudasset.googleapis.com.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from starlette.routing import Route
+
+from keyless.api.http import Call, route
+from keyless.audit.data_access import ADMIN_READ, data_access_enabled
+from keyless.audit.log import DATA_ACCESS, AuditRecord
+from keyless.cloudasset import analysis, search
+from keyless.cloudasset.assets import Scope, parse_scope
+from keyless.errors import InvalidArgument, KeylessError, NotFound
+from keyless.iam.evaluate import permission_denied
+from keyless.projects import ROOT, project_chain
+from keyless.state import ServerState
+
+SERVICE = "cloudasset.googleapis.com"
+PREFIX = "google.cloud.asset.v1.AssetService."
+MAX_SELECTORS = 100  # roles or permissions in one accessSelector
+MAX_PAGE = 500  # "Page size is capped at 500 even if a larger value is given."
+_DURATION = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,9})?s$")
+_TIMESTAMP = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{8,18}(Z|[+-][0-9]{2}:[0-9]{2})$")
+Q = "analysisQuery."
+
+
+def _scope(call: Call, permission: str) -> Scope:
+    """The request's scope, authorised; the audit record names it."""
+    with call.read() as s:
+        scope = parse_scope(s, f"{call.params['kind']}/{call.params['scope']}")
+    if call.record is not None:
+        call.record.resource_name = scope.name
+        call.record.resource_type = "audited_resource"
+        call.record.resource_labels = {"service": SERVICE, "method": call.record.method}
+        if scope.project_id:
+            call.record.project_id = scope.project_id
+            call.record.resource_labels["project_id"] = scope.project_id
+    call.require(permission, scope.chain, scope.name)
+    if not scope.exists:  # only the root's holders get this far: Google never confirms a project is missing
+        raise permission_denied(permission, scope.name)
+    return scope
+
+
+def _bounded(call: Call, name: str) -> tuple[str, ...]:
+    values = call.args(name)
+    if len(values) > MAX_SELECTORS or any(len(v) > 256 for v in values):
+        raise InvalidArgument(f"{name}: at most {MAX_SELECTORS} values of at most 256 characters.")
+    return tuple(values)
+
+
+def analyze_iam_policy(call: Call) -> dict[str, Any]:
+    scope = _scope(call, "cloudasset.assets.analyzeIamPolicy")
+    # "All of the following permissions" (https://cloud.google.com/asset-inventory/docs/access-control)
+    for permission in ("cloudasset.assets.searchAllIamPolicies", "cloudasset.assets.searchAllResources"):
+        call.require(permission, scope.chain, scope.name)
+    saved = call.arg("savedAnalysisQuery")
+    if saved:  # Keyless keeps no saved queries
+        raise NotFound(f"Saved query {saved[:200]} not found.")
+    timeout = call.arg("executionTimeout")
+    if timeout is not None and not _DURATION.match(timeout):
+        raise InvalidArgument(f"Invalid value at 'execution_timeout' (type.googleapis.com/google.protobuf.Duration), "
+                              f"{timeout[:100]!r}")
+    access_time = call.arg(Q + "conditionContext.accessTime")
+    if access_time is not None:
+        try:
+            at = datetime.fromisoformat(access_time.replace("Z", "+00:00")) if _TIMESTAMP.match(access_time) else None
+        except ValueError:
+            at = None
+        if at is None or at.tzinfo is None:
+            raise InvalidArgument(f"Invalid value at 'analysis_query.condition_context.access_time' "
+                                  f"(type.googleapis.com/google.protobuf.Timestamp), {access_time[:100]!r}")
+        if at < datetime.now(UTC) - timedelta(minutes=1):  # "must not be earlier than the current time"
+            raise InvalidArgument("analysisQuery.conditionContext.accessTime must not be earlier than the current time.")
+    query = analysis.Query(
+        identity=call.arg(Q + "identitySelector.identity"),
+        resource=call.arg(Q + "resourceSelector.fullResourceName"),
+        roles=_bounded(call, Q + "accessSelector.roles"),
+        permissions=_bounded(call, Q + "accessSelector.permissions"),
+        expand_roles=call.flag(Q + "options.expandRoles"),
+        expand_groups=call.flag(Q + "options.expandGroups"),
+        expand_resources=call.flag(Q + "options.expandResources") or call.flag(Q + "options.outputResourceEdges"),
+        impersonation=call.flag(Q + "options.analyzeServiceAccountImpersonation"))
+    if query.identity is not None and len(query.identity) > 512:
+        raise InvalidArgument("analysisQuery.identitySelector.identity is longer than 512 characters.")
+    return analysis.analyze_iam_policy(call.state, scope, query)
+
+
+def search_all_iam_policies(call: Call) -> dict[str, Any]:
+    scope = _scope(call, "cloudasset.assets.searchAllIamPolicies")
+    size = call.arg("pageSize")
+    if size is not None and size.lstrip("-").isdigit() and int(size) > MAX_PAGE:
+        call.query["pageSize"] = [str(MAX_PAGE)]
+    results = search.search_all_iam_policies(call.state, scope, call.arg("query") or "",
+                                             list(call.args("assetTypes")), call.arg("orderBy"))
+    page, token = call.page(results)
+    return {"results": page, **({"nextPageToken": token} if token else {})} if page else {}
+
+
+# -- Data Access entries ------------------------------------------------------------------------
+
+
+def _data_access(method: str, handler: Callable[[Call], Any]) -> Callable[[Call], Any]:
+    """Run a method with its audit record, written only if the scope's auditConfigs enable ADMIN_READ."""
+
+    def run(call: Call) -> Any:
+        call.record = AuditRecord(service=SERVICE, method=PREFIX + method, log=DATA_ACCESS)
+        try:
+            result = handler(call)
+        except KeylessError as error:
+            _submit(call, error)
+            call.record = None  # decided here: the endpoint must not write it again
+            raise
+        _submit(call, None)
+        return result
+
+    return run
+
+
+def _submit(call: Call, error: KeylessError | None) -> None:
+    record = call.record
+    if record is None or call.token is None or not record.resource_name:
+        return
+    project_id = record.resource_labels.get("project_id")
+    chain = project_chain(project_id) if project_id else [ROOT]
+    if data_access_enabled(call.state.authz.audit_configs(chain), SERVICE, ADMIN_READ, call.principal.member_keys):
+        call.state.audit.submit(record, call.principal, caller_ip=call.caller_ip, user_agent=call.user_agent,
+                                error=error)
+
+
+def routes(state: ServerState) -> list[Route]:
+    def read(path: str, handler: Callable[[Call], Any], method: str) -> Route:
+        return route(state, "GET", path, _data_access(method, handler), audited=False)
+
+    scope = "/v1/{kind}/{scope}"
+    return [
+        read(scope + ":analyzeIamPolicy", analyze_iam_policy, "AnalyzeIamPolicy"),
+        read(scope + ":searchAllIamPolicies", search_all_iam_policies, "SearchAllIamPolicies"),
+    ]

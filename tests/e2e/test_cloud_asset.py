@@ -1,0 +1,209 @@
+"""Cloud Asset Inventory's Policy Analyzer against Keyless (issue #20): seed 002's line
+`gcloud asset analyze-iam-policy --organization=ORG_ID --identity=serviceAccount:app-gsa@...` and
+`gcloud asset search-all-iam-policies`, unmodified, through `keyless configure-gcloud`'s
+`api_endpoint_overrides/cloudasset`; google-cloud-asset's REST transport; IAM on the scope,
+the Data Access entry, and the attacks a scope must stop (another project's policies, unbounded
+input)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import google.oauth2.credentials
+import pytest
+import yaml
+from google.api_core import exceptions
+from sqlalchemy import select
+
+from keyless.store.models import AuditEntry
+from tests.api.helpers import audit_data_access, server_state, token_for_user
+from tests.conftest import GCLOUD, Gcloud, KeylessServer, _need_gcloud
+
+ORG = "4242"
+PROJECT = "asset-project"
+OTHER = "asset-other"
+GSA = f"app-gsa@{PROJECT}.iam.gserviceaccount.com"
+OTHER_SA = f"other-sa@{OTHER}.iam.gserviceaccount.com"
+KSA = f"serviceAccount:{PROJECT}.svc.id.goog[apps/app-ksa]"
+ANALYST = "analyst@example.com"
+CRM = "/cloudresourcemanager/v1/projects"
+ANALYZE = f"/cloudasset/v1/projects/{PROJECT}:analyzeIamPolicy"
+METHOD = "google.cloud.asset.v1.AssetService.AnalyzeIamPolicy"
+
+
+def ok(resp: Any) -> Any:
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def grant(srv: KeylessServer, path: str, role: str, member: str, condition: dict[str, str] | None = None) -> None:
+    policy = ok(srv.call("POST", f"{path}:getIamPolicy", body={"options": {"requestedPolicyVersion": 3}}))
+    binding: dict[str, Any] = {"role": role, "members": [member]}
+    if condition:
+        binding["condition"] = condition
+        policy["version"] = 3
+    policy.setdefault("bindings", []).append(binding)
+    ok(srv.call("POST", f"{path}:setIamPolicy", body={"policy": policy}))
+
+
+@pytest.fixture(scope="module")
+def srv(module_server: KeylessServer) -> KeylessServer:
+    """Seed 002's section 3 and 8 in one organization, plus a project outside it."""
+    srv = module_server
+    ok(srv.call("POST", CRM, body={"projectId": PROJECT, "parent": {"type": "organization", "id": ORG}}))
+    ok(srv.call("POST", CRM, body={"projectId": OTHER}))
+    ok(srv.call("POST", f"/iam/v1/projects/{PROJECT}/serviceAccounts", body={"accountId": "app-gsa"}))
+    ok(srv.call("POST", f"/iam/v1/projects/{OTHER}/serviceAccounts", body={"accountId": "other-sa"}))
+    grant(srv, f"{CRM}/{PROJECT}", "roles/storage.objectViewer", f"serviceAccount:{GSA}",
+          {"title": "only-app-bucket", "expression": 'resource.name.startsWith("projects/_/buckets/my-app-bucket")'})
+    grant(srv, f"{CRM}/{PROJECT}", "roles/logging.viewer", f"serviceAccount:{GSA}")
+    grant(srv, f"/iam/v1/projects/{PROJECT}/serviceAccounts/{GSA}", "roles/iam.workloadIdentityUser", KSA)
+    grant(srv, f"{CRM}/{OTHER}", "roles/storage.admin", f"serviceAccount:{GSA}")  # outside the organization
+    grant(srv, f"{CRM}/{OTHER}", "roles/secretmanager.admin", f"serviceAccount:{OTHER_SA}")
+    grant(srv, f"{CRM}/{PROJECT}", "roles/cloudasset.viewer", f"user:{ANALYST}")
+    audit_data_access(srv, PROJECT, {"cloudasset.googleapis.com": ["ADMIN_READ"]})
+    return srv
+
+
+@pytest.fixture(scope="module")
+def gcloud(srv: KeylessServer, tmp_path_factory: pytest.TempPathFactory) -> Gcloud:
+    _need_gcloud()
+    return Gcloud(srv, tmp_path_factory.mktemp("gcloud"), project=PROJECT)
+
+
+def test_seed_002_analyze_iam_policy_line(gcloud: Gcloud) -> None:
+    """The seed's line as written (ORG_ID and PROJECT_ID filled in)."""
+    assert GCLOUD is not None
+    result = gcloud.run("asset", "analyze-iam-policy", f"--organization={ORG}",
+                        f"--identity=serviceAccount:{GSA}")
+    assert "Your analysis request is fully explored." in result.stderr
+    assert f"attachedResource: //cloudresourcemanager.googleapis.com/projects/{PROJECT}" in result.stdout
+    assert "role: roles/storage.objectViewer" in result.stdout
+    entries = [e for e in yaml.safe_load_all(result.stdout) if e]  # gcloud's default output: YAML documents
+    by_role = {e["policy"]["binding"]["role"]: e for e in entries}
+    # the grant in the project outside the organization is not in the organization's analysis
+    assert set(by_role) == {"roles/storage.objectViewer", "roles/logging.viewer"}, entries
+    viewer = by_role["roles/storage.objectViewer"]
+    assert viewer["policy"]["binding"]["condition"]["title"] == "only-app-bucket"
+    acl = viewer["ACLs"][0]
+    assert acl["identities"] == [{"name": f"serviceAccount:{GSA}"}]
+    assert acl["accesses"] == [{"role": "roles/storage.objectViewer"}]
+    assert acl["resources"] == [{"fullResourceName": f"//cloudresourcemanager.googleapis.com/projects/{PROJECT}"}]
+    assert acl["conditionEvaluationValue"] == "CONDITIONAL"
+
+
+def test_gcloud_search_all_iam_policies(gcloud: Gcloud) -> None:
+    """The organization's policies binding app-gsa: its project's, not those of the project outside."""
+    found = gcloud.json("asset", "search-all-iam-policies", f"--scope=organizations/{ORG}", "--query=policy:app-gsa")
+    assert [(r["resource"], r["assetType"], r["organization"]) for r in found] == [
+        (f"//cloudresourcemanager.googleapis.com/projects/{PROJECT}", "cloudresourcemanager.googleapis.com/Project",
+         f"organizations/{ORG}")], found
+    assert sorted(b["role"] for b in found[0]["policy"]["bindings"]) == ["roles/logging.viewer",
+                                                                        "roles/storage.objectViewer"]
+
+
+def asset_client(srv: KeylessServer, token: str) -> Any:
+    from google.cloud import asset_v1
+
+    return asset_v1.AssetServiceClient(credentials=google.oauth2.credentials.Credentials(token), transport="rest",
+                                       client_options={"api_endpoint": f"{srv.base_url}/cloudasset"})
+
+
+def test_google_cloud_asset_rest_client_with_a_project_role(srv: KeylessServer) -> None:
+    """roles/cloudasset.viewer on the project: its analysis and search work there, nowhere else."""
+    from google.cloud import asset_v1
+
+    client = asset_client(srv, token_for_user(srv, ANALYST))
+    response = client.analyze_iam_policy(request={"analysis_query": {
+        "scope": f"projects/{PROJECT}", "identity_selector": {"identity": f"serviceAccount:{GSA}"},
+        "access_selector": {"permissions": ["logging.logEntries.list", "storage.objects.get"]}}})
+    results = {r.iam_binding.role: r for r in response.main_analysis.analysis_results}
+    assert set(results) == {"roles/storage.objectViewer", "roles/logging.viewer"}
+    assert [a.permission for a in results["roles/logging.viewer"].access_control_lists[0].accesses] == [
+        "logging.logEntries.list"]
+    assert response.main_analysis.analysis_results[0].attached_resource_full_name == \
+        f"//cloudresourcemanager.googleapis.com/projects/{PROJECT}"
+    pages = client.search_all_iam_policies(request={
+        "scope": f"projects/{PROJECT}", "query": "policy.role.permissions:iam.serviceAccounts.getAccessToken",
+        "page_size": 1})
+    found = list(pages)
+    assert [r.asset_type for r in found] == ["iam.googleapis.com/ServiceAccount"]
+    assert list(found[0].explanation.matched_permissions["roles/iam.workloadIdentityUser"].permissions) == [
+        "iam.serviceAccounts.getAccessToken"]
+    for scope in (f"projects/{OTHER}", f"organizations/{ORG}", "projects/no-such-project"):
+        with pytest.raises(exceptions.Forbidden) as denied:
+            client.analyze_iam_policy(request={"analysis_query": {
+                "scope": scope, "identity_selector": {"identity": f"serviceAccount:{GSA}"}}})
+        assert "cloudasset.assets.analyzeIamPolicy" in denied.value.message
+        with pytest.raises(exceptions.Forbidden):
+            list(client.search_all_iam_policies(request={"scope": scope}))
+    assert isinstance(response, asset_v1.AnalyzeIamPolicyResponse)
+
+
+def test_data_access_entry_names_the_scope(srv: KeylessServer) -> None:
+    token = token_for_user(srv, ANALYST)
+    ok(srv.call("GET", ANALYZE, token=token, params={"analysisQuery.identitySelector.identity": f"user:{ANALYST}"}))
+    deadline = time.monotonic() + 10
+    entries: list[dict[str, Any]] = []
+    while not entries and time.monotonic() < deadline:
+        with server_state(srv).db.read() as s:
+            rows = s.scalars(select(AuditEntry).where(AuditEntry.method_name == METHOD)).all()
+        entries = [r.entry for r in rows if ANALYST in json.dumps(r.entry["protoPayload"]["authenticationInfo"])]
+        time.sleep(0.1)
+    assert entries, "no Data Access entry for AnalyzeIamPolicy"
+    payload = entries[0]["protoPayload"]
+    assert payload["authenticationInfo"]["principalEmail"] == ANALYST
+    assert payload["resourceName"] == f"projects/{PROJECT}"
+    assert entries[0]["logName"].endswith("cloudaudit.googleapis.com%2Fdata_access")
+    assert payload["authorizationInfo"][0]["permission"] == "cloudasset.assets.analyzeIamPolicy"
+
+
+def test_a_resource_outside_the_scope_reveals_nothing(srv: KeylessServer) -> None:
+    """An analyst of PROJECT names OTHER's resource within PROJECT's scope: without the scope's
+    filter the analysis would list OTHER's bindings."""
+    token = token_for_user(srv, ANALYST)
+    body = ok(srv.call("GET", ANALYZE, token=token, params={
+        "analysisQuery.resourceSelector.fullResourceName": f"//cloudresourcemanager.googleapis.com/projects/{OTHER}"}))
+    assert body["mainAnalysis"].get("analysisResults", []) == [], body
+    body = ok(srv.call("GET", ANALYZE, token=token, params={
+        "analysisQuery.identitySelector.identity": f"serviceAccount:{OTHER_SA}"}))
+    assert body["mainAnalysis"].get("analysisResults", []) == [], body
+    # the owner, scoped to OTHER, sees them
+    body = ok(srv.call("GET", f"/cloudasset/v1/projects/{OTHER}:analyzeIamPolicy", params={
+        "analysisQuery.identitySelector.identity": f"serviceAccount:{OTHER_SA}"}))
+    assert [r["iamBinding"]["role"] for r in body["mainAnalysis"]["analysisResults"]] == ["roles/secretmanager.admin"]
+
+
+@pytest.mark.parametrize(("path", "params", "status"), [
+    (ANALYZE, {}, 400),  # neither an identity nor a resource
+    (ANALYZE, {"analysisQuery.identitySelector.identity": "x" * 600}, 400),
+    (ANALYZE, {"analysisQuery.identitySelector.identity": "nobody-knows-this-kind:x"}, 400),
+    (ANALYZE, [("analysisQuery.identitySelector.identity", f"user:{ANALYST}")]
+     + [("analysisQuery.accessSelector.roles", "roles/viewer")] * 101, 400),
+    (ANALYZE, {"analysisQuery.identitySelector.identity": f"user:{ANALYST}", "executionTimeout": "forever"}, 400),
+    (ANALYZE, {"analysisQuery.identitySelector.identity": f"user:{ANALYST}",
+               "analysisQuery.conditionContext.accessTime": "2001-01-01T00:00:00Z"}, 400),  # in the past
+    (ANALYZE, {"analysisQuery.identitySelector.identity": f"user:{ANALYST}",
+               "analysisQuery.options.expandRoles": "maybe"}, 400),
+    ("/cloudasset/v1/folders/1:analyzeIamPolicy", {"analysisQuery.identitySelector.identity": "user:a@b.c"}, 400),
+    ("/cloudasset/v1/organizations/acme:searchAllIamPolicies", {}, 400),
+    (f"/cloudasset/v1/projects/{PROJECT}:searchAllIamPolicies", {"assetTypes": "(.*.*)*!"}, 400),  # backtracking for minutes
+    (f"/cloudasset/v1/projects/{PROJECT}:searchAllIamPolicies", {"assetTypes": "compute.googleapis.com.*"}, 400),
+    (f"/cloudasset/v1/projects/{PROJECT}:searchAllIamPolicies", {"query": "policy:a OR policy:b"}, 400),
+    (f"/cloudasset/v1/projects/{PROJECT}:searchAllIamPolicies", {"query": "secret:x"}, 400),
+    (f"/cloudasset/v1/projects/{PROJECT}:searchAllIamPolicies", {"query": "x" * 3000}, 400),
+    (f"/cloudasset/v1/projects/{PROJECT}:searchAllIamPolicies", {"orderBy": "policy DESC"}, 400),
+    (f"/cloudasset/v1/projects/{PROJECT}:searchAllIamPolicies", {"pageToken": "-1"}, 400),
+])
+def test_bad_input_gets_google_s_error(srv: KeylessServer, path: str, params: Any, status: int) -> None:
+    r = srv.call("GET", path, params=params)
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert error["code"] == status and error["status"] == "INVALID_ARGUMENT" and error["message"]
+
+
+def test_a_bad_identity_is_named_as_the_request_names_it(srv: KeylessServer) -> None:
+    r = srv.call("GET", ANALYZE, params={"analysisQuery.identitySelector.identity": "nobody-knows-this-kind:x"})
+    assert r.json()["error"]["message"].startswith("analysisQuery.identitySelector.identity"), r.text  # not --identity
