@@ -151,13 +151,22 @@ def test_get_ancestors_iam_policy(g: Gcloud) -> None:
     assert "policy" in out[0]
 
 
-def test_projects_delete_and_undelete(g: Gcloud) -> None:
+def test_projects_update_delete_and_undelete(g: Gcloud) -> None:
     g.run("projects", "create", "short-lived-project", "--no-enable-cloud-apis")
+    g.run("projects", "update", "short-lived-project", "--name=Renamed by gcloud")  # v1 projects.update (issue #20)
+    assert g.json("projects", "describe", "short-lived-project")["name"] == "Renamed by gcloud"
     g.run("projects", "delete", "short-lived-project", "--quiet")
     assert g.json("projects", "describe", "short-lived-project")["lifecycleState"] == "DELETE_REQUESTED"
     assert "short-lived-project" not in [p["projectId"] for p in g.json("projects", "list")]
+    # a project pending deletion refuses use of its resources, and cannot be renamed
+    refused = g.run("iam", "service-accounts", "list", "--project=short-lived-project", check=False)
+    assert refused.returncode != 0 and "pending deletion" in refused.stderr, refused.stderr
+    refused = g.run("projects", "update", "short-lived-project", "--name=Too late", check=False)
+    assert refused.returncode != 0 and "pending deletion" in refused.stderr, refused.stderr
     g.run("projects", "undelete", "short-lived-project")
-    assert g.json("projects", "describe", "short-lived-project")["lifecycleState"] == "ACTIVE"
+    restored = g.json("projects", "describe", "short-lived-project")
+    assert restored["lifecycleState"] == "ACTIVE" and restored["name"] == "Renamed by gcloud"
+    g.run("iam", "service-accounts", "list", "--project=short-lived-project")
 
 
 def test_predefined_roles_list(g: Gcloud) -> None:
