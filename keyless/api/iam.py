@@ -22,7 +22,7 @@ from keyless.iam import service_account_keys as keys_domain
 from keyless.iam import service_accounts as sa_domain
 from keyless.iam.predefined import get_predefined_role, known_permissions, role_to_json
 from keyless.state import ServerState
-from keyless.store.models import Project, ServiceAccount
+from keyless.store.models import Project, ServiceAccount, WorkloadIdentityPool
 
 SERVICE = "iam.googleapis.com"
 ADMIN = "google.iam.admin.v1."
@@ -34,9 +34,13 @@ PROVIDER_TYPE = "type.googleapis.com/google.iam.v1.WorkloadIdentityPoolProvider"
 # -- resolution helpers: find the resource, authorise, name it for the audit log ---------------
 
 
-def _project(call: Call, s: Any, id_or_number: str, permission: str) -> Project:
+def _project(call: Call, s: Any, id_or_number: str, permission: str, *, pool: str = "") -> Project:
+    """The project, once `permission` is granted on it (or on its workload identity `pool`: a
+    grant in a pool's own policy applies to the pool and its providers, as on Google)."""
     row = projects.find_project(s, id_or_number)
     chain = projects.project_chain(row.project_id) if row else [projects.project_resource(id_or_number), projects.ROOT]
+    if row is not None and pool:
+        chain = [pools.pool_name(row.project_number, pool), *chain]
     pid = row.project_id if row else id_or_number
     call.touch(project_id=pid)
     if call.record is not None and not call.record.resource_name:
@@ -334,7 +338,7 @@ def _location(call: Call) -> None:
 
 def _pool_project(call: Call, s: Any, permission: str) -> Project:
     _location(call)
-    project = _project(call, s, call.params["project"], permission)
+    project = _project(call, s, call.params["project"], permission, pool=call.params.get("pool", ""))
     call.touch(name=pools.pool_name(project.project_number, call.params.get("pool", "")),
                type="audited_resource", labels={"project_id": project.project_id, "service": SERVICE})
     return project
@@ -432,10 +436,40 @@ def undelete_pool(call: Call) -> dict[str, Any]:
         return _op(s, row.name, pools.pool_json(row), POOL_TYPE)
 
 
+def get_pool_iam_policy(call: Call) -> dict[str, Any]:
+    def locate(s: Session) -> str:
+        project = _pool_project(call, s, "iam.workloadIdentityPools.getIamPolicy")
+        return pools.get_pool(s, _pool_name(call, project)).name
+
+    return iam_methods.get_iam_policy(call, locate)
+
+
+def set_pool_iam_policy(call: Call) -> dict[str, Any]:
+    def locate(s: Session) -> str:
+        project = _pool_project(call, s, "iam.workloadIdentityPools.setIamPolicy")
+        return pools.get_pool(s, _pool_name(call, project)).name
+
+    return iam_methods.set_iam_policy(call, locate, "workloadIdentityPool")
+
+
+def test_pool_iam_permissions(call: Call) -> dict[str, Any]:
+    def chain(s: Session) -> tuple[list[str], None] | None:
+        _location(call)
+        project = projects.find_project(s, call.params["project"], include_deleted=False)
+        if project is None:
+            return None
+        name = _pool_name(call, project)
+        if s.get(WorkloadIdentityPool, name) is None:
+            return None
+        return [name, *projects.project_chain(project.project_id)], None
+
+    return iam_methods.test_iam_permissions(call, chain)
+
+
 def get_operation(call: Call) -> dict[str, Any]:
     with call.read() as s:
         _location(call)
-        project = _project(call, s, call.params["project"], "iam.workloadIdentityPools.get")
+        project = _project(call, s, call.params["project"], "iam.workloadIdentityPools.get", pool=call.params["pool"])
         p = call.params
         name = f"{p['pool']}/providers/{p['provider']}" if "provider" in p else p["pool"]
         return operations.get(s, f"projects/{project.project_number}/locations/global/workloadIdentityPools/"
@@ -557,6 +591,9 @@ def routes(state: ServerState) -> list[Route]:
         r("PATCH", pool, patch_pool, WIF + "UpdateWorkloadIdentityPool"),
         r("DELETE", pool, delete_pool, WIF + "DeleteWorkloadIdentityPool"),
         r("POST", pool + ":undelete", undelete_pool, WIF + "UndeleteWorkloadIdentityPool"),
+        r("POST", pool + ":getIamPolicy", get_pool_iam_policy),
+        r("POST", pool + ":setIamPolicy", set_pool_iam_policy, WIF + "SetIamPolicy"),
+        r("POST", pool + ":testIamPermissions", test_pool_iam_permissions),
         r("POST", pool + "/providers", create_provider, WIF + "CreateWorkloadIdentityPoolProvider"),
         r("GET", pool + "/providers", list_providers),
         r("GET", prov, get_provider),

@@ -120,6 +120,17 @@ FLOW = Flow(DOC, [
          or pytest.fail(str(a))),
     Step("iam.projects.locations.workloadIdentityPools.patch", lambda c: {
         "name": POOL, "updateMask": "description", "body": {"description": "patched"}}, check=done),
+    Step("iam.projects.locations.workloadIdentityPools.getIamPolicy", lambda c: {"resource": POOL, "body": {
+        "options": {"requestedPolicyVersion": 3}}}, save="pool_policy", present=["etag"]),
+    Step("iam.projects.locations.workloadIdentityPools.setIamPolicy", lambda c: {"resource": POOL, "body": {
+        "policy": {"bindings": [{"role": "roles/iam.workloadIdentityPoolViewer", "members": ["user:v@example.com"]}],
+                   "etag": c["pool_policy"]["etag"]}}},
+         check=lambda c, a: a["bindings"][0]["members"] == ["user:v@example.com"] or pytest.fail(str(a))),
+    Step("iam.projects.locations.workloadIdentityPools.testIamPermissions", lambda c: {"resource": POOL, "body": {
+        "permissions": ["iam.workloadIdentityPools.get", "iam.workloadIdentityPoolProviders.create"]}},
+         check=lambda c, a: len(a["permissions"]) == 2 or pytest.fail(str(a))),
+    Step("iam.projects.locations.workloadIdentityPools.getIamPolicy", lambda c: {
+        "resource": f"{POOLS}/no-such-pool", "body": {}}, error=404),
     Step("iam.projects.locations.workloadIdentityPools.providers.create", lambda c: {
         "parent": POOL, "workloadIdentityPoolProviderId": "conformance-oidc", "body": {
             "displayName": "OIDC", "description": "GitHub Actions", "disabled": False,

@@ -133,3 +133,51 @@ def test_provider_delete_undelete(g: Gcloud) -> None:
     assert g.json("iam", "workload-identity-pools", "providers", "describe", "short-provider", *args)["state"] == "DELETED"
     g.run("iam", "workload-identity-pools", "providers", "undelete", "short-provider", *args)
     assert g.json("iam", "workload-identity-pools", "providers", "describe", "short-provider", *args)["state"] == "ACTIVE"
+
+
+def test_pool_iam_policy_binding_grants_on_the_pool_and_its_providers_only(g: Gcloud) -> None:
+    """`gcloud iam workload-identity-pools add-iam-policy-binding` (the pool's own policy, issue #20):
+    a grant there reaches the pool and its providers, not the project's other pools."""
+    from sqlalchemy import select
+
+    from keyless.store.models import AuditEntry
+    from tests.api.helpers import server_state, token_for_user
+
+    for pool in ("granted-pool", "other-pool"):
+        g.run("iam", "workload-identity-pools", "create", pool, "--project=my-project", "--location=global")
+    g.run("iam", "workload-identity-pools", "providers", "create-oidc", "granted-provider", "--project=my-project",
+          "--location=global", "--workload-identity-pool=granted-pool",
+          "--attribute-mapping=google.subject=assertion.sub", "--issuer-uri=https://issuer.example.com")
+    g.run("iam", "workload-identity-pools", "add-iam-policy-binding", "granted-pool", "--project=my-project",
+          "--location=global", "--member=user:pool-viewer@example.com",
+          "--role=roles/iam.workloadIdentityPoolViewer")
+    policy = g.json("iam", "workload-identity-pools", "get-iam-policy", "granted-pool", "--project=my-project",
+                    "--location=global")
+    assert {"role": "roles/iam.workloadIdentityPoolViewer", "members": ["user:pool-viewer@example.com"]} \
+        in policy["bindings"]
+
+    srv = g.server
+    viewer = token_for_user(srv, "pool-viewer@example.com")
+    base = f"/iam/v1/{POOLS}"
+    assert srv.call("GET", f"{base}/granted-pool", token=viewer).status_code == 200
+    assert srv.call("GET", f"{base}/granted-pool/providers/granted-provider", token=viewer).status_code == 200
+    denied = srv.call("GET", f"{base}/other-pool", token=viewer)
+    assert denied.status_code == 403 and denied.json()["error"]["status"] == "PERMISSION_DENIED", denied.text
+    # a viewer of the pool may not grant itself more on it
+    refused = srv.call("POST", f"{base}/granted-pool:setIamPolicy", token=viewer, body={"policy": {"bindings": [
+        {"role": "roles/iam.workloadIdentityPoolAdmin", "members": ["user:pool-viewer@example.com"]}]}})
+    assert refused.status_code == 403, refused.text
+    tested = srv.call("POST", f"{base}/granted-pool:testIamPermissions", token=viewer, body={"permissions": [
+        "iam.workloadIdentityPools.get", "iam.workloadIdentityPools.setIamPolicy"]})
+    assert tested.json() == {"permissions": ["iam.workloadIdentityPools.get"]}
+    assert srv.call("POST", f"{base}/other-pool:testIamPermissions", token=viewer,
+                    body={"permissions": ["iam.workloadIdentityPools.get"]}).json() == {}
+
+    g.run("iam", "workload-identity-pools", "remove-iam-policy-binding", "granted-pool", "--project=my-project",
+          "--location=global", "--member=user:pool-viewer@example.com",
+          "--role=roles/iam.workloadIdentityPoolViewer")
+    assert srv.call("GET", f"{base}/granted-pool", token=viewer).status_code == 403
+    with server_state(srv).db.read() as s:
+        methods = [e.method_name for e in s.scalars(select(AuditEntry).where(
+            AuditEntry.resource_name == f"{POOLS}/granted-pool")).all()]
+    assert methods.count("google.iam.v1.WorkloadIdentityPools.SetIamPolicy") == 2, methods
