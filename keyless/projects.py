@@ -190,6 +190,7 @@ def list_projects(s: Session) -> list[Project]:
 # https://cloud.google.com/resource-manager/reference/rest/v1/Policy: one policy per constraint,
 # boolean or list, with an etag. Keyless enforces the boolean constraints it implements.
 KEY_CREATION_CONSTRAINT = "constraints/iam.disableServiceAccountKeyCreation"
+KEY_UPLOAD_CONSTRAINT = "constraints/iam.disableServiceAccountKeyUpload"
 CONSTRAINT = re.compile(r"^constraints/[a-zA-Z0-9_.]{1,200}$")
 
 
@@ -235,6 +236,14 @@ AVAILABLE_CONSTRAINTS = [{
     "displayName": "Disable service account key creation",
     "description": "This boolean constraint disables the creation of service account external keys "
                    "where this constraint is set to `True`.",
+    "constraintDefault": "ALLOW",
+    "booleanConstraint": {},
+    "version": 1,
+}, {
+    "name": KEY_UPLOAD_CONSTRAINT,
+    "displayName": "Disable Service Account Key Upload",
+    "description": "This boolean constraint disables the feature that allows uploading public keys to service "
+                   "accounts where this constraint is set to `True`.",
     "constraintDefault": "ALLOW",
     "booleanConstraint": {},
     "version": 1,

@@ -187,6 +187,17 @@ def create_key(call: Call) -> dict[str, Any]:
         return {**body, "privateKeyType": "TYPE_GOOGLE_CREDENTIALS_FILE", "privateKeyData": data}
 
 
+def upload_key(call: Call) -> dict[str, Any]:
+    allowed_fields(call.body, {"publicKeyData"}, "")
+    with call.write() as s:
+        sa = _service_account(call, s, "iam.serviceAccountKeys.create")
+        row = keys_domain.upload(s, sa, call.body.get("publicKeyData"))
+        body = keys_domain.key_json(sa, row)
+        if call.record is not None:
+            call.record.response = {"name": body["name"], "keyType": row.key_type, "keyOrigin": row.key_origin}
+        return body
+
+
 def list_keys(call: Call) -> dict[str, Any]:
     types = set(call.args("keyTypes")) - {"KEY_TYPE_UNSPECIFIED"}
     with call.read() as s:
@@ -571,6 +582,7 @@ def routes(state: ServerState) -> list[Route]:
         r("POST", sa + ":testIamPermissions", test_sa_iam_permissions),
         r("POST", sa + "/keys", create_key, ADMIN + "CreateServiceAccountKey"),
         r("GET", sa + "/keys", list_keys),
+        r("POST", sa + "/keys:upload", upload_key, ADMIN + "UploadServiceAccountKey"),
         r("GET", sa + "/keys/{key}", get_key),
         r("DELETE", sa + "/keys/{key}", delete_key, ADMIN + "DeleteServiceAccountKey"),
         r("POST", sa + "/keys/{key}:disable", set_key_disabled(True), ADMIN + "DisableServiceAccountKey"),

@@ -3,6 +3,7 @@ called in a realistic order, each answer checked against its response schema (is
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,23 @@ POOLS = f"{P}/locations/global/workloadIdentityPools"
 POOL = f"{POOLS}/conformance-pool"
 PROVIDER = f"{POOL}/providers/conformance-oidc"
 ROLE = f"{P}/roles/conformanceRole"
+
+
+def self_signed_certificate() -> bytes:
+    """An RSA-2048 key's self-signed certificate, as a user uploading their own key makes one."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "conformance")])
+    now = datetime.now(UTC)
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now - timedelta(minutes=1)).not_valid_after(now + timedelta(days=1))
+            .sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
 
 
 def key_name(ctx: dict[str, Any]) -> str:
@@ -68,6 +86,13 @@ FLOW = Flow(DOC, [
     Step("iam.projects.serviceAccounts.keys.create", lambda c: {"name": SA, "body": {
         "privateKeyType": "TYPE_GOOGLE_CREDENTIALS_FILE", "keyAlgorithm": "KEY_ALG_RSA_2048"}},
          save="key", present=["name", "privateKeyData", "privateKeyType", "keyAlgorithm", "validAfterTime"]),
+    Step("iam.projects.serviceAccounts.keys.upload", lambda c: {"name": SA, "body": {
+        "publicKeyData": base64.b64encode(self_signed_certificate()).decode()}},
+         present=["name", "keyAlgorithm", "keyOrigin", "keyType", "validAfterTime", "validBeforeTime"],
+         check=lambda c, a: a["keyOrigin"] == "USER_PROVIDED" or pytest.fail(str(a))),
+    Step("iam.projects.serviceAccounts.keys.upload", lambda c: {"name": SA, "body": {
+        "publicKeyData": base64.b64encode(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").decode()}},
+         error=400),
     Step("iam.projects.serviceAccounts.keys.get", lambda c: {"name": key_name(c), "publicKeyType": "TYPE_X509_PEM_FILE"},
          present=["name", "keyAlgorithm", "keyType"]),
     Step("iam.projects.serviceAccounts.keys.list", lambda c: {"name": SA, "keyTypes": "USER_MANAGED"},
