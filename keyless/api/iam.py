@@ -7,6 +7,7 @@ providers answer long-running operations (already done) that gcloud polls by nam
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -15,8 +16,11 @@ from starlette.routing import Route
 from keyless import operations, projects
 from keyless.api import iam_methods
 from keyless.api.http import Call, allowed_fields, object_field, route, string_field, update_mask
+from keyless.doctor import targets
+from keyless.doctor.targets import Target
 from keyless.errors import InvalidArgument, NotFound
 from keyless.federation import pools
+from keyless.iam import condition_lint, grantable
 from keyless.iam import roles as roles_domain
 from keyless.iam import service_account_keys as keys_domain
 from keyless.iam import service_accounts as sa_domain
@@ -338,6 +342,71 @@ def query_testable_permissions(call: Call) -> dict[str, Any]:
     return body
 
 
+_RESOURCE_TAIL = re.compile(r"((?:projects|organizations|folders)/.*)$")
+
+
+def _target(call: Call, s: Session, full_name: Any, permission_of: dict[str, str]) -> Target:
+    """The resource a full resource name names, once the caller may read its policy. gcloud may
+    build the name from its endpoint override (`//127.0.0.1:8080/iam/projects/p/...`): the host
+    and Keyless's path prefix are not part of the resource."""
+    if not isinstance(full_name, str) or not full_name.startswith("//") or len(full_name) > 2048:
+        raise InvalidArgument(f"Invalid full resource name: {str(full_name)[:200]!r}.")
+    host, _, path = full_name[2:].partition("/")
+    tail = _RESOURCE_TAIL.search(path) if not host.endswith(".googleapis.com") else None
+    try:
+        target = targets.resolve(s, f"//{host}/{path}" if tail is None else tail.group(1))
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"Invalid full resource name: {full_name[:200]!r}.") from exc
+    call.touch(project_id=target.project_id)
+    call.require(permission_of[target.kind], target.chain, full_name)
+    if not target.exists:
+        raise NotFound(f"The {target.kind} {full_name[:200]} does not exist.")
+    return target
+
+
+def query_grantable_roles(call: Call) -> dict[str, Any]:
+    allowed_fields(call.body, {"fullResourceName", "view", "pageSize", "pageToken"}, "")
+    view = call.body.get("view", "BASIC")
+    if view not in ("BASIC", "FULL"):
+        raise InvalidArgument(f"Invalid value at 'view' (type.googleapis.com/google.iam.admin.v1.RoleView), "
+                              f"\"{str(view)[:50]}\"")
+    size, start = call.body.get("pageSize") or 300, call.body.get("pageToken") or "0"
+    if not isinstance(size, int) or not 0 < size <= 3000 or not isinstance(start, str) or not start.isdigit():
+        raise InvalidArgument("Invalid page token or page size.")
+    with call.read() as s:
+        target = _target(call, s, call.body.get("fullResourceName"), grantable.GET_POLICY_PERMISSION)
+        found = grantable.grantable_roles(s, target, full=view == "FULL")
+    begin = int(start)
+    if begin > len(found):
+        raise InvalidArgument("Invalid page token or page size.")
+    body: dict[str, Any] = {"roles": found[begin:begin + size]}
+    if begin + size < len(found):
+        body["nextPageToken"] = str(begin + size)
+    return body
+
+
+def query_auditable_services(call: Call) -> dict[str, Any]:
+    allowed_fields(call.body, {"fullResourceName"}, "")
+    with call.read() as s:
+        target = _target(call, s, call.body.get("fullResourceName"), grantable.GET_POLICY_PERMISSION)
+    return {"services": [{"name": name} for name in grantable.auditable_services(target)]}
+
+
+def lint_policy(call: Call) -> dict[str, Any]:
+    """Only the request's condition is linted; a named resource is checked for the caller's right to
+    read its policy (https://cloud.google.com/iam/docs/linting-policies#required-roles), never read."""
+    allowed_fields(call.body, {"fullResourceName", "condition"}, "")
+    condition = object_field(call.body, "condition", "")
+    if "condition" not in call.body:
+        raise InvalidArgument("condition is required: the IAM object to lint.")
+    allowed_fields(condition, {"expression", "title", "description", "location"}, "condition")
+    if call.body.get("fullResourceName") is not None:
+        with call.read() as s:
+            _target(call, s, call.body["fullResourceName"], grantable.GET_POLICY_PERMISSION)
+    results = condition_lint.lint_condition(condition)
+    return {"lintResults": results} if results else {}
+
+
 # -- workload identity pools and providers ------------------------------------------------------
 
 
@@ -588,6 +657,9 @@ def routes(state: ServerState) -> list[Route]:
         r("POST", sa + "/keys/{key}:disable", set_key_disabled(True), ADMIN + "DisableServiceAccountKey"),
         r("POST", sa + "/keys/{key}:enable", set_key_disabled(False), ADMIN + "EnableServiceAccountKey"),
         r("POST", "/v1/permissions:queryTestablePermissions", query_testable_permissions),
+        r("POST", "/v1/roles:queryGrantableRoles", query_grantable_roles),
+        r("POST", "/v1/iamPolicies:queryAuditableServices", query_auditable_services),
+        r("POST", "/v1/iamPolicies:lintPolicy", lint_policy),
         r("GET", "/v1/roles", list_predefined_roles),
         r("GET", "/v1/roles/{role}", describe_predefined_role),
         r("POST", "/v1/projects/{project}/roles", create_role, ADMIN + "CreateRole"),

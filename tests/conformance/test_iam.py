@@ -114,6 +114,29 @@ FLOW = Flow(DOC, [
     Step("iam.permissions.queryTestablePermissions", lambda c: {"body": {
         "fullResourceName": f"//cloudresourcemanager.googleapis.com/{P}", "pageSize": 5}},
          check=lambda c, a: len(a["permissions"]) == 5 or pytest.fail(str(a))),
+    Step("iam.roles.queryGrantableRoles", lambda c: {"body": {
+        "fullResourceName": f"//cloudresourcemanager.googleapis.com/{P}", "pageSize": 3, "view": "FULL"}},
+         check=lambda c, a: (len(a["roles"]) == 3 and "nextPageToken" in a
+                             and all("includedPermissions" in r for r in a["roles"])) or pytest.fail(str(a))),
+    Step("iam.roles.queryGrantableRoles", lambda c: {"body": {
+        "fullResourceName": f"//iam.googleapis.com/{SA}", "pageSize": 1000}},
+         check=lambda c, a: ("roles/iam.serviceAccountTokenCreator" in [r["name"] for r in a["roles"]]
+                             and "roles/storage.objectViewer" not in [r["name"] for r in a["roles"]])
+         or pytest.fail(str(a))),
+    Step("iam.roles.queryGrantableRoles", lambda c: {"body": {"fullResourceName": "projects/not-full"}}, error=400),
+    Step("iam.iamPolicies.queryAuditableServices", lambda c: {"body": {
+        "fullResourceName": f"//cloudresourcemanager.googleapis.com/{P}"}},
+         check=lambda c, a: "iam.googleapis.com" in [x["name"] for x in a["services"]] or pytest.fail(str(a))),
+    Step("iam.iamPolicies.lintPolicy", lambda c: {"body": {
+        "fullResourceName": f"//cloudresourcemanager.googleapis.com/{P}",
+        "condition": {"title": "ok", "expression": "request.time < timestamp('2030-01-01T00:00:00Z')"}}},
+         check=lambda c, a: a == {} or pytest.fail(str(a))),
+    Step("iam.iamPolicies.lintPolicy", lambda c: {"body": {
+        "condition": {"title": "broken", "expression": "request.time < timestamp('2030-01-01') &&"}}},
+         check=lambda c, a: [(r["validationUnitName"], r["severity"], r["fieldName"]) for r in a["lintResults"]] == [
+             ("LintValidationUnits/ConditionCompileCheck", "ERROR", "condition.expression"),
+             ("LintValidationUnits/ConditionTimestampCheck", "ERROR", "condition.expression")]
+         or pytest.fail(str(a))),
     Step("iam.projects.roles.create", lambda c: {"parent": P, "body": {
         "roleId": "conformanceRole", "role": {"title": "Conformance", "description": "a custom role",
                                               "includedPermissions": ["iam.serviceAccounts.get"], "stage": "GA"}}},

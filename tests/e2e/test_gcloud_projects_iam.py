@@ -172,3 +172,31 @@ def test_projects_update_delete_and_undelete(g: Gcloud) -> None:
 def test_predefined_roles_list(g: Gcloud) -> None:
     names = [r["name"] for r in g.json("iam", "roles", "list")]
     assert {"roles/owner", "roles/iam.workloadIdentityUser", "roles/storage.objectViewer"} <= set(names)
+
+
+def test_list_grantable_roles_and_auditable_services(g: Gcloud) -> None:
+    """`gcloud iam list-grantable-roles` (roles.queryGrantableRoles) and queryAuditableServices, asked
+    only by those who may read the resource's policy (issue #20)."""
+    from tests.api.helpers import token_for_user
+
+    project = "//cloudresourcemanager.googleapis.com/projects/my-project"
+    names = [r["name"] for r in g.json("iam", "list-grantable-roles", project)]
+    assert {"roles/owner", "roles/iam.workloadIdentityUser", "roles/storage.objectViewer"} <= set(names)
+    g.run("iam", "service-accounts", "create", "grantable-sa", "--project=my-project")
+    account = "//iam.googleapis.com/projects/my-project/serviceAccounts/grantable-sa@my-project.iam.gserviceaccount.com"
+    on_account = [r["name"] for r in g.json("iam", "list-grantable-roles", account)]
+    assert "roles/iam.serviceAccountUser" in on_account and "roles/storage.objectViewer" not in on_account
+
+    srv = g.server
+    stranger = token_for_user(srv, "stranger@example.com")
+    for path, body in (("/iam/v1/roles:queryGrantableRoles", {"fullResourceName": project}),
+                       ("/iam/v1/iamPolicies:queryAuditableServices", {"fullResourceName": project}),
+                       ("/iam/v1/iamPolicies:lintPolicy", {"fullResourceName": project,
+                                                           "condition": {"title": "t", "expression": "true"}})):
+        denied = srv.call("POST", path, token=stranger, body=body)
+        assert denied.status_code == 403 and denied.json()["error"]["status"] == "PERMISSION_DENIED", denied.text
+    services = srv.call("POST", "/iam/v1/iamPolicies:queryAuditableServices", body={"fullResourceName": project})
+    assert {"name": "storage.googleapis.com"} in services.json()["services"]
+    missing = srv.call("POST", "/iam/v1/roles:queryGrantableRoles",
+                       body={"fullResourceName": "//cloudresourcemanager.googleapis.com/projects/no-such-project"})
+    assert missing.status_code == 404, missing.text
