@@ -256,15 +256,27 @@ def describe_predefined_role(call: Call) -> dict[str, Any]:
     return role_to_json(role)
 
 
-def _custom_role_name(call: Call) -> str:
-    return f"projects/{call.params['project']}/roles/{call.params['role']}"
-
-
-def _role_project(call: Call, s: Any, permission: str) -> Project:
+def _role_parent(call: Call, s: Any, permission: str) -> str:
+    """`projects/P` or `organizations/N`, the parent of the custom roles a call acts on, once
+    `permission` is granted there. Keyless's resource hierarchy has one root standing for every
+    organization (keyless.projects.ROOT): an organization's roles are authorised against it."""
+    role = call.params.get("role", "")
+    if "organization" in call.params:
+        parent = f"organizations/{call.params['organization']}"
+        if not roles_domain.ORGANIZATION.match(parent):
+            raise InvalidArgument(f"Invalid organization name: {parent[:100]!r}.")
+        call.touch(name=f"{parent}/roles/{role}", type="iam_role",
+                   labels={"organization_id": call.params["organization"], "role_name": role})
+        call.require(permission, [projects.ROOT], parent)
+        return parent
     project = _project(call, s, call.params["project"], permission)
-    call.touch(name=f"projects/{project.project_id}/roles/{call.params.get('role', '')}", type="iam_role",
-               labels={"project_id": project.project_id, "role_name": call.params.get("role", "")})
-    return project
+    call.touch(name=f"projects/{project.project_id}/roles/{role}", type="iam_role",
+               labels={"project_id": project.project_id, "role_name": role})
+    return f"projects/{project.project_id}"
+
+
+def _role_name(call: Call, parent: str) -> str:
+    return f"{parent}/roles/{call.params['role']}"
 
 
 def create_role(call: Call) -> dict[str, Any]:
@@ -272,23 +284,27 @@ def create_role(call: Call) -> dict[str, Any]:
     role = object_field(call.body, "role", "")
     allowed_fields(role, {"title", "description", "includedPermissions", "stage", "etag", "name", "deleted"}, "role")
     with call.write() as s:
-        project = _role_project(call, s, "iam.roles.create")
-        row = roles_domain.create_custom_role(s, project.project_id, call.body.get("roleId", ""), role)
-        call.touch(name=row.name, labels={"project_id": project.project_id, "role_name": row.name})
+        parent = _role_parent(call, s, "iam.roles.create")
+        row = roles_domain.create_custom_role(s, parent, call.body.get("roleId", ""), role)
+        call.touch(name=row.name)
+        if call.record is not None:
+            call.record.resource_labels = {**call.record.resource_labels, "role_name": row.name}
         return roles_domain.custom_role_json(row)
 
 
 def get_role(call: Call) -> dict[str, Any]:
     with call.read() as s:
-        project = _role_project(call, s, "iam.roles.get")
-        return roles_domain.custom_role_json(
-            roles_domain.get_custom_role(s, f"projects/{project.project_id}/roles/{call.params['role']}"))
+        parent = _role_parent(call, s, "iam.roles.get")
+        return roles_domain.custom_role_json(roles_domain.get_custom_role(s, _role_name(call, parent)))
 
 
 def list_roles(call: Call) -> dict[str, Any]:
     with call.read() as s:
-        project = _role_project(call, s, "iam.roles.list")
-        rows = roles_domain.list_custom_roles(s, project.project_id, call.flag("showDeleted"))
+        parent = _role_parent(call, s, "iam.roles.list")
+        if parent.startswith("organizations/"):
+            rows = roles_domain.list_organization_roles(s, parent, call.flag("showDeleted"))
+        else:
+            rows = roles_domain.list_custom_roles(s, parent.removeprefix("projects/"), call.flag("showDeleted"))
     items, token = call.page([_role_view(roles_domain.custom_role_json(r), call.arg("view")) for r in rows])
     return {"roles": items, **({"nextPageToken": token} if token else {})} if items else {}
 
@@ -297,24 +313,21 @@ def patch_role(call: Call) -> dict[str, Any]:
     allowed_fields(call.body, {"title", "description", "includedPermissions", "stage", "etag", "name", "deleted"},
                    "role")
     with call.write() as s:
-        project = _role_project(call, s, "iam.roles.update")
-        row = roles_domain.update_custom_role(s, f"projects/{project.project_id}/roles/{call.params['role']}",
-                                              call.body, update_mask(call))
+        parent = _role_parent(call, s, "iam.roles.update")
+        row = roles_domain.update_custom_role(s, _role_name(call, parent), call.body, update_mask(call))
         return roles_domain.custom_role_json(row)
 
 
 def delete_role(call: Call) -> dict[str, Any]:
     with call.write() as s:
-        project = _role_project(call, s, "iam.roles.delete")
-        row = roles_domain.delete_custom_role(s, f"projects/{project.project_id}/roles/{call.params['role']}")
-        return roles_domain.custom_role_json(row)
+        parent = _role_parent(call, s, "iam.roles.delete")
+        return roles_domain.custom_role_json(roles_domain.delete_custom_role(s, _role_name(call, parent)))
 
 
 def undelete_role(call: Call) -> dict[str, Any]:
     with call.write() as s:
-        project = _role_project(call, s, "iam.roles.undelete")
-        row = roles_domain.undelete_custom_role(s, f"projects/{project.project_id}/roles/{call.params['role']}")
-        return roles_domain.custom_role_json(row)
+        parent = _role_parent(call, s, "iam.roles.undelete")
+        return roles_domain.custom_role_json(roles_domain.undelete_custom_role(s, _role_name(call, parent)))
 
 
 def query_testable_permissions(call: Call) -> dict[str, Any]:
@@ -668,6 +681,12 @@ def routes(state: ServerState) -> list[Route]:
         r("PATCH", "/v1/projects/{project}/roles/{role}", patch_role, ADMIN + "UpdateRole"),
         r("DELETE", "/v1/projects/{project}/roles/{role}", delete_role, ADMIN + "DeleteRole"),
         r("POST", "/v1/projects/{project}/roles/{role}:undelete", undelete_role, ADMIN + "UndeleteRole"),
+        r("POST", "/v1/organizations/{organization}/roles", create_role, ADMIN + "CreateRole"),
+        r("GET", "/v1/organizations/{organization}/roles", list_roles),
+        r("GET", "/v1/organizations/{organization}/roles/{role}", get_role),
+        r("PATCH", "/v1/organizations/{organization}/roles/{role}", patch_role, ADMIN + "UpdateRole"),
+        r("DELETE", "/v1/organizations/{organization}/roles/{role}", delete_role, ADMIN + "DeleteRole"),
+        r("POST", "/v1/organizations/{organization}/roles/{role}:undelete", undelete_role, ADMIN + "UndeleteRole"),
         r("POST", "/v1/projects/{project}/locations/{location}/workloadIdentityPools", create_pool,
           WIF + "CreateWorkloadIdentityPool"),
         r("GET", "/v1/projects/{project}/locations/{location}/workloadIdentityPools", list_pools),

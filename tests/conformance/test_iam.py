@@ -22,6 +22,8 @@ POOLS = f"{P}/locations/global/workloadIdentityPools"
 POOL = f"{POOLS}/conformance-pool"
 PROVIDER = f"{POOL}/providers/conformance-oidc"
 ROLE = f"{P}/roles/conformanceRole"
+ORG = "organizations/123456789"
+ORG_ROLE = f"{ORG}/roles/orgRole"
 
 
 def self_signed_certificate() -> bytes:
@@ -151,6 +153,26 @@ FLOW = Flow(DOC, [
          check=lambda c, a: a.get("deleted") is True or pytest.fail(str(a))),
     Step("iam.projects.roles.undelete", lambda c: {"name": ROLE, "body": {"etag": c["deleted_role"]["etag"]}},
          check=lambda c, a: not a.get("deleted") or pytest.fail(str(a))),
+    # An organization's custom roles (Keyless's root stands for every organization)
+    Step("iam.organizations.roles.create", lambda c: {"parent": ORG, "body": {
+        "roleId": "orgRole", "role": {"title": "Org role", "includedPermissions": ["storage.objects.get"],
+                                      "stage": "BETA"}}},
+         save="org_role", present=["name", "title", "includedPermissions", "etag", "stage"],
+         check=lambda c, a: a["name"] == ORG_ROLE or pytest.fail(str(a))),
+    Step("iam.organizations.roles.create", lambda c: {"parent": ORG, "body": {"roleId": "orgRole", "role": {}}},
+         error=409),
+    Step("iam.organizations.roles.get", lambda c: {"name": ORG_ROLE}, present=["name", "etag"]),
+    Step("iam.organizations.roles.list", lambda c: {"parent": ORG, "view": "FULL"},
+         check=lambda c, a: [r["name"] for r in a["roles"]] == [ORG_ROLE] or pytest.fail(str(a))),
+    Step("iam.organizations.roles.patch", lambda c: {"name": ORG_ROLE, "updateMask": "includedPermissions", "body": {
+        "includedPermissions": ["storage.objects.get", "storage.objects.list"], "etag": c["org_role"]["etag"]}},
+         check=lambda c, a: len(a["includedPermissions"]) == 2 or pytest.fail(str(a))),
+    Step("iam.organizations.roles.delete", lambda c: {"name": ORG_ROLE}, save="deleted_org_role",
+         check=lambda c, a: a.get("deleted") is True or pytest.fail(str(a))),
+    Step("iam.organizations.roles.list", lambda c: {"parent": ORG}, check=lambda c, a: a == {} or pytest.fail(str(a))),
+    Step("iam.organizations.roles.undelete", lambda c: {"name": ORG_ROLE, "body": {
+        "etag": c["deleted_org_role"]["etag"]}}, check=lambda c, a: not a.get("deleted") or pytest.fail(str(a))),
+    Step("iam.organizations.roles.get", lambda c: {"name": "organizations/0x1/roles/orgRole"}, error=400),
     # Workload Identity Federation
     Step("iam.projects.locations.workloadIdentityPools.create", lambda c: {
         "parent": f"{P}/locations/global", "workloadIdentityPoolId": "conformance-pool", "body": {

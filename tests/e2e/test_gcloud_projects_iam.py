@@ -182,7 +182,8 @@ def test_list_grantable_roles_and_auditable_services(g: Gcloud) -> None:
     project = "//cloudresourcemanager.googleapis.com/projects/my-project"
     names = [r["name"] for r in g.json("iam", "list-grantable-roles", project)]
     assert {"roles/owner", "roles/iam.workloadIdentityUser", "roles/storage.objectViewer"} <= set(names)
-    g.run("iam", "service-accounts", "create", "grantable-sa", "--project=my-project")
+    assert g.server.call("POST", "/iam/v1/projects/my-project/serviceAccounts",
+                         body={"accountId": "grantable-sa"}).status_code == 200
     account = "//iam.googleapis.com/projects/my-project/serviceAccounts/grantable-sa@my-project.iam.gserviceaccount.com"
     on_account = [r["name"] for r in g.json("iam", "list-grantable-roles", account)]
     assert "roles/iam.serviceAccountUser" in on_account and "roles/storage.objectViewer" not in on_account
@@ -200,3 +201,36 @@ def test_list_grantable_roles_and_auditable_services(g: Gcloud) -> None:
     missing = srv.call("POST", "/iam/v1/roles:queryGrantableRoles",
                        body={"fullResourceName": "//cloudresourcemanager.googleapis.com/projects/no-such-project"})
     assert missing.status_code == 404, missing.text
+
+
+def test_organization_custom_role_through_gcloud(g: Gcloud) -> None:
+    """`gcloud iam roles create --organization` (issue #20): the role is granted on a project and
+    its permissions apply there; only who holds iam.roles.create at the root may make one."""
+    from tests.api.helpers import token_for_user
+
+    g.run("iam", "roles", "create", "objectReader", "--organization=123456789", "--title=Object reader",
+          "--permissions=storage.objects.get,storage.objects.list", "--stage=GA")
+    role = g.json("iam", "roles", "describe", "objectReader", "--organization=123456789")
+    assert role["name"] == "organizations/123456789/roles/objectReader"
+    assert role["includedPermissions"] == ["storage.objects.get", "storage.objects.list"]
+    # (the rest through the API, gcloud being slow: its list/delete/undelete are the same calls as for projects)
+    srv = g.server
+    policy = srv.call("POST", "/cloudresourcemanager/v1/projects/my-project:getIamPolicy", body={}).json()
+    policy["bindings"].append({"role": "organizations/123456789/roles/objectReader",
+                               "members": ["user:org-reader@example.com"]})
+    assert srv.call("POST", "/cloudresourcemanager/v1/projects/my-project:setIamPolicy",
+                    body={"policy": policy}).status_code == 200
+    reader = token_for_user(srv, "org-reader@example.com")
+    tested = srv.call("POST", "/cloudresourcemanager/v1/projects/my-project:testIamPermissions", token=reader,
+                      body={"permissions": ["storage.objects.get", "storage.objects.delete"]})
+    assert tested.json() == {"permissions": ["storage.objects.get"]}, tested.text
+    role_path = "/iam/v1/organizations/123456789/roles/objectReader"
+    assert srv.call("DELETE", role_path).status_code == 200
+    tested = srv.call("POST", "/cloudresourcemanager/v1/projects/my-project:testIamPermissions", token=reader,
+                      body={"permissions": ["storage.objects.get"]})
+    assert tested.json() == {}, tested.text  # a deleted role grants nothing
+    assert srv.call("POST", role_path + ":undelete", body={}).status_code == 200
+
+    denied = srv.call("POST", "/iam/v1/organizations/123456789/roles", token=reader,
+                      body={"roleId": "sneaky", "role": {"includedPermissions": ["iam.roles.create"]}})
+    assert denied.status_code == 403 and denied.json()["error"]["status"] == "PERMISSION_DENIED", denied.text

@@ -143,11 +143,14 @@ def test_pool_iam_policy_binding_grants_on_the_pool_and_its_providers_only(g: Gc
     from keyless.store.models import AuditEntry
     from tests.api.helpers import server_state, token_for_user
 
-    for pool in ("granted-pool", "other-pool"):
-        g.run("iam", "workload-identity-pools", "create", pool, "--project=my-project", "--location=global")
-    g.run("iam", "workload-identity-pools", "providers", "create-oidc", "granted-provider", "--project=my-project",
-          "--location=global", "--workload-identity-pool=granted-pool",
-          "--attribute-mapping=google.subject=assertion.sub", "--issuer-uri=https://issuer.example.com")
+    srv = g.server
+    base = f"/iam/v1/{POOLS}"
+    for pool in ("granted-pool", "other-pool"):  # through the API: gcloud's part here is the policy commands
+        assert srv.call("POST", f"/iam/v1/projects/my-project/locations/global/workloadIdentityPools"
+                                f"?workloadIdentityPoolId={pool}", body={}).status_code == 200
+    assert srv.call("POST", f"{base}/granted-pool/providers?workloadIdentityPoolProviderId=granted-provider", body={
+        "attributeMapping": {"google.subject": "assertion.sub"},
+        "oidc": {"issuerUri": "https://issuer.example.com"}}).status_code == 200
     g.run("iam", "workload-identity-pools", "add-iam-policy-binding", "granted-pool", "--project=my-project",
           "--location=global", "--member=user:pool-viewer@example.com",
           "--role=roles/iam.workloadIdentityPoolViewer")
@@ -156,9 +159,7 @@ def test_pool_iam_policy_binding_grants_on_the_pool_and_its_providers_only(g: Gc
     assert {"role": "roles/iam.workloadIdentityPoolViewer", "members": ["user:pool-viewer@example.com"]} \
         in policy["bindings"]
 
-    srv = g.server
     viewer = token_for_user(srv, "pool-viewer@example.com")
-    base = f"/iam/v1/{POOLS}"
     assert srv.call("GET", f"{base}/granted-pool", token=viewer).status_code == 200
     assert srv.call("GET", f"{base}/granted-pool/providers/granted-provider", token=viewer).status_code == 200
     denied = srv.call("GET", f"{base}/other-pool", token=viewer)
