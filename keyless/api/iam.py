@@ -19,20 +19,21 @@ from keyless.api.http import Call, allowed_fields, object_field, route, string_f
 from keyless.doctor import targets
 from keyless.doctor.targets import Target
 from keyless.errors import InvalidArgument, NotFound
-from keyless.federation import pools
+from keyless.federation import pools, provider_keys
 from keyless.iam import condition_lint, grantable
 from keyless.iam import roles as roles_domain
 from keyless.iam import service_account_keys as keys_domain
 from keyless.iam import service_accounts as sa_domain
 from keyless.iam.predefined import get_predefined_role, known_permissions, role_to_json
 from keyless.state import ServerState
-from keyless.store.models import Project, ServiceAccount, WorkloadIdentityPool
+from keyless.store.models import Project, ServiceAccount, WorkloadIdentityPool, WorkloadIdentityPoolProvider
 
 SERVICE = "iam.googleapis.com"
 ADMIN = "google.iam.admin.v1."
 WIF = "google.iam.v1.WorkloadIdentityPools."
 POOL_TYPE = "type.googleapis.com/google.iam.v1.WorkloadIdentityPool"
 PROVIDER_TYPE = "type.googleapis.com/google.iam.v1.WorkloadIdentityPoolProvider"
+PROVIDER_KEY_TYPE = "type.googleapis.com/google.iam.v1.WorkloadIdentityPoolProviderKey"
 
 
 # -- resolution helpers: find the resource, authorise, name it for the audit log ---------------
@@ -565,6 +566,8 @@ def get_operation(call: Call) -> dict[str, Any]:
         project = _project(call, s, call.params["project"], "iam.workloadIdentityPools.get", pool=call.params["pool"])
         p = call.params
         name = f"{p['pool']}/providers/{p['provider']}" if "provider" in p else p["pool"]
+        if "key" in p:
+            name += f"/keys/{p['key']}"
         return operations.get(s, f"projects/{project.project_number}/locations/global/workloadIdentityPools/"
                                  f"{name}/operations/{p['operation']}")
 
@@ -642,6 +645,69 @@ def undelete_provider(call: Call) -> dict[str, Any]:
         return _op(s, row.name, pools.provider_json(row), PROVIDER_TYPE)
 
 
+# -- providers' keys ----------------------------------------------------------------------------
+
+
+def _key_provider(call: Call, s: Any, permission: str) -> WorkloadIdentityPoolProvider:
+    project = _pool_project(call, s, permission)
+    provider = pools.get_provider(s, _provider_name(call, project))
+    key = call.params.get("key")
+    call.touch(name=f"{provider.name}/keys/{key}" if key else provider.name)
+    return provider
+
+
+def create_provider_key(call: Call) -> dict[str, Any]:
+    allowed_fields(call.body, {"name", "keyData", "state", "use", "expireTime"}, "workload_identity_pool_provider_key")
+    allowed_fields(object_field(call.body, "keyData", "workload_identity_pool_provider_key"),
+                   {"format", "notBeforeTime", "notAfterTime", "key", "keySpec"},
+                   "workload_identity_pool_provider_key.key_data")
+    key_id = call.arg("workloadIdentityPoolProviderKeyId")
+    if not key_id:
+        raise InvalidArgument("workloadIdentityPoolProviderKeyId is required.")
+    call.params["key"] = key_id
+    with call.write() as s:
+        provider = _key_provider(call, s, "iam.workloadIdentityPoolProviderKeys.create")
+        row = provider_keys.create_key(s, provider, key_id, call.body)
+        s.flush()
+        return _op(s, row.name, provider_keys.key_json(row), PROVIDER_KEY_TYPE)
+
+
+def _key_name(provider: WorkloadIdentityPoolProvider, call: Call) -> str:
+    return f"{provider.name}/keys/{call.params['key']}"
+
+
+def get_provider_key(call: Call) -> dict[str, Any]:
+    with call.read() as s:
+        provider = _key_provider(call, s, "iam.workloadIdentityPoolProviderKeys.get")
+        return provider_keys.key_json(provider_keys.get_key(s, _key_name(provider, call)))
+
+
+def list_provider_keys(call: Call) -> dict[str, Any]:
+    with call.read() as s:
+        provider = _key_provider(call, s, "iam.workloadIdentityPoolProviderKeys.list")
+        rows = provider_keys.list_keys(s, provider, show_deleted=call.flag("showDeleted"))
+    items, token = call.page([provider_keys.key_json(r) for r in rows])
+    return {"workloadIdentityPoolProviderKeys": items, **({"nextPageToken": token} if token else {})} \
+        if items else {}
+
+
+def delete_provider_key(call: Call) -> dict[str, Any]:
+    with call.write() as s:
+        provider = _key_provider(call, s, "iam.workloadIdentityPoolProviderKeys.delete")
+        row = provider_keys.delete_key(provider_keys.get_key(s, _key_name(provider, call)))
+        s.flush()
+        return _op(s, row.name, provider_keys.key_json(row), PROVIDER_KEY_TYPE)
+
+
+def undelete_provider_key(call: Call) -> dict[str, Any]:
+    allowed_fields(call.body, set(), "")
+    with call.write() as s:
+        provider = _key_provider(call, s, "iam.workloadIdentityPoolProviderKeys.undelete")
+        row = provider_keys.undelete_key(provider_keys.get_key(s, _key_name(provider, call)))
+        s.flush()
+        return _op(s, row.name, provider_keys.key_json(row), PROVIDER_KEY_TYPE)
+
+
 def routes(state: ServerState) -> list[Route]:
     def r(method: str, path: str, handler: Any, audit_method: str = "", **kw: Any) -> Route:
         return route(state, method, path, handler, service=SERVICE, method=audit_method, **kw)
@@ -705,4 +771,10 @@ def routes(state: ServerState) -> list[Route]:
         r("POST", prov + ":undelete", undelete_provider, WIF + "UndeleteWorkloadIdentityPoolProvider"),
         r("GET", pool + "/operations/{operation}", get_operation),
         r("GET", prov + "/operations/{operation}", get_operation),
+        r("POST", prov + "/keys", create_provider_key, WIF + "CreateWorkloadIdentityPoolProviderKey"),
+        r("GET", prov + "/keys", list_provider_keys),
+        r("GET", prov + "/keys/{key}", get_provider_key),
+        r("DELETE", prov + "/keys/{key}", delete_provider_key, WIF + "DeleteWorkloadIdentityPoolProviderKey"),
+        r("POST", prov + "/keys/{key}:undelete", undelete_provider_key, WIF + "UndeleteWorkloadIdentityPoolProviderKey"),
+        r("GET", prov + "/keys/{key}/operations/{operation}", get_operation),
     ]

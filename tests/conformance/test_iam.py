@@ -21,6 +21,7 @@ SA = f"{P}/serviceAccounts/{SA_EMAIL}"
 POOLS = f"{P}/locations/global/workloadIdentityPools"
 POOL = f"{POOLS}/conformance-pool"
 PROVIDER = f"{POOL}/providers/conformance-oidc"
+PROVIDER_KEY = f"{PROVIDER}/keys/conformance-key"
 ROLE = f"{P}/roles/conformanceRole"
 ORG = "organizations/123456789"
 ORG_ROLE = f"{ORG}/roles/orgRole"
@@ -219,6 +220,30 @@ FLOW = Flow(DOC, [
     Step("iam.projects.locations.workloadIdentityPools.providers.patch", lambda c: {
         "name": PROVIDER, "updateMask": "displayName,oidc.allowedAudiences",
         "body": {"displayName": "OIDC 2", "oidc": {"allowedAudiences": ["aud-1", "aud-2"]}}}, check=done),
+    Step("iam.projects.locations.workloadIdentityPools.providers.keys.create", lambda c: {
+        "parent": PROVIDER, "workloadIdentityPoolProviderKeyId": "conformance-key", "body": {
+            "use": "ENCRYPTION", "keyData": {"keySpec": "RSA_2048", "key": "ignored"}, "state": "DELETED"}},
+         save="key_op", check=done),
+    Step("iam.projects.locations.workloadIdentityPools.providers.keys.operations.get",
+         lambda c: {"name": op_name(c, "key_op")}, check=done),
+    Step("iam.projects.locations.workloadIdentityPools.providers.keys.get", lambda c: {"name": PROVIDER_KEY},
+         present=["name", "state", "use", "keyData.format", "keyData.key", "keyData.keySpec", "keyData.notAfterTime"],
+         check=lambda c, a: (a["state"] == "ACTIVE" and a["keyData"]["key"].startswith("-----BEGIN CERTIFICATE-----"))
+         or pytest.fail(str(a))),
+    Step("iam.projects.locations.workloadIdentityPools.providers.keys.create", lambda c: {
+        "parent": PROVIDER, "workloadIdentityPoolProviderKeyId": "bad-spec", "body": {
+            "use": "ENCRYPTION", "keyData": {"keySpec": "RSA_1024"}}}, error=400),
+    Step("iam.projects.locations.workloadIdentityPools.providers.keys.delete", lambda c: {"name": PROVIDER_KEY},
+         check=lambda c, a: (a["response"]["state"] == "DELETED" and "expireTime" in a["response"])
+         or pytest.fail(str(a))),
+    Step("iam.projects.locations.workloadIdentityPools.providers.keys.list", lambda c: {"parent": PROVIDER},
+         check=lambda c, a: a == {} or pytest.fail(str(a))),
+    Step("iam.projects.locations.workloadIdentityPools.providers.keys.undelete", lambda c: {
+        "name": PROVIDER_KEY, "body": {}}, check=done),
+    Step("iam.projects.locations.workloadIdentityPools.providers.keys.list", lambda c: {
+        "parent": PROVIDER, "showDeleted": True, "pageSize": 5},
+         check=lambda c, a: [k["name"].rsplit("/", 1)[1] for k in a["workloadIdentityPoolProviderKeys"]]
+         == ["conformance-key"] or pytest.fail(str(a))),
     Step("iam.projects.locations.workloadIdentityPools.providers.delete", lambda c: {"name": PROVIDER}, check=done),
     Step("iam.projects.locations.workloadIdentityPools.providers.undelete", lambda c: {"name": PROVIDER, "body": {}},
          check=done),
@@ -252,7 +277,8 @@ def test_flow(flowed: dict[str, Any]) -> None:
 def test_every_defined_request_field_is_known(client: Callable[[str], Any], flowed: dict[str, Any],
                                               method_id: str) -> None:
     harness.probe_fields(client(DOC), FLOW, method_id, flowed,
-                         {"workloadIdentityPoolId": "fields-probe", "workloadIdentityPoolProviderId": "fields-probe"})
+                         {"workloadIdentityPoolId": "fields-probe", "workloadIdentityPoolProviderId": "fields-probe",
+                          "workloadIdentityPoolProviderKeyId": "fields-probe"})
 
 
 def test_defined_fields_of_features_keyless_lacks_are_refused_by_name(client: Callable[[str], Any],

@@ -182,3 +182,42 @@ def test_pool_iam_policy_binding_grants_on_the_pool_and_its_providers_only(g: Gc
         methods = [e.method_name for e in s.scalars(select(AuditEntry).where(
             AuditEntry.resource_name == f"{POOLS}/granted-pool")).all()]
     assert methods.count("google.iam.v1.WorkloadIdentityPools.SetIamPolicy") == 2, methods
+
+
+def test_provider_keys_through_gcloud(g: Gcloud) -> None:
+    """`gcloud iam workload-identity-pools providers keys create/describe` (issue #20): the public
+    certificate is answered, the private key never; reading keys does not let one make them."""
+    from cryptography import x509
+
+    from tests.api.helpers import token_for_user
+
+    srv = g.server
+    base = f"/iam/v1/{POOLS}"
+    assert srv.call("POST", "/iam/v1/projects/my-project/locations/global/workloadIdentityPools"
+                            "?workloadIdentityPoolId=keyed-pool", body={}).status_code == 200
+    assert srv.call("POST", f"{base}/keyed-pool/providers?workloadIdentityPoolProviderId=keyed-provider", body={
+        "attributeMapping": {"google.subject": "assertion.sub"},
+        "oidc": {"issuerUri": "https://issuer.example.com"}}).status_code == 200
+    where = ["--project=my-project", "--location=global", "--workload-identity-pool=keyed-pool",
+             "--provider=keyed-provider"]
+    g.run("iam", "workload-identity-pools", "providers", "keys", "create", "my-key", *where, "--use=ENCRYPTION",
+          "--spec=RSA_2048")
+    key = g.json("iam", "workload-identity-pools", "providers", "keys", "describe", "my-key", *where)
+    assert key["name"] == f"{POOLS}/keyed-pool/providers/keyed-provider/keys/my-key"
+    assert (key["state"], key["use"], key["keyData"]["format"], key["keyData"]["keySpec"]) == (
+        "ACTIVE", "ENCRYPTION", "RSA_X509_PEM", "RSA_2048")
+    cert = x509.load_pem_x509_certificate(key["keyData"]["key"].encode())
+    assert cert.public_key().key_size == 2048  # type: ignore[union-attr]
+
+    viewer = token_for_user(srv, "key-viewer@example.com")
+    policy = srv.call("POST", f"{base}/keyed-pool:getIamPolicy", body={}).json()
+    policy["bindings"] = [{"role": "roles/iam.workloadIdentityPoolViewer", "members": ["user:key-viewer@example.com"]}]
+    assert srv.call("POST", f"{base}/keyed-pool:setIamPolicy", body={"policy": policy}).status_code == 200
+    listed = srv.call("GET", f"{base}/keyed-pool/providers/keyed-provider/keys", token=viewer)
+    assert listed.status_code == 200 and "PRIVATE KEY" not in listed.text, listed.text
+    assert len(listed.json()["workloadIdentityPoolProviderKeys"]) == 1
+    made = srv.call("POST", f"{base}/keyed-pool/providers/keyed-provider/keys?workloadIdentityPoolProviderKeyId=k2",
+                    token=viewer, body={"use": "ENCRYPTION", "keyData": {"keySpec": "RSA_2048"}})
+    assert made.status_code == 403, made.text
+    gone = srv.call("DELETE", f"{base}/keyed-pool/providers/keyed-provider/keys/my-key", token=viewer)
+    assert gone.status_code == 403, gone.text
