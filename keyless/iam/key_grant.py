@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from keyless.iam.credentials import id_token_for
 from keyless.iam.service_account_keys import in_validity
 from keyless.iam.service_accounts import find_by_email
+from keyless.projects import find_project
 from keyless.state import ServerState, service_account_principal
 from keyless.store.models import ServiceAccount, ServiceAccountKey
 from keyless.tokens import jws
@@ -79,7 +80,9 @@ def verify_key_jwt(state: ServerState, assertion: str, audiences: Callable[[obje
     with state.db.read() as s:
         account = find_by_email(s, email)
         key = s.get(ServiceAccountKey, kid)
-    if account is None or account.deleted:
+        # a project pending deletion takes its accounts out of service (issue #20)
+        in_service = account is not None and find_project(s, account.project_id, include_deleted=False) is not None
+    if account is None or account.deleted or not in_service:
         raise GrantRefused("invalid_grant", "Invalid grant: account not found")
     if key is None or key.deleted or key.sa_unique_id != account.unique_id:
         raise _invalid()

@@ -258,3 +258,26 @@ def test_upload_refuses_what_is_not_an_rsa_2048_certificate(module_server: Keyle
     forbidden = _upload(srv, _certificate(_rsa()))
     assert forbidden.status_code == 400 and forbidden.json()["error"]["status"] == "FAILED_PRECONDITION", forbidden.text
     assert srv.call("POST", f"{path}:clearOrgPolicy", body={"constraint": constraint}).status_code == 200
+
+
+def test_a_project_pending_deletion_takes_its_accounts_out_of_service(module_server: KeylessServer,
+                                                                     key_file: Path) -> None:
+    """`projects delete` (issue #20): the project's service accounts sign and impersonate nothing
+    until `projects undelete`, as on Google."""
+    from google.auth import exceptions
+    from google.auth.transport.requests import Request
+    from google.oauth2 import service_account
+
+    srv = module_server
+    impersonate = f"/iamcredentials/v1/projects/-/serviceAccounts/{SA}:generateAccessToken"
+    assert srv.call("POST", impersonate, body={"scope": SCOPES}).status_code == 200
+    assert srv.call("DELETE", "/cloudresourcemanager/v3/projects/my-project").status_code == 200
+    try:
+        with pytest.raises(exceptions.RefreshError, match="invalid_grant"):
+            service_account.Credentials.from_service_account_file(str(key_file), scopes=SCOPES).refresh(Request())
+        refused = srv.call("POST", impersonate, body={"scope": SCOPES})
+        assert refused.status_code == 404, refused.text
+    finally:
+        assert srv.call("POST", "/cloudresourcemanager/v3/projects/my-project:undelete", body={}).status_code == 200
+    service_account.Credentials.from_service_account_file(str(key_file), scopes=SCOPES).refresh(Request())
+    assert srv.call("POST", impersonate, body={"scope": SCOPES}).status_code == 200
