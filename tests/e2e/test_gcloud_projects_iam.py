@@ -215,11 +215,12 @@ def test_organization_custom_role_through_gcloud(g: Gcloud) -> None:
     assert role["includedPermissions"] == ["storage.objects.get", "storage.objects.list"]
     # (the rest through the API, gcloud being slow: its list/delete/undelete are the same calls as for projects)
     srv = g.server
-    policy = srv.call("POST", "/cloudresourcemanager/v1/projects/my-project:getIamPolicy", body={}).json()
+    policy = srv.call("POST", "/cloudresourcemanager/v1/projects/my-project:getIamPolicy",
+                      body={"options": {"requestedPolicyVersion": 3}}).json()  # other tests' conditions kept
     policy["bindings"].append({"role": "organizations/123456789/roles/objectReader",
                                "members": ["user:org-reader@example.com"]})
-    assert srv.call("POST", "/cloudresourcemanager/v1/projects/my-project:setIamPolicy",
-                    body={"policy": policy}).status_code == 200
+    granted = srv.call("POST", "/cloudresourcemanager/v1/projects/my-project:setIamPolicy", body={"policy": policy})
+    assert granted.status_code == 200, granted.text
     reader = token_for_user(srv, "org-reader@example.com")
     tested = srv.call("POST", "/cloudresourcemanager/v1/projects/my-project:testIamPermissions", token=reader,
                       body={"permissions": ["storage.objects.get", "storage.objects.delete"]})

@@ -270,6 +270,9 @@ def test_a_project_pending_deletion_takes_its_accounts_out_of_service(module_ser
 
     srv = module_server
     impersonate = f"/iamcredentials/v1/projects/-/serviceAccounts/{SA}:generateAccessToken"
+    sa_path = f"/iam/v1/projects/-/serviceAccounts/{SA}"
+    assert srv.call("POST", f"{sa_path}:setIamPolicy", body={"policy": {"bindings": [
+        {"role": "roles/iam.serviceAccountTokenCreator", "members": ["user:owner@keyless.dev"]}]}}).status_code == 200
     assert srv.call("POST", impersonate, body={"scope": SCOPES}).status_code == 200
     assert srv.call("DELETE", "/cloudresourcemanager/v3/projects/my-project").status_code == 200
     try:
