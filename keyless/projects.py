@@ -183,7 +183,9 @@ def move_project(row: Project, destination: Any) -> Project:
 
 
 def list_projects(s: Session) -> list[Project]:
-    return list(s.scalars(select(Project).order_by(Project.project_id)).all())
+    """Every project but those past their 30 days of deletion grace (gone, as on Google)."""
+    now = datetime.now(UTC)
+    return [r for r in s.scalars(select(Project).order_by(Project.project_id)).all() if not purged(r, now)]
 
 
 # -- organization policy (Resource Manager v1 projects.setOrgPolicy & co.) -----------------------

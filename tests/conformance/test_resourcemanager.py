@@ -156,3 +156,26 @@ def test_flow(flowed: dict[str, dict[str, Any]], flow: Flow) -> None:
 def test_every_defined_request_field_is_known(client: Callable[[str], Any], flowed: dict[str, dict[str, Any]],
                                               flow: Flow, method_id: str) -> None:
     harness.probe_fields(client(flow.document), flow, method_id, flowed[flow.document])
+
+
+def test_a_project_deleted_30_days_ago_is_gone(module_server: Any) -> None:
+    """Undeletable for 30 days (issue #20), then gone: not found to its owner, not listed, not restored,
+    and its id stays taken."""
+    from datetime import UTC, datetime, timedelta
+
+    from keyless.store.models import Project
+    from tests.api.helpers import server_state
+
+    srv = module_server
+    assert srv.call("POST", "/cloudresourcemanager/v1/projects", body={"projectId": "purged-project"}).status_code == 200
+    assert srv.call("DELETE", "/cloudresourcemanager/v3/projects/purged-project").status_code == 200
+    with server_state(srv).db.write() as s:  # 31 days pass
+        row = s.get(Project, "purged-project")
+        assert row is not None and row.lifecycle_state == "DELETE_REQUESTED"
+        row.settings = {**row.settings, "deleteTime": (datetime.now(UTC) - timedelta(days=31)).isoformat()}
+    assert srv.call("GET", "/cloudresourcemanager/v3/projects/purged-project").status_code == 403
+    assert srv.call("POST", "/cloudresourcemanager/v3/projects/purged-project:undelete", body={}).status_code == 403
+    listed = srv.call("GET", "/cloudresourcemanager/v1/projects").json()["projects"]
+    assert "purged-project" not in [p["projectId"] for p in listed]
+    again = srv.call("POST", "/cloudresourcemanager/v1/projects", body={"projectId": "purged-project"})
+    assert again.status_code == 409, again.text
