@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -26,6 +26,10 @@ PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 PROJECT_NUMBER = re.compile(r"^[1-9][0-9]{0,17}$")
 LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+PARENT = re.compile(r"^(organizations|folders)/([1-9][0-9]{0,19})$")
+# A project pending deletion can be restored for 30 days, then it is gone for good
+# (https://cloud.google.com/resource-manager/docs/creating-managing-projects#shutting_down_projects).
+DELETION_GRACE = timedelta(days=30)
 
 
 def project_resource(project_id: str) -> str:
@@ -81,13 +85,30 @@ def create_project(s: Session, project_id: str, *, name: str | None = None, numb
 
 
 def find_project(s: Session, id_or_number: str, *, include_deleted: bool = True) -> Project | None:
-    """A project by id or by number (Google accepts either in most names)."""
+    """A project by id or by number (Google accepts either in most names); one deleted more than
+    30 days ago is gone (its id stays taken: `create_project` reads the row directly)."""
     row = s.get(Project, id_or_number) if not id_or_number.isdigit() else None
     if row is None and id_or_number.isdigit():
         row = s.scalar(select(Project).where(Project.project_number == id_or_number))
-    if row is not None and not include_deleted and row.lifecycle_state != "ACTIVE":
+    if row is not None and row.lifecycle_state != "ACTIVE" and (not include_deleted or purged(row)):
         return None
     return row
+
+
+def _settings_time(row: Project, key: str) -> datetime | None:
+    raw = (row.settings or {}).get(key)
+    return datetime.fromisoformat(raw) if isinstance(raw, str) else None
+
+
+def delete_time(row: Project) -> datetime | None:
+    return _settings_time(row, "deleteTime")
+
+
+def purged(row: Project, now: datetime | None = None) -> bool:
+    """Whether a project pending deletion is past its 30 days of grace."""
+    when = delete_time(row)
+    return row.lifecycle_state == "DELETE_REQUESTED" and when is not None \
+        and when + DELETION_GRACE <= (now or datetime.now(UTC))
 
 
 def get_project(s: Session, id_or_number: str) -> Project:
@@ -109,6 +130,7 @@ def delete_project(s: Session, project_id: str) -> Project:
     if row.lifecycle_state != "ACTIVE":
         raise FailedPrecondition("Project is already pending deletion.")
     row.lifecycle_state = "DELETE_REQUESTED"
+    row.settings = {**(row.settings or {}), "deleteTime": datetime.now(UTC).isoformat()}
     row.etag = new_etag()
     return row
 
@@ -118,18 +140,59 @@ def undelete_project(s: Session, project_id: str) -> Project:
     if row.lifecycle_state != "DELETE_REQUESTED":
         raise FailedPrecondition("Project is not pending deletion.")
     row.lifecycle_state = "ACTIVE"
+    row.settings = {k: v for k, v in (row.settings or {}).items() if k != "deleteTime"}
     row.etag = new_etag()
     return row
 
 
+def _touched(row: Project) -> None:
+    row.settings = {**(row.settings or {}), "updateTime": datetime.now(UTC).isoformat()}
+    row.etag = new_etag()
+
+
+def update_project(row: Project, *, name: Any = None, labels: Any = None, fields: set[str]) -> Project:
+    """Change a project's mutable fields (display name, labels): `fields` says which to set, so
+    an absent one is cleared, as v1 `update` and v3 `patch` with a mask do."""
+    if row.lifecycle_state != "ACTIVE":
+        raise FailedPrecondition(f"Project '{row.project_id}' is pending deletion.")
+    if "name" in fields:
+        if name is not None and (not isinstance(name, str) or len(name) > 30):
+            raise InvalidArgument("Project name must be at most 30 characters.")
+        row.display_name = name or ""
+    if "labels" in fields:
+        row.labels = _validate_labels(labels)
+    _touched(row)
+    return row
+
+
+def parse_parent(value: Any) -> dict[str, str]:
+    """`organizations/N` or `folders/N` (v3's parent) as v1's ResourceId {type, id}."""
+    match = PARENT.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise InvalidArgument(f"Invalid parent: {str(value)[:100]!r}: expected organizations/N or folders/N.")
+    return {"type": match.group(1)[:-1], "id": match.group(2)}
+
+
+def move_project(row: Project, destination: Any) -> Project:
+    parent = parse_parent(destination)
+    if row.lifecycle_state != "ACTIVE":
+        raise FailedPrecondition(f"Project '{row.project_id}' is pending deletion.")
+    row.parent = parent
+    _touched(row)
+    return row
+
+
 def list_projects(s: Session) -> list[Project]:
-    return list(s.scalars(select(Project).order_by(Project.project_id)).all())
+    """Every project but those past their 30 days of deletion grace (gone, as on Google)."""
+    now = datetime.now(UTC)
+    return [r for r in s.scalars(select(Project).order_by(Project.project_id)).all() if not purged(r, now)]
 
 
 # -- organization policy (Resource Manager v1 projects.setOrgPolicy & co.) -----------------------
 # https://cloud.google.com/resource-manager/reference/rest/v1/Policy: one policy per constraint,
 # boolean or list, with an etag. Keyless enforces the boolean constraints it implements.
 KEY_CREATION_CONSTRAINT = "constraints/iam.disableServiceAccountKeyCreation"
+KEY_UPLOAD_CONSTRAINT = "constraints/iam.disableServiceAccountKeyUpload"
 CONSTRAINT = re.compile(r"^constraints/[a-zA-Z0-9_.]{1,200}$")
 
 
@@ -163,6 +226,30 @@ def set_org_policy(row: Project, policy: Any) -> dict[str, Any]:
     policies[constraint] = stored
     row.settings = {**(row.settings or {}), "orgPolicies": policies}
     return stored
+
+
+def list_org_policies(row: Project) -> list[dict[str, Any]]:
+    return [policy for _, policy in sorted(_org_policies(row).items())]
+
+
+# The constraints Keyless enforces (projects.listAvailableOrgPolicyConstraints' answer).
+AVAILABLE_CONSTRAINTS = [{
+    "name": KEY_CREATION_CONSTRAINT,
+    "displayName": "Disable service account key creation",
+    "description": "This boolean constraint disables the creation of service account external keys "
+                   "where this constraint is set to `True`.",
+    "constraintDefault": "ALLOW",
+    "booleanConstraint": {},
+    "version": 1,
+}, {
+    "name": KEY_UPLOAD_CONSTRAINT,
+    "displayName": "Disable Service Account Key Upload",
+    "description": "This boolean constraint disables the feature that allows uploading public keys to service "
+                   "accounts where this constraint is set to `True`.",
+    "constraintDefault": "ALLOW",
+    "booleanConstraint": {},
+    "version": 1,
+}]
 
 
 def get_org_policy(row: Project, constraint: Any) -> dict[str, Any]:
@@ -200,6 +287,10 @@ def project_v1_json(row: Project) -> dict[str, Any]:
     return body
 
 
+def _parent_name(parent: dict[str, Any]) -> str:
+    return f"{parent.get('type')}s/{parent.get('id')}"
+
+
 def project_v3_json(row: Project) -> dict[str, Any]:
     """cloudresourcemanager v3 Project."""
     state = {"ACTIVE": "ACTIVE", "DELETE_REQUESTED": "DELETE_REQUESTED"}.get(row.lifecycle_state, "STATE_UNSPECIFIED")
@@ -209,9 +300,14 @@ def project_v3_json(row: Project) -> dict[str, Any]:
         "state": state,
         "displayName": row.display_name,
         "createTime": rfc3339(row.create_time),
-        "updateTime": rfc3339(row.create_time),
+        "updateTime": rfc3339(_settings_time(row, "updateTime") or row.create_time),
         "etag": row.etag,
     }
+    if row.parent:
+        body["parent"] = _parent_name(row.parent)
+    deleted = delete_time(row)
+    if deleted is not None and row.lifecycle_state == "DELETE_REQUESTED":
+        body["deleteTime"] = rfc3339(deleted)
     if row.labels:
         body["labels"] = row.labels
     return body

@@ -9,6 +9,7 @@ providers answer long-running operations (already done) that gcloud polls by nam
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -18,28 +19,36 @@ from keyless import operations, projects
 from keyless.api import iam_methods
 from keyless.api import service_account_signing as signing
 from keyless.api.http import Call, allowed_fields, object_field, route, string_field, update_mask
+from keyless.doctor import targets
+from keyless.doctor.targets import Target
 from keyless.errors import InvalidArgument, NotFound
-from keyless.federation import pools
+from keyless.federation import pools, provider_keys
+from keyless.iam import condition_lint, grantable
 from keyless.iam import roles as roles_domain
 from keyless.iam import service_account_keys as keys_domain
 from keyless.iam import service_accounts as sa_domain
 from keyless.iam.predefined import get_predefined_role, known_permissions, role_to_json
 from keyless.state import ServerState
-from keyless.store.models import Project, ServiceAccount
+from keyless.store.models import Project, ServiceAccount, WorkloadIdentityPool, WorkloadIdentityPoolProvider
 
 SERVICE = "iam.googleapis.com"
 ADMIN = "google.iam.admin.v1."
 WIF = "google.iam.v1.WorkloadIdentityPools."
 POOL_TYPE = "type.googleapis.com/google.iam.v1.WorkloadIdentityPool"
 PROVIDER_TYPE = "type.googleapis.com/google.iam.v1.WorkloadIdentityPoolProvider"
+PROVIDER_KEY_TYPE = "type.googleapis.com/google.iam.v1.WorkloadIdentityPoolProviderKey"
 
 
 # -- resolution helpers: find the resource, authorise, name it for the audit log ---------------
 
 
-def _project(call: Call, s: Any, id_or_number: str, permission: str) -> Project:
+def _project(call: Call, s: Any, id_or_number: str, permission: str, *, pool: str = "") -> Project:
+    """The project, once `permission` is granted on it (or on its workload identity `pool`: a
+    grant in a pool's own policy applies to the pool and its providers, as on Google)."""
     row = projects.find_project(s, id_or_number)
     chain = projects.project_chain(row.project_id) if row else [projects.project_resource(id_or_number), projects.ROOT]
+    if row is not None and pool:
+        chain = [pools.pool_name(row.project_number, pool), *chain]
     pid = row.project_id if row else id_or_number
     call.touch(project_id=pid)
     if call.record is not None and not call.record.resource_name:
@@ -199,6 +208,15 @@ def sign_jwt(call: Call) -> dict[str, Any]:
     allowed_fields(call.body, {"payload"}, "")
     key_id, jwt = signing.sign_jwt(call, method=ADMIN + "SignJwt", service=SERVICE, default_lifetime=3600)
     return {"keyId": key_id, "signedJwt": jwt}
+def upload_key(call: Call) -> dict[str, Any]:
+    allowed_fields(call.body, {"publicKeyData"}, "")
+    with call.write() as s:
+        sa = _service_account(call, s, "iam.serviceAccountKeys.create")
+        row = keys_domain.upload(s, sa, call.body.get("publicKeyData"))
+        body = keys_domain.key_json(sa, row)
+        if call.record is not None:
+            call.record.response = {"name": body["name"], "keyType": row.key_type, "keyOrigin": row.key_origin}
+        return body
 
 
 def list_keys(call: Call) -> dict[str, Any]:
@@ -255,15 +273,27 @@ def describe_predefined_role(call: Call) -> dict[str, Any]:
     return role_to_json(role)
 
 
-def _custom_role_name(call: Call) -> str:
-    return f"projects/{call.params['project']}/roles/{call.params['role']}"
-
-
-def _role_project(call: Call, s: Any, permission: str) -> Project:
+def _role_parent(call: Call, s: Any, permission: str) -> str:
+    """`projects/P` or `organizations/N`, the parent of the custom roles a call acts on, once
+    `permission` is granted there. Keyless's resource hierarchy has one root standing for every
+    organization (keyless.projects.ROOT): an organization's roles are authorised against it."""
+    role = call.params.get("role", "")
+    if "organization" in call.params:
+        parent = f"organizations/{call.params['organization']}"
+        if not roles_domain.ORGANIZATION.match(parent):
+            raise InvalidArgument(f"Invalid organization name: {parent[:100]!r}.")
+        call.touch(name=f"{parent}/roles/{role}", type="iam_role",
+                   labels={"organization_id": call.params["organization"], "role_name": role})
+        call.require(permission, [projects.ROOT], parent)
+        return parent
     project = _project(call, s, call.params["project"], permission)
-    call.touch(name=f"projects/{project.project_id}/roles/{call.params.get('role', '')}", type="iam_role",
-               labels={"project_id": project.project_id, "role_name": call.params.get("role", "")})
-    return project
+    call.touch(name=f"projects/{project.project_id}/roles/{role}", type="iam_role",
+               labels={"project_id": project.project_id, "role_name": role})
+    return f"projects/{project.project_id}"
+
+
+def _role_name(call: Call, parent: str) -> str:
+    return f"{parent}/roles/{call.params['role']}"
 
 
 def create_role(call: Call) -> dict[str, Any]:
@@ -271,23 +301,27 @@ def create_role(call: Call) -> dict[str, Any]:
     role = object_field(call.body, "role", "")
     allowed_fields(role, {"title", "description", "includedPermissions", "stage", "etag", "name", "deleted"}, "role")
     with call.write() as s:
-        project = _role_project(call, s, "iam.roles.create")
-        row = roles_domain.create_custom_role(s, project.project_id, call.body.get("roleId", ""), role)
-        call.touch(name=row.name, labels={"project_id": project.project_id, "role_name": row.name})
+        parent = _role_parent(call, s, "iam.roles.create")
+        row = roles_domain.create_custom_role(s, parent, call.body.get("roleId", ""), role)
+        call.touch(name=row.name)
+        if call.record is not None:
+            call.record.resource_labels = {**call.record.resource_labels, "role_name": row.name}
         return roles_domain.custom_role_json(row)
 
 
 def get_role(call: Call) -> dict[str, Any]:
     with call.read() as s:
-        project = _role_project(call, s, "iam.roles.get")
-        return roles_domain.custom_role_json(
-            roles_domain.get_custom_role(s, f"projects/{project.project_id}/roles/{call.params['role']}"))
+        parent = _role_parent(call, s, "iam.roles.get")
+        return roles_domain.custom_role_json(roles_domain.get_custom_role(s, _role_name(call, parent)))
 
 
 def list_roles(call: Call) -> dict[str, Any]:
     with call.read() as s:
-        project = _role_project(call, s, "iam.roles.list")
-        rows = roles_domain.list_custom_roles(s, project.project_id, call.flag("showDeleted"))
+        parent = _role_parent(call, s, "iam.roles.list")
+        if parent.startswith("organizations/"):
+            rows = roles_domain.list_organization_roles(s, parent, call.flag("showDeleted"))
+        else:
+            rows = roles_domain.list_custom_roles(s, parent.removeprefix("projects/"), call.flag("showDeleted"))
     items, token = call.page([_role_view(roles_domain.custom_role_json(r), call.arg("view")) for r in rows])
     return {"roles": items, **({"nextPageToken": token} if token else {})} if items else {}
 
@@ -296,24 +330,21 @@ def patch_role(call: Call) -> dict[str, Any]:
     allowed_fields(call.body, {"title", "description", "includedPermissions", "stage", "etag", "name", "deleted"},
                    "role")
     with call.write() as s:
-        project = _role_project(call, s, "iam.roles.update")
-        row = roles_domain.update_custom_role(s, f"projects/{project.project_id}/roles/{call.params['role']}",
-                                              call.body, update_mask(call))
+        parent = _role_parent(call, s, "iam.roles.update")
+        row = roles_domain.update_custom_role(s, _role_name(call, parent), call.body, update_mask(call))
         return roles_domain.custom_role_json(row)
 
 
 def delete_role(call: Call) -> dict[str, Any]:
     with call.write() as s:
-        project = _role_project(call, s, "iam.roles.delete")
-        row = roles_domain.delete_custom_role(s, f"projects/{project.project_id}/roles/{call.params['role']}")
-        return roles_domain.custom_role_json(row)
+        parent = _role_parent(call, s, "iam.roles.delete")
+        return roles_domain.custom_role_json(roles_domain.delete_custom_role(s, _role_name(call, parent)))
 
 
 def undelete_role(call: Call) -> dict[str, Any]:
     with call.write() as s:
-        project = _role_project(call, s, "iam.roles.undelete")
-        row = roles_domain.undelete_custom_role(s, f"projects/{project.project_id}/roles/{call.params['role']}")
-        return roles_domain.custom_role_json(row)
+        parent = _role_parent(call, s, "iam.roles.undelete")
+        return roles_domain.custom_role_json(roles_domain.undelete_custom_role(s, _role_name(call, parent)))
 
 
 def query_testable_permissions(call: Call) -> dict[str, Any]:
@@ -341,6 +372,71 @@ def query_testable_permissions(call: Call) -> dict[str, Any]:
     return body
 
 
+_RESOURCE_TAIL = re.compile(r"((?:projects|organizations|folders)/.*)$")
+
+
+def _target(call: Call, s: Session, full_name: Any, permission_of: dict[str, str]) -> Target:
+    """The resource a full resource name names, once the caller may read its policy. gcloud may
+    build the name from its endpoint override (`//127.0.0.1:8080/iam/projects/p/...`): the host
+    and Keyless's path prefix are not part of the resource."""
+    if not isinstance(full_name, str) or not full_name.startswith("//") or len(full_name) > 2048:
+        raise InvalidArgument(f"Invalid full resource name: {str(full_name)[:200]!r}.")
+    host, _, path = full_name[2:].partition("/")
+    tail = _RESOURCE_TAIL.search(path) if not host.endswith(".googleapis.com") else None
+    try:
+        target = targets.resolve(s, f"//{host}/{path}" if tail is None else tail.group(1))
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"Invalid full resource name: {full_name[:200]!r}.") from exc
+    call.touch(project_id=target.project_id)
+    call.require(permission_of[target.kind], target.chain, full_name)
+    if not target.exists:
+        raise NotFound(f"The {target.kind} {full_name[:200]} does not exist.")
+    return target
+
+
+def query_grantable_roles(call: Call) -> dict[str, Any]:
+    allowed_fields(call.body, {"fullResourceName", "view", "pageSize", "pageToken"}, "")
+    view = call.body.get("view", "BASIC")
+    if view not in ("BASIC", "FULL"):
+        raise InvalidArgument(f"Invalid value at 'view' (type.googleapis.com/google.iam.admin.v1.RoleView), "
+                              f"\"{str(view)[:50]}\"")
+    size, start = call.body.get("pageSize") or 300, call.body.get("pageToken") or "0"
+    if not isinstance(size, int) or not 0 < size <= 3000 or not isinstance(start, str) or not start.isdigit():
+        raise InvalidArgument("Invalid page token or page size.")
+    with call.read() as s:
+        target = _target(call, s, call.body.get("fullResourceName"), grantable.GET_POLICY_PERMISSION)
+        found = grantable.grantable_roles(s, target, full=view == "FULL")
+    begin = int(start)
+    if begin > len(found):
+        raise InvalidArgument("Invalid page token or page size.")
+    body: dict[str, Any] = {"roles": found[begin:begin + size]}
+    if begin + size < len(found):
+        body["nextPageToken"] = str(begin + size)
+    return body
+
+
+def query_auditable_services(call: Call) -> dict[str, Any]:
+    allowed_fields(call.body, {"fullResourceName"}, "")
+    with call.read() as s:
+        target = _target(call, s, call.body.get("fullResourceName"), grantable.GET_POLICY_PERMISSION)
+    return {"services": [{"name": name} for name in grantable.auditable_services(target)]}
+
+
+def lint_policy(call: Call) -> dict[str, Any]:
+    """Only the request's condition is linted; a named resource is checked for the caller's right to
+    read its policy (https://cloud.google.com/iam/docs/linting-policies#required-roles), never read."""
+    allowed_fields(call.body, {"fullResourceName", "condition"}, "")
+    condition = object_field(call.body, "condition", "")
+    if "condition" not in call.body:
+        raise InvalidArgument("condition is required: the IAM object to lint.")
+    allowed_fields(condition, {"expression", "title", "description", "location"}, "condition")
+    if call.body.get("fullResourceName") is not None:
+        with call.read() as s:
+            _target(call, s, call.body["fullResourceName"], grantable.GET_POLICY_PERMISSION)
+    results = condition_lint.lint_condition(condition)
+    return {"lintResults": results} if results else {}
+
+
 # -- workload identity pools and providers ------------------------------------------------------
 
 
@@ -352,7 +448,7 @@ def _location(call: Call) -> None:
 
 def _pool_project(call: Call, s: Any, permission: str) -> Project:
     _location(call)
-    project = _project(call, s, call.params["project"], permission)
+    project = _project(call, s, call.params["project"], permission, pool=call.params.get("pool", ""))
     call.touch(name=pools.pool_name(project.project_number, call.params.get("pool", "")),
                type="audited_resource", labels={"project_id": project.project_id, "service": SERVICE})
     return project
@@ -450,12 +546,44 @@ def undelete_pool(call: Call) -> dict[str, Any]:
         return _op(s, row.name, pools.pool_json(row), POOL_TYPE)
 
 
+def get_pool_iam_policy(call: Call) -> dict[str, Any]:
+    def locate(s: Session) -> str:
+        project = _pool_project(call, s, "iam.workloadIdentityPools.getIamPolicy")
+        return pools.get_pool(s, _pool_name(call, project)).name
+
+    return iam_methods.get_iam_policy(call, locate)
+
+
+def set_pool_iam_policy(call: Call) -> dict[str, Any]:
+    def locate(s: Session) -> str:
+        project = _pool_project(call, s, "iam.workloadIdentityPools.setIamPolicy")
+        return pools.get_pool(s, _pool_name(call, project)).name
+
+    return iam_methods.set_iam_policy(call, locate, "workloadIdentityPool")
+
+
+def test_pool_iam_permissions(call: Call) -> dict[str, Any]:
+    def chain(s: Session) -> tuple[list[str], None] | None:
+        _location(call)
+        project = projects.find_project(s, call.params["project"], include_deleted=False)
+        if project is None:
+            return None
+        name = _pool_name(call, project)
+        if s.get(WorkloadIdentityPool, name) is None:
+            return None
+        return [name, *projects.project_chain(project.project_id)], None
+
+    return iam_methods.test_iam_permissions(call, chain)
+
+
 def get_operation(call: Call) -> dict[str, Any]:
     with call.read() as s:
         _location(call)
-        project = _project(call, s, call.params["project"], "iam.workloadIdentityPools.get")
+        project = _project(call, s, call.params["project"], "iam.workloadIdentityPools.get", pool=call.params["pool"])
         p = call.params
         name = f"{p['pool']}/providers/{p['provider']}" if "provider" in p else p["pool"]
+        if "key" in p:
+            name += f"/keys/{p['key']}"
         return operations.get(s, f"projects/{project.project_number}/locations/global/workloadIdentityPools/"
                                  f"{name}/operations/{p['operation']}")
 
@@ -533,6 +661,69 @@ def undelete_provider(call: Call) -> dict[str, Any]:
         return _op(s, row.name, pools.provider_json(row), PROVIDER_TYPE)
 
 
+# -- providers' keys ----------------------------------------------------------------------------
+
+
+def _key_provider(call: Call, s: Any, permission: str) -> WorkloadIdentityPoolProvider:
+    project = _pool_project(call, s, permission)
+    provider = pools.get_provider(s, _provider_name(call, project))
+    key = call.params.get("key")
+    call.touch(name=f"{provider.name}/keys/{key}" if key else provider.name)
+    return provider
+
+
+def create_provider_key(call: Call) -> dict[str, Any]:
+    allowed_fields(call.body, {"name", "keyData", "state", "use", "expireTime"}, "workload_identity_pool_provider_key")
+    allowed_fields(object_field(call.body, "keyData", "workload_identity_pool_provider_key"),
+                   {"format", "notBeforeTime", "notAfterTime", "key", "keySpec"},
+                   "workload_identity_pool_provider_key.key_data")
+    key_id = call.arg("workloadIdentityPoolProviderKeyId")
+    if not key_id:
+        raise InvalidArgument("workloadIdentityPoolProviderKeyId is required.")
+    call.params["key"] = key_id
+    with call.write() as s:
+        provider = _key_provider(call, s, "iam.workloadIdentityPoolProviderKeys.create")
+        row = provider_keys.create_key(s, provider, key_id, call.body)
+        s.flush()
+        return _op(s, row.name, provider_keys.key_json(row), PROVIDER_KEY_TYPE)
+
+
+def _key_name(provider: WorkloadIdentityPoolProvider, call: Call) -> str:
+    return f"{provider.name}/keys/{call.params['key']}"
+
+
+def get_provider_key(call: Call) -> dict[str, Any]:
+    with call.read() as s:
+        provider = _key_provider(call, s, "iam.workloadIdentityPoolProviderKeys.get")
+        return provider_keys.key_json(provider_keys.get_key(s, _key_name(provider, call)))
+
+
+def list_provider_keys(call: Call) -> dict[str, Any]:
+    with call.read() as s:
+        provider = _key_provider(call, s, "iam.workloadIdentityPoolProviderKeys.list")
+        rows = provider_keys.list_keys(s, provider, show_deleted=call.flag("showDeleted"))
+    items, token = call.page([provider_keys.key_json(r) for r in rows])
+    return {"workloadIdentityPoolProviderKeys": items, **({"nextPageToken": token} if token else {})} \
+        if items else {}
+
+
+def delete_provider_key(call: Call) -> dict[str, Any]:
+    with call.write() as s:
+        provider = _key_provider(call, s, "iam.workloadIdentityPoolProviderKeys.delete")
+        row = provider_keys.delete_key(provider_keys.get_key(s, _key_name(provider, call)))
+        s.flush()
+        return _op(s, row.name, provider_keys.key_json(row), PROVIDER_KEY_TYPE)
+
+
+def undelete_provider_key(call: Call) -> dict[str, Any]:
+    allowed_fields(call.body, set(), "")
+    with call.write() as s:
+        provider = _key_provider(call, s, "iam.workloadIdentityPoolProviderKeys.undelete")
+        row = provider_keys.undelete_key(provider_keys.get_key(s, _key_name(provider, call)))
+        s.flush()
+        return _op(s, row.name, provider_keys.key_json(row), PROVIDER_KEY_TYPE)
+
+
 def routes(state: ServerState) -> list[Route]:
     def r(method: str, path: str, handler: Any, audit_method: str = "", **kw: Any) -> Route:
         return route(state, method, path, handler, service=SERVICE, method=audit_method, **kw)
@@ -557,11 +748,15 @@ def routes(state: ServerState) -> list[Route]:
         r("POST", sa + ":signJwt", sign_jwt, audited=False),
         r("POST", sa + "/keys", create_key, ADMIN + "CreateServiceAccountKey"),
         r("GET", sa + "/keys", list_keys),
+        r("POST", sa + "/keys:upload", upload_key, ADMIN + "UploadServiceAccountKey"),
         r("GET", sa + "/keys/{key}", get_key),
         r("DELETE", sa + "/keys/{key}", delete_key, ADMIN + "DeleteServiceAccountKey"),
         r("POST", sa + "/keys/{key}:disable", set_key_disabled(True), ADMIN + "DisableServiceAccountKey"),
         r("POST", sa + "/keys/{key}:enable", set_key_disabled(False), ADMIN + "EnableServiceAccountKey"),
         r("POST", "/v1/permissions:queryTestablePermissions", query_testable_permissions),
+        r("POST", "/v1/roles:queryGrantableRoles", query_grantable_roles),
+        r("POST", "/v1/iamPolicies:queryAuditableServices", query_auditable_services),
+        r("POST", "/v1/iamPolicies:lintPolicy", lint_policy),
         r("GET", "/v1/roles", list_predefined_roles),
         r("GET", "/v1/roles/{role}", describe_predefined_role),
         r("POST", "/v1/projects/{project}/roles", create_role, ADMIN + "CreateRole"),
@@ -570,6 +765,12 @@ def routes(state: ServerState) -> list[Route]:
         r("PATCH", "/v1/projects/{project}/roles/{role}", patch_role, ADMIN + "UpdateRole"),
         r("DELETE", "/v1/projects/{project}/roles/{role}", delete_role, ADMIN + "DeleteRole"),
         r("POST", "/v1/projects/{project}/roles/{role}:undelete", undelete_role, ADMIN + "UndeleteRole"),
+        r("POST", "/v1/organizations/{organization}/roles", create_role, ADMIN + "CreateRole"),
+        r("GET", "/v1/organizations/{organization}/roles", list_roles),
+        r("GET", "/v1/organizations/{organization}/roles/{role}", get_role),
+        r("PATCH", "/v1/organizations/{organization}/roles/{role}", patch_role, ADMIN + "UpdateRole"),
+        r("DELETE", "/v1/organizations/{organization}/roles/{role}", delete_role, ADMIN + "DeleteRole"),
+        r("POST", "/v1/organizations/{organization}/roles/{role}:undelete", undelete_role, ADMIN + "UndeleteRole"),
         r("POST", "/v1/projects/{project}/locations/{location}/workloadIdentityPools", create_pool,
           WIF + "CreateWorkloadIdentityPool"),
         r("GET", "/v1/projects/{project}/locations/{location}/workloadIdentityPools", list_pools),
@@ -577,6 +778,9 @@ def routes(state: ServerState) -> list[Route]:
         r("PATCH", pool, patch_pool, WIF + "UpdateWorkloadIdentityPool"),
         r("DELETE", pool, delete_pool, WIF + "DeleteWorkloadIdentityPool"),
         r("POST", pool + ":undelete", undelete_pool, WIF + "UndeleteWorkloadIdentityPool"),
+        r("POST", pool + ":getIamPolicy", get_pool_iam_policy),
+        r("POST", pool + ":setIamPolicy", set_pool_iam_policy, WIF + "SetIamPolicy"),
+        r("POST", pool + ":testIamPermissions", test_pool_iam_permissions),
         r("POST", pool + "/providers", create_provider, WIF + "CreateWorkloadIdentityPoolProvider"),
         r("GET", pool + "/providers", list_providers),
         r("GET", prov, get_provider),
@@ -585,4 +789,10 @@ def routes(state: ServerState) -> list[Route]:
         r("POST", prov + ":undelete", undelete_provider, WIF + "UndeleteWorkloadIdentityPoolProvider"),
         r("GET", pool + "/operations/{operation}", get_operation),
         r("GET", prov + "/operations/{operation}", get_operation),
+        r("POST", prov + "/keys", create_provider_key, WIF + "CreateWorkloadIdentityPoolProviderKey"),
+        r("GET", prov + "/keys", list_provider_keys),
+        r("GET", prov + "/keys/{key}", get_provider_key),
+        r("DELETE", prov + "/keys/{key}", delete_provider_key, WIF + "DeleteWorkloadIdentityPoolProviderKey"),
+        r("POST", prov + "/keys/{key}:undelete", undelete_provider_key, WIF + "UndeleteWorkloadIdentityPoolProviderKey"),
+        r("GET", prov + "/keys/{key}/operations/{operation}", get_operation),
     ]

@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from keyless import operations, projects
 from keyless.api import iam_methods
-from keyless.api.http import Call, allowed_fields, object_field, route
+from keyless.api.http import Call, allowed_fields, object_field, route, update_mask
 from keyless.errors import InvalidArgument, PermissionDenied
 from keyless.iam.policy import add_binding
 from keyless.iam.principal import Principal
@@ -143,6 +143,99 @@ def undelete_project(call: Call) -> dict[str, Any]:
     return {}
 
 
+PROJECT_V1_FIELDS = {"projectId", "name", "labels", "parent", "projectNumber", "lifecycleState", "createTime",
+                     "configuredCapabilities", "isManagementProject", "managementType", "tags"}
+
+
+def update_project(call: Call) -> dict[str, Any]:
+    """v1 `update` (PUT): the body is the whole Project; name and labels change (an absent one is
+    cleared), parent may be set once; the rest is output only."""
+    allowed_fields(call.body, PROJECT_V1_FIELDS, "project")
+    if call.body.get("tags"):
+        raise InvalidArgument("Field 'tags' is not supported: Keyless does not implement resource tags.")
+    with call.write() as s:
+        row = _visible_project(call, s, call.params["project"], "resourcemanager.projects.update")
+        parent = call.body.get("parent")
+        if parent is not None and parent != row.parent:
+            if row.parent:
+                raise InvalidArgument("A project's parent cannot be changed by update: use projects.move (v3).")
+            given = object_field(call.body, "parent", "project")
+            row.parent = projects.parse_parent(f"{given.get('type')}s/{given.get('id')}")
+        projects.update_project(row, name=call.body.get("name"), labels=call.body.get("labels"),
+                                fields={"name", "labels"})
+        return projects.project_v1_json(row)
+
+
+def _v3_op(s: Session, kind: str, row: Project) -> dict[str, Any]:
+    name = f"operations/{kind}.{operations.new_id()}"
+    return operations.record_done(s, name, projects.project_v3_json(row), response_type=V3_PROJECT_TYPE)
+
+
+def patch_project_v3(call: Call) -> dict[str, Any]:
+    """v3 `patch`: displayName and labels, by updateMask (default: the fields the body sets)."""
+    allowed_fields(call.body, {"projectId", "name", "displayName", "labels", "parent", "state", "createTime",
+                               "updateTime", "deleteTime", "etag", "configuredCapabilities",
+                               "isManagementProject", "managementType", "tags"}, "project")
+    mask = update_mask(call)
+    if mask is None:
+        mask = [f for f in ("displayName", "labels") if f in call.body]
+    unknown = set(mask) - {"displayName", "labels"}
+    if unknown:
+        raise InvalidArgument(f"Invalid update_mask path: {sorted(unknown)[0]!r}: only displayName and labels "
+                              "can be updated.")
+    fields = {"name" if f == "displayName" else f for f in mask}
+    with call.write() as s:
+        row = _visible_project(call, s, call.params["project"], "resourcemanager.projects.update")
+        projects.update_project(row, name=call.body.get("displayName"), labels=call.body.get("labels"),
+                                fields=fields)
+        return _v3_op(s, "pu", row)
+
+
+def delete_project_v3(call: Call) -> dict[str, Any]:
+    with call.write() as s:
+        row = _visible_project(call, s, call.params["project"], "resourcemanager.projects.delete")
+        projects.delete_project(s, row.project_id)
+        return _v3_op(s, "dp", row)
+
+
+def undelete_project_v3(call: Call) -> dict[str, Any]:
+    allowed_fields(call.body, set(), "")
+    with call.write() as s:
+        row = _visible_project(call, s, call.params["project"], "resourcemanager.projects.undelete")
+        projects.undelete_project(s, row.project_id)
+        return _v3_op(s, "up", row)
+
+
+def move_project_v3(call: Call) -> dict[str, Any]:
+    """v3 `move`: the project's parent becomes `destinationParent`. Keyless has one hierarchy root
+    (projects.ROOT) standing for every organization and folder, so both permissions Google asks
+    for (move on the project, create under the destination) are checked against it."""
+    allowed_fields(call.body, {"destinationParent"}, "")
+    destination = call.body.get("destinationParent")
+    projects.parse_parent(destination)
+    with call.write() as s:
+        row = _visible_project(call, s, call.params["project"], "resourcemanager.projects.move")
+        call.require("resourcemanager.projects.create", [projects.ROOT],
+                     f"//cloudresourcemanager.googleapis.com/{destination}")
+        projects.move_project(row, destination)
+        return _v3_op(s, "mp", row)
+
+
+def list_org_policies(call: Call) -> dict[str, Any]:
+    allowed_fields(call.body, {"pageSize", "pageToken"}, "")
+    with call.read() as s:
+        row = _visible_project(call, s, call.params["project"], "orgpolicy.policies.list")
+        policies = projects.list_org_policies(row)
+    return {"policies": policies} if policies else {}
+
+
+def list_available_constraints(call: Call) -> dict[str, Any]:
+    allowed_fields(call.body, {"pageSize", "pageToken"}, "")
+    with call.read() as s:
+        _visible_project(call, s, call.params["project"], "orgpolicy.constraints.list")
+    return {"constraints": projects.AVAILABLE_CONSTRAINTS}
+
+
 def get_iam_policy(call: Call) -> dict[str, Any]:
     return iam_methods.get_iam_policy(call, lambda s: projects.project_resource(
         _visible_project(call, s, call.params["project"], "resourcemanager.projects.getIamPolicy").project_id))
@@ -206,6 +299,9 @@ def routes(state: ServerState) -> list[Route]:
         r("POST", "/v1/projects", create_project, "CreateProject"),
         r("GET", "/v1/projects", list_projects),
         r("GET", "/v1/projects/{project}", get_project),
+        r("PUT", "/v1/projects/{project}", update_project, "UpdateProject"),
+        r("POST", "/v1/projects/{project}:listOrgPolicies", list_org_policies),
+        r("POST", "/v1/projects/{project}:listAvailableOrgPolicyConstraints", list_available_constraints),
         r("DELETE", "/v1/projects/{project}", delete_project, "DeleteProject"),
         r("POST", "/v1/projects/{project}:undelete", undelete_project, "UndeleteProject"),
         r("POST", "/v1/projects/{project}:getIamPolicy", get_iam_policy),
@@ -221,6 +317,10 @@ def routes(state: ServerState) -> list[Route]:
         r("GET", "/v3/projects", search_projects_v3),
         r("GET", "/v3/projects:search", search_projects_v3),
         r("GET", "/v3/projects/{project}", get_project_v3),
+        r("PATCH", "/v3/projects/{project}", patch_project_v3, "UpdateProject"),
+        r("DELETE", "/v3/projects/{project}", delete_project_v3, "DeleteProject"),
+        r("POST", "/v3/projects/{project}:undelete", undelete_project_v3, "UndeleteProject"),
+        r("POST", "/v3/projects/{project}:move", move_project_v3, "MoveProject"),
         r("POST", "/v3/projects/{project}:getIamPolicy", get_iam_policy),
         r("POST", "/v3/projects/{project}:setIamPolicy", set_iam_policy, "SetIamPolicy"),
         r("POST", "/v3/projects/{project}:testIamPermissions", test_iam_permissions),

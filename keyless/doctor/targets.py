@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from keyless.errors import InvalidArgument
+from keyless.federation.pools import pool_name
 from keyless.iam.evaluate import ResourceContext
 from keyless.iam.service_accounts import find as find_account
 from keyless.iam.service_accounts import sa_chain
 from keyless.projects import ROOT, find_project, project_chain
 from keyless.secretmanager import names as secret_names
 from keyless.storage import buckets, objects
+from keyless.store.models import WorkloadIdentityPool
 
 PROJECT_TYPE = "cloudresourcemanager.googleapis.com/Project"
 PROJECT_SERVICE = "cloudresourcemanager.googleapis.com"
@@ -28,6 +30,9 @@ _SECRET = re.compile(r"^projects/([^/]{1,30})(?:/locations/([a-z0-9-]{1,40}))?/s
                      r"(?:/versions/([^/]{1,16}))?$")
 _ACCOUNT = re.compile(r"^projects/([^/]{1,30})/serviceAccounts/([^/]{1,256})$")
 _PROJECT = re.compile(r"^projects/([^/]{1,30})$")
+_POOL = re.compile(r"^projects/([^/]{1,30})/locations/global/workloadIdentityPools/([a-z0-9-]{4,32})$")
+# Keyless's hierarchy has one root standing for every organization and folder (keyless.projects.ROOT)
+_CONTAINER = re.compile(r"^(organizations|folders)/[1-9][0-9]{0,19}$")
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,10 @@ def resolve(s: Any, resource: str) -> Target:
                                                                f"{row.unique_id}", "iam.googleapis.com/ServiceAccount",
                                                                "iam.googleapis.com"),
                       "service account", True, row.project_id, row.email)
+    if (c := _CONTAINER.match(name)) is not None:
+        return Target(resource, [ROOT], ResourceContext(name), c.group(1)[:-1], True)
+    if (wp := _POOL.match(name)) is not None:
+        return _pool(s, resource, wp.group(1), wp.group(2))
     if (p := _PROJECT.match(name)) is not None:
         project = find_project(s, p.group(1), include_deleted=False)
         if project is None:
@@ -101,3 +110,13 @@ def _secret(s: Any, given: str, project: str, secret_id: str, version: str | Non
     exists = find_secret(s, row.project_id, secret_id, location=location) is not None
     return Target(given, secret_names.secret_chain(number, row.project_id, secret_id, location), context, kind, exists,
                   row.project_id, secret_id)
+
+
+def _pool(s: Any, given: str, project: str, pool_id: str) -> Target:
+    row = find_project(s, project, include_deleted=False)
+    if row is None:
+        return Target(given, [f"projects/{project}", ROOT], ResourceContext(given), "workload identity pool", False)
+    name = pool_name(row.project_number, pool_id)
+    return Target(given, [name, *project_chain(row.project_id)],
+                  ResourceContext(name, "iam.googleapis.com/WorkloadIdentityPool", "iam.googleapis.com"),
+                  "workload identity pool", s.get(WorkloadIdentityPool, name) is not None, row.project_id, pool_id)

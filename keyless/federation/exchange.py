@@ -114,19 +114,21 @@ class Providers:
         # One query, one round trip on a cold cache (store.db.Database.read_each).
         with self._db.read_each() as s:
             found = s.execute(
-                select(WorkloadIdentityPoolProvider, WorkloadIdentityPool, Project.project_id)
+                select(WorkloadIdentityPoolProvider, WorkloadIdentityPool, Project.project_id, Project.lifecycle_state)
                 .join(WorkloadIdentityPool, WorkloadIdentityPool.name == WorkloadIdentityPoolProvider.pool_name)
                 .outerjoin(Project, Project.project_number == WorkloadIdentityPool.project_number)
                 .where(WorkloadIdentityPoolProvider.name == name)).first()
         if found is None:
             return None
-        row, pool, project_id = found
+        row, pool, project_id, lifecycle = found
         kind = "aws" if row.aws else "oidc"
         try:
             compiled = compile_mapping(row.attribute_mapping, row.attribute_condition, provider_type=kind)
         except KeylessError:
             return None  # stored before a rule tightened: unusable rather than a 500
-        usable = (row.state == "ACTIVE" and not row.disabled and pool.state == "ACTIVE" and not pool.disabled)
+        # a project pending deletion takes its pools out of service (issue #20)
+        usable = (row.state == "ACTIVE" and not row.disabled and pool.state == "ACTIVE" and not pool.disabled
+                  and lifecycle in (None, "ACTIVE"))
         lifetime = DEFAULT_LIFETIME
         if pool.session_duration and pool.session_duration.endswith("s"):
             try:

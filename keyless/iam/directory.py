@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from keyless.store.db import Database, RevisionCache
-from keyless.store.models import ServiceAccount
+from keyless.store.models import Project, ServiceAccount
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,12 @@ class ServiceAccountDirectory:
 
     def _load(self) -> tuple[dict[str, AccountInfo], dict[str, AccountInfo]]:
         with self._db.read_each() as s:
+            # a project pending deletion takes its accounts out of service (issue #20), as on Google
             rows = s.execute(select(ServiceAccount.unique_id, ServiceAccount.email, ServiceAccount.project_id,
-                                    ServiceAccount.disabled).where(ServiceAccount.deleted.is_(False))).all()
+                                    ServiceAccount.disabled)
+                             .outerjoin(Project, Project.project_id == ServiceAccount.project_id)
+                             .where(ServiceAccount.deleted.is_(False),
+                                    or_(Project.lifecycle_state.is_(None), Project.lifecycle_state == "ACTIVE"))).all()
         infos = [AccountInfo(*row) for row in rows]
         return {i.email: i for i in infos}, {i.unique_id: i for i in infos}
 

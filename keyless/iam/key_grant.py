@@ -5,8 +5,8 @@ The assertion is an RS256 JWT signed with the key file's private key, `kid` = pr
 `iss` = the account's email, `aud` = https://oauth2.googleapis.com/token (google-auth hard-codes
 it whatever `token_uri` says) or our own token URL, lifetime at most an hour. It carries either
 `scope` (an access token is issued) or `target_audience` (a Google-shaped ID token is issued).
-Verified against the certificate Keyless kept of the key; disabled or deleted keys and accounts
-stop working at once.
+Verified against the certificate Keyless kept of the key (or the one the user uploaded, within
+its validity); disabled or deleted keys and accounts stop working at once.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -21,7 +22,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from keyless.iam.credentials import id_token_for
+from keyless.iam.service_account_keys import in_validity
 from keyless.iam.service_accounts import find_by_email
+from keyless.projects import find_project
 from keyless.state import ServerState, service_account_principal
 from keyless.store.models import ServiceAccount, ServiceAccountKey
 from keyless.tokens import jws
@@ -77,10 +80,14 @@ def verify_key_jwt(state: ServerState, assertion: str, audiences: Callable[[obje
     with state.db.read() as s:
         account = find_by_email(s, email)
         key = s.get(ServiceAccountKey, kid)
-    if account is None or account.deleted:
+        # a project pending deletion takes its accounts out of service (issue #20)
+        in_service = account is not None and find_project(s, account.project_id, include_deleted=False) is not None
+    if account is None or account.deleted or not in_service:
         raise GrantRefused("invalid_grant", "Invalid grant: account not found")
     if key is None or key.deleted or key.sa_unique_id != account.unique_id:
         raise _invalid()
+    if not in_validity(key, datetime.now(UTC), SKEW):
+        raise _invalid()  # an uploaded certificate outside its validity window
     if account.disabled or key.disabled:
         raise GrantRefused("invalid_grant", "Invalid grant: account not found" if account.disabled
                            else "Invalid JWT Signature.")

@@ -29,6 +29,7 @@ from keyless.store.models import CustomRole
 
 ROLE_ID = re.compile(r"^[a-zA-Z0-9_.]{3,64}$")
 CUSTOM_ROLE_NAME = re.compile(r"^projects/([^/]+)/roles/([^/]+)$")
+ORGANIZATION = re.compile(r"^organizations/[1-9][0-9]{0,19}$")
 STAGES = ("ALPHA", "BETA", "GA", "DEPRECATED", "DISABLED", "EAP")
 MAX_PERMISSIONS = 3000
 MAX_TITLE = 100
@@ -100,15 +101,19 @@ def custom_role_json(row: CustomRole) -> dict[str, Any]:
     return {k: v for k, v in body.items() if v not in ("", [])}
 
 
-def create_custom_role(s: Session, project_id: str, role_id: str, role: dict[str, Any]) -> CustomRole:
+def create_custom_role(s: Session, parent: str, role_id: str, role: dict[str, Any]) -> CustomRole:
+    """A custom role of `parent`: `projects/P` or `organizations/N` (an organization's roles are
+    grantable on every project, https://cloud.google.com/iam/docs/creating-custom-roles)."""
     if not isinstance(role_id, str) or not ROLE_ID.match(role_id):
         raise InvalidArgument(
             f"The role ID \"{role_id}\" is invalid. It must be 3 to 64 characters long and contain "
             "only letters, digits, underscores and periods."
         )
-    name = f"projects/{project_id}/roles/{role_id}"
+    name = f"{parent}/roles/{role_id}"
     if s.get(CustomRole, name) is not None:
-        raise AlreadyExists(f"A role named {role_id} in projects/{project_id} already exists.")
+        raise AlreadyExists(f"A role named {role_id} in {parent} already exists.")
+    # an organization's roles have no project: project_id stays empty and they are listed by name
+    project_id = parent.removeprefix("projects/") if parent.startswith("projects/") else ""
     stage = role.get("stage") or "ALPHA"
     perms = _validate_fields(role.get("title"), role.get("description"), stage,
                              role.get("includedPermissions") or [])
@@ -179,6 +184,18 @@ def undelete_custom_role(s: Session, name: str) -> CustomRole:
 
 def list_custom_roles(s: Session, project_id: str, show_deleted: bool) -> list[CustomRole]:
     q = select(CustomRole).where(CustomRole.project_id == project_id).order_by(CustomRole.name)
+    if not project_id:
+        return []  # the organizations' roles have no project: list them with list_organization_roles
+    if not show_deleted:
+        q = q.where(CustomRole.deleted.is_(False))
+    return list(s.scalars(q).all())
+
+
+def list_organization_roles(s: Session, organization: str, show_deleted: bool) -> list[CustomRole]:
+    """The custom roles of `organizations/N` (digits only: nothing in the prefix is a LIKE wildcard)."""
+    assert ORGANIZATION.match(organization), organization
+    q = select(CustomRole).where(CustomRole.project_id == "", CustomRole.name.like(f"{organization}/roles/%")) \
+        .order_by(CustomRole.name)
     if not show_deleted:
         q = q.where(CustomRole.deleted.is_(False))
     return list(s.scalars(q).all())

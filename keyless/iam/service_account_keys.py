@@ -23,8 +23,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from keyless.clock import rfc3339
-from keyless.errors import FailedPrecondition, InvalidArgument, NotFound
-from keyless.projects import KEY_CREATION_CONSTRAINT, constraint_enforced
+from keyless.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from keyless.projects import KEY_CREATION_CONSTRAINT, KEY_UPLOAD_CONSTRAINT, constraint_enforced
 from keyless.store.models import Project, ServiceAccount, ServiceAccountKey
 from keyless.tokens.keys import own_rsa_key
 
@@ -99,6 +99,61 @@ def create(s: Session, sa: ServiceAccount, body: dict[str, Any], token_base_url:
     }
     data = base64.b64encode(json.dumps(key_file, indent=2).encode()).decode()
     return row, data
+
+
+MAX_UPLOADED_CERTIFICATE_BYTES = 16 * 1024  # a 2048-bit RSA certificate in PEM is about 1.1 KB
+KEY_UPLOAD_DISABLED = "Key upload is not allowed on this service account."
+
+
+def upload(s: Session, sa: ServiceAccount, public_key_data: Any) -> ServiceAccountKey:
+    """Associate a public key the user holds the private half of (keys.upload,
+    https://cloud.google.com/iam/docs/keys-upload): an RSA-2048 key in an X.509 v3 certificate,
+    PEM, base64-encoded on the wire. The key is then valid from the certificate's notBefore to
+    its notAfter, for JWT-bearer grants and signature checks like a key Keyless created."""
+    if not isinstance(public_key_data, str) or not public_key_data:
+        raise InvalidArgument("publicKeyData is required: a PEM X.509 certificate, base64-encoded.")
+    if len(public_key_data) > MAX_UPLOADED_CERTIFICATE_BYTES * 4 // 3 + 4:
+        raise InvalidArgument("publicKeyData is too large for an X.509 certificate of an RSA-2048 key.")
+    try:
+        pem = base64.b64decode(public_key_data, validate=True)
+        cert = x509.load_pem_x509_certificate(pem)
+    except ValueError as exc:
+        raise InvalidArgument("The public key data is not a valid PEM X.509 certificate.") from exc
+    public = cert.public_key()
+    if not isinstance(public, rsa.RSAPublicKey) or public.key_size != 2048:
+        raise InvalidArgument("The uploaded certificate must hold an RSA public key of 2048 bits.")
+    if cert.version != x509.Version.v3:
+        raise InvalidArgument("The uploaded certificate must be an X.509 v3 certificate.")
+    now = datetime.now(UTC)
+    if cert.not_valid_after_utc <= now:
+        raise InvalidArgument("The uploaded certificate has expired.")
+    project = s.get(Project, sa.project_id)
+    if project is not None and constraint_enforced(project, KEY_UPLOAD_CONSTRAINT):
+        raise FailedPrecondition(KEY_UPLOAD_DISABLED, details=[{
+            "@type": "type.googleapis.com/google.rpc.PreconditionFailure",
+            "violations": [{"type": KEY_UPLOAD_CONSTRAINT, "subject": f"projects/{project.project_number}",
+                            "description": KEY_UPLOAD_DISABLED}],
+        }])
+    live = s.scalars(select(ServiceAccountKey).where(ServiceAccountKey.sa_unique_id == sa.unique_id,
+                                                     ServiceAccountKey.key_type == "USER_MANAGED",
+                                                     ServiceAccountKey.deleted.is_(False))).all()
+    if len(live) >= MAX_USER_MANAGED_KEYS:
+        raise FailedPrecondition("Precondition check failed.")
+    canonical = cert.public_bytes(serialization.Encoding.PEM).decode()
+    if any(k.public_key_pem == canonical for k in live):
+        raise AlreadyExists("The public key is already associated with this service account.")
+    row = ServiceAccountKey(key_id=secrets.token_hex(20), sa_unique_id=sa.unique_id, public_key_pem=canonical,
+                            key_algorithm="KEY_ALG_RSA_2048", key_origin="USER_PROVIDED", key_type="USER_MANAGED",
+                            valid_after=cert.not_valid_before_utc, valid_before=cert.not_valid_after_utc,
+                            disabled=False, deleted=False)
+    s.add(row)
+    return row
+
+
+def in_validity(row: ServiceAccountKey, now: datetime, skew: float = 0) -> bool:
+    """Whether the key may sign at `now`: an uploaded certificate's window (a created key's never ends)."""
+    margin = timedelta(seconds=skew)
+    return _aware(row.valid_after) <= now + margin and now - margin < _aware(row.valid_before)  # NEVER + x overflows
 
 
 SYSTEM_KEY_ROTATION = timedelta(days=14)
@@ -176,7 +231,8 @@ def user_managed(row: ServiceAccountKey) -> ServiceAccountKey:
 def key_json(sa: ServiceAccount, row: ServiceAccountKey, *, public_key_type: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "name": key_name(sa, row.key_id),
-        "validAfterTime": rfc3339(row.valid_after).replace(".000000", "").split(".")[0] + "Z",
+        # whole seconds, as Google renders them (an uploaded certificate's times have no fraction)
+        "validAfterTime": rfc3339(row.valid_after).split(".")[0] + "Z",
         "validBeforeTime": rfc3339(row.valid_before).split(".")[0] + "Z",
         "keyAlgorithm": row.key_algorithm,
         "keyOrigin": row.key_origin,

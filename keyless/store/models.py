@@ -131,6 +131,23 @@ class WorkloadIdentityPoolProvider(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
 
 
+class WorkloadIdentityPoolProviderKey(Base):
+    """A provider's key pair (providers.keys.*): the public half answered as KeyData, the private
+    half kept for the provider's own use and never answered."""
+
+    __tablename__ = "workload_identity_pool_provider_keys"
+    name: Mapped[str] = mapped_column(String(500), primary_key=True)  # .../providers/P/keys/K
+    provider_name: Mapped[str] = mapped_column(String(400), index=True)
+    key_spec: Mapped[str] = mapped_column(String(16))
+    use: Mapped[str] = mapped_column(String(16))
+    certificate_pem: Mapped[str] = mapped_column(Text)
+    private_key_pem: Mapped[bytes] = mapped_column(LargeBinary)
+    not_before: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    not_after: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    state: Mapped[str] = mapped_column(String(16), default="ACTIVE")
+    expire_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
 class Operation(Base):
     """A google.longrunning.Operation, stored so gcloud can poll it."""
 

@@ -43,7 +43,8 @@ def test_served_follows_the_routes() -> None:
     by_id = {m.id: m for m in methods(document("iam.v1"))}
     assert table.served(routes, by_id["iam.projects.serviceAccounts.create"])
     assert table.served(routes, by_id["iam.projects.locations.workloadIdentityPools.operations.get"])
-    assert not table.served(routes, by_id["iam.projects.locations.workloadIdentityPools.providers.keys.list"])
+    assert table.served(routes, by_id["iam.projects.locations.workloadIdentityPools.providers.keys.list"])
+    assert not table.served(routes, by_id["iam.projects.locations.workloadIdentityPools.namespaces.list"])
     # `GET pools/{pool}` must not count as serving `GET pools/{pool}:listAttestationRules`
     assert not table.served(routes, by_id["iam.projects.locations.workloadIdentityPools.listAttestationRules"])
     storage = {m.id: m for m in methods(document("storage.v1"))}

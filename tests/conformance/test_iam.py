@@ -26,7 +26,27 @@ SA = f"{P}/serviceAccounts/{SA_EMAIL}"
 POOLS = f"{P}/locations/global/workloadIdentityPools"
 POOL = f"{POOLS}/conformance-pool"
 PROVIDER = f"{POOL}/providers/conformance-oidc"
+PROVIDER_KEY = f"{PROVIDER}/keys/conformance-key"
 ROLE = f"{P}/roles/conformanceRole"
+ORG = "organizations/123456789"
+ORG_ROLE = f"{ORG}/roles/orgRole"
+
+
+def self_signed_certificate() -> bytes:
+    """An RSA-2048 key's self-signed certificate, as a user uploading their own key makes one."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "conformance")])
+    now = datetime.now(UTC)
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now - timedelta(minutes=1)).not_valid_after(now + timedelta(days=1))
+            .sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
 
 
 def jwt_parts(jwt: str) -> tuple[bytes, bytes]:
@@ -98,6 +118,13 @@ FLOW = Flow(DOC, [
     Step("iam.projects.serviceAccounts.keys.create", lambda c: {"name": SA, "body": {
         "privateKeyType": "TYPE_GOOGLE_CREDENTIALS_FILE", "keyAlgorithm": "KEY_ALG_RSA_2048"}},
          save="key", present=["name", "privateKeyData", "privateKeyType", "keyAlgorithm", "validAfterTime"]),
+    Step("iam.projects.serviceAccounts.keys.upload", lambda c: {"name": SA, "body": {
+        "publicKeyData": base64.b64encode(self_signed_certificate()).decode()}},
+         present=["name", "keyAlgorithm", "keyOrigin", "keyType", "validAfterTime", "validBeforeTime"],
+         check=lambda c, a: a["keyOrigin"] == "USER_PROVIDED" or pytest.fail(str(a))),
+    Step("iam.projects.serviceAccounts.keys.upload", lambda c: {"name": SA, "body": {
+        "publicKeyData": base64.b64encode(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").decode()}},
+         error=400),
     Step("iam.projects.serviceAccounts.keys.get", lambda c: {"name": key_name(c), "publicKeyType": "TYPE_X509_PEM_FILE"},
          present=["name", "keyAlgorithm", "keyType"]),
     Step("iam.projects.serviceAccounts.keys.list", lambda c: {"name": SA, "keyTypes": "USER_MANAGED"},
@@ -119,6 +146,29 @@ FLOW = Flow(DOC, [
     Step("iam.permissions.queryTestablePermissions", lambda c: {"body": {
         "fullResourceName": f"//cloudresourcemanager.googleapis.com/{P}", "pageSize": 5}},
          check=lambda c, a: len(a["permissions"]) == 5 or pytest.fail(str(a))),
+    Step("iam.roles.queryGrantableRoles", lambda c: {"body": {
+        "fullResourceName": f"//cloudresourcemanager.googleapis.com/{P}", "pageSize": 3, "view": "FULL"}},
+         check=lambda c, a: (len(a["roles"]) == 3 and "nextPageToken" in a
+                             and all("includedPermissions" in r for r in a["roles"])) or pytest.fail(str(a))),
+    Step("iam.roles.queryGrantableRoles", lambda c: {"body": {
+        "fullResourceName": f"//iam.googleapis.com/{SA}", "pageSize": 1000}},
+         check=lambda c, a: ("roles/iam.serviceAccountTokenCreator" in [r["name"] for r in a["roles"]]
+                             and "roles/storage.objectViewer" not in [r["name"] for r in a["roles"]])
+         or pytest.fail(str(a))),
+    Step("iam.roles.queryGrantableRoles", lambda c: {"body": {"fullResourceName": "projects/not-full"}}, error=400),
+    Step("iam.iamPolicies.queryAuditableServices", lambda c: {"body": {
+        "fullResourceName": f"//cloudresourcemanager.googleapis.com/{P}"}},
+         check=lambda c, a: "iam.googleapis.com" in [x["name"] for x in a["services"]] or pytest.fail(str(a))),
+    Step("iam.iamPolicies.lintPolicy", lambda c: {"body": {
+        "fullResourceName": f"//cloudresourcemanager.googleapis.com/{P}",
+        "condition": {"title": "ok", "expression": "request.time < timestamp('2030-01-01T00:00:00Z')"}}},
+         check=lambda c, a: a == {} or pytest.fail(str(a))),
+    Step("iam.iamPolicies.lintPolicy", lambda c: {"body": {
+        "condition": {"title": "broken", "expression": "request.time < timestamp('2030-01-01') &&"}}},
+         check=lambda c, a: [(r["validationUnitName"], r["severity"], r["fieldName"]) for r in a["lintResults"]] == [
+             ("LintValidationUnits/ConditionCompileCheck", "ERROR", "condition.expression"),
+             ("LintValidationUnits/ConditionTimestampCheck", "ERROR", "condition.expression")]
+         or pytest.fail(str(a))),
     Step("iam.projects.roles.create", lambda c: {"parent": P, "body": {
         "roleId": "conformanceRole", "role": {"title": "Conformance", "description": "a custom role",
                                               "includedPermissions": ["iam.serviceAccounts.get"], "stage": "GA"}}},
@@ -133,6 +183,26 @@ FLOW = Flow(DOC, [
          check=lambda c, a: a.get("deleted") is True or pytest.fail(str(a))),
     Step("iam.projects.roles.undelete", lambda c: {"name": ROLE, "body": {"etag": c["deleted_role"]["etag"]}},
          check=lambda c, a: not a.get("deleted") or pytest.fail(str(a))),
+    # An organization's custom roles (Keyless's root stands for every organization)
+    Step("iam.organizations.roles.create", lambda c: {"parent": ORG, "body": {
+        "roleId": "orgRole", "role": {"title": "Org role", "includedPermissions": ["storage.objects.get"],
+                                      "stage": "BETA"}}},
+         save="org_role", present=["name", "title", "includedPermissions", "etag", "stage"],
+         check=lambda c, a: a["name"] == ORG_ROLE or pytest.fail(str(a))),
+    Step("iam.organizations.roles.create", lambda c: {"parent": ORG, "body": {"roleId": "orgRole", "role": {}}},
+         error=409),
+    Step("iam.organizations.roles.get", lambda c: {"name": ORG_ROLE}, present=["name", "etag"]),
+    Step("iam.organizations.roles.list", lambda c: {"parent": ORG, "view": "FULL"},
+         check=lambda c, a: [r["name"] for r in a["roles"]] == [ORG_ROLE] or pytest.fail(str(a))),
+    Step("iam.organizations.roles.patch", lambda c: {"name": ORG_ROLE, "updateMask": "includedPermissions", "body": {
+        "includedPermissions": ["storage.objects.get", "storage.objects.list"], "etag": c["org_role"]["etag"]}},
+         check=lambda c, a: len(a["includedPermissions"]) == 2 or pytest.fail(str(a))),
+    Step("iam.organizations.roles.delete", lambda c: {"name": ORG_ROLE}, save="deleted_org_role",
+         check=lambda c, a: a.get("deleted") is True or pytest.fail(str(a))),
+    Step("iam.organizations.roles.list", lambda c: {"parent": ORG}, check=lambda c, a: a == {} or pytest.fail(str(a))),
+    Step("iam.organizations.roles.undelete", lambda c: {"name": ORG_ROLE, "body": {
+        "etag": c["deleted_org_role"]["etag"]}}, check=lambda c, a: not a.get("deleted") or pytest.fail(str(a))),
+    Step("iam.organizations.roles.get", lambda c: {"name": "organizations/0x1/roles/orgRole"}, error=400),
     # Workload Identity Federation
     Step("iam.projects.locations.workloadIdentityPools.create", lambda c: {
         "parent": f"{P}/locations/global", "workloadIdentityPoolId": "conformance-pool", "body": {
@@ -150,6 +220,17 @@ FLOW = Flow(DOC, [
          or pytest.fail(str(a))),
     Step("iam.projects.locations.workloadIdentityPools.patch", lambda c: {
         "name": POOL, "updateMask": "description", "body": {"description": "patched"}}, check=done),
+    Step("iam.projects.locations.workloadIdentityPools.getIamPolicy", lambda c: {"resource": POOL, "body": {
+        "options": {"requestedPolicyVersion": 3}}}, save="pool_policy", present=["etag"]),
+    Step("iam.projects.locations.workloadIdentityPools.setIamPolicy", lambda c: {"resource": POOL, "body": {
+        "policy": {"bindings": [{"role": "roles/iam.workloadIdentityPoolViewer", "members": ["user:v@example.com"]}],
+                   "etag": c["pool_policy"]["etag"]}}},
+         check=lambda c, a: a["bindings"][0]["members"] == ["user:v@example.com"] or pytest.fail(str(a))),
+    Step("iam.projects.locations.workloadIdentityPools.testIamPermissions", lambda c: {"resource": POOL, "body": {
+        "permissions": ["iam.workloadIdentityPools.get", "iam.workloadIdentityPoolProviders.create"]}},
+         check=lambda c, a: len(a["permissions"]) == 2 or pytest.fail(str(a))),
+    Step("iam.projects.locations.workloadIdentityPools.getIamPolicy", lambda c: {
+        "resource": f"{POOLS}/no-such-pool", "body": {}}, error=404),
     Step("iam.projects.locations.workloadIdentityPools.providers.create", lambda c: {
         "parent": POOL, "workloadIdentityPoolProviderId": "conformance-oidc", "body": {
             "displayName": "OIDC", "description": "GitHub Actions", "disabled": False,
@@ -168,6 +249,30 @@ FLOW = Flow(DOC, [
     Step("iam.projects.locations.workloadIdentityPools.providers.patch", lambda c: {
         "name": PROVIDER, "updateMask": "displayName,oidc.allowedAudiences",
         "body": {"displayName": "OIDC 2", "oidc": {"allowedAudiences": ["aud-1", "aud-2"]}}}, check=done),
+    Step("iam.projects.locations.workloadIdentityPools.providers.keys.create", lambda c: {
+        "parent": PROVIDER, "workloadIdentityPoolProviderKeyId": "conformance-key", "body": {
+            "use": "ENCRYPTION", "keyData": {"keySpec": "RSA_2048", "key": "ignored"}, "state": "DELETED"}},
+         save="key_op", check=done),
+    Step("iam.projects.locations.workloadIdentityPools.providers.keys.operations.get",
+         lambda c: {"name": op_name(c, "key_op")}, check=done),
+    Step("iam.projects.locations.workloadIdentityPools.providers.keys.get", lambda c: {"name": PROVIDER_KEY},
+         present=["name", "state", "use", "keyData.format", "keyData.key", "keyData.keySpec", "keyData.notAfterTime"],
+         check=lambda c, a: (a["state"] == "ACTIVE" and a["keyData"]["key"].startswith("-----BEGIN CERTIFICATE-----"))
+         or pytest.fail(str(a))),
+    Step("iam.projects.locations.workloadIdentityPools.providers.keys.create", lambda c: {
+        "parent": PROVIDER, "workloadIdentityPoolProviderKeyId": "bad-spec", "body": {
+            "use": "ENCRYPTION", "keyData": {"keySpec": "RSA_1024"}}}, error=400),
+    Step("iam.projects.locations.workloadIdentityPools.providers.keys.delete", lambda c: {"name": PROVIDER_KEY},
+         check=lambda c, a: (a["response"]["state"] == "DELETED" and "expireTime" in a["response"])
+         or pytest.fail(str(a))),
+    Step("iam.projects.locations.workloadIdentityPools.providers.keys.list", lambda c: {"parent": PROVIDER},
+         check=lambda c, a: a == {} or pytest.fail(str(a))),
+    Step("iam.projects.locations.workloadIdentityPools.providers.keys.undelete", lambda c: {
+        "name": PROVIDER_KEY, "body": {}}, check=done),
+    Step("iam.projects.locations.workloadIdentityPools.providers.keys.list", lambda c: {
+        "parent": PROVIDER, "showDeleted": True, "pageSize": 5},
+         check=lambda c, a: [k["name"].rsplit("/", 1)[1] for k in a["workloadIdentityPoolProviderKeys"]]
+         == ["conformance-key"] or pytest.fail(str(a))),
     Step("iam.projects.locations.workloadIdentityPools.providers.delete", lambda c: {"name": PROVIDER}, check=done),
     Step("iam.projects.locations.workloadIdentityPools.providers.undelete", lambda c: {"name": PROVIDER, "body": {}},
          check=done),
@@ -201,7 +306,8 @@ def test_flow(flowed: dict[str, Any]) -> None:
 def test_every_defined_request_field_is_known(client: Callable[[str], Any], flowed: dict[str, Any],
                                               method_id: str) -> None:
     harness.probe_fields(client(DOC), FLOW, method_id, flowed,
-                         {"workloadIdentityPoolId": "fields-probe", "workloadIdentityPoolProviderId": "fields-probe"})
+                         {"workloadIdentityPoolId": "fields-probe", "workloadIdentityPoolProviderId": "fields-probe",
+                          "workloadIdentityPoolProviderKeyId": "fields-probe"})
 
 
 def test_defined_fields_of_features_keyless_lacks_are_refused_by_name(client: Callable[[str], Any],

@@ -56,6 +56,12 @@ FLOWS = [
         Step("cloudresourcemanager.projects.setOrgPolicy", lambda c: {"resource": f"projects/{PROJECT}", "body": {
             "policy": {"constraint": CONSTRAINT, "booleanPolicy": {"enforced": True}}}},
              save="org_policy", present=["constraint", "etag"]),
+        Step("cloudresourcemanager.projects.listOrgPolicies", lambda c: {"resource": f"projects/{PROJECT}", "body": {
+            "pageSize": 10}}, check=lambda c, a: [p["constraint"] for p in a["policies"]] == [CONSTRAINT]
+             or pytest.fail(str(a))),
+        Step("cloudresourcemanager.projects.listAvailableOrgPolicyConstraints", lambda c: {
+            "resource": f"projects/{PROJECT}", "body": {}},
+             check=lambda c, a: CONSTRAINT in [k["name"] for k in a["constraints"]] or pytest.fail(str(a))),
         Step("cloudresourcemanager.projects.getOrgPolicy", lambda c: {"resource": f"projects/{PROJECT}", "body": {
             "constraint": CONSTRAINT}}, check=lambda c, a: a["booleanPolicy"]["enforced"] is True
              or pytest.fail(str(a))),
@@ -64,7 +70,18 @@ FLOWS = [
              present=["constraint"]),
         Step("cloudresourcemanager.projects.clearOrgPolicy", lambda c: {"resource": f"projects/{PROJECT}", "body": {
             "constraint": CONSTRAINT, "etag": c["org_policy"]["etag"]}}),
+        Step("cloudresourcemanager.projects.update", lambda c: {"projectId": PROJECT, "body": {
+            "projectId": PROJECT, "name": "Renamed", "labels": {"team": "platform"}, "lifecycleState": "ACTIVE",
+            "parent": {"type": "organization", "id": "123456789"}}},
+             present=["projectNumber", "projectId", "lifecycleState", "name"],
+             check=lambda c, a: (a["name"], a["labels"], a["parent"]) == (
+                 "Renamed", {"team": "platform"}, {"type": "organization", "id": "123456789"})
+             or pytest.fail(str(a))),
+        Step("cloudresourcemanager.projects.update", lambda c: {"projectId": PROJECT, "body": {
+            "name": "Renamed", "parent": {"type": "folder", "id": "1"}}}, error=400),  # a move, not an update
         Step("cloudresourcemanager.projects.delete", lambda c: {"projectId": PROJECT}),
+        Step("cloudresourcemanager.projects.update", lambda c: {"projectId": PROJECT, "body": {"name": "x"}},
+             error=400),  # pending deletion: FAILED_PRECONDITION
         Step("cloudresourcemanager.projects.undelete", lambda c: {"projectId": PROJECT, "body": {}}),
         Step("cloudresourcemanager.projects.create", lambda c: {"body": {"projectId": PROJECT}}, error=409),
     ]),
@@ -88,6 +105,28 @@ FLOWS = [
                                                                            "body": {"permissions": [
                                                                                "resourcemanager.projects.get"]}},
              check=lambda c, a: a["permissions"] == ["resourcemanager.projects.get"] or pytest.fail(str(a))),
+        Step("cloudresourcemanager.projects.patch", lambda c: {"name": f"projects/{V3_PROJECT}",
+                                                               "updateMask": "displayName",
+                                                               "body": {"displayName": "Patched", "labels": {"x": "y"}}},
+             check=lambda c, a: (a["done"], a["response"]["displayName"], a["response"]["labels"]) == (
+                 True, "Patched", {"team": "conformance"}) or pytest.fail(str(a))),
+        Step("cloudresourcemanager.projects.patch", lambda c: {"name": f"projects/{V3_PROJECT}",
+                                                               "updateMask": "projectId",
+                                                               "body": {"projectId": "other-id"}}, error=400),
+        Step("cloudresourcemanager.projects.move", lambda c: {"name": f"projects/{V3_PROJECT}", "body": {
+            "destinationParent": "folders/42"}},
+             check=lambda c, a: a["response"]["parent"] == "folders/42" or pytest.fail(str(a))),
+        Step("cloudresourcemanager.projects.move", lambda c: {"name": f"projects/{V3_PROJECT}", "body": {
+            "destinationParent": "projects/elsewhere"}}, error=400),
+        Step("cloudresourcemanager.projects.delete", lambda c: {"name": f"projects/{V3_PROJECT}"},
+             check=lambda c, a: (a["response"]["state"] == "DELETE_REQUESTED" and "deleteTime" in a["response"])
+             or pytest.fail(str(a))),
+        Step("cloudresourcemanager.projects.get", lambda c: {"name": f"projects/{V3_PROJECT}"},
+             check=has("state", "DELETE_REQUESTED")),
+        Step("cloudresourcemanager.projects.delete", lambda c: {"name": f"projects/{V3_PROJECT}"}, error=400),
+        Step("cloudresourcemanager.projects.undelete", lambda c: {"name": f"projects/{V3_PROJECT}", "body": {}},
+             check=lambda c, a: (a["response"]["state"] == "ACTIVE" and "deleteTime" not in a["response"])
+             or pytest.fail(str(a))),
     ]),
     Flow(SU, [
         Step("serviceusage.services.enable", lambda c: {"name": f"projects/{PROJECT}/services/iam.googleapis.com",
@@ -117,3 +156,26 @@ def test_flow(flowed: dict[str, dict[str, Any]], flow: Flow) -> None:
 def test_every_defined_request_field_is_known(client: Callable[[str], Any], flowed: dict[str, dict[str, Any]],
                                               flow: Flow, method_id: str) -> None:
     harness.probe_fields(client(flow.document), flow, method_id, flowed[flow.document])
+
+
+def test_a_project_deleted_30_days_ago_is_gone(module_server: Any) -> None:
+    """Undeletable for 30 days (issue #20), then gone: not found to its owner, not listed, not restored,
+    and its id stays taken."""
+    from datetime import UTC, datetime, timedelta
+
+    from keyless.store.models import Project
+    from tests.api.helpers import server_state
+
+    srv = module_server
+    assert srv.call("POST", "/cloudresourcemanager/v1/projects", body={"projectId": "purged-project"}).status_code == 200
+    assert srv.call("DELETE", "/cloudresourcemanager/v3/projects/purged-project").status_code == 200
+    with server_state(srv).db.write() as s:  # 31 days pass
+        row = s.get(Project, "purged-project")
+        assert row is not None and row.lifecycle_state == "DELETE_REQUESTED"
+        row.settings = {**row.settings, "deleteTime": (datetime.now(UTC) - timedelta(days=31)).isoformat()}
+    assert srv.call("GET", "/cloudresourcemanager/v3/projects/purged-project").status_code == 403
+    assert srv.call("POST", "/cloudresourcemanager/v3/projects/purged-project:undelete", body={}).status_code == 403
+    listed = srv.call("GET", "/cloudresourcemanager/v1/projects").json()["projects"]
+    assert "purged-project" not in [p["projectId"] for p in listed]
+    again = srv.call("POST", "/cloudresourcemanager/v1/projects", body={"projectId": "purged-project"})
+    assert again.status_code == 409, again.text

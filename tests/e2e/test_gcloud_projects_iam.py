@@ -165,16 +165,90 @@ def test_get_ancestors_iam_policy(g: Gcloud) -> None:
 
 
 @pytest.mark.store_independent
-def test_projects_delete_and_undelete(g: Gcloud) -> None:
+def test_projects_update_delete_and_undelete(g: Gcloud) -> None:
     g.run("projects", "create", "short-lived-project", "--no-enable-cloud-apis")
+    g.run("projects", "update", "short-lived-project", "--name=Renamed by gcloud")  # v1 projects.update (issue #20)
+    assert g.json("projects", "describe", "short-lived-project")["name"] == "Renamed by gcloud"
     g.run("projects", "delete", "short-lived-project", "--quiet")
     assert g.json("projects", "describe", "short-lived-project")["lifecycleState"] == "DELETE_REQUESTED"
     assert "short-lived-project" not in [p["projectId"] for p in g.json("projects", "list")]
+    # a project pending deletion refuses use of its resources, and cannot be renamed
+    refused = g.run("iam", "service-accounts", "list", "--project=short-lived-project", check=False)
+    assert refused.returncode != 0 and "pending deletion" in refused.stderr, refused.stderr
+    refused = g.run("projects", "update", "short-lived-project", "--name=Too late", check=False)
+    assert refused.returncode != 0 and "pending deletion" in refused.stderr, refused.stderr
     g.run("projects", "undelete", "short-lived-project")
-    assert g.json("projects", "describe", "short-lived-project")["lifecycleState"] == "ACTIVE"
+    restored = g.json("projects", "describe", "short-lived-project")
+    assert restored["lifecycleState"] == "ACTIVE" and restored["name"] == "Renamed by gcloud"
+    g.run("iam", "service-accounts", "list", "--project=short-lived-project")
 
 
 @pytest.mark.store_independent
 def test_predefined_roles_list(g: Gcloud) -> None:
     names = [r["name"] for r in g.json("iam", "roles", "list")]
     assert {"roles/owner", "roles/iam.workloadIdentityUser", "roles/storage.objectViewer"} <= set(names)
+
+
+@pytest.mark.store_independent
+def test_list_grantable_roles_and_auditable_services(g: Gcloud) -> None:
+    """`gcloud iam list-grantable-roles` (roles.queryGrantableRoles) and queryAuditableServices, asked
+    only by those who may read the resource's policy (issue #20)."""
+    from tests.api.helpers import token_for_user
+
+    project = "//cloudresourcemanager.googleapis.com/projects/my-project"
+    names = [r["name"] for r in g.json("iam", "list-grantable-roles", project)]
+    assert {"roles/owner", "roles/iam.workloadIdentityUser", "roles/storage.objectViewer"} <= set(names)
+    assert g.server.call("POST", "/iam/v1/projects/my-project/serviceAccounts",
+                         body={"accountId": "grantable-sa"}).status_code == 200
+    account = "//iam.googleapis.com/projects/my-project/serviceAccounts/grantable-sa@my-project.iam.gserviceaccount.com"
+    on_account = [r["name"] for r in g.json("iam", "list-grantable-roles", account)]
+    assert "roles/iam.serviceAccountUser" in on_account and "roles/storage.objectViewer" not in on_account
+
+    srv = g.server
+    stranger = token_for_user(srv, "stranger@example.com")
+    for path, body in (("/iam/v1/roles:queryGrantableRoles", {"fullResourceName": project}),
+                       ("/iam/v1/iamPolicies:queryAuditableServices", {"fullResourceName": project}),
+                       ("/iam/v1/iamPolicies:lintPolicy", {"fullResourceName": project,
+                                                           "condition": {"title": "t", "expression": "true"}})):
+        denied = srv.call("POST", path, token=stranger, body=body)
+        assert denied.status_code == 403 and denied.json()["error"]["status"] == "PERMISSION_DENIED", denied.text
+    services = srv.call("POST", "/iam/v1/iamPolicies:queryAuditableServices", body={"fullResourceName": project})
+    assert {"name": "storage.googleapis.com"} in services.json()["services"]
+    missing = srv.call("POST", "/iam/v1/roles:queryGrantableRoles",
+                       body={"fullResourceName": "//cloudresourcemanager.googleapis.com/projects/no-such-project"})
+    assert missing.status_code == 404, missing.text
+
+
+@pytest.mark.store_independent
+def test_organization_custom_role_through_gcloud(g: Gcloud) -> None:
+    """`gcloud iam roles create --organization` (issue #20): the role is granted on a project and
+    its permissions apply there; only who holds iam.roles.create at the root may make one."""
+    from tests.api.helpers import token_for_user
+
+    g.run("iam", "roles", "create", "objectReader", "--organization=123456789", "--title=Object reader",
+          "--permissions=storage.objects.get,storage.objects.list", "--stage=GA")
+    role = g.json("iam", "roles", "describe", "objectReader", "--organization=123456789")
+    assert role["name"] == "organizations/123456789/roles/objectReader"
+    assert role["includedPermissions"] == ["storage.objects.get", "storage.objects.list"]
+    # (the rest through the API, gcloud being slow: its list/delete/undelete are the same calls as for projects)
+    srv = g.server
+    policy = srv.call("POST", "/cloudresourcemanager/v1/projects/my-project:getIamPolicy",
+                      body={"options": {"requestedPolicyVersion": 3}}).json()  # other tests' conditions kept
+    policy["bindings"].append({"role": "organizations/123456789/roles/objectReader",
+                               "members": ["user:org-reader@example.com"]})
+    granted = srv.call("POST", "/cloudresourcemanager/v1/projects/my-project:setIamPolicy", body={"policy": policy})
+    assert granted.status_code == 200, granted.text
+    reader = token_for_user(srv, "org-reader@example.com")
+    tested = srv.call("POST", "/cloudresourcemanager/v1/projects/my-project:testIamPermissions", token=reader,
+                      body={"permissions": ["storage.objects.get", "storage.objects.delete"]})
+    assert tested.json() == {"permissions": ["storage.objects.get"]}, tested.text
+    role_path = "/iam/v1/organizations/123456789/roles/objectReader"
+    assert srv.call("DELETE", role_path).status_code == 200
+    tested = srv.call("POST", "/cloudresourcemanager/v1/projects/my-project:testIamPermissions", token=reader,
+                      body={"permissions": ["storage.objects.get"]})
+    assert tested.json() == {}, tested.text  # a deleted role grants nothing
+    assert srv.call("POST", role_path + ":undelete", body={}).status_code == 200
+
+    denied = srv.call("POST", "/iam/v1/organizations/123456789/roles", token=reader,
+                      body={"roleId": "sneaky", "role": {"includedPermissions": ["iam.roles.create"]}})
+    assert denied.status_code == 403 and denied.json()["error"]["status"] == "PERMISSION_DENIED", denied.text

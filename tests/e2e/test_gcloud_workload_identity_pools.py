@@ -133,3 +133,91 @@ def test_provider_delete_undelete(g: Gcloud) -> None:
     assert g.json("iam", "workload-identity-pools", "providers", "describe", "short-provider", *args)["state"] == "DELETED"
     g.run("iam", "workload-identity-pools", "providers", "undelete", "short-provider", *args)
     assert g.json("iam", "workload-identity-pools", "providers", "describe", "short-provider", *args)["state"] == "ACTIVE"
+
+
+def test_pool_iam_policy_binding_grants_on_the_pool_and_its_providers_only(g: Gcloud) -> None:
+    """`gcloud iam workload-identity-pools add-iam-policy-binding` (the pool's own policy, issue #20):
+    a grant there reaches the pool and its providers, not the project's other pools."""
+    from sqlalchemy import select
+
+    from keyless.store.models import AuditEntry
+    from tests.api.helpers import server_state, token_for_user
+
+    srv = g.server
+    base = f"/iam/v1/{POOLS}"
+    for pool in ("granted-pool", "other-pool"):  # through the API: gcloud's part here is the policy commands
+        assert srv.call("POST", f"/iam/v1/projects/my-project/locations/global/workloadIdentityPools"
+                                f"?workloadIdentityPoolId={pool}", body={}).status_code == 200
+    assert srv.call("POST", f"{base}/granted-pool/providers?workloadIdentityPoolProviderId=granted-provider", body={
+        "attributeMapping": {"google.subject": "assertion.sub"},
+        "oidc": {"issuerUri": "https://issuer.example.com"}}).status_code == 200
+    g.run("iam", "workload-identity-pools", "add-iam-policy-binding", "granted-pool", "--project=my-project",
+          "--location=global", "--member=user:pool-viewer@example.com",
+          "--role=roles/iam.workloadIdentityPoolViewer")
+    policy = g.json("iam", "workload-identity-pools", "get-iam-policy", "granted-pool", "--project=my-project",
+                    "--location=global")
+    assert {"role": "roles/iam.workloadIdentityPoolViewer", "members": ["user:pool-viewer@example.com"]} \
+        in policy["bindings"]
+
+    viewer = token_for_user(srv, "pool-viewer@example.com")
+    assert srv.call("GET", f"{base}/granted-pool", token=viewer).status_code == 200
+    assert srv.call("GET", f"{base}/granted-pool/providers/granted-provider", token=viewer).status_code == 200
+    denied = srv.call("GET", f"{base}/other-pool", token=viewer)
+    assert denied.status_code == 403 and denied.json()["error"]["status"] == "PERMISSION_DENIED", denied.text
+    # a viewer of the pool may not grant itself more on it
+    refused = srv.call("POST", f"{base}/granted-pool:setIamPolicy", token=viewer, body={"policy": {"bindings": [
+        {"role": "roles/iam.workloadIdentityPoolAdmin", "members": ["user:pool-viewer@example.com"]}]}})
+    assert refused.status_code == 403, refused.text
+    tested = srv.call("POST", f"{base}/granted-pool:testIamPermissions", token=viewer, body={"permissions": [
+        "iam.workloadIdentityPools.get", "iam.workloadIdentityPools.setIamPolicy"]})
+    assert tested.json() == {"permissions": ["iam.workloadIdentityPools.get"]}
+    assert srv.call("POST", f"{base}/other-pool:testIamPermissions", token=viewer,
+                    body={"permissions": ["iam.workloadIdentityPools.get"]}).json() == {}
+
+    g.run("iam", "workload-identity-pools", "remove-iam-policy-binding", "granted-pool", "--project=my-project",
+          "--location=global", "--member=user:pool-viewer@example.com",
+          "--role=roles/iam.workloadIdentityPoolViewer")
+    assert srv.call("GET", f"{base}/granted-pool", token=viewer).status_code == 403
+    with server_state(srv).db.read() as s:
+        methods = [e.method_name for e in s.scalars(select(AuditEntry).where(
+            AuditEntry.resource_name == f"{POOLS}/granted-pool")).all()]
+    assert methods.count("google.iam.v1.WorkloadIdentityPools.SetIamPolicy") == 2, methods
+
+
+def test_provider_keys_through_gcloud(g: Gcloud) -> None:
+    """`gcloud iam workload-identity-pools providers keys create/describe` (issue #20): the public
+    certificate is answered, the private key never; reading keys does not let one make them."""
+    from cryptography import x509
+
+    from tests.api.helpers import token_for_user
+
+    srv = g.server
+    base = f"/iam/v1/{POOLS}"
+    assert srv.call("POST", "/iam/v1/projects/my-project/locations/global/workloadIdentityPools"
+                            "?workloadIdentityPoolId=keyed-pool", body={}).status_code == 200
+    assert srv.call("POST", f"{base}/keyed-pool/providers?workloadIdentityPoolProviderId=keyed-provider", body={
+        "attributeMapping": {"google.subject": "assertion.sub"},
+        "oidc": {"issuerUri": "https://issuer.example.com"}}).status_code == 200
+    where = ["--project=my-project", "--location=global", "--workload-identity-pool=keyed-pool",
+             "--provider=keyed-provider"]
+    g.run("iam", "workload-identity-pools", "providers", "keys", "create", "my-key", *where, "--use=ENCRYPTION",
+          "--spec=RSA_2048")
+    key = g.json("iam", "workload-identity-pools", "providers", "keys", "describe", "my-key", *where)
+    assert key["name"] == f"{POOLS}/keyed-pool/providers/keyed-provider/keys/my-key"
+    assert (key["state"], key["use"], key["keyData"]["format"], key["keyData"]["keySpec"]) == (
+        "ACTIVE", "ENCRYPTION", "RSA_X509_PEM", "RSA_2048")
+    cert = x509.load_pem_x509_certificate(key["keyData"]["key"].encode())
+    assert cert.public_key().key_size == 2048  # type: ignore[union-attr]
+
+    viewer = token_for_user(srv, "key-viewer@example.com")
+    policy = srv.call("POST", f"{base}/keyed-pool:getIamPolicy", body={}).json()
+    policy["bindings"] = [{"role": "roles/iam.workloadIdentityPoolViewer", "members": ["user:key-viewer@example.com"]}]
+    assert srv.call("POST", f"{base}/keyed-pool:setIamPolicy", body={"policy": policy}).status_code == 200
+    listed = srv.call("GET", f"{base}/keyed-pool/providers/keyed-provider/keys", token=viewer)
+    assert listed.status_code == 200 and "PRIVATE KEY" not in listed.text, listed.text
+    assert len(listed.json()["workloadIdentityPoolProviderKeys"]) == 1
+    made = srv.call("POST", f"{base}/keyed-pool/providers/keyed-provider/keys?workloadIdentityPoolProviderKeyId=k2",
+                    token=viewer, body={"use": "ENCRYPTION", "keyData": {"keySpec": "RSA_2048"}})
+    assert made.status_code == 403, made.text
+    gone = srv.call("DELETE", f"{base}/keyed-pool/providers/keyed-provider/keys/my-key", token=viewer)
+    assert gone.status_code == 403, gone.text

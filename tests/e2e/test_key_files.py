@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -145,3 +147,140 @@ def test_self_signed_jwts_from_the_key_file_are_accepted_by_the_apis(module_serv
 def _text(token: str | bytes) -> str:
     """google.auth.jwt.Credentials keep the JWT as bytes (their apply() decodes it)."""
     return token.decode() if isinstance(token, bytes) else token
+
+
+# -- keys.upload: the key-migration path of seed 000 (issue #20) ----------------------------------
+
+
+def _certificate(private: Any, *, days: int = 365, start_in_days: int = 0) -> bytes:
+    """A self-signed X.509 v3 certificate of `private`'s public key, as `openssl req -x509` makes one."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "unused")])
+    start = datetime.now(UTC) + timedelta(days=start_in_days) - timedelta(minutes=1)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(private.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(start)
+            .not_valid_after(start + timedelta(days=days)).sign(private, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _rsa(bits: int = 2048) -> Any:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+def _credentials(srv: KeylessServer, private: Any, key_id: str) -> Any:
+    """google-auth's service_account credentials from the private key the user kept."""
+    from cryptography.hazmat.primitives import serialization
+    from google.oauth2 import service_account
+
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    return service_account.Credentials.from_service_account_info({
+        "type": "service_account", "client_email": SA, "private_key": pem, "private_key_id": key_id,
+        "token_uri": f"{srv.base_url}/oauth2/token", "project_id": "my-project"}, scopes=SCOPES)
+
+
+def _upload(srv: KeylessServer, pem: bytes, token: str | None = None) -> Any:
+    return srv.call("POST", f"/iam/v1/projects/my-project/serviceAccounts/{SA}/keys:upload", token=token,
+                    body={"publicKeyData": base64.b64encode(pem).decode()})
+
+
+@pytest.mark.gcloud
+def test_uploaded_certificate_key_signs_for_the_account(module_server: KeylessServer, key_file: Path,
+                                                       module_gcloud: Any, tmp_path: Path) -> None:
+    """`gcloud iam service-accounts keys upload` of a certificate whose private key never left the
+    user; google-auth then signs its JWT-bearer assertion with that private key."""
+    from google.auth import exceptions
+    from google.auth.transport.requests import Request
+
+    srv = module_server
+    private = _rsa()
+    cert = tmp_path / "cert.pem"
+    cert.write_bytes(_certificate(private))
+    uploaded = json.loads(module_gcloud.run("iam", "service-accounts", "keys", "upload", str(cert),
+                                            f"--iam-account={SA}", "--format=json").stdout)
+    key_id = uploaded["name"].rsplit("/", 1)[1]
+    assert uploaded["keyOrigin"] == "USER_PROVIDED" and uploaded["keyType"] == "USER_MANAGED", uploaded
+    listed = module_gcloud.json("iam", "service-accounts", "keys", "list", f"--iam-account={SA}", "--managed-by=user")
+    assert key_id in [k["name"].rsplit("/", 1)[1] for k in listed]
+
+    creds = _credentials(srv, private, key_id)
+    creds.refresh(Request())
+    r = srv.call("GET", "/cloudresourcemanager/v1/projects/my-project", token=creds.token)
+    assert r.status_code == 200 and r.json()["projectId"] == "my-project"
+    # the same key id with another private key: the signature does not verify
+    with pytest.raises(exceptions.RefreshError, match="invalid_grant"):
+        _credentials(srv, _rsa(), key_id).refresh(Request())
+    # the same certificate twice is refused
+    again = _upload(srv, cert.read_bytes())
+    assert again.status_code == 409 and again.json()["error"]["status"] == "ALREADY_EXISTS", again.text
+    assert srv.call("DELETE", f"/iam/v1/projects/-/serviceAccounts/{SA}/keys/{key_id}").status_code == 200
+    with pytest.raises(exceptions.RefreshError, match="invalid_grant"):
+        _credentials(srv, private, key_id).refresh(Request())
+
+
+def test_upload_refuses_what_is_not_an_rsa_2048_certificate(module_server: KeylessServer, key_file: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from google.auth import exceptions
+    from google.auth.transport.requests import Request
+
+    from tests.api.helpers import token_for_user
+
+    srv = module_server
+    for pem, why in ((b"not a certificate", "not a valid PEM"),
+                     (_certificate(_rsa(1024)), "2048 bits"),
+                     (_certificate(ec.generate_private_key(ec.SECP256R1())), "2048 bits"),
+                     (_certificate(_rsa(), days=1, start_in_days=-3), "expired")):
+        r = _upload(srv, pem)
+        assert r.status_code == 400 and why in r.json()["error"]["message"], r.text
+    bad = srv.call("POST", f"/iam/v1/projects/my-project/serviceAccounts/{SA}/keys:upload",
+                   body={"publicKeyData": "%%%"})
+    assert bad.status_code == 400, bad.text
+    # a certificate not valid yet is accepted but cannot sign until its notBefore
+    later = _rsa()
+    future = _upload(srv, _certificate(later, start_in_days=2))
+    assert future.status_code == 200, future.text
+    with pytest.raises(exceptions.RefreshError, match="invalid_grant"):
+        _credentials(srv, later, future.json()["name"].rsplit("/", 1)[1]).refresh(Request())
+    assert srv.call("DELETE", f"/iam/v1/{future.json()['name']}").status_code == 200
+    # uploading is creating a key: a caller without iam.serviceAccountKeys.create is refused
+    denied = _upload(srv, _certificate(_rsa()), token=token_for_user(srv, "stranger@example.com"))
+    assert denied.status_code == 403, denied.text
+    # and the organization policy that forbids uploads stops it
+    path = "/cloudresourcemanager/v1/projects/my-project"
+    constraint = "constraints/iam.disableServiceAccountKeyUpload"
+    assert srv.call("POST", f"{path}:setOrgPolicy", body={"policy": {
+        "constraint": constraint, "booleanPolicy": {"enforced": True}}}).status_code == 200
+    forbidden = _upload(srv, _certificate(_rsa()))
+    assert forbidden.status_code == 400 and forbidden.json()["error"]["status"] == "FAILED_PRECONDITION", forbidden.text
+    assert srv.call("POST", f"{path}:clearOrgPolicy", body={"constraint": constraint}).status_code == 200
+
+
+def test_a_project_pending_deletion_takes_its_accounts_out_of_service(module_server: KeylessServer,
+                                                                     key_file: Path) -> None:
+    """`projects delete` (issue #20): the project's service accounts sign and impersonate nothing
+    until `projects undelete`, as on Google."""
+    from google.auth import exceptions
+    from google.auth.transport.requests import Request
+    from google.oauth2 import service_account
+
+    srv = module_server
+    impersonate = f"/iamcredentials/v1/projects/-/serviceAccounts/{SA}:generateAccessToken"
+    sa_path = f"/iam/v1/projects/-/serviceAccounts/{SA}"
+    assert srv.call("POST", f"{sa_path}:setIamPolicy", body={"policy": {"bindings": [
+        {"role": "roles/iam.serviceAccountTokenCreator", "members": ["user:owner@keyless.dev"]}]}}).status_code == 200
+    assert srv.call("POST", impersonate, body={"scope": SCOPES}).status_code == 200
+    assert srv.call("DELETE", "/cloudresourcemanager/v3/projects/my-project").status_code == 200
+    try:
+        with pytest.raises(exceptions.RefreshError, match="invalid_grant"):
+            service_account.Credentials.from_service_account_file(str(key_file), scopes=SCOPES).refresh(Request())
+        refused = srv.call("POST", impersonate, body={"scope": SCOPES})
+        assert refused.status_code == 404, refused.text
+    finally:
+        assert srv.call("POST", "/cloudresourcemanager/v3/projects/my-project:undelete", body={}).status_code == 200
+    service_account.Credentials.from_service_account_file(str(key_file), scopes=SCOPES).refresh(Request())
+    assert srv.call("POST", impersonate, body={"scope": SCOPES}).status_code == 200

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014_regional_secrets"
-down_revision = "0012_storage_versions_folders"
+down_revision = "0013_provider_keys"
 branch_labels = None
 depends_on = None
 
