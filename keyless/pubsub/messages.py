@@ -291,10 +291,25 @@ def modify_ack_deadline(s: Session, sub: PsSubscription, ack_ids: Any, seconds: 
     for row in rows:
         delay = float(seconds)
         if seconds == 0 and retry:
-            low = parse_duration(retry["minimumBackoff"], "minimum_backoff")
-            high = parse_duration(retry["maximumBackoff"], "maximum_backoff")
-            delay = min(high, low * 2 ** max(0, row.attempts - 1))
+            delay = retry_backoff(retry, row.attempts)
         row.visible_at = when + timedelta(seconds=delay)
+    return len(rows)
+
+
+def retry_backoff(retry: dict[str, Any], attempts: int) -> float:
+    """A retryPolicy's exponential backoff after `attempts` deliveries."""
+    low = parse_duration(retry["minimumBackoff"], "minimum_backoff")
+    high = parse_duration(retry["maximumBackoff"], "maximum_backoff")
+    return float(min(high, low * 2 ** max(0, attempts - 1)))
+
+
+def nack_after(s: Session, sub: PsSubscription, ack_ids: list[str], delay_of: Any,
+               when: datetime | None = None) -> int:
+    """Nack `ack_ids`, each deliverable again `delay_of(attempts)` seconds from now (push retries)."""
+    when = when or clock_now()
+    rows = _ack_rows(s, sub, ack_ids, "ack_ids")
+    for row in rows:
+        row.visible_at = when + timedelta(seconds=float(delay_of(row.attempts)))
     return len(rows)
 
 

@@ -24,6 +24,7 @@ from starlette.routing import Route
 from keyless import projects
 from keyless.api import iam_methods
 from keyless.api.http import Call, allowed_fields, object_field, route, update_mask
+from keyless.api.pubsub.push import pusher_of, require_act_as
 from keyless.audit.data_access import ADMIN_READ, data_access_enabled
 from keyless.audit.log import DATA_ACCESS, AuditRecord
 from keyless.errors import InvalidArgument, KeylessError, NotFound, PermissionDenied
@@ -251,6 +252,7 @@ def create_subscription(call: Call) -> dict[str, Any]:
         topic = topics_domain.get_topic(s, topic_project, topic_id)
         row = subscriptions_domain.create_subscription(s, project_id, call.params["id"], topic,
                                                        {k: v for k, v in body.items() if k != "name"})
+        _pushing(call, row)
         return subscriptions_domain.subscription_json(row)
 
 
@@ -271,7 +273,21 @@ def patch_subscription(call: Call) -> dict[str, Any]:
     body, mask = _update_body(call, "subscription")
     with call.write() as s:
         row = _subscription(call, s, "pubsub.subscriptions.update", for_update=True)
-        return subscriptions_domain.subscription_json(subscriptions_domain.update_subscription(s, row, body, mask))
+        row = subscriptions_domain.update_subscription(s, row, body, mask)
+        if mask and any(p in ("pushConfig", "push_config") or p.startswith(("pushConfig.", "push_config."))
+                        for p in mask):
+            _pushing(call, row)
+        return subscriptions_domain.subscription_json(row)
+
+
+def _pushing(call: Call, row: PsSubscription) -> None:
+    """A push config was set on `row`: its creator must hold actAs on the token's account, and this
+    process's push thread runs (it is woken at once when the transaction has committed, by the
+    next publish, or within its second)."""
+    push = (row.body or {}).get("pushConfig")
+    if push:
+        require_act_as(call, push)
+        pusher_of(call.state)
 
 
 def delete_subscription(call: Call) -> dict[str, Any]:
@@ -302,6 +318,9 @@ def modify_push_config(call: Call) -> dict[str, Any]:
     with call.write() as s:
         row = _subscription(call, s, "pubsub.subscriptions.update")
         subscriptions_domain.update_subscription(s, row, {"pushConfig": push}, ["pushConfig"])
+        _pushing(call, row)
+    if push:
+        pusher_of(call.state).wake()
     return {}
 
 
