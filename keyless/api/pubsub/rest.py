@@ -42,6 +42,7 @@ PUBLISHER = "google.pubsub.v1.Publisher."
 SUBSCRIBER = "google.pubsub.v1.Subscriber."
 IAM_POLICY = "google.iam.v1.IAMPolicy."
 MAX_PULL = messages_domain.MAX_PULL
+STREAM_PROPERTIES = "keylessSubscriptionProperties"  # a query parameter only the StreamingPull bridge sends
 # collection -> (resource type for IAM conditions, audit resource type, its id label)
 KINDS = {"topics": (names.TOPIC_TYPE, "pubsub_topic", "topic_id"),
          "subscriptions": (names.SUBSCRIPTION_TYPE, "pubsub_subscription", "subscription_id"),
@@ -339,24 +340,37 @@ def pull(call: Call) -> dict[str, Any]:
         sub = _subscription(call, s, "pubsub.subscriptions.consume")
         received = messages_domain.pull(s, sub, min(wanted, MAX_PULL),
                                         lambda name: messages_domain.topic_of(s, name))
-    return {"receivedMessages": received} if received else {}
+        answer: dict[str, Any] = {"receivedMessages": received} if received else {}
+        if call.flag(STREAM_PROPERTIES):  # StreamingPullResponse.subscription_properties, for keyless.api.pubsub.grpc
+            answer["subscriptionProperties"] = {
+                "exactlyOnceDeliveryEnabled": messages_domain.exactly_once(sub),
+                "messageOrderingEnabled": bool((sub.body or {}).get("enableMessageOrdering"))}
+    return answer
 
 
 def acknowledge(call: Call) -> dict[str, Any]:
     allowed_fields(call.body, {"ackIds"}, "")
+    failures: dict[str, str] = {}
     with call.write() as s:
         sub = _subscription(call, s, "pubsub.subscriptions.consume")
-        messages_domain.acknowledge(s, sub, call.body.get("ackIds"))
+        messages_domain.acknowledge(s, sub, call.body.get("ackIds"),
+                                    failures if messages_domain.exactly_once(sub) else None)
     notify.acks_changed(call.body["ackIds"], None)  # frees room in this process's streams
+    if failures:  # the valid ones are acked (committed above); each invalid one is named
+        raise messages_domain.ack_id_failures(failures)
     return {}
 
 
 def modify_ack_deadline(call: Call) -> dict[str, Any]:
     allowed_fields(call.body, {"ackIds", "ackDeadlineSeconds"}, "")
+    failures: dict[str, str] = {}
     with call.write() as s:
         sub = _subscription(call, s, "pubsub.subscriptions.consume")
-        messages_domain.modify_ack_deadline(s, sub, call.body.get("ackIds"), call.body.get("ackDeadlineSeconds"))
+        messages_domain.modify_ack_deadline(s, sub, call.body.get("ackIds"), call.body.get("ackDeadlineSeconds"),
+                                            failures=failures if messages_domain.exactly_once(sub) else None)
     notify.acks_changed(call.body["ackIds"], call.body["ackDeadlineSeconds"])  # a nack: deliverable again
+    if failures:
+        raise messages_domain.ack_id_failures(failures)
     return {}
 
 
