@@ -167,7 +167,22 @@ class Pusher:
         if account is not None and token is None:  # the account is gone or disabled: a failed push
             outcomes = [False] * len(leased)
         else:
-            outcomes = list(self._pool.map(lambda r: self._post(name, push, r, token, deadline), leased))
+            # one ordering key's messages go one at a time, in order, and stop at its first failure
+            # (the rest are nacked unsent); messages without a key go concurrently
+            queues: dict[str, list[int]] = {}
+            for i, r in enumerate(leased):
+                key = r["message"].get("orderingKey", "")
+                queues.setdefault(key or f"\0{i}", []).append(i)
+
+            def send(indexes: list[int]) -> list[tuple[int, bool]]:
+                results: list[tuple[int, bool]] = []
+                for i in indexes:
+                    sent = bool(not results or results[-1][1]) and self._post(name, push, leased[i], token, deadline)
+                    results.append((i, sent))
+                return results
+
+            results = dict(pair for chunk in self._pool.map(send, queues.values()) for pair in chunk)
+            outcomes = [results[i] for i in range(len(leased))]
         with self._db.write() as s:
             sub = find_subscription(s, project_id, subscription_id)
             if sub is None:
@@ -184,11 +199,12 @@ class Pusher:
         headers, body = request_of(name, push, received)
         if token is not None:
             headers["authorization"] = f"Bearer {token}"
-        try:
-            response = self._http.post(push["pushEndpoint"], content=body, headers=headers, timeout=deadline)
+        try:  # the status is all that counts: the response body is never read
+            with self._http.stream("POST", push["pushEndpoint"], content=body, headers=headers,
+                                   timeout=deadline) as response:
+                return response.status_code in ACKED
         except httpx.HTTPError:
             return False
-        return response.status_code in ACKED
 
     def _next_due(self, subs: list[tuple[str, str]]) -> float:
         if not subs:

@@ -210,6 +210,21 @@ def test_failing_endpoint_is_retried_with_backoff_then_acked_and_dead_lettered(
     assert forwarded["message"]["attributes"]["CloudPubSubDeadLetterSourceDeliveryCount"] == "5"
 
 
+def test_ordered_push_sends_one_key_in_order_and_waits_for_a_failed_one(srv: KeylessServer,
+                                                                         endpoint: Endpoint) -> None:
+    ok(srv.call("PUT", f"{PS}/topics/ordered", body={}))
+    ok(srv.call("PUT", f"{PS}/subscriptions/ordered-push", body={
+        "topic": f"projects/{PROJECT}/topics/ordered", "enableMessageOrdering": True,
+        "pushConfig": {"pushEndpoint": f"{endpoint.url}/ordered"}}))
+    endpoint.fail["/ordered"] = 1  # the first message fails once: the others of its key must wait
+    ok(srv.call("POST", f"{PS}/topics/ordered:publish", body={"messages": [
+        {"data": base64.b64encode(f"m{i}".encode()).decode(), "orderingKey": "k"} for i in range(4)]}))
+    got = endpoint.wait("/ordered", 5)
+    sent = [base64.b64decode(json.loads(r["body"])["message"]["data"]).decode() for r in got]
+    assert sent == ["m0", "m0", "m1", "m2", "m3"]
+    wait_backlog(srv, "ordered-push", 0)
+
+
 def test_unwrapped_push_writes_metadata_as_headers(srv: KeylessServer, endpoint: Endpoint) -> None:
     push = {"pushEndpoint": f"{endpoint.url}/raw", "noWrapper": {"writeMetadata": True}}
     assert ok(subscribe(srv, "raw", pushConfig=push))["pushConfig"] == push
