@@ -142,6 +142,17 @@ for step, (action, args) in enumerate(script):
             except Exception:
                 pass
             out[step] = {"enabled": sub.enable_exactly_once_delivery, **got}
+        elif action == "push_config":
+            push = subscriber.create_subscription(request={
+                "name": args["subscription"], "topic": args["topic"],
+                "push_config": {"push_endpoint": args["endpoint"], "no_wrapper": {"write_metadata": True},
+                                "oidc_token": {"service_account_email": args["account"], "audience": "aud"}}})
+            subscriber.modify_push_config(request={"subscription": push.name, "push_config": {}})
+            pulled = subscriber.get_subscription(request={"subscription": push.name})
+            out[step] = {"endpoint": push.push_config.push_endpoint,
+                         "account": push.push_config.oidc_token.service_account_email,
+                         "write_metadata": push.push_config.no_wrapper.write_metadata,
+                         "after_modify": pulled.push_config.push_endpoint}
         elif action == "pull_denied":
             response = subscriber.pull(request={"subscription": args["subscription"], "max_messages": 1})
             out[step] = {"messages": len(response.received_messages)}
@@ -217,12 +228,18 @@ def test_publisher_batches_and_streaming_pull_delivers_everything(srv: KeylessSe
     assert [base64.b64decode(r["message"]["data"]) for r in pulled["receivedMessages"]] == [b"x"]
 
 
-def test_exactly_once_ack_futures_report_each_ack(srv: KeylessServer, tmp_path: Path) -> None:
+def test_exactly_once_ack_futures_and_push_configs(srv: KeylessServer, tmp_path: Path) -> None:
     topic, sub = f"projects/{PROJECT}/topics/once-topic", f"projects/{PROJECT}/subscriptions/once-sub"
     ok(srv.call("PUT", f"{PS}/topics/once-topic", body={}))
-    out = run_client(srv, tmp_path, srv.owner_token, [("exactly_once", {"topic": topic, "subscription": sub})])
+    out = run_client(srv, tmp_path, srv.owner_token, [
+        ("exactly_once", {"topic": topic, "subscription": sub}),
+        ("push_config", {"topic": topic, "subscription": sub + "-push", "endpoint": "http://127.0.0.1:9/push",
+                         "account": APP_SA})])
     # ack_with_response(): the first ack succeeds; the second, of an ack id already used, fails as on Google
     assert out["0"] == {"enabled": True, "first": "SUCCESS", "second": "INVALID_ACK_ID", "data": "once"}
+    # a push config over gRPC (transcoded to REST): kept as given, and modifyPushConfig makes it pull again
+    assert out["1"] == {"endpoint": "http://127.0.0.1:9/push", "account": APP_SA, "write_metadata": True,
+                        "after_modify": ""}
     assert ok(srv.call("POST", f"{PS}/subscriptions/once-sub:pull", body={"maxMessages": 10})) == {}
 
 
