@@ -265,23 +265,33 @@ def test_modify_push_config_switches_between_pull_and_push(srv: KeylessServer, e
     assert any(e["protoPayload"]["resourceName"] == f"projects/{PROJECT}/subscriptions/switch" for e in entries)
 
 
-@pytest.mark.parametrize("url", [
-    "http://10.0.0.1/push", "https://example.com/push", "http://localhost:8080/push", "http://0.0.0.0/push",
-    "http://169.254.169.254/computeMetadata/v1/", "http://[::ffff:10.0.0.1]/", "ftp://127.0.0.1/push",
-    "http://user:pw@127.0.0.1/push", "http://127.0.0.1:99999/push", "http://127.0.0.1.nip.io/push",
-    "http://" + "1" * 3000, 42])
-def test_only_loopback_endpoints_are_accepted(srv: KeylessServer, url: Any) -> None:
-    msg = error(subscribe(srv, "elsewhere", pushConfig={"pushEndpoint": url}), 400, "INVALID_ARGUMENT")
-    assert msg.startswith("Invalid push endpoint given")
-    error(srv.call("GET", f"{PS}/subscriptions/elsewhere"), 404, "NOT_FOUND")
+REFUSED = ["http://10.0.0.1/push", "https://example.com/push", "http://localhost:8080/push", "http://0.0.0.0/push",
+           "http://169.254.169.254/computeMetadata/v1/", "http://[::ffff:10.0.0.1]/", "ftp://127.0.0.1/push",
+           "http://user:pw@127.0.0.1/push", "http://127.0.0.1:99999/push", "http://127.0.0.1.nip.io/push",
+           "http://2130706433/push", "http://" + "1" * 3000, 42]
+
+
+def test_only_loopback_endpoints_are_accepted(srv: KeylessServer) -> None:
     kept = {"pushEndpoint": "http://127.0.0.2:9/kept"}
-    assert subscribe(srv, "kept", pushConfig=kept).status_code in (200, 409)
-    for attempt in (srv.call("POST", f"{PS}/subscriptions/kept:modifyPushConfig",
-                             body={"pushConfig": {"pushEndpoint": url}}),
-                    srv.call("PATCH", f"{PS}/subscriptions/kept", body={
-                        "subscription": {"pushConfig": {"pushEndpoint": url}}, "updateMask": "pushConfig"})):
-        error(attempt, 400, "INVALID_ARGUMENT")
+    ok(subscribe(srv, "kept", pushConfig=kept))
+    ok(subscribe(srv, "ipv6", pushConfig={"pushEndpoint": "https://[::1]:9/v6"}))
+    for url in REFUSED:
+        msg = error(subscribe(srv, "elsewhere", pushConfig={"pushEndpoint": url}), 400, "INVALID_ARGUMENT")
+        assert msg.startswith("Invalid push endpoint given"), url
+        error(srv.call("POST", f"{PS}/subscriptions/kept:modifyPushConfig", body={"pushConfig": {"pushEndpoint": url}}),
+              400, "INVALID_ARGUMENT")
+    error(srv.call("PATCH", f"{PS}/subscriptions/kept", body={  # the same check on every path that sets one
+        "subscription": {"pushConfig": {"pushEndpoint": REFUSED[0]}}, "updateMask": "pushConfig"}),
+        400, "INVALID_ARGUMENT")
+    error(srv.call("GET", f"{PS}/subscriptions/elsewhere"), 404, "NOT_FOUND")
     assert ok(srv.call("GET", f"{PS}/subscriptions/kept"))["pushConfig"] == kept  # unchanged
+    for bad in ({"pushEndpoint": kept["pushEndpoint"], "noWrapper": {"writeMetadata": "yes"}},
+                {"pushEndpoint": kept["pushEndpoint"], "oidcToken": {"serviceAccountEmail": 7}},
+                {"pushEndpoint": kept["pushEndpoint"], "headers": {"x": "y"}},
+                {"oidcToken": {"serviceAccountEmail": PUSHER_SA}}):
+        error(srv.call("POST", f"{PS}/subscriptions/kept:modifyPushConfig", body={"pushConfig": bad}),
+              400, "INVALID_ARGUMENT")
+    assert ok(srv.call("GET", f"{PS}/subscriptions/kept"))["pushConfig"] == kept
 
 
 def test_attaching_a_token_account_needs_act_as(srv: KeylessServer, endpoint: Endpoint) -> None:
