@@ -137,29 +137,32 @@ class Pusher:
             self._wake.clear()
 
     def run_once(self) -> float:
-        """One round over every push subscription; seconds until a retry is due (at most interval)."""
+        """One round over every push subscription; seconds until the next round is due: none if a
+        batch was full, else when the earliest retry or lease ends (at most the interval)."""
         with self._db.read() as s:
-            subs = [(sub.project_id, sub.subscription_id)
+            subs = [(sub.uid, sub.project_id, sub.subscription_id)
                     for sub in s.scalars(select(PsSubscription)) if (sub.body or {}).get("pushConfig")]
-        for project_id, subscription_id in subs:
+        full = False
+        for _, project_id, subscription_id in subs:
             if self._stop.is_set():
                 break
-            self._push_batch(project_id, subscription_id)
-        return self._next_due(subs)
+            full = self._push_batch(project_id, subscription_id) or full
+        return 0.0 if full else self._next_due([uid for uid, _, _ in subs])
 
-    def _push_batch(self, project_id: str, subscription_id: str) -> None:
+    def _push_batch(self, project_id: str, subscription_id: str) -> bool:
+        """Push what one subscription has deliverable (a batch); whether the batch was full."""
         from keyless.pubsub.subscriptions import find_subscription
 
         with self._db.write() as s:
             sub = find_subscription(s, project_id, subscription_id)
             push = ((sub.body or {}).get("pushConfig") or {}) if sub is not None else {}
             if sub is None or not push or (sub.body or {}).get("detached"):
-                return
+                return False
             leased = messages.pull(s, sub, BATCH, lambda name: messages.topic_of(s, name))
             deadline = sub.ack_deadline_seconds
             name = names.name(sub.project_id, "subscriptions", sub.subscription_id)
         if not leased:
-            return
+            return False
         token = None
         account = service_account_of(push)
         if account is not None:
@@ -186,13 +189,14 @@ class Pusher:
         with self._db.write() as s:
             sub = find_subscription(s, project_id, subscription_id)
             if sub is None:
-                return
+                return False
             done = [r["ackId"] for r, ok in zip(leased, outcomes, strict=True) if ok]
             failed = [r["ackId"] for r, ok in zip(leased, outcomes, strict=True) if not ok]
             if done:
                 messages.acknowledge(s, sub, done)
             if failed:
                 messages.nack_after(s, sub, failed, lambda attempts: push_backoff(sub, attempts))
+        return len(leased) >= BATCH
 
     def _post(self, name: str, push: dict[str, Any], received: dict[str, Any], token: str | None,
               deadline: int) -> bool:
@@ -206,15 +210,16 @@ class Pusher:
         except httpx.HTTPError:
             return False
 
-    def _next_due(self, subs: list[tuple[str, str]]) -> float:
-        if not subs:
+    def _next_due(self, uids: list[str]) -> float:
+        if not uids:
             return self._interval
         when = clock_now()
         with self._db.read() as s:
-            uids = list(s.scalars(select(PsSubscription.uid).where(
-                PsSubscription.subscription_id.in_([sid for _, sid in subs]))))
+            # only what becomes deliverable later: a message deliverable now but not pushed (its
+            # ordering key is leased) must not make the round spin
             due = s.scalar(select(PsDelivery.visible_at).where(PsDelivery.subscription_uid.in_(uids),
-                                                              PsDelivery.acked.is_(False))
+                                                              PsDelivery.acked.is_(False),
+                                                              PsDelivery.visible_at > when)
                            .order_by(PsDelivery.visible_at).limit(1))
         if due is None:
             return self._interval
