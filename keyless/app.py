@@ -135,7 +135,8 @@ def build_app(state: ServerState, *, refresh_owner_token: bool = True) -> ASGIAp
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         # Data Access entries a killed server had journaled but not written (keyless.audit.journal).
         await asyncio.to_thread(state.audit.recover)
-        tasks = [asyncio.create_task(_prune_audit_log(state)), asyncio.create_task(_route_logs(state))]
+        tasks = [asyncio.create_task(_prune_audit_log(state)), asyncio.create_task(_route_logs(state)),
+                 asyncio.create_task(_push_messages(state))]
         if refresh_owner_token:
             tasks.append(asyncio.create_task(_refresh_owner_token(state)))
         tls = None
@@ -228,6 +229,20 @@ async def _route_logs(state: ServerState) -> None:
         await asyncio.Event().wait()
     finally:
         router.stop()
+
+
+async def _push_messages(state: ServerState) -> None:
+    """Resume Pub/Sub push delivery (keyless.pubsub.push) a moment after start if push
+    subscriptions exist; otherwise the first push config set starts it."""
+    from keyless.api.pubsub.push import push_subscriptions_exist, pusher_of, stop_pusher
+
+    try:
+        await asyncio.sleep(LOG_ROUTING_DELAY_SECONDS)
+        if await asyncio.to_thread(push_subscriptions_exist, state):
+            await asyncio.to_thread(pusher_of, state)
+        await asyncio.Event().wait()
+    finally:
+        stop_pusher(state)  # also one a request started
 
 
 def create_app(settings: Settings | None = None) -> ASGIApp:

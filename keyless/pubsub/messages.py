@@ -39,6 +39,7 @@ MAX_ATTRIBUTE_VALUE_BYTES = 1024
 MAX_ORDERING_KEY_BYTES = 1024
 MAX_PULL = 1000
 MAX_ACK_IDS = 2500
+INVALID_ACK_ID = "PERMANENT_FAILURE_INVALID_ACK_ID"
 SCAN = 5000  # deliveries examined per pull at most (ordering may skip leased keys)
 
 
@@ -253,7 +254,15 @@ def drop_orphans(s: Session, message_ids: set[int]) -> None:
         s.execute(delete(PsMessage).where(PsMessage.id.in_(candidates)))
 
 
-def _ack_rows(s: Session, sub: PsSubscription, ack_ids: Any, where: str) -> list[PsDelivery]:
+def exactly_once(sub: PsSubscription) -> bool:
+    return bool((sub.body or {}).get("enableExactlyOnceDelivery"))
+
+
+def _ack_rows(s: Session, sub: PsSubscription, ack_ids: Any, where: str,
+              failures: dict[str, str] | None = None, when: datetime | None = None) -> list[PsDelivery]:
+    """The leased deliveries `ack_ids` name. At least once, an unknown or stale ack id is ignored;
+    with `failures` (exactly-once delivery) it is recorded there as Google's
+    PERMANENT_FAILURE_INVALID_ACK_ID, and so is the ack id of a lease that has expired."""
     if not isinstance(ack_ids, list) or not all(isinstance(a, str) for a in ack_ids):
         raise InvalidArgument(f"Invalid value at '{where}': expected a list of ack ids.")
     if not ack_ids:
@@ -264,37 +273,74 @@ def _ack_rows(s: Session, sub: PsSubscription, ack_ids: Any, where: str) -> list
     for ack_id in ack_ids:
         head, _, tail = ack_id.partition("-")
         if not head.isdigit() or len(head) > 18 or len(tail) != 24:
-            raise InvalidArgument(f"You have passed an invalid ack ID to the service (ack_id={ack_id[:100]}).")
+            if failures is None:
+                raise InvalidArgument(f"You have passed an invalid ack ID to the service (ack_id={ack_id[:100]}).")
+            failures[ack_id[:200]] = INVALID_ACK_ID
+            continue
         ids.append(int(head))
     rows = s.scalars(select(PsDelivery).where(PsDelivery.id.in_(ids), PsDelivery.subscription_uid == sub.uid,
                                               PsDelivery.acked.is_(False)).with_for_update())
     wanted = set(ack_ids)
-    return [r for r in rows if r.ack_id in wanted]  # a stale ack id (since redelivered) acks nothing
+    found = [r for r in rows if r.ack_id in wanted]  # a stale ack id (since redelivered) acks nothing
+    if failures is None:
+        return found
+    when = when or clock_now()
+    live = [r for r in found if _utc(r.visible_at) > when]
+    held = {r.ack_id for r in live}
+    for ack_id in wanted - held:
+        failures.setdefault(ack_id[:200], INVALID_ACK_ID)
+    return live
 
 
-def acknowledge(s: Session, sub: PsSubscription, ack_ids: Any) -> int:
-    rows = _ack_rows(s, sub, ack_ids, "ack_ids")
+def ack_id_failures(failures: dict[str, str]) -> InvalidArgument:
+    """Google's answer to acks or modacks of invalid ack ids under exactly-once delivery: the
+    ErrorInfo google-cloud-pubsub reads to fail each one's future
+    (https://cloud.google.com/pubsub/docs/exactly-once-delivery)."""
+    return InvalidArgument(
+        "Some acknowledgement ids in the request were invalid. This could be because the acknowledgement ids "
+        "have expired or the acknowledgement ids were malformed.",
+        details=[{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "EXACTLY_ONCE_ACKID_FAILURE",
+                  "domain": names.SERVICE, "metadata": dict(failures)}])
+
+
+def acknowledge(s: Session, sub: PsSubscription, ack_ids: Any, failures: dict[str, str] | None = None) -> int:
+    rows = _ack_rows(s, sub, ack_ids, "ack_ids", failures)
     if rows:
         _settle(s, sub, rows)
     return len(rows)
 
 
 def modify_ack_deadline(s: Session, sub: PsSubscription, ack_ids: Any, seconds: Any,
-                        when: datetime | None = None) -> int:
+                        when: datetime | None = None, failures: dict[str, str] | None = None) -> int:
     """Extend (or, with 0, end: a nack) the leases of `ack_ids`."""
     if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 <= seconds <= MAX_ACK_DEADLINE:
         raise InvalidArgument(f"Invalid ack deadline given: {str(seconds)[:40]}. The deadline must be between 0 "
                               f"and {MAX_ACK_DEADLINE} seconds.")
     when = when or clock_now()
-    rows = _ack_rows(s, sub, ack_ids, "ack_ids")
+    rows = _ack_rows(s, sub, ack_ids, "ack_ids", failures, when)
     retry = (sub.body or {}).get("retryPolicy")
     for row in rows:
         delay = float(seconds)
         if seconds == 0 and retry:
-            low = parse_duration(retry["minimumBackoff"], "minimum_backoff")
-            high = parse_duration(retry["maximumBackoff"], "maximum_backoff")
-            delay = min(high, low * 2 ** max(0, row.attempts - 1))
+            delay = retry_backoff(retry, row.attempts)
         row.visible_at = when + timedelta(seconds=delay)
+    return len(rows)
+
+
+def retry_backoff(retry: dict[str, Any], attempts: int) -> float:
+    """A retryPolicy's exponential backoff after `attempts` deliveries."""
+    low = parse_duration(retry["minimumBackoff"], "minimum_backoff")
+    high = parse_duration(retry["maximumBackoff"], "maximum_backoff")
+    return float(min(high, low * 2 ** max(0, attempts - 1)))
+
+
+def nack_after(s: Session, sub: PsSubscription, ack_ids: list[str], delay_of: Any,
+               when: datetime | None = None) -> int:
+    """Nack `ack_ids`, each deliverable again `delay_of(attempts)` seconds from now (push retries)."""
+    when = when or clock_now()
+    rows = _ack_rows(s, sub, ack_ids, "ack_ids")
+    for row in rows:
+        row.visible_at = when + timedelta(seconds=float(delay_of(row.attempts)))
     return len(rows)
 
 

@@ -25,6 +25,18 @@ class Waiter:
 
 _lock = threading.Lock()
 _waiters: set[Waiter] = set()
+_publish_listeners: list[Callable[[], None]] = []  # threads' wake-ups (the push thread)
+
+
+def on_publish(listener: Callable[[], None]) -> None:
+    with _lock:
+        _publish_listeners.append(listener)
+
+
+def off_publish(listener: Callable[[], None]) -> None:
+    with _lock:
+        if listener in _publish_listeners:
+            _publish_listeners.remove(listener)
 
 
 def register(event: asyncio.Event, on_acks: AckListener | None = None) -> Waiter:
@@ -52,6 +64,10 @@ def _each(action: Callable[[Waiter], object]) -> None:
 def published() -> None:
     """Called after a publish (or a nack, or a seek) committed: every waiting stream looks again."""
     _each(lambda w: w.loop.call_soon_threadsafe(w.event.set))
+    with _lock:
+        listeners = list(_publish_listeners)
+    for listener in listeners:
+        listener()
 
 
 def acks_changed(ack_ids: list[str], deadline: int | None) -> None:

@@ -19,6 +19,7 @@ from keyless.iam.policy import get_policy_row
 from keyless.pubsub import names
 from keyless.pubsub.filters import compile_filter
 from keyless.pubsub.labels import validate_labels
+from keyless.pubsub.push_config import validate_push_config
 from keyless.pubsub.topics import retention, unknown
 from keyless.store.models import PsDelivery, PsSubscription, PsTopic
 
@@ -127,10 +128,9 @@ def _echoed(s: Session, body: dict[str, Any]) -> dict[str, Any]:
             if value:
                 out[field] = value
         elif field == "pushConfig":
-            push = _object(value, where, {"pushEndpoint", "attributes", "oidcToken", "pubsubWrapper", "noWrapper"})
-            if push.get("pushEndpoint"):
-                raise InvalidArgument("Push subscriptions are not supported by this server; "
-                                      "create a pull subscription (an empty pushConfig).")
+            push = validate_push_config(value, "subscription.push_config")
+            if push:
+                out[field] = push
         else:
             out[field] = _object(value, where, set(value) if isinstance(value, dict) else set())
     return out
@@ -235,5 +235,5 @@ def subscription_json(row: PsSubscription) -> dict[str, Any]:
     }
     if row.labels:
         body["labels"] = row.labels
-    body.update({k: v for k, v in (row.body or {}).items() if k in ECHOED and k != "pushConfig"})
+    body.update({k: v for k, v in (row.body or {}).items() if k in ECHOED})
     return body

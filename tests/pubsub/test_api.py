@@ -196,6 +196,47 @@ def test_publish_pull_ack_redelivery_and_ordering(srv: KeylessServer) -> None:
     assert datas(pull(srv, "events-ordered")) == [b"two"]
 
 
+def test_exactly_once_delivery_fails_each_invalid_or_expired_ack_id(srv: KeylessServer) -> None:
+    topic(srv, "once")
+    sub = subscription(srv, "once-sub", "once", enableExactlyOnceDelivery=True)
+    assert sub["enableExactlyOnceDelivery"] is True
+    publish(srv, "once", {"data": b64(b"a")}, {"data": b64(b"b")})
+    got = pull(srv, "once-sub")
+    assert sorted(datas(got)) == [b"a", b"b"]
+    assert pull(srv, "once-sub") == []  # leased: not redelivered before the deadline
+    first, second = got
+    forged = first["ackId"].split("-")[0] + "-" + "0" * 24  # the right delivery, the wrong lease
+    resp = srv.call("POST", f"{PS}/subscriptions/once-sub:acknowledge",
+                    body={"ackIds": [first["ackId"], "not-an-ack-id", forged]})
+    assert error(resp, 400, "INVALID_ARGUMENT").startswith("Some acknowledgement ids in the request were invalid.")
+    [info] = resp.json()["error"]["details"]
+    assert info == {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "EXACTLY_ONCE_ACKID_FAILURE",
+                    "domain": "pubsub.googleapis.com",
+                    "metadata": {"not-an-ack-id": "PERMANENT_FAILURE_INVALID_ACK_ID",
+                                 forged: "PERMANENT_FAILURE_INVALID_ACK_ID"}}
+    # the valid one was acked all the same: acking it again fails, since it is no longer leased
+    resp = srv.call("POST", f"{PS}/subscriptions/once-sub:acknowledge", body={"ackIds": [first["ackId"]]})
+    assert resp.json()["error"]["details"][0]["metadata"] == {first["ackId"]: "PERMANENT_FAILURE_INVALID_ACK_ID"}
+
+    # an expired lease: its ack id can neither extend nor ack (at least once, the ack would land)
+    ok(srv.call("POST", f"{PS}/subscriptions/once-sub:modifyAckDeadline",
+                body={"ackIds": [second["ackId"]], "ackDeadlineSeconds": 60}))
+    with server_state(srv).db.write() as s:
+        s.execute(update(PsDelivery).where(PsDelivery.ack_id == second["ackId"])
+                  .values(visible_at=datetime.now(UTC) - timedelta(seconds=1)))
+    for verb, extra in (("modifyAckDeadline", {"ackDeadlineSeconds": 30}), ("acknowledge", {})):
+        resp = srv.call("POST", f"{PS}/subscriptions/once-sub:{verb}", body={"ackIds": [second["ackId"]], **extra})
+        error(resp, 400, "INVALID_ARGUMENT")
+        assert resp.json()["error"]["details"][0]["metadata"] == {second["ackId"]: "PERMANENT_FAILURE_INVALID_ACK_ID"}
+    again = pull(srv, "once-sub")
+    assert datas(again) == [b"b"] and again[0]["ackId"] != second["ackId"]
+    ack(srv, "once-sub", again)
+    assert pull(srv, "once-sub") == []
+    # at least once (the default), the same invalid ack ids are ignored, as Google does
+    subscription(srv, "once-loose", "once")
+    ok(srv.call("POST", f"{PS}/subscriptions/once-loose:acknowledge", body={"ackIds": [forged]}))
+
+
 def test_messages_survive_a_restart(srv: KeylessServer) -> None:
     topic(srv, "durable")
     subscription(srv, "durable-sub", "durable")

@@ -53,6 +53,7 @@ import json, sys, threading
 from concurrent import futures
 from google.api_core import exceptions
 from google.cloud import pubsub_v1
+import google.cloud.pubsub_v1.subscriber.exceptions
 from google.oauth2.credentials import Credentials
 
 endpoint, token, script = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
@@ -113,6 +114,45 @@ for step, (action, args) in enumerate(script):
             out[step] = {"published": len(set(ids)), "received": sorted(received), "ids": sorted(ids) == sorted(
                          d[0][2] for d in received.values()), "in_order": all(v == sorted(v) for v in per_key.values()),
                          "keys": sorted(per_key)}
+        elif action == "exactly_once":
+            sub = subscriber.create_subscription(request={"name": args["subscription"], "topic": args["topic"],
+                                                          "enable_exactly_once_delivery": True})
+            publisher.publish(args["topic"], b"once").result(timeout=30)
+            got, done = {}, threading.Event()
+
+            def callback(message):
+                first = message.ack_with_response()
+                try:
+                    got["first"] = first.result(timeout=30).name
+                except Exception as e:
+                    got["first"] = repr(e)
+                second = message.ack_with_response()  # acked already: its ack id is no longer valid
+                try:
+                    got["second"] = second.result(timeout=30).name
+                except pubsub_v1.subscriber.exceptions.AcknowledgeError as e:
+                    got["second"] = e.error_code.name
+                got["data"] = message.data.decode()
+                done.set()
+
+            future = subscriber.subscribe(args["subscription"], callback)
+            done.wait(60)
+            future.cancel()
+            try:
+                future.result(timeout=10)
+            except Exception:
+                pass
+            out[step] = {"enabled": sub.enable_exactly_once_delivery, **got}
+        elif action == "push_config":
+            push = subscriber.create_subscription(request={
+                "name": args["subscription"], "topic": args["topic"],
+                "push_config": {"push_endpoint": args["endpoint"], "no_wrapper": {"write_metadata": True},
+                                "oidc_token": {"service_account_email": args["account"], "audience": "aud"}}})
+            subscriber.modify_push_config(request={"subscription": push.name, "push_config": {}})
+            pulled = subscriber.get_subscription(request={"subscription": push.name})
+            out[step] = {"endpoint": push.push_config.push_endpoint,
+                         "account": push.push_config.oidc_token.service_account_email,
+                         "write_metadata": push.push_config.no_wrapper.write_metadata,
+                         "after_modify": pulled.push_config.push_endpoint}
         elif action == "pull_denied":
             response = subscriber.pull(request={"subscription": args["subscription"], "max_messages": 1})
             out[step] = {"messages": len(response.received_messages)}
@@ -186,6 +226,21 @@ def test_publisher_batches_and_streaming_pull_delivers_everything(srv: KeylessSe
     assert out["3"]["grpc"] == "PERMISSION_DENIED"  # no grant there: a stranger cannot tell it is missing
     pulled = ok(srv.call("POST", f"{PS}/subscriptions/grpc-sub:pull", body={"maxMessages": 10}))
     assert [base64.b64decode(r["message"]["data"]) for r in pulled["receivedMessages"]] == [b"x"]
+
+
+def test_exactly_once_ack_futures_and_push_configs(srv: KeylessServer, tmp_path: Path) -> None:
+    topic, sub = f"projects/{PROJECT}/topics/once-topic", f"projects/{PROJECT}/subscriptions/once-sub"
+    ok(srv.call("PUT", f"{PS}/topics/once-topic", body={}))
+    out = run_client(srv, tmp_path, srv.owner_token, [
+        ("exactly_once", {"topic": topic, "subscription": sub}),
+        ("push_config", {"topic": topic, "subscription": sub + "-push", "endpoint": "http://127.0.0.1:9/push",
+                         "account": APP_SA})])
+    # ack_with_response(): the first ack succeeds; the second, of an ack id already used, fails as on Google
+    assert out["0"] == {"enabled": True, "first": "SUCCESS", "second": "INVALID_ACK_ID", "data": "once"}
+    # a push config over gRPC (transcoded to REST): kept as given, and modifyPushConfig makes it pull again
+    assert out["1"] == {"endpoint": "http://127.0.0.1:9/push", "account": APP_SA, "write_metadata": True,
+                        "after_modify": ""}
+    assert ok(srv.call("POST", f"{PS}/subscriptions/once-sub:pull", body={"maxMessages": 10})) == {}
 
 
 @pytest.mark.skipif(GCLOUD is None, reason="gcloud is not installed: needs the Google Cloud CLI on PATH")

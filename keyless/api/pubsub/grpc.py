@@ -32,6 +32,7 @@ from keyless.api.grpc_transcoding import (
     abort_with_answer,
     call_asgi,
 )
+from keyless.api.pubsub.rest import STREAM_PROPERTIES
 from keyless.pubsub import notify
 
 logger = logging.getLogger("keyless.grpc")
@@ -135,7 +136,8 @@ class StreamingPull(grpc.GenericRpcHandler):
             first = await requests.__anext__()
         except StopAsyncIteration:
             return
-        stream = _Stream(first, lambda verb, body: self._call(first.subscription, verb, body, headers, client))
+        stream = _Stream(first, lambda verb, body, query=(): self._call(first.subscription, verb, body, list(query),
+                                                                        headers, client))
         if not stream.valid():
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"Invalid [subscriptions] name: (name={first.subscription[:600]})")
@@ -155,11 +157,16 @@ class StreamingPull(grpc.GenericRpcHandler):
                 status, answer = await stream.pull()
                 if status != 200:
                     await abort_with_answer(context, status, answer)
-                received = json.loads(answer).get("receivedMessages", []) if answer.strip() else []
+                pulled = json.loads(answer) if answer.strip() else {}
+                received = pulled.get("receivedMessages", [])
                 if received:
                     stream.leased(received)
-                    yield json_format.ParseDict({"receivedMessages": received}, pubsub.StreamingPullResponse.pb()(),
-                                                ignore_unknown_fields=True)
+                    # Google sends the subscription's properties with every response: the client
+                    # turns exactly-once handling (ack futures, receipt modacks) on or off by them
+                    yield json_format.ParseDict(
+                        {"receivedMessages": received,
+                         "subscriptionProperties": pulled.get("subscriptionProperties", {})},
+                        pubsub.StreamingPullResponse.pb()(), ignore_unknown_fields=True)
                     await stream.extend(received)  # after sending: delivery does not wait for it
                     continue
                 wake.clear()
@@ -174,13 +181,13 @@ class StreamingPull(grpc.GenericRpcHandler):
         if status != 200:
             await abort_with_answer(context, status, answer)
 
-    async def _call(self, subscription: str, verb: str, body: dict[str, Any], headers: list[tuple[bytes, bytes]],
-                    client: tuple[str, int] | None) -> tuple[int, bytes]:
-        return await call_asgi(self._app, "POST", f"{PREFIX}/v1/{subscription}:{verb}", [],
+    async def _call(self, subscription: str, verb: str, body: dict[str, Any], query: list[tuple[str, str]],
+                    headers: list[tuple[bytes, bytes]], client: tuple[str, int] | None) -> tuple[int, bytes]:
+        return await call_asgi(self._app, "POST", f"{PREFIX}/v1/{subscription}:{verb}", query,
                                json.dumps(body).encode(), headers, client)
 
 
-Call = Callable[[str, dict[str, Any]], Any]
+Call = Callable[..., Any]  # (verb, body, query=()) -> (status, answer)
 
 
 class _Stream:
@@ -219,7 +226,7 @@ class _Stream:
 
     async def pull(self) -> tuple[int, bytes]:
         wanted = min(MAX_BATCH, self.limit - len(self.outstanding))
-        return await self._call("pull", {"maxMessages": wanted})
+        return await self._call("pull", {"maxMessages": wanted}, [(STREAM_PROPERTIES, "true")])
 
     def leased(self, received: list[dict[str, Any]]) -> None:
         ends = asyncio.get_running_loop().time() + self.deadline
@@ -244,7 +251,7 @@ class _Stream:
                 self.deadline = request.stream_ack_deadline_seconds
             if request.ack_ids:
                 status, answer = await self._call("acknowledge", {"ackIds": list(request.ack_ids)})
-                if status != 200:
+                if status != 200 and not _ack_id_failure(answer):
                     return status, answer
                 self.settled(list(request.ack_ids))
             by_deadline: dict[int, list[str]] = {}
@@ -252,7 +259,7 @@ class _Stream:
                 by_deadline.setdefault(seconds, []).append(ack_id)
             for seconds, ack_ids in by_deadline.items():
                 status, answer = await self._call("modifyAckDeadline", {"ackIds": ack_ids, "ackDeadlineSeconds": seconds})
-                if status != 200:
+                if status != 200 and not _ack_id_failure(answer):
                     return status, answer
                 if seconds == 0:  # a nack: the message leaves this stream's count
                     self.settled(ack_ids)
@@ -261,6 +268,16 @@ class _Stream:
                 request = await requests.__anext__()
             except StopAsyncIteration:
                 return 200, b""
+
+
+def _ack_id_failure(answer: bytes) -> bool:
+    """An exactly-once answer naming invalid ack ids: on the stream, as on Google's, those acks
+    are dropped (the client learns of them through its unary acks) and the stream goes on."""
+    try:
+        details = json.loads(answer)["error"].get("details", [])
+    except (ValueError, KeyError, AttributeError):
+        return False
+    return any(isinstance(d, dict) and d.get("reason") == "EXACTLY_ONCE_ACKID_FAILURE" for d in details)
 
 
 async def _first_of(event: asyncio.Event, task: asyncio.Task[Any], timeout: float | None) -> None:

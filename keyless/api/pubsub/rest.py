@@ -24,6 +24,7 @@ from starlette.routing import Route
 from keyless import projects
 from keyless.api import iam_methods
 from keyless.api.http import Call, allowed_fields, object_field, route, update_mask
+from keyless.api.pubsub.push import pusher_of, require_act_as
 from keyless.audit.data_access import ADMIN_READ, data_access_enabled
 from keyless.audit.log import DATA_ACCESS, AuditRecord
 from keyless.errors import InvalidArgument, KeylessError, NotFound, PermissionDenied
@@ -41,6 +42,7 @@ PUBLISHER = "google.pubsub.v1.Publisher."
 SUBSCRIBER = "google.pubsub.v1.Subscriber."
 IAM_POLICY = "google.iam.v1.IAMPolicy."
 MAX_PULL = messages_domain.MAX_PULL
+STREAM_PROPERTIES = "keylessSubscriptionProperties"  # a query parameter only the StreamingPull bridge sends
 # collection -> (resource type for IAM conditions, audit resource type, its id label)
 KINDS = {"topics": (names.TOPIC_TYPE, "pubsub_topic", "topic_id"),
          "subscriptions": (names.SUBSCRIPTION_TYPE, "pubsub_subscription", "subscription_id"),
@@ -251,6 +253,7 @@ def create_subscription(call: Call) -> dict[str, Any]:
         topic = topics_domain.get_topic(s, topic_project, topic_id)
         row = subscriptions_domain.create_subscription(s, project_id, call.params["id"], topic,
                                                        {k: v for k, v in body.items() if k != "name"})
+        _pushing(call, row)
         return subscriptions_domain.subscription_json(row)
 
 
@@ -271,7 +274,21 @@ def patch_subscription(call: Call) -> dict[str, Any]:
     body, mask = _update_body(call, "subscription")
     with call.write() as s:
         row = _subscription(call, s, "pubsub.subscriptions.update", for_update=True)
-        return subscriptions_domain.subscription_json(subscriptions_domain.update_subscription(s, row, body, mask))
+        row = subscriptions_domain.update_subscription(s, row, body, mask)
+        if mask and any(p in ("pushConfig", "push_config") or p.startswith(("pushConfig.", "push_config."))
+                        for p in mask):
+            _pushing(call, row)
+        return subscriptions_domain.subscription_json(row)
+
+
+def _pushing(call: Call, row: PsSubscription) -> None:
+    """A push config was set on `row`: its creator must hold actAs on the token's account, and this
+    process's push thread runs (it is woken at once when the transaction has committed, by the
+    next publish, or within its second)."""
+    push = (row.body or {}).get("pushConfig")
+    if push:
+        require_act_as(call, push)
+        pusher_of(call.state)
 
 
 def delete_subscription(call: Call) -> dict[str, Any]:
@@ -302,6 +319,9 @@ def modify_push_config(call: Call) -> dict[str, Any]:
     with call.write() as s:
         row = _subscription(call, s, "pubsub.subscriptions.update")
         subscriptions_domain.update_subscription(s, row, {"pushConfig": push}, ["pushConfig"])
+        _pushing(call, row)
+    if push:
+        pusher_of(call.state).wake()
     return {}
 
 
@@ -320,24 +340,37 @@ def pull(call: Call) -> dict[str, Any]:
         sub = _subscription(call, s, "pubsub.subscriptions.consume")
         received = messages_domain.pull(s, sub, min(wanted, MAX_PULL),
                                         lambda name: messages_domain.topic_of(s, name))
-    return {"receivedMessages": received} if received else {}
+        answer: dict[str, Any] = {"receivedMessages": received} if received else {}
+        if call.flag(STREAM_PROPERTIES):  # StreamingPullResponse.subscription_properties, for keyless.api.pubsub.grpc
+            answer["subscriptionProperties"] = {
+                "exactlyOnceDeliveryEnabled": messages_domain.exactly_once(sub),
+                "messageOrderingEnabled": bool((sub.body or {}).get("enableMessageOrdering"))}
+    return answer
 
 
 def acknowledge(call: Call) -> dict[str, Any]:
     allowed_fields(call.body, {"ackIds"}, "")
+    failures: dict[str, str] = {}
     with call.write() as s:
         sub = _subscription(call, s, "pubsub.subscriptions.consume")
-        messages_domain.acknowledge(s, sub, call.body.get("ackIds"))
+        messages_domain.acknowledge(s, sub, call.body.get("ackIds"),
+                                    failures if messages_domain.exactly_once(sub) else None)
     notify.acks_changed(call.body["ackIds"], None)  # frees room in this process's streams
+    if failures:  # the valid ones are acked (committed above); each invalid one is named
+        raise messages_domain.ack_id_failures(failures)
     return {}
 
 
 def modify_ack_deadline(call: Call) -> dict[str, Any]:
     allowed_fields(call.body, {"ackIds", "ackDeadlineSeconds"}, "")
+    failures: dict[str, str] = {}
     with call.write() as s:
         sub = _subscription(call, s, "pubsub.subscriptions.consume")
-        messages_domain.modify_ack_deadline(s, sub, call.body.get("ackIds"), call.body.get("ackDeadlineSeconds"))
+        messages_domain.modify_ack_deadline(s, sub, call.body.get("ackIds"), call.body.get("ackDeadlineSeconds"),
+                                            failures=failures if messages_domain.exactly_once(sub) else None)
     notify.acks_changed(call.body["ackIds"], call.body["ackDeadlineSeconds"])  # a nack: deliverable again
+    if failures:
+        raise messages_domain.ack_id_failures(failures)
     return {}
 
 
