@@ -169,7 +169,7 @@ def build_app(state: ServerState, *, refresh_owner_token: bool = True) -> ASGIAp
     async def keyless(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and signed_url(scope.get("query_string", b"")):
             # a Cloud Storage V4 signed URL, on any host and path (/BUCKET/OBJECT): the XML API,
-            # which checks the signature against the path the client sent (keyless.api.storage_xml)
+            # which checks the signature against the path the client sent (keyless.api.storage.xml_api)
             raw = scope.get("raw_path") or scope["path"].encode()
             scope = {**scope, "path": "/storage" + scope["path"], "raw_path": b"/storage" + raw,
                      SENT_PATH: raw}

@@ -20,7 +20,7 @@ from keyless.audit.sink import AuditSink
 from keyless.config import Settings
 from keyless.errors import InvalidArgument, Unauthenticated
 from keyless.iam import service_agents
-from keyless.iam.directory import AccountInfo, ServiceAccountDirectory
+from keyless.iam.directory import ServiceAccountDirectory
 from keyless.iam.evaluate import Authorizer
 from keyless.iam.members import (
     ALL_AUTHENTICATED_USERS,
@@ -29,11 +29,11 @@ from keyless.iam.members import (
     PROJECT_MEMBER_FORM,
     PROJECT_MEMBER_FORM_DETAIL,
     UNKNOWN_TYPE,
-    member_keys_for_service_account,
-    member_keys_for_user,
 )
 from keyless.iam.policy import add_binding, get_policy_row
 from keyless.iam.principal import Principal
+from keyless.iam.principal import service_account_principal as service_account_principal  # re-exported
+from keyless.iam.principal import user_principal as user_principal  # re-exported
 from keyless.iam.roles import RoleCatalogue
 from keyless.iam.service_accounts import EMAIL_DOMAIN, find_by_email
 from keyless.projects import ROOT, create_project, project_resource
@@ -55,17 +55,6 @@ MISSING_CREDENTIALS = (
 OWNER_TOKEN_LIFETIME = timedelta(hours=24)
 BOOTSTRAP_ROLES = ("roles/owner", "roles/resourcemanager.projectCreator", "roles/orgpolicy.policyAdmin",
                    "roles/cloudasset.viewer")
-
-
-def user_principal(email: str) -> Principal:
-    email = email.lower()
-    return Principal(member=f"user:{email}", member_keys=member_keys_for_user(email), email=email,
-                     subject=f"user:{email}")
-
-
-def service_account_principal(row: ServiceAccount | AccountInfo) -> Principal:
-    return Principal(member=f"serviceAccount:{row.email}", member_keys=member_keys_for_service_account(row.email),
-                     email=row.email, subject=f"serviceAccount:{row.email}", service_account_id=row.unique_id)
 
 
 class ServerState:
@@ -172,9 +161,9 @@ class ServerState:
 
     def _self_signed(self) -> SelfSignedJwts:
         if self._jwts is None:
-            from keyless.iam.self_signed import SelfSignedJwts  # it builds on this module
+            from keyless.iam.self_signed import SelfSignedJwts  # made at the first self-signed JWT
 
-            self._jwts = SelfSignedJwts(self)
+            self._jwts = SelfSignedJwts(self.db)
         return self._jwts
 
     def inactive_service_accounts(self) -> frozenset[str]:

@@ -51,7 +51,7 @@ SENT_PATH = "keyless.sent_path"  # the ASGI scope's raw path as sent, kept when 
 
 def signed_url(query: bytes) -> bool:
     """Whether a request's query carries a Cloud Storage V4 signature (X-Goog-Signature, in any
-    spelling): such a request is the XML API's whatever its host and path (keyless.api.storage_xml)."""
+    spelling): such a request is the XML API's whatever its host and path (keyless.api.storage.xml_api)."""
     return b"x-goog-signature=" in query.lower() if query else False
 
 

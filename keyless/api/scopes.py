@@ -1,7 +1,7 @@
 """OAuth scopes, enforced per API method as Google does (issue #19): a token may call a method
 only if it carries one of the scopes the method's discovery document lists (`cloud-platform`
 is among them for every Cloud API); otherwise 403 PERMISSION_DENIED with reason
-ACCESS_TOKEN_SCOPE_INSUFFICIENT (Cloud Storage answers in its own shape: keyless.api.storage_wire).
+ACCESS_TOKEN_SCOPE_INSUFFICIENT (Cloud Storage answers in its own shape: keyless.api.storage.wire).
 
 The table (scopes.json, package data) is generated from the discovery documents by
 scripts/scope_table.py and keyed by route (`route_key`). `bind` looks each route up once, when

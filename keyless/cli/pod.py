@@ -2,7 +2,7 @@
 metadata server at 169.254.169.254, and with `--tls-port` Google's API hosts relayed to Keyless;
 or with `--network loopback` its own 127.x address and metadata server, keyless/gke/loopback.py),
 and `keyless pod metadata-server`, the per-node server (and relay) that `pod run` starts on
-first use (see keyless/api/metadata.py for why one per node)."""
+first use (see keyless/api/metadata/server.py for why one per node)."""
 
 from __future__ import annotations
 
@@ -43,8 +43,8 @@ def cmd_pod_run(args: argparse.Namespace) -> int:
 
 
 def cmd_metadata_server(args: argparse.Namespace) -> int:
-    from keyless.api.metadata import MetadataServer
-    from keyless.api.metadata_http import (
+    from keyless.api.metadata.server import MetadataServer
+    from keyless.api.metadata.transport import (
         FD_RESERVE,
         Connections,
         connection_limit,

@@ -286,7 +286,7 @@ def _fill(s: Session, cluster: GkeCluster, kind: str, body: dict[str, Any]) -> N
         first = (spec.get("containers") or [{}])[0]
         if isinstance(first, dict) and first.get("stdin"):
             # `kubectl run -i`: the container waits for its attacher, whose attach starts its command
-            # (keyless.api.kubernetes_exec); kubectl attaches once the pod is Running and Ready.
+            # (keyless.api.kubernetes.exec); kubectl attaches once the pod is Running and Ready.
             body["status"] = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
                               "containerStatuses": [{"name": first.get("name", ""), "ready": True, "restartCount": 0,
                                                      "state": {"running": {}}}]}

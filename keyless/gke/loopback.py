@@ -85,7 +85,7 @@ class PodEndpoint:
     even a killed one (the kernel closes the socket)."""
 
     def __init__(self, settings: Settings, db: Database, node_name: str, sock: socket.socket) -> None:
-        from keyless.api.metadata import MetadataServer
+        from keyless.api.metadata.server import MetadataServer
         from keyless.state import ServerState
 
         self.state = ServerState(settings, db)
@@ -110,7 +110,7 @@ class PodEndpoint:
         self.state.audit.close()
 
     def _run(self) -> None:
-        from keyless.api.metadata_http import run, serve
+        from keyless.api.metadata.transport import run, serve
 
         async def main() -> None:
             self._loop = asyncio.get_running_loop()

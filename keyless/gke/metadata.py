@@ -293,7 +293,7 @@ class PodCredentials:
             account = self._state.directory.find(pod.node_service_account)
             if account is None:
                 raise MetadataError(404, f"Service account {pod.node_service_account} not found.")
-            return id_token_for(self._state, account, audience, full)
+            return id_token_for(self._state.keys, account, audience, full)
         gsa = pod.gsa
         if gsa is None:
             # Google issues ID tokens to service accounts only; a federated KSA identity has none.

@@ -16,23 +16,23 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from keyless.clock import parse_duration
 from keyless.errors import FailedPrecondition, InvalidArgument, NotFound
-from keyless.iam.directory import AccountInfo
+from keyless.iam.directory import AccountInfo, ServiceAccountDirectory
 from keyless.iam.evaluate import Authorizer, Decision, permission_denied
-from keyless.iam.principal import Principal
+from keyless.iam.principal import Principal, service_account_principal
 from keyless.iam.service_account_keys import current_system_key, system_key
 from keyless.iam.service_accounts import sa_chain
 from keyless.projects import find_project, get_org_policy
-from keyless.state import ServerState, service_account_principal
+from keyless.store.db import Database
 from keyless.store.models import ServiceAccount
-from keyless.tokens.access import AccessToken
-from keyless.tokens.keys import ID, b64url
+from keyless.tokens.access import AccessToken, AccessTokens
+from keyless.tokens.keys import ID, KeyRing, b64url
 
 GET_ACCESS_TOKEN = "iam.serviceAccounts.getAccessToken"
 DELEGATE = re.compile(r"^projects/([^/]+)/serviceAccounts/([^/]+)$")
@@ -43,6 +43,22 @@ MAX_DELEGATES = 10
 GOOGLE_ISSUER = "https://accounts.google.com"  # what Google's ID tokens say; JWKS at /oauth2/v3/certs
 
 
+class Services(Protocol):
+    """What the credentials need of the server (keyless.state.ServerState has them): they take
+    this rather than the server's state, which builds on them (issue #20)."""
+
+    @property
+    def db(self) -> Database: ...
+    @property
+    def directory(self) -> ServiceAccountDirectory: ...  # accounts by email or uniqueId, cached
+    @property
+    def authz(self) -> Authorizer: ...  # each hop's permission check
+    @property
+    def tokens(self) -> AccessTokens: ...  # mints the access tokens
+    @property
+    def keys(self) -> KeyRing: ...  # signs the ID tokens
+
+
 @dataclass(frozen=True)
 class Chain:
     target: AccountInfo
@@ -50,12 +66,12 @@ class Chain:
     delegation: tuple[str, ...]  # principals the final token acts for, first = the caller
 
 
-def _account(state: ServerState, name: str) -> AccountInfo:
+def _account(services: Services, name: str) -> AccountInfo:
     m = DELEGATE.match(name)
     if m is None:
         raise InvalidArgument(f"Invalid form of account ID {name}. Should be [Gaia ID |Email |Unique ID |] "
                               "of the account")
-    account = state.directory.find(m.group(2))
+    account = services.directory.find(m.group(2))
     if account is None:
         raise NotFound(f"Not found; Gaia id not found for email {m.group(2)}")
     if account.disabled:
@@ -70,7 +86,7 @@ def may_act_as(authz: Authorizer, actor: Principal, account: AccountInfo, permis
     return authz.check(actor, permission, sa_chain(account))
 
 
-def resolve_chain(state: ServerState, caller: Principal, target_name: str, delegates: Any,
+def resolve_chain(services: Services, caller: Principal, target_name: str, delegates: Any,
                   permission: str) -> Chain:
     """Check the whole chain caller -> delegates... -> target for `permission` (no store access
     while caches are warm: accounts come from the directory, policies from the authorizer)."""
@@ -79,34 +95,34 @@ def resolve_chain(state: ServerState, caller: Principal, target_name: str, deleg
     if not isinstance(delegates, list) or not all(isinstance(d, str) for d in delegates) \
             or len(delegates) > MAX_DELEGATES:
         raise InvalidArgument(f"delegates must be a list of at most {MAX_DELEGATES} service account names.")
-    hops = tuple(_account(state, d) for d in delegates)
-    target = _account(state, target_name)
+    hops = tuple(_account(services, d) for d in delegates)
+    target = _account(services, target_name)
     actor = caller
     for account in (*hops, target):
-        if not may_act_as(state.authz, actor, account, permission).granted:
+        if not may_act_as(services.authz, actor, account, permission).granted:
             raise permission_denied(permission, f"projects/-/serviceAccounts/{account.unique_id}")
         actor = service_account_principal(account)
     delegation = (caller.subject or caller.member,) + tuple(f"serviceAccount:{h.email}" for h in hops)
     return Chain(target, hops, delegation)
 
 
-def allowed_locations_of(state: ServerState, caller: Principal, name: str) -> AccountInfo:
+def allowed_locations_of(services: Services, caller: Principal, name: str) -> AccountInfo:
     """The account whose trust boundary `caller` may read: the account itself, or a holder of
     iam.serviceAccounts.get on it (getAllowedLocations; disabled accounts answer too)."""
     m = DELEGATE.match(name)
-    account = state.directory.find(m.group(2)) if m is not None else None
+    account = services.directory.find(m.group(2)) if m is not None else None
     if m is None:
         raise InvalidArgument(f"Invalid form of account ID {name}. Should be [Gaia ID |Email |Unique ID |] "
                               "of the account")
     if account is None:
         raise NotFound(f"Not found; Gaia id not found for email {m.group(2)}")
     if caller.service_account_id != account.unique_id \
-            and not may_act_as(state.authz, caller, account, "iam.serviceAccounts.get").granted:
+            and not may_act_as(services.authz, caller, account, "iam.serviceAccounts.get").granted:
         raise permission_denied("iam.serviceAccounts.get", f"projects/-/serviceAccounts/{account.unique_id}")
     return account
 
 
-def generate_access_token(state: ServerState, caller: Principal, name: str,
+def generate_access_token(services: Services, caller: Principal, name: str,
                           body: dict[str, Any]) -> tuple[AccessToken, AccountInfo]:
     scopes = body.get("scope")
     if not isinstance(scopes, list) or not scopes or not all(isinstance(x, str) and x for x in scopes):
@@ -116,21 +132,21 @@ def generate_access_token(state: ServerState, caller: Principal, name: str,
         lifetime = int(parse_duration(body["lifetime"], "lifetime"))
         if not 1 <= lifetime <= EXTENDED_MAX_LIFETIME:
             raise InvalidArgument(f"The lifetime must be between 1 and {EXTENDED_MAX_LIFETIME} seconds.")
-    chain = resolve_chain(state, caller, name, body.get("delegates"), GET_ACCESS_TOKEN)
-    if lifetime > MAX_LIFETIME and not _lifetime_extension_allowed(state, chain.target):
+    chain = resolve_chain(services, caller, name, body.get("delegates"), GET_ACCESS_TOKEN)
+    if lifetime > MAX_LIFETIME and not _lifetime_extension_allowed(services, chain.target):
         raise InvalidArgument(
             f"The lifetime {lifetime}s is longer than the maximum {MAX_LIFETIME}s: service account "
             f"{chain.target.email} is not allowed a longer lifetime by {LIFETIME_EXTENSION_CONSTRAINT}.")
     base = service_account_principal(chain.target)
     principal = Principal(member=base.member, member_keys=base.member_keys, email=base.email, subject=base.subject,
                           service_account_id=base.service_account_id, delegation=chain.delegation)
-    return state.tokens.mint(principal, scopes, lifetime), chain.target
+    return services.tokens.mint(principal, scopes, lifetime), chain.target
 
 
-def _lifetime_extension_allowed(state: ServerState, target: AccountInfo) -> bool:
+def _lifetime_extension_allowed(services: Services, target: AccountInfo) -> bool:
     """Whether the target project's list policy for the constraint allows this account's email
     (`allowedValues`, or `allValues: ALLOW`; `deniedValues` wins)."""
-    with state.db.read() as s:
+    with services.db.read() as s:
         project = find_project(s, target.project_id, include_deleted=False)
         if project is None:
             return False
@@ -149,7 +165,7 @@ MAX_AUDIENCE_LENGTH = 2048
 MAX_BLOB_BASE64 = 4 * (1024 * 1024 + 2) // 3  # a 1 MiB blob, base64: bounded before it is decoded
 
 
-def generate_id_token(state: ServerState, caller: Principal, name: str,
+def generate_id_token(services: Services, caller: Principal, name: str,
                       body: dict[str, Any]) -> tuple[str, AccountInfo]:
     audience = body.get("audience")
     if not isinstance(audience, str) or not audience:
@@ -159,11 +175,11 @@ def generate_id_token(state: ServerState, caller: Principal, name: str,
     include_email = body.get("includeEmail", False)
     if not isinstance(include_email, bool):
         raise InvalidArgument("includeEmail must be a boolean.")
-    chain = resolve_chain(state, caller, name, body.get("delegates"), "iam.serviceAccounts.getOpenIdToken")
-    return id_token_for(state, chain.target, audience, include_email), chain.target
+    chain = resolve_chain(services, caller, name, body.get("delegates"), "iam.serviceAccounts.getOpenIdToken")
+    return id_token_for(services.keys, chain.target, audience, include_email), chain.target
 
 
-def id_token_for(state: ServerState, account: ServiceAccount | AccountInfo, audience: str,
+def id_token_for(keys: KeyRing, account: ServiceAccount | AccountInfo, audience: str,
                  include_email: bool) -> str:
     """A Google-shaped ID token for `account`, RS256-signed with Keyless's ID key."""
     now = int(time.time())
@@ -171,10 +187,10 @@ def id_token_for(state: ServerState, account: ServiceAccount | AccountInfo, audi
                               "iss": GOOGLE_ISSUER, "sub": account.unique_id}
     if include_email:
         claims.update(email=account.email, email_verified=True)
-    return state.keys.sign_rs256(ID, {"typ": "JWT"}, claims)
+    return keys.sign_rs256(ID, {"typ": "JWT"}, claims)
 
 
-def sign_blob(state: ServerState, caller: Principal, name: str, payload: Any, delegates: Any = None, *,
+def sign_blob(services: Services, caller: Principal, name: str, payload: Any, delegates: Any = None, *,
               field: str = "payload") -> tuple[str, bytes, AccountInfo]:
     """signBlob: RSA-SHA256 over the base64 `payload` with the target's Google-managed key.
     `field` names the payload in messages (IAM v1's deprecated signBlob calls it bytesToSign)."""
@@ -186,12 +202,12 @@ def sign_blob(state: ServerState, caller: Principal, name: str, payload: Any, de
         data = base64.b64decode(payload, validate=True)
     except (ValueError, binascii.Error) as exc:
         raise InvalidArgument(f"{field} must be base64.") from exc
-    chain = resolve_chain(state, caller, name, delegates, "iam.serviceAccounts.signBlob")
-    key_id, private = _signing_key(state, chain.target)
+    chain = resolve_chain(services, caller, name, delegates, "iam.serviceAccounts.signBlob")
+    key_id, private = _signing_key(services, chain.target)
     return key_id, private.sign(data, padding.PKCS1v15(), hashes.SHA256()), chain.target
 
 
-def sign_jwt(state: ServerState, caller: Principal, name: str, payload: Any,
+def sign_jwt(services: Services, caller: Principal, name: str, payload: Any,
              delegates: Any = None, *, default_lifetime: int | None = None) -> tuple[str, str, AccountInfo]:
     """signJwt: the payload (a JSON claims object) as an RS256 JWT with the Google-managed key. An
     `exp` must not be past nor more than 12 hours ahead; without one, `default_lifetime` adds it
@@ -211,21 +227,21 @@ def sign_jwt(state: ServerState, caller: Principal, name: str, payload: Any,
     elif exp is not None and (not isinstance(exp, int | float) or isinstance(exp, bool) or exp < now
                               or exp > now + 12 * 3600):
         raise InvalidArgument("The exp claim must be a timestamp not in the past and at most 12 hours in the future.")
-    chain = resolve_chain(state, caller, name, delegates, "iam.serviceAccounts.signJwt")
-    key_id, private = _signing_key(state, chain.target)
+    chain = resolve_chain(services, caller, name, delegates, "iam.serviceAccounts.signJwt")
+    key_id, private = _signing_key(services, chain.target)
     head = b64url(json.dumps({"alg": "RS256", "typ": "JWT", "kid": key_id}, separators=(",", ":")).encode())
     body_b64 = b64url(payload.encode())
     signature = private.sign(f"{head}.{body_b64}".encode(), padding.PKCS1v15(), hashes.SHA256())
     return key_id, f"{head}.{body_b64}.{b64url(signature)}", chain.target
 
 
-def _signing_key(state: ServerState, account: AccountInfo) -> tuple[str, rsa.RSAPrivateKey]:
+def _signing_key(services: Services, account: AccountInfo) -> tuple[str, rsa.RSAPrivateKey]:
     """The target's Google-managed key: read; a write transaction (which serialises writers and
     makes every process drop its caches) only the first time and at each 14-day rotation."""
-    with state.db.read() as s:
+    with services.db.read() as s:
         found = current_system_key(s, _row(s, account))
     if found is None:
-        with state.db.write() as s:
+        with services.db.write() as s:
             found = system_key(s, _row(s, account))
     return found[0].key_id, found[1]
 

@@ -21,11 +21,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from keyless.iam.credentials import id_token_for
+from keyless.iam.credentials import Services, id_token_for
+from keyless.iam.principal import service_account_principal
 from keyless.iam.service_account_keys import in_validity
 from keyless.iam.service_accounts import find_by_email
 from keyless.projects import find_project
-from keyless.state import ServerState, service_account_principal
+from keyless.store.db import Database
 from keyless.store.models import ServiceAccount, ServiceAccountKey
 from keyless.tokens import jws
 
@@ -57,7 +58,7 @@ def _invalid(description: str = "Invalid JWT Signature.") -> GrantRefused:
     return GrantRefused("invalid_grant", description)
 
 
-def verify_key_jwt(state: ServerState, assertion: str, audiences: Callable[[object], bool]) -> tuple[ServiceAccount, dict]:
+def verify_key_jwt(db: Database, assertion: str, audiences: Callable[[object], bool]) -> tuple[ServiceAccount, dict]:
     """Verify a JWT signed with a service account key Keyless issued (`kid` = the key's id,
     `iss` = the account, `sub` absent or the account too): signature against the kept certificate, live key and account,
     `aud` accepted by `audiences`, lifetime at most an hour. Returns (account, claims)."""
@@ -77,7 +78,7 @@ def verify_key_jwt(state: ServerState, assertion: str, audiences: Callable[[obje
         # A `sub` other than the account asks for domain-wide delegation, which no account has
         # here; it was taken as the account itself (issue #23 item 10).
         raise GrantRefused("unauthorized_client", UNAUTHORIZED_SUBJECT)
-    with state.db.read() as s:
+    with db.read() as s:
         account = find_by_email(s, email)
         key = s.get(ServiceAccountKey, kid)
         # a project pending deletion takes its accounts out of service (issue #20)
@@ -108,15 +109,15 @@ def verify_key_jwt(state: ServerState, assertion: str, audiences: Callable[[obje
     return account, claims
 
 
-def redeem(state: ServerState, assertion: str, token_url: str) -> Granted:
-    account, claims = verify_key_jwt(state, assertion, lambda aud: aud in (GOOGLE_TOKEN_AUDIENCE, token_url))
+def redeem(services: Services, assertion: str, token_url: str) -> Granted:
+    account, claims = verify_key_jwt(services.db, assertion, lambda aud: aud in (GOOGLE_TOKEN_AUDIENCE, token_url))
     target_audience = claims.get("target_audience")
     if isinstance(target_audience, str) and target_audience:
-        return Granted(None, id_token_for(state, account, target_audience, include_email=True), 3600)
+        return Granted(None, id_token_for(services.keys, account, target_audience, include_email=True), 3600)
     scope = claims.get("scope")
     if not isinstance(scope, str) or not scope.strip():
         raise GrantRefused("invalid_scope", "Invalid OAuth scope or ID token audience provided.")
-    token = state.tokens.mint(service_account_principal(account), scope.split(), MAX_LIFETIME)
+    token = services.tokens.mint(service_account_principal(account), scope.split(), MAX_LIFETIME)
     return Granted(token.token, None, token.expires_in)
 
 

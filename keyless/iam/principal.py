@@ -7,6 +7,13 @@ scan (see keyless.iam.members for how each kind of identity expands into its key
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from keyless.iam.members import member_keys_for_service_account, member_keys_for_user
+
+if TYPE_CHECKING:
+    from keyless.iam.directory import AccountInfo
+    from keyless.store.models import ServiceAccount
 
 
 @dataclass(frozen=True)
@@ -29,3 +36,14 @@ ALL_USERS = "allUsers"
 ALL_AUTHENTICATED_USERS = "allAuthenticatedUsers"
 
 ANONYMOUS = Principal(member=ALL_USERS, member_keys=frozenset({ALL_USERS}))
+
+
+def user_principal(email: str) -> Principal:
+    email = email.lower()
+    return Principal(member=f"user:{email}", member_keys=member_keys_for_user(email), email=email,
+                     subject=f"user:{email}")
+
+
+def service_account_principal(row: ServiceAccount | AccountInfo) -> Principal:
+    return Principal(member=f"serviceAccount:{row.email}", member_keys=member_keys_for_service_account(row.email),
+                     email=row.email, subject=f"serviceAccount:{row.email}", service_account_id=row.unique_id)

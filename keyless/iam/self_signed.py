@@ -13,19 +13,19 @@ from urllib.parse import urlsplit
 
 from keyless.errors import Unauthenticated
 from keyless.iam.key_grant import GrantRefused, verify_key_jwt
-from keyless.state import ServerState, service_account_principal
-from keyless.store.db import RevisionCache
+from keyless.iam.principal import service_account_principal
+from keyless.store.db import Database, RevisionCache
 from keyless.tokens.access import CLOUD_PLATFORM, INVALID_CREDENTIALS, AccessToken
 
 CACHE_LIMIT = 10_000  # verified JWTs remembered per store revision (clients reuse one for an hour)
 
 
 class SelfSignedJwts:
-    """Verifies self-signed JWTs for one server state, remembering the ones already verified."""
+    """Verifies self-signed JWTs against one store, remembering the ones already verified."""
 
-    def __init__(self, state: ServerState) -> None:
-        self._state = state
-        self._verified: RevisionCache[dict[tuple[str, str], AccessToken]] = RevisionCache(state.db, dict)
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._verified: RevisionCache[dict[tuple[str, str], AccessToken]] = RevisionCache(db, dict)
 
     def authenticate(self, jwt: str, service: str = "") -> AccessToken:
         """The access the JWT grants on `service` (e.g. "storage.googleapis.com"; "" = any API)."""
@@ -34,7 +34,7 @@ class SelfSignedJwts:
         if known is not None and known.expires_in > 0:
             return known
         try:
-            account, claims = verify_key_jwt(self._state, jwt, lambda aud: _audience_ok(aud, service))
+            account, claims = verify_key_jwt(self._db, jwt, lambda aud: _audience_ok(aud, service))
         except GrantRefused as exc:
             raise Unauthenticated(INVALID_CREDENTIALS) from exc
         scope = claims.get("scope")

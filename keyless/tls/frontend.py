@@ -75,7 +75,7 @@ class TlsFrontend:
         import grpc
 
         from keyless.api.pubsub.grpc import services as pubsub_services
-        from keyless.api.secretmanager_grpc import secret_manager_service
+        from keyless.api.secretmanager.grpc import secret_manager_service
 
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         server.add_generic_rpc_handlers([secret_manager_service(self.app, self.peers.client),

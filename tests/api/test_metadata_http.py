@@ -1,4 +1,4 @@
-"""The metadata server's own HTTP/1.1 layer (keyless/api/metadata_http.py) against hostile and
+"""The metadata server's own HTTP/1.1 layer (keyless/api/metadata/transport.py) against hostile and
 unusual input, over a real socket, with the real MetadataServer on a real store (no pod is
 registered, so a flavoured request is answered "Unable to find the pod")."""
 
@@ -14,9 +14,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from keyless.api import metadata_http
-from keyless.api.metadata import MetadataServer
-from keyless.api.metadata_http import MAX_HEAD, Connections, connection_limit, raise_file_limit, run, serve
+from keyless.api.metadata import transport
+from keyless.api.metadata.server import MetadataServer
+from keyless.api.metadata.transport import (
+    MAX_HEAD,
+    Connections,
+    connection_limit,
+    raise_file_limit,
+    run,
+    serve,
+)
 from keyless.state import ServerState
 
 
@@ -157,9 +164,9 @@ def test_past_the_servers_limit_new_connections_get_503(state: ServerState) -> N
 
 
 def test_idle_and_unfinished_connections_are_closed(state: ServerState, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(metadata_http, "IDLE_TIMEOUT", 0.5)
-    monkeypatch.setattr(metadata_http, "REQUEST_TIMEOUT", 0.5)
-    monkeypatch.setattr(metadata_http, "SWEEP_EVERY", 0.1)
+    monkeypatch.setattr(transport, "IDLE_TIMEOUT", 0.5)
+    monkeypatch.setattr(transport, "REQUEST_TIMEOUT", 0.5)
+    monkeypatch.setattr(transport, "SWEEP_EVERY", 0.1)
     with serving(state) as port:
         idle, slow, busy = _connect(port), _connect(port), _connect(port)
         slow.sendall(b"GET / HTTP/1.1\r\nX-A: ")  # a request begun, never finished (slowloris)

@@ -1,12 +1,12 @@
 """The patch formats of the Kubernetes API (keyless.gke.patches) and the protobuf bodies kubectl
-≥ 1.32 sends (keyless.api.kubernetes_protobuf), on their own: the e2e tests drive them through
+≥ 1.32 sends (keyless.api.kubernetes.protobuf), on their own: the e2e tests drive them through
 kubectl, these pin the edge cases kubectl rarely sends."""
 
 from __future__ import annotations
 
 import pytest
 
-from keyless.api import kubernetes_protobuf as pb
+from keyless.api.kubernetes import protobuf as pb
 from keyless.errors import InvalidArgument
 from keyless.gke.patches import json_patch, merge_patch, strategic_merge_patch
 

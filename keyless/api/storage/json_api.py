@@ -1,6 +1,6 @@
 """Cloud Storage JSON API v1 (https://cloud.google.com/storage/docs/json_api/v1): buckets,
 bucket IAM, object metadata, listing and deletion, under `/storage/v1/...`; media uploads
-and downloads live in keyless.api.storage_media (`/upload/...`, `/download/...`).
+and downloads live in keyless.api.storage.media (`/upload/...`, `/download/...`).
 
 Every call is authorised with Cloud Storage's permissions on [bucket, project, root]
 (IAM conditions see resource.name `projects/_/buckets/B[/objects/O]`, resource.type and
@@ -16,8 +16,8 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
-from keyless.api import storage_folders, storage_media, storage_rewrite
-from keyless.api.storage_wire import (
+from keyless.api.storage import folders, media, rewrite
+from keyless.api.storage.wire import (
     StorageCall,
     authorize_bucket,
     authorize_object,
@@ -217,7 +217,7 @@ def list_objects(call: StorageCall) -> dict[str, Any]:
 async def get_object(call: StorageCall) -> Any:
     """Metadata, or the bytes with alt=media (the JSON API serves both at one path)."""
     if call.arg("alt") == "media":
-        return await storage_media.download(call)
+        return await media.download(call)
     return await run_in_threadpool(get_object_metadata, call)
 
 
@@ -297,7 +297,7 @@ def update_object(call: StorageCall) -> dict[str, Any]:
 
 def routes(state: ServerState) -> list[Route]:
     """Mounted at /storage."""
-    from keyless.api import storage_xml  # it reuses this module's handlers
+    from keyless.api.storage import xml_api  # it reuses this module's handlers
 
     b = "/v1/b/{bucket}"
     return [
@@ -313,15 +313,15 @@ def routes(state: ServerState) -> list[Route]:
               methods=["PUT"]),
         Route(b + "/iam/testPermissions", storage_endpoint(state, test_bucket_iam), methods=["GET"]),
         Route(b + "/o", storage_endpoint(state, list_objects), methods=["GET"]),
-        Route(b + "/o", storage_endpoint(state, storage_media.upload, json_body=False), methods=["POST"]),
+        Route(b + "/o", storage_endpoint(state, media.upload, json_body=False), methods=["POST"]),
         Route(b + "/o/{object:path}", storage_endpoint(state, get_object, media=True), methods=["GET"]),
-        *storage_rewrite.routes(state),
-        *storage_folders.routes(state),
+        *rewrite.routes(state),
+        *folders.routes(state),
         Route(b + "/o/{object:path}/restore", storage_endpoint(state, restore_object), methods=["POST"]),
         Route(b + "/o/{object:path}", storage_endpoint(state, delete_object), methods=["DELETE"]),
         Route(b + "/o/{object:path}", storage_endpoint(state, patch_object), methods=["PATCH"]),
         Route(b + "/o/{object:path}", storage_endpoint(state, update_object), methods=["PUT"]),
-        *storage_xml.routes(state),  # /storage/BUCKET/OBJECT, and every signed URL (last: it takes any path)
+        *xml_api.routes(state),  # /storage/BUCKET/OBJECT, and every signed URL (last: it takes any path)
     ]
 
 
@@ -329,15 +329,15 @@ def upload_routes(state: ServerState, prefix: str = "") -> list[Route]:
     """Mounted at /upload: /upload/storage/v1/b/B/o (media, multipart, resumable)."""
     o = prefix + "/storage/v1/b/{bucket}/o"
     return [
-        Route(o, storage_endpoint(state, storage_media.upload, json_body=False), methods=["POST"]),
-        Route(o, storage_endpoint(state, storage_media.upload_chunk, json_body=False), methods=["PUT"]),
-        Route(o, storage_endpoint(state, storage_media.cancel_upload, json_body=False), methods=["DELETE"]),
+        Route(o, storage_endpoint(state, media.upload, json_body=False), methods=["POST"]),
+        Route(o, storage_endpoint(state, media.upload_chunk, json_body=False), methods=["PUT"]),
+        Route(o, storage_endpoint(state, media.cancel_upload, json_body=False), methods=["DELETE"]),
     ]
 
 
 def download_routes(state: ServerState) -> list[Route]:
     """Mounted at /download: /download/storage/v1/b/B/o/O?alt=media."""
-    return [Route("/storage/v1/b/{bucket}/o/{object:path}", storage_endpoint(state, storage_media.download, media=True),
+    return [Route("/storage/v1/b/{bucket}/o/{object:path}", storage_endpoint(state, media.download, media=True),
                   methods=["GET"])]
 
 

@@ -19,7 +19,7 @@ from urllib.parse import unquote
 
 from starlette.routing import Route
 
-from keyless.api.storage_wire import (
+from keyless.api.storage.wire import (
     MAX_OBJECT_BYTES,
     StorageCall,
     authorize_object,

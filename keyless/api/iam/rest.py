@@ -1,6 +1,6 @@
 """IAM API (iam.googleapis.com v1): service accounts and their keys and policies, roles, and
 workload identity pools and providers; the deprecated signBlob and signJwt, which are IAM
-Credentials' (keyless.api.service_account_signing).
+Credentials' (keyless.api.iamcredentials.signing).
 
 REST reference: https://cloud.google.com/iam/docs/reference/rest. Mutations of pools and
 providers answer long-running operations (already done) that gcloud polls by name.
@@ -17,8 +17,8 @@ from starlette.routing import Route
 
 from keyless import operations, projects
 from keyless.api import iam_methods
-from keyless.api import service_account_signing as signing
 from keyless.api.http import Call, allowed_fields, object_field, route, string_field, update_mask
+from keyless.api.iamcredentials import signing
 from keyless.doctor import targets
 from keyless.doctor.targets import Target
 from keyless.errors import InvalidArgument, NotFound

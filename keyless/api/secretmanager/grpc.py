@@ -1,6 +1,6 @@
 """Secret Manager over gRPC (`google.cloud.secretmanager.v1.SecretManagerService`, the default
 transport of google-cloud-secret-manager): each RPC is transcoded, by the `google.api.http` rule
-of Google's service.proto, to the REST method of keyless.api.secretmanager, so both transports
+of Google's service.proto, to the REST method of keyless.api.secretmanager.rest, so both transports
 share one implementation (authorisation, audit entries, errors).
 """
 

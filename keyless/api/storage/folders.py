@@ -12,7 +12,7 @@ from typing import Any
 
 from starlette.routing import Route
 
-from keyless.api.storage_wire import (
+from keyless.api.storage.wire import (
     StorageCall,
     authorize_bucket,
     data_access,

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from keyless.api.http import BodyTooLarge, read_body
-from keyless.api.storage_wire import (
+from keyless.api.storage.wire import (
     MAX_OBJECT_BYTES,
     StorageCall,
     authorize_object,

@@ -7,7 +7,7 @@ own process, listening on 169.254.169.254:80 *inside the node's network namespac
 is made there with setns, the process stays in the host namespace so it still reaches the
 store, SQLite or PostgreSQL) — like GKE's per-node gke-metadata-server DaemonSet. Pods reach it
 over their veth, so the source address is the pod's own IP, the only thing it trusts.
-Served by keyless/api/metadata_http.py: every answer is a few dict lookups once a pod's identity
+Served by keyless/api/metadata/transport.py: every answer is a few dict lookups once a pod's identity
 and token are cached. In loopback mode (keyless/gke/loopback.py) the caller is identified by the
 127.x address its connection arrived at instead; the decision below is the same.
 """
@@ -131,7 +131,7 @@ class MetadataServer:
         token = self.credentials.id_token(req.pod, audience, full, _Auditor(self.state, req.pod.project_id, req.ip, req.agent))
         return 200, "text/plain", token.encode()
 
-    # -- HTTP (keyless/api/metadata_http.py) -------------------------------------------------
+    # -- HTTP (keyless/api/metadata/transport.py) -------------------------------------------------
 
     def respond(self, method: str, path: str, raw_query: bytes, headers: dict[bytes, bytes], ip: str
                 ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:

@@ -27,7 +27,7 @@ from urllib.parse import unquote
 
 import httptools
 
-from keyless.api.metadata import MetadataServer
+from keyless.api.metadata.server import MetadataServer
 
 MAX_HEAD = 16 * 1024  # request line + headers; beyond it: 431, as uvicorn's h11 limit
 MAX_HEADERS = 100

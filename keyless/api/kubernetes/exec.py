@@ -29,8 +29,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from keyless.api.kubernetes import PREFIX, ClusterApi, Target, forbidden, permission
-from keyless.api.kubernetes_discovery import RESOURCES
+from keyless.api.kubernetes.discovery import RESOURCES
+from keyless.api.kubernetes.rest import PREFIX, ClusterApi, Target, forbidden, permission
 from keyless.errors import KeylessError
 from keyless.gke import kubernetes, netns
 from keyless.store.models import GkeCluster

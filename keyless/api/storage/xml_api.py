@@ -8,7 +8,7 @@ requests carry a bearer token or are anonymous (`allUsers`). Served at `/storage
 (the form of an endpoint with Keyless's prefix, `api_access_endpoint=http://HOST/storage`) and, for
 signed URLs, at `/BUCKET/OBJECT` on any host, storage.googleapis.com included: keyless.app sends
 every request whose query carries a signature here, with the path the client sent kept in
-`SENT_PATH` for the signature check. The handlers are the JSON API's (keyless.api.storage_media,
+`SENT_PATH` for the signature check. The handlers are the JSON API's (keyless.api.storage.media,
 keyless.api.storage), so permissions, preconditions and Data Access entries are the same; answers
 and refusals are the XML API's (`<Error><Code>…</Code><Message>…</Message><Details>…</Details>`).
 """
@@ -31,10 +31,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Message
 
-from keyless.api import scopes, storage_media
+from keyless.api import scopes
 from keyless.api.hosts import SENT_PATH, signed_url
 from keyless.api.http import unexpected_failure
-from keyless.api.storage_wire import SCOPES_NOT_AUTHORIZED, SERVICE, StorageCall
+from keyless.api.storage import media
+from keyless.api.storage.wire import SCOPES_NOT_AUTHORIZED, SERVICE, StorageCall
 from keyless.errors import InvalidArgument, KeylessError, PermissionDenied
 from keyless.iam import service_account_keys
 from keyless.iam.directory import AccountInfo
@@ -132,23 +133,23 @@ def _call(state: ServerState, request: Request) -> StorageCall:
 
 
 async def _serve(call: StorageCall) -> Response:
-    from keyless.api.storage import delete_object  # storage mounts these routes: import it when called
+    from keyless.api.storage.json_api import delete_object  # it mounts these routes: import it when called
 
     assert call.request is not None
     method = call.request.method
     if method == "GET":
-        response = await storage_media.download(call)
+        response = await media.download(call)
         for arg, header in RESPONSE_OVERRIDES.items():
             if call.arg(arg):
                 response.headers[header] = call.arg(arg) or ""
         return response
     if method == "HEAD":
-        obj, f = await run_in_threadpool(storage_media.open_object, call)
+        obj, f = await run_in_threadpool(media.open_object, call)
         f.close()
-        return Response(status_code=200, headers={**storage_media.object_headers(obj), "Content-Length": str(obj.size)})
+        return Response(status_code=200, headers={**media.object_headers(obj), "Content-Length": str(obj.size)})
     if method == "PUT":
         received = _content_sha256(call)
-        stored = await storage_media.upload_media(call, validate_object_name(call.params["object"]), received=received)
+        stored = await media.upload_media(call, validate_object_name(call.params["object"]), received=received)
         return Response(status_code=200, headers=_stored_headers(stored))
     await run_in_threadpool(delete_object, call)
     return Response(status_code=204)

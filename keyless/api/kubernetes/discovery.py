@@ -1,7 +1,7 @@
 """What each cluster's Kubernetes API serves, as kubectl discovers it: the resources (their
 kinds, verbs, short names and GKE's IAM permission names), /version, the legacy discovery
 documents (/api, /apis, /api/v1, /apis/apps/v1), OpenAPI v3's index and per-group-version
-documents, OpenAPI v2 for kubectl 1.27/1.28 (keyless.api.kubernetes_protobuf), and the Table
+documents, OpenAPI v2 for kubectl 1.27/1.28 (keyless.api.kubernetes.protobuf), and the Table
 columns of `kubectl get` (https://kubernetes.io/docs/reference/using-api/api-concepts/#receiving-resources-as-tables).
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from keyless.api import kubernetes_protobuf
+from keyless.api.kubernetes import protobuf
 from keyless.gke import clusters
 
 
@@ -137,7 +137,7 @@ def openapi_v2_document() -> bytes:
         scope = "/namespaces/{namespace}" if r.namespaced else ""
         operations.append((f"/{_openapi_key(r.group_version)}{scope}/{r.name}/{{name}}", f"patch{r.kind}",
                            {"group": r.group, "kind": r.kind, "version": r.version}, list(QUERY_PARAMETERS)))
-    return kubernetes_protobuf.openapi_v2(operations)
+    return protobuf.openapi_v2(operations)
 
 
 def _openapi_key(group_version: str) -> str:

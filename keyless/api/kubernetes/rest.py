@@ -1,7 +1,7 @@
 """Each GKE cluster's Kubernetes API server, the subset kubectl needs for the seeds, in Kubernetes'
 own wire format (https://kubernetes.io/docs/reference/using-api/api-concepts/): discovery
-(keyless.api.kubernetes_discovery), namespaces, serviceaccounts with their `token`
-subresource (TokenRequest), pods (with `exec` and `attach`, keyless.api.kubernetes_exec) and
+(keyless.api.kubernetes.discovery), namespaces, serviceaccounts with their `token`
+subresource (TokenRequest), pods (with `exec` and `attach`, keyless.api.kubernetes.exec) and
 deployments; list, watch, Table output, `kind: Status` errors.
 
 The cluster's endpoint is a path prefix on Keyless's ports (keyless.gke.clusters.kubernetes_endpoint):
@@ -29,9 +29,9 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from keyless import projects
-from keyless.api import kubernetes_protobuf
 from keyless.api.http import has_nul, read_body, read_json
-from keyless.api.kubernetes_discovery import (
+from keyless.api.kubernetes import protobuf
+from keyless.api.kubernetes.discovery import (
     BY_PATH,
     SUBRESOURCES,
     Resource,
@@ -225,7 +225,7 @@ class ClusterApi:
             return forbidden(principal, target, verb, perm)
         if query.get("dryRun"):
             return status(400, "Keyless does not support dryRun; run the command without --dry-run=server")
-        if target.subresource in ("exec", "attach"):  # WebSocket upgrades are kubernetes_exec's routes
+        if target.subresource in ("exec", "attach"):  # WebSocket upgrades are keyless.api.kubernetes.exec's routes
             return status(400, "Upgrade request required: Keyless streams exec and attach over WebSocket "
                                "(v5.channel.k8s.io), which kubectl >= 1.30 speaks (1.29 with "
                                "KUBECTL_REMOTE_COMMAND_WEBSOCKETS=true); SPDY is not served", "BadRequest")
@@ -254,11 +254,11 @@ class ClusterApi:
                 raise InvalidArgument("error decoding patch: a string contains a NUL character (\\u0000)")
             return patch
         content = request.headers.get("content-type", JSON).split(";")[0].strip()
-        if content == kubernetes_protobuf.MEDIA_TYPE:  # kubectl >= 1.32's create and create token
-            return kubernetes_protobuf.decode(await read_body(request, self.state.settings.max_body_bytes))
+        if content == protobuf.MEDIA_TYPE:  # kubectl >= 1.32's create and create token
+            return protobuf.decode(await read_body(request, self.state.settings.max_body_bytes))
         if content not in (JSON, ""):
             raise UnsupportedMediaType(f'the body of the request was in an unknown format - accepted media types '
-                                       f'include: {JSON}, {kubernetes_protobuf.MEDIA_TYPE}')
+                                       f'include: {JSON}, {protobuf.MEDIA_TYPE}')
         try:
             return await read_json(request, self.state.settings.max_body_bytes)
         except KeylessError as error:
@@ -429,7 +429,7 @@ def _wants_table(request: Request) -> bool:
 
 
 def routes(state: ServerState) -> list[BaseRoute]:
-    from keyless.api.kubernetes_exec import websocket_routes
+    from keyless.api.kubernetes.exec import websocket_routes
 
     api = ClusterApi(state)
     return [*websocket_routes(api),

@@ -16,9 +16,9 @@ from typing import Any
 
 from starlette.routing import Route
 
-from keyless.api import service_account_signing as signing
 from keyless.api.http import Call, allowed_fields, route
-from keyless.api.service_account_signing import audited
+from keyless.api.iamcredentials import signing
+from keyless.api.iamcredentials.signing import audited
 from keyless.clock import rfc3339
 from keyless.iam import credentials
 from keyless.state import ServerState
