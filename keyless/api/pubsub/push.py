@@ -36,7 +36,7 @@ def pusher_of(state: ServerState) -> Pusher:
             account = state.directory.find(email)
             if account is None or account.disabled:
                 return None
-            return id_token_for(state, account, audience, include_email=True)
+            return id_token_for(state.keys, account, audience, include_email=True)
 
         pusher = _PUSHERS.setdefault(state, Pusher(state.db, sign))
         pusher.start()
