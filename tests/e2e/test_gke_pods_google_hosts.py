@@ -200,7 +200,7 @@ def test_other_names_fail_fast_and_nothing_leaves_the_pod(srv: KeylessServer) ->
     probe = r'''
 import errno, json, socket, time
 out = {}
-for name in ("example.com", "bigquery.googleapis.com", "pubsub.googleapis.com"):
+for name in ("example.com", "bigquery.googleapis.com", "cloudfunctions.googleapis.com"):
     t = time.perf_counter()
     try:
         socket.getaddrinfo(name, 443)
@@ -217,7 +217,7 @@ for address in ("8.8.8.8", "142.250.80.42", "1.1.1.1"):
 print(json.dumps(out))
 '''
     got = json.loads(in_pod(srv, [PYTHON, "-c", probe]))
-    for name in ("example.com", "bigquery.googleapis.com", "pubsub.googleapis.com"):
+    for name in ("example.com", "bigquery.googleapis.com", "cloudfunctions.googleapis.com"):
         message, seconds = got[name]
         assert message == "Temporary failure in name resolution" and seconds < 0.5, got
     for address in ("8.8.8.8", "142.250.80.42", "1.1.1.1"):

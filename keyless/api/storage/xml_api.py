@@ -32,11 +32,12 @@ from starlette.routing import Route
 from starlette.types import Message
 
 from keyless.api import scopes
+from keyless.api.errors import google_error
 from keyless.api.hosts import SENT_PATH, signed_url
 from keyless.api.http import unexpected_failure
 from keyless.api.storage import media
 from keyless.api.storage.wire import SCOPES_NOT_AUTHORIZED, SERVICE, StorageCall
-from keyless.errors import InvalidArgument, KeylessError, PermissionDenied
+from keyless.errors import InvalidArgument, KeylessError, NotFound, PermissionDenied
 from keyless.iam import service_account_keys
 from keyless.iam.directory import AccountInfo
 from keyless.state import ServerState, service_account_principal
@@ -192,6 +193,8 @@ def _stored_headers(stored: dict[str, Any]) -> dict[str, str]:
 
 def xml_endpoint(state: ServerState) -> Any:
     async def run(request: Request) -> Response:
+        if request.path_params.get("bucket") == "v1":  # the JSON API's path, no route of it matched
+            return google_error(NotFound(f"The requested URL {request.url.path} was not found on this server."))
         call: StorageCall | None = None
         try:
             call = await run_in_threadpool(_call, state, request)
