@@ -15,6 +15,7 @@ Origin, which is checked). Redirects are relative: no Location is built from the
 
 from __future__ import annotations
 
+import re
 import time
 from importlib import resources
 from typing import Any
@@ -32,7 +33,8 @@ from keyless.api.errors import google_error, json_response
 from keyless.api.http import Call, endpoint, read_body, read_json
 from keyless.audit import subject_hint
 from keyless.audit.filter import parse_timestamp
-from keyless.console import flows, graph, pages, sessions, signin
+from keyless.clock import rfc3339
+from keyless.console import changes, flows, graph, pages, sessions, signin
 from keyless.doctor import targets
 from keyless.errors import InvalidArgument, KeylessError, NotFound, PermissionDenied, Unauthenticated
 from keyless.projects import ROOT
@@ -49,6 +51,10 @@ STATIC_TYPES = {"js": "text/javascript; charset=utf-8", "css": "text/css; charse
 DOCTOR_PERMISSION = "resourcemanager.projects.getIamPolicy"  # on the explained resource's project
 MAX_FORM = 64 * 1024
 TIMELINE_PAGE = 200
+ACTIVITY = 'log_id("cloudaudit.googleapis.com/activity")'
+CHANGES_PAGE = 1000
+MAX_CHANGE_ENTRIES = 10_000  # Admin Activity entries one comparison reads at most (then says it stopped)
+INSERT_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 
 class SecurityHeaders:
@@ -246,7 +252,7 @@ def build(state: ServerState) -> ASGIApp:
         Route("/static/{name}", static_file),
         Route("/v1/signInLinks", endpoint(state, create_link, audited=False), methods=["POST"]),
         Route("/api/whoami", api(whoami)), Route("/api/projects", api(list_projects)),
-        Route("/api/graph", api(get_graph)), Route("/api/entries", api(list_entries)), Route("/api/iam", api(get_iam)),
+        Route("/api/graph", api(get_graph)), Route("/api/changes", api(get_changes)), Route("/api/entries", api(list_entries)), Route("/api/iam", api(get_iam)),
         Route("/api/explain", api(explain, state_change=True), methods=["POST"]),
     ]
     async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
@@ -407,6 +413,65 @@ def list_entries(call: Call) -> dict[str, Any]:
     entries = page(newer)
     # a new entry may complete an older flow: flows are regrouped over the whole latest page
     return {"entries": entries, "flows": flows.group(page(filter_text)) if entries else None}
+
+
+def _read_entries(call: Call, project_id: str, text: str, order: str, size: int,
+                  token: str = "") -> dict[str, Any]:
+    """One page of logging's own entries.list as the viewer (its parser, its permissions)."""
+    inner = Call(state=call.state, token=call.token, params={}, query={}, record=None,
+                 body={"resourceNames": [f"projects/{project_id}"], "filter": text, "orderBy": order,
+                       "pageSize": size, "pageToken": token})
+    return logging_api.list_entries(inner)
+
+
+def _point(call: Call, project_id: str, value: str, name: str) -> str:
+    """A point of the log: a timestamp as given, or the timestamp of the Admin Activity entry with
+    that insertId (the entry chosen on the page); RFC 3339 either way, quoted into the filter."""
+    if not value:
+        return ""
+    at = parse_timestamp(value)
+    if at is not None:
+        return rfc3339(at)
+    if not INSERT_ID.fullmatch(value):
+        raise InvalidArgument(f"{name}: {value[:40]!r} is neither a timestamp nor an audit entry's insertId.")
+    found = _read_entries(call, project_id, f'{ACTIVITY} AND insertId="{value}"', "timestamp desc", 1)
+    if not found.get("entries"):
+        raise InvalidArgument(f"{name}: no Admin Activity entry {value!r} in project {project_id[:100]}.")
+    return str(found["entries"][0]["timestamp"])
+
+
+def get_changes(call: Call) -> dict[str, Any]:
+    """What changed in the identity graph between two points of the Admin Activity log (keyless.
+    console.changes): after `from` (exclusive: the state that entry left) up to `to` (inclusive),
+    each a timestamp or an entry's insertId; either missing is the log's start or end. The entries
+    are read through logging's entries.list as the viewer, so logging.logEntries.list decides."""
+    project_id = call.arg("project") or ""
+    start = _point(call, project_id, call.arg("from") or "", "from")
+    end = _point(call, project_id, call.arg("to") or "", "to")
+    if start and end and end < start:  # both RFC 3339 in UTC with microseconds: ordered as text
+        raise InvalidArgument("from is after to: choose the earlier point first.")
+    text = ACTIVITY + (f' AND timestamp>"{start}"' if start else "") + (f' AND timestamp<="{end}"' if end else "")
+    entries: list[dict[str, Any]] = []
+    token, truncated = "", False
+    while True:
+        page = _read_entries(call, project_id, text, "timestamp asc", CHANGES_PAGE, token)
+        entries.extend(page.get("entries", []))
+        token = page.get("nextPageToken", "")
+        if not token:
+            break
+        if len(entries) >= MAX_CHANGE_ENTRIES:
+            truncated = True
+            break
+    latest = _read_entries(call, project_id, ACTIVITY, "timestamp desc", TIMELINE_PAGE).get("entries", [])
+    points = [{"insertId": e.get("insertId"), "timestamp": e.get("timestamp"),
+               "method": (e.get("protoPayload") or {}).get("methodName", ""),
+               "resource": (e.get("protoPayload") or {}).get("resourceName", "")} for e in latest]
+    out: dict[str, Any] = {"project": project_id, "from": start, "to": end, "read": len(entries),
+                           "changes": changes.diff(entries), "points": points}
+    if truncated:
+        out["truncated"] = (f"only the first {len(entries)} Admin Activity entries after {start or 'the start'} "
+                            "were compared: choose a later 'from' or an earlier 'to'")
+    return out
 
 
 def _providers(call: Call, project_id: str) -> list[subject_hint.Provider]:

@@ -365,7 +365,7 @@ function drawIam() {
 
 // -- audit timeline ---------------------------------------------------------------------------
 
-let newest = null, tailTimer = null, nextPage = null, pagedQuery = null, severity = "";
+let newest = null, tailTimer = null, nextPage = null, pagedQuery = null, severity = "", focusEntry = null;
 const RPC = { 1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED", 5: "NOT_FOUND",
   6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED", 8: "RESOURCE_EXHAUSTED", 9: "FAILED_PRECONDITION", 10: "ABORTED",
   11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED", 13: "INTERNAL", 14: "UNAVAILABLE", 15: "DATA_LOSS", 16: "UNAUTHENTICATED" };
@@ -375,6 +375,8 @@ async function timelineView() {
   await fillProjects().catch(showError);
   const params = new URLSearchParams(location.search);
   if (params.get("filter")) $("#filter").value = params.get("filter");
+  focusEntry = params.get("entry");  // the entry view: one entry, opened (the "what changed" view links here)
+  if (focusEntry) $("#filter").value = `insertId="${focusEntry.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`;
   $("#apply").addEventListener("click", () => loadEntries(false));
   $("#filter").addEventListener("keydown", (e) => { if (e.key === "Enter") loadEntries(false); });
   $("#range").addEventListener("change", () => loadEntries(false));
@@ -499,6 +501,7 @@ function entryRow(entry) {
     el("p", { class: "cause", text: `Cause: ${diagnosis.cause}` }), el("p", {}, "Fix: ", el("code", { text: diagnosis.fix || "" }))) : null;
   const explain = (status === 7 || refusedExchange) ? el("a", { href: `/console/explain?entry=${encodeURIComponent(entry.insertId)}`, class: "explain-link", text: refusedExchange ? "Explain this refusal" : "Explain this denial" }) : null;
   return el("details", { class: "entry" + (status ? " failed" : ""), "data-insert-id": entry.insertId,
+                         open: focusEntry !== null && entry.insertId === focusEntry,
                          "data-timestamp": entry.timestamp, "data-severity": entry.severity || "DEFAULT" }, summary,
     cause, explain, jsonTree(entry));
 }
@@ -554,6 +557,70 @@ function drawFlows(flows) {
     box.append(el("div", { class: "flow" + (f.subject ? "" : " refused") }, el("div", { class: "subject" }, subject,
       f.serviceAccount ? el("span", { class: "via", text: ` → ${f.serviceAccount}` }) : null), el("ol", {}, ...steps)));
   }
+}
+
+// -- what changed ------------------------------------------------------------------------------
+
+async function changesView() {
+  await fillProjects().catch(showError);
+  const params = new URLSearchParams(location.search);
+  if (params.get("from")) $("#from").value = params.get("from");
+  if (params.get("to")) $("#to").value = params.get("to");
+  $("#compare").addEventListener("click", loadChanges);
+  for (const id of ["#from", "#to"]) $(id).addEventListener("keydown", (e) => { if (e.key === "Enter") loadChanges(); });
+  $("#project").addEventListener("change", loadChanges);
+  await loadChanges();
+}
+
+const entryLink = (project, source) => el("a", {
+  class: "entry-link", href: `/console/timeline?${new URLSearchParams({ project, entry: source.insertId })}`,
+  title: `${source.method} at ${source.timestamp}`, text: source.timestamp });
+
+function changeDetail(c) {
+  if (c.kind === "binding") {
+    return [el("span", { class: "role", text: c.role }), " → ", el("span", { class: "member", text: c.member }),
+      c.condition ? el("span", { class: "condition", text: ` if ${c.condition.title || ""} ${c.condition.expression || ""}`.replace("  ", " ") }) : null];
+  }
+  if (c.kind === "provider" && c.action === "edited") {
+    const value = typeof c.value === "string" ? c.value : JSON.stringify(c.value);
+    return [el("span", { class: "field", text: `${c.field} = ` }), el("code", { text: value || "(cleared)" })];
+  }
+  if (c.kind === "provider" && c.attributeCondition) return [el("code", { text: `attributeCondition = ${c.attributeCondition}` })];
+  if (c.kind === "key") return [el("span", { text: `of ${c.serviceAccount}` })];
+  return [];
+}
+
+async function loadChanges() {
+  showError(null);
+  const project = $("#project").value;
+  const q = new URLSearchParams({ project, from: $("#from").value.trim(), to: $("#to").value.trim() });
+  let answer;
+  try {
+    answer = await api(`/console/api/changes?${q}`);
+  } catch (err) {
+    $("#changes tbody").replaceChildren(); $("#points").replaceChildren(); $("#status").textContent = "";
+    showError(err);
+    return;
+  }
+  const rows = answer.changes.map((c) => el("tr", { class: `change ${c.kind} ${c.action}`, "data-kind": c.kind,
+                                                  "data-action": c.action, "data-resource": c.resource },
+    el("td", { class: "action", text: `${c.kind === "serviceAccount" ? "service account" : c.kind} ${c.action}` }),
+    el("td", { class: "key", text: c.resource }), el("td", { class: "detail" }, ...changeDetail(c)),
+    el("td", { class: "source" }, entryLink(project, c.entry), el("span", { class: "by", text: ` ${c.entry.by}` }))));
+  if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: 4, class: "hint", text: "No change between these points." })));
+  $("#changes tbody").replaceChildren(...rows);
+  const note = $("#truncated");
+  note.hidden = !answer.truncated;
+  note.textContent = answer.truncated || "";
+  $("#status").textContent = `${answer.changes.length} changes from ${answer.read} Admin Activity entries` +
+    ` · after ${answer.from || "the start"} up to ${answer.to || "now"}`;
+  $("#points").replaceChildren(...answer.points.map((p) => el("li", { class: "point", "data-insert-id": p.insertId },
+    el("span", { class: "ts", text: p.timestamp }), el("span", { class: "method", text: p.method }),
+    el("span", { class: "res", text: p.resource }),
+    el("button", { type: "button", class: "pick-from", text: "From here",
+                   onclick: () => { $("#from").value = p.insertId; loadChanges(); } }),
+    el("button", { type: "button", class: "pick-to", text: "To here",
+                   onclick: () => { $("#to").value = p.insertId; loadChanges(); } }))));
 }
 
 // -- explain ----------------------------------------------------------------------------------
@@ -650,4 +717,5 @@ document.addEventListener("DOMContentLoaded", () => {
   else if (view === "timeline") timelineView();
   else if (view === "iam") iamView();
   else if (view === "explain") explainView();
+  else if (view === "changes") changesView();
 });
