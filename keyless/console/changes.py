@@ -65,6 +65,9 @@ def _events(entry: dict[str, Any]) -> Iterable[tuple[tuple[str, ...], str, dict[
     if (p.get("status") or {}).get("code"):
         return
     method, resource = _short(p.get("methodName", "")), p.get("resourceName", "")
+    email = ((entry.get("resource") or {}).get("labels") or {}).get("email_id")
+    if email and "/serviceAccounts/" in resource:  # named by its email, as the timeline shows it
+        resource = resource.rsplit("/serviceAccounts/", 1)[0] + f"/serviceAccounts/{email}"
     if method.lower().endswith("setiampolicy"):
         deltas = (((p.get("serviceData") or {}).get("policyDelta") or {}).get("bindingDeltas") or [])
         for d in deltas:

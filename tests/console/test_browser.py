@@ -300,6 +300,9 @@ def test_a_principal_without_permission_sees_the_reason_and_no_data(world: Keyle
     page.wait_for_selector("#error:not([hidden])")
     assert "logging.logEntries.list" in page.text_content("#error")
     assert page.locator(".entries details").count() == 0
+    page.goto(world.base_url + f"/console/changes?project={PROJECT}")  # the changes read the same log
+    expect(page.locator("#error")).to_contain_text("logging.logEntries.list")
+    assert page.locator("#changes tr.change").count() == 0 and page.locator("#points li").count() == 0
     page.goto(world.base_url + f"/console/iam?project={PROJECT}")
     page.wait_for_selector("#error:not([hidden])")
     assert "resourcemanager.projects.getIamPolicy" in page.text_content("#error")
@@ -649,6 +652,83 @@ def test_selecting_a_node_highlights_every_path_through_it(world: KeylessServer,
     assert "reach it" in page.text_content("#path-status")
     page.click("#details .close")
     assert float(other.evaluate("e => getComputedStyle(e).opacity")) == 1
+
+
+# -- issue #21: what changed -------------------------------------------------------------------
+
+
+def test_what_changed_between_two_points_of_the_admin_activity_log(world: KeylessServer, page: Any) -> None:
+    """After a point, a service account is made, disabled, given a key and a conditional binding, a
+    binding is added and taken back, and a provider's attribute condition is edited: the view shows
+    each net change with its condition and the entry that made it (opened in the timeline, where
+    setIamPolicy's entry carries serviceData.policyDelta as Google's does), and nothing for the
+    binding that came and went; the whole log's comparison leaves out ci-deploy's removed grant too."""
+    iam = f"/iam/v1/projects/{PROJECT}/serviceAccounts"
+    fresh = f"fresh-sa@{PROJECT}.iam.gserviceaccount.com"
+    provider = f"/iam/v1/projects/{PROJECT}/locations/global/workloadIdentityPools/lonely-pool/providers/lonely-provider"
+    mark = world.call("POST", "/logging/v2/entries:list", body={
+        "resourceNames": [f"projects/{PROJECT}"], "orderBy": "timestamp desc", "pageSize": 1,
+        "filter": 'log_id("cloudaudit.googleapis.com/activity")'}).json()["entries"][0]
+    assert world.call("POST", iam, body={"accountId": "fresh-sa"}).status_code == 200
+    assert world.call("POST", f"{iam}/{fresh}:disable").status_code == 200
+    key = world.call("POST", f"{iam}/{fresh}/keys", body={})
+    assert key.status_code == 200, key.text
+    condition = {"title": "office hours", "expression": "request.time.getHours('UTC') < 18"}
+    _grant(world, f"{iam}/{fresh}", "roles/iam.serviceAccountTokenCreator", "user:alice@example.com", condition)
+    _grant(world, f"{iam}/{fresh}", "roles/iam.serviceAccountUser", "user:temp@example.com")
+    policy = world.call("POST", f"{iam}/{fresh}:getIamPolicy", body={"options": {"requestedPolicyVersion": 3}}).json()
+    policy["bindings"] = [b for b in policy["bindings"] if b["role"] != "roles/iam.serviceAccountUser"]
+    assert world.call("POST", f"{iam}/{fresh}:setIamPolicy", body={"policy": policy}).status_code == 200
+    edited = world.call("PATCH", provider, params={"updateMask": "attributeCondition"},
+                        body={"attributeCondition": "assertion.repository_owner == 'other-org'"})
+    assert edited.status_code == 200, edited.text
+    # the removal's entry, as entries.list returns it: Google's AuditData policyDelta
+    removal = world.call("POST", "/logging/v2/entries:list", body={
+        "resourceNames": [f"projects/{PROJECT}"], "orderBy": "timestamp desc", "pageSize": 1,
+        "filter": 'protoPayload.methodName="google.iam.admin.v1.SetIAMPolicy"'}).json()["entries"][0]
+    assert removal["protoPayload"]["serviceData"] == {
+        "@type": "type.googleapis.com/google.iam.v1.logging.AuditData",
+        "policyDelta": {"bindingDeltas": [{"action": "REMOVE", "role": "roles/iam.serviceAccountUser",
+                                           "member": "user:temp@example.com"}]}}
+    _sign_in(page, world)
+    page.goto(world.base_url + f"/console/changes?project={PROJECT}&from={mark['insertId']}")
+    rows = page.locator("#changes tr.change")
+    expect(rows).to_have_count(5)
+    assert [r.get_attribute("data-kind") + " " + r.get_attribute("data-action") for r in rows.all()] == [
+        "serviceAccount created", "serviceAccount disabled", "key created", "binding added", "provider edited"]
+    assert fresh in rows.nth(0).text_content() and fresh in rows.nth(2).text_content()
+    binding = rows.nth(3)
+    assert binding.get_attribute("data-resource") == f"projects/-/serviceAccounts/{fresh}"
+    assert "roles/iam.serviceAccountTokenCreator" in binding.text_content()
+    assert "user:alice@example.com" in binding.text_content()
+    assert "request.time.getHours('UTC') < 18" in binding.locator(".condition").text_content()
+    assert "temp@example.com" not in page.text_content("#changes")  # added and taken back: no change
+    assert "'other-org'" in rows.nth(4).text_content() and "attributeCondition" in rows.nth(4).text_content()
+    _shot(page, "changes")
+    # the entry that made the binding, in the timeline's entry view: one entry, opened, with its delta
+    binding.locator("a.entry-link").click()
+    page.wait_for_url("**/console/timeline?**")
+    opened = page.locator(".entries details[open]")
+    expect(opened).to_have_count(1)
+    assert page.locator(".entries details").count() == 1
+    text = opened.locator("pre").text_content()
+    assert '"action": "ADD"' in text and '"member": "user:alice@example.com"' in text and "office hours" in text
+    # points chosen on the page: up to the key's creation is the account, its disabling and its key only
+    page.goto(world.base_url + f"/console/changes?project={PROJECT}&from={mark['insertId']}")
+    page.locator("#points li", has_text="CreateServiceAccountKey").first.locator(".pick-to").click()
+    expect(rows).to_have_count(3)
+    # the whole log: wide-sa's pool-wide binding is there, ci-deploy's grant (added, then removed) is not
+    page.fill("#from", "")
+    page.fill("#to", "")
+    page.click("#compare")
+    expect(page.locator("#changes tr.change.binding", has_text=f"principalSet://iam.googleapis.com/{POOL}/*")).to_have_count(1)
+    wide = page.locator("#changes tr.change.binding", has_text=REPO_SET)
+    assert wide.count() >= 1 and all(CI_SA not in r.get_attribute("data-resource") for r in wide.all())
+    # a point that is neither a timestamp nor an entry id: INVALID_ARGUMENT, nothing quoted into the filter
+    page.fill("#from", 'x" OR insertId!="')
+    page.click("#compare")
+    expect(page.locator("#error")).to_contain_text("INVALID_ARGUMENT")
+    assert page.locator("#changes tr.change").count() == 0
 
 
 def test_graph_folds_grants_and_automatic_bucket_bindings(world: KeylessServer, page: Any) -> None:
