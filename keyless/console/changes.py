@@ -58,16 +58,24 @@ def _account(entry: dict[str, Any]) -> str:
     return str(labels.get("email_id") or p.get("resourceName", ""))
 
 
+def resource_of(entry: dict[str, Any]) -> str:
+    """The entry's resourceName, a service account's named by its email (the entry's resource
+    labels), as the timeline shows it, not by its unique id."""
+    resource = str((entry.get("protoPayload") or {}).get("resourceName", ""))
+    email = ((entry.get("resource") or {}).get("labels") or {}).get("email_id")
+    if email and "/serviceAccounts/" in resource:
+        head, _, tail = resource.partition("/serviceAccounts/")
+        return f"{head}/serviceAccounts/{email}" + ("/" + tail.split("/", 1)[1] if "/" in tail else "")
+    return resource
+
+
 def _events(entry: dict[str, Any]) -> Iterable[tuple[tuple[str, ...], str, dict[str, Any]]]:
     """(key, action, change) for each change one successful entry made; the key says which changes
     of the span are of the same thing (their net effect is the last one's, or none)."""
     p = entry.get("protoPayload") or {}
     if (p.get("status") or {}).get("code"):
         return
-    method, resource = _short(p.get("methodName", "")), p.get("resourceName", "")
-    email = ((entry.get("resource") or {}).get("labels") or {}).get("email_id")
-    if email and "/serviceAccounts/" in resource:  # named by its email, as the timeline shows it
-        resource = resource.rsplit("/serviceAccounts/", 1)[0] + f"/serviceAccounts/{email}"
+    method, resource = _short(p.get("methodName", "")), resource_of(entry)
     if method.lower().endswith("setiampolicy"):
         deltas = (((p.get("serviceData") or {}).get("policyDelta") or {}).get("bindingDeltas") or [])
         for d in deltas:

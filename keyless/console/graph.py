@@ -23,7 +23,7 @@ from keyless.doctor.lint import lint
 from keyless.doctor.model import Setup
 from keyless.doctor.rules import Finding
 from keyless.errors import KeylessError
-from keyless.projects import project_chain
+from keyless.projects import ROOT, project_chain
 
 # Columns, left to right: where an identity comes from, who it becomes, what it reaches.
 LAYERS = {"pool": 0, "cluster": 0, "provider": 1, "namespace": 1, "member": 2, "ksa": 2,
@@ -235,6 +235,30 @@ def _bindings(g: Graph, setup: Setup, project_id: str, number: str, chain: list[
 
 _POLICY_PERMISSION = {"bucket": "storage.buckets.getIamPolicy", "secret": "secretmanager.secrets.getIamPolicy",
                       "project": "resourcemanager.projects.getIamPolicy"}
+
+
+def policy_readable(session: Any, setup: Setup, resource: str, allowed: Allowed, cache: dict[str, Any]) -> bool:
+    """Whether the viewer may read the allow policy of `resource` (an account's, a bucket's, a
+    secret's, a project's, the root's), as the graph decides which bindings to draw."""
+    key = "readable:" + resource
+    if key not in cache:
+        account = setup.account_of_resource(resource)
+        if account is not None:
+            cache[key] = allowed("iam.serviceAccounts.getIamPolicy", [resource, *project_chain(account.project_id)], None)
+        elif resource == ROOT:
+            cache[key] = allowed("resourcemanager.projects.getIamPolicy", [ROOT], None)
+        else:
+            target = _target(session, resource, cache)
+            cache[key] = target is not None and allowed(
+                _POLICY_PERMISSION.get(target.kind, "resourcemanager.projects.getIamPolicy"), target.chain, target)
+    return bool(cache[key])
+
+
+def node_id(member: str) -> str:
+    """The graph's node for a binding's member: a service account's by its lower-cased email."""
+    if member.startswith("serviceAccount:") and "@" in member:
+        return member.lower()
+    return member
 
 
 def _target(s: Any, resource: str, cache: dict[str, Any]) -> targets.Target | None:

@@ -638,6 +638,7 @@ def test_selecting_a_node_highlights_every_path_through_it(world: KeylessServer,
     _sign_in(page, world)
     page.wait_for_selector("svg.graph .node")
     page.locator(f'svg.graph .node[data-id="serviceAccount:{DEPLOY_SA}"]').click()
+    page.wait_for_selector('body[data-access="done"]')
     on = set(page.locator("svg.graph .node.on-path").evaluate_all("els => els.map(e => e.dataset.id)"))
     for upstream in (POOL, PROVIDER, REPO_SET, f"serviceAccount:{KSA}", "cluster:"):
         assert any(i.startswith(upstream) for i in on), (upstream, on)
@@ -652,6 +653,41 @@ def test_selecting_a_node_highlights_every_path_through_it(world: KeylessServer,
     assert "reach it" in page.text_content("#path-status")
     page.click("#details .close")
     assert float(other.evaluate("e => getComputedStyle(e).opacity")) == 1
+
+
+def test_selected_paths_are_the_doctor_access_analysis(world: KeylessServer, page: Any) -> None:
+    """A principal: what the doctor's access analysis says it reaches, which the graph's edges do
+    not show (the repository's workflows are identities of the pool, so the pool-wide binding lets
+    them impersonate wide-sa); a resource: who reaches it, by impersonation and through workload
+    identity (the KSA, the workflows, through deploy-sa), and not other-sa. One request per selection."""
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/console/api/access" in r.url else None)
+    _sign_in(page, world)
+    page.wait_for_selector("svg.graph .node")
+    page.locator(f'svg.graph .node[data-id="{REPO_SET}"]').click()
+    page.wait_for_selector('body[data-access="done"]')
+    assert page.locator(f'svg.graph .node.reached[data-id="serviceAccount:{WIDE_SA}"]').count() == 1
+    assert page.locator(f'svg.graph .node.reached[data-id="serviceAccount:{DEPLOY_SA}"]').count() == 1
+    assert page.locator('svg.graph .node.kind-resource.reached[data-id$="secrets/db-password"]').count() == 1
+    assert page.locator(f'svg.graph .node.on-path[data-id="serviceAccount:{OTHER_SA}"]').count() == 0
+    assert "The doctor: it reaches" in page.text_content("#path-status")
+    assert f"via {DEPLOY_SA}" in page.text_content("#access-list")
+    # a resource: who reaches the secret
+    page.click("#details .close")
+    page.locator('svg.graph .node.kind-resource[data-id$="secrets/db-password"]').click()
+    page.wait_for_selector('body[data-access="done"]')
+    expect(page.locator("#path-status")).to_contain_text("identities reach it")
+    for who in (f"serviceAccount:{DEPLOY_SA}", f"serviceAccount:{KSA}", REPO_SET):
+        assert page.locator(f'svg.graph .node.reaches[data-id="{who}"]').count() == 1, who
+    expect(page.locator("#access-list li", has_text=KSA).first).to_contain_text(f"via {DEPLOY_SA}")
+    for not_who in (f"serviceAccount:{OTHER_SA}", f"serviceAccount:{WIDE_SA}"):
+        assert page.locator(f'svg.graph .node.on-path[data-id="{not_who}"]').count() == 0, not_who
+    assert len(asked) == 2, asked
+    # the endpoint: the doctor's permission, and no node is INVALID_ARGUMENT
+    nobody = httpx.get(f"{world.base_url}/console/api/access", params={"project": PROJECT, "node": REPO_SET})
+    assert nobody.status_code == 401 and nobody.json()["error"]["status"] == "UNAUTHENTICATED"
+    missing = page.request.get(f"{world.base_url}/console/api/access?project={PROJECT}")
+    assert missing.status == 400 and missing.json()["error"]["status"] == "INVALID_ARGUMENT"
 
 
 # -- issue #21: what changed -------------------------------------------------------------------
@@ -741,6 +777,11 @@ def test_graph_folds_grants_and_automatic_bucket_bindings(world: KeylessServer, 
         policy = world.call("GET", f"/storage/v1/b/{bucket}/iam").json()
         policy["bindings"].append({"role": "roles/storage.objectViewer", "members": [f"serviceAccount:{OTHER_SA}"]})
         assert world.call("PUT", f"/storage/v1/b/{bucket}/iam", body=policy).status_code == 200
+    entry = world.call("POST", "/logging/v2/entries:list", body={  # Cloud Storage's entry names its delta too
+        "resourceNames": [f"projects/{PROJECT}"], "orderBy": "timestamp desc", "pageSize": 1,
+        "filter": 'protoPayload.methodName="storage.setIamPermissions"'}).json()["entries"][0]
+    assert entry["protoPayload"]["serviceData"]["policyDelta"]["bindingDeltas"] == [
+        {"action": "ADD", "role": "roles/storage.objectViewer", "member": f"serviceAccount:{OTHER_SA}"}]
     _sign_in(page, world)
     page.wait_for_selector("svg.graph .node")
     assert page.locator("svg.graph .node.kind-provider", has_text="github-pool/github-provider").count() == 1

@@ -277,10 +277,23 @@ function reach(start, forward) {
 }
 
 function highlight(id) {
+  if (id === null) {
+    if (asking) { asking.abort(); asking = null; }
+    const svgRoot = document.querySelector("svg.graph");
+    if (svgRoot) svgRoot.classList.remove("focused");
+    return;
+  }
+  const down = reach(id, true), up = reach(id, false);
+  mark(id, up, down);
+  const status = $("#path-status");
+  if (status) status.textContent = `${up.size - 1} nodes reach it, it reaches ${down.size - 1}`;
+}
+
+// Marks what reaches `id` (up) and what it reaches (down); an edge is on a path when both its ends
+// are on the same side; the rest is dimmed.
+function mark(id, up, down) {
   const svgRoot = document.querySelector("svg.graph");
   if (!svgRoot) return;
-  if (id === null) { svgRoot.classList.remove("focused"); return; }
-  const down = reach(id, true), up = reach(id, false);
   svgRoot.classList.add("focused");
   svgRoot.querySelectorAll(".node").forEach((x) => {
     x.classList.toggle("on-path", down.has(x.dataset.id) || up.has(x.dataset.id));
@@ -291,8 +304,57 @@ function highlight(id) {
     const s = x.dataset.source, t = x.dataset.target;
     x.classList.toggle("on-path", (down.has(s) && down.has(t)) || (up.has(s) && up.has(t)));
   });
-  const status = $("#path-status");
-  if (status) status.textContent = `${up.size - 1} nodes reach it, it reaches ${down.size - 1}`;
+}
+
+// A principal or a resource is answered by the doctor's access analysis (one request per
+// selection; a newer selection or ACCESS_WAIT ms abort it): what the principal reaches, through
+// impersonation and workload identity, or who reaches the resource. How one becomes the principal
+// (its provider, pool, KSA) is the graph's own paths to it.
+const ASKED_KINDS = new Set(["serviceAccount", "member", "ksa", "resource"]);
+const ACCESS_WAIT = 10000;
+let asking = null;
+
+async function askDoctor(n) {
+  if (asking) asking.abort();
+  const controller = new AbortController();
+  asking = controller;
+  const timer = setTimeout(() => controller.abort(), ACCESS_WAIT);
+  document.body.dataset.access = "pending";
+  $("#path-status").textContent = "Asking the doctor's access analysis…";
+  let answer;
+  try {
+    answer = await api(`/console/api/access?${new URLSearchParams({ project: $("#project").value, node: n.id })}`,
+                       { signal: controller.signal });
+  } catch (err) {
+    if (asking !== controller) return;  // another selection, or the panel closed
+    asking = null;
+    highlight(n.id);
+    const status = $("#path-status");
+    if (status) status.textContent += ` (graph paths only: ${err.name === "AbortError" ? "no answer in time" : err.message})`;
+    document.body.dataset.access = "failed";
+    return;
+  } finally {
+    clearTimeout(timer);
+  }
+  if (asking !== controller) return;
+  asking = null;
+  const doctor = new Set(answer.nodes);
+  const resource = answer.direction === "reachedBy";
+  mark(n.id, resource ? doctor : reach(n.id, false), resource ? new Set([n.id]) : doctor);
+  const count = (key) => new Set(answer.accesses.map((a) => a[key])).size;
+  const permissions = new Set(answer.accesses.flatMap((a) => a.permissions)).size;
+  $("#path-status").textContent = resource
+    ? `The doctor: ${count("identity")} identities reach it (${answer.total} accesses)`
+    : `The doctor: it reaches ${count("resource")} resources with ${permissions} permissions (${answer.total} accesses); ` +
+      `${reach(n.id, false).size - 1} nodes reach it`;
+  if (answer.hidden) $("#path-status").textContent += `; ${answer.hidden} left out (policies you may not read)`;
+  $("#access-list").replaceChildren(...answer.accesses.map((a) => el("li", { class: "access" },
+    el("span", { class: "who", text: resource ? a.identity : a.resource }), " ",
+    el("span", { class: "role", text: a.role }),
+    el("span", { class: "perms", text: ` (${a.permissions.length} permission${a.permissions.length === 1 ? "" : "s"})` }),
+    a.via ? el("span", { class: "via", text: " via " + a.via.map((h) => h.serviceAccount).join(" → ") }) : null,
+    a.condition ? el("span", { class: "condition", text: ` if ${a.condition}` }) : null)));
+  document.body.dataset.access = "done";
 }
 
 function showNode(n) {
@@ -304,8 +366,9 @@ function showNode(n) {
     el("p", {}, el("code", { text: n.id })),
     n.details.group && n.kind === "grant" ? el("button", { type: "button", class: "expand", text: "Expand into one box per grant",
       onclick: () => { expanded.add(n.details.group); loadGraph(); } }) : "",
-    detailsList(n.details), findingsList(n.findings) || "");
-  highlight(n.id);
+    detailsList(n.details), findingsList(n.findings) || "", el("ul", { id: "access-list", class: "access-list" }));
+  if (ASKED_KINDS.has(n.kind)) askDoctor(n);
+  else { if (asking) { asking.abort(); asking = null; } highlight(n.id); }
 }
 
 function showEdge(e, a, b) {
@@ -579,7 +642,8 @@ const entryLink = (project, source) => el("a", {
 function changeDetail(c) {
   if (c.kind === "binding") {
     return [el("span", { class: "role", text: c.role }), " → ", el("span", { class: "member", text: c.member }),
-      c.condition ? el("span", { class: "condition", text: ` if ${c.condition.title || ""} ${c.condition.expression || ""}`.replace("  ", " ") }) : null];
+      c.condition ? el("span", { class: "condition",
+        text: ` if ${c.condition.title ? `«${c.condition.title}»: ` : ""}${c.condition.expression || ""}` }) : null];
   }
   if (c.kind === "provider" && c.action === "edited") {
     const value = typeof c.value === "string" ? c.value : JSON.stringify(c.value);
@@ -614,7 +678,9 @@ async function loadChanges() {
   note.textContent = answer.truncated || "";
   $("#status").textContent = `${answer.changes.length} changes from ${answer.read} Admin Activity entries` +
     ` · after ${answer.from || "the start"} up to ${answer.to || "now"}`;
-  $("#points").replaceChildren(...answer.points.map((p) => el("li", { class: "point", "data-insert-id": p.insertId },
+  const chosen = new Set([$("#from").value.trim(), $("#to").value.trim()]);
+  $("#points").replaceChildren(...answer.points.map((p) => el("li", {
+    class: "point" + (chosen.has(p.insertId) ? " chosen" : ""), "data-insert-id": p.insertId },
     el("span", { class: "ts", text: p.timestamp }), el("span", { class: "method", text: p.method }),
     el("span", { class: "res", text: p.resource }),
     el("button", { type: "button", class: "pick-from", text: "From here",
