@@ -56,7 +56,8 @@ ACTIVITY = 'log_id("cloudaudit.googleapis.com/activity")'
 CHANGES_PAGE = 1000
 MAX_CHANGE_ENTRIES = 10_000  # Admin Activity entries one comparison reads at most (then says it stopped)
 ACCESS_SECONDS = 5.0  # the doctor's walk for one selected node, at most (then DEADLINE_EXCEEDED)
-MAX_ACCESSES = 200  # accesses listed in one answer (all of them highlighted)
+MAX_ACCESSES = 200
+MAX_EXPAND_KEY = 2100  # a box's key: hub:NODE-ID<KIND, a node id (a member) up to ~2,000 characters  # accesses listed in one answer (all of them highlighted)
 INSERT_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 
@@ -344,7 +345,7 @@ def get_graph(call: Call) -> dict[str, Any]:
     whole = graph.build(call.state, load(call.state), project_id, allowed)
     total = len(whole.nodes)
     notes = graph.condense(whole, legacy=call.arg("legacy") == "1",
-                           expand=frozenset(k[:300] for k in call.args("expand")[:50]))
+                           expand=frozenset(k[:MAX_EXPAND_KEY] for k in call.args("expand")[:50]))
     shown = graph.layout(graph.select(whole, kinds, call.arg("q") or ""))
     out = shown.as_json(total=total)
     out["folded"] = notes

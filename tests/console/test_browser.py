@@ -801,3 +801,31 @@ def test_graph_folds_grants_and_automatic_bucket_bindings(world: KeylessServer, 
     page.click("#details .expand")
     expect(page.locator('svg.graph .node[data-id^="grant:roles/storage.objectViewer@projects/_/buckets/"]')).to_have_count(6)
     assert page.locator('svg.graph .node[data-id^="resource:projects/_/buckets/"]').count() == 6
+
+
+def test_a_hub_folds_its_many_members_into_one_expandable_box(world: KeylessServer, page: Any) -> None:
+    """Thirty users granted secretAccessor on db-password: more than HUB_EDGES members of one grant are
+    one box, "30 members", expandable into thirty; the doctor's answer for the secret lights the box
+    up (its members reach it). (Runs last: it adds bindings to the world.)"""
+    secret = f"/secretmanager/v1/projects/{PROJECT}/secrets/db-password"
+    policy = world.call("POST", f"{secret}:getIamPolicy").json()
+    policy["bindings"].append({"role": "roles/secretmanager.secretAccessor",
+                               "members": [f"user:reader-{i:02d}@example.com" for i in range(30)]})
+    assert world.call("POST", f"{secret}:setIamPolicy", body={"policy": policy}).status_code == 200
+    _sign_in(page, world)
+    page.wait_for_selector("svg.graph .node")
+    box = page.locator('svg.graph .node.kind-member[data-id^="hub:grant:roles/secretmanager.secretAccessor@"]')
+    expect(box).to_have_count(1)
+    assert "30 members" in box.locator("title").text_content()
+    assert page.locator('svg.graph .node[data-id^="user:reader-"]').count() == 0
+    assert page.locator(f'svg.graph .node[data-id="serviceAccount:{DEPLOY_SA}"]').count() == 1  # not a leaf: kept
+    expect(page.locator("#folded")).to_contain_text("30 members of")
+    # selecting the secret: the doctor's answer names the readers, so their box is on the path
+    page.locator('svg.graph .node.kind-resource[data-id$="secrets/db-password"]').click()
+    page.wait_for_selector('body[data-access="done"]')
+    assert page.locator('svg.graph .node.reaches[data-id^="hub:grant:roles/secretmanager.secretAccessor@"]').count() == 1
+    page.click("#details .close")
+    box.click()
+    page.click("#details .expand")
+    expect(page.locator('svg.graph .node[data-id^="user:reader-"]')).to_have_count(30)
+    assert page.locator('svg.graph .node[data-id^="hub:"]').count() == 0

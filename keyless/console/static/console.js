@@ -178,6 +178,7 @@ function lane(boxes, y) {
 function drawGraph(canvas, g) {
   const column = g.columnWidth;
   graphEdges = g.edges;
+  graphBoxes = new Map(g.nodes.filter((n) => n.details.ids).map((n) => [n.id, n.details.ids]));
   const root = svg("svg", { width: g.width, height: Math.max(g.height + TOP + 12, 200), class: "graph", role: "img",
                              "aria-label": `identity graph of ${g.project}` });
   const byId = new Map(g.nodes.map((n) => [n.id, n]));
@@ -263,6 +264,7 @@ function openDetails(...children) {
 // Every path through a node: what it reaches (following edges) and what reaches it (against them),
 // as far as they go; the rest of the graph is dimmed.
 let graphEdges = [];
+let graphBoxes = new Map();  // a hub's box -> the ids folded into it
 
 function reach(start, forward) {
   const next = new Map();
@@ -294,6 +296,10 @@ function highlight(id) {
 function mark(id, up, down) {
   const svgRoot = document.querySelector("svg.graph");
   if (!svgRoot) return;
+  for (const [box, ids] of graphBoxes) {  // a box is on a path when one of its members is
+    if (ids.some((i) => up.has(i))) up.add(box);
+    if (ids.some((i) => down.has(i))) down.add(box);
+  }
   svgRoot.classList.add("focused");
   svgRoot.querySelectorAll(".node").forEach((x) => {
     x.classList.toggle("on-path", down.has(x.dataset.id) || up.has(x.dataset.id));
@@ -364,10 +370,11 @@ function showNode(n) {
   openDetails(el("h2", { text: n.label }), el("p", { class: "kind", text: n.kind }),
     el("p", { id: "path-status", class: "hint" }),
     el("p", {}, el("code", { text: n.id })),
-    n.details.group && n.kind === "grant" ? el("button", { type: "button", class: "expand", text: "Expand into one box per grant",
+    n.details.group ? el("button", { type: "button", class: "expand",
+      text: n.details.group.startsWith("hub:") ? `Expand into ${n.label}` : "Expand into one box per grant",
       onclick: () => { expanded.add(n.details.group); loadGraph(); } }) : "",
     detailsList(n.details), findingsList(n.findings) || "", el("ul", { id: "access-list", class: "access-list" }));
-  if (ASKED_KINDS.has(n.kind)) askDoctor(n);
+  if (ASKED_KINDS.has(n.kind) && !n.details.group) askDoctor(n);
   else { if (asking) { asking.abort(); asking = null; } highlight(n.id); }
 }
 
