@@ -13,7 +13,8 @@ of the project's Admin Activity audit log, read from the entries themselves as G
 Changes are net over the span: a binding added then removed, an account created then deleted, is
 no change of the graph between the two points and is left out. Each change names the entry that
 made it (the last one, where several did), for the timeline's entry view. Failed calls changed
-nothing and are skipped. Kubernetes writes (KSA annotations) are not audited by Keyless, so they
+nothing and are skipped. setIamPolicy entries written before policyDelta was (2026-12-07) name no
+binding changes. Kubernetes writes (KSA annotations) are not audited by Keyless, so they
 are not among the changes.
 """
 
