@@ -9,10 +9,14 @@ roles (some conditionally). Then, as the owner signed in through a one-time link
   - browser: Debian's chromium (Playwright, headless) opens the graph view; the time from the
     request to the SVG drawn, as the page reports it (body[data-rendered]), median of `--repeat`;
   - layout (issue #21): nodes, edges and edge crossings of the whole project drawn as before
-    (every grant its own box, the automatic bucket bindings shown) and as now (grants grouped per
-    role and resource kind, the automatic bindings folded).
+    (every grant its own box, the automatic bucket bindings shown), with grants grouped per role
+    and resource kind and the automatic bindings folded, and with hubs collapsed too (a node with
+    more than HUB_EDGES neighbours of one kind on one side has them in one box; the setup adds
+    `--hub-members` users granted one role on one bucket, as a team's readers are);
+  - the doctor's answer to a selected node (GET /console/api/access): a service account (what it
+    reaches) and a bucket (who reaches it), median of `--repeat`.
 
-    .venv/bin/python bench/console_graph.py [--nodes 2000] [--repeat 5] [--screenshots DIR]
+    .venv/bin/python bench/console_graph.py [--nodes 2000] [--hub-members 300] [--repeat 5] [--screenshots DIR]
 """
 
 from __future__ import annotations
@@ -83,9 +87,19 @@ def grow(api: httpx.Client, nodes: int) -> None:
         api.put(f"/storage/v1/b/{bucket}/iam", json=policy).raise_for_status()
 
 
+def add_hub(api: httpx.Client, members: int) -> None:
+    """`members` users granted roles/storage.objectViewer on bench-bucket-0000 (a team's readers)."""
+    policy = api.get("/storage/v1/b/bench-bucket-0000/iam", params={"optionsRequestedPolicyVersion": "3"}).json()
+    policy["bindings"].append({"role": "roles/storage.objectViewer",
+                               "members": [f"user:reader-{i:04d}@example.com" for i in range(members)]})
+    policy["version"] = 3
+    api.put("/storage/v1/b/bench-bucket-0000/iam", json=policy).raise_for_status()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, default=2000)
+    parser.add_argument("--hub-members", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--screenshots", help="save PNGs of the drawn graphs in this directory")
     args = parser.parse_args()
@@ -110,6 +124,7 @@ def main() -> None:
             started = time.perf_counter()
             with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {owner}"}, timeout=60) as api:
                 grow(api, args.nodes)
+                add_hub(api, args.hub_members)
             print(f"setup: {time.perf_counter() - started:.1f} s through the APIs")
             measure(base, data, args.repeat, args.screenshots)
         finally:
@@ -167,18 +182,44 @@ def _inversions(values: list[float]) -> int:
     return count
 
 
+def unfolded(client: httpx.Client, params: list[tuple[str, str]]) -> dict[str, Any]:
+    """The graph with every hub's box expanded (a box expanded may leave another hub to expand)."""
+    while True:
+        g: dict[str, Any] = client.get("/console/api/graph", params=[("project", PROJECT), *params]).json()
+        hubs = [n["details"]["group"] for n in g["nodes"] if n["details"].get("group", "").startswith("hub:")]
+        if not hubs:
+            return g
+        params = [*params, *(("expand", k) for k in hubs)]
+
+
 def measure(base: str, data: Path, repeat: int, screenshots: str | None = None) -> None:
     client = sign_in(base, data)
     folded = client.get("/console/api/graph", params={"project": PROJECT}).json()
     with_legacy = client.get("/console/api/graph", params={"project": PROJECT, "legacy": "1"}).json()
     groups = sorted({n["details"]["group"] for n in with_legacy["nodes"] if n["details"].get("group")})
-    raw = client.get("/console/api/graph", params=[("project", PROJECT), ("legacy", "1"),
-                                                   *(("expand", k) for k in groups)]).json()
+    raw = unfolded(client, [("legacy", "1"), *(("expand", k) for k in groups)])
     print(f"layout before (every grant, automatic bucket bindings shown): {len(raw['nodes'])} nodes, "
           f"{len(raw['edges'])} edges, {crossings(raw)} edge crossings, {raw['height']} px tall")
-    print(f"layout after (grants grouped per role and kind, automatic bindings folded): {len(folded['nodes'])} nodes, "
+    grouped = unfolded(client, [])
+    print(f"layout grouped (grants grouped per role and kind, automatic bindings folded): {len(grouped['nodes'])} "
+          f"nodes, {len(grouped['edges'])} edges, {crossings(grouped)} edge crossings, {grouped['height']} px tall")
+    print(f"layout after (grouped, and hubs collapsed): {len(folded['nodes'])} nodes, "
           f"{len(folded['edges'])} edges, {crossings(folded)} edge crossings, {folded['height']} px tall; "
           f"folded: {'; '.join(folded['folded'])}")
+    for label, node in (("a service account (what it reaches)",
+                         f"serviceAccount:sa-0001@{PROJECT}.iam.gserviceaccount.com"),
+                        ("a bucket (who reaches it)", "resource:projects/_/buckets/bench-bucket-0000")):
+        seconds, rounds, found = [], [], 0
+        for _ in range(repeat):
+            t = time.perf_counter()
+            r = client.get("/console/api/access", params={"project": PROJECT, "node": node})
+            rounds.append(time.perf_counter() - t)
+            r.raise_for_status()
+            seconds.append(r.json()["seconds"])
+            found = r.json()["total"]
+        print(f"doctor's answer to a selection, {label}: {found} accesses; analysis "
+              f"{statistics.median(seconds) * 1000:.0f} ms, round trip {statistics.median(rounds) * 1000:.0f} ms "
+              f"(median of {repeat})")
     for label, params in (("whole project", {"project": PROJECT}),
                           ("filter q=repo-1 (matches + every path through them)", {"project": PROJECT, "q": "repo-1"})):
         builds, rounds, size = [], [], (0, 0, 0)

@@ -58,6 +58,10 @@ class ResourceExhausted(KeylessError):
     http_status, status = 429, "RESOURCE_EXHAUSTED"
 
 
+class DeadlineExceeded(KeylessError):
+    http_status, status = 504, "DEADLINE_EXCEEDED"
+
+
 class Unimplemented(KeylessError):
     http_status, status = 501, "UNIMPLEMENTED"
 

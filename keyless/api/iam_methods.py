@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from keyless.api.http import Call, allowed_fields, object_field
 from keyless.errors import InvalidArgument
 from keyless.iam.evaluate import ResourceContext
-from keyless.iam.policy import get_policy_row, parse_requested_version, policy_json, set_policy
+from keyless.iam.policy import audit_data, get_policy_row, parse_requested_version, policy_json, set_policy
 
 MAX_TESTED_PERMISSIONS = 100
 
@@ -50,11 +50,14 @@ def set_iam_policy(call: Call, locate: Locate, member_kind: str) -> dict[str, An
     if call.record is not None:
         call.record.request = {"@type": "type.googleapis.com/google.iam.v1.SetIamPolicyRequest", **call.body}
     with call.write() as s:
-        stored = set_policy(s, locate(s), policy, mask, call.state.role_exists(s),
+        resource = locate(s)
+        before = list(old.bindings) if (old := get_policy_row(s, resource)) is not None else []
+        stored = set_policy(s, resource, policy, mask, call.state.role_exists(s),
                             call.state.member_check(s, member_kind))
         result = policy_json(stored, 3)
-    if call.record is not None:
-        call.record.response = {"@type": "type.googleapis.com/google.iam.v1.Policy", **result}
+        if call.record is not None:  # before the transaction ends: the entry is written with it
+            call.record.response = {"@type": "type.googleapis.com/google.iam.v1.Policy", **result}
+            call.record.service_data = audit_data(before, stored.bindings)
     return result
 
 

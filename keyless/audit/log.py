@@ -52,6 +52,7 @@ class AuditRecord:
     response: dict[str, Any] | None = None
     delegation: list[dict[str, Any]] = field(default_factory=list)
     metadata: dict[str, Any] | None = None  # AuditLog.metadata (e.g. STS's mapped_principal)
+    service_data: dict[str, Any] | None = None  # AuditLog.serviceData (setIamPolicy's policyDelta)
 
     def authorize(self, resource: str, permission: str, granted: bool) -> None:
         self.authorization.append({"resource": resource, "permission": permission, "granted": granted})
@@ -111,6 +112,8 @@ def entry_row(record: AuditRecord, email: str | None, subject: str | None, *, ca
         payload["response"] = record.response
     if record.metadata is not None:
         payload["metadata"] = record.metadata
+    if record.service_data is not None:
+        payload["serviceData"] = record.service_data
     insert_id = insert_id or secrets.token_hex(8)
     project = record.project_id or "keyless"
     labels = {"project_id": project, **record.resource_labels}

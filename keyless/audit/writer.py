@@ -26,7 +26,7 @@ from keyless.store.db import Database, is_unavailable
 from keyless.store.models import AuditEntry
 
 logger = logging.getLogger("keyless.audit")
-RECORD_FIELDS = len(audit.AuditRecord.__dataclass_fields__)
+CALLER_FIELDS = 7  # after the record's fields: email, subject, IP, user agent, error, time, insertId
 
 
 _LENGTHS = {c.name: c.type.length for c in AuditEntry.__table__.columns
@@ -50,8 +50,9 @@ def rows(batch: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
     """The column values of each queued entry (see sink.Pending for the tuple's layout)."""
     out = []
     for item in batch:
-        record = audit.AuditRecord(*item[:RECORD_FIELDS])
-        email, subject, caller_ip, user_agent, error, at, insert_id = item[RECORD_FIELDS:]
+        # counted from the end: an entry journaled before AuditRecord gained a field lacks it (its default)
+        record = audit.AuditRecord(*item[:-CALLER_FIELDS])
+        email, subject, caller_ip, user_agent, error, at, insert_id = item[-CALLER_FIELDS:]
         out.append(fit(audit.entry_row(record, email, subject, caller_ip=caller_ip, user_agent=user_agent,
                                        error=error, at=datetime.fromtimestamp(at, UTC), insert_id=insert_id)))
     return out

@@ -15,6 +15,7 @@ Origin, which is checked). Redirects are relative: no Location is built from the
 
 from __future__ import annotations
 
+import re
 import time
 from importlib import resources
 from typing import Any
@@ -32,9 +33,11 @@ from keyless.api.errors import google_error, json_response
 from keyless.api.http import Call, endpoint, read_body, read_json
 from keyless.audit import subject_hint
 from keyless.audit.filter import parse_timestamp
-from keyless.console import flows, graph, pages, sessions, signin
+from keyless.clock import rfc3339
+from keyless.console import changes, flows, graph, pages, sessions, signin
 from keyless.doctor import targets
 from keyless.errors import InvalidArgument, KeylessError, NotFound, PermissionDenied, Unauthenticated
+from keyless.iam.service_accounts import sa_chain
 from keyless.projects import ROOT
 from keyless.state import ServerState
 from keyless.storage.buckets import with_convenience_members
@@ -49,6 +52,13 @@ STATIC_TYPES = {"js": "text/javascript; charset=utf-8", "css": "text/css; charse
 DOCTOR_PERMISSION = "resourcemanager.projects.getIamPolicy"  # on the explained resource's project
 MAX_FORM = 64 * 1024
 TIMELINE_PAGE = 200
+ACTIVITY = 'log_id("cloudaudit.googleapis.com/activity")'
+CHANGES_PAGE = 1000
+MAX_CHANGE_ENTRIES = 10_000  # Admin Activity entries one comparison reads at most (then says it stopped)
+ACCESS_SECONDS = 5.0  # the doctor's walk for one selected node, at most (then DEADLINE_EXCEEDED)
+MAX_ACCESSES = 200
+MAX_EXPAND_KEY = 2100  # a box's key: hub:NODE-ID<KIND, a node id (a member) up to ~2,000 characters  # accesses listed in one answer (all of them highlighted)
+INSERT_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 
 class SecurityHeaders:
@@ -246,7 +256,8 @@ def build(state: ServerState) -> ASGIApp:
         Route("/static/{name}", static_file),
         Route("/v1/signInLinks", endpoint(state, create_link, audited=False), methods=["POST"]),
         Route("/api/whoami", api(whoami)), Route("/api/projects", api(list_projects)),
-        Route("/api/graph", api(get_graph)), Route("/api/entries", api(list_entries)), Route("/api/iam", api(get_iam)),
+        Route("/api/graph", api(get_graph)), Route("/api/changes", api(get_changes)),
+        Route("/api/access", api(get_access)), Route("/api/entries", api(list_entries)), Route("/api/iam", api(get_iam)),
         Route("/api/explain", api(explain, state_change=True), methods=["POST"]),
     ]
     async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
@@ -297,9 +308,8 @@ def list_projects(call: Call) -> dict[str, Any]:
     return {"projects": visible}
 
 
-def get_graph(call: Call) -> dict[str, Any]:
-    from keyless.doctor.model import load
-
+def _graph_project(call: Call) -> str:
+    """The project a graph question is about, once the viewer may read its policy (the doctor's permission)."""
     project_id = call.arg("project") or ""
     with call.read() as s:
         row = projects.find_project(s, project_id, include_deleted=False) if project_id else None
@@ -307,9 +317,12 @@ def get_graph(call: Call) -> dict[str, Any]:
     call.state.authz.require(call.principal, "resourcemanager.projects.getIamPolicy", chain, f"projects/{project_id}")
     if row is None:
         raise NotFound(f"Project '{project_id[:100]}' not found.")
-    kinds = {k for k in call.args("kind") if k} or None
-    if kinds and not kinds <= set(graph.KINDS):
-        raise InvalidArgument(f"Unknown node kind: {sorted(kinds - set(graph.KINDS))[0][:50]!r}.")
+    return str(row.project_id)
+
+
+def _viewer_allows(call: Call) -> graph.Allowed:
+    """Whether the viewer holds a permission on a resource (a bucket's convenience members included)."""
+
     def allowed(permission: str, chain: list[str], target: targets.Target | None) -> bool:
         principal = call.principal
         if target is not None and target.kind == "bucket":  # projectOwner:P & co., as Cloud Storage checks
@@ -317,16 +330,73 @@ def get_graph(call: Call) -> dict[str, Any]:
         context = target.context if target is not None else None
         return call.state.authz.check(principal, permission, chain, context).granted
 
+    return allowed
+
+
+def get_graph(call: Call) -> dict[str, Any]:
+    from keyless.doctor.model import load
+
+    project_id = _graph_project(call)
+    kinds = {k for k in call.args("kind") if k} or None
+    if kinds and not kinds <= set(graph.KINDS):
+        raise InvalidArgument(f"Unknown node kind: {sorted(kinds - set(graph.KINDS))[0][:50]!r}.")
+    allowed = _viewer_allows(call)
     started = time.perf_counter()
-    whole = graph.build(call.state, load(call.state), row.project_id, allowed)
+    whole = graph.build(call.state, load(call.state), project_id, allowed)
     total = len(whole.nodes)
     notes = graph.condense(whole, legacy=call.arg("legacy") == "1",
-                           expand=frozenset(k[:300] for k in call.args("expand")[:50]))
+                           expand=frozenset(k[:MAX_EXPAND_KEY] for k in call.args("expand")[:50]))
     shown = graph.layout(graph.select(whole, kinds, call.arg("q") or ""))
     out = shown.as_json(total=total)
     out["folded"] = notes
     out["buildSeconds"] = round(time.perf_counter() - started, 4)
     return out
+
+
+def get_access(call: Call) -> dict[str, Any]:
+    """A selected node, answered by the doctor's access analysis (keyless.doctor.access): for a
+    principal (a service account, a member, a KSA) every resource and permission it reaches,
+    directly, through principal sets it belongs to, by impersonation and through workload identity;
+    for a resource every identity that reaches it. The answer is the graph nodes it touches (to
+    highlight) and its accesses, leaving out those that rest on a policy the viewer may not read;
+    bounded by ACCESS_SECONDS (DEADLINE_EXCEEDED past it)."""
+    from keyless.doctor import access
+    from keyless.doctor.identities import principal_of
+    from keyless.doctor.model import load
+
+    project_id = _graph_project(call)
+    node = call.arg("node") or ""
+    if not node or len(node) > 2000:
+        raise InvalidArgument("node: name the selected graph node (its id).")
+    started = time.monotonic()
+    setup = load(call.state)
+    analyzer = access.Analyzer(call.state, setup, deadline=started + ACCESS_SECONDS)
+    if node.startswith("resource:"):
+        direction, found = "reachedBy", analyzer.resource(access.resource_chain(call.state, node[len("resource:"):]))
+    else:
+        principal = principal_of(call.state, node, flag="node")
+        direction, found = "reaches", analyzer.identity(principal)
+    allowed = _viewer_allows(call)
+    cache: dict[str, Any] = {}
+    nodes: set[str] = {node}
+    shown: list[dict[str, Any]] = []
+    hidden = 0
+    with call.read() as s:
+        for a in found:
+            accounts = [setup.account_by_email(h.account) for h in a.via]
+            policies = [a.resource, *(sa_chain(acc)[0] for acc in accounts if acc is not None)]
+            if not all(graph.policy_readable(s, setup, r, allowed, cache) for r in policies):
+                hidden += 1
+                continue
+            nodes.update((f"resource:{a.resource}", f"grant:{a.role}@{a.resource}", graph.node_id(a.member),
+                          graph.node_id(a.identity), *(f"serviceAccount:{h.account.lower()}" for h in a.via)))
+            target = setup.account_of_resource(a.resource)
+            if target is not None:  # a grant on an account's own policy: that account is reached
+                nodes.add(f"serviceAccount:{target.email.lower()}")
+            if len(shown) < MAX_ACCESSES:
+                shown.append(a.as_json(setup))
+    return {"node": node, "project": project_id, "direction": direction, "nodes": sorted(nodes), "accesses": shown,
+            "total": len(found) - hidden, "hidden": hidden, "seconds": round(time.monotonic() - started, 4)}
 
 
 def get_iam(call: Call) -> dict[str, Any]:
@@ -407,6 +477,65 @@ def list_entries(call: Call) -> dict[str, Any]:
     entries = page(newer)
     # a new entry may complete an older flow: flows are regrouped over the whole latest page
     return {"entries": entries, "flows": flows.group(page(filter_text)) if entries else None}
+
+
+def _read_entries(call: Call, project_id: str, text: str, order: str, size: int,
+                  token: str = "") -> dict[str, Any]:
+    """One page of logging's own entries.list as the viewer (its parser, its permissions)."""
+    inner = Call(state=call.state, token=call.token, params={}, query={}, record=None,
+                 body={"resourceNames": [f"projects/{project_id}"], "filter": text, "orderBy": order,
+                       "pageSize": size, "pageToken": token})
+    return logging_api.list_entries(inner)
+
+
+def _point(call: Call, project_id: str, value: str, name: str) -> str:
+    """A point of the log: a timestamp as given, or the timestamp of the Admin Activity entry with
+    that insertId (the entry chosen on the page); RFC 3339 either way, quoted into the filter."""
+    if not value:
+        return ""
+    at = parse_timestamp(value)
+    if at is not None:
+        return rfc3339(at)
+    if not INSERT_ID.fullmatch(value):
+        raise InvalidArgument(f"{name}: {value[:40]!r} is neither a timestamp nor an audit entry's insertId.")
+    found = _read_entries(call, project_id, f'{ACTIVITY} AND insertId="{value}"', "timestamp desc", 1)
+    if not found.get("entries"):
+        raise InvalidArgument(f"{name}: no Admin Activity entry {value!r} in project {project_id[:100]}.")
+    return str(found["entries"][0]["timestamp"])
+
+
+def get_changes(call: Call) -> dict[str, Any]:
+    """What changed in the identity graph between two points of the Admin Activity log (keyless.
+    console.changes): after `from` (exclusive: the state that entry left) up to `to` (inclusive),
+    each a timestamp or an entry's insertId; either missing is the log's start or end. The entries
+    are read through logging's entries.list as the viewer, so logging.logEntries.list decides."""
+    project_id = call.arg("project") or ""
+    start = _point(call, project_id, call.arg("from") or "", "from")
+    end = _point(call, project_id, call.arg("to") or "", "to")
+    if start and end and end < start:  # both RFC 3339 in UTC with microseconds: ordered as text
+        raise InvalidArgument("from is after to: choose the earlier point first.")
+    text = ACTIVITY + (f' AND timestamp>"{start}"' if start else "") + (f' AND timestamp<="{end}"' if end else "")
+    entries: list[dict[str, Any]] = []
+    token, truncated = "", False
+    while True:
+        page = _read_entries(call, project_id, text, "timestamp asc", CHANGES_PAGE, token)
+        entries.extend(page.get("entries", []))
+        token = page.get("nextPageToken", "")
+        if not token:
+            break
+        if len(entries) >= MAX_CHANGE_ENTRIES:
+            truncated = True
+            break
+    latest = _read_entries(call, project_id, ACTIVITY, "timestamp desc", TIMELINE_PAGE).get("entries", [])
+    points = [{"insertId": e.get("insertId"), "timestamp": e.get("timestamp"),
+               "method": (e.get("protoPayload") or {}).get("methodName", ""),
+               "resource": changes.resource_of(e)} for e in latest]
+    out: dict[str, Any] = {"project": project_id, "from": start, "to": end, "read": len(entries),
+                           "changes": changes.diff(entries), "points": points}
+    if truncated:
+        out["truncated"] = (f"only the first {len(entries)} Admin Activity entries after {start or 'the start'} "
+                            "were compared: choose a later 'from' or an earlier 'to'")
+    return out
 
 
 def _providers(call: Call, project_id: str) -> list[subject_hint.Provider]:

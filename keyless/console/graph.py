@@ -23,7 +23,7 @@ from keyless.doctor.lint import lint
 from keyless.doctor.model import Setup
 from keyless.doctor.rules import Finding
 from keyless.errors import KeylessError
-from keyless.projects import project_chain
+from keyless.projects import ROOT, project_chain
 
 # Columns, left to right: where an identity comes from, who it becomes, what it reaches.
 LAYERS = {"pool": 0, "cluster": 0, "provider": 1, "namespace": 1, "member": 2, "ksa": 2,
@@ -237,6 +237,30 @@ _POLICY_PERMISSION = {"bucket": "storage.buckets.getIamPolicy", "secret": "secre
                       "project": "resourcemanager.projects.getIamPolicy"}
 
 
+def policy_readable(session: Any, setup: Setup, resource: str, allowed: Allowed, cache: dict[str, Any]) -> bool:
+    """Whether the viewer may read the allow policy of `resource` (an account's, a bucket's, a
+    secret's, a project's, the root's), as the graph decides which bindings to draw."""
+    key = "readable:" + resource
+    if key not in cache:
+        account = setup.account_of_resource(resource)
+        if account is not None:
+            cache[key] = allowed("iam.serviceAccounts.getIamPolicy", [resource, *project_chain(account.project_id)], None)
+        elif resource == ROOT:
+            cache[key] = allowed("resourcemanager.projects.getIamPolicy", [ROOT], None)
+        else:
+            target = _target(session, resource, cache)
+            cache[key] = target is not None and allowed(
+                _POLICY_PERMISSION.get(target.kind, "resourcemanager.projects.getIamPolicy"), target.chain, target)
+    return bool(cache[key])
+
+
+def node_id(member: str) -> str:
+    """The graph's node for a binding's member: a service account's by its lower-cased email."""
+    if member.startswith("serviceAccount:") and "@" in member:
+        return member.lower()
+    return member
+
+
 def _target(s: Any, resource: str, cache: dict[str, Any]) -> targets.Target | None:
     key = "target:" + resource
     if key not in cache:
@@ -390,6 +414,67 @@ def condense(g: Graph, *, legacy: bool = False, expand: frozenset[str] = frozens
         for i in fold:
             del g.nodes[i]
         notes.append(f"{len(members)} grants of {role} on {kind}s grouped")
+    notes.extend(_fold_hubs(g, expand))
+    return notes
+
+
+HUB_EDGES = 25  # a node with more neighbours of one kind on one side than this has them drawn as one box
+NOUNS = {"member": "members", "serviceAccount": "service accounts", "ksa": "KSAs", "grant": "grants",
+         "resource": "resources", "provider": "providers", "namespace": "namespaces", "pool": "pools",
+         "cluster": "clusters"}
+
+
+def _fold_hubs(g: Graph, expand: frozenset[str]) -> list[str]:
+    """A hub (more than HUB_EDGES neighbours of one kind on one side: 400 users granted one role,
+    a pool-wide provider mapping to every repository) has those neighbours drawn as one box, "400
+    members", their edges going to the box, unless its key (hub:ID<KIND or hub:ID>KIND) is in
+    `expand`. One pass from the degrees of the drawn graph: a neighbour that is itself a hub, or a
+    box already, stays; each node is folded into one box at most. The box keeps every folded id
+    (the browser highlights it when a path reaches one of them) and their findings."""
+    sides: dict[tuple[str, str, str], list[str]] = {}
+    for e in g.edges:
+        sides.setdefault((e.target, "<", g.nodes[e.source].kind), []).append(e.source)
+        sides.setdefault((e.source, ">", g.nodes[e.target].kind), []).append(e.target)
+    degree: dict[str, int] = {}
+    for e in g.edges:
+        degree[e.source] = degree.get(e.source, 0) + 1
+        degree[e.target] = degree.get(e.target, 0) + 1
+    fold: dict[str, str] = {}
+    notes = []
+    hubs = sorted(((hub, way, kind, list(dict.fromkeys(near))) for (hub, way, kind), near in sides.items()),
+                  key=lambda h: (-len(h[3]), h[0], h[1], h[2]))
+    for hub, way, kind, near in hubs:
+        if len(near) <= HUB_EDGES or hub in fold:
+            continue
+        key = f"hub:{hub}{way}{kind}"
+        folded = [i for i in near if i not in fold and degree.get(i, 0) <= HUB_EDGES
+                  and not i.startswith(("grants:", "resources:", "hub:"))]
+        if len(folded) <= HUB_EDGES or key in expand:
+            continue
+        box = Node(key, kind, f"{len(folded)} {NOUNS.get(kind, kind + 's')}",
+                   {"group": key, "hub": g.nodes[hub].label, "members": [g.nodes[i].label for i in folded][:100],
+                    "ids": folded})
+        seen: set[tuple[str, str]] = set()
+        for i in folded:
+            for f in g.nodes[i].findings:
+                if (f["rule"], f["severity"]) not in seen and len(box.findings) < 20:
+                    seen.add((f["rule"], f["severity"]))
+                    box.findings.append(f)
+            fold[i] = key
+        g.nodes[key] = box
+        notes.append(f"{len(folded)} {NOUNS.get(kind, kind + 's')} {'of' if way == '<' else 'from'} "
+                     f"{g.nodes[hub].label} in one box")
+    if fold:
+        edges, kept = [], set()
+        for e in g.edges:
+            source, target = fold.get(e.source, e.source), fold.get(e.target, e.target)
+            k = (source, target, e.label, e.condition)
+            if k not in kept:
+                kept.add(k)
+                edges.append(Edge(source, target, e.label, e.condition, e.findings))
+        g.edges = edges
+        for i in fold:
+            del g.nodes[i]
     return notes
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from html import escape
 
-VIEWS = (("graph", "Identity graph"), ("iam", "IAM"), ("timeline", "Audit timeline"), ("explain", "Explain"))
+VIEWS = (("graph", "Identity graph"), ("iam", "IAM"), ("timeline", "Audit timeline"), ("changes", "What changed"),
+         ("explain", "Explain"))
 
 
 def _head(title: str, csrf: str, view: str) -> str:
@@ -68,6 +69,17 @@ data-severity="WARNING">Warning+</button><button type="button" class="sev-filter
 account's calls, grouped by the federated subject.</p><div id="flows"></div><h2>Entries</h2>
 <p class="hint">Click a value in an expanded entry to add it to the filter.</p>
 <div id="entries" class="entries"></div><button id="more" type="button" hidden>Load older entries</button>""",
+    "changes": f"""<div class="controls">{_PROJECT}
+<label>From <input id="from" size="34" spellcheck="false" placeholder="timestamp or entry (empty: the start)"></label>
+<label>To <input id="to" size="34" spellcheck="false" placeholder="timestamp or entry (empty: now)"></label>
+<button id="compare" type="button">Compare</button><span id="status" class="status"></span></div>
+{_ERROR}<div id="truncated" class="hidden-note" hidden></div>
+<p class="hint">How the identity graph changed after the first point up to the second, from the Admin Activity
+log: bindings (with their conditions), providers, service accounts and their keys. Each change links to the
+entry that made it. Choose the points as timestamps, or with the entries below.</p>
+<table id="changes" class="iam-table changes"><thead><tr><th>Change</th><th>What</th><th>Detail</th>
+<th>Made by</th></tr></thead><tbody></tbody></table>
+<h2>Admin Activity entries</h2><ol id="points" class="points"></ol>""",
     "explain": f"""<form id="explain-form" class="explain-form">
 <fieldset><legend>Who</legend>
 <label><input type="radio" name="who" value="principal" checked> Principal</label>

@@ -12,6 +12,7 @@ reported with their expression, never as unconditional.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +22,7 @@ from sqlalchemy import select
 from keyless.doctor import targets
 from keyless.doctor.identities import principal_of
 from keyless.doctor.model import AccountInfo, Binding, Setup
-from keyless.errors import InvalidArgument, NotFound
+from keyless.errors import DeadlineExceeded, InvalidArgument, NotFound
 from keyless.iam.members import (
     member_keys_for_gke_workload,
     member_keys_for_service_account,
@@ -132,11 +133,19 @@ def resource_chain(state: Any, resource: str) -> list[str]:
 
 
 class Analyzer:
-    def __init__(self, state: Any, setup: Setup) -> None:
-        self.state, self.setup = state, setup
+    """`deadline` (time.monotonic()) bounds a walk: past it, DEADLINE_EXCEEDED (the console asks
+    while a reader waits; the CLI has none)."""
+
+    def __init__(self, state: Any, setup: Setup, deadline: float | None = None) -> None:
+        self.state, self.setup, self.deadline = state, setup, deadline
         self._by_resource: dict[str, list[Binding]] = {}
         for b in setup.bindings:
             self._by_resource.setdefault(b.resource, []).append(b)
+
+    def _in_time(self) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise DeadlineExceeded("The access analysis took too long: ask about one permission, or a "
+                                   "narrower identity or resource.")
 
     def _permissions(self, role: str, permission: str | None) -> tuple[str, ...]:
         perms = self.state.roles.permissions(role)
@@ -172,6 +181,7 @@ class Analyzer:
         """The hops `principal` can make to accounts (an unconditional grant preferred)."""
         out = []
         for account in self.setup.accounts:
+            self._in_time()
             if account.disabled:
                 continue
             for permission in self._hop_permissions(account):
@@ -188,6 +198,7 @@ class Analyzer:
         queue: deque[tuple[Principal, tuple[Hop, ...]]] = deque([(principal, ())])
         seen = {principal.member}
         while queue:
+            self._in_time()
             current, via = queue.popleft()
             for b, perms in self._grants(current, list(self._by_resource), permission):
                 out.append(Access(principal.member, b.resource, b.role, b.member, perms, _expression(b), via))
@@ -216,6 +227,7 @@ class Analyzer:
         queue = deque(out)
         seen = {a.identity for a in out}
         while queue:
+            self._in_time()
             access = queue.popleft()
             if len(access.via) >= MAX_CHAIN or not access.identity.startswith("serviceAccount:"):
                 continue

@@ -229,6 +229,30 @@ def set_policy(s: Session, resource: str, policy: Any, update_mask: str | None,
     return row
 
 
+AUDIT_DATA_TYPE = "type.googleapis.com/google.iam.v1.logging.AuditData"
+
+
+def audit_data(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> dict[str, Any]:
+    """AuditLog.serviceData of a setIamPolicy entry, as Google writes it
+    (google.iam.v1.logging.AuditData, https://cloud.google.com/iam/docs/audit-logging/examples-iam):
+    `policyDelta.bindingDeltas`, one BindingDelta (action ADD or REMOVE, role, member, condition)
+    for each member a binding gained or lost, so a reader sees what changed without diffing policies."""
+
+    def grants(bindings: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+        out: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for b in bindings:
+            condition = b.get("condition") or None
+            for member in b.get("members", []):
+                out[(b["role"], member, _condition_key(condition))] = {
+                    "role": b["role"], "member": member, **({"condition": condition} if condition else {})}
+        return out
+
+    old, new = grants(before), grants(after)
+    deltas = [{"action": "REMOVE", **old[k]} for k in sorted(old.keys() - new.keys())]
+    deltas += [{"action": "ADD", **new[k]} for k in sorted(new.keys() - old.keys())]
+    return {"@type": AUDIT_DATA_TYPE, "policyDelta": {"bindingDeltas": deltas} if deltas else {}}
+
+
 def add_binding(s: Session, resource: str, role: str, member: str,
                 role_exists: RoleCheck, check_member: MemberCheck) -> IamPolicy:
     """Grant `role` to `member` unconditionally (used for creators and the bootstrap owner)."""

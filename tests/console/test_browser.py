@@ -300,6 +300,9 @@ def test_a_principal_without_permission_sees_the_reason_and_no_data(world: Keyle
     page.wait_for_selector("#error:not([hidden])")
     assert "logging.logEntries.list" in page.text_content("#error")
     assert page.locator(".entries details").count() == 0
+    page.goto(world.base_url + f"/console/changes?project={PROJECT}")  # the changes read the same log
+    expect(page.locator("#error")).to_contain_text("logging.logEntries.list")
+    assert page.locator("#changes tr.change").count() == 0 and page.locator("#points li").count() == 0
     page.goto(world.base_url + f"/console/iam?project={PROJECT}")
     page.wait_for_selector("#error:not([hidden])")
     assert "resourcemanager.projects.getIamPolicy" in page.text_content("#error")
@@ -374,6 +377,13 @@ def test_a_project_iam_admin_sees_the_project_policy_and_not_the_rest(world: Key
     for permission in ("iam.workloadIdentityPools.list", "container.clusters.list", "iam.serviceAccounts.list",
                        "iam.serviceAccounts.getIamPolicy"):
         assert permission in notes, notes
+    # the doctor's answer for the project leaves out what rests on policies they may not read: the
+    # repository's workflows reach the project through deploy-sa, whose own policy is not theirs to read
+    page.locator(f'svg.graph .node.kind-resource[data-id="resource:projects/{PROJECT}"]').click()
+    page.wait_for_selector('body[data-access="done"]')
+    expect(page.locator("#path-status")).to_contain_text("left out (policies you may not read)")
+    assert page.locator("#access-list li").count() >= 1
+    assert "via" not in page.text_content("#access-list") and "my-org/my-repo" not in page.text_content("#access-list")
     page.goto(world.base_url + f"/console/timeline?project={PROJECT}")
     page.wait_for_selector("#error:not([hidden])")
     assert "logging.logEntries.list" in page.text_content("#error")
@@ -635,6 +645,7 @@ def test_selecting_a_node_highlights_every_path_through_it(world: KeylessServer,
     _sign_in(page, world)
     page.wait_for_selector("svg.graph .node")
     page.locator(f'svg.graph .node[data-id="serviceAccount:{DEPLOY_SA}"]').click()
+    page.wait_for_selector('body[data-access="done"]')
     on = set(page.locator("svg.graph .node.on-path").evaluate_all("els => els.map(e => e.dataset.id)"))
     for upstream in (POOL, PROVIDER, REPO_SET, f"serviceAccount:{KSA}", "cluster:"):
         assert any(i.startswith(upstream) for i in on), (upstream, on)
@@ -651,6 +662,118 @@ def test_selecting_a_node_highlights_every_path_through_it(world: KeylessServer,
     assert float(other.evaluate("e => getComputedStyle(e).opacity")) == 1
 
 
+def test_selected_paths_are_the_doctor_access_analysis(world: KeylessServer, page: Any) -> None:
+    """A principal: what the doctor's access analysis says it reaches, which the graph's edges do
+    not show (the repository's workflows are identities of the pool, so the pool-wide binding lets
+    them impersonate wide-sa); a resource: who reaches it, by impersonation and through workload
+    identity (the KSA, the workflows, through deploy-sa), and not other-sa. One request per selection."""
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/console/api/access" in r.url else None)
+    _sign_in(page, world)
+    page.wait_for_selector("svg.graph .node")
+    page.locator(f'svg.graph .node[data-id="{REPO_SET}"]').click()
+    page.wait_for_selector('body[data-access="done"]')
+    assert page.locator(f'svg.graph .node.reached[data-id="serviceAccount:{WIDE_SA}"]').count() == 1
+    assert page.locator(f'svg.graph .node.reached[data-id="serviceAccount:{DEPLOY_SA}"]').count() == 1
+    assert page.locator('svg.graph .node.kind-resource.reached[data-id$="secrets/db-password"]').count() == 1
+    assert page.locator(f'svg.graph .node.on-path[data-id="serviceAccount:{OTHER_SA}"]').count() == 0
+    assert "The doctor: it reaches" in page.text_content("#path-status")
+    assert f"via {DEPLOY_SA}" in page.text_content("#access-list")
+    # a resource: who reaches the secret
+    page.click("#details .close")
+    page.locator('svg.graph .node.kind-resource[data-id$="secrets/db-password"]').click()
+    page.wait_for_selector('body[data-access="done"]')
+    expect(page.locator("#path-status")).to_contain_text("identities reach it")
+    for who in (f"serviceAccount:{DEPLOY_SA}", f"serviceAccount:{KSA}", REPO_SET):
+        assert page.locator(f'svg.graph .node.reaches[data-id="{who}"]').count() == 1, who
+    expect(page.locator("#access-list li", has_text=KSA).first).to_contain_text(f"via {DEPLOY_SA}")
+    for not_who in (f"serviceAccount:{OTHER_SA}", f"serviceAccount:{WIDE_SA}"):
+        assert page.locator(f'svg.graph .node.on-path[data-id="{not_who}"]').count() == 0, not_who
+    assert len(asked) == 2, asked
+    # the endpoint: the doctor's permission, and no node is INVALID_ARGUMENT
+    nobody = httpx.get(f"{world.base_url}/console/api/access", params={"project": PROJECT, "node": REPO_SET})
+    assert nobody.status_code == 401 and nobody.json()["error"]["status"] == "UNAUTHENTICATED"
+    missing = page.request.get(f"{world.base_url}/console/api/access?project={PROJECT}")
+    assert missing.status == 400 and missing.json()["error"]["status"] == "INVALID_ARGUMENT"
+
+
+# -- issue #21: what changed -------------------------------------------------------------------
+
+
+def test_what_changed_between_two_points_of_the_admin_activity_log(world: KeylessServer, page: Any) -> None:
+    """After a point, a service account is made, disabled, given a key and a conditional binding, a
+    binding is added and taken back, and a provider's attribute condition is edited: the view shows
+    each net change with its condition and the entry that made it (opened in the timeline, where
+    setIamPolicy's entry carries serviceData.policyDelta as Google's does), and nothing for the
+    binding that came and went; the whole log's comparison leaves out ci-deploy's removed grant too."""
+    iam = f"/iam/v1/projects/{PROJECT}/serviceAccounts"
+    fresh = f"fresh-sa@{PROJECT}.iam.gserviceaccount.com"
+    provider = f"/iam/v1/projects/{PROJECT}/locations/global/workloadIdentityPools/lonely-pool/providers/lonely-provider"
+    mark = world.call("POST", "/logging/v2/entries:list", body={
+        "resourceNames": [f"projects/{PROJECT}"], "orderBy": "timestamp desc", "pageSize": 1,
+        "filter": 'log_id("cloudaudit.googleapis.com/activity")'}).json()["entries"][0]
+    assert world.call("POST", iam, body={"accountId": "fresh-sa"}).status_code == 200
+    assert world.call("POST", f"{iam}/{fresh}:disable").status_code == 200
+    key = world.call("POST", f"{iam}/{fresh}/keys", body={})
+    assert key.status_code == 200, key.text
+    condition = {"title": "office hours", "expression": "request.time.getHours('UTC') < 18"}
+    _grant(world, f"{iam}/{fresh}", "roles/iam.serviceAccountTokenCreator", "user:alice@example.com", condition)
+    _grant(world, f"{iam}/{fresh}", "roles/iam.serviceAccountUser", "user:temp@example.com")
+    policy = world.call("POST", f"{iam}/{fresh}:getIamPolicy", body={"options": {"requestedPolicyVersion": 3}}).json()
+    policy["bindings"] = [b for b in policy["bindings"] if b["role"] != "roles/iam.serviceAccountUser"]
+    assert world.call("POST", f"{iam}/{fresh}:setIamPolicy", body={"policy": policy}).status_code == 200
+    edited = world.call("PATCH", provider, params={"updateMask": "attributeCondition"},
+                        body={"attributeCondition": "assertion.repository_owner == 'other-org'"})
+    assert edited.status_code == 200, edited.text
+    # the removal's entry, as entries.list returns it: Google's AuditData policyDelta
+    removal = world.call("POST", "/logging/v2/entries:list", body={
+        "resourceNames": [f"projects/{PROJECT}"], "orderBy": "timestamp desc", "pageSize": 1,
+        "filter": 'protoPayload.methodName="google.iam.admin.v1.SetIAMPolicy"'}).json()["entries"][0]
+    assert removal["protoPayload"]["serviceData"] == {
+        "@type": "type.googleapis.com/google.iam.v1.logging.AuditData",
+        "policyDelta": {"bindingDeltas": [{"action": "REMOVE", "role": "roles/iam.serviceAccountUser",
+                                           "member": "user:temp@example.com"}]}}
+    _sign_in(page, world)
+    page.goto(world.base_url + f"/console/changes?project={PROJECT}&from={mark['insertId']}")
+    rows = page.locator("#changes tr.change")
+    expect(rows).to_have_count(5)
+    assert [r.get_attribute("data-kind") + " " + r.get_attribute("data-action") for r in rows.all()] == [
+        "serviceAccount created", "serviceAccount disabled", "key created", "binding added", "provider edited"]
+    assert fresh in rows.nth(0).text_content() and fresh in rows.nth(2).text_content()
+    binding = rows.nth(3)
+    assert binding.get_attribute("data-resource") == f"projects/-/serviceAccounts/{fresh}"
+    assert "roles/iam.serviceAccountTokenCreator" in binding.text_content()
+    assert "user:alice@example.com" in binding.text_content()
+    assert "request.time.getHours('UTC') < 18" in binding.locator(".condition").text_content()
+    assert "temp@example.com" not in page.text_content("#changes")  # added and taken back: no change
+    assert "'other-org'" in rows.nth(4).text_content() and "attributeCondition" in rows.nth(4).text_content()
+    _shot(page, "changes")
+    # the entry that made the binding, in the timeline's entry view: one entry, opened, with its delta
+    binding.locator("a.entry-link").click()
+    page.wait_for_url("**/console/timeline?**")
+    opened = page.locator(".entries details[open]")
+    expect(opened).to_have_count(1)
+    assert page.locator(".entries details").count() == 1
+    text = opened.locator("pre").text_content()
+    assert '"action": "ADD"' in text and '"member": "user:alice@example.com"' in text and "office hours" in text
+    # points chosen on the page: up to the key's creation is the account, its disabling and its key only
+    page.goto(world.base_url + f"/console/changes?project={PROJECT}&from={mark['insertId']}")
+    page.locator("#points li", has_text="CreateServiceAccountKey").first.locator(".pick-to").click()
+    expect(rows).to_have_count(3)
+    # the whole log: wide-sa's pool-wide binding is there, ci-deploy's grant (added, then removed) is not
+    page.fill("#from", "")
+    page.fill("#to", "")
+    page.click("#compare")
+    expect(page.locator("#changes tr.change.binding", has_text=f"principalSet://iam.googleapis.com/{POOL}/*")).to_have_count(1)
+    wide = page.locator("#changes tr.change.binding", has_text=REPO_SET)
+    assert wide.count() >= 1 and all(CI_SA not in r.get_attribute("data-resource") for r in wide.all())
+    # a point that is neither a timestamp nor an entry id: INVALID_ARGUMENT, nothing quoted into the filter
+    page.fill("#from", 'x" OR insertId!="')
+    page.click("#compare")
+    expect(page.locator("#error")).to_contain_text("INVALID_ARGUMENT")
+    assert page.locator("#changes tr.change").count() == 0
+
+
 def test_graph_folds_grants_and_automatic_bucket_bindings(world: KeylessServer, page: Any) -> None:
     """A role granted on many buckets is one box (expandable), the buckets only it reaches one box,
     Cloud Storage's automatic projectOwner:/projectEditor:/projectViewer: bindings are folded unless
@@ -661,6 +784,11 @@ def test_graph_folds_grants_and_automatic_bucket_bindings(world: KeylessServer, 
         policy = world.call("GET", f"/storage/v1/b/{bucket}/iam").json()
         policy["bindings"].append({"role": "roles/storage.objectViewer", "members": [f"serviceAccount:{OTHER_SA}"]})
         assert world.call("PUT", f"/storage/v1/b/{bucket}/iam", body=policy).status_code == 200
+    entry = world.call("POST", "/logging/v2/entries:list", body={  # Cloud Storage's entry names its delta too
+        "resourceNames": [f"projects/{PROJECT}"], "orderBy": "timestamp desc", "pageSize": 1,
+        "filter": 'protoPayload.methodName="storage.setIamPermissions"'}).json()["entries"][0]
+    assert entry["protoPayload"]["serviceData"]["policyDelta"]["bindingDeltas"] == [
+        {"action": "ADD", "role": "roles/storage.objectViewer", "member": f"serviceAccount:{OTHER_SA}"}]
     _sign_in(page, world)
     page.wait_for_selector("svg.graph .node")
     assert page.locator("svg.graph .node.kind-provider", has_text="github-pool/github-provider").count() == 1
@@ -680,3 +808,31 @@ def test_graph_folds_grants_and_automatic_bucket_bindings(world: KeylessServer, 
     page.click("#details .expand")
     expect(page.locator('svg.graph .node[data-id^="grant:roles/storage.objectViewer@projects/_/buckets/"]')).to_have_count(6)
     assert page.locator('svg.graph .node[data-id^="resource:projects/_/buckets/"]').count() == 6
+
+
+def test_a_hub_folds_its_many_members_into_one_expandable_box(world: KeylessServer, page: Any) -> None:
+    """Thirty users granted secretAccessor on db-password: more than HUB_EDGES members of one grant are
+    one box, "30 members", expandable into thirty; the doctor's answer for the secret lights the box
+    up (its members reach it). (Runs last: it adds bindings to the world.)"""
+    secret = f"/secretmanager/v1/projects/{PROJECT}/secrets/db-password"
+    policy = world.call("POST", f"{secret}:getIamPolicy").json()
+    policy["bindings"].append({"role": "roles/secretmanager.secretAccessor",
+                               "members": [f"user:reader-{i:02d}@example.com" for i in range(30)]})
+    assert world.call("POST", f"{secret}:setIamPolicy", body={"policy": policy}).status_code == 200
+    _sign_in(page, world)
+    page.wait_for_selector("svg.graph .node")
+    box = page.locator('svg.graph .node.kind-member[data-id^="hub:grant:roles/secretmanager.secretAccessor@"]')
+    expect(box).to_have_count(1)
+    assert "30 members" in box.locator("title").text_content()
+    assert page.locator('svg.graph .node[data-id^="user:reader-"]').count() == 0
+    assert page.locator(f'svg.graph .node[data-id="serviceAccount:{DEPLOY_SA}"]').count() == 1  # not a leaf: kept
+    expect(page.locator("#folded")).to_contain_text("30 members of")
+    # selecting the secret: the doctor's answer names the readers, so their box is on the path
+    page.locator('svg.graph .node.kind-resource[data-id$="secrets/db-password"]').click()
+    page.wait_for_selector('body[data-access="done"]')
+    assert page.locator('svg.graph .node.reaches[data-id^="hub:grant:roles/secretmanager.secretAccessor@"]').count() == 1
+    page.click("#details .close")
+    box.click()
+    page.click("#details .expand")
+    expect(page.locator('svg.graph .node[data-id^="user:reader-"]')).to_have_count(30)
+    assert page.locator('svg.graph .node[data-id^="hub:"]').count() == 0

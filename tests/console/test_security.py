@@ -24,7 +24,7 @@ from tests.conftest import KeylessServer, free_port, fresh_database_url
 from tests.console.conftest import names, sign_in_link
 
 READ_ONLY = "https://www.googleapis.com/auth/devstorage.read_only"
-VIEWS = ("/console/graph", "/console/timeline", "/console/explain")
+VIEWS = ("/console/graph", "/console/timeline", "/console/changes", "/console/explain")
 
 
 def _signed_in(srv: KeylessServer) -> httpx.Client:
@@ -134,7 +134,8 @@ def test_a_pasted_token_signs_in_as_its_principal_and_a_bad_one_does_not(module_
 def test_no_session_no_data(module_server: KeylessServer) -> None:
     anonymous = httpx.Client(base_url=module_server.base_url, timeout=30)
     for path in ("/console/api/projects", "/console/api/graph?project=p", "/console/api/entries?project=p",
-                 "/console/api/iam?project=p"):
+                 "/console/api/iam?project=p", "/console/api/changes?project=p",
+                 "/console/api/access?project=p&node=user:a@example.com"):
         r = anonymous.get(path)
         assert r.status_code == 401 and r.json()["error"]["status"] == "UNAUTHENTICATED", path
     for path in VIEWS:
@@ -148,6 +149,11 @@ def test_no_session_no_data(module_server: KeylessServer) -> None:
     assert r.status_code == 404 and r.json()["error"]["status"] == "NOT_FOUND"
     # the timeline's time range is a timestamp, or Google's INVALID_ARGUMENT (never folded into the filter raw)
     r = client.get("/console/api/entries", params={"project": "nope", "since": '2026") OR (true'})
+    assert r.status_code == 400 and r.json()["error"]["status"] == "INVALID_ARGUMENT"
+    r = client.get("/console/api/access", params={"project": "nope", "node": "user:a@example.com"})
+    assert r.status_code == 404 and r.json()["error"]["status"] == "NOT_FOUND"
+    # a point of the "what changed" view is a timestamp or an entry id, never filter text
+    r = client.get("/console/api/changes", params={"project": "nope", "to": '2026") OR (true'})
     assert r.status_code == 400 and r.json()["error"]["status"] == "INVALID_ARGUMENT"
 
 

@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import yaml
 
+from keyless.doctor.access import Analyzer
+from keyless.errors import DeadlineExceeded
+from keyless.iam.principal import Principal
 from tests.api.helpers import token_for_service_account
 from tests.conftest import KeylessServer
 from tests.gke.pod_helpers import NUMBER, PROJECT, apply_ksa, make_cluster
@@ -199,3 +204,15 @@ def test_creating_a_key_is_a_way_in_until_key_creation_is_disabled(world: Keyles
     finally:
         world.call("POST", f"/cloudresourcemanager/v1/projects/{PROJECT}:clearOrgPolicy",
                    body={"constraint": "constraints/iam.disableServiceAccountKeyCreation"})
+
+
+@pytest.mark.store_independent
+def test_a_walk_past_its_deadline_is_deadline_exceeded() -> None:
+    """The console asks with a deadline (keyless.console.app.ACCESS_SECONDS): a walk still going
+    past it ends with Google's DEADLINE_EXCEEDED rather than holding the reader's request."""
+    analyzer = Analyzer(None, SimpleNamespace(bindings=[], accounts=[]), deadline=time.monotonic() - 1)  # type: ignore[arg-type]
+    with pytest.raises(DeadlineExceeded) as raised:
+        analyzer.identity(Principal(member="user:a@example.com", member_keys=frozenset({"user:a@example.com"})))
+    assert raised.value.http_status == 504 and raised.value.status == "DEADLINE_EXCEEDED"
+    assert Analyzer(None, SimpleNamespace(bindings=[], accounts=[])).identity(  # type: ignore[arg-type]
+        Principal(member="user:a@example.com", member_keys=frozenset({"user:a@example.com"}))) == []

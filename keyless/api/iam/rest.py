@@ -600,6 +600,13 @@ def _provider_name(call: Call, project: Project) -> str:
     return f"{_pool_name(call, project)}/providers/{call.params['provider']}"
 
 
+def _audit_request(call: Call, kind: str, **fields: Any) -> None:
+    """The entry's AuditLog.request, as Google logs a provider's create and update (the request's
+    type and fields): what the console's "what changed" view reads an edited condition or mapping from."""
+    if call.record is not None:
+        call.record.request = {"@type": f"type.googleapis.com/google.iam.v1.{kind}", **fields}
+
+
 def create_provider(call: Call) -> dict[str, Any]:
     body = _provider_body(call)
     provider_id = call.arg("workloadIdentityPoolProviderId")
@@ -612,6 +619,8 @@ def create_provider(call: Call) -> dict[str, Any]:
                                     allow_insecure_loopback=call.state.settings.allow_insecure_issuers)
         s.flush()
         call.touch(name=row.name)
+        _audit_request(call, "CreateWorkloadIdentityPoolProviderRequest", parent=pool.name,
+                       workloadIdentityPoolProviderId=provider_id, workloadIdentityPoolProvider=body)
         return _op(s, row.name, pools.provider_json(row), PROVIDER_TYPE)
 
 
@@ -640,6 +649,8 @@ def patch_provider(call: Call) -> dict[str, Any]:
                                             "attributeCondition", "oidc", "aws"))
         pools.update_provider(row, body, mask, allow_insecure_loopback=call.state.settings.allow_insecure_issuers)
         s.flush()
+        _audit_request(call, "UpdateWorkloadIdentityPoolProviderRequest", updateMask=",".join(mask),
+                       workloadIdentityPoolProvider={**{k: body[k] for k in mask if k in body}, "name": row.name})
         return _op(s, row.name, pools.provider_json(row), PROVIDER_TYPE)
 
 

@@ -21,7 +21,7 @@ from keyless.api.storage.wire import (
     touch_bucket,
 )
 from keyless.errors import InvalidArgument
-from keyless.iam.policy import get_policy_row, parse_requested_version, policy_json, set_policy
+from keyless.iam.policy import audit_data, get_policy_row, parse_requested_version, policy_json, set_policy
 from keyless.state import ServerState
 from keyless.storage import managed_folders
 from keyless.storage.managed_folders import folder_context, folder_name, folder_resource
@@ -120,8 +120,11 @@ def set_folder_iam(call: StorageCall) -> dict[str, Any]:
         raise InvalidArgument("Invalid argument: auditConfigs cannot be set on a managed folder policy.")
     with call.write() as s:
         managed_folders.get(s, row.name, name)
+        before = list(old.bindings) if (old := get_policy_row(s, folder_resource(row.name, name))) is not None else []
         stored = set_policy(s, folder_resource(row.name, name), policy, "bindings,etag",
                             call.state.role_exists(s), call.state.member_check(s, "bucket"))
+        if call.record is not None:
+            call.record.service_data = audit_data(before, stored.bindings)
         return _policy(row, name, policy_json(stored, 3))
 
 

@@ -30,7 +30,7 @@ from keyless.api.storage.wire import (
 )
 from keyless.errors import InvalidArgument
 from keyless.iam.evaluate import ResourceContext
-from keyless.iam.policy import get_policy_row, parse_requested_version, policy_json, set_policy
+from keyless.iam.policy import audit_data, get_policy_row, parse_requested_version, policy_json, set_policy
 from keyless.projects import active_project, project_chain, project_resource
 from keyless.state import ServerState
 from keyless.storage import buckets, objects
@@ -167,8 +167,11 @@ def set_bucket_iam(call: StorageCall) -> dict[str, Any]:
     if "auditConfigs" in policy:
         raise InvalidArgument("Invalid argument: auditConfigs cannot be set on a bucket policy.")
     with call.write() as s:
+        before = list(old.bindings) if (old := get_policy_row(s, buckets.bucket_resource(row.name))) is not None else []
         stored = set_policy(s, buckets.bucket_resource(row.name), policy, "bindings,etag",
                             call.state.role_exists(s), call.state.member_check(s, "bucket"))
+        if call.record is not None:
+            call.record.service_data = audit_data(before, stored.bindings)
         return _storage_policy(row, policy_json(stored, 3))
 
 

@@ -178,6 +178,7 @@ function lane(boxes, y) {
 function drawGraph(canvas, g) {
   const column = g.columnWidth;
   graphEdges = g.edges;
+  graphBoxes = new Map(g.nodes.filter((n) => n.details.ids).map((n) => [n.id, n.details.ids]));
   const root = svg("svg", { width: g.width, height: Math.max(g.height + TOP + 12, 200), class: "graph", role: "img",
                              "aria-label": `identity graph of ${g.project}` });
   const byId = new Map(g.nodes.map((n) => [n.id, n]));
@@ -263,6 +264,7 @@ function openDetails(...children) {
 // Every path through a node: what it reaches (following edges) and what reaches it (against them),
 // as far as they go; the rest of the graph is dimmed.
 let graphEdges = [];
+let graphBoxes = new Map();  // a hub's box -> the ids folded into it
 
 function reach(start, forward) {
   const next = new Map();
@@ -277,10 +279,27 @@ function reach(start, forward) {
 }
 
 function highlight(id) {
+  if (id === null) {
+    if (asking) { asking.abort(); asking = null; }
+    const svgRoot = document.querySelector("svg.graph");
+    if (svgRoot) svgRoot.classList.remove("focused");
+    return;
+  }
+  const down = reach(id, true), up = reach(id, false);
+  mark(id, up, down);
+  const status = $("#path-status");
+  if (status) status.textContent = `${up.size - 1} nodes reach it, it reaches ${down.size - 1}`;
+}
+
+// Marks what reaches `id` (up) and what it reaches (down); an edge is on a path when both its ends
+// are on the same side; the rest is dimmed.
+function mark(id, up, down) {
   const svgRoot = document.querySelector("svg.graph");
   if (!svgRoot) return;
-  if (id === null) { svgRoot.classList.remove("focused"); return; }
-  const down = reach(id, true), up = reach(id, false);
+  for (const [box, ids] of graphBoxes) {  // a box is on a path when one of its members is
+    if (ids.some((i) => up.has(i))) up.add(box);
+    if (ids.some((i) => down.has(i))) down.add(box);
+  }
   svgRoot.classList.add("focused");
   svgRoot.querySelectorAll(".node").forEach((x) => {
     x.classList.toggle("on-path", down.has(x.dataset.id) || up.has(x.dataset.id));
@@ -291,8 +310,57 @@ function highlight(id) {
     const s = x.dataset.source, t = x.dataset.target;
     x.classList.toggle("on-path", (down.has(s) && down.has(t)) || (up.has(s) && up.has(t)));
   });
-  const status = $("#path-status");
-  if (status) status.textContent = `${up.size - 1} nodes reach it, it reaches ${down.size - 1}`;
+}
+
+// A principal or a resource is answered by the doctor's access analysis (one request per
+// selection; a newer selection or ACCESS_WAIT ms abort it): what the principal reaches, through
+// impersonation and workload identity, or who reaches the resource. How one becomes the principal
+// (its provider, pool, KSA) is the graph's own paths to it.
+const ASKED_KINDS = new Set(["serviceAccount", "member", "ksa", "resource"]);
+const ACCESS_WAIT = 10000;
+let asking = null;
+
+async function askDoctor(n) {
+  if (asking) asking.abort();
+  const controller = new AbortController();
+  asking = controller;
+  const timer = setTimeout(() => controller.abort(), ACCESS_WAIT);
+  document.body.dataset.access = "pending";
+  $("#path-status").textContent = "Asking the doctor's access analysis…";
+  let answer;
+  try {
+    answer = await api(`/console/api/access?${new URLSearchParams({ project: $("#project").value, node: n.id })}`,
+                       { signal: controller.signal });
+  } catch (err) {
+    if (asking !== controller) return;  // another selection, or the panel closed
+    asking = null;
+    highlight(n.id);
+    const status = $("#path-status");
+    if (status) status.textContent += ` (graph paths only: ${err.name === "AbortError" ? "no answer in time" : err.message})`;
+    document.body.dataset.access = "failed";
+    return;
+  } finally {
+    clearTimeout(timer);
+  }
+  if (asking !== controller) return;
+  asking = null;
+  const doctor = new Set(answer.nodes);
+  const resource = answer.direction === "reachedBy";
+  mark(n.id, resource ? doctor : reach(n.id, false), resource ? new Set([n.id]) : doctor);
+  const count = (key) => new Set(answer.accesses.map((a) => a[key])).size;
+  const permissions = new Set(answer.accesses.flatMap((a) => a.permissions)).size;
+  $("#path-status").textContent = resource
+    ? `The doctor: ${count("identity")} identities reach it (${answer.total} accesses)`
+    : `The doctor: it reaches ${count("resource")} resources with ${permissions} permissions (${answer.total} accesses); ` +
+      `${reach(n.id, false).size - 1} nodes reach it`;
+  if (answer.hidden) $("#path-status").textContent += `; ${answer.hidden} left out (policies you may not read)`;
+  $("#access-list").replaceChildren(...answer.accesses.map((a) => el("li", { class: "access" },
+    el("span", { class: "who", text: resource ? a.identity : a.resource }), " ",
+    el("span", { class: "role", text: a.role }),
+    el("span", { class: "perms", text: ` (${a.permissions.length} permission${a.permissions.length === 1 ? "" : "s"})` }),
+    a.via ? el("span", { class: "via", text: " via " + a.via.map((h) => h.serviceAccount).join(" → ") }) : null,
+    a.condition ? el("span", { class: "condition", text: ` if ${a.condition}` }) : null)));
+  document.body.dataset.access = "done";
 }
 
 function showNode(n) {
@@ -302,10 +370,12 @@ function showNode(n) {
   openDetails(el("h2", { text: n.label }), el("p", { class: "kind", text: n.kind }),
     el("p", { id: "path-status", class: "hint" }),
     el("p", {}, el("code", { text: n.id })),
-    n.details.group && n.kind === "grant" ? el("button", { type: "button", class: "expand", text: "Expand into one box per grant",
+    n.details.group ? el("button", { type: "button", class: "expand",
+      text: n.details.group.startsWith("hub:") ? `Expand into ${n.label}` : "Expand into one box per grant",
       onclick: () => { expanded.add(n.details.group); loadGraph(); } }) : "",
-    detailsList(n.details), findingsList(n.findings) || "");
-  highlight(n.id);
+    detailsList(n.details), findingsList(n.findings) || "", el("ul", { id: "access-list", class: "access-list" }));
+  if (ASKED_KINDS.has(n.kind) && !n.details.group) askDoctor(n);
+  else { if (asking) { asking.abort(); asking = null; } highlight(n.id); }
 }
 
 function showEdge(e, a, b) {
@@ -365,7 +435,7 @@ function drawIam() {
 
 // -- audit timeline ---------------------------------------------------------------------------
 
-let newest = null, tailTimer = null, nextPage = null, pagedQuery = null, severity = "";
+let newest = null, tailTimer = null, nextPage = null, pagedQuery = null, severity = "", focusEntry = null;
 const RPC = { 1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4: "DEADLINE_EXCEEDED", 5: "NOT_FOUND",
   6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED", 8: "RESOURCE_EXHAUSTED", 9: "FAILED_PRECONDITION", 10: "ABORTED",
   11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED", 13: "INTERNAL", 14: "UNAVAILABLE", 15: "DATA_LOSS", 16: "UNAUTHENTICATED" };
@@ -375,6 +445,8 @@ async function timelineView() {
   await fillProjects().catch(showError);
   const params = new URLSearchParams(location.search);
   if (params.get("filter")) $("#filter").value = params.get("filter");
+  focusEntry = params.get("entry");  // the entry view: one entry, opened (the "what changed" view links here)
+  if (focusEntry) $("#filter").value = `insertId="${focusEntry.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`;
   $("#apply").addEventListener("click", () => loadEntries(false));
   $("#filter").addEventListener("keydown", (e) => { if (e.key === "Enter") loadEntries(false); });
   $("#range").addEventListener("change", () => loadEntries(false));
@@ -499,6 +571,7 @@ function entryRow(entry) {
     el("p", { class: "cause", text: `Cause: ${diagnosis.cause}` }), el("p", {}, "Fix: ", el("code", { text: diagnosis.fix || "" }))) : null;
   const explain = (status === 7 || refusedExchange) ? el("a", { href: `/console/explain?entry=${encodeURIComponent(entry.insertId)}`, class: "explain-link", text: refusedExchange ? "Explain this refusal" : "Explain this denial" }) : null;
   return el("details", { class: "entry" + (status ? " failed" : ""), "data-insert-id": entry.insertId,
+                         open: focusEntry !== null && entry.insertId === focusEntry,
                          "data-timestamp": entry.timestamp, "data-severity": entry.severity || "DEFAULT" }, summary,
     cause, explain, jsonTree(entry));
 }
@@ -554,6 +627,73 @@ function drawFlows(flows) {
     box.append(el("div", { class: "flow" + (f.subject ? "" : " refused") }, el("div", { class: "subject" }, subject,
       f.serviceAccount ? el("span", { class: "via", text: ` → ${f.serviceAccount}` }) : null), el("ol", {}, ...steps)));
   }
+}
+
+// -- what changed ------------------------------------------------------------------------------
+
+async function changesView() {
+  await fillProjects().catch(showError);
+  const params = new URLSearchParams(location.search);
+  if (params.get("from")) $("#from").value = params.get("from");
+  if (params.get("to")) $("#to").value = params.get("to");
+  $("#compare").addEventListener("click", loadChanges);
+  for (const id of ["#from", "#to"]) $(id).addEventListener("keydown", (e) => { if (e.key === "Enter") loadChanges(); });
+  $("#project").addEventListener("change", loadChanges);
+  await loadChanges();
+}
+
+const entryLink = (project, source) => el("a", {
+  class: "entry-link", href: `/console/timeline?${new URLSearchParams({ project, entry: source.insertId })}`,
+  title: `${source.method} at ${source.timestamp}`, text: source.timestamp });
+
+function changeDetail(c) {
+  if (c.kind === "binding") {
+    return [el("span", { class: "role", text: c.role }), " → ", el("span", { class: "member", text: c.member }),
+      c.condition ? el("span", { class: "condition",
+        text: ` if ${c.condition.title ? `«${c.condition.title}»: ` : ""}${c.condition.expression || ""}` }) : null];
+  }
+  if (c.kind === "provider" && c.action === "edited") {
+    const value = typeof c.value === "string" ? c.value : JSON.stringify(c.value);
+    return [el("span", { class: "field", text: `${c.field} = ` }), el("code", { text: value || "(cleared)" })];
+  }
+  if (c.kind === "provider" && c.attributeCondition) return [el("code", { text: `attributeCondition = ${c.attributeCondition}` })];
+  if (c.kind === "key") return [el("span", { text: `of ${c.serviceAccount}` })];
+  return [];
+}
+
+async function loadChanges() {
+  showError(null);
+  const project = $("#project").value;
+  const q = new URLSearchParams({ project, from: $("#from").value.trim(), to: $("#to").value.trim() });
+  let answer;
+  try {
+    answer = await api(`/console/api/changes?${q}`);
+  } catch (err) {
+    $("#changes tbody").replaceChildren(); $("#points").replaceChildren(); $("#status").textContent = "";
+    showError(err);
+    return;
+  }
+  const rows = answer.changes.map((c) => el("tr", { class: `change ${c.kind} ${c.action}`, "data-kind": c.kind,
+                                                  "data-action": c.action, "data-resource": c.resource },
+    el("td", { class: "action", text: `${c.kind === "serviceAccount" ? "service account" : c.kind} ${c.action}` }),
+    el("td", { class: "key", text: c.resource }), el("td", { class: "detail" }, ...changeDetail(c)),
+    el("td", { class: "source" }, entryLink(project, c.entry), el("span", { class: "by", text: ` ${c.entry.by}` }))));
+  if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: 4, class: "hint", text: "No change between these points." })));
+  $("#changes tbody").replaceChildren(...rows);
+  const note = $("#truncated");
+  note.hidden = !answer.truncated;
+  note.textContent = answer.truncated || "";
+  $("#status").textContent = `${answer.changes.length} changes from ${answer.read} Admin Activity entries` +
+    ` · after ${answer.from || "the start"} up to ${answer.to || "now"}`;
+  const chosen = new Set([$("#from").value.trim(), $("#to").value.trim()]);
+  $("#points").replaceChildren(...answer.points.map((p) => el("li", {
+    class: "point" + (chosen.has(p.insertId) ? " chosen" : ""), "data-insert-id": p.insertId },
+    el("span", { class: "ts", text: p.timestamp }), el("span", { class: "method", text: p.method }),
+    el("span", { class: "res", text: p.resource }),
+    el("button", { type: "button", class: "pick-from", text: "From here",
+                   onclick: () => { $("#from").value = p.insertId; loadChanges(); } }),
+    el("button", { type: "button", class: "pick-to", text: "To here",
+                   onclick: () => { $("#to").value = p.insertId; loadChanges(); } }))));
 }
 
 // -- explain ----------------------------------------------------------------------------------
@@ -650,4 +790,5 @@ document.addEventListener("DOMContentLoaded", () => {
   else if (view === "timeline") timelineView();
   else if (view === "iam") iamView();
   else if (view === "explain") explainView();
+  else if (view === "changes") changesView();
 });
