@@ -33,11 +33,33 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["KEYLESS_DATA_DIR"] = tempfile.mkdtemp(prefix="keyless-test-home-")
 
 
+# The test files that take longest (each is one xdist work unit: --dist loadfile), longest first:
+# scripts/test passes --no-loadscope-reorder, so files start in collection order and these go
+# first; otherwise xdist starts the files with the most tests first and these few-test, long files
+# (gcloud, a container build, pods, browsers) ran last, one worker busy long after the others
+# had finished (2026-12-07: the SQLite leg's last 3 minutes). A prefix names a file or a folder.
+SLOWEST_FIRST = (
+    "tests/container/", "tests/e2e/test_gcloud_service_accounts.py", "tests/e2e/test_gcloud_workload_identity_pools.py",
+    "tests/e2e/test_kubectl.py", "tests/e2e/test_gcloud_projects_iam.py", "tests/e2e/test_ci_recipe.py",
+    "tests/e2e/test_secret_manager.py", "tests/e2e/test_gcloud_container.py", "tests/e2e/test_github_action.py",
+    "tests/test_world.py", "tests/e2e/test_storage.py", "tests/e2e/test_client_floors.py", "tests/plugin/",
+    "tests/console/", "tests/e2e/test_gke", "tests/e2e/", "tests/doctor/", "tests/gke/", "tests/hostile/",
+    "tests/pubsub/", "tests/tls/", "tests/store/",
+)
+
+
+def _slowness(item: pytest.Item) -> int:
+    path = item.nodeid.split("::", 1)[0]
+    return next((i for i, prefix in enumerate(SLOWEST_FIRST) if path.startswith(prefix)), len(SLOWEST_FIRST))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """On the PostgreSQL leg, deselect (not skip) tests marked `store_independent`: pure functions
+    """The slowest files first (SLOWEST_FIRST; a stable sort keeps each file's tests together and in
+    order). On the PostgreSQL leg, deselect (not skip) tests marked `store_independent`: pure functions
     with no store, and client matrices (kubectl versions, Node.js clients, the browser) whose server
     side is the same code on both stores and is run on PostgreSQL by the rest of the suite. They run
     once, on the SQLite leg, which keeps CI within its time (README)."""
+    items.sort(key=_slowness)
     if os.environ.get("KEYLESS_TEST_DATABASE") != "postgres":
         return
     keep = [i for i in items if i.get_closest_marker("store_independent") is None]
