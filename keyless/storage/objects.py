@@ -199,6 +199,8 @@ def check_retention(s: Session, row: AnyObject, now: datetime) -> None:
             raise RetentionPolicyNotMet(f"Object '{row.bucket}/{row.name}' is under active {label} hold and cannot "
                                         f"be deleted, overwritten or archived until hold is removed.")
     period = retention_period(s.get(StorageBucket, row.bucket))
+    if not period:  # no policy (or one since removed): nothing retains the object
+        return
     created = row.create_time if row.create_time.tzinfo else row.create_time.replace(tzinfo=UTC)
     until = created + timedelta(seconds=period)
     released = (row.body or {}).get("retentionExpirationTime")
