@@ -601,7 +601,7 @@ def test_bulk_restore_and_bucket_operations(world: KeylessServer) -> None:
         r = srv.call("POST", path, body=hostile)
         assert r.status_code == 400 and r.json()["error"]["errors"][0]["reason"] == "invalid", (hostile, r.text)
     started = time.monotonic()  # a glob built to backtrack costs no more than its length
-    r = srv.call("POST", path, body={"matchGlobs": ["*a" * 500 + "b"]})
+    r = srv.call("POST", path, body={"matchGlobs": ["*a" * 200 + "b"]})
     assert r.status_code == 200 and time.monotonic() - started < 5
     assert "keep.txt" not in {b.name for b in client.list_blobs(bucket)}
     # Data Access entries: the restore (DATA_WRITE), reading operations (ADMIN_READ)
