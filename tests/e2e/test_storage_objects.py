@@ -445,13 +445,15 @@ def test_object_holds_and_bucket_lock(world: KeylessServer) -> None:
     client = _client(srv, srv.owner_token)
     bucket = client.create_bucket("holds-bucket")
     _bind(srv, "holds-bucket", "roles/storage.objectViewer", f"serviceAccount:{READER}")
+    _bind(srv, "holds-bucket", "roles/storage.objectUser", f"serviceAccount:{WRITER}")
+    mover = _client(srv, token_for_service_account(srv, WRITER)).bucket("holds-bucket")
     blob = bucket.blob("temp.txt")
     blob.upload_from_string("t")
     blob.temporary_hold = True
     blob.patch()
     assert bucket.get_blob("temp.txt").temporary_hold is True
     for attempt in (lambda: blob.delete(), lambda: bucket.blob("temp.txt").upload_from_string("over"),
-                    lambda: bucket.move_blob(bucket.blob("temp.txt"), "moved.txt")):
+                    lambda: mover.move_blob(mover.blob("temp.txt"), "moved.txt")):
         with pytest.raises(exceptions.Forbidden, match="under active Temporary hold"):
             attempt()
     r = srv.call("DELETE", "/storage/v1/b/holds-bucket/o/temp.txt")
@@ -522,7 +524,7 @@ def test_object_holds_and_bucket_lock(world: KeylessServer) -> None:
     assert r.status_code == 200 and r.json()["retentionPolicy"]["isLocked"] is True
     def succeeded() -> list[AuditEntry]:
         return [e for e in _entries(srv, "storage.buckets.update", "projects/_/buckets/holds-bucket")
-                if "status" not in e.entry["protoPayload"]]
+                if not e.entry["protoPayload"].get("status", {}).get("code")]
 
     deadline = time.monotonic() + 10  # two patches, the lock, the lengthening, the second lock
     while len(succeeded()) < 5 and time.monotonic() < deadline:
