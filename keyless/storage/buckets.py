@@ -19,7 +19,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from keyless.clock import rfc3339
-from keyless.errors import AlreadyExists, InvalidArgument, NotFound
+from keyless.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
 from keyless.iam.evaluate import Authorizer, ResourceContext
 from keyless.iam.policy import MemberCheck, RoleCheck, set_policy
 from keyless.iam.principal import ANONYMOUS, Principal
@@ -28,6 +28,7 @@ from keyless.storage.errors import PRECONDITION_FAILED, PreconditionFailed
 from keyless.storage.names import validate_bucket_name
 from keyless.store.models import (
     IamPolicy,
+    Operation,
     Project,
     StorageBucket,
     StorageManagedFolder,
@@ -166,6 +167,9 @@ def delete_bucket(s: Session, name: str, if_metageneration_match: int | None = N
     s.execute(delete(StorageManagedFolder).where(StorageManagedFolder.bucket == name))
     s.execute(delete(IamPolicy).where(IamPolicy.resource.startswith(f"{bucket_resource(name)}/managedFolders/",
                                                                     autoescape=True)))
+    # its long-running operations (objects.bulkRestore) go too: a new bucket of the name must not see them
+    s.execute(delete(Operation).where(Operation.name.startswith(f"{bucket_resource(name)}/operations/",
+                                                                autoescape=True)))
     s.delete(row)
     s.execute(delete(IamPolicy).where(IamPolicy.resource == bucket_resource(name)))
     return list(soft)
@@ -284,7 +288,7 @@ def _check_iam_configuration(value: Any) -> dict[str, Any]:
 OBJECT_FIELDS = ECHOED - {"cors", "rpo", "defaultEventBasedHold"}
 
 
-def _check_echoed(key: str, value: Any) -> None:
+def _check_echoed(key: str, value: Any, locked: bool = False) -> None:
     expected: type = dict if key in OBJECT_FIELDS else list if key == "cors" else bool \
         if key == "defaultEventBasedHold" else str
     if value is not None and not isinstance(value, expected):
@@ -303,7 +307,7 @@ def _check_echoed(key: str, value: Any) -> None:
             seconds = -1
         if not 0 <= seconds <= 3_155_760_000:  # at most 100 years, as Google allows
             raise InvalidArgument(f"Invalid value for {key}.{field}.")
-        if key == "retentionPolicy" and value.get("isLocked"):
+        if key == "retentionPolicy" and value.get("isLocked") and not locked:
             raise InvalidArgument("Invalid argument: a retention policy is locked with lockRetentionPolicy.")
 
 
@@ -322,9 +326,10 @@ def update_bucket(s: Session, name: str, body: dict[str, Any], *, replace_all: b
     if body.get("location") not in (None, row.location, row.location.lower()):
         raise InvalidArgument("Invalid argument: a bucket's location cannot change.")
     given = {k: v for k, v in body.items() if k in MUTABLE}
+    locked = retention_locked(row)
     for key, value in given.items():
         if key in ECHOED and key != "iamConfiguration":
-            _check_echoed(key, value)
+            _check_echoed(key, value, locked)
     if "storageClass" in given and given["storageClass"] is not None:
         if given["storageClass"] not in STORAGE_CLASSES:
             raise InvalidArgument(f"Invalid argument: unknown storage class '{str(given['storageClass'])[:64]}'.")
@@ -349,9 +354,53 @@ def update_bucket(s: Session, name: str, body: dict[str, Any], *, replace_all: b
             echoed[key] = merged
     if replace_all:  # fields fixed at creation stay
         echoed.update({k: v for k, v in (row.body or {}).items() if k in ECHOED - MUTABLE})
+    if locked:
+        _keep_locked(row.body["retentionPolicy"], echoed)
     row.body = echoed
     row.metageneration += 1
     row.update_time = now
+    return row
+
+
+# -- bucket lock (https://cloud.google.com/storage/docs/bucket-lock) -----------------------------
+
+LOCKED_REMOVED = "Cannot remove a locked retention policy."  # 403 forbidden, as Google answers
+LOCKED_REDUCED = "Cannot reduce the retention period of a locked retention policy."
+
+
+def retention_locked(row: StorageBucket) -> bool:
+    return bool(((row.body or {}).get("retentionPolicy") or {}).get("isLocked"))
+
+
+def _keep_locked(before: dict[str, Any], echoed: dict[str, Any]) -> None:
+    """A locked policy stays, locked, with a period at least as long: else 403, nothing changed."""
+    after = echoed.get("retentionPolicy")
+    if not isinstance(after, dict) or not after.get("retentionPeriod"):
+        raise PermissionDenied(LOCKED_REMOVED)
+    if int(after["retentionPeriod"]) < int(before["retentionPeriod"]):
+        raise PermissionDenied(LOCKED_REDUCED)
+    kept = {**after, "isLocked": True}  # still locked, effective since it was first set
+    kept.pop("effectiveTime", None)
+    if "effectiveTime" in before:
+        kept["effectiveTime"] = before["effectiveTime"]
+    echoed["retentionPolicy"] = kept
+
+
+def lock_retention_policy(s: Session, name: str, if_metageneration_match: int | None) -> StorageBucket:
+    """buckets.lockRetentionPolicy: ifMetagenerationMatch is required (the caller locks the policy
+    it saw); locking is for good. Locking a locked policy again changes nothing."""
+    if if_metageneration_match is None:
+        raise InvalidArgument("Required parameter: ifMetagenerationMatch")
+    row = get_bucket(s, name)
+    MetagenerationPreconditions(if_metageneration_match).check(row)
+    policy = (row.body or {}).get("retentionPolicy")
+    if not isinstance(policy, dict) or not policy.get("retentionPeriod"):
+        raise InvalidArgument("Invalid argument: the bucket has no retention policy to lock.")
+    if policy.get("isLocked"):
+        return row
+    row.body = {**row.body, "retentionPolicy": {**policy, "isLocked": True}}
+    row.metageneration += 1
+    row.update_time = datetime.now(UTC)
     return row
 
 

@@ -35,6 +35,9 @@ MAX_CUSTOM_METADATA_BYTES = 8 * 1024  # Google's limit on the custom metadata of
 # Object resource fields a client may set (the rest are computed).
 WRITABLE = {"contentType", "contentEncoding", "contentDisposition", "contentLanguage", "cacheControl",
             "metadata", "customTime", "storageClass", "temporaryHold", "eventBasedHold"}
+# The object holds (https://cloud.google.com/storage/docs/object-holding): while either is true the
+# object can be neither deleted nor replaced; their names in Google's refusal.
+HOLDS = {"temporaryHold": "Temporary", "eventBasedHold": "Event-Based"}
 # Fields of the Object resource for features Keyless lacks: known, and refused by name when set.
 UNIMPLEMENTED = {"retention": "object retention", "contexts": "object contexts",
                  "kmsKeyName": "customer-managed encryption keys"}
@@ -107,7 +110,12 @@ def validate_metadata(body: dict[str, Any]) -> dict[str, Any]:
             raise InvalidArgument(f"Invalid argument: field '{name}' is not supported: Keyless does not implement "
                                   f"{feature}.")
     out: dict[str, Any] = {}
-    for key in WRITABLE - {"metadata", "temporaryHold", "eventBasedHold"}:
+    for key in HOLDS:
+        if body.get(key) is not None:
+            if not isinstance(body[key], bool):
+                raise InvalidArgument(f"Invalid value for {key}: expected a boolean.")
+            out[key] = body[key]
+    for key in WRITABLE - {"metadata"} - HOLDS.keys():
         value = body.get(key)
         if value is None:
             continue
@@ -183,19 +191,34 @@ def bucket_retention(s: Session, bucket: str) -> tuple[bool, int]:
 
 
 def check_retention(s: Session, row: AnyObject, now: datetime) -> None:
-    """Refuse to delete or replace an object younger than its bucket's retention period."""
-    bucket = s.get(StorageBucket, row.bucket)
-    policy = ((bucket.body or {}).get("retentionPolicy") or {}) if bucket is not None else {}
-    try:
-        period = int(policy.get("retentionPeriod") or 0)
-    except (TypeError, ValueError):
-        period = 0
+    """Refuse to delete or replace an object under a hold, or younger than its bucket's
+    retention period (counted from creation, or from the release of an event-based hold:
+    the object's retentionExpirationTime)."""
+    for key, label in HOLDS.items():
+        if (row.body or {}).get(key):
+            raise RetentionPolicyNotMet(f"Object '{row.bucket}/{row.name}' is under active {label} hold and cannot "
+                                        f"be deleted, overwritten or archived until hold is removed.")
+    period = retention_period(s.get(StorageBucket, row.bucket))
+    if not period:  # no policy (or one since removed): nothing retains the object
+        return
     created = row.create_time if row.create_time.tzinfo else row.create_time.replace(tzinfo=UTC)
     until = created + timedelta(seconds=period)
-    if period and until > now:
+    released = (row.body or {}).get("retentionExpirationTime")
+    if isinstance(released, str):
+        until = max(until, datetime.fromisoformat(released.replace("Z", "+00:00")))
+    if until > now:
         raise RetentionPolicyNotMet(f"Object '{row.bucket}/{row.name}' is subject to bucket's retention policy "
                                     f"or object retention and cannot be deleted or overwritten until "
                                     f"{rfc3339(until)}")
+
+
+def retention_period(bucket: StorageBucket | None) -> int:
+    """The bucket's retention period in seconds (0: none)."""
+    policy = ((bucket.body or {}).get("retentionPolicy") or {}) if bucket is not None else {}
+    try:
+        return int(policy.get("retentionPeriod") or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _retire(s: Session, row: StorageObject, now: datetime) -> str | None:
@@ -234,6 +257,9 @@ def put_object(s: Session, bucket: str, name: str, blob: StoredBlob, metadata: d
     row.update_time = now
     body = dict(metadata)
     body.setdefault("contentType", "application/octet-stream")
+    bucket_row = s.get(StorageBucket, bucket)
+    if "eventBasedHold" not in body and bucket_row is not None and (bucket_row.body or {}).get("defaultEventBasedHold"):
+        body["eventBasedHold"] = True  # the bucket's default hold, on every new object
     row.body = body
     return row, replaced
 
@@ -392,7 +418,10 @@ def object_etag(row: AnyObject) -> str:
 # -- metadata updates, moves (https://cloud.google.com/storage/docs/json_api/v1/objects/patch) ----
 
 # What the server keeps in an object's body beside the client's fields (kept across updates).
-COMPUTED = {"componentCount"}
+COMPUTED = {"componentCount", "retentionExpirationTime"}
+# What a copy or rewrite takes from its source: not its holds nor its retention (the bucket's
+# defaultEventBasedHold applies to the copy, as to any new object).
+COPIED = (WRITABLE - HOLDS.keys()) | {"componentCount"}
 MAX_COMPONENTS = 1024  # https://cloud.google.com/storage/docs/composite-objects#limitations
 
 
@@ -421,9 +450,14 @@ def update_object(s: Session, bucket: str, name: str, body: dict[str, Any], *, r
     merged = {k: v for k, v in given.items() if v is not None} if replace_all else _merge_patch(current, given)
     new_body = validate_metadata(merged)
     new_body.update({k: v for k, v in (row.body or {}).items() if k in COMPUTED})
+    now = datetime.now(UTC)
+    period = retention_period(s.get(StorageBucket, bucket))
+    if (row.body or {}).get("eventBasedHold") and not new_body.get("eventBasedHold") and period:
+        # releasing an event-based hold starts the retention period afresh (the "event")
+        new_body["retentionExpirationTime"] = rfc3339(now + timedelta(seconds=period))
     row.body = new_body
     row.metageneration += 1
-    row.update_time = datetime.now(UTC)
+    row.update_time = now
     return row
 
 

@@ -436,3 +436,188 @@ def test_managed_folders_grant_on_objects_beneath(world: KeylessServer, module_g
     while not all(_entries(srv, *w) for w in wanted) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert [w for w in wanted if not _entries(srv, *w)] == []
+
+
+def test_object_holds_and_bucket_lock(world: KeylessServer) -> None:
+    """Object holds and bucket lock (issue #20): a held object can be neither deleted, replaced nor
+    moved; a locked retention policy can be lengthened, never shortened or removed."""
+    srv = world
+    client = _client(srv, srv.owner_token)
+    bucket = client.create_bucket("holds-bucket")
+    _bind(srv, "holds-bucket", "roles/storage.objectViewer", f"serviceAccount:{READER}")
+    _bind(srv, "holds-bucket", "roles/storage.objectUser", f"serviceAccount:{WRITER}")
+    mover = _client(srv, token_for_service_account(srv, WRITER)).bucket("holds-bucket")
+    blob = bucket.blob("temp.txt")
+    blob.upload_from_string("t")
+    blob.temporary_hold = True
+    blob.patch()
+    assert bucket.get_blob("temp.txt").temporary_hold is True
+    for attempt in (lambda: blob.delete(), lambda: bucket.blob("temp.txt").upload_from_string("over"),
+                    lambda: mover.move_blob(mover.blob("temp.txt"), "moved.txt")):
+        with pytest.raises(exceptions.Forbidden, match="under active Temporary hold"):
+            attempt()
+    r = srv.call("DELETE", "/storage/v1/b/holds-bucket/o/temp.txt")
+    assert r.status_code == 403 and r.json()["error"]["errors"][0]["reason"] == "retentionPolicyNotMet"
+    assert bucket.blob("temp.txt").download_as_bytes() == b"t"
+    copy = bucket.copy_blob(blob, bucket, "copy.txt")  # a copy does not take its source's hold
+    assert not copy.temporary_hold
+    copy.delete()
+    r = srv.call("PATCH", "/storage/v1/b/holds-bucket/o/temp.txt", body={"temporaryHold": "no"})
+    assert r.status_code == 400 and bucket.get_blob("temp.txt").temporary_hold is True
+    reader = _client(srv, token_for_service_account(srv, READER)).bucket("holds-bucket").blob("temp.txt")
+    reader.temporary_hold = False
+    with pytest.raises(exceptions.Forbidden, match="storage.objects.update access"):
+        reader.patch()
+    blob.temporary_hold = False
+    blob.patch()
+    blob.delete()
+
+    # the bucket's default event-based hold holds every new object until released
+    bucket.default_event_based_hold = True
+    bucket.patch()
+    event = bucket.blob("event.txt")
+    event.upload_from_string("e")
+    assert bucket.get_blob("event.txt").event_based_hold is True
+    with pytest.raises(exceptions.Forbidden, match="under active Event-Based hold"):
+        event.delete()
+    # released under a retention policy, the period starts at the release (the "event")
+    bucket.default_event_based_hold = False
+    bucket.retention_period = 3600
+    bucket.patch()
+    event.event_based_hold = False
+    before = time.time()
+    event.patch()
+    assert abs(event.retention_expiration_time.timestamp() - (before + 3600)) < 60
+    with pytest.raises(exceptions.Forbidden, match="subject to bucket's retention policy"):
+        event.delete()
+
+    # lockRetentionPolicy: ifMetagenerationMatch required and checked; the writer may not lock
+    path = "/storage/v1/b/holds-bucket/lockRetentionPolicy"
+    r = srv.call("POST", path)
+    assert r.status_code == 400 and "ifMetagenerationMatch" in r.json()["error"]["message"]
+    assert srv.call("POST", path, params={"ifMetagenerationMatch": "1"}).status_code == 412
+    current = str(bucket.metageneration)
+    r = srv.call("POST", path, params={"ifMetagenerationMatch": current}, token=token_for_service_account(srv, READER))
+    assert r.status_code == 403 and "storage.buckets.update" in r.json()["error"]["message"]
+    r = srv.call("PATCH", "/storage/v1/b/holds-bucket", body={"retentionPolicy": {"retentionPeriod": "60",
+                                                                                  "isLocked": True}})
+    assert r.status_code == 400  # locking is lockRetentionPolicy's alone
+    bucket.lock_retention_policy()
+    assert bucket.retention_policy_locked and bucket.retention_period == 3600
+    locked_metageneration = bucket.metageneration
+    bucket.retention_period = 60
+    with pytest.raises(exceptions.Forbidden, match="Cannot reduce"):
+        bucket.patch()
+    r = srv.call("PATCH", "/storage/v1/b/holds-bucket", body={"retentionPolicy": None})
+    assert r.status_code == 403 and r.json()["error"]["message"] == "Cannot remove a locked retention policy."
+    whole = {k: v for k, v in srv.call("GET", "/storage/v1/b/holds-bucket").json().items() if k != "retentionPolicy"}
+    assert srv.call("PUT", "/storage/v1/b/holds-bucket", body=whole).status_code == 403
+    r = srv.call("PATCH", "/storage/v1/b/holds-bucket",
+                 body={"retentionPolicy": {"retentionPeriod": "60", "isLocked": False}})
+    assert r.status_code == 403
+    again = client.get_bucket("holds-bucket")
+    assert again.metageneration == locked_metageneration and again.retention_period == 3600
+    again.retention_period = 7200  # lengthening is allowed, and it stays locked
+    again.patch()
+    assert again.retention_policy_locked and again.retention_period == 7200
+    r = srv.call("POST", path, params={"ifMetagenerationMatch": str(again.metageneration)})
+    assert r.status_code == 200 and r.json()["retentionPolicy"]["isLocked"] is True
+    def succeeded() -> list[AuditEntry]:
+        return [e for e in _entries(srv, "storage.buckets.update", "projects/_/buckets/holds-bucket")
+                if not e.entry["protoPayload"].get("status", {}).get("code")]
+
+    deadline = time.monotonic() + 10  # two patches, the lock, the lengthening, the second lock
+    while len(succeeded()) < 5 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    entries = _entries(srv, "storage.buckets.update", "projects/_/buckets/holds-bucket")
+    assert len(succeeded()) == 5 and {e.log_name.rsplit("%2F", 1)[1] for e in entries} == {"activity"}
+    assert any(e.entry["protoPayload"].get("status", {}).get("code") == 7 for e in entries)  # the reader's
+
+
+def test_bulk_restore_and_bucket_operations(world: KeylessServer) -> None:
+    """objects.bulkRestore (issue #20): the newest soft-deleted generation of each name matching the
+    globs made live, live objects kept unless allowOverwrite, held ones never; the operation is read
+    back with buckets.operations.get/list, and goes with its bucket."""
+    srv = world
+    audit_data_access(srv, PROJECT, {"storage.googleapis.com": ["DATA_WRITE", "ADMIN_READ"]})
+    client = _client(srv, srv.owner_token)
+    bucket = client.create_bucket("bulk-bucket")
+    _bind(srv, "bulk-bucket", "roles/storage.objectViewer", f"serviceAccount:{READER}")
+    bucket.soft_delete_policy.retention_duration_seconds = 7 * 24 * 3600
+    bucket.patch()
+    for name, data in (("logs/a.log", "a1"), ("logs/a.log", "a2"), ("logs/sub/b.log", "b"), ("data/c.csv", "c"),
+                       ("keep.txt", "k"), ("data/deep/d.csv", "d"), ("a" * 1000, "long")):
+        bucket.blob(name).upload_from_string(data)
+        bucket.blob(name).delete()
+    bucket.blob("data/c.csv").upload_from_string("live")
+    path = "/storage/v1/b/bulk-bucket/o/bulkRestore"
+    r = srv.call("POST", path, body={"matchGlobs": ["logs/**", "data/*.csv"]})
+    assert r.status_code == 200, r.text
+    first = r.json()
+    assert first["kind"] == "storage#operation" and first["done"] is True and "error" not in first
+    assert first["name"].startswith("projects/_/buckets/bulk-bucket/operations/")
+    assert first["metadata"]["commonMetadata"]["type"] == "bulk-restore-objects"
+    live = {b.name: b.download_as_bytes() for b in client.list_blobs(bucket)}
+    assert live == {"logs/a.log": b"a2", "logs/sub/b.log": b"b", "data/c.csv": b"live"}
+    # allowOverwrite: a held live object is not displaced, and the operation says so
+    held = bucket.blob("data/c.csv")
+    held.temporary_hold = True
+    held.patch()
+    r = srv.call("POST", path, body={"matchGlobs": ["data/c.csv"], "allowOverwrite": True})
+    second = r.json()
+    assert second["done"] is True and second["error"]["code"] == 9 and "data/c.csv" in second["error"]["message"]
+    held.temporary_hold = False
+    held.patch()
+    r = srv.call("POST", path, body={"matchGlobs": ["data/c.csv"], "allowOverwrite": True})
+    assert "error" not in r.json() and bucket.blob("data/c.csv").download_as_bytes() == b"c"
+    assert [b.size for b in client.list_blobs(bucket, soft_deleted=True)
+            if b.name == "data/c.csv"] == [len("live")]  # the displaced one is soft-deleted in its turn
+    # operations.get and list (paged)
+    op_id = first["name"].rsplit("/", 1)[1]
+    r = srv.call("GET", f"/storage/v1/b/bulk-bucket/operations/{op_id}")
+    assert r.status_code == 200 and {k: v for k, v in r.json().items() if k != "selfLink"} == \
+        {k: v for k, v in first.items() if k != "selfLink"}
+    assert srv.call("GET", "/storage/v1/b/bulk-bucket/operations/nope").status_code == 404
+    names, token = [], None
+    while True:
+        page = srv.call("GET", "/storage/v1/b/bulk-bucket/operations",
+                        params={"pageSize": "1", **({"pageToken": token} if token else {})}).json()
+        assert page["kind"] == "storage#operations" and len(page["operations"]) == 1
+        names += [o["name"] for o in page["operations"]]
+        token = page.get("nextPageToken")
+        if not token:
+            break
+    assert len(names) == 3 and first["name"] in names
+    # IAM: a reader may neither restore nor read the bucket's operations
+    reader = token_for_service_account(srv, READER)
+    r = srv.call("POST", path, body={}, token=reader)
+    assert r.status_code == 403 and "storage.objects.restore" in r.json()["error"]["message"]
+    r = srv.call("GET", f"/storage/v1/b/bulk-bucket/operations/{op_id}", token=reader)
+    assert r.status_code == 403 and "storage.bucketOperations.get" in r.json()["error"]["message"]
+    r = srv.call("GET", "/storage/v1/b/bulk-bucket/operations", token=reader)
+    assert r.status_code == 403 and "storage.bucketOperations.list" in r.json()["error"]["message"]
+    # hostile requests: 400 in storage's shape, nothing restored
+    for hostile in ({"matchGlobs": ["["]}, {"matchGlobs": ["x"] * 101}, {"matchGlobs": ["{a,b}" * 7]},
+                    {"matchGlobs": "logs/**"}, {"matchGlobs": [7]}, {"softDeletedAfterTime": "yesterday"},
+                    {"allowOverwrite": "yes"}, {"nonsense": 1}):
+        r = srv.call("POST", path, body=hostile)
+        assert r.status_code == 400 and r.json()["error"]["errors"][0]["reason"] == "invalid", (hostile, r.text)
+    started = time.monotonic()  # a glob built to backtrack costs no more than its length
+    r = srv.call("POST", path, body={"matchGlobs": ["*a" * 200 + "b"]})
+    assert r.status_code == 200 and time.monotonic() - started < 5
+    assert "keep.txt" not in {b.name for b in client.list_blobs(bucket)}
+    # Data Access entries: the restore (DATA_WRITE), reading operations (ADMIN_READ)
+    deadline = time.monotonic() + 10
+    while not _entries(srv, "storage.buckets.operations.list", "projects/_/buckets/bulk-bucket") \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert {e.log_name.rsplit("%2F", 1)[1] for e in _entries(srv, "storage.objects.bulkRestore",
+                                                             "projects/_/buckets/bulk-bucket")} == {"data_access"}
+    assert _entries(srv, "storage.buckets.operations.get", first["name"])
+    # the bucket's operations go with it: a new bucket of the name does not see them
+    for b in client.list_blobs(bucket):
+        b.delete()
+    bucket.delete()
+    client.create_bucket("bulk-bucket")
+    assert "operations" not in srv.call("GET", "/storage/v1/b/bulk-bucket/operations").json()
+    assert srv.call("GET", f"/storage/v1/b/bulk-bucket/operations/{op_id}").status_code == 404

@@ -87,7 +87,7 @@ def _destination_metadata(call: StorageCall, source: AnyObject) -> dict[str, Any
     given = objects.validate_metadata(call.body)
     if given:
         return given
-    return {k: v for k, v in (source.body or {}).items() if k in objects.WRITABLE | objects.COMPUTED}
+    return {k: v for k, v in (source.body or {}).items() if k in objects.COPIED}
 
 
 def _commit(call: StorageCall, row: StorageBucket, name: str, blob: StoredBlob,
