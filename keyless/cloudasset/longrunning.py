@@ -13,12 +13,12 @@ BigQuery destinations are not served (INVALID_ARGUMENT: Keyless has no BigQuery)
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from keyless import operations
+from keyless.clock import now, rfc3339
 from keyless.cloudasset.assets import Scope
 from keyless.errors import InvalidArgument
 from keyless.storage import objects
@@ -64,5 +64,5 @@ def write_result(s: Session, blobs: BlobStore, bucket: str, name: str,
 def record_operation(s: Session, scope: Scope) -> dict[str, Any]:
     """The done Operation, stored for operations.get."""
     name = f"{operation_parent(scope)}/operations/{KIND}/{operations.new_id()}"
-    metadata = {"@type": METADATA_TYPE, "createTime": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
+    metadata = {"@type": METADATA_TYPE, "createTime": rfc3339(now())}
     return operations.record_done(s, name, {}, response_type=RESPONSE_TYPE, metadata=metadata)
