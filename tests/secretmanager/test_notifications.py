@@ -75,6 +75,13 @@ def drain(subscriber: Any, want: int, timeout: float = 10) -> list[Any]:
     return sorted(got, key=lambda m: int(m.message_id))
 
 
+def failed_precondition(error: exceptions.GoogleAPICallError) -> str:
+    """Google's FAILED_PRECONDITION is HTTP 400: the REST client raises BadRequest; the status says which."""
+    assert isinstance(error, exceptions.BadRequest), error
+    assert error.response.json()["error"]["status"] == "FAILED_PRECONDITION", error.response.text
+    return str(error.message)
+
+
 def grant_agent(srv: KeylessServer, topic: str) -> None:
     policy = ok(srv.call("POST", f"/pubsub/v1/{topic}:getIamPolicy", body={}))
     policy.setdefault("bindings", []).append({"role": "roles/pubsub.publisher", "members": [f"serviceAccount:{AGENT}"]})
@@ -86,14 +93,16 @@ def test_each_change_is_published_once_the_agent_may_publish(srv: KeylessServer,
     parent = f"projects/{PROJECT}"
     secret = {"replication": {"automatic": {}}, "topics": [{"name": EVENTS}]}
     # the agent has no grant yet: refused, naming the agent, and nothing is created
-    with pytest.raises(exceptions.FailedPrecondition) as refused:
+    with pytest.raises(exceptions.BadRequest) as refused:
         sm.create_secret(request={"parent": parent, "secret_id": "db-password", "secret": secret})
-    assert AGENT in refused.value.message and "pubsub.topics.publish" in refused.value.message
+    message = failed_precondition(refused.value)
+    assert AGENT in message and "pubsub.topics.publish" in message
     with pytest.raises(exceptions.NotFound):
         sm.get_secret(request={"name": f"{parent}/secrets/db-password"})
-    with pytest.raises(exceptions.FailedPrecondition):  # a topic that does not exist
+    with pytest.raises(exceptions.BadRequest) as refused:  # a topic that does not exist
         sm.create_secret(request={"parent": parent, "secret_id": "db-password", "secret": {
             **secret, "topics": [{"name": f"projects/{PROJECT}/topics/never-made"}]}})
+    assert "never-made does not exist" in failed_precondition(refused.value)
 
     grant_agent(srv, EVENTS)
     created = sm.create_secret(request={"parent": parent, "secret_id": "db-password", "secret": secret})
@@ -108,10 +117,10 @@ def test_each_change_is_published_once_the_agent_may_publish(srv: KeylessServer,
     sm.access_secret_version(request={"name": version.name})
     sm.destroy_secret_version(request={"name": version.name})
     # a topic the agent cannot publish to is refused on update too, and the secret is unchanged
-    with pytest.raises(exceptions.FailedPrecondition) as refused:
+    with pytest.raises(exceptions.BadRequest) as refused:
         sm.update_secret(request={"secret": {"name": name, "topics": [{"name": EVENTS}, {"name": UNGRANTED}]},
                                   "update_mask": field_mask_pb2.FieldMask(paths=["topics"])})
-    assert UNGRANTED in refused.value.message
+    assert UNGRANTED in failed_precondition(refused.value)
     assert [t.name for t in sm.get_secret(request={"name": name}).topics] == [EVENTS]
     sm.delete_secret(request={"name": name})
 
