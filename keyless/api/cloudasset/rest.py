@@ -166,7 +166,9 @@ def analyze_iam_policy_longrunning(call: Call) -> dict[str, Any]:
         bucket = buckets.find_bucket(s, bucket_name)
     if bucket is None:
         raise NotFound(f"The destination bucket {bucket_name} does not exist.")
-    decision = call.state.authz.check(call.principal, "storage.objects.create", buckets.bucket_chain(bucket),
+    # as Cloud Storage checks it: with the project convenience members (projectOwner:P...) the caller holds
+    caller = buckets.with_convenience_members(call.state.authz, call.principal, bucket.project_id)
+    decision = call.state.authz.check(caller, "storage.objects.create", buckets.bucket_chain(bucket),
                                       buckets.bucket_context(bucket_name))
     if call.record is not None:
         call.record.authorize(f"projects/_/buckets/{bucket_name}", "storage.objects.create", decision.granted)
