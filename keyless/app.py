@@ -136,7 +136,7 @@ def build_app(state: ServerState, *, refresh_owner_token: bool = True) -> ASGIAp
         # Data Access entries a killed server had journaled but not written (keyless.audit.journal).
         await asyncio.to_thread(state.audit.recover)
         tasks = [asyncio.create_task(_prune_audit_log(state)), asyncio.create_task(_route_logs(state)),
-                 asyncio.create_task(_push_messages(state))]
+                 asyncio.create_task(_push_messages(state)), asyncio.create_task(_rotate_secrets(state))]
         if refresh_owner_token:
             tasks.append(asyncio.create_task(_refresh_owner_token(state)))
         tls = None
@@ -229,6 +229,19 @@ async def _route_logs(state: ServerState) -> None:
         await asyncio.Event().wait()
     finally:
         router.stop()
+
+
+async def _rotate_secrets(state: ServerState) -> None:
+    """Start checking Secret Manager rotation schedules (keyless.secretmanager.rotation, issue #20)
+    a moment after start, so schedules set before a restart fire without a Secret Manager call."""
+    from keyless.api.secretmanager.rest import rotator_of, stop_rotator
+
+    try:
+        await asyncio.sleep(LOG_ROUTING_DELAY_SECONDS)
+        await asyncio.to_thread(rotator_of, state)
+        await asyncio.Event().wait()
+    finally:
+        stop_rotator(state)  # also one a request started
 
 
 async def _push_messages(state: ServerState) -> None:

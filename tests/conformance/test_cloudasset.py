@@ -15,6 +15,7 @@ DOC = "cloudasset.v1"
 PROJECT = "conformance-asset"
 SA = f"asset-sa@{PROJECT}.iam.gserviceaccount.com"
 READER = "user:reader@example.com"
+BUCKET = "conformance-asset-exports"
 
 
 def roles(answer: dict[str, Any]) -> list[str]:
@@ -38,6 +39,17 @@ FLOW = Flow(DOC, [
          check=lambda c, a: READER in [i["name"] for r in a["mainAnalysis"]["analysisResults"]
                                        for i in r["identityList"]["identities"]] or pytest.fail(str(a))),
     Step("cloudasset.analyzeIamPolicy", lambda c: {"scope": f"projects/{PROJECT}"}, error=400),
+    Step("cloudasset.analyzeIamPolicyLongrunning", lambda c: {"scope": f"projects/{PROJECT}", "body": {
+        "analysisQuery": {"identitySelector": {"identity": READER}},
+        "outputConfig": {"gcsDestination": {"uri": f"gs://{BUCKET}/reader.json"}}}},
+         save="operation", present=["name", "done", "metadata", "response"],
+         check=lambda c, a: a["done"] is True or pytest.fail(str(a))),
+    Step("cloudasset.operations.get", lambda c: {"name": c["operation"]["name"]}, present=["name", "done"],
+         check=lambda c, a: a == c["operation"] or pytest.fail(str(a))),
+    Step("cloudasset.analyzeIamPolicyLongrunning", lambda c: {"scope": f"projects/{PROJECT}", "body": {
+        "analysisQuery": {"identitySelector": {"identity": READER}},
+        "outputConfig": {"bigqueryDestination": {"dataset": f"projects/{PROJECT}/datasets/d", "tablePrefix": "t"}}}},
+         error=400),
     Step("cloudasset.searchAllIamPolicies", lambda c: {
         "scope": f"projects/{PROJECT}", "query": "policy:reader@example.com", "pageSize": 10,
         "assetTypes": ["iam.googleapis.com/.*"], "orderBy": "resource"},
@@ -51,6 +63,7 @@ FLOW = Flow(DOC, [
 @pytest.fixture(scope="module")
 def flowed(client: Callable[[str], Any]) -> dict[str, Any]:
     client("cloudresourcemanager.v1").projects().create(body={"projectId": PROJECT}).execute()
+    client("storage.v1").buckets().insert(project=PROJECT, body={"name": BUCKET}).execute()
     iam = client("iam.v1")
     sa = iam.projects().serviceAccounts().create(name=f"projects/{PROJECT}", body={"accountId": "asset-sa"}).execute()
     iam.projects().serviceAccounts().setIamPolicy(resource=f"projects/{PROJECT}/serviceAccounts/{SA}", body={

@@ -140,7 +140,15 @@ FLOW = Flow(DOC, [
 
 @pytest.fixture(scope="module")
 def flowed(client: Callable[[str], Any]) -> dict[str, Any]:
-    client("cloudresourcemanager.v1").projects().create(body={"projectId": PROJECT}).execute()
+    crm = client("cloudresourcemanager.v1")
+    crm.projects().create(body={"projectId": PROJECT}).execute()
+    # the regional secret's topic, publishable by the Secret Manager service agent (issue #20)
+    number = crm.projects().get(projectId=PROJECT).execute()["projectNumber"]
+    topics = client("pubsub.v1").projects().topics()
+    topics.create(name=f"{P}/topics/rotations", body={}).execute()
+    topics.setIamPolicy(resource=f"{P}/topics/rotations", body={"policy": {"bindings": [{
+        "role": "roles/pubsub.publisher",
+        "members": [f"serviceAccount:service-{number}@gcp-sa-secretmanager.iam.gserviceaccount.com"]}]}}).execute()
     return harness.run(client(DOC), FLOW, {})
 
 

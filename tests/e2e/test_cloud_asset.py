@@ -207,3 +207,76 @@ def test_bad_input_gets_google_s_error(srv: KeylessServer, path: str, params: An
 def test_a_bad_identity_is_named_as_the_request_names_it(srv: KeylessServer) -> None:
     r = srv.call("GET", ANALYZE, params={"analysisQuery.identitySelector.identity": "nobody-knows-this-kind:x"})
     assert r.json()["error"]["message"].startswith("analysisQuery.identitySelector.identity"), r.text  # not --identity
+
+
+# -- analyzeIamPolicyLongrunning (issue #20) ------------------------------------------------------
+
+EXPORT_BUCKET = "asset-analysis-exports"
+
+
+def test_analyze_iam_policy_longrunning_writes_the_analysis_to_a_bucket(srv: KeylessServer) -> None:
+    """google-cloud-asset's REST client runs the long-running analysis and polls its operation
+    (operations.get); the object holds analyzeIamPolicy's AnalyzeIamPolicyResponse. The caller
+    needs storage.objects.create on the bucket (Google's documented requirement): without it
+    nothing is written."""
+    from google.cloud import asset_v1
+
+    ok(srv.call("POST", "/storage/v1/b", params={"project": PROJECT}, body={"name": EXPORT_BUCKET}))
+    client = asset_client(srv, token_for_user(srv, ANALYST))
+    query = {"scope": f"projects/{PROJECT}", "identity_selector": {"identity": f"serviceAccount:{GSA}"}}
+    uri = f"gs://{EXPORT_BUCKET}/analyses/app-gsa.json"
+    request = {"analysis_query": query, "output_config": {"gcs_destination": {"uri": uri}}}
+    with pytest.raises(exceptions.Forbidden) as denied:
+        client.analyze_iam_policy_longrunning(request=request)
+    assert "storage.objects.create" in denied.value.message
+    obj = f"/storage/v1/b/{EXPORT_BUCKET}/o/analyses%2Fapp-gsa.json"
+    assert srv.call("GET", obj).status_code == 404
+
+    policy = ok(srv.call("GET", f"/storage/v1/b/{EXPORT_BUCKET}/iam"))
+    policy["bindings"].append({"role": "roles/storage.objectCreator", "members": [f"user:{ANALYST}"]})
+    ok(srv.call("PUT", f"/storage/v1/b/{EXPORT_BUCKET}/iam", body=policy))
+    operation = client.analyze_iam_policy_longrunning(request=request)
+    assert isinstance(operation.result(timeout=10), asset_v1.AnalyzeIamPolicyLongrunningResponse)
+    name = operation.operation.name
+    assert name.startswith("projects/") and "/operations/AnalyzeIamPolicyLongrunning/" in name, name
+    assert operation.metadata.create_time.year >= 2026
+
+    written = ok(srv.call("GET", obj, params={"alt": "media"}))
+    direct = ok(srv.call("GET", ANALYZE, params={"analysisQuery.identitySelector.identity": f"serviceAccount:{GSA}"}))
+    assert written == direct
+    assert {r["iamBinding"]["role"] for r in written["mainAnalysis"]["analysisResults"]} == {
+        "roles/storage.objectViewer", "roles/logging.viewer"}
+    assert ok(srv.call("GET", obj))["contentType"] == "application/json"
+
+    # the operation is read back by whoever may analyze the scope, and no one else
+    assert ok(srv.call("GET", f"/cloudasset/v1/{name}"))["done"] is True
+    stranger = token_for_user(srv, "stranger@example.com")
+    assert srv.call("GET", f"/cloudasset/v1/{name}", token=stranger).status_code == 403
+
+
+LONGRUNNING = f"/cloudasset/v1/projects/{PROJECT}:analyzeIamPolicyLongrunning"
+_QUERY = {"identitySelector": {"identity": f"user:{ANALYST}"}}
+
+
+@pytest.mark.parametrize(("body", "status"), [
+    ({"analysisQuery": _QUERY, "outputConfig": {"bigqueryDestination": {
+        "dataset": f"projects/{PROJECT}/datasets/d", "tablePrefix": "t"}}}, 400),  # no BigQuery here
+    ({"analysisQuery": _QUERY, "outputConfig": {}}, 400),
+    ({"analysisQuery": _QUERY, "outputConfig": {"gcsDestination": {"uri": "https://example.com/x"}}}, 400),
+    ({"analysisQuery": _QUERY, "outputConfig": {"gcsDestination": {"uri": f"gs://{EXPORT_BUCKET}/"}}}, 400),
+    ({"analysisQuery": _QUERY, "outputConfig": {"gcsDestination": {"uri": "gs://Bad_Bucket!/x"}}}, 400),
+    ({"analysisQuery": _QUERY, "outputConfig": {"gcsDestination": {"uri": f"gs://{EXPORT_BUCKET}/a\nb"}}}, 400),
+    ({"analysisQuery": {"identitySelector": {"identity": ["x"]}},
+      "outputConfig": {"gcsDestination": {"uri": f"gs://{EXPORT_BUCKET}/x"}}}, 400),
+    ({"analysisQuery": {"secretSelector": {}}, "outputConfig": {"gcsDestination": {"uri": f"gs://{EXPORT_BUCKET}/x"}}},
+     400),
+    ({"analysisQuery": {}, "outputConfig": {"gcsDestination": {"uri": f"gs://{EXPORT_BUCKET}/x"}}}, 400),
+    ({"analysisQuery": _QUERY, "outputConfig": {"gcsDestination": {"uri": "gs://no-such-bucket-here/x"}}}, 404),
+    ({"analysisQuery": _QUERY, "savedAnalysisQuery": "projects/1/savedQueries/q",
+      "outputConfig": {"gcsDestination": {"uri": f"gs://{EXPORT_BUCKET}/x"}}}, 404),
+])
+def test_longrunning_bad_input_gets_google_s_error(srv: KeylessServer, body: dict[str, Any], status: int) -> None:
+    r = srv.call("POST", LONGRUNNING, body=body)
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["code"] == status and r.json()["error"]["message"]
+    assert srv.call("GET", f"/storage/v1/b/{EXPORT_BUCKET}/o/x").status_code == 404  # nothing written

@@ -40,6 +40,12 @@ def srv(module_server: KeylessServer) -> KeylessServer:
     srv = module_server
     ok(srv.call("POST", "/cloudresourcemanager/v1/projects", body={"projectId": PROJECT}))
     ok(srv.call("POST", f"/iam/v1/projects/{PROJECT}/serviceAccounts", body={"accountId": "app-sa"}))
+    # the rotation notifications' topic, publishable by the Secret Manager service agent (issue #20)
+    number = ok(srv.call("GET", f"/cloudresourcemanager/v1/projects/{PROJECT}"))["projectNumber"]
+    ok(srv.call("PUT", f"/pubsub/v1/projects/{PROJECT}/topics/rotation", body={}))
+    ok(srv.call("POST", f"/pubsub/v1/projects/{PROJECT}/topics/rotation:setIamPolicy", body={"policy": {"bindings": [
+        {"role": "roles/pubsub.publisher",
+         "members": [f"serviceAccount:service-{number}@gcp-sa-secretmanager.iam.gserviceaccount.com"]}]}}))
     # the same id twice: a global secret and a regional one, each with its own value
     ok(srv.call("POST", f"{SM}/secrets", params={"secretId": "api-key"}, body={"replication": {"automatic": {}}}))
     ok(srv.call("POST", f"{SM}/secrets/api-key:addVersion", body={"payload": {"data": b64(b"global-value")}}))

@@ -1,5 +1,6 @@
-"""Cloud Asset API REST wire: `v1.analyzeIamPolicy` and `v1.searchAllIamPolicies` of the
-cloudasset.v1 discovery document (https://cloud.google.com/asset-inventory/docs/reference/rest).
+"""Cloud Asset API REST wire: `v1.analyzeIamPolicy`, `v1.analyzeIamPolicyLongrunning`,
+`v1.searchAllIamPolicies` and `operations.get` of the cloudasset.v1 discovery document
+(https://cloud.google.com/asset-inventory/docs/reference/rest).
 
 Each call is authorised on its scope (projects/P, or the root for an organization):
 searchAllIamPolicies needs `cloudasset.assets.searchAllIamPolicies`, analyzeIamPolicy
@@ -9,6 +10,12 @@ roles/cloudasset.viewer; an unknown project is denied, never confirmed missing. 
 are ADMIN_READ (https://cloud.google.com/asset-inventory/docs/audit-logging): their Data Access
 entries are written only where the scope's auditConfigs enable ADMIN_READ for
 cloudasset.googleapis.com.
+
+analyzeIamPolicyLongrunning (keyless.cloudasset.longrunning, issue #20) runs analyzeIamPolicy's
+analysis on the request body's `analysisQuery` (the same fields the GET method takes as query
+parameters) and also needs, as Google documents for its Cloud Storage destination,
+`storage.objects.create` on the destination bucket for the caller. Its operation is read back
+with the permission that made it (`cloudasset.assets.analyzeIamPolicy` on the scope).
 """
 
 from __future__ import annotations
@@ -20,15 +27,18 @@ from typing import Any
 
 from starlette.routing import Route
 
-from keyless.api.http import Call, route
+from keyless import operations
+from keyless.api.http import Call, allowed_fields, object_field, route, string_field
 from keyless.audit.data_access import ADMIN_READ, data_access_enabled
 from keyless.audit.log import DATA_ACCESS, AuditRecord
-from keyless.cloudasset import analysis, search
+from keyless.cloudasset import analysis, longrunning, search
 from keyless.cloudasset.assets import Scope, parse_scope
 from keyless.errors import InvalidArgument, KeylessError, NotFound
 from keyless.iam.evaluate import permission_denied
 from keyless.projects import ROOT, project_chain
 from keyless.state import ServerState
+from keyless.storage import buckets
+from keyless.storage.blobs import BlobStore
 
 SERVICE = "cloudasset.googleapis.com"
 PREFIX = "google.cloud.asset.v1.AssetService."
@@ -37,6 +47,13 @@ MAX_PAGE = 500  # "Page size is capped at 500 even if a larger value is given."
 _DURATION = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,9})?s$")
 _TIMESTAMP = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]{8,18}(Z|[+-][0-9]{2}:[0-9]{2})$")
 Q = "analysisQuery."
+# IamPolicyAnalysisQuery's fields (cloudasset.v1), by the query parameter name the GET method gives each
+QUERY_FIELDS = {Q + f for f in ("scope", "identitySelector.identity", "resourceSelector.fullResourceName",
+                                "accessSelector.roles", "accessSelector.permissions", "conditionContext.accessTime",
+                                "options.expandGroups", "options.expandRoles", "options.expandResources",
+                                "options.outputResourceEdges", "options.outputGroupEdges",
+                                "options.analyzeServiceAccountImpersonation")}
+_REPEATED = {Q + "accessSelector.roles", Q + "accessSelector.permissions"}
 
 
 def _scope(call: Call, permission: str) -> Scope:
@@ -100,6 +117,87 @@ def analyze_iam_policy(call: Call) -> dict[str, Any]:
     return analysis.analyze_iam_policy(call.state, scope, query)
 
 
+def _query_params(query: Any) -> dict[str, list[str]]:
+    """The body's IamPolicyAnalysisQuery as the query parameters analyzeIamPolicy reads (gRPC
+    transcoding's mapping of a GET request's fields: dotted paths, repeated fields repeated)."""
+    if not isinstance(query, dict):
+        raise InvalidArgument("analysisQuery is required.")
+    out: dict[str, list[str]] = {}
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                name = f"{path}.{key}"
+                if name not in QUERY_FIELDS and not any(f.startswith(name + ".") for f in QUERY_FIELDS):
+                    raise InvalidArgument(f"Invalid JSON payload received. Unknown name \"{key[:100]}\" at "
+                                          f"'{path[:200]}': Cannot find field.")
+                walk(inner, name)
+        elif path in _REPEATED and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            out[path] = list(value)
+        elif path in QUERY_FIELDS and path not in _REPEATED and isinstance(value, (str, bool)):
+            out[path] = [str(value).lower() if isinstance(value, bool) else value]
+        else:
+            raise InvalidArgument(f"Invalid value at '{path[:200]}': {str(value)[:100]}")
+
+    walk(query, Q[:-1])
+    return out
+
+
+def analyze_iam_policy_longrunning(call: Call) -> dict[str, Any]:
+    """analyzeIamPolicy's answer written to outputConfig.gcsDestination.uri; a done Operation."""
+    body = call.body
+    allowed_fields(body, {"analysisQuery", "outputConfig", "savedAnalysisQuery"}, "")
+    output = object_field(body, "outputConfig", "")
+    allowed_fields(output, {"gcsDestination", "bigqueryDestination"}, "output_config")
+    if "bigqueryDestination" in output:
+        raise InvalidArgument("outputConfig.bigqueryDestination is not supported: Keyless serves no BigQuery; "
+                              "use outputConfig.gcsDestination.")
+    destination = object_field(output, "gcsDestination", "output_config")
+    allowed_fields(destination, {"uri"}, "output_config.gcs_destination")
+    bucket_name, object_name = longrunning.parse_gcs_uri(destination.get("uri"))
+    # analyzeIamPolicy's own reading of the query (its checks, its audit record) on the body's fields
+    call.query = _query_params(body.get("analysisQuery"))
+    saved = string_field(body, "savedAnalysisQuery", "")
+    if saved:
+        call.query["savedAnalysisQuery"] = [saved]
+    response = analyze_iam_policy(call)
+    with call.read() as s:
+        scope = parse_scope(s, f"{call.params['kind']}/{call.params['scope']}")
+        bucket = buckets.find_bucket(s, bucket_name)
+    if bucket is None:
+        raise NotFound(f"The destination bucket {bucket_name} does not exist.")
+    # as Cloud Storage checks it: with the project convenience members (projectOwner:P...) the caller holds
+    caller = buckets.with_convenience_members(call.state.authz, call.principal, bucket.project_id)
+    decision = call.state.authz.check(caller, "storage.objects.create", buckets.bucket_chain(bucket),
+                                      buckets.bucket_context(bucket_name))
+    if call.record is not None:
+        call.record.authorize(f"projects/_/buckets/{bucket_name}", "storage.objects.create", decision.granted)
+    if not decision.granted:
+        raise permission_denied("storage.objects.create", f"projects/_/buckets/{bucket_name}")
+    blobs = BlobStore(call.state.settings.data_dir, root=call.state.settings.blob_dir)
+    written = ""
+    try:
+        with call.state.db.write() as s:
+            replaced, written = longrunning.write_result(s, blobs, bucket_name, object_name, response)
+            operation = longrunning.record_operation(s, scope)
+    except BaseException:
+        if written:
+            blobs.delete(written)
+        raise
+    if replaced:
+        blobs.delete(replaced)
+    return operation
+
+
+def get_operation(call: Call) -> dict[str, Any]:
+    """operations.get: readable by whoever may run the analysis on the operation's scope."""
+    p = call.params
+    name = f"{p['kind']}/{p['scope']}/operations/{p['operation_kind']}/{p['operation']}"
+    _scope(call, "cloudasset.assets.analyzeIamPolicy")
+    with call.read() as s:
+        return operations.get(s, name)
+
+
 def search_all_iam_policies(call: Call) -> dict[str, Any]:
     scope = _scope(call, "cloudasset.assets.searchAllIamPolicies")
     size = call.arg("pageSize")
@@ -143,11 +241,14 @@ def _submit(call: Call, error: KeylessError | None) -> None:
 
 
 def routes(state: ServerState) -> list[Route]:
-    def read(path: str, handler: Callable[[Call], Any], method: str) -> Route:
-        return route(state, "GET", path, _data_access(method, handler), audited=False)
+    def read(path: str, handler: Callable[[Call], Any], method: str, verb: str = "GET") -> Route:
+        return route(state, verb, path, _data_access(method, handler), audited=False)
 
     scope = "/v1/{kind}/{scope}"
     return [
         read(scope + ":analyzeIamPolicy", analyze_iam_policy, "AnalyzeIamPolicy"),
+        read(scope + ":analyzeIamPolicyLongrunning", analyze_iam_policy_longrunning, "AnalyzeIamPolicyLongrunning",
+             "POST"),
         read(scope + ":searchAllIamPolicies", search_all_iam_policies, "SearchAllIamPolicies"),
+        route(state, "GET", scope + "/operations/{operation_kind}/{operation}", get_operation),
     ]

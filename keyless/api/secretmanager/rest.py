@@ -7,6 +7,11 @@ https://cloud.google.com/secret-manager/docs/audit-logging: ADMIN_WRITE methods 
 update, delete, addVersion, enable/disable/destroy, setIamPolicy) always write Admin Activity;
 ADMIN_READ (get, list, getIamPolicy) and DATA_READ (access) write Data Access entries only where
 the project's auditConfigs enable them, on `audited_resource`.
+
+Each change to a secret with `topics` publishes its event notification in the change's own
+transaction (keyless.secretmanager.notifications, issue #20); this process's streaming pulls are
+told once it committed. Rotation schedules are checked by a thread of the serving process
+(keyless.secretmanager.rotation), started with the app (keyless.app) or by the first secret call.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -27,15 +33,39 @@ from keyless.audit.data_access import ADMIN_READ, DATA_READ, data_access_enabled
 from keyless.audit.log import DATA_ACCESS, AuditRecord
 from keyless.errors import InvalidArgument, KeylessError, NotFound, PermissionDenied
 from keyless.iam.evaluate import ResourceContext, permission_denied
-from keyless.secretmanager import names
+from keyless.pubsub import notify as pubsub_notify
+from keyless.secretmanager import names, notifications
 from keyless.secretmanager import secrets as secrets_domain
 from keyless.secretmanager import versions as versions_domain
 from keyless.secretmanager.names import SERVICE
+from keyless.secretmanager.rotation import Rotator
 from keyless.state import ServerState
 from keyless.store.models import Project, SmSecret, SmSecretVersion
 
 PREFIX = "google.cloud.secretmanager.v1.SecretManagerService."
 MAX_PAYLOAD_B64 = 4 * ((versions_domain.MAX_PAYLOAD_BYTES + 2) // 3) + 4
+_ROTATORS: weakref.WeakKeyDictionary[ServerState, Rotator] = weakref.WeakKeyDictionary()
+
+
+def rotator_of(state: ServerState) -> Rotator:
+    """The server's rotation thread (started on first use)."""
+    rotator = _ROTATORS.get(state)
+    if rotator is None:
+        rotator = _ROTATORS.setdefault(state, Rotator(state.db, state.authz))
+        rotator.start()
+    return rotator
+
+
+def stop_rotator(state: ServerState) -> None:
+    rotator = _ROTATORS.pop(state, None)
+    if rotator is not None:
+        rotator.stop()
+
+
+def _notified(published: bool) -> None:
+    """After a commit that published notifications: this process's streaming pulls look now."""
+    if published:
+        pubsub_notify.published()
 
 
 # -- authorisation and resolution ---------------------------------------------------------------
@@ -172,7 +202,13 @@ def create_secret(call: Call) -> dict[str, Any]:
         names.check_secret_id(call.params["project"], secret_id, location)
         _touch(call, project.project_id, names.secret_name(project.project_number, secret_id, location), found=True)
         row = secrets_domain.create_secret(s, project, secret_id, call.body, location)
-        return secrets_domain.secret_json(row)
+        body = secrets_domain.secret_json(row)
+        published = notifications.configure_topics(s, call.state.authz, row)
+        published = notifications.publish(s, call.state.authz, row, notifications.SECRET_CREATE, body) or published
+    _notified(published)
+    if row.body.get("rotation"):
+        rotator_of(call.state)
+    return body
 
 
 def get_secret(call: Call) -> dict[str, Any]:
@@ -197,13 +233,26 @@ def patch_secret(call: Call) -> dict[str, Any]:
     mask = update_mask(call)
     with call.write() as s:
         _, row = _secret(call, s, "secretmanager.secrets.update")
-        return secrets_domain.secret_json(secrets_domain.update_secret(row, call.body, mask))
+        topics_before = notifications.topic_names(row)
+        body = secrets_domain.secret_json(secrets_domain.update_secret(row, call.body, mask))
+        # "whenever topics are updated", every topic of the secret gets TOPIC_CONFIGURED
+        published = notifications.topic_names(row) != topics_before and \
+            notifications.configure_topics(s, call.state.authz, row)
+        published = notifications.publish(s, call.state.authz, row, notifications.SECRET_UPDATE, body) or published
+    _notified(published)
+    if (row.body or {}).get("rotation"):
+        rotator_of(call.state)
+    return body
 
 
 def delete_secret(call: Call) -> dict[str, Any]:
     with call.write() as s:
         _, row = _secret(call, s, "secretmanager.secrets.delete")
+        body = secrets_domain.secret_json(row)
+        # published first, from the row still whole; a refused delete rolls it back with the rest
+        published = notifications.publish(s, call.state.authz, row, notifications.SECRET_DELETE, body)
         secrets_domain.delete_secret(s, row, call.arg("etag"))
+    _notified(published)
     return {}
 
 
@@ -246,8 +295,12 @@ def add_version(call: Call) -> dict[str, Any]:
     with call.write() as s:
         _, secret = _secret(call, s, "secretmanager.versions.add", for_update=True)
         row = versions_domain.add_version(s, secret, data, checksum)
-        call.touch(name=names.version_name(secret.project_number, secret.secret_id, row.version, secret.location))
-        return versions_domain.version_json(secret, row)
+        name = names.version_name(secret.project_number, secret.secret_id, row.version, secret.location)
+        call.touch(name=name)
+        body = versions_domain.version_json(secret, row)
+        published = notifications.publish(s, call.state.authz, secret, notifications.SECRET_VERSION_ADD, body, name)
+    _notified(published)
+    return body
 
 
 def get_version(call: Call) -> dict[str, Any]:
@@ -275,7 +328,7 @@ def access_version(call: Call) -> dict[str, Any]:
     return {"name": name, "payload": {"data": base64.b64encode(data).decode(), "dataCrc32c": str(checksum)}}
 
 
-def change_version(permission: str, change: Callable[..., SmSecretVersion]) -> Callable[[Call], Any]:
+def change_version(permission: str, change: Callable[..., SmSecretVersion], event: str) -> Callable[[Call], Any]:
     def handler(call: Call) -> dict[str, Any]:
         allowed_fields(call.body, {"name", "etag"}, "")
         etag = call.body.get("etag")
@@ -283,7 +336,12 @@ def change_version(permission: str, change: Callable[..., SmSecretVersion]) -> C
             raise InvalidArgument(f"Invalid value at 'etag' (TYPE_STRING), {json.dumps(etag)[:100]}")
         with call.write() as s:
             secret, row = _version(call, s, permission)
-            return versions_domain.version_json(secret, change(secret, row, etag))
+            body = versions_domain.version_json(secret, change(secret, row, etag))
+            happened = notifications.SECRET_VERSION_DESTROY_SCHEDULED if event == notifications.SECRET_VERSION_DESTROY \
+                and body.get("state") != versions_domain.DESTROYED else event  # a delayed destroy
+            published = notifications.publish(s, call.state.authz, secret, happened, body, body["name"])
+        _notified(published)
+        return body
 
     return handler
 
@@ -370,12 +428,12 @@ def _secret_routes(admin: Callable[..., Route], read: Callable[..., Route], stat
     # Custom methods (`name:verb`) come before the plain resource routes they would also match.
     return [
         read("GET", version + ":access", access_version, "AccessSecretVersion", DATA_READ),
-        admin("POST", version + ":enable", change_version("secretmanager.versions.enable", versions_domain.enable),
-              "EnableSecretVersion"),
-        admin("POST", version + ":disable", change_version("secretmanager.versions.disable", versions_domain.disable),
-              "DisableSecretVersion"),
-        admin("POST", version + ":destroy", change_version("secretmanager.versions.destroy", versions_domain.destroy),
-              "DestroySecretVersion"),
+        admin("POST", version + ":enable", change_version("secretmanager.versions.enable", versions_domain.enable,
+                                                      notifications.SECRET_VERSION_ENABLE), "EnableSecretVersion"),
+        admin("POST", version + ":disable", change_version("secretmanager.versions.disable", versions_domain.disable,
+                                                       notifications.SECRET_VERSION_DISABLE), "DisableSecretVersion"),
+        admin("POST", version + ":destroy", change_version("secretmanager.versions.destroy", versions_domain.destroy,
+                                                       notifications.SECRET_VERSION_DESTROY), "DestroySecretVersion"),
         read("GET", version, get_version, "GetSecretVersion"),
         read("GET", secret + "/versions", list_versions, "ListSecretVersions"),
         admin("POST", secret + ":addVersion", add_version, "AddSecretVersion"),
