@@ -26,9 +26,11 @@ from starlette.routing import Route
 from keyless.api import scopes, system_parameters
 from keyless.api.errors import error_body, error_headers, unexpected
 from keyless.audit import log as audit
+from keyless.audit.data_access import data_access_enabled
 from keyless.errors import InvalidArgument, KeylessError
 from keyless.iam.evaluate import permission_denied
 from keyless.iam.principal import Principal
+from keyless.projects import ROOT, project_chain
 from keyless.state import ServerState
 from keyless.tokens.access import AccessToken
 
@@ -251,6 +253,46 @@ def endpoint(state: ServerState, handler: Handler, *, service: str = "", method:
         return params.render(result if result is not None else {})
 
     return run
+
+
+def data_access_method(service: str, method: str, handler: Handler, log_type: str,
+                       *, root_without_project: bool = False) -> Handler:
+    """`handler` with a Data Access record of its own (`method` of `service`), written (batched,
+    keyless.audit) only where the auditConfigs of the record's project enable `log_type` for the
+    caller, as Google writes ADMIN_READ and DATA_READ entries only when asked. A record naming no
+    project is written by the root's auditConfigs when `root_without_project` (Cloud Asset's
+    organization scopes), else not at all (nothing identifiable was read). A refused call's record
+    is decided here, so the endpoint does not write it again."""
+
+    def run(call: Call) -> Any:
+        call.record = audit.AuditRecord(service=service, method=method, log=audit.DATA_ACCESS)
+        try:
+            result = handler(call)
+        except KeylessError as error:
+            _submit_data_access(call, service, log_type, error, root_without_project)
+            call.record = None
+            raise
+        _submit_data_access(call, service, log_type, None, root_without_project)
+        return result
+
+    return run
+
+
+def _submit_data_access(call: Call, service: str, log_type: str, error: KeylessError | None,
+                        root_without_project: bool) -> None:
+    record = call.record
+    if record is None or call.token is None:
+        return
+    project_id = record.resource_labels.get("project_id")
+    if project_id:
+        chain = project_chain(project_id)
+    elif root_without_project and record.resource_name:
+        chain = [ROOT]
+    else:
+        return
+    if data_access_enabled(call.state.authz.audit_configs(chain), service, log_type, call.principal.member_keys):
+        call.state.audit.submit(record, call.principal, caller_ip=call.caller_ip, user_agent=call.user_agent,
+                                error=error)
 
 
 def _billed(handler: Handler, params: system_parameters.SystemParameters, service: str) -> Handler:

@@ -28,14 +28,12 @@ from typing import Any
 from starlette.routing import Route
 
 from keyless import operations
-from keyless.api.http import Call, allowed_fields, object_field, route, string_field
-from keyless.audit.data_access import ADMIN_READ, data_access_enabled
-from keyless.audit.log import DATA_ACCESS, AuditRecord
+from keyless.api.http import Call, allowed_fields, data_access_method, object_field, route, string_field
+from keyless.audit.data_access import ADMIN_READ
 from keyless.cloudasset import analysis, longrunning, search
 from keyless.cloudasset.assets import Scope, parse_scope
-from keyless.errors import InvalidArgument, KeylessError, NotFound
+from keyless.errors import InvalidArgument, NotFound
 from keyless.iam.evaluate import permission_denied
-from keyless.projects import ROOT, project_chain
 from keyless.state import ServerState
 from keyless.storage import buckets
 from keyless.storage.blobs import BlobStore
@@ -213,31 +211,11 @@ def search_all_iam_policies(call: Call) -> dict[str, Any]:
 
 
 def _data_access(method: str, handler: Callable[[Call], Any]) -> Callable[[Call], Any]:
-    """Run a method with its audit record, written only if the scope's auditConfigs enable ADMIN_READ."""
-
-    def run(call: Call) -> Any:
-        call.record = AuditRecord(service=SERVICE, method=PREFIX + method, log=DATA_ACCESS)
-        try:
-            result = handler(call)
-        except KeylessError as error:
-            _submit(call, error)
-            call.record = None  # decided here: the endpoint must not write it again
-            raise
-        _submit(call, None)
-        return result
-
-    return run
+    """Run a method with its audit record, written only if the scope's auditConfigs enable ADMIN_READ
+    (an organization scope's are the root's)."""
+    return data_access_method(SERVICE, PREFIX + method, handler, ADMIN_READ, root_without_project=True)
 
 
-def _submit(call: Call, error: KeylessError | None) -> None:
-    record = call.record
-    if record is None or call.token is None or not record.resource_name:
-        return
-    project_id = record.resource_labels.get("project_id")
-    chain = project_chain(project_id) if project_id else [ROOT]
-    if data_access_enabled(call.state.authz.audit_configs(chain), SERVICE, ADMIN_READ, call.principal.member_keys):
-        call.state.audit.submit(record, call.principal, caller_ip=call.caller_ip, user_agent=call.user_agent,
-                                error=error)
 
 
 def routes(state: ServerState) -> list[Route]:

@@ -8,12 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 from keyless import projects
-from keyless.api.http import Call
-from keyless.audit.data_access import ADMIN_READ, data_access_enabled
-from keyless.audit.log import DATA_ACCESS, AuditRecord
+from keyless.api.http import Call, data_access_method
+from keyless.audit.data_access import ADMIN_READ
 from keyless.cloudlogging.export import Router
 from keyless.cloudlogging.names import SERVICE
-from keyless.errors import KeylessError
 from keyless.iam.evaluate import permission_denied
 from keyless.state import ServerState
 from keyless.storage.blobs import BlobStore
@@ -59,30 +57,6 @@ def project_of(call: Call, s: Any, permission: str, *, resource: str = "", kind:
 def data_access(method: str, handler: Callable[[Call], Any], log_type: str = ADMIN_READ) -> Callable[[Call], Any]:
     """Run a read method with its own audit record, written (batched) only where the project's
     auditConfigs enable `log_type` for logging.googleapis.com."""
-
-    def run(call: Call) -> Any:
-        call.record = AuditRecord(service=SERVICE, method=method, log=DATA_ACCESS)
-        error: KeylessError | None = None
-        try:
-            return handler(call)
-        except KeylessError as exc:
-            error = exc
-            raise
-        finally:
-            _submit(call, log_type, error)
-            call.record = None  # decided here: the endpoint must not write it again
-
-    return run
+    return data_access_method(SERVICE, method, handler, log_type)
 
 
-def _submit(call: Call, log_type: str, error: KeylessError | None) -> None:
-    record = call.record
-    if record is None or call.token is None:
-        return
-    project_id = record.resource_labels.get("project_id")
-    if not project_id:
-        return  # unknown project or malformed name: nothing identifiable was read
-    configs = call.state.authz.audit_configs(projects.project_chain(project_id))
-    if data_access_enabled(configs, SERVICE, log_type, call.principal.member_keys):
-        call.state.audit.submit(record, call.principal, caller_ip=call.caller_ip, user_agent=call.user_agent,
-                                error=error)

@@ -23,11 +23,10 @@ from starlette.routing import Route
 
 from keyless import projects
 from keyless.api import iam_methods
-from keyless.api.http import Call, allowed_fields, object_field, route, update_mask
+from keyless.api.http import Call, allowed_fields, data_access_method, object_field, route, update_mask
 from keyless.api.pubsub.push import pusher_of, require_act_as
-from keyless.audit.data_access import ADMIN_READ, data_access_enabled
-from keyless.audit.log import DATA_ACCESS, AuditRecord
-from keyless.errors import InvalidArgument, KeylessError, NotFound, PermissionDenied
+from keyless.audit.data_access import ADMIN_READ
+from keyless.errors import InvalidArgument, NotFound, PermissionDenied
 from keyless.iam.evaluate import ResourceContext
 from keyless.pubsub import messages as messages_domain
 from keyless.pubsub import names, notify
@@ -142,32 +141,9 @@ def _page(call: Call, key: str, everything: list[Any]) -> dict[str, Any]:
 
 def _data_access(method: str, handler: Callable[[Call], Any]) -> Callable[[Call], Any]:
     """Run an ADMIN_READ method with its own audit record, written (batched) only if auditConfigs ask."""
-
-    def run(call: Call) -> Any:
-        call.record = AuditRecord(service=SERVICE, method=method, log=DATA_ACCESS)
-        try:
-            result = handler(call)
-        except KeylessError as error:
-            _submit(call, error)
-            call.record = None  # decided here: the endpoint must not write it again
-            raise
-        _submit(call, None)
-        return result
-
-    return run
+    return data_access_method(SERVICE, method, handler, ADMIN_READ)
 
 
-def _submit(call: Call, error: KeylessError | None) -> None:
-    record = call.record
-    if record is None or call.token is None:
-        return
-    project_id = record.resource_labels.get("project_id")
-    if not project_id:
-        return  # malformed name: nothing identifiable was read
-    configs = call.state.authz.audit_configs(projects.project_chain(project_id))
-    if data_access_enabled(configs, SERVICE, ADMIN_READ, call.principal.member_keys):
-        call.state.audit.submit(record, call.principal, caller_ip=call.caller_ip, user_agent=call.user_agent,
-                                error=error)
 
 
 # -- topics -------------------------------------------------------------------------------------

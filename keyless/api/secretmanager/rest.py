@@ -28,10 +28,9 @@ from starlette.routing import Route
 
 from keyless import projects
 from keyless.api import iam_methods
-from keyless.api.http import Call, allowed_fields, object_field, route, update_mask
-from keyless.audit.data_access import ADMIN_READ, DATA_READ, data_access_enabled
-from keyless.audit.log import DATA_ACCESS, AuditRecord
-from keyless.errors import InvalidArgument, KeylessError, NotFound, PermissionDenied
+from keyless.api.http import Call, allowed_fields, data_access_method, object_field, route, update_mask
+from keyless.audit.data_access import ADMIN_READ, DATA_READ
+from keyless.errors import InvalidArgument, NotFound, PermissionDenied
 from keyless.iam.evaluate import ResourceContext, permission_denied
 from keyless.pubsub import notify as pubsub_notify
 from keyless.secretmanager import names, notifications
@@ -163,32 +162,9 @@ def _version(call: Call, s: Any, permission: str) -> tuple[SmSecret, SmSecretVer
 
 def _data_access(method: str, log_type: str, handler: Callable[[Call], Any]) -> Callable[[Call], Any]:
     """Run a read method with its own audit record, written (batched) only if auditConfigs ask."""
-
-    def run(call: Call) -> Any:
-        call.record = AuditRecord(service=SERVICE, method=PREFIX + method, log=DATA_ACCESS)
-        try:
-            result = handler(call)
-        except KeylessError as error:
-            _submit(call, log_type, error)
-            call.record = None  # decided here: the endpoint must not write it again
-            raise
-        _submit(call, log_type, None)
-        return result
-
-    return run
+    return data_access_method(SERVICE, PREFIX + method, handler, log_type)
 
 
-def _submit(call: Call, log_type: str, error: KeylessError | None) -> None:
-    record = call.record
-    if record is None or call.token is None:
-        return
-    project_id = record.resource_labels.get("project_id")
-    if not project_id:
-        return  # unknown project or malformed name: nothing identifiable was read
-    configs = call.state.authz.audit_configs(projects.project_chain(project_id))
-    if data_access_enabled(configs, SERVICE, log_type, call.principal.member_keys):
-        call.state.audit.submit(record, call.principal, caller_ip=call.caller_ip, user_agent=call.user_agent,
-                                error=error)
 
 
 # -- secrets ------------------------------------------------------------------------------------
