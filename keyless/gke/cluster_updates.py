@@ -434,7 +434,8 @@ def autopilot_compatibility(s: Session, cluster: GkeCluster) -> dict[str, Any]:
     privileged = []
     for pod in s.scalars(select(K8sObject).where(K8sObject.cluster_id == cluster.id, K8sObject.kind == "Pod")):
         spec = _field(pod.body or {}, "spec")
-        containers = spec.get("containers") if isinstance(spec.get("containers"), list) else []
+        named = spec.get("containers")
+        containers: list[Any] = named if isinstance(named, list) else []
         if spec.get("hostNetwork") is True or any(
                 isinstance(c, dict) and isinstance(c.get("securityContext"), dict)
                 and c["securityContext"].get("privileged") is True for c in containers):

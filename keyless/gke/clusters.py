@@ -301,7 +301,8 @@ def cluster_json(s: Session, cluster: GkeCluster, settings: Settings | None = No
 
     pools = node_pools(s, cluster)
     body = {k: v for k, v in (cluster.body or {}).items() if not k.startswith("_")}  # "_": Keyless's own state
-    labels = body.get("resourceLabels") if isinstance(body.get("resourceLabels"), dict) else {}
+    named = body.get("resourceLabels")
+    labels: dict[str, str] = named if isinstance(named, dict) else {}
     out: dict[str, Any] = {
         "name": cluster.name, "loggingService": cluster_updates.LOGGING_SERVICES[0],
         "monitoringService": cluster_updates.MONITORING_SERVICES[0], "legacyAbac": {}, **body,
