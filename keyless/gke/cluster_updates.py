@@ -187,6 +187,16 @@ def addons(cluster: GkeCluster) -> dict[str, Any]:
     return {**DEFAULT_ADDONS, **(named if isinstance(named, dict) else {})}
 
 
+def _addon(value: Any, where: str, depth: int) -> None:
+    """An addon's config: flags and short strings, with nested configs (rayOperatorConfig's
+    logging and monitoring) one level down at most."""
+    for key, item in _object(value, where).items():
+        if isinstance(item, dict) and depth > 1:
+            _addon(item, f"{where}.{key[:64]}", depth - 1)
+        elif not isinstance(item, (bool, str, int)) or isinstance(item, str) and len(item) > MAX_TEXT:
+            raise InvalidArgument(f"Invalid value at '{where}.{key[:64]}'.")
+
+
 def set_addons(cluster: GkeCluster, config: Any) -> None:
     """SetAddonsConfigRequest: the addons named are replaced, the others kept."""
     config = _object(config, "addons_config")
@@ -196,9 +206,7 @@ def set_addons(cluster: GkeCluster, config: Any) -> None:
         if name not in ADDONS:
             raise InvalidArgument(f"Invalid JSON payload received. Unknown name \"{name[:64]}\" at "
                                   "'addons_config': Cannot find field.")
-        for key, flag in _object(value, f"addons_config.{name}").items():
-            if not isinstance(flag, (bool, str, int)) or isinstance(flag, str) and len(flag) > MAX_TEXT:
-                raise InvalidArgument(f"Invalid value at 'addons_config.{name}.{key[:64]}'.")
+        _addon(value, f"addons_config.{name}", 2)
     if cluster.autopilot and "networkPolicyConfig" in config:
         raise FailedPrecondition("Network policy is not supported on Autopilot clusters (they use GKE Dataplane V2).")
     merged = {**addons(cluster), **config}
@@ -224,13 +232,20 @@ def set_network_policy(cluster: GkeCluster, policy: Any) -> None:
 
 
 def _time(value: Any, where: str) -> str:
+    _instant(value, where)
+    return str(value)
+
+
+def _instant(value: Any, where: str) -> datetime:
     text = _text(value, where)
     try:
-        datetime.fromisoformat(text.replace("Z", "+00:00"))
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
         raise InvalidArgument(f"Invalid value at '{where}' (type.googleapis.com/google.protobuf.Timestamp), "
-                              f"{json.dumps(text)[:64]}") from None
-    return text
+                              f"{json.dumps(text)[:64]}")
+    return when
 
 
 def maintenance_policy(cluster: GkeCluster) -> dict[str, Any]:
@@ -266,13 +281,19 @@ def set_maintenance_policy(cluster: GkeCluster, policy: Any) -> None:
         span = _object(recurring.get("window"), "maintenance_policy.window.recurring_window.window")
         start = _time(span.get("startTime"), "maintenance_policy.window.recurring_window.window.start_time")
         end = _time(span.get("endTime"), "maintenance_policy.window.recurring_window.window.end_time")
-        if end <= start:
+        if _instant(end, "end_time") <= _instant(start, "start_time"):
             raise InvalidArgument("The maintenance window's end time must be after its start time.")
         rule = _text(recurring.get("recurrence"), "maintenance_policy.window.recurring_window.recurrence")
         if not rule.startswith("FREQ="):
             raise InvalidArgument(f"Invalid recurrence \"{rule[:64]}\": expected an RFC 5545 RRULE such as "
                                   "\"FREQ=WEEKLY;BYDAY=SA,SU\".")
         stored["recurringWindow"] = {"window": {"startTime": start, "endTime": end}, "recurrence": rule}
+    legacy = _object(window.get("recurringMaintenanceWindow"),
+                     "maintenance_policy.window.recurring_maintenance_window")
+    if legacy:
+        if daily or recurring or len(json.dumps(legacy)) > MAX_TEXT:
+            raise InvalidArgument("Invalid value at 'maintenance_policy.window.recurring_maintenance_window'.")
+        stored["recurringMaintenanceWindow"] = legacy
     exclusions = _object(window.get("maintenanceExclusions"), "maintenance_policy.window.maintenance_exclusions")
     if len(exclusions) > 20:
         raise InvalidArgument("A cluster can have at most 20 maintenance exclusions.")
@@ -327,10 +348,6 @@ def complete_ip_rotation(cluster: GkeCluster) -> None:
     if not (cluster.body or {}).get(ROTATION):
         raise FailedPrecondition(f"Cluster \"{cluster.name}\" has no IP rotation in progress to complete.")
     _set(cluster, ROTATION, None)
-
-
-def rotation_in_progress(cluster: GkeCluster) -> bool:
-    return bool((cluster.body or {}).get(ROTATION))
 
 
 # -- cluster: versions and upgrades -----------------------------------------------------------------
