@@ -36,8 +36,7 @@ def error(resp: httpx.Response, status: int, code: str) -> str:
 
 @pytest.fixture(scope="module")
 def srv(module_server: KeylessServer) -> KeylessServer:
-    out = module_server.keyless("projects", "create", PROJECT, "--number", "135792468013")
-    assert out.returncode == 0, out.stderr
+    ok(module_server.call("POST", "/cloudresourcemanager/v1/projects", body={"projectId": PROJECT}))
     ok(module_server.call("POST", f"{LOC}/clusters", body={"cluster": {
         "name": "c1", "initialNodeCount": 2, "resourceLabels": {"team": "a"}}}))
     path = f"/cloudresourcemanager/v1/projects/{PROJECT}"
