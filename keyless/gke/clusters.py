@@ -31,7 +31,9 @@ NAME = re.compile(r"^[a-z](?:[-a-z0-9]{0,38}[a-z0-9])?$")  # clusters: 40 chars;
 LOCATION = re.compile(r"^[a-z]+-[a-z]+[0-9](?:-[a-z])?$")  # us-central1 (region) or us-central1-a (zone)
 GKE_METADATA, GCE_METADATA = "GKE_METADATA", "GCE_METADATA"
 MODES = (GKE_METADATA, GCE_METADATA)
-VERSION = "1.30.5-gke.1014001"
+VERSION = "1.30.5-gke.1014001"  # every new cluster's and every node's
+# the versions a control plane can be set to (updateMaster): the default, a newer patch, the next minor
+VERSIONS = (VERSION, "1.30.6-gke.1125000", "1.31.1-gke.1846000")
 DEFAULT_NODE_COUNT = 3
 MAX_NODES = 50  # per node pool: enough for any local test, bounded for hostile input
 # NodeConfig.oauthScopes when a request names none: "If unspecified, no scopes are added, unless
@@ -132,8 +134,8 @@ def _issuer_key() -> bytes:
                              serialization.NoEncryption())
 
 
-def _add_nodes(s: Session, cluster: GkeCluster, pool: GkeNodePool) -> None:
-    for _ in range(pool.node_count):
+def add_nodes(s: Session, cluster: GkeCluster, pool: GkeNodePool, count: int) -> None:
+    for _ in range(count):
         s.add(GkeNode(name=f"gke-{cluster.name[:20]}-{pool.name[:20]}-{secrets.token_hex(4)}-{secrets.token_hex(2)}",
                       cluster_id=cluster.id, node_pool_id=pool.id,
                       internal_ip=f"10.128.{secrets.randbelow(256)}.{secrets.randbelow(253) + 2}"))
@@ -168,7 +170,7 @@ def _new_pool(s: Session, project: Project, cluster: GkeCluster, body: Any) -> G
                        body={k: v for k, v in body.items() if k not in ("name", "initialNodeCount", "status")})
     s.add(pool)
     s.flush()
-    _add_nodes(s, cluster, pool)
+    add_nodes(s, cluster, pool, pool.node_count)
     return pool
 
 
@@ -191,7 +193,8 @@ def create_cluster(s: Session, project: Project, location: str, body: Any) -> Gk
                          create_time=datetime.now(UTC), issuer_key_pem=_issuer_key(),
                          body={k: v for k, v in body.items()
                                if k not in ("name", "nodePools", "workloadIdentityConfig", "status", "endpoint",
-                                            "initialNodeCount", "nodeConfig")})
+                                            "initialNodeCount", "nodeConfig", "currentMasterVersion",
+                                            "currentNodeVersion", "labelFingerprint") and not k.startswith("_")})
     s.add(cluster)
     s.flush()
     pools = body.get("nodePools")
@@ -255,7 +258,10 @@ def delete_cluster(s: Session, cluster: GkeCluster) -> None:
 # -- wire shapes --------------------------------------------------------------------------------
 
 def node_pool_json(cluster: GkeCluster, pool: GkeNodePool) -> dict[str, Any]:
+    from keyless.gke.cluster_updates import management  # it builds on this module
+
     body = dict(pool.body or {})
+    body["management"] = management(cluster, pool)
     config = dict(body.pop("config", None) or {})
     config["workloadMetadataConfig"] = {"mode": pool.workload_metadata_mode}
     config["serviceAccount"] = pool.service_account
@@ -290,19 +296,27 @@ def master_ca(settings: Settings, cluster: GkeCluster) -> str:
 
 
 def cluster_json(s: Session, cluster: GkeCluster, settings: Settings | None = None) -> dict[str, Any]:
+    from keyless.gke import cluster_updates  # it builds on this module
     from keyless.gke.issuer import ca_certificate_b64
 
     pools = node_pools(s, cluster)
+    body = {k: v for k, v in (cluster.body or {}).items() if not k.startswith("_")}  # "_": Keyless's own state
+    named = body.get("resourceLabels")
+    labels: dict[str, str] = named if isinstance(named, dict) else {}
     out: dict[str, Any] = {
-        "name": cluster.name, **(cluster.body or {}),
+        "name": cluster.name, "loggingService": cluster_updates.LOGGING_SERVICES[0],
+        "monitoringService": cluster_updates.MONITORING_SERVICES[0], "legacyAbac": {}, **body,
+        "labelFingerprint": cluster_updates.label_fingerprint(labels),
+        "addonsConfig": cluster_updates.addons(cluster),
+        "maintenancePolicy": cluster_updates.maintenance_policy(cluster),
         "location": cluster.location, "zone": cluster.location, "status": cluster.status,
         "endpoint": kubernetes_endpoint(settings, cluster) if settings else cluster.endpoint,
         "masterAuth": {"clusterCaCertificate": master_ca(settings, cluster) if settings
                        else ca_certificate_b64(cluster)},
-        "currentMasterVersion": VERSION, "currentNodeVersion": VERSION,
+        "currentMasterVersion": cluster_updates.master_version(cluster), "currentNodeVersion": VERSION,
         "currentNodeCount": sum(p.node_count for p in pools),
         "nodePools": [node_pool_json(cluster, p) for p in pools],
-        "locations": [cluster.location if cluster.location.count("-") == 2 else f"{cluster.location}-a"],
+        "locations": cluster_updates.locations(cluster),
         "createTime": rfc3339(cluster.create_time),
         "selfLink": f"{API}/{cluster_path(cluster)}", "id": cluster.id.replace("-", ""),
     }

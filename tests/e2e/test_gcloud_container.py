@@ -191,3 +191,16 @@ def test_sts_refuses_tokens_that_are_not_the_clusters(g: Gcloud, module_server: 
     g.run("container", "clusters", "create", "other", f"--region={REGION}", f"--workload-pool={POOL}",
           f"--project={PROJECT}")
     assert _exchange(srv, token, cluster="other").json()["error"] == "invalid_grant"
+
+
+def test_update_labels_and_resize(g: Gcloud, module_server: KeylessServer) -> None:
+    """`clusters update --update-labels` (get, then setResourceLabels with the labelFingerprint it
+    read) and `clusters resize` (nodePools.setSize) as gcloud sends them (issue #20)."""
+    where = (f"--region={REGION}", f"--project={PROJECT}")
+    g.run("container", "clusters", "update", "my-cluster", *where, "--update-labels=env=prod,team=ml")
+    g.run("container", "clusters", "resize", "my-cluster", "--node-pool=default-pool", "--num-nodes=4", *where,
+          "--quiet")
+    got = module_server.call("GET", f"/container/v1/projects/{PROJECT}/locations/{REGION}/clusters/my-cluster").json()
+    assert got["resourceLabels"] == {"env": "prod", "team": "ml"}, got
+    assert [p["initialNodeCount"] for p in got["nodePools"] if p["name"] == "default-pool"] == [4]
+    assert got["currentNodeCount"] == sum(p["initialNodeCount"] for p in got["nodePools"])
