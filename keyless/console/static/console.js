@@ -64,9 +64,9 @@ async function fillProjects() {
 
 // -- identity graph ---------------------------------------------------------------------------
 
-// A box holds one line of LABEL_CHARS (12 px) or, for a grant, its role (ROLE_CHARS, 11 px: the longest
-// common one, iam.serviceAccountTokenCreator, whole) over what it is on (ON_CHARS, 10 px)
-const NODE_W = 200, NODE_H = 28, TOP = 16, LABEL_CHARS = 27, ROLE_CHARS = 30, ON_CHARS = 32;
+// A box holds one line of LABEL_CHARS (12 px) or, for a grant, its role (11 px) over what it is on
+// (10 px), each cut to what the drawn text's measured width lets fit (fitText), from ROLE_CHARS/ON_CHARS
+const NODE_W = 200, NODE_H = 28, TOP = 16, LABEL_CHARS = 27, ROLE_CHARS = 34, ON_CHARS = 36;
 const SEVERITY_RANK = { error: 3, warning: 2, info: 1, note: 1 };
 
 async function graphView() {
@@ -228,13 +228,15 @@ function drawGraph(canvas, g) {
                              transform: `translate(${n.x},${n.y + TOP})`, "data-id": n.id, tabindex: "0" });
     group.append(svg("rect", { width: NODE_W, height: NODE_H, rx: 5 }));
     const on = n.kind === "grant" ? n.details.on : null;  // which bucket, secret, project: readable without a click
-    const t = svg("text", { x: 8, y: on ? 12 : 18, class: on ? "role-line" : "" });
-    t.textContent = on ? fitLabel(n.label.replace(/^roles\//, ""), ROLE_CHARS) : fitLabel(n.label, LABEL_CHARS);
+    const t = svg("text", { x: 8, y: on ? 12 : 18, class: on ? "role-line fit" : "" });
+    if (on) t.dataset.full = n.label.replace(/^roles\//, "");
+    t.textContent = on ? fitLabel(t.dataset.full, ROLE_CHARS) : fitLabel(n.label, LABEL_CHARS);
     const title = svg("title", {});
     title.textContent = `${n.kind}: ${n.label}${on ? ` on ${n.details.resource || on}` : ""}`;
     group.append(t);
     if (on) {
-      const second = svg("text", { x: 8, y: 24, class: "on" });
+      const second = svg("text", { x: 8, y: 24, class: "on fit" });
+      second.dataset.full = on;
       second.textContent = fitLabel(on, ON_CHARS);
       group.append(second);
     }
@@ -245,6 +247,16 @@ function drawGraph(canvas, g) {
   }
   root.append(nodes, labels);
   canvas.replaceChildren(root);
+  root.querySelectorAll("text.fit").forEach(fitText);
+}
+
+// A grant's line, drawn: shortened (fitLabel, a character at a time) until its measured width fits
+// the box (a 11 px role of wide letters would overflow at a length that fits narrow ones).
+function fitText(t) {
+  const room = NODE_W - 14;
+  for (let max = t.textContent.length; max > 8 && t.getComputedTextLength() > room; max--) {
+    t.textContent = fitLabel(t.dataset.full, max - 1);
+  }
 }
 
 function detailsList(obj) {
