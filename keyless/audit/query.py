@@ -75,11 +75,7 @@ def list_entries(s: Session, projects: Sequence[str], filter_text: str, *, order
     fingerprint = _fingerprint(projects, filter_text, descending)
     cursor = _decode_token(page_token, fingerprint) if page_token else None
 
-    conditions = [AuditEntry.project_id.in_(list(projects)), *_narrowing(tree, projects)]
-    public = [p for p in projects if p not in private]
-    if public:  # Data Access logs are private: only roles/logging.privateLogViewer reads them
-        conditions.append(or_(AuditEntry.project_id.in_([p for p in projects if p in private]),
-                              ~AuditEntry.log_name.endswith(PRIVATE_SUFFIX, autoescape=True)))
+    conditions = _where(tree, projects, private)
     order = (AuditEntry.timestamp.desc(), AuditEntry.id.desc()) if descending else \
         (AuditEntry.timestamp.asc(), AuditEntry.id.asc())
 
@@ -103,6 +99,65 @@ def list_entries(s: Session, projects: Sequence[str], filter_text: str, *, order
         if scanned >= scan_limit:  # Google too answers short (even empty) pages with a token
             assert cursor is not None
             return Page(found, _encode_token(cursor, fingerprint))
+
+
+def _where(tree: lq.Node, projects: Sequence[str], private: Collection[str]) -> list[ColumnElement[bool]]:
+    """The rows a filter may match: the projects', narrowed by the filter, Data Access entries only
+    where the caller may read them."""
+    conditions = [AuditEntry.project_id.in_(list(projects)), *_narrowing(tree, projects)]
+    public = [p for p in projects if p not in private]
+    if public:  # Data Access logs are private: only roles/logging.privateLogViewer reads them
+        conditions.append(or_(AuditEntry.project_id.in_([p for p in projects if p in private]),
+                              ~AuditEntry.log_name.endswith(PRIVATE_SUFFIX, autoescape=True)))
+    return conditions
+
+
+WARNING_AND_ABOVE = frozenset(n for n, r in lq.SEVERITIES.items() if r >= lq.SEVERITIES["WARNING"])
+
+
+@dataclass
+class Histogram:
+    start: datetime
+    end: datetime
+    counts: list[tuple[int, int]]  # per bucket, oldest first: (WARNING and above, the rest)
+    scanned: int
+    stopped_at: datetime | None  # the scan cap was hit: entries before this were not counted
+
+
+def histogram(s: Session, projects: Sequence[str], filter_text: str, *, start: datetime | None, end: datetime,
+              buckets: int, private: Collection[str] = (), scan_limit: int = SCAN_LIMIT) -> Histogram:
+    """The entries matching a filter in [start, end), counted per equal time bucket and by severity
+    (Logs Explorer's histogram counts the whole range, not the entries loaded). Newest first, at most
+    `scan_limit` rows read: past it `stopped_at` says from where on older entries were not counted.
+    `start` None is the oldest matching row's time."""
+    tree = lq.parse(filter_text)
+    conditions = [*_where(tree, projects, private), AuditEntry.timestamp < end]
+    if start is None:
+        oldest = s.scalars(select(AuditEntry.timestamp).where(*conditions)
+                           .order_by(AuditEntry.timestamp.asc()).limit(1)).first()
+        start = _utc(oldest) if oldest is not None else end
+    conditions.append(AuditEntry.timestamp >= start)
+    span = max((end - start).total_seconds(), 1e-6) / buckets
+    counts = [[0, 0] for _ in range(buckets)]
+    cursor: tuple[datetime, int] | None = None
+    scanned = 0
+    while True:
+        stmt = select(AuditEntry).where(*conditions)
+        if cursor is not None:
+            stmt = stmt.where(_after(cursor, True))
+        rows = s.scalars(stmt.order_by(AuditEntry.timestamp.desc(), AuditEntry.id.desc()).limit(SCAN_BATCH)).all()
+        for row in rows:
+            scanned += 1
+            cursor = (_utc(row.timestamp), row.id)
+            entry = entry_of(row)
+            if lq.matches(tree, entry):
+                i = min(buckets - 1, max(0, int((cursor[0] - start).total_seconds() / span)))
+                counts[i][0 if entry.get("severity") in WARNING_AND_ABOVE else 1] += 1
+        if len(rows) < SCAN_BATCH:
+            return Histogram(start, end, [(a, b) for a, b in counts], scanned, None)
+        if scanned >= scan_limit:
+            assert cursor is not None
+            return Histogram(start, end, [(a, b) for a, b in counts], scanned, cursor[0])
 
 
 def log_names(s: Session, project_id: str) -> list[str]:

@@ -33,7 +33,7 @@ from keyless.api.errors import google_error, json_response
 from keyless.api.http import Call, endpoint, read_body, read_json
 from keyless.audit import subject_hint
 from keyless.audit.filter import parse_timestamp
-from keyless.clock import rfc3339
+from keyless.clock import now, rfc3339
 from keyless.console import changes, flows, graph, pages, sessions, signin
 from keyless.doctor import targets
 from keyless.errors import InvalidArgument, KeylessError, NotFound, PermissionDenied, Unauthenticated
@@ -58,6 +58,9 @@ MAX_CHANGE_ENTRIES = 10_000  # Admin Activity entries one comparison reads at mo
 ACCESS_SECONDS = 5.0  # the doctor's walk for one selected node, at most (then DEADLINE_EXCEEDED)
 MAX_ACCESSES = 200
 MAX_EXPAND_KEY = 2100  # a box's key: hub:NODE-ID<KIND, a node id (a member) up to ~2,000 characters  # accesses listed in one answer (all of them highlighted)
+HISTOGRAM_BUCKETS = 40  # the timeline's histogram: bars over its time range
+MAX_BUCKETS = 100
+HISTOGRAM_SCAN = 20_000  # entries one histogram reads at most, newest first (then it says so)
 INSERT_ID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 
@@ -257,7 +260,8 @@ def build(state: ServerState) -> ASGIApp:
         Route("/v1/signInLinks", endpoint(state, create_link, audited=False), methods=["POST"]),
         Route("/api/whoami", api(whoami)), Route("/api/projects", api(list_projects)),
         Route("/api/graph", api(get_graph)), Route("/api/changes", api(get_changes)),
-        Route("/api/access", api(get_access)), Route("/api/entries", api(list_entries)), Route("/api/iam", api(get_iam)),
+        Route("/api/access", api(get_access)), Route("/api/entries", api(list_entries)),
+        Route("/api/histogram", api(get_histogram)), Route("/api/iam", api(get_iam)),
         Route("/api/explain", api(explain, state_change=True), methods=["POST"]),
     ]
     async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
@@ -479,6 +483,37 @@ def list_entries(call: Call) -> dict[str, Any]:
     return {"entries": entries, "flows": flows.group(page(filter_text)) if entries else None}
 
 
+def get_histogram(call: Call) -> dict[str, Any]:
+    """The timeline's histogram: the entries matching its filter over its whole time range (`since`
+    up to now; without it, from the oldest match), counted per bucket and severity on the server, as
+    Logs Explorer counts the range and not the entries loaded. The same filter parser and permission
+    as entries.list; at most MAX_BUCKETS buckets and HISTOGRAM_SCAN entries read (past it the answer
+    says from where on older entries are not counted)."""
+    from keyless.api.logging.entries import readable_project
+    from keyless.audit import query
+
+    project_id, filter_text, since = call.arg("project") or "", call.arg("filter") or "", call.arg("since") or ""
+    start = parse_timestamp(since) if since else None
+    if since and start is None:
+        raise InvalidArgument(f"Invalid timestamp {since[:40]!r}.")
+    raw = call.arg("buckets") or str(HISTOGRAM_BUCKETS)
+    if not re.fullmatch(r"[0-9]{1,3}", raw) or not 1 <= int(raw) <= MAX_BUCKETS:
+        raise InvalidArgument(f"buckets: a number from 1 to {MAX_BUCKETS}.")
+    call.state.audit.flush()  # the entries this process queued count, as entries.list reads them
+    end = now()
+    with call.read() as s:
+        readable, private = readable_project(call, s, project_id, "logging.logEntries.list")
+        found = query.histogram(s, [readable], filter_text, start=start, end=end, buckets=int(raw),
+                                private={readable} if private else set(), scan_limit=HISTOGRAM_SCAN)
+    out: dict[str, Any] = {"start": rfc3339(found.start), "end": rfc3339(found.end), "scanned": found.scanned,
+                           "buckets": [{"bad": bad, "ok": ok} for bad, ok in found.counts],
+                           "total": sum(bad + ok for bad, ok in found.counts)}
+    if found.stopped_at is not None:
+        out["capped"] = (f"counted the newest {found.scanned:,} entries read (the cap): "
+                         f"entries before {rfc3339(found.stopped_at)} are not counted")
+    return out
+
+
 def _read_entries(call: Call, project_id: str, text: str, order: str, size: int,
                   token: str = "") -> dict[str, Any]:
     """One page of logging's own entries.list as the viewer (its parser, its permissions)."""
@@ -599,11 +634,13 @@ def explain(call: Call) -> dict[str, Any]:
                                  f"projects/{project_id}")
     if not projects_read:  # the root or a folder: its own policy
         call.state.authz.require(call.principal, DOCTOR_PERMISSION, target.chain, target.chain[0])
+    # levels the viewer may not read: the per-level table and the role step leave their bindings out
+    q.unreadable = frozenset(r for i, r in enumerate(target.chain)
+                             if not call.state.authz.check(call.principal, DOCTOR_PERMISSION, target.chain[i:]).granted)
     ex = doctor.explain(call.state, q)
     out = json_module.loads(doctor.render_json(ex))
     for level in out.get("policies", []):
-        chain = target.chain[target.chain.index(level["resource"]):]
-        if not call.state.authz.check(call.principal, DOCTOR_PERMISSION, chain).granted:
+        if level["resource"] in q.unreadable:
             level["bindings"], level["hidden"] = [], f"permission {DOCTOR_PERMISSION} denied on this level"
     if summary:
         out["entry"] = summary

@@ -228,9 +228,28 @@ def _bindings(g: Graph, setup: Setup, project_id: str, number: str, chain: list[
         g.node(rid, "resource", "gs://" + shown.split("/", 3)[3] if shown.startswith("projects/_/buckets/") else shown,
                name=resource)
         gid = f"grant:{b.role}@{resource}"
-        g.node(gid, "grant", b.role, role=b.role, resource=setup.describe(resource))
+        g.node(gid, "grant", b.role, role=b.role, resource=setup.describe(resource), on=short_name(setup, resource))
         g.edge(source, gid, "", condition)
         g.edge(gid, rid, "on")
+
+
+def short_name(setup: Setup, resource: str) -> str:
+    """What a grant box says it is on, beside its role (issue #21: "which bucket? click each"): a
+    bucket as gs://NAME, a secret or project by kind and id, a service account by its email's local
+    part, anything else by its last segment."""
+    account = setup.account_of_resource(resource)
+    if account is not None:
+        return str(account.email).split("@", 1)[0]
+    if resource == ROOT:
+        return "the root (organization)"
+    parts = resource.split("/")
+    if len(parts) >= 4 and parts[:3] == ["projects", "_", "buckets"]:
+        return "gs://" + parts[3] + ("/" + "/".join(parts[5:]) if len(parts) > 5 else "")
+    if len(parts) == 2 and parts[0] == "projects":
+        return f"project {parts[1]}"
+    if len(parts) >= 2 and parts[-2] in ("secrets", "versions") and "secrets" in parts:
+        return f"secret {parts[parts.index('secrets') + 1]}" + (f" v{parts[-1]}" if parts[-2] == "versions" else "")
+    return parts[-1]
 
 
 _POLICY_PERMISSION = {"bucket": "storage.buckets.getIamPolicy", "secret": "secretmanager.secrets.getIamPolicy",

@@ -65,7 +65,7 @@ data-severity="">All</button><button type="button" class="sev-filter" data-sever
 type="button" class="sev-filter" data-severity="NOTICE">Notice+</button><button type="button" class="sev-filter"
 data-severity="WARNING">Warning+</button><button type="button" class="sev-filter" data-severity="ERROR">Error+</button></span>
 <label><input id="tail" type="checkbox" checked> Live tail</label><span id="status" class="status"></span></div>
-{_ERROR}<div id="query-hint" class="query-hint"></div><div id="histogram" class="histogram"></div><h2>Flows</h2><p class="hint">A token exchange, the impersonation it leads to and the service
+{_ERROR}<div id="query-hint" class="query-hint"></div><div id="histogram" class="histogram"></div><p id="histogram-note" class="hidden-note" hidden></p><h2>Flows</h2><p class="hint">A token exchange, the impersonation it leads to and the service
 account's calls, grouped by the federated subject.</p><div id="flows"></div><h2>Entries</h2>
 <p class="hint">Click a value in an expanded entry to add it to the filter.</p>
 <div id="entries" class="entries"></div><button id="more" type="button" hidden>Load older entries</button>""",

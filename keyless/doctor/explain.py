@@ -143,6 +143,9 @@ class Question:
     service_account: str | None = None  # the GSA a token or principal impersonates
     at: datetime | None = None  # request.time for IAM conditions (an audit entry's timestamp)
     names: dict[str, str] = field(default_factory=lambda: CLI_NAMES)  # how errors name the fields
+    # levels of the hierarchy whose bindings the asker may not read (the console's viewer without
+    # getIamPolicy on the root): the role and condition steps count their bindings, never name them
+    unreadable: frozenset[str] = frozenset()
 
 
 # -- the walk -----------------------------------------------------------------------------------
@@ -712,13 +715,21 @@ def _resource_path(state: ServerState, q: Question, ex: Explanation, principal: 
                NO_ROLE.format(who=who, permission=q.permission, resource=target.display), fix)
         ex.add("iam condition", SKIP, "no binding to evaluate")
         return
-    ex.add("role", PASS, "; ".join(_shown_candidate(c) for c in candidates) + gone)
+    shown = [c for c in candidates if c.resource not in q.unreadable]
+    left_out = len(candidates) - len(shown)
+    unseen = sorted({c.resource for c in candidates if c.resource in q.unreadable})
+    ex.add("role", PASS, "; ".join([*(_shown_candidate(c) for c in shown),
+                                    *(f"a binding on {r}: bindings not shown" for r in unseen)]) + gone)
     if decision.granted:
         holding = next(c for c in candidates if c.holds)
-        ex.add("iam condition", PASS, f"condition {_condition_text(holding.condition)} is true" if holding.condition
-               else "the granting binding has no condition")
+        if holding.resource in q.unreadable:
+            ex.add("iam condition", PASS, f"the granting binding is on {holding.resource}: bindings not shown")
+        else:
+            ex.add("iam condition", PASS, f"condition {_condition_text(holding.condition)} is true"
+                   if holding.condition else "the granting binding has no condition")
         return
-    conditions = "; ".join(_condition_text(c.condition) for c in candidates)
+    conditions = "; ".join([*(_condition_text(c.condition) for c in shown),
+                            *(["(bindings not shown)"] if left_out else [])])
     ex.add("iam condition", FAIL, f"resource.name={target.context.name!r}, resource.type={target.context.type!r}",
            CONDITION_FALSE.format(conditions=conditions),
            f"gcloud projects get-iam-policy {target.project_id or 'PROJECT_ID'} --format=json   # then condition the "

@@ -16,6 +16,7 @@ from keyless.audit import filter as lq
 from keyless.audit import log as audit
 from keyless.audit import query
 from keyless.audit.retention import Retention, count, prune
+from keyless.clock import rfc3339
 from keyless.errors import InvalidArgument
 from keyless.state import ServerState
 from keyless.store.models import AuditEntry
@@ -159,3 +160,34 @@ def test_retention_by_log_and_age_and_size(state: ServerState) -> None:
     with state.db.read() as s:  # the newest are the ones kept
         kept = {r.insert_id for r in s.query(AuditEntry)}
     assert kept == {r["insert_id"] for r in new[-100:]}
+
+
+def test_the_histogram_counts_the_whole_range_as_entries_list_finds_it(state: ServerState) -> None:
+    """The console's histogram (issue #21): every entries.list match in [start, end) counted in its
+    bucket and by severity, private logs only where readable; capped, it says from where it stopped."""
+    load(state, rows(1500))  # 500 seconds of entries, three per second
+    start, end = T0 + timedelta(seconds=60), T0 + timedelta(seconds=460)
+    bounds = f'timestamp>="{rfc3339(start)}" AND timestamp<"{rfc3339(end)}"'
+    totals = {}
+    for text in ("", 'protoPayload.methodName="SetIamPolicy" OR severity>=ERROR'):
+        for private in ({"my-project"}, set()):
+            found = run(state, ["my-project"], f"({text}) AND {bounds}" if text else bounds, private=private)
+            want = [[0, 0] for _ in range(40)]
+            for e in found:
+                at = lq.parse_timestamp(e["timestamp"])
+                assert at is not None
+                want[int((at - start).total_seconds() // 10)][0 if e["severity"] in ("WARNING", "ERROR") else 1] += 1
+            with state.db.read() as s:
+                h = query.histogram(s, ["my-project"], text, start=start, end=end, buckets=40, private=private)
+            assert [list(c) for c in h.counts] == want and h.stopped_at is None
+            assert any(bad for bad, _ in h.counts) and sum(a + b for a, b in h.counts) > 100
+            totals[(text, bool(private))] = len(found)
+    assert totals[("", True)] > totals[("", False)]  # Data Access entries count only for a private-log reader
+    # no start: from the oldest match; a cap: the newest `scan_limit` rows, and where it stopped
+    with state.db.read() as s:
+        h = query.histogram(s, ["my-project"], "", start=None, end=end, buckets=100, private={"my-project"},
+                            scan_limit=500)
+    everything = run(state, ["my-project"], f'timestamp<"{rfc3339(end)}"', private={"my-project"})
+    assert rfc3339(h.start) == everything[0]["timestamp"]
+    assert h.stopped_at is not None and h.scanned == 500 and sum(a + b for a, b in h.counts) == 500
+    assert all(lq.parse_timestamp(e["timestamp"]) >= h.stopped_at for e in everything[-500:])

@@ -135,7 +135,7 @@ def test_no_session_no_data(module_server: KeylessServer) -> None:
     anonymous = httpx.Client(base_url=module_server.base_url, timeout=30)
     for path in ("/console/api/projects", "/console/api/graph?project=p", "/console/api/entries?project=p",
                  "/console/api/iam?project=p", "/console/api/changes?project=p",
-                 "/console/api/access?project=p&node=user:a@example.com"):
+                 "/console/api/access?project=p&node=user:a@example.com", "/console/api/histogram?project=p"):
         r = anonymous.get(path)
         assert r.status_code == 401 and r.json()["error"]["status"] == "UNAUTHENTICATED", path
     for path in VIEWS:
@@ -152,6 +152,16 @@ def test_no_session_no_data(module_server: KeylessServer) -> None:
     assert r.status_code == 400 and r.json()["error"]["status"] == "INVALID_ARGUMENT"
     r = client.get("/console/api/access", params={"project": "nope", "node": "user:a@example.com"})
     assert r.status_code == 404 and r.json()["error"]["status"] == "NOT_FOUND"
+    # the histogram: the timeline's own checks, bounded buckets, and no count without logging.logEntries.list
+    for bad in ({"since": '2026") OR (true'}, {"buckets": "0"}, {"buckets": "101"}, {"buckets": "9" * 5000},
+                {"buckets": "\u00b2"}):
+        r = client.get("/console/api/histogram", params={"project": "nope", **bad})
+        assert r.status_code == 400 and r.json()["error"]["status"] == "INVALID_ARGUMENT", (bad, r.text)
+    assert client.get("/console/api/histogram", params={"project": "nope"}).status_code == 404
+    stranger = httpx.Client(base_url=module_server.base_url, timeout=30)
+    assert _sign_in_with(stranger, module_server, token=token_for_user(module_server, "stranger@example.com")).status_code == 303
+    r = stranger.get("/console/api/histogram", params={"project": "nope"})
+    assert r.status_code == 403 and r.json()["error"]["status"] == "PERMISSION_DENIED"
     # a point of the "what changed" view is a timestamp or an entry id, never filter text
     r = client.get("/console/api/changes", params={"project": "nope", "to": '2026") OR (true'})
     assert r.status_code == 400 and r.json()["error"]["status"] == "INVALID_ARGUMENT"

@@ -64,7 +64,9 @@ async function fillProjects() {
 
 // -- identity graph ---------------------------------------------------------------------------
 
-const NODE_W = 200, NODE_H = 26, TOP = 16, LABEL_CHARS = 27;
+// A box holds one line of LABEL_CHARS (12 px) or, for a grant, its role (11 px) over what it is on
+// (10 px), each cut to what the drawn text's measured width lets fit (fitText), from ROLE_CHARS/ON_CHARS
+const NODE_W = 200, NODE_H = 28, TOP = 16, LABEL_CHARS = 27, ROLE_CHARS = 34, ON_CHARS = 36;
 const SEVERITY_RANK = { error: 3, warning: 2, info: 1, note: 1 };
 
 async function graphView() {
@@ -225,17 +227,36 @@ function drawGraph(canvas, g) {
     const group = svg("g", { class: `node kind-${n.kind}${severity ? ` finding sev-${severity}` : ""}`,
                              transform: `translate(${n.x},${n.y + TOP})`, "data-id": n.id, tabindex: "0" });
     group.append(svg("rect", { width: NODE_W, height: NODE_H, rx: 5 }));
-    const t = svg("text", { x: 8, y: 17 });
-    t.textContent = fitLabel(n.label, LABEL_CHARS);
+    const on = n.kind === "grant" ? n.details.on : null;  // which bucket, secret, project: readable without a click
+    const t = svg("text", { x: 8, y: on ? 12 : 18, class: on ? "role-line fit" : "" });
+    if (on) t.dataset.full = n.label.replace(/^roles\//, "");
+    t.textContent = on ? fitLabel(t.dataset.full, ROLE_CHARS) : fitLabel(n.label, LABEL_CHARS);
     const title = svg("title", {});
-    title.textContent = `${n.kind}: ${n.label}`;
-    group.append(t, title);
+    title.textContent = `${n.kind}: ${n.label}${on ? ` on ${n.details.resource || on}` : ""}`;
+    group.append(t);
+    if (on) {
+      const second = svg("text", { x: 8, y: 24, class: "on fit" });
+      second.dataset.full = on;
+      second.textContent = fitLabel(on, ON_CHARS);
+      group.append(second);
+    }
+    group.append(title);
     group.addEventListener("click", () => showNode(n));
     group.addEventListener("keydown", (ev) => { if (ev.key === "Enter") showNode(n); });
     nodes.append(group);
   }
   root.append(nodes, labels);
   canvas.replaceChildren(root);
+  root.querySelectorAll("text.fit").forEach(fitText);
+}
+
+// A grant's line, drawn: shortened (fitLabel, a character at a time) until its measured width fits
+// the box (a 11 px role of wide letters would overflow at a length that fits narrow ones).
+function fitText(t) {
+  const room = NODE_W - 14;
+  for (let max = t.textContent.length; max > 8 && t.getComputedTextLength() > room; max--) {
+    t.textContent = fitLabel(t.dataset.full, max - 1);
+  }
 }
 
 function detailsList(obj) {
@@ -481,7 +502,11 @@ async function loadEntries(tail) {
   try {
     page = await api(`/console/api/entries?${q}`);
   } catch (err) {
-    if (!tail) { $("#entries").replaceChildren(); $("#flows").replaceChildren(); $("#histogram").replaceChildren(); }
+    if (!tail) {
+      $("#entries").replaceChildren(); $("#flows").replaceChildren(); $("#histogram").replaceChildren();
+      $("#histogram-note").hidden = true;
+      histogramAsked++;  // a histogram still on its way belongs to the query that failed
+    }
     showError(err);
     return;
   }
@@ -497,7 +522,24 @@ async function loadEntries(tail) {
   if (page.flows) drawFlows(page.flows);
   if (!tail) $("#query-hint").replaceChildren(...(page.hint ? [el("pre", { class: "hint", text: page.hint })] : []));
   afterEntries();
+  if (!tail || page.entries.length) await loadHistogram(q);
   if (!tail) scheduleTail();
+}
+
+// Logs Explorer's histogram: the whole time range counted on the server (same filter, same
+// permission as the entries), not only the entries loaded; the newest histogram asked for wins.
+let histogramAsked = 0;
+async function loadHistogram(q) {
+  const asked = ++histogramAsked;
+  const hq = new URLSearchParams(q);
+  hq.delete("after");
+  let answer;
+  try { answer = await api(`/console/api/histogram?${hq}`); } catch (err) { showError(err); return; }
+  if (asked !== histogramAsked) return;
+  drawHistogram(answer);
+  const note = $("#histogram-note");
+  note.hidden = !answer.capped;
+  note.textContent = answer.capped ? `Histogram: ${answer.capped}.` : "";
 }
 
 async function loadOlder() {  // paging past the first page, as Logs Explorer's "load older"
@@ -516,34 +558,24 @@ function afterEntries() {
   $("#more").hidden = !nextPage;
   $("#status").textContent = `${list.children.length} entries` + (nextPage ? " (more older)" : "") +
     ($("#tail").checked ? " · tailing" : "");
-  drawHistogram([...list.children].map((row) => [row.dataset.timestamp, row.dataset.severity]));
 }
 
-// The entries shown, counted per time bucket and severity (stacked bars, as Logs Explorer's histogram).
-function drawHistogram(points) {
+// The server's counts per time bucket and severity (stacked bars, as Logs Explorer's histogram).
+function drawHistogram(h) {
   const box = $("#histogram");
-  const times = points.map(([t]) => Date.parse(t)).filter((t) => !Number.isNaN(t));
-  if (!times.length) { box.replaceChildren(); return; }
-  const BUCKETS = 40, W = 800, H = 60;
-  const lo = Math.min(...times), hi = Math.max(...times) + 1, span = (hi - lo) / BUCKETS;
-  const counts = Array.from({ length: BUCKETS }, () => ({ bad: 0, ok: 0 }));
-  points.forEach(([t, sev]) => {
-    const at = Date.parse(t);
-    if (Number.isNaN(at)) return;
-    const b = counts[Math.min(BUCKETS - 1, Math.floor((at - lo) / span))];
-    if (["ERROR", "CRITICAL", "ALERT", "EMERGENCY", "WARNING"].includes(sev)) b.bad++; else b.ok++;
-  });
-  const top = Math.max(...counts.map((c) => c.bad + c.ok));
+  if (!h.total) { box.replaceChildren(); return; }
+  const W = 800, H = 60, n = h.buckets.length;
+  const top = Math.max(...h.buckets.map((c) => c.bad + c.ok));
   const chart = svg("svg", { width: W, height: H + 14, class: "histogram-chart", role: "img",
-                             "aria-label": `${points.length} entries over time` });
-  counts.forEach((c, i) => {
-    const x = i * (W / BUCKETS), w = W / BUCKETS - 2;
+                             "aria-label": `${h.total} entries over time`, "data-total": h.total });
+  h.buckets.forEach((c, i) => {
+    const x = i * (W / n), w = Math.max(1, W / n - 2);
     const hOk = (c.ok / top) * H, hBad = (c.bad / top) * H;
     if (c.ok) chart.append(svg("rect", { x, y: H - hOk - hBad, width: w, height: hOk, class: "bar ok", "data-count": c.ok }));
     if (c.bad) chart.append(svg("rect", { x, y: H - hBad, width: w, height: hBad, class: "bar bad", "data-count": c.bad }));
   });
-  const from = svg("text", { x: 0, y: H + 12 }); from.textContent = new Date(lo).toISOString().replace(/\.\d+Z/, "Z");
-  const to = svg("text", { x: W, y: H + 12, "text-anchor": "end" }); to.textContent = new Date(hi).toISOString().replace(/\.\d+Z/, "Z");
+  const from = svg("text", { x: 0, y: H + 12 }); from.textContent = h.start.replace(/\.\d+Z/, "Z");
+  const to = svg("text", { x: W, y: H + 12, "text-anchor": "end" }); to.textContent = h.end.replace(/\.\d+Z/, "Z");
   chart.append(from, to);
   box.replaceChildren(chart);
 }
