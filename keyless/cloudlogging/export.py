@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -39,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from keyless.audit import filter as lq
 from keyless.audit.log import entry_of
+from keyless.background import Worker
 from keyless.clock import rfc3339
 from keyless.cloudlogging import entries, names
 from keyless.iam.evaluate import Authorizer, ResourceContext
@@ -216,31 +216,16 @@ def _behind(db: Database, project_id: str, sink_id: str) -> bool:
                                                     AuditEntry.id > sink.cursor).limit(1)) is not None
 
 
-class Router:
+class Router(Worker):
     """The routing thread of one serving process."""
 
     def __init__(self, db: Database, authz: Authorizer, blobs: BlobStore, *, before: Callable[[], Any] = lambda: None,
                  interval: float = 1.0) -> None:
+        super().__init__(interval, name="keyless-log-router", logger=logger, failure="log routing failed")
         self._db, self._authz, self._blobs, self._before = db, authz, blobs, before
-        self._interval = interval
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
 
-    def start(self) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="keyless-log-router", daemon=True)
-                self._thread.start()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def stop(self) -> None:
-        """Ask the thread to end after its round (a daemon: it never holds up the process's exit)."""
-        self._stop.set()
-        self._wake.set()
+    def round(self) -> None:
+        self.run_once()
 
     def run_once(self) -> int:
         with self._db.read() as s:
@@ -249,13 +234,3 @@ class Router:
         self._before()  # entries queued for the audit writer are committed first
         return route_all(self._db, self._authz, self._blobs)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self._interval)
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            try:
-                self.run_once()
-            except Exception:
-                logger.exception("log routing failed")

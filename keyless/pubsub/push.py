@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -35,6 +34,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
+from keyless.background import Worker
 from keyless.clock import now as clock_now
 from keyless.pubsub import messages, names, notify
 from keyless.pubsub.push_config import service_account_of
@@ -96,45 +96,31 @@ def _header_safe(key: str, value: str) -> bool:
         and value.isascii() and all(c == "\t" or 32 <= ord(c) < 127 for c in value)
 
 
-class Pusher:
+class Pusher(Worker):
     """The push thread of one serving process."""
 
     def __init__(self, db: Database, sign: Signer, *, interval: float = 1.0) -> None:
-        self._db, self._sign, self._interval = db, sign, interval
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        super().__init__(interval, name="keyless-pubsub-push", logger=logger, failure="pushing Pub/Sub messages failed",
+                         first_round_at_once=True)
+        self._db, self._sign = db, sign
         self._pool = ThreadPoolExecutor(MAX_CONCURRENT, thread_name_prefix="keyless-push")
         # no proxy from the environment, no redirects: requests go to the loopback endpoint or nowhere
         self._http = httpx.Client(trust_env=False, follow_redirects=False,
                                   limits=httpx.Limits(max_connections=MAX_CONCURRENT))
 
-    def start(self) -> None:
-        with self._lock:
-            if self._thread is None:
-                notify.on_publish(self.wake)
-                self._thread = threading.Thread(target=self._run, name="keyless-pubsub-push", daemon=True)
-                self._thread.start()
-
-    def wake(self) -> None:
-        self._wake.set()
+    def start(self) -> bool:
+        started = super().start()
+        if started:  # its first round comes at once: a publish meanwhile is not missed
+            notify.on_publish(self.wake)
+        return started
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
+        super().stop()
         notify.off_publish(self.wake)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                delay = self.run_once()
-            except Exception:
-                logger.exception("pushing Pub/Sub messages failed")
-                delay = self._interval
-            self._wake.wait(min(self._interval, delay))
-            self._wake.clear()
+    def round(self) -> float:
+        return self.run_once()
 
     def run_once(self) -> float:
         """One round over every push subscription; seconds until the next round is due: none if a
@@ -144,7 +130,7 @@ class Pusher:
                     for sub in s.scalars(select(PsSubscription)) if (sub.body or {}).get("pushConfig")]
         full = False
         for _, project_id, subscription_id in subs:
-            if self._stop.is_set():
+            if self.stopping:
                 break
             full = self._push_batch(project_id, subscription_id) or full
         return 0.0 if full else self._next_due([uid for uid, _, _ in subs])

@@ -13,12 +13,12 @@ two workers (or a worker and a restart) never send the same rotation twice.
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 
+from keyless.background import Worker
 from keyless.clock import parse_duration, rfc3339
 from keyless.iam.evaluate import Authorizer
 from keyless.pubsub import notify as pubsub_notify
@@ -92,37 +92,12 @@ def _rotate(db: Database, authz: Authorizer, uid: str, now: datetime) -> int:
     return 1 if published else 0
 
 
-class Rotator:
+class Rotator(Worker):
     """The rotation thread of one serving process."""
 
     def __init__(self, db: Database, authz: Authorizer, *, interval: float = CHECK_SECONDS) -> None:
-        self._db, self._authz, self._interval = db, authz, interval
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        super().__init__(interval, name="keyless-secret-rotation", logger=logger, failure="secret rotation check failed")
+        self._db, self._authz = db, authz
 
-    def start(self) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="keyless-secret-rotation", daemon=True)
-                self._thread.start()
-
-    def wake(self) -> None:
-        """Check now (the next round comes at once)."""
-        self._wake.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self._interval)
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            try:
-                rotate_due(self._db, self._authz)
-            except Exception:
-                logger.exception("secret rotation check failed")
+    def round(self) -> None:
+        rotate_due(self._db, self._authz)
