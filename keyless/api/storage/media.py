@@ -124,7 +124,7 @@ async def upload_media(call: StorageCall, name: str, *,
     blob = StoredBlob(writer.blob_id, writer.size, writer.hasher.md5_b64, writer.hasher.crc32c_b64)
     metadata = {"contentType": call.header("content-type")} if call.header("content-type") else {}
     expected = _goog_hash(call.header("x-goog-hash"))
-    return await run_in_threadpool(_commit, call, row, name, blob, metadata, expected)
+    return await run_in_threadpool(commit_object, call, row, name, blob, metadata, expected)
 
 
 def _goog_hash(header: str | None) -> dict[str, str]:
@@ -200,12 +200,15 @@ async def _upload_multipart(call: StorageCall) -> dict[str, Any]:
     row = await run_in_threadpool(_prepare, call, name)
     writer = await run_in_threadpool(call.storage.blobs.put, data, MAX_OBJECT_BYTES)
     blob = StoredBlob(writer.blob_id, writer.size, writer.hasher.md5_b64, writer.hasher.crc32c_b64)
-    return await run_in_threadpool(_commit, call, row, name, blob, settable, expected)
+    return await run_in_threadpool(commit_object, call, row, name, blob, settable, expected)
 
 
-def _commit(call: StorageCall, row: StorageBucket, name: str, blob: StoredBlob, metadata: dict[str, Any],
-            expected: dict[str, str]) -> dict[str, Any]:
-    """Verify the checksums the client sent and make the blob the object's live generation."""
+def commit_object(call: StorageCall, row: StorageBucket, name: str, blob: StoredBlob, metadata: dict[str, Any],
+                  expected: dict[str, str] | None = None) -> dict[str, Any]:
+    """Verify the checksums the client sent (`expected`: crc32c, md5Hash) and make the blob the
+    object's live generation (uploads, copies, rewrites, composes); the blob is deleted if that
+    fails, the generation it replaced once it is committed."""
+    expected = expected or {}
     blobs = call.storage.blobs
     try:
         if "crc32c" in expected and expected["crc32c"] != blob.crc32c_b64:
@@ -305,7 +308,7 @@ def _finish(call: StorageCall, session_id: str, session: UploadSession) -> dict[
         (pre.if_generation_match, pre.if_generation_not_match, pre.if_metageneration_match,
          pre.if_metageneration_not_match), strict=True) if v is not None})
     expected = dict(session.extra) | _goog_hash(call.header("x-goog-hash"))
-    return _commit(call, row, session.name, blob, session.metadata, expected)
+    return commit_object(call, row, session.name, blob, session.metadata, expected)
 
 
 async def _append_stream(call: StorageCall, session_id: str, start: int, have: int) -> None:

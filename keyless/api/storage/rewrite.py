@@ -19,6 +19,7 @@ from urllib.parse import unquote
 
 from starlette.routing import Route
 
+from keyless.api.storage.media import commit_object
 from keyless.api.storage.wire import (
     MAX_OBJECT_BYTES,
     StorageCall,
@@ -90,23 +91,6 @@ def _destination_metadata(call: StorageCall, source: AnyObject) -> dict[str, Any
     return {k: v for k, v in (source.body or {}).items() if k in objects.COPIED}
 
 
-def _commit(call: StorageCall, row: StorageBucket, name: str, blob: StoredBlob,
-            metadata: dict[str, Any]) -> dict[str, Any]:
-    blobs = call.storage.blobs
-    try:
-        with call.state.db.write(bump=False) as s:  # no cache depends on objects
-            obj, replaced = objects.put_object(s, row.name, name, blob, metadata, read_preconditions(call))
-            s.flush()
-            body = objects.object_json(obj, call.base_url)
-    except BaseException:
-        blobs.delete(blob.blob_id)
-        raise
-    if replaced:
-        blobs.delete(replaced)
-    data_access(call, "storage.objects.create", row, objects.object_resource(row.name, name),
-                "storage.objects.create")
-    return body
-
 
 def _source_read(call: StorageCall, source_bucket: StorageBucket, source: AnyObject) -> None:
     data_access(call, "storage.objects.get", source_bucket, objects.object_resource(source_bucket.name, source.name),
@@ -140,7 +124,7 @@ def copy_object(call: StorageCall) -> dict[str, Any]:
         raise
     _source_read(call, src_bucket, source)
     blob = StoredBlob(writer.blob_id, writer.size, source.md5_hash, writer.hasher.crc32c_b64)
-    return _commit(call, dst_bucket, dst, blob, _destination_metadata(call, source))
+    return commit_object(call, dst_bucket, dst, blob, _destination_metadata(call, source))
 
 
 def _endpoints(call: StorageCall) -> tuple[StorageBucket, StorageBucket, str, str]:
@@ -202,7 +186,7 @@ def rewrite_object(call: StorageCall) -> dict[str, Any]:
         stored = rewrites.finish(token)
         rewrites.close(token)
     _source_read(call, src_bucket, source)
-    resource = _commit(call, dst_bucket, dst, stored, session.metadata)
+    resource = commit_object(call, dst_bucket, dst, stored, session.metadata)
     return {"kind": "storage#rewriteResponse", "totalBytesRewritten": str(source.size),
             "objectSize": str(source.size), "done": True, "resource": resource}
 
@@ -266,7 +250,7 @@ def compose_object(call: StorageCall) -> dict[str, Any]:
     for r in rows:
         _source_read(call, row, r)
     blob = StoredBlob(writer.blob_id, writer.size, "", writer.hasher.crc32c_b64)
-    body = _commit(call, row, dst, blob, {**metadata, "componentCount": components})
+    body = commit_object(call, row, dst, blob, {**metadata, "componentCount": components})
     if delete_sources:
         _delete_sources(call, row, [r for r in rows if r.name != dst])
     return body
