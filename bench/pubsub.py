@@ -1,12 +1,13 @@
 """Pub/Sub through Keyless (issue #20): publish throughput of google-cloud-pubsub's PublisherClient
 (gRPC, batching) and end-to-end delivery latency, publish to the SubscriberClient.subscribe
-callback over StreamingPull (p50/p99), against `keyless serve --tls-port` (SQLite, or --database URL).
-
-Google's Pub/Sub emulator is not measured beside it: it is a gcloud component
-(`gcloud components install pubsub-emulator`), downloaded from dl.google.com, which this machine
-cannot reach, and it is not on PyPI.
+callback over StreamingPull (p50/p99), against `keyless serve --tls-port` (SQLite, or --database URL),
+and the same workload against Google's Pub/Sub emulator where it is installed (the gcloud component
+`pubsub-emulator`, Debian package google-cloud-cli-pubsub-emulator, which needs a Java runtime).
+Last, one line each on IAM: a caller with no grant publishing (Keyless refuses, the emulator takes
+any caller; Google's emulator documentation says it does not enforce IAM).
 
     .venv/bin/python bench/pubsub.py [--messages 5000] [--latency-messages 300] [--database URL]
+        [--target keyless|emulator|both]
 """
 
 from __future__ import annotations
@@ -29,6 +30,32 @@ sys.path.insert(0, str(ROOT))
 from tests.conftest import free_port  # noqa: E402
 
 PROJECT = "bench-project"
+EMULATOR = Path("/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator")
+
+
+def emulator_path() -> Path | None:
+    """The emulator gcloud would start (`gcloud beta emulators pubsub start`), beside gcloud's own tree."""
+    import shutil
+
+    gcloud = shutil.which("gcloud")
+    candidates = [EMULATOR]
+    if gcloud:
+        candidates.insert(0, Path(gcloud).resolve().parent.parent / "platform/pubsub-emulator/bin/cloud-pubsub-emulator")
+    found = next((c for c in candidates if c.exists()), None)
+    return found if found and shutil.which("java") else None
+
+
+def start_emulator(path: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    proc = subprocess.Popen([str(path), "--host=127.0.0.1", f"--port={port}"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    for _ in range(600):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/v1/projects/{PROJECT}/topics")
+            return proc, port
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SystemExit("the Pub/Sub emulator did not start")
 
 
 def start(data_dir: Path, database: str | None) -> tuple[subprocess.Popen[bytes], str, int]:
@@ -58,7 +85,20 @@ def main() -> None:
     parser.add_argument("--latency-messages", type=int, default=300)
     parser.add_argument("--size", type=int, default=100, help="bytes of data per message")
     parser.add_argument("--database", default=None)
+    parser.add_argument("--target", choices=("keyless", "emulator", "both"), default="both")
     args = parser.parse_args()
+    if args.target in ("keyless", "both"):
+        bench_keyless(args)
+    if args.target in ("emulator", "both"):
+        path = emulator_path()
+        if path is None:
+            print("emulator: not measured (no pubsub-emulator component beside gcloud, or no java)")
+            return
+        bench_emulator(path, args)
+
+
+def bench_keyless(args: argparse.Namespace) -> None:
+    print(f"== Keyless ({'PostgreSQL' if args.database else 'SQLite'}, gRPC over TLS, IAM enforced)")
     with tempfile.TemporaryDirectory(prefix="keyless-bench-pubsub-") as tmp:
         data_dir = Path(tmp) / "data"
         proc, base, tls_port = start(data_dir, args.database)
@@ -68,25 +108,74 @@ def main() -> None:
                            check=True, capture_output=True, cwd=ROOT)
             token = (data_dir / "owner.token").read_text().strip()
             auth = {"Authorization": f"Bearer {token}"}
-            for name in ("throughput", "latency"):
-                httpx.put(f"{base}/pubsub/v1/projects/{PROJECT}/topics/bench-{name}", json={},
-                          headers=auth).raise_for_status()
-                httpx.put(f"{base}/pubsub/v1/projects/{PROJECT}/subscriptions/bench-{name}-sub",
-                          json={"topic": f"projects/{PROJECT}/topics/bench-{name}"}, headers=auth).raise_for_status()
+            make_topics(f"{base}/pubsub", auth)
             # grpc reads the roots to trust when it loads: set before the client is imported
             os.environ["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"] = str(data_dir / "tls" / "ca.pem")
-            run(token, tls_port, args)
+            from google.oauth2.credentials import Credentials
+
+            run(Credentials(token), {"api_endpoint": f"localhost:{tls_port}"}, args)
+            # A service account with no grant at all, through the same gRPC publisher.
+            sa = httpx.post(f"{base}/iam/v1/projects/{PROJECT}/serviceAccounts", headers=auth,
+                            json={"accountId": "no-grant"}).json()["email"]
+            owner = httpx.get(f"{base}/oauth2/v3/tokeninfo", params={"access_token": token}).json()["email"]
+            httpx.post(f"{base}/iam/v1/projects/-/serviceAccounts/{sa}:setIamPolicy", headers=auth, json={"policy": {
+                "bindings": [{"role": "roles/iam.serviceAccountTokenCreator", "members": [f"user:{owner}"]}]}}
+            ).raise_for_status()
+            answer = httpx.post(f"{base}/iamcredentials/v1/projects/-/serviceAccounts/{sa}:generateAccessToken",
+                                headers=auth, json={"scope": ["https://www.googleapis.com/auth/cloud-platform"]})
+            if answer.status_code == 200:
+                iam_line(Credentials(answer.json()["accessToken"]), {"api_endpoint": f"localhost:{tls_port}"},
+                         f"a token of {sa}, which holds no role")
+            else:
+                print(f"IAM: could not mint a token for the no-grant account ({answer.status_code})")
         finally:
             proc.terminate()
             proc.wait(10)
 
 
-def run(token: str, tls_port: int, args: argparse.Namespace) -> None:
-    from google.cloud import pubsub_v1
-    from google.oauth2.credentials import Credentials
+def bench_emulator(path: Path, args: argparse.Namespace) -> None:
+    print(f"== Google's Pub/Sub emulator ({path.parent.parent.name}, {emulator_jar(path)}; plaintext gRPC, no IAM)")
+    proc, port = start_emulator(path)
+    try:
+        make_topics(f"http://127.0.0.1:{port}", {})
+        os.environ["PUBSUB_EMULATOR_HOST"] = f"127.0.0.1:{port}"  # the clients' documented switch
+        from google.auth.credentials import AnonymousCredentials
 
-    options = {"api_endpoint": f"localhost:{tls_port}"}
-    creds = Credentials(token)
+        run(AnonymousCredentials(), {}, args)
+        iam_line(AnonymousCredentials(), {}, "no credentials at all")
+    finally:
+        os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+        proc.terminate()
+        proc.wait(10)
+
+
+def emulator_jar(path: Path) -> str:
+    jars = sorted((path.parent.parent / "lib").glob("cloud-pubsub-emulator-*.jar"))
+    return jars[-1].name if jars else "unknown version"
+
+
+def make_topics(base: str, auth: dict[str, str]) -> None:
+    for name in ("throughput", "latency"):
+        httpx.put(f"{base}/v1/projects/{PROJECT}/topics/bench-{name}", json={}, headers=auth).raise_for_status()
+        httpx.put(f"{base}/v1/projects/{PROJECT}/subscriptions/bench-{name}-sub",
+                  json={"topic": f"projects/{PROJECT}/topics/bench-{name}"}, headers=auth).raise_for_status()
+
+
+def iam_line(creds: object, options: dict[str, str], who: str) -> None:
+    from google.api_core import exceptions
+    from google.cloud import pubsub_v1
+
+    publisher = pubsub_v1.PublisherClient(credentials=creds, client_options=options)
+    try:
+        publisher.publish(f"projects/{PROJECT}/topics/bench-latency", b"x").result(timeout=30)
+        print(f"IAM: publish with {who}: accepted")
+    except exceptions.GoogleAPICallError as e:
+        print(f"IAM: publish with {who}: refused, {getattr(e, 'grpc_status_code', None) or e.code}: {e.message}")
+
+
+def run(creds: object, options: dict[str, str], args: argparse.Namespace) -> None:
+    from google.cloud import pubsub_v1
+
     publisher = pubsub_v1.PublisherClient(credentials=creds, client_options=options,
                                           batch_settings=pubsub_v1.types.BatchSettings(max_messages=500,
                                                                                        max_latency=0.01))

@@ -78,7 +78,8 @@ def topic_snapshots(s: Session, topic_uid: str) -> list[PsSnapshot]:
 
 def update_snapshot(row: PsSnapshot, body: dict[str, Any], mask: list[str] | None) -> PsSnapshot:
     if not mask:
-        raise InvalidArgument("The update_mask in the UpdateSnapshotRequest must be set.")
+        raise InvalidArgument("The update_mask in the UpdateSnapshotRequest must be set, and must contain a non-empty "
+                              "paths list.")
     for p in mask:
         if p not in ("labels", "expire_time", "expireTime"):
             raise InvalidArgument(f"Invalid update_mask provided in the UpdateSnapshotRequest: the field "

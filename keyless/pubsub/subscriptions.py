@@ -14,13 +14,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from keyless.clock import parse_duration
-from keyless.errors import AlreadyExists, InvalidArgument
+from keyless.errors import AlreadyExists, InvalidArgument, OutOfRange
 from keyless.iam.policy import get_policy_row
 from keyless.pubsub import names
 from keyless.pubsub.filters import compile_filter
 from keyless.pubsub.labels import validate_labels
 from keyless.pubsub.push_config import validate_push_config
-from keyless.pubsub.topics import retention, unknown
+from keyless.pubsub.topics import mask_error, retention, unknown
 from keyless.store.models import PsDelivery, PsSubscription, PsTopic
 
 DEFAULT_ACK_DEADLINE = 10
@@ -110,16 +110,27 @@ def _echoed(s: Session, body: dict[str, Any]) -> dict[str, Any]:
                                                    PsTopic.topic_id == topic_id)).first() is None:
                 raise names.not_found(topic_id)
             attempts = policy.get("maxDeliveryAttempts", DEFAULT_MAX_DELIVERY_ATTEMPTS) or DEFAULT_MAX_DELIVERY_ATTEMPTS
-            if isinstance(attempts, bool) or not isinstance(attempts, int) or not 5 <= attempts <= 100:
-                raise InvalidArgument("Invalid dead letter policy: max_delivery_attempts must be between 5 and 100.")
+            if isinstance(attempts, bool) or not isinstance(attempts, int):
+                raise InvalidArgument(f"Invalid value at '{where}.max_delivery_attempts' (TYPE_INT32).")
+            if not 5 <= attempts <= 100:  # Google's wording and OUT_OF_RANGE, as its Pub/Sub emulator answers
+                raise OutOfRange(f"The value for max_delivery_attempts is too {'small' if attempts < 5 else 'large'}. "
+                                 f"You passed {attempts} in the request, but the "
+                                 f"{'minimum value is 5' if attempts < 5 else 'maximum value is 100'}.")
             out[field] = {"deadLetterTopic": topic, "maxDeliveryAttempts": attempts}
         elif field == "retryPolicy":
             policy = _object(value, where, {"minimumBackoff", "maximumBackoff"})
             low = parse_duration(policy.get("minimumBackoff", "10s"), "subscription.retry_policy.minimum_backoff")
             high = parse_duration(policy.get("maximumBackoff", "600s"), "subscription.retry_policy.maximum_backoff")
-            if not 0 <= low <= high <= 600:
-                raise InvalidArgument("Invalid retry policy: backoffs must be between 0 and 600 seconds, "
-                                      "the minimum no more than the maximum.")
+            # Google's wording, as its Pub/Sub emulator answers (scripts/pubsub_emulator_diff.py)
+            for field_name, given, seconds in (("minimum_backoff", policy.get("minimumBackoff", "10s"), low),
+                                               ("maximum_backoff", policy.get("maximumBackoff", "600s"), high)):
+                if not 0 <= seconds <= 600:
+                    raise InvalidArgument(f"The value for {field_name} is out of bounds. You passed {str(given)[:40]} "
+                                          "in the request, but the value must be between 0s and 600s.")
+            if low > high:
+                raise InvalidArgument(f"The value for maximum_backoff is too small. You passed "
+                                      f"{str(policy.get('maximumBackoff'))[:40]} in the request, but the minimum value "
+                                      f"is {str(policy.get('minimumBackoff', '10s'))[:40]}.")
             out[field] = {"minimumBackoff": policy.get("minimumBackoff", "10s"),
                           "maximumBackoff": policy.get("maximumBackoff", "600s")}
         elif field == "messageTransforms":
@@ -190,12 +201,13 @@ def topic_subscriptions(s: Session, topic: PsTopic) -> list[PsSubscription]:
 def update_subscription(s: Session, row: PsSubscription, body: dict[str, Any], mask: list[str] | None) -> PsSubscription:
     body = _check_fields(body)
     if not mask:
-        raise InvalidArgument("The update_mask in the UpdateSubscriptionRequest must be set.")
+        raise InvalidArgument("The update_mask in the UpdateSubscriptionRequest must be set, and must contain a "
+                              "non-empty paths list.")
     paths = {SNAKE.get(p, p) for p in mask}
     for p in paths:
-        if p not in MUTABLE:
-            raise InvalidArgument(f"Invalid update_mask provided in the UpdateSubscriptionRequest: the field "
-                                  f"'{p[:100]}' cannot be updated.")
+        if p not in MUTABLE:  # the wording of Google's Pub/Sub emulator (scripts/pubsub_emulator_diff.py)
+            raise InvalidArgument(mask_error("UpdateSubscriptionRequest", "Subscription", p, p in FIELDS,
+                                             "push_config", "pushConfig"))
     if "ackDeadlineSeconds" in paths:
         row.ack_deadline_seconds = ack_deadline(body.get("ackDeadlineSeconds", 0))
     if "labels" in paths:

@@ -30,6 +30,15 @@ MAX_RETENTION_SECONDS = 31 * 24 * 3600
 MIN_RETENTION_SECONDS = 600
 
 
+def mask_error(request: str, resource: str, path: str, known: bool, snake: str, misspelt: str) -> str:
+    """An update_mask path that cannot be updated, in Google's words: an immutable field, or an unknown one
+    (Google's hint names a field in snake_case beside a misspelt camelCase, as its emulator does)."""
+    if known:
+        return f"Invalid update_mask provided in the {request}: the {path[:100]} field in the {resource} is not mutable."
+    return (f"Invalid update_mask provided in the {request}: {path[:100]} is not a known {resource} field. Note that "
+            f"field paths must be of the form '{snake}' rather than '{misspelt}'.")
+
+
 def unknown(field: str, where: str) -> InvalidArgument:
     return InvalidArgument(f"Invalid JSON payload received. Unknown name \"{field[:100]}\" at '{where}': "
                            "Cannot find field.")
@@ -114,16 +123,17 @@ def list_topics(s: Session, project_id: str) -> list[PsTopic]:
 def update_topic(row: PsTopic, body: dict[str, Any], mask: list[str] | None) -> PsTopic:
     _check_fields(body, "topic")
     if not mask:
-        raise InvalidArgument("The update_mask in the UpdateTopicRequest must be set.")
+        raise InvalidArgument("The update_mask in the UpdateTopicRequest must be set, and must contain a non-empty "
+                              "paths list.")
     snake = {"message_storage_policy": "messageStoragePolicy", "kms_key_name": "kmsKeyName",
              "schema_settings": "schemaSettings", "message_retention_duration": "messageRetentionDuration",
              "ingestion_data_source_settings": "ingestionDataSourceSettings",
              "message_transforms": "messageTransforms"}
     paths = {snake.get(p, p) for p in mask}
     for p in paths:
-        if p not in MUTABLE:
-            raise InvalidArgument(f"Invalid update_mask provided in the UpdateTopicRequest: the field "
-                                  f"'{p[:100]}' cannot be updated.")
+        if p not in MUTABLE:  # the wording of Google's Pub/Sub emulator (scripts/pubsub_emulator_diff.py)
+            raise InvalidArgument(mask_error("UpdateTopicRequest", "Topic", p, p in TOPIC_FIELDS, "schema_settings",
+                                             "schemaSetings"))
     labels = validate_labels(body.get("labels"), "topic") if "labels" in paths else row.labels
     given = _echoed({k: body.get(k) for k in paths if k != "labels"}, "topic")
     echoed = dict(row.body or {})

@@ -285,10 +285,36 @@ def test_dead_letter_retry_policy_and_filters(srv: KeylessServer) -> None:
     ok(srv.call("POST", f"{PS}/subscriptions/retry-sub:modifyAckDeadline",
                 body={"ackIds": [got[0]["ackId"]], "ackDeadlineSeconds": 0}))
     assert pull(srv, "retry-sub") == []  # nacked, but held back for the 30 s minimum backoff
-    error(srv.call("PUT", f"{PS}/subscriptions/bad-dlq", body={
+    # Google's words and codes for out-of-range policies, as its Pub/Sub emulator answers them
+    # (scripts/pubsub_emulator_diff.py)
+    assert error(srv.call("PUT", f"{PS}/subscriptions/bad-dlq", body={
         "topic": f"projects/{PROJECT}/topics/work",
         "deadLetterPolicy": {"deadLetterTopic": f"projects/{PROJECT}/topics/work-dead", "maxDeliveryAttempts": 2}}),
-        400, "INVALID_ARGUMENT")
+        400, "OUT_OF_RANGE") == ("The value for max_delivery_attempts is too small. You passed 2 in the request, "
+                                 "but the minimum value is 5.")
+    assert error(srv.call("PUT", f"{PS}/subscriptions/bad-dlq", body={
+        "topic": f"projects/{PROJECT}/topics/work",
+        "deadLetterPolicy": {"deadLetterTopic": f"projects/{PROJECT}/topics/work-dead", "maxDeliveryAttempts": 101}}),
+        400, "OUT_OF_RANGE").startswith("The value for max_delivery_attempts is too large. You passed 101")
+    assert error(srv.call("PUT", f"{PS}/subscriptions/bad-retry", body={
+        "topic": f"projects/{PROJECT}/topics/work", "retryPolicy": {"minimumBackoff": "60s", "maximumBackoff": "10s"}}),
+        400, "INVALID_ARGUMENT") == ("The value for maximum_backoff is too small. You passed 10s in the request, but "
+                                     "the minimum value is 60s.")
+    assert error(srv.call("PUT", f"{PS}/subscriptions/bad-retry", body={
+        "topic": f"projects/{PROJECT}/topics/work", "retryPolicy": {"maximumBackoff": "700s"}}),
+        400, "INVALID_ARGUMENT") == ("The value for maximum_backoff is out of bounds. You passed 700s in the request, "
+                                     "but the value must be between 0s and 600s.")
+    assert error(srv.call("PATCH", f"{PS}/subscriptions/work-sub", body={"subscription": {"ackDeadlineSeconds": 20}}),
+                 400, "INVALID_ARGUMENT") == ("The update_mask in the UpdateSubscriptionRequest must be set, and must "
+                                              "contain a non-empty paths list.")
+    assert error(srv.call("PATCH", f"{PS}/subscriptions/work-sub", body={
+        "subscription": {"topic": f"projects/{PROJECT}/topics/work-dead"}, "updateMask": "topic"}),
+        400, "INVALID_ARGUMENT") == ("Invalid update_mask provided in the UpdateSubscriptionRequest: the topic field "
+                                     "in the Subscription is not mutable.")
+    assert error(srv.call("PATCH", f"{PS}/topics/work", body={"topic": {}, "updateMask": "bogus"}),
+                 400, "INVALID_ARGUMENT").startswith(
+        "Invalid update_mask provided in the UpdateTopicRequest: bogus is not a known Topic field.")
+    assert ok(srv.call("GET", f"{PS}/subscriptions/work-sub"))["topic"] == f"projects/{PROJECT}/topics/work"
 
 
 def test_snapshots_and_seek(srv: KeylessServer) -> None:
@@ -311,7 +337,8 @@ def test_snapshots_and_seek(srv: KeylessServer) -> None:
     assert pull(srv, "replay-sub") == []
     ok(srv.call("POST", f"{PS}/subscriptions/replay-sub:seek", body={"time": "2000-01-01T00:00:00Z"}))
     assert sorted(datas(pull(srv, "replay-sub"))) == [b"m1", b"m2"]
-    error(srv.call("POST", f"{PS}/subscriptions/replay-sub:seek", body={}), 400, "INVALID_ARGUMENT")
+    assert error(srv.call("POST", f"{PS}/subscriptions/replay-sub:seek", body={}), 400, "INVALID_ARGUMENT") == (
+        "No target was specified in the SeekRequest. Must specify either a time or a snapshot")
     assert ok(srv.call("PATCH", f"{PS}/snapshots/before-acks",
                        body={"snapshot": {"labels": {"c": "d"}}, "updateMask": "labels"}))["labels"] == {"c": "d"}
     assert ok(srv.call("DELETE", f"{PS}/snapshots/before-acks")) == {}

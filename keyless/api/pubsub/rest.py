@@ -353,8 +353,10 @@ def modify_ack_deadline(call: Call) -> dict[str, Any]:
 def seek(call: Call) -> dict[str, Any]:
     allowed_fields(call.body, {"time", "snapshot"}, "")
     target_time, snapshot = call.body.get("time"), call.body.get("snapshot")
-    if (target_time is None) == (snapshot is None):
-        raise InvalidArgument("Exactly one of time and snapshot must be set in the SeekRequest.")
+    if target_time is None and snapshot is None:  # Google's wording (its Pub/Sub emulator)
+        raise InvalidArgument("No target was specified in the SeekRequest. Must specify either a time or a snapshot")
+    if target_time is not None and snapshot is not None:  # a oneof: JSON cannot set both
+        raise InvalidArgument("Invalid JSON payload received. Only one of time and snapshot may be set (oneof target).")
     with call.state.db.write() as s:  # its Data Access entry is decided by _data_access, not written here
         sub = _subscription(call, s, "pubsub.subscriptions.consume", for_update=True)
         if snapshot is not None:
