@@ -274,11 +274,18 @@ def _holder_rules(holder: _RuleHolder) -> list[str]:
     return list(holder.attestation_rules or [])
 
 
-def rules_writable(pool: WorkloadIdentityPool, holder: _RuleHolder | None = None) -> None:
-    """A pool's or managed identity's rules change only while it (and its pool) is active, in a
-    TRUST_DOMAIN pool."""
+def rules_writable(s: Session, pool: WorkloadIdentityPool,
+                   identity: WorkloadIdentityPoolManagedIdentity | None = None) -> None:
+    """A pool's or managed identity's rules change only while it, its namespace and its pool are
+    active, in a TRUST_DOMAIN pool."""
     _trust_domain(pool, "attestation rules")
-    if holder is not None and getattr(holder, "state", "ACTIVE") != "ACTIVE":
+    if identity is None:
+        return
+    namespace = s.get(WorkloadIdentityPoolNamespace, identity.namespace_name)
+    if namespace is None or namespace.state != "ACTIVE":
+        raise FailedPrecondition("The namespace is deleted: undelete it before changing its identities' "
+                                 "attestation rules.")
+    if identity.state != "ACTIVE":
         raise FailedPrecondition("The managed identity is deleted: undelete it before changing its attestation rules.")
 
 

@@ -23,13 +23,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from keyless.clock import rfc3339
 from keyless.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from keyless.federation.mapping import DEFAULT_AWS_ATTRIBUTE_MAPPING, compile_mapping
-from keyless.store.models import WorkloadIdentityPool, WorkloadIdentityPoolProvider
+from keyless.store.models import (
+    WorkloadIdentityPool,
+    WorkloadIdentityPoolManagedIdentity,
+    WorkloadIdentityPoolNamespace,
+    WorkloadIdentityPoolProvider,
+    WorkloadIdentityPoolProviderKey,
+)
 
 ID = re.compile(r"^[a-z0-9-]{4,32}$")
 AWS_ACCOUNT = re.compile(r"^[0-9]{12}$")
@@ -94,6 +100,7 @@ def create_pool(s: Session, project_number: str, pool_id: str, body: dict[str, A
     if existing is not None:
         if not expired(existing.expire_time):
             raise AlreadyExists("Requested entity already exists")
+        _purge_children(s, name)
         s.delete(existing)
         s.flush()
     row = WorkloadIdentityPool(name=name, project_number=project_number, pool_id=pool_id,
@@ -102,6 +109,17 @@ def create_pool(s: Session, project_number: str, pool_id: str, body: dict[str, A
                                session_duration=body.get("sessionDuration"), mode=mode)
     s.add(row)
     return row
+
+
+def _purge_children(s: Session, name: str) -> None:
+    """What a purged pool held goes with it: a pool created again under its id starts empty (a
+    provider of the purged pool must not accept tokens into the new one)."""
+    s.execute(delete(WorkloadIdentityPoolProviderKey)
+              .where(WorkloadIdentityPoolProviderKey.name.startswith(name + "/providers/", autoescape=True)))
+    s.execute(delete(WorkloadIdentityPoolProvider).where(WorkloadIdentityPoolProvider.pool_name == name))
+    s.execute(delete(WorkloadIdentityPoolManagedIdentity)
+              .where(WorkloadIdentityPoolManagedIdentity.name.startswith(name + "/namespaces/", autoescape=True)))
+    s.execute(delete(WorkloadIdentityPoolNamespace).where(WorkloadIdentityPoolNamespace.pool_name == name))
 
 
 def get_pool(s: Session, name: str) -> WorkloadIdentityPool:
@@ -269,6 +287,7 @@ def create_provider(s: Session, pool: WorkloadIdentityPool, provider_id: str, bo
     if existing is not None:
         if not expired(existing.expire_time):
             raise AlreadyExists("Requested entity already exists")
+        s.execute(delete(WorkloadIdentityPoolProviderKey).where(WorkloadIdentityPoolProviderKey.provider_name == name))
         s.delete(existing)
         s.flush()
     row = WorkloadIdentityPoolProvider(

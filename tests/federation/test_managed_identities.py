@@ -6,6 +6,7 @@ and the Admin Activity / Data Access entries Google writes."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -13,7 +14,12 @@ import pytest
 from sqlalchemy import select
 
 from keyless.federation import managed_identities as mwi
-from keyless.store.models import AuditEntry, WorkloadIdentityPoolManagedIdentity
+from keyless.store.models import (
+    AuditEntry,
+    WorkloadIdentityPool,
+    WorkloadIdentityPoolManagedIdentity,
+    WorkloadIdentityPoolNamespace,
+)
 from tests.api.helpers import audit_data_access, server_state, token_for_user
 from tests.conftest import KeylessServer
 
@@ -240,6 +246,59 @@ def test_admin_activity_and_data_access_entries(srv: KeylessServer) -> None:
     found = entries(srv, method)
     assert [e["protoPayload"]["resourceName"] for e in found] == [name]
     assert found[0]["logName"] == f"projects/{OWN}/logs/cloudaudit.googleapis.com%2Fdata_access"
+
+
+def expire(srv: KeylessServer, model: Any, name: str) -> None:
+    """Move a soft-deleted resource's purge time into the past, as 30 days would."""
+    with server_state(srv).db.write() as s:
+        row = s.get(model, name)
+        assert row is not None and row.state == "DELETED"
+        row.expire_time = datetime.now(UTC) - timedelta(seconds=1)
+
+
+def test_a_purged_pool_or_namespace_comes_back_empty(srv: KeylessServer) -> None:
+    """A pool created again under a purged pool's id holds none of the purged pool's providers,
+    keys, namespaces or identities (an old provider would otherwise accept tokens into it)."""
+    number = ok(srv.call("GET", f"/cloudresourcemanager/v1/projects/{OWN}"))["projectNumber"]
+    td, fed = f"{pools(OWN)}/reborn-td", f"{pools(OWN)}/reborn-fed"
+    ok(srv.call("POST", f"{pools(OWN)}?workloadIdentityPoolId=reborn-td", body={"mode": "TRUST_DOMAIN"}))
+    ok(srv.call("POST", f"{td}/namespaces?workloadIdentityPoolNamespaceId=ns", body={}))
+    ok(srv.call("POST", f"{td}/namespaces/ns/managedIdentities?workloadIdentityPoolManagedIdentityId=mi", body={}))
+    ok(srv.call("POST", f"{pools(OWN)}?workloadIdentityPoolId=reborn-fed", body={}))
+    ok(srv.call("POST", f"{fed}/providers?workloadIdentityPoolProviderId=old-provider", body={
+        "oidc": {"issuerUri": "https://issuer.example.com"}, "attributeMapping": {"google.subject": "assertion.sub"}}))
+    ok(srv.call("POST", f"{fed}/providers/old-provider/keys?workloadIdentityPoolProviderKeyId=old-key",
+                body={"use": "ENCRYPTION", "keyData": {"keySpec": "RSA_2048"}}))
+    # a namespace purged and created again has no identities
+    ok(srv.call("DELETE", f"{td}/namespaces/ns"))
+    prefix = f"projects/{number}/locations/global/workloadIdentityPools"
+    expire(srv, WorkloadIdentityPoolNamespace, f"{prefix}/reborn-td/namespaces/ns")
+    error(srv.call("GET", f"{td}/namespaces/ns"), 404, "NOT_FOUND")
+    ok(srv.call("POST", f"{td}/namespaces?workloadIdentityPoolNamespaceId=ns", body={}))
+    assert ok(srv.call("GET", f"{td}/namespaces/ns/managedIdentities", params={"showDeleted": "true"})) == {}
+    ok(srv.call("POST", f"{td}/namespaces/ns/managedIdentities?workloadIdentityPoolManagedIdentityId=mi", body={}))
+    for pool, pool_id, mode in ((td, "reborn-td", "TRUST_DOMAIN"), (fed, "reborn-fed", "FEDERATION_ONLY")):
+        ok(srv.call("DELETE", pool))
+        expire(srv, WorkloadIdentityPool, f"{prefix}/{pool_id}")
+        ok(srv.call("POST", f"{pools(OWN)}?workloadIdentityPoolId={pool_id}", body={"mode": mode}))
+    assert ok(srv.call("GET", f"{td}/namespaces", params={"showDeleted": "true"})) == {}
+    error(srv.call("GET", f"{td}/namespaces/ns/managedIdentities/mi"), 404, "NOT_FOUND")
+    assert ok(srv.call("GET", f"{fed}/providers", params={"showDeleted": "true"})) == {}
+    ok(srv.call("POST", f"{fed}/providers?workloadIdentityPoolProviderId=old-provider", body={
+        "oidc": {"issuerUri": "https://issuer.example.com"}, "attributeMapping": {"google.subject": "assertion.sub"}}))
+    assert ok(srv.call("GET", f"{fed}/providers/old-provider/keys", params={"showDeleted": "true"})) == {}
+
+
+def test_a_deleted_namespace_freezes_its_identities_rules(srv: KeylessServer) -> None:
+    ns = f"{pools(OWN)}/td-pool/namespaces/frozen"
+    ok(srv.call("POST", f"{pools(OWN)}/td-pool/namespaces?workloadIdentityPoolNamespaceId=frozen", body={}))
+    ok(srv.call("POST", f"{ns}/managedIdentities?workloadIdentityPoolManagedIdentityId=mi", body={}))
+    ok(srv.call("DELETE", ns))
+    error(srv.call("POST", f"{ns}/managedIdentities/mi:addAttestationRule",
+                   body={"attestationRule": {"googleCloudResource": RULE}}), 400, "FAILED_PRECONDITION")
+    error(srv.call("POST", f"{ns}/managedIdentities/mi:setAttestationRules", body={"attestationRules": []}),
+          400, "FAILED_PRECONDITION")
+    assert ok(srv.call("GET", f"{ns}/managedIdentities/mi:listAttestationRules")) == {}
 
 
 @pytest.mark.store_independent

@@ -201,7 +201,7 @@ def add_rule(level: str) -> Any:
         allowed_fields(call.body, {"attestationRule"}, "")
         with call.write() as s:
             pool, holder, name = _rules_holder(call, s, level, "set")
-            mwi.rules_writable(pool, holder if level != "pool" else None)
+            mwi.rules_writable(s, pool, holder if level != "pool" else None)
             mwi.add_rule(holder, call.body.get("attestationRule"), compute_only=level != "pool")
             s.flush()
             return _op(s, name, {}, _response("AddAttestationRule"))
@@ -213,7 +213,7 @@ def remove_rule(level: str) -> Any:
         allowed_fields(call.body, {"attestationRule"}, "")
         with call.write() as s:
             pool, holder, name = _rules_holder(call, s, level, "set")
-            mwi.rules_writable(pool, holder if level != "pool" else None)
+            mwi.rules_writable(s, pool, holder if level != "pool" else None)
             mwi.remove_rule(holder, call.body.get("attestationRule"), compute_only=level != "pool")
             s.flush()
             return _op(s, name, {}, _response("RemoveAttestationRule"))
@@ -225,7 +225,7 @@ def set_rules(level: str) -> Any:
         allowed_fields(call.body, {"attestationRules"}, "")
         with call.write() as s:
             pool, holder, name = _rules_holder(call, s, level, "set")
-            mwi.rules_writable(pool, holder if level != "pool" else None)
+            mwi.rules_writable(s, pool, holder if level != "pool" else None)
             mwi.set_rules(holder, call.body.get("attestationRules"), compute_only=level != "pool")
             s.flush()
             return _op(s, name, {}, _response("SetAttestationRules"))
