@@ -81,8 +81,9 @@ class Call:
             raise InvalidArgument(f"Invalid value for boolean parameter {name}: {value!r}")
         return value in ("true", "1")
 
-    def page(self, items: list[Any]) -> tuple[list[Any], str | None]:
-        """Apply pageSize/pageToken (the token is an offset we issued)."""
+    def page(self, items: list[Any], *, default: int = 1000, maximum: int | None = None) -> tuple[list[Any], str | None]:
+        """Apply pageSize/pageToken (the token is an offset we issued): no pageSize means `default`,
+        one above `maximum` is truncated to it, as the method's documentation says."""
         size_text, token = self.arg("pageSize"), self.arg("pageToken") or "0"
         try:
             size = int(size_text) if size_text else 0
@@ -94,7 +95,9 @@ class Call:
         if size < 0 or start < 0 or start > len(items):
             raise InvalidArgument("Invalid page token or page size.")
         if size == 0:
-            size = 1000
+            size = default
+        if maximum is not None:
+            size = min(size, maximum)
         end = min(start + size, len(items))
         return items[start:end], (str(end) if end < len(items) else None)
 

@@ -6,6 +6,12 @@ names at most 32 characters, descriptions 256; deletion is soft for 30 days (sta
 `expireTime`) and undone by `undelete`; resources are named by project *number*. A provider's
 attribute mapping and condition are compiled as CEL when written, so a bad expression is
 refused with the compiler's message.
+
+A pool's `mode` is immutable (WorkloadIdentityPool.mode in the discovery document): FEDERATION_ONLY
+pools (and pools of no mode, which "operate as if they are in federation-only mode") hold only
+providers; TRUST_DOMAIN pools hold namespaces of managed workload identities and no providers
+(keyless.federation.managed_identities); SYSTEM_TRUST_DOMAIN pools are "managed by Google Cloud
+services", so a caller cannot create one.
 """
 
 from __future__ import annotations
@@ -17,18 +23,26 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlparse
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from keyless.clock import rfc3339
 from keyless.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from keyless.federation.mapping import DEFAULT_AWS_ATTRIBUTE_MAPPING, compile_mapping
-from keyless.store.models import WorkloadIdentityPool, WorkloadIdentityPoolProvider
+from keyless.store.models import (
+    WorkloadIdentityPool,
+    WorkloadIdentityPoolManagedIdentity,
+    WorkloadIdentityPoolNamespace,
+    WorkloadIdentityPoolProvider,
+    WorkloadIdentityPoolProviderKey,
+)
 
 ID = re.compile(r"^[a-z0-9-]{4,32}$")
 AWS_ACCOUNT = re.compile(r"^[0-9]{12}$")
 SOFT_DELETE = timedelta(days=30)
 MAX_AUDIENCES = 10
+MODES = ("FEDERATION_ONLY", "TRUST_DOMAIN")  # a caller's choices; MODE_UNSPECIFIED is stored as None
+TRUST_DOMAIN = "TRUST_DOMAIN"
 
 
 def _check_id(kind: str, value: Any) -> str:
@@ -51,11 +65,23 @@ def _check_text(body: dict[str, Any]) -> None:
         raise InvalidArgument(f"Invalid value at 'disabled' (TYPE_BOOL), {body['disabled']!r}")
 
 
+def _check_mode(value: Any) -> str | None:
+    if value in (None, "", "MODE_UNSPECIFIED"):
+        return None
+    if value == "SYSTEM_TRUST_DOMAIN":
+        raise InvalidArgument("Invalid value at 'workload_identity_pool.mode': SYSTEM_TRUST_DOMAIN pools are "
+                              "managed by Google Cloud services and cannot be created.")
+    if value not in MODES:
+        raise InvalidArgument(f"Invalid value at 'workload_identity_pool.mode' "
+                              f"(type.googleapis.com/google.iam.v1.WorkloadIdentityPool.Mode), {str(value)[:64]!r}")
+    return str(value)
+
+
 def pool_name(project_number: str, pool_id: str) -> str:
     return f"projects/{project_number}/locations/global/workloadIdentityPools/{pool_id}"
 
 
-def _expired(expire_time: datetime | None) -> bool:
+def expired(expire_time: datetime | None) -> bool:
     if expire_time is None:
         return False
     et = expire_time if expire_time.tzinfo else expire_time.replace(tzinfo=UTC)
@@ -68,24 +94,37 @@ def _expired(expire_time: datetime | None) -> bool:
 def create_pool(s: Session, project_number: str, pool_id: str, body: dict[str, Any]) -> WorkloadIdentityPool:
     _check_id("pool", pool_id)
     _check_text(body)
+    mode = _check_mode(body.get("mode"))
     name = pool_name(project_number, pool_id)
     existing = s.get(WorkloadIdentityPool, name)
     if existing is not None:
-        if not _expired(existing.expire_time):
+        if not expired(existing.expire_time):
             raise AlreadyExists("Requested entity already exists")
+        _purge_children(s, name)
         s.delete(existing)
         s.flush()
     row = WorkloadIdentityPool(name=name, project_number=project_number, pool_id=pool_id,
                                display_name=body.get("displayName", ""), description=body.get("description", ""),
                                state="ACTIVE", disabled=bool(body.get("disabled", False)),
-                               session_duration=body.get("sessionDuration"))
+                               session_duration=body.get("sessionDuration"), mode=mode)
     s.add(row)
     return row
 
 
+def _purge_children(s: Session, name: str) -> None:
+    """What a purged pool held goes with it: a pool created again under its id starts empty (a
+    provider of the purged pool must not accept tokens into the new one)."""
+    s.execute(delete(WorkloadIdentityPoolProviderKey)
+              .where(WorkloadIdentityPoolProviderKey.name.startswith(name + "/providers/", autoescape=True)))
+    s.execute(delete(WorkloadIdentityPoolProvider).where(WorkloadIdentityPoolProvider.pool_name == name))
+    s.execute(delete(WorkloadIdentityPoolManagedIdentity)
+              .where(WorkloadIdentityPoolManagedIdentity.name.startswith(name + "/namespaces/", autoescape=True)))
+    s.execute(delete(WorkloadIdentityPoolNamespace).where(WorkloadIdentityPoolNamespace.pool_name == name))
+
+
 def get_pool(s: Session, name: str) -> WorkloadIdentityPool:
     row = s.get(WorkloadIdentityPool, name)
-    if row is None or _expired(row.expire_time):
+    if row is None or expired(row.expire_time):
         raise NotFound("Requested entity was not found.")
     return row
 
@@ -93,7 +132,7 @@ def get_pool(s: Session, name: str) -> WorkloadIdentityPool:
 def list_pools(s: Session, project_number: str, show_deleted: bool) -> list[WorkloadIdentityPool]:
     rows = s.scalars(select(WorkloadIdentityPool).where(WorkloadIdentityPool.project_number == project_number)
                      .order_by(WorkloadIdentityPool.name)).all()
-    return [r for r in rows if not _expired(r.expire_time) and (show_deleted or r.state == "ACTIVE")]
+    return [r for r in rows if not expired(r.expire_time) and (show_deleted or r.state == "ACTIVE")]
 
 
 def update_pool(row: WorkloadIdentityPool, body: dict[str, Any], mask: list[str]) -> WorkloadIdentityPool:
@@ -109,6 +148,8 @@ def update_pool(row: WorkloadIdentityPool, body: dict[str, Any], mask: list[str]
             row.disabled = bool(body.get("disabled", False))
         elif f in ("sessionDuration", "session_duration"):
             row.session_duration = body.get("sessionDuration")
+        elif f == "mode":
+            raise InvalidArgument("The pool's mode is immutable: it cannot be updated.")
         else:
             raise InvalidArgument(f"Invalid update mask path: {f}")
     return row
@@ -140,6 +181,8 @@ def pool_json(row: WorkloadIdentityPool) -> dict[str, Any]:
         body["disabled"] = True
     if row.session_duration:
         body["sessionDuration"] = row.session_duration
+    if row.mode:
+        body["mode"] = row.mode
     if row.expire_time:
         body["expireTime"] = rfc3339(row.expire_time)
     return body
@@ -233,14 +276,18 @@ def create_provider(s: Session, pool: WorkloadIdentityPool, provider_id: str, bo
     _check_text(body)
     if pool.state != "ACTIVE":
         raise FailedPrecondition("The pool is deleted: providers cannot be created in it.")
+    if pool.mode == TRUST_DOMAIN:
+        raise FailedPrecondition("Providers cannot be created in a TRUST_DOMAIN pool: it holds managed workload "
+                                 "identities, in namespaces.")
     has_oidc, has_aws = body.get("oidc") is not None, body.get("aws") is not None
     if has_oidc == has_aws:
         raise InvalidArgument("Exactly one of oidc, aws (or saml) must be set on a provider.")
     name = f"{pool.name}/providers/{provider_id}"
     existing = s.get(WorkloadIdentityPoolProvider, name)
     if existing is not None:
-        if not _expired(existing.expire_time):
+        if not expired(existing.expire_time):
             raise AlreadyExists("Requested entity already exists")
+        s.execute(delete(WorkloadIdentityPoolProviderKey).where(WorkloadIdentityPoolProviderKey.provider_name == name))
         s.delete(existing)
         s.flush()
     row = WorkloadIdentityPoolProvider(
@@ -255,7 +302,7 @@ def create_provider(s: Session, pool: WorkloadIdentityPool, provider_id: str, bo
 
 def get_provider(s: Session, name: str) -> WorkloadIdentityPoolProvider:
     row = s.get(WorkloadIdentityPoolProvider, name)
-    if row is None or _expired(row.expire_time):
+    if row is None or expired(row.expire_time):
         raise NotFound("Requested entity was not found.")
     return row
 
@@ -263,7 +310,7 @@ def get_provider(s: Session, name: str) -> WorkloadIdentityPoolProvider:
 def list_providers(s: Session, pool: WorkloadIdentityPool, show_deleted: bool) -> list[WorkloadIdentityPoolProvider]:
     rows = s.scalars(select(WorkloadIdentityPoolProvider).where(WorkloadIdentityPoolProvider.pool_name == pool.name)
                      .order_by(WorkloadIdentityPoolProvider.name)).all()
-    return [r for r in rows if not _expired(r.expire_time) and (show_deleted or r.state == "ACTIVE")]
+    return [r for r in rows if not expired(r.expire_time) and (show_deleted or r.state == "ACTIVE")]
 
 
 def update_provider(row: WorkloadIdentityPoolProvider, body: dict[str, Any], mask: list[str],

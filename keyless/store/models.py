@@ -112,6 +112,37 @@ class WorkloadIdentityPool(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     expire_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     session_duration: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    mode: Mapped[str | None] = mapped_column(String(32), nullable=True)  # None: MODE_UNSPECIFIED
+    attestation_rules: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class WorkloadIdentityPoolNamespace(Base):
+    """A namespace of a TRUST_DOMAIN pool (namespaces.*): the administrative boundary of managed
+    workload identities."""
+
+    __tablename__ = "workload_identity_pool_namespaces"
+    name: Mapped[str] = mapped_column(String(400), primary_key=True)  # .../workloadIdentityPools/P/namespaces/N
+    pool_name: Mapped[str] = mapped_column(String(300), index=True)
+    namespace_id: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(String(300), default="")
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[str] = mapped_column(String(16), default="ACTIVE")
+    expire_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class WorkloadIdentityPoolManagedIdentity(Base):
+    """A managed workload identity of a namespace (namespaces.managedIdentities.*), with the
+    attestation rules (`googleCloudResource` strings) saying which workloads may receive it."""
+
+    __tablename__ = "workload_identity_pool_managed_identities"
+    name: Mapped[str] = mapped_column(String(500), primary_key=True)  # .../namespaces/N/managedIdentities/M
+    namespace_name: Mapped[str] = mapped_column(String(400), index=True)
+    managed_identity_id: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(String(300), default="")
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[str] = mapped_column(String(16), default="ACTIVE")
+    expire_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    attestation_rules: Mapped[list[Any]] = mapped_column(JSON, default=list)
 
 
 class WorkloadIdentityPoolProvider(Base):

@@ -44,9 +44,13 @@ def test_served_follows_the_routes() -> None:
     assert table.served(routes, by_id["iam.projects.serviceAccounts.create"])
     assert table.served(routes, by_id["iam.projects.locations.workloadIdentityPools.operations.get"])
     assert table.served(routes, by_id["iam.projects.locations.workloadIdentityPools.providers.keys.list"])
-    assert not table.served(routes, by_id["iam.projects.locations.workloadIdentityPools.namespaces.list"])
-    # `GET pools/{pool}` must not count as serving `GET pools/{pool}:listAttestationRules`
-    assert not table.served(routes, by_id["iam.projects.locations.workloadIdentityPools.listAttestationRules"])
+    assert not table.served(routes, by_id["iam.locations.workforcePools.get"])
+    # `GET pools/{pool}` alone must not count as serving `GET pools/{pool}:listAttestationRules`
+    pool_get = Route("/v1/projects/{project}/locations/{location}/workloadIdentityPools/{pool}",
+                     lambda request: None, methods=["GET"])
+    list_rules = by_id["iam.projects.locations.workloadIdentityPools.listAttestationRules"]
+    assert not table.served([Mount("/iam", routes=[pool_get])], list_rules)
+    assert table.served(routes, list_rules)  # by its own route, listed before the pool's get
     storage = {m.id: m for m in methods(document("storage.v1"))}
     assert table.served(routes, storage["storage.objects.insert"])  # and its /upload/ path
     assert table.served(routes, storage["storage.objects.compose"])

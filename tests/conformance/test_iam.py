@@ -28,6 +28,12 @@ POOL = f"{POOLS}/conformance-pool"
 PROVIDER = f"{POOL}/providers/conformance-oidc"
 PROVIDER_KEY = f"{PROVIDER}/keys/conformance-key"
 ROLE = f"{P}/roles/conformanceRole"
+TRUST_POOL = f"{POOLS}/conformance-td"
+NAMESPACE = f"{TRUST_POOL}/namespaces/conformance-ns"
+IDENTITY = f"{NAMESPACE}/managedIdentities/conformance-mi"
+RULE_SA = "//compute.googleapis.com/projects/123/type/Instance/attached_service_account.uid/12345"
+RULE_VM = "//compute.googleapis.com/projects/456/uid/zones/us-central1-a/instances/789"
+RULE_RUN = "//run.googleapis.com/projects/123/type/Service/*"
 ORG = "organizations/123456789"
 ORG_ROLE = f"{ORG}/roles/orgRole"
 
@@ -72,6 +78,25 @@ def op_name(ctx: dict[str, Any], save: str) -> str:
 
 def done(ctx: dict[str, Any], answer: dict[str, Any]) -> None:
     assert answer.get("done") is True and "response" in answer, answer
+
+
+def state_is(state: str) -> Callable[[dict[str, Any], dict[str, Any]], None]:
+    def check(ctx: dict[str, Any], answer: dict[str, Any]) -> None:
+        assert answer["done"] and answer["response"]["state"] == state, answer
+    return check
+
+
+def rules_are(*rules: str) -> Callable[[dict[str, Any], dict[str, Any]], None]:
+    def check(ctx: dict[str, Any], answer: dict[str, Any]) -> None:
+        assert [r["googleCloudResource"] for r in answer.get("attestationRules", [])] == list(rules), answer
+    return check
+
+
+def rule_response(method: str) -> Callable[[dict[str, Any], dict[str, Any]], None]:
+    def check(ctx: dict[str, Any], answer: dict[str, Any]) -> None:
+        assert answer["done"] and answer["response"] == {
+            "@type": f"type.googleapis.com/google.iam.v1.{method}Response"}, answer
+    return check
 
 
 FLOW = Flow(DOC, [
@@ -278,6 +303,95 @@ FLOW = Flow(DOC, [
          check=done),
     Step("iam.projects.locations.workloadIdentityPools.delete", lambda c: {"name": POOL}, check=done),
     Step("iam.projects.locations.workloadIdentityPools.undelete", lambda c: {"name": POOL, "body": {}}, check=done),
+    # Managed Workload Identity: a TRUST_DOMAIN pool, its namespace, managed identity, attestation rules
+    Step("iam.projects.locations.workloadIdentityPools.create", lambda c: {
+        "parent": f"{P}/locations/global", "workloadIdentityPoolId": "conformance-td",
+        "body": {"mode": "TRUST_DOMAIN", "description": "trust domain"}},
+         check=lambda c, a: a["response"]["mode"] == "TRUST_DOMAIN" or pytest.fail(str(a))),
+    Step("iam.projects.locations.workloadIdentityPools.providers.create", lambda c: {
+        "parent": TRUST_POOL, "workloadIdentityPoolProviderId": "no-providers-here", "body": {
+            "oidc": {"issuerUri": "https://token.actions.githubusercontent.com"},
+            "attributeMapping": {"google.subject": "assertion.sub"}}}, error=400),
+    Step("iam.projects.locations.workloadIdentityPools.namespaces.create", lambda c: {
+        "parent": POOL, "workloadIdentityPoolNamespaceId": "federation-only", "body": {}}, error=400),
+    Step("iam.projects.locations.workloadIdentityPools.namespaces.create", lambda c: {
+        "parent": TRUST_POOL, "workloadIdentityPoolNamespaceId": "conformance-ns", "body": {
+            "description": "namespace", "disabled": False, "state": "DELETED", "name": "ignored",
+            "ownerService": {"principalSubject": "ignored"}}}, save="ns_op", check=state_is("ACTIVE")),
+    Step("iam.projects.locations.workloadIdentityPools.namespaces.operations.get",
+         lambda c: {"name": op_name(c, "ns_op")}, check=done),
+    Step("iam.projects.locations.workloadIdentityPools.namespaces.get", lambda c: {"name": NAMESPACE},
+         present=["name", "state", "description"],
+         check=lambda c, a: a["name"] == NAMESPACE.replace(P, c["pool_prefix"]) or pytest.fail(str(a))),
+    Step("iam.projects.locations.workloadIdentityPools.namespaces.create", lambda c: {
+        "parent": TRUST_POOL, "workloadIdentityPoolNamespaceId": "gcp-reserved", "body": {}}, error=400),
+    Step("iam.projects.locations.workloadIdentityPools.namespaces.create", lambda c: {
+        "parent": TRUST_POOL, "workloadIdentityPoolNamespaceId": "conformance-ns", "body": {}}, error=409),
+    Step("iam.projects.locations.workloadIdentityPools.namespaces.list", lambda c: {"parent": TRUST_POOL,
+                                                                                   "pageSize": 5},
+         check=lambda c, a: len(a["workloadIdentityPoolNamespaces"]) == 1 or pytest.fail(str(a))),
+    Step("iam.projects.locations.workloadIdentityPools.namespaces.patch", lambda c: {
+        "name": NAMESPACE, "updateMask": "description", "body": {"description": "patched"}},
+         check=lambda c, a: a["response"]["description"] == "patched" or pytest.fail(str(a))),
+    Step("iam.projects.locations.workloadIdentityPools.namespaces.managedIdentities.create", lambda c: {
+        "parent": NAMESPACE, "workloadIdentityPoolManagedIdentityId": "conformance-mi", "body": {
+            "description": "identity", "state": "DELETED", "name": "ignored"}},
+         save="mi_op", check=state_is("ACTIVE")),
+    Step("iam.projects.locations.workloadIdentityPools.namespaces.managedIdentities.operations.get",
+         lambda c: {"name": op_name(c, "mi_op")}, check=done),
+    Step("iam.projects.locations.workloadIdentityPools.namespaces.managedIdentities.get", lambda c: {"name": IDENTITY},
+         present=["name", "state"]),
+    Step("iam.projects.locations.workloadIdentityPools.namespaces.managedIdentities.list", lambda c: {
+        "parent": NAMESPACE}, check=lambda c, a: len(a["workloadIdentityPoolManagedIdentities"]) == 1
+         or pytest.fail(str(a))),
+    Step("iam.projects.locations.workloadIdentityPools.namespaces.managedIdentities.patch", lambda c: {
+        "name": IDENTITY, "updateMask": "disabled", "body": {"disabled": True}},
+         check=lambda c, a: a["response"]["disabled"] is True or pytest.fail(str(a))),
+    Step("iam.projects.locations.workloadIdentityPools.namespaces.managedIdentities.addAttestationRule", lambda c: {
+        "resource": IDENTITY, "body": {"attestationRule": {"googleCloudResource": RULE_SA}}},
+         check=rule_response("AddAttestationRule")),
+    Step("iam.projects.locations.workloadIdentityPools.namespaces.managedIdentities.addAttestationRule", lambda c: {
+        "resource": IDENTITY, "body": {"attestationRule": {"googleCloudResource": RULE_SA}}}, error=409),
+    Step("iam.projects.locations.workloadIdentityPools.namespaces.managedIdentities.addAttestationRule", lambda c: {
+        "resource": IDENTITY, "body": {"attestationRule": {"googleCloudResource": RULE_RUN}}}, error=400),
+    Step("iam.projects.locations.workloadIdentityPools.namespaces.managedIdentities.setAttestationRules", lambda c: {
+        "resource": IDENTITY, "body": {"attestationRules": [{"googleCloudResource": RULE_SA},
+                                                            {"googleCloudResource": RULE_VM}]}},
+         check=rule_response("SetAttestationRules")),
+    Step("iam.projects.locations.workloadIdentityPools.namespaces.managedIdentities.listAttestationRules", lambda c: {
+        "resource": IDENTITY, "filter": "container_ids(projects/456)"}, check=rules_are(RULE_VM)),
+    Step("iam.projects.locations.workloadIdentityPools.namespaces.managedIdentities.removeAttestationRule", lambda c: {
+        "resource": IDENTITY, "body": {"attestationRule": {"googleCloudResource": RULE_SA}}},
+         check=rule_response("RemoveAttestationRule")),
+    Step("iam.projects.locations.workloadIdentityPools.namespaces.managedIdentities.listAttestationRules", lambda c: {
+        "resource": IDENTITY, "pageSize": 1}, check=rules_are(RULE_VM)),
+    Step("iam.projects.locations.workloadIdentityPools.namespaces.managedIdentities.workloadSources.operations.get",
+         lambda c: {"name": f"{IDENTITY}/workloadSources/project-123/operations/none"}, error=404),
+    Step("iam.projects.locations.workloadIdentityPools.namespaces.managedIdentities.delete", lambda c: {
+        "name": IDENTITY}, check=state_is("DELETED")),
+    Step("iam.projects.locations.workloadIdentityPools.namespaces.managedIdentities.list", lambda c: {
+        "parent": NAMESPACE}, check=lambda c, a: a == {} or pytest.fail(str(a))),
+    Step("iam.projects.locations.workloadIdentityPools.namespaces.managedIdentities.undelete", lambda c: {
+        "name": IDENTITY, "body": {}}, check=state_is("ACTIVE")),
+    Step("iam.projects.locations.workloadIdentityPools.addAttestationRule", lambda c: {
+        "resource": TRUST_POOL, "body": {"attestationRule": {"googleCloudResource": RULE_RUN}}},
+         check=rule_response("AddAttestationRule")),
+    Step("iam.projects.locations.workloadIdentityPools.listAttestationRules", lambda c: {"resource": TRUST_POOL},
+         check=rules_are(RULE_RUN)),
+    Step("iam.projects.locations.workloadIdentityPools.removeAttestationRule", lambda c: {
+        "resource": TRUST_POOL, "body": {"attestationRule": {"googleCloudResource": RULE_RUN}}},
+         check=rule_response("RemoveAttestationRule")),
+    Step("iam.projects.locations.workloadIdentityPools.setAttestationRules", lambda c: {
+        "resource": TRUST_POOL, "body": {"attestationRules": [{"googleCloudResource": RULE_VM}]}},
+         check=rule_response("SetAttestationRules")),
+    Step("iam.projects.locations.workloadIdentityPools.addAttestationRule", lambda c: {
+        "resource": POOL, "body": {"attestationRule": {"googleCloudResource": RULE_RUN}}}, error=400),
+    Step("iam.projects.locations.workloadIdentityPools.namespaces.delete", lambda c: {"name": NAMESPACE},
+         check=state_is("DELETED")),
+    Step("iam.projects.locations.workloadIdentityPools.namespaces.managedIdentities.undelete", lambda c: {
+        "name": IDENTITY, "body": {}}, error=400),
+    Step("iam.projects.locations.workloadIdentityPools.namespaces.undelete", lambda c: {
+        "name": NAMESPACE, "body": {}}, check=state_is("ACTIVE")),
 ])
 
 
@@ -307,7 +421,9 @@ def test_every_defined_request_field_is_known(client: Callable[[str], Any], flow
                                               method_id: str) -> None:
     harness.probe_fields(client(DOC), FLOW, method_id, flowed,
                          {"workloadIdentityPoolId": "fields-probe", "workloadIdentityPoolProviderId": "fields-probe",
-                          "workloadIdentityPoolProviderKeyId": "fields-probe"})
+                          "workloadIdentityPoolProviderKeyId": "fields-probe",
+                          "workloadIdentityPoolNamespaceId": "fields-probe",
+                          "workloadIdentityPoolManagedIdentityId": "fields-probe"})
 
 
 def test_defined_fields_of_features_keyless_lacks_are_refused_by_name(client: Callable[[str], Any],

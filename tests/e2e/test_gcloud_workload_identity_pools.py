@@ -221,3 +221,32 @@ def test_provider_keys_through_gcloud(g: Gcloud) -> None:
     assert made.status_code == 403, made.text
     gone = srv.call("DELETE", f"{base}/keyed-pool/providers/keyed-provider/keys/my-key", token=viewer)
     assert gone.status_code == 403, gone.text
+
+
+def test_managed_workload_identities_through_gcloud(g: Gcloud, tmp_path: Path) -> None:
+    """Google's walk-through of managed workload identities for Compute Engine
+    (https://cloud.google.com/iam/docs/create-managed-workload-identities, issue #20) with gcloud 528's
+    GA commands: a TRUST_DOMAIN pool, a namespace, a managed identity and its attestation policy.
+    (gcloud's namespace-level attestation-rule and workload-source commands are hidden and call
+    methods v1 does not define.)"""
+    pool = ["--project=my-project", "--location=global", "--workload-identity-pool=mwi-pool"]
+    g.run("iam", "workload-identity-pools", "create", "mwi-pool", "--project=my-project", "--location=global",
+          "--mode=TRUST_DOMAIN")
+    g.run("iam", "workload-identity-pools", "namespaces", "create", "mwi-ns", *pool, "--description=Compute workloads")
+    g.run("iam", "workload-identity-pools", "managed-identities", "create", "mwi-id", *pool, "--namespace=mwi-ns")
+    identity = [*pool, "--namespace=mwi-ns"]
+    by_uid = "//compute.googleapis.com/projects/123456789/type/Instance/attached_service_account.uid/1234567890"
+    by_vm = "//compute.googleapis.com/projects/987654321/uid/zones/us-central1-a/instances/42"
+    g.run("iam", "workload-identity-pools", "managed-identities", "add-attestation-rule", "mwi-id", *identity,
+          f"--google-cloud-resource={by_uid}")
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"attestationRules": [{"googleCloudResource": by_uid},
+                                                       {"googleCloudResource": by_vm}]}))
+    g.run("iam", "workload-identity-pools", "managed-identities", "set-attestation-rules", "mwi-id", *identity,
+          f"--policy-file={policy}")
+    listed = g.json("iam", "workload-identity-pools", "managed-identities", "list-attestation-rules", "mwi-id",
+                    *identity, "--container-id-filter=projects/987654321")
+    assert listed == [{"googleCloudResource": by_vm}]
+    namespaces = g.json("iam", "workload-identity-pools", "namespaces", "list", *pool)
+    assert namespaces == [{"name": f"{POOLS}/mwi-pool/namespaces/mwi-ns", "description": "Compute workloads",
+                           "state": "ACTIVE"}]
