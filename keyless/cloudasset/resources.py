@@ -67,11 +67,12 @@ MAX_READ_MASK = 1024
 
 
 def _time(value: datetime | None) -> str | None:
-    return rfc3339(value.replace(microsecond=0)) if value is not None else None
+    """Google's granularity: "in seconds. Timestamp.nanos will always be 0" (rendered without a fraction)."""
+    return rfc3339(value).split(".")[0] + "Z" if value is not None else None
 
 
 def _seconds(stamp: Any) -> str | None:
-    """A stored RFC 3339 string at Google's granularity ("in seconds. Timestamp.nanos will always be 0")."""
+    """A stored RFC 3339 string at Google's granularity."""
     if not isinstance(stamp, str) or not stamp:
         return None
     return _time(datetime.fromisoformat(stamp.replace("Z", "+00:00")))

@@ -453,3 +453,23 @@ def test_google_cloud_asset_rest_client_searches_resources(inventory: KeylessSer
     assert [r.name for r in found] == [f"//pubsub.googleapis.com/projects/{PROJECT}/topics/orders",
                                        f"//storage.googleapis.com/{LABELLED_BUCKET}"]
     assert found[1].labels["team"] == "payments" and found[1].create_time.year >= 2026
+
+
+def test_search_all_resources_data_access_entry(inventory: KeylessServer) -> None:
+    """ADMIN_READ, as Cloud Asset Inventory's audit logging page classifies its search methods."""
+    token = token_for_user(inventory, ANALYST)
+    ok(search(inventory, token, query="labels.env:prod"))
+    method = "google.cloud.asset.v1.AssetService.SearchAllResources"
+    entries: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 10
+    while not entries and time.monotonic() < deadline:
+        with server_state(inventory).db.read() as s:
+            rows = s.scalars(select(AuditEntry).where(AuditEntry.method_name == method)).all()
+        entries = [r.entry for r in rows if ANALYST in json.dumps(r.entry["protoPayload"]["authenticationInfo"])]
+        time.sleep(0.1)
+    assert entries, "no Data Access entry for SearchAllResources"
+    payload = entries[0]["protoPayload"]
+    assert payload["resourceName"] == f"projects/{PROJECT}"
+    assert entries[0]["logName"].endswith("cloudaudit.googleapis.com%2Fdata_access")
+    assert payload["authorizationInfo"][0] == {"resource": f"projects/{PROJECT}", "granted": True,
+                                               "permission": "cloudasset.assets.searchAllResources"}
