@@ -10,8 +10,9 @@ into a small tree and evaluated on ResourceSearchResult documents (issue #20).
   list or map field one element suffices. `createTime`/`updateTime` compare with `<`, `<=`, `>`,
   `>=`, `=` to epoch seconds, a date, or a quoted date-time.
 - A bare word or quoted phrase is free text: a `:` match on any searchable field.
-- Terms are ANDed (`AND` may be written), `OR` binds tighter than nothing else, `NOT`/`-` negate,
-  parentheses group, and `FIELD:(a OR b)` applies the field to each value of the group.
+- Terms are ANDed (`AND` may be written) or ORed, `NOT`/`-` negate, parentheses group, and
+  `FIELD:(a OR b)` applies the field to each value of the group. Google documents no precedence
+  between AND and OR, so a level that mixes them is refused (INVALID_ARGUMENT: parenthesize).
 
 Bounds (Google's: "up to 10 comparisons" and 2048 characters per query; Keyless adds a nesting
 depth of 10): so a query costs at most 10 matches per resource, each linear in the field's length
@@ -115,15 +116,19 @@ class _Parser:
         while self.peek() == ("word", "OR"):
             self.at += 1
             parts.append(self.and_expr(depth, field))
-        return parts[0] if len(parts) == 1 else Node("or", tuple(parts))
+        if len(parts) > 1 and any(len(p) > 1 for p in parts):
+            # Google documents no precedence between AND and OR: which one binds is not guessed
+            raise self.fail("parenthesize a mix of AND and OR, e.g. a (b OR c).")
+        nodes = [p[0] if len(p) == 1 else Node("and", tuple(p)) for p in parts]
+        return nodes[0] if len(nodes) == 1 else Node("or", tuple(nodes))
 
-    def and_expr(self, depth: int, field: tuple[str, str] | None) -> Node:
+    def and_expr(self, depth: int, field: tuple[str, str] | None) -> list[Node]:
         parts = [self.unary(depth, field)]
         while (token := self.peek()) is not None and token[0] != ")" and token != ("word", "OR"):
             if token == ("word", "AND"):
                 self.at += 1
             parts.append(self.unary(depth, field))
-        return parts[0] if len(parts) == 1 else Node("and", tuple(parts))
+        return parts
 
     def unary(self, depth: int, field: tuple[str, str] | None) -> Node:
         token = self.peek()

@@ -8,7 +8,10 @@ keyless.cloudasset.query, `assetTypes`, ordered by `orderBy` and cut by `readMas
 Google answers with every resource of the scope to whoever holds
 `cloudasset.assets.searchAllResources` on it, "even if they don't have .get permission of all the
 resources" (the method's documentation): so does Keyless. Fields a resource's API does not have
-(tags, KMS keys, network tags, folders: Keyless models no folders) are absent, as on Google.
+are absent, as on Google ("available only when the resource's Protobuf contains it"): `state` is
+given where the resource has one (a project's lifecycleState, a pool's or provider's state, a
+cluster's status), not for service accounts, keys, buckets, secrets, topics, subscriptions or
+sinks; tags, KMS keys, network tags and folders (Keyless models no folders) never.
 """
 
 from __future__ import annotations
@@ -138,16 +141,14 @@ def collect(s: Session, scope: Scope) -> Iterator[dict[str, Any]]:
         accounts[sa.unique_id] = (sa, p)
         yield _result(SERVICE_ACCOUNT, f"//iam.googleapis.com/projects/{p.project_id}/serviceAccounts/{sa.unique_id}",
                       p, (_project_name(p), PROJECT_TYPE), displayName=sa.display_name, description=sa.description,
-                      location="global", state="DISABLED" if sa.disabled else "ENABLED",
-                      additionalAttributes={"email": sa.email, "oauth2ClientId": sa.oauth2_client_id})
+                      location="global", additionalAttributes={"email": sa.email, "oauth2ClientId": sa.oauth2_client_id})
     if accounts:
         for key in s.scalars(select(ServiceAccountKey).where(ServiceAccountKey.sa_unique_id.in_(list(accounts)),
                                                               ServiceAccountKey.deleted.is_(False))):
             sa, p = accounts[key.sa_unique_id]
             account = f"//iam.googleapis.com/projects/{p.project_id}/serviceAccounts/{sa.unique_id}"
             yield _result(SERVICE_ACCOUNT_KEY, f"{account}/keys/{key.key_id}", p, (account, SERVICE_ACCOUNT),
-                          location="global", state="DISABLED" if key.disabled else "ENABLED",
-                          createTime=_time(key.valid_after),
+                          location="global", createTime=_time(key.valid_after),
                           additionalAttributes={"keyAlgorithm": key.key_algorithm, "keyOrigin": key.key_origin,
                                                 "keyType": key.key_type})
     pools = {}

@@ -406,6 +406,7 @@ def test_organization_scope_holds_its_projects_only(inventory: KeylessServer) ->
     {"query": "(" * 600 + "a" + ")" * 600},  # recursion: without the depth bound, a RecursionError (500)
     {"query": "NOT " * 500 + "a"},
     {"query": "name:(a"},
+    {"query": "name:a name:b OR name:c"},  # AND and OR mixed: Google documents no precedence
     {"query": 'name:"unterminated'},
     {"query": "secret:x"},
     {"query": "name=abc*"},
