@@ -138,6 +138,8 @@ def create(s: Session, project: Project, config_id: str, body: dict[str, Any], m
 
 
 def find(s: Session, project: Project, config_id: str, *, for_update: bool = False) -> CapabilityConfig:
+    if not CONFIG_ID.match(config_id):  # no such config can exist: the store is not asked
+        raise NotFound(f"CapabilityConfig {config_name(project, config_id[:64])} not found.")
     query = select(CapabilityConfig).where(CapabilityConfig.project_id == project.project_id,
                                            CapabilityConfig.config_id == config_id)
     row = s.scalars(query.with_for_update() if for_update else query).first()
