@@ -163,3 +163,23 @@ def test_list_pages_at_most_100(srv: KeylessServer) -> None:
     rest = ok(srv.call("GET", CONFIGS, params={"pageSize": "1000", "pageToken": first["nextPageToken"]}))
     names = [c["name"] for c in first["capabilityConfigs"] + rest["capabilityConfigs"]]
     assert names == sorted(names) and len(set(names)) == len(names) >= 3
+
+
+def test_reads_write_data_access_entries_when_asked(srv: KeylessServer) -> None:
+    from tests.api.helpers import audit_data_access
+
+    ok(create(srv, "read-audited"))
+    viewer = token_for_user(srv, VIEWER)
+    audit_data_access(srv, PROJECT, {"cloudresourcemanager.googleapis.com": ["ADMIN_READ"]})
+    ok(srv.call("GET", f"{CONFIGS}/read-audited", token=viewer))
+    ok(srv.call("GET", CONFIGS, token=viewer))
+    body = {"resourceNames": [f"projects/{PROJECT}"], "orderBy": "timestamp asc",
+            "filter": f'logName="projects/{PROJECT}/logs/cloudaudit.googleapis.com%2Fdata_access" AND '
+                      f'protoPayload.authenticationInfo.principalEmail="{VIEWER}"'}
+    found: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(found) < 2:
+        found = ok(srv.call("POST", "/logging/v2/entries:list", body=body)).get("entries", [])
+        time.sleep(0.1)
+    assert [e["protoPayload"]["methodName"] for e in found] == ["GetCapabilityConfig", "ListCapabilityConfigs"]
+    assert found[0]["protoPayload"]["authorizationInfo"][0]["permission"] == "resourcemanager.capabilities.get"

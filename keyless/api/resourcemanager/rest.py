@@ -6,7 +6,9 @@ REST references: https://cloud.google.com/resource-manager/reference/rest/v1/pro
 number; v3 is served for newer clients.
 
 v3 `projects.capabilityConfigs` (issue #20; the domain is keyless.capability_configs) answers
-create, patch and delete with a done Operation, as the other v3 methods here. Permissions: Google
+create, patch and delete with a done Operation, as the other v3 methods here, and writes their
+Admin Activity entries; get and list write Data Access (ADMIN_READ) entries where the project's
+auditConfigs enable them. Permissions: Google
 documents none for CapabilityConfigs (its roles, as of the 2026-08 snapshot in
 keyless/iam/predefined_roles.json, hold no `resourcemanager.capabilityConfigs.*`), so Keyless
 checks those of the sibling Capability resource (v3 folders.capabilities get/patch), which the
@@ -24,7 +26,8 @@ from starlette.routing import Route
 
 from keyless import capability_configs, operations, projects
 from keyless.api import iam_methods
-from keyless.api.http import Call, allowed_fields, object_field, route, update_mask
+from keyless.api.http import Call, allowed_fields, data_access_method, object_field, route, update_mask
+from keyless.audit.data_access import ADMIN_READ
 from keyless.errors import InvalidArgument, PermissionDenied
 from keyless.iam.policy import add_binding
 from keyless.iam.principal import Principal
@@ -405,8 +408,11 @@ def routes(state: ServerState) -> list[Route]:
         r("POST", "/v3/projects/{project}:testIamPermissions", test_iam_permissions),
         r("GET", "/v3/operations/{operation}", get_operation),
         r("POST", "/v3/projects/{project}/capabilityConfigs", create_capability_config, "CreateCapabilityConfig"),
-        r("GET", "/v3/projects/{project}/capabilityConfigs", list_capability_configs),
-        r("GET", "/v3/projects/{project}/capabilityConfigs/{config}", get_capability_config),
+        # get and list are ADMIN_READ: Data Access entries where the project's auditConfigs ask for them
+        r("GET", "/v3/projects/{project}/capabilityConfigs", data_access_method(
+            SERVICE, "ListCapabilityConfigs", list_capability_configs, ADMIN_READ), audited=False),
+        r("GET", "/v3/projects/{project}/capabilityConfigs/{config}", data_access_method(
+            SERVICE, "GetCapabilityConfig", get_capability_config, ADMIN_READ), audited=False),
         r("PATCH", "/v3/projects/{project}/capabilityConfigs/{config}", patch_capability_config,
           "UpdateCapabilityConfig"),
         r("DELETE", "/v3/projects/{project}/capabilityConfigs/{config}", delete_capability_config,
