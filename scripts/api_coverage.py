@@ -49,8 +49,9 @@ FAMILIES = [
     Family("logging.v2"),
     Family("container.v1"),
     Family("pubsub.v1", note="issue #20"),
-    Family("cloudasset.v1", only=frozenset({"cloudasset.analyzeIamPolicy", "cloudasset.searchAllIamPolicies"}),
-           note="issue #20: the IAM policy analysis methods"),
+    Family("cloudasset.v1", only=frozenset({"cloudasset.analyzeIamPolicy", "cloudasset.searchAllIamPolicies",
+                                            "cloudasset.searchAllResources"}),
+           note="issue #20: the IAM policy analysis and search methods"),
 ]
 
 
@@ -73,7 +74,8 @@ ISSUE_20 = [
     ("Pub/Sub `projects.topics`, `projects.subscriptions`", "pubsub.v1",
      ("pubsub.projects.topics.", "pubsub.projects.subscriptions.")),
     ("GKE clusters and node pools", "container.v1", ("container.projects.locations.clusters.",)),
-    ("Cloud Asset `analyzeIamPolicy`", "cloudasset.v1", ("cloudasset.analyzeIamPolicy",)),
+    ("Cloud Asset `analyzeIamPolicy`, `searchAllResources`", "cloudasset.v1",
+     ("cloudasset.analyzeIamPolicy", "cloudasset.searchAllResources")),
 ]
 
 

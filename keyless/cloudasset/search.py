@@ -127,8 +127,8 @@ def _policy(bindings: list[Binding]) -> list[dict[str, Any]]:
     return [{**v, "members": sorted(set(v["members"]))} for v in merged.values()]
 
 
-def asset_type_filter(patterns: list[str]) -> list[re.Pattern[str]]:
-    """assetTypes as RE2 expressions; one matching none of the searchable types is INVALID_ARGUMENT."""
+def asset_type_filter(patterns: list[str], searchable: tuple[str, ...] = ASSET_TYPES) -> list[re.Pattern[str]]:
+    """assetTypes as RE2 expressions; one matching none of the `searchable` types is INVALID_ARGUMENT."""
     if len(patterns) > MAX_ASSET_TYPES:
         raise InvalidArgument(f"At most {MAX_ASSET_TYPES} asset types may be given.")
     compiled = []
@@ -140,7 +140,7 @@ def asset_type_filter(patterns: list[str]) -> list[re.Pattern[str]]:
             raise InvalidArgument(f"Invalid asset type {p[:200]!r}: Keyless accepts letters, digits, '/', '.', "
                                   "'_', '-' and at most two '*'.")
         rx = re.compile(p)
-        if not any(rx.fullmatch(t) for t in ASSET_TYPES):
+        if not any(rx.fullmatch(t) for t in searchable):
             raise InvalidArgument(f"The asset type {p[:200]!r} matches no supported asset type.")
         compiled.append(rx)
     return compiled

@@ -562,3 +562,16 @@ class LoggingExclusion(Base):
     project_id: Mapped[str] = mapped_column(String(30), primary_key=True)
     exclusion_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     body: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class CapabilityConfig(Base):
+    """A project's CapabilityConfig (Resource Manager v3 `projects/P/capabilityConfigs/C`, issue #20);
+    `body` holds displayName, types, boundaries and managementProject (migration 0017)."""
+
+    __tablename__ = "capability_configs"
+    project_id: Mapped[str] = mapped_column(String(30), primary_key=True)
+    config_id: Mapped[str] = mapped_column(String(30), primary_key=True)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    etag: Mapped[str] = mapped_column(String(64))
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,5 +1,6 @@
 """Cloud Asset API (cloudasset.googleapis.com v1) through Google's discovery-based client: the
-served IAM policy analysis methods, each answer checked against its response schema (issue #20)."""
+served IAM policy analysis and search methods and searchAllResources, each answer checked against
+its response schema (issue #20)."""
 
 from __future__ import annotations
 
@@ -57,13 +58,29 @@ FLOW = Flow(DOC, [
          check=lambda c, a: [r["resource"] for r in a["results"]] == [
              f"//iam.googleapis.com/projects/{PROJECT}/serviceAccounts/{c['sa']['uniqueId']}"] or pytest.fail(str(a))),
     Step("cloudasset.searchAllIamPolicies", lambda c: {"scope": "projects/no-such-project-x"}, error=403),
+    Step("cloudasset.searchAllResources", lambda c: {
+        "scope": f"projects/{PROJECT}", "query": "labels.env:prod OR asset-sa", "orderBy": "assetType DESC",
+        "pageSize": 10, "readMask": "name,assetType,project,labels,location,createTime"},
+         present=["results"],
+         check=lambda c, a: [(r["assetType"], r["name"]) for r in a["results"]] == [
+             ("storage.googleapis.com/Bucket", f"//storage.googleapis.com/{BUCKET}"),
+             ("iam.googleapis.com/ServiceAccount",
+              f"//iam.googleapis.com/projects/{PROJECT}/serviceAccounts/{c['sa']['uniqueId']}")]
+         and a["results"][0]["labels"] == {"env": "prod"} and a["results"][0]["createTime"][19:] == "Z" or pytest.fail(str(a))),
+    Step("cloudasset.searchAllResources", lambda c: {
+        "scope": f"projects/{PROJECT}", "assetTypes": ["cloudresourcemanager.googleapis.com/Project"]},
+         present=["results"],
+         check=lambda c, a: [(r["name"], r["state"], r["displayName"]) for r in a["results"]] == [
+             (f"//cloudresourcemanager.googleapis.com/projects/{PROJECT}", "ACTIVE", PROJECT)] or pytest.fail(str(a))),
+    Step("cloudasset.searchAllResources", lambda c: {"scope": f"projects/{PROJECT}", "query": "name:(a"}, error=400),
+    Step("cloudasset.searchAllResources", lambda c: {"scope": "projects/no-such-project-x"}, error=403),
 ])
 
 
 @pytest.fixture(scope="module")
 def flowed(client: Callable[[str], Any]) -> dict[str, Any]:
     client("cloudresourcemanager.v1").projects().create(body={"projectId": PROJECT}).execute()
-    client("storage.v1").buckets().insert(project=PROJECT, body={"name": BUCKET}).execute()
+    client("storage.v1").buckets().insert(project=PROJECT, body={"name": BUCKET, "labels": {"env": "prod"}}).execute()
     iam = client("iam.v1")
     sa = iam.projects().serviceAccounts().create(name=f"projects/{PROJECT}", body={"accountId": "asset-sa"}).execute()
     iam.projects().serviceAccounts().setIamPolicy(resource=f"projects/{PROJECT}/serviceAccounts/{SA}", body={

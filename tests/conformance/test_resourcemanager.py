@@ -16,6 +16,7 @@ V1, V3, SU = "cloudresourcemanager.v1", "cloudresourcemanager.v3", "serviceusage
 PROJECT = "conformance-crm"
 V3_PROJECT = "conformance-crm-v3"
 CONSTRAINT = "constraints/iam.disableServiceAccountKeyCreation"
+CAPABILITY = "conf-capability"
 
 
 def done(ctx: dict[str, Any], answer: dict[str, Any]) -> None:
@@ -118,6 +119,56 @@ FLOWS = [
              check=lambda c, a: a["response"]["parent"] == "folders/42" or pytest.fail(str(a))),
         Step("cloudresourcemanager.projects.move", lambda c: {"name": f"projects/{V3_PROJECT}", "body": {
             "destinationParent": "projects/elsewhere"}}, error=400),
+        # projects.capabilityConfigs (issue #20): the project itself as its management project
+        Step("cloudresourcemanager.projects.capabilityConfigs.create", lambda c: {
+            "parent": f"projects/{V3_PROJECT}", "capabilityConfigId": CAPABILITY, "body": {
+                "displayName": "App Hub Config", "types": ["APP_MANAGEMENT"],
+                "boundaries": [f"projects/{V3_PROJECT}/boundaries/b1"], "managementProject": c["op"]["response"]["name"],
+                "state": "STATE_UNSPECIFIED", "etag": "ignored"}},
+             save="cc", check=lambda c, a: (a["done"], a["response"]["name"], a["response"]["state"],
+                                            a["metadata"]["@type"].endswith("CreateCapabilityConfigMetadata")) == (
+                 True, f"{c['op']['response']['name']}/capabilityConfigs/{CAPABILITY}", "ACTIVE", True)
+             or pytest.fail(str(a))),
+        Step("cloudresourcemanager.projects.capabilityConfigs.create", lambda c: {
+            "parent": f"projects/{V3_PROJECT}", "capabilityConfigId": CAPABILITY, "body": {
+                "types": ["APP_MANAGEMENT"], "managementProject": c["op"]["response"]["name"]}}, error=409),
+        Step("cloudresourcemanager.projects.capabilityConfigs.create", lambda c: {
+            "parent": f"projects/{V3_PROJECT}", "capabilityConfigId": "no-management",
+            "body": {"types": ["APP_MANAGEMENT"]}}, error=400),  # Keyless makes no management project
+        Step("cloudresourcemanager.projects.capabilityConfigs.create", lambda c: {
+            "parent": f"projects/{V3_PROJECT}", "capabilityConfigId": "bad-display", "body": {
+                "displayName": "ab", "types": ["APP_MANAGEMENT"], "managementProject": c["op"]["response"]["name"]}},
+             error=400),
+        Step("cloudresourcemanager.projects.capabilityConfigs.get", lambda c: {
+            "name": f"projects/{V3_PROJECT}/capabilityConfigs/{CAPABILITY}"}, save="config",
+             present=["name", "displayName", "types", "boundaries", "managementProject", "state", "createTime",
+                      "updateTime", "etag"],
+             check=lambda c, a: a == {k: v for k, v in c["cc"]["response"].items() if k != "@type"}
+             or pytest.fail(str(a))),
+        Step("cloudresourcemanager.projects.capabilityConfigs.list", lambda c: {
+            "parent": f"projects/{V3_PROJECT}", "pageSize": 500},
+             check=lambda c, a: [x["name"] for x in a["capabilityConfigs"]] == [c["config"]["name"]]
+             or pytest.fail(str(a))),
+        Step("cloudresourcemanager.projects.capabilityConfigs.patch", lambda c: {
+            "name": f"projects/{V3_PROJECT}/capabilityConfigs/{CAPABILITY}", "updateMask": "displayName,types",
+            "body": {"displayName": "Stale", "types": ["AGENT_MANAGEMENT"], "etag": "BwX/////////"}}, error=409),
+        Step("cloudresourcemanager.projects.capabilityConfigs.patch", lambda c: {
+            "name": f"projects/{V3_PROJECT}/capabilityConfigs/{CAPABILITY}", "updateMask": "display_name,types",
+            "body": {"displayName": "Agents 'n' Apps!", "types": ["APP_MANAGEMENT", "AGENT_MANAGEMENT"],
+                     "boundaries": [], "etag": c["config"]["etag"]}},
+             check=lambda c, a: (a["response"]["displayName"], a["response"]["types"], a["response"]["boundaries"],
+                                 a["response"]["etag"] != c["config"]["etag"]) == (
+                 "Agents 'n' Apps!", ["APP_MANAGEMENT", "AGENT_MANAGEMENT"], [f"projects/{V3_PROJECT}/boundaries/b1"],
+                 True) or pytest.fail(str(a))),
+        Step("cloudresourcemanager.projects.capabilityConfigs.patch", lambda c: {
+            "name": f"projects/{V3_PROJECT}/capabilityConfigs/{CAPABILITY}",
+            "body": {"managementProject": "projects/999999"}}, error=400),  # immutable
+        Step("cloudresourcemanager.projects.capabilityConfigs.delete", lambda c: {
+            "name": f"projects/{V3_PROJECT}/capabilityConfigs/{CAPABILITY}"},
+             check=lambda c, a: (a["done"], a["response"]["@type"]) == (True, "type.googleapis.com/google.protobuf.Empty")
+             or pytest.fail(str(a))),
+        Step("cloudresourcemanager.projects.capabilityConfigs.get", lambda c: {
+            "name": f"projects/{V3_PROJECT}/capabilityConfigs/{CAPABILITY}"}, error=404),
         Step("cloudresourcemanager.projects.delete", lambda c: {"name": f"projects/{V3_PROJECT}"},
              check=lambda c, a: (a["response"]["state"] == "DELETE_REQUESTED" and "deleteTime" in a["response"])
              or pytest.fail(str(a))),

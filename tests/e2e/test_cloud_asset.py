@@ -280,3 +280,197 @@ def test_longrunning_bad_input_gets_google_s_error(srv: KeylessServer, body: dic
     assert r.status_code == status, r.text
     assert r.json()["error"]["code"] == status and r.json()["error"]["message"]
     assert srv.call("GET", f"/storage/v1/b/{EXPORT_BUCKET}/o/x").status_code == 404  # nothing written
+
+
+# -- searchAllResources (issue #20) ---------------------------------------------------------------
+
+LABELLED_BUCKET = "asset-labelled-bucket"
+SEARCH = f"/cloudasset/v1/projects/{PROJECT}:searchAllResources"
+
+
+@pytest.fixture(scope="module")
+def inventory(srv: KeylessServer) -> KeylessServer:
+    """One resource of each kind the search covers, in PROJECT; a bucket and a topic in OTHER."""
+    ok(srv.call("POST", "/storage/v1/b", params={"project": PROJECT},
+                body={"name": LABELLED_BUCKET, "location": "US-WEST1", "labels": {"env": "prod", "team": "payments"}}))
+    ok(srv.call("POST", "/storage/v1/b", params={"project": OTHER}, body={"name": "asset-other-bucket"}))
+    ok(srv.call("POST", f"/secretmanager/v1/projects/{PROJECT}/secrets", params={"secretId": "db-password"},
+                body={"replication": {"automatic": {}}, "labels": {"env": "dev"}}))
+    ok(srv.call("PUT", f"/pubsub/v1/projects/{PROJECT}/topics/orders", body={"labels": {"env": "prod"}}))
+    ok(srv.call("PUT", f"/pubsub/v1/projects/{PROJECT}/subscriptions/orders-sub",
+                body={"topic": f"projects/{PROJECT}/topics/orders"}))
+    ok(srv.call("PUT", f"/pubsub/v1/projects/{OTHER}/topics/orders", body={}))
+    pools = f"/iam/v1/projects/{PROJECT}/locations/global/workloadIdentityPools"
+    ok(srv.call("POST", pools, params={"workloadIdentityPoolId": "ci-pool"}, body={"displayName": "CI Pool"}))
+    ok(srv.call("POST", f"{pools}/ci-pool/providers", params={"workloadIdentityPoolProviderId": "github"}, body={
+        "displayName": "GitHub Actions", "attributeMapping": {"google.subject": "assertion.sub"},
+        "oidc": {"issuerUri": "https://token.actions.githubusercontent.com"}}))
+    return srv
+
+
+def search(srv: KeylessServer, token: str | None = None, scope: str = f"projects/{PROJECT}", **params: Any) -> Any:
+    return srv.call("GET", f"/cloudasset/v1/{scope}:searchAllResources", token=token, params=params)
+
+
+def names(answer: dict[str, Any]) -> list[str]:
+    return [r["name"] for r in answer.get("results", [])]
+
+
+def test_search_all_resources_lists_the_project_s_resources(inventory: KeylessServer) -> None:
+    found = {r["assetType"]: r for r in ok(search(inventory, pageSize="500"))["results"]}
+    assert set(found) >= {"cloudresourcemanager.googleapis.com/Project", "iam.googleapis.com/ServiceAccount",
+                          "storage.googleapis.com/Bucket", "secretmanager.googleapis.com/Secret",
+                          "pubsub.googleapis.com/Topic", "pubsub.googleapis.com/Subscription",
+                          "iam.googleapis.com/WorkloadIdentityPool", "iam.googleapis.com/WorkloadIdentityPoolProvider"}
+    number = ok(inventory.call("GET", f"{CRM}/{PROJECT}"))["projectNumber"]
+    project = found["cloudresourcemanager.googleapis.com/Project"]
+    assert project["name"] == f"//cloudresourcemanager.googleapis.com/projects/{PROJECT}"
+    assert project["project"] == f"projects/{number}" and project["organization"] == f"organizations/{ORG}"
+    assert project["state"] == "ACTIVE" and project["createTime"].endswith("Z")
+    assert project["parentFullResourceName"] == f"//cloudresourcemanager.googleapis.com/organizations/{ORG}"
+    bucket = found["storage.googleapis.com/Bucket"]
+    assert bucket["name"] == f"//storage.googleapis.com/{LABELLED_BUCKET}"
+    assert bucket["location"] == "us-west1" and bucket["labels"] == {"env": "prod", "team": "payments"}
+    assert bucket["parentFullResourceName"] == project["name"]
+    assert found["secretmanager.googleapis.com/Secret"]["name"] == \
+        f"//secretmanager.googleapis.com/projects/{number}/secrets/db-password"
+    assert found["pubsub.googleapis.com/Topic"]["name"] == f"//pubsub.googleapis.com/projects/{PROJECT}/topics/orders"
+    provider = found["iam.googleapis.com/WorkloadIdentityPoolProvider"]
+    assert provider["name"].endswith("/workloadIdentityPools/ci-pool/providers/github")
+    assert provider["displayName"] == "GitHub Actions" and provider["state"] == "ACTIVE"
+    # nothing of the project outside the scope
+    everything = ok(search(inventory, pageSize="500"))["results"]
+    assert not [r for r in everything if OTHER in r["name"] or r["name"].endswith("asset-other-bucket")]
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("labels.env:prod", {f"//storage.googleapis.com/{LABELLED_BUCKET}",
+                         f"//pubsub.googleapis.com/projects/{PROJECT}/topics/orders"}),
+    ("labels.team:*", {f"//storage.googleapis.com/{LABELLED_BUCKET}"}),
+    ("labels:payments", {f"//storage.googleapis.com/{LABELLED_BUCKET}"}),
+    ("labels.env=prod NOT name:orders", {f"//storage.googleapis.com/{LABELLED_BUCKET}"}),
+    ("location:us-west*", {f"//storage.googleapis.com/{LABELLED_BUCKET}"}),
+    ("location:(us-west1 OR asia-east1) labels.env:prod", {f"//storage.googleapis.com/{LABELLED_BUCKET}"}),
+    ('displayName:"github actions"', {"//iam.googleapis.com/projects/{number}/locations/global/"
+                                      "workloadIdentityPools/ci-pool/providers/github"}),
+    ("displayName=GitHub", set()),  # = is the whole value
+    ("name:db-password", {"//secretmanager.googleapis.com/projects/{number}/secrets/db-password"}),
+    ("db-passw*", {"//secretmanager.googleapis.com/projects/{number}/secrets/db-password"}),  # free text, prefix
+    ("name:password-db", set()),  # words in order
+    ("(name:orders OR name:ci-pool) -state:ACTIVE", {f"//pubsub.googleapis.com/projects/{PROJECT}/topics/orders",
+                                                     f"//pubsub.googleapis.com/projects/{PROJECT}/subscriptions/orders-sub"}),
+    ("createTime<1609459200", set()),
+    ("createTime>2021-01-01 name:asset-labelled", {f"//storage.googleapis.com/{LABELLED_BUCKET}"}),
+])
+def test_search_query_language(inventory: KeylessServer, query: str, expected: set[str]) -> None:
+    number = ok(inventory.call("GET", f"{CRM}/{PROJECT}"))["projectNumber"]
+    assert set(names(ok(search(inventory, query=query)))) == {e.format(number=number) for e in expected}
+
+
+def test_search_asset_types_order_read_mask_and_pages(inventory: KeylessServer) -> None:
+    answer = ok(search(inventory, assetTypes="pubsub.googleapis.com.*", orderBy="name DESC",
+                       readMask="name,assetType", pageSize="1"))
+    assert answer["results"] == [{"name": f"//pubsub.googleapis.com/projects/{PROJECT}/topics/orders",
+                                  "assetType": "pubsub.googleapis.com/Topic"}]
+    rest = ok(search(inventory, assetTypes="pubsub.googleapis.com.*", orderBy="name DESC",
+                     readMask="name,assetType", pageSize="1", pageToken=answer["nextPageToken"]))
+    assert names(rest) == [f"//pubsub.googleapis.com/projects/{PROJECT}/subscriptions/orders-sub"]
+    assert "nextPageToken" not in rest
+
+
+def test_search_all_resources_needs_the_permission_on_the_scope(inventory: KeylessServer) -> None:
+    """roles/cloudasset.viewer on PROJECT: the whole project's resources, even those the analyst may
+    not get (Google: "even if they don't have .get permission"); other scopes are denied."""
+    token = token_for_user(inventory, ANALYST)
+    assert f"//storage.googleapis.com/{LABELLED_BUCKET}" in names(ok(search(inventory, token, pageSize="500")))
+    assert inventory.call("GET", f"/storage/v1/b/{LABELLED_BUCKET}", token=token).status_code == 403
+    for scope in (f"projects/{OTHER}", f"organizations/{ORG}", "projects/no-such-project"):
+        denied = search(inventory, token, scope=scope)
+        assert denied.status_code == 403, denied.text
+        assert "cloudasset.assets.searchAllResources" in denied.json()["error"]["message"]
+    stranger = token_for_user(inventory, "stranger@example.com")
+    assert search(inventory, stranger).status_code == 403
+
+
+def test_organization_scope_holds_its_projects_only(inventory: KeylessServer) -> None:
+    found = names(ok(search(inventory, scope=f"organizations/{ORG}", pageSize="500")))
+    assert f"//cloudresourcemanager.googleapis.com/organizations/{ORG}" in found
+    assert f"//storage.googleapis.com/{LABELLED_BUCKET}" in found
+    assert "//storage.googleapis.com/asset-other-bucket" not in found
+    assert f"//pubsub.googleapis.com/projects/{OTHER}/topics/orders" not in found
+
+
+@pytest.mark.parametrize("params", [
+    {"query": "x" * 2049},
+    {"query": " ".join(["a"] * 11)},  # Google's 10 comparisons
+    {"query": "(" * 600 + "a" + ")" * 600},  # recursion: without the depth bound, a RecursionError (500)
+    {"query": "NOT " * 500 + "a"},
+    {"query": "name:(a"},
+    {"query": "name:a name:b OR name:c"},  # AND and OR mixed: Google documents no precedence
+    {"query": 'name:"unterminated'},
+    {"query": "secret:x"},
+    {"query": "name=abc*"},
+    {"query": "createTime>soon"},
+    {"assetTypes": "(.*.*)*!"},
+    {"assetTypes": "compute.googleapis.com.*"},
+    {"orderBy": "labels"},
+    {"readMask": "name,nosuchfield"},
+    {"pageToken": "-1"},
+])
+def test_search_all_resources_bad_input(inventory: KeylessServer, params: dict[str, str]) -> None:
+    r = search(inventory, **params)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["status"] == "INVALID_ARGUMENT" and r.json()["error"]["message"]
+
+
+@pytest.mark.store_independent
+def test_phrase_matching_over_long_fields() -> None:
+    """Consecutive words, in order, prefixes with `*`, over a field of 100,000 words (its cost is
+    bench/asset_query.py's figure)."""
+    from keyless.cloudasset.query import has_phrase
+
+    field = "a-" * 100_000 + "b"
+    assert has_phrase(field, "a " * 500 + "b") and not has_phrase(field, "a " * 500 + "c")
+    assert has_phrase(field, "a* " * 100 + "b*") and not has_phrase(field, "b a")
+    assert has_phrase("Compute %Instance%", "compute instance") and has_phrase("compute&storage", "COMPUTE&storage")
+    assert not has_phrase("compute&storage", "compute")  # & is part of a word, as Google tokenizes
+
+
+def test_gcloud_asset_search_all_resources(inventory: KeylessServer, gcloud: Gcloud) -> None:
+    found = gcloud.json("asset", "search-all-resources", f"--scope=projects/{PROJECT}", "--query=labels.env:prod",
+                        "--asset-types=storage.googleapis.com/Bucket,pubsub.googleapis.com/Topic",
+                        "--order-by=assetType")
+    assert [(r["assetType"], r["name"]) for r in found] == [
+        ("pubsub.googleapis.com/Topic", f"//pubsub.googleapis.com/projects/{PROJECT}/topics/orders"),
+        ("storage.googleapis.com/Bucket", f"//storage.googleapis.com/{LABELLED_BUCKET}")], found
+    assert found[1]["labels"] == {"env": "prod", "team": "payments"}
+
+
+def test_google_cloud_asset_rest_client_searches_resources(inventory: KeylessServer) -> None:
+    client = asset_client(inventory, token_for_user(inventory, ANALYST))
+    pages = client.search_all_resources(request={"scope": f"projects/{PROJECT}", "query": "labels.env:prod",
+                                                 "order_by": "name", "page_size": 1})
+    found = list(pages)
+    assert [r.name for r in found] == [f"//pubsub.googleapis.com/projects/{PROJECT}/topics/orders",
+                                       f"//storage.googleapis.com/{LABELLED_BUCKET}"]
+    assert found[1].labels["team"] == "payments" and found[1].create_time.year >= 2026
+
+
+def test_search_all_resources_data_access_entry(inventory: KeylessServer) -> None:
+    """ADMIN_READ, as Cloud Asset Inventory's audit logging page classifies its search methods."""
+    token = token_for_user(inventory, ANALYST)
+    ok(search(inventory, token, query="labels.env:prod"))
+    method = "google.cloud.asset.v1.AssetService.SearchAllResources"
+    entries: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 10
+    while not entries and time.monotonic() < deadline:
+        with server_state(inventory).db.read() as s:
+            rows = s.scalars(select(AuditEntry).where(AuditEntry.method_name == method)).all()
+        entries = [r.entry for r in rows if ANALYST in json.dumps(r.entry["protoPayload"]["authenticationInfo"])]
+        time.sleep(0.1)
+    assert entries, "no Data Access entry for SearchAllResources"
+    payload = entries[0]["protoPayload"]
+    assert payload["resourceName"] == f"projects/{PROJECT}"
+    assert entries[0]["logName"].endswith("cloudaudit.googleapis.com%2Fdata_access")
+    assert payload["authorizationInfo"][0] == {"resource": f"projects/{PROJECT}", "granted": True,
+                                               "permission": "cloudasset.assets.searchAllResources"}

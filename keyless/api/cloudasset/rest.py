@@ -1,12 +1,13 @@
 """Cloud Asset API REST wire: `v1.analyzeIamPolicy`, `v1.analyzeIamPolicyLongrunning`,
-`v1.searchAllIamPolicies` and `operations.get` of the cloudasset.v1 discovery document
+`v1.searchAllIamPolicies`, `v1.searchAllResources` and `operations.get` of the cloudasset.v1 discovery document
 (https://cloud.google.com/asset-inventory/docs/reference/rest).
 
 Each call is authorised on its scope (projects/P, or the root for an organization):
-searchAllIamPolicies needs `cloudasset.assets.searchAllIamPolicies`, analyzeIamPolicy
+searchAllIamPolicies needs `cloudasset.assets.searchAllIamPolicies`, searchAllResources
+`cloudasset.assets.searchAllResources` (issue #20), analyzeIamPolicy
 `cloudasset.assets.analyzeIamPolicy`, `.searchAllIamPolicies` and `.searchAllResources` ("all of
 the following", https://cloud.google.com/asset-inventory/docs/access-control), all in
-roles/cloudasset.viewer; an unknown project is denied, never confirmed missing. Both methods
+roles/cloudasset.viewer; an unknown project is denied, never confirmed missing. The methods
 are ADMIN_READ (https://cloud.google.com/asset-inventory/docs/audit-logging): their Data Access
 entries are written only where the scope's auditConfigs enable ADMIN_READ for
 cloudasset.googleapis.com.
@@ -30,7 +31,7 @@ from starlette.routing import Route
 from keyless import operations
 from keyless.api.http import Call, allowed_fields, data_access_method, object_field, route, string_field
 from keyless.audit.data_access import ADMIN_READ
-from keyless.cloudasset import analysis, longrunning, search
+from keyless.cloudasset import analysis, longrunning, resources, search
 from keyless.cloudasset.assets import Scope, parse_scope
 from keyless.errors import InvalidArgument, NotFound
 from keyless.iam.evaluate import permission_denied
@@ -207,6 +208,20 @@ def search_all_iam_policies(call: Call) -> dict[str, Any]:
     return {"results": page, **({"nextPageToken": token} if token else {})} if page else {}
 
 
+def search_all_resources(call: Call) -> dict[str, Any]:
+    scope = _scope(call, "cloudasset.assets.searchAllResources")
+    size = call.arg("pageSize")
+    # "capped at 500 even if a larger value is given. If set to zero or a negative value, server will
+    # pick an appropriate default"
+    if size is None or (size.lstrip("-").isdigit() and (int(size) > MAX_PAGE or int(size) <= 0)):
+        call.query["pageSize"] = [str(MAX_PAGE)]
+    with call.read() as s:
+        results = resources.search_all_resources(s, scope, call.arg("query") or "", list(call.args("assetTypes")),
+                                                 call.arg("orderBy"), call.arg("readMask"))
+    page, token = call.page(results)
+    return {"results": page, **({"nextPageToken": token} if token else {})} if page else {}
+
+
 # -- Data Access entries ------------------------------------------------------------------------
 
 
@@ -228,5 +243,6 @@ def routes(state: ServerState) -> list[Route]:
         read(scope + ":analyzeIamPolicyLongrunning", analyze_iam_policy_longrunning, "AnalyzeIamPolicyLongrunning",
              "POST"),
         read(scope + ":searchAllIamPolicies", search_all_iam_policies, "SearchAllIamPolicies"),
+        read(scope + ":searchAllResources", search_all_resources, "SearchAllResources"),
         route(state, "GET", scope + "/operations/{operation_kind}/{operation}", get_operation),
     ]

@@ -4,6 +4,17 @@ their IAM policies, and the operations `projects create` returns.
 REST references: https://cloud.google.com/resource-manager/reference/rest/v1/projects and
 /v3/projects. gcloud's `projects` commands use v1; google-auth's project lookup uses v1 by
 number; v3 is served for newer clients.
+
+v3 `projects.capabilityConfigs` (issue #20; the domain is keyless.capability_configs) answers
+create, patch and delete with a done Operation, as the other v3 methods here, and writes their
+Admin Activity entries; get and list write Data Access (ADMIN_READ) entries where the project's
+auditConfigs enable them. Permissions: Google
+documents none for CapabilityConfigs (its roles, as of the 2026-08 snapshot in
+keyless/iam/predefined_roles.json, hold no `resourcemanager.capabilityConfigs.*`), so Keyless
+checks those of the sibling Capability resource (v3 folders.capabilities get/patch), which the
+basic roles do hold: `resourcemanager.capabilities.get` (viewer, editor, owner) for get and list,
+`resourcemanager.capabilities.update` (editor, owner) for create, patch and delete, on the parent
+project; the management project must be one the caller may `resourcemanager.projects.get`.
 """
 
 from __future__ import annotations
@@ -13,9 +24,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 from starlette.routing import Route
 
-from keyless import operations, projects
+from keyless import capability_configs, operations, projects
 from keyless.api import iam_methods
-from keyless.api.http import Call, allowed_fields, object_field, route, update_mask
+from keyless.api.http import Call, allowed_fields, data_access_method, object_field, route, update_mask
+from keyless.audit.data_access import ADMIN_READ
 from keyless.errors import InvalidArgument, PermissionDenied
 from keyless.iam.policy import add_binding
 from keyless.iam.principal import Principal
@@ -221,6 +233,76 @@ def move_project_v3(call: Call) -> dict[str, Any]:
         return _v3_op(s, "mp", row)
 
 
+CAPABILITY_GET = "resourcemanager.capabilities.get"
+CAPABILITY_UPDATE = "resourcemanager.capabilities.update"
+
+
+def _capability_op(s: Session, kind: str, response: dict[str, Any] | None, response_type: str) -> dict[str, Any]:
+    """A done Operation whose metadata is the method's (empty) Create/Update/DeleteCapabilityConfigMetadata."""
+    metadata = {"@type": f"type.googleapis.com/google.cloud.resourcemanager.v3.{kind}CapabilityConfigMetadata"}
+    return operations.record_done(s, f"operations/cc.{operations.new_id()}", response, response_type=response_type,
+                                  metadata=metadata)
+
+
+def _config_target(call: Call, s: Session, permission: str) -> Project:
+    """The parent project, authorised; the audit entry names the CapabilityConfig."""
+    row = _visible_project(call, s, call.params["project"], permission)
+    config = call.params.get("config") or call.arg("capabilityConfigId") or ""
+    call.touch(name=f"projects/{row.project_number}/capabilityConfigs/{config[:30]}" if config else "")
+    return row
+
+
+def create_capability_config(call: Call) -> dict[str, Any]:
+    config_id = capability_configs.validate_id(call.arg("capabilityConfigId"))
+    number = capability_configs.management_project_number(call.body.get("managementProject"))
+    with call.write() as s:
+        row = _config_target(call, s, CAPABILITY_UPDATE)
+        management = projects.find_project(s, number, include_deleted=False)
+        chain = projects.project_chain(management.project_id) if management else [f"projects/{number}", projects.ROOT]
+        call.require("resourcemanager.projects.get", chain, _display(number))
+        if management is None:  # never confirmed missing, as projects.get
+            raise PermissionDenied("The caller does not have permission")
+        config = capability_configs.create(s, row, config_id, call.body, management)
+        s.flush()
+        return _capability_op(s, "Create", capability_configs.as_json(row, config), capability_configs.RESPONSE_TYPE)
+
+
+def get_capability_config(call: Call) -> dict[str, Any]:
+    with call.read() as s:
+        row = _config_target(call, s, CAPABILITY_GET)
+        return capability_configs.as_json(row, capability_configs.find(s, row, call.params["config"]))
+
+
+def list_capability_configs(call: Call) -> dict[str, Any]:
+    size = call.arg("pageSize")
+    # "If unspecified, at most 100 ... values above 100 will be coerced to 100."
+    if size is None or (size.lstrip("-").isdigit() and (int(size) > 100 or int(size) == 0)):
+        call.query["pageSize"] = ["100"]
+    with call.read() as s:
+        row = _config_target(call, s, CAPABILITY_GET)
+        items = [capability_configs.as_json(row, c) for c in capability_configs.list_configs(s, row)]
+    page, token = call.page(items)
+    return {"capabilityConfigs": page, **({"nextPageToken": token} if token else {})} if page else {}
+
+
+def patch_capability_config(call: Call) -> dict[str, Any]:
+    mask = update_mask(call)
+    with call.write() as s:
+        row = _config_target(call, s, CAPABILITY_UPDATE)
+        config = capability_configs.find(s, row, call.params["config"], for_update=True)
+        capability_configs.patch(config, row, call.body, mask)
+        return _capability_op(s, "Update", capability_configs.as_json(row, config), capability_configs.RESPONSE_TYPE)
+
+
+def delete_capability_config(call: Call) -> dict[str, Any]:
+    with call.write() as s:
+        row = _config_target(call, s, CAPABILITY_UPDATE)
+        config = capability_configs.find(s, row, call.params["config"], for_update=True)
+        capability_configs.check_etag(config, call.arg("etag"))
+        s.delete(config)
+        return _capability_op(s, "Delete", None, "type.googleapis.com/google.protobuf.Empty")
+
+
 def list_org_policies(call: Call) -> dict[str, Any]:
     allowed_fields(call.body, {"pageSize", "pageToken"}, "")
     with call.read() as s:
@@ -325,4 +407,14 @@ def routes(state: ServerState) -> list[Route]:
         r("POST", "/v3/projects/{project}:setIamPolicy", set_iam_policy, "SetIamPolicy"),
         r("POST", "/v3/projects/{project}:testIamPermissions", test_iam_permissions),
         r("GET", "/v3/operations/{operation}", get_operation),
+        r("POST", "/v3/projects/{project}/capabilityConfigs", create_capability_config, "CreateCapabilityConfig"),
+        # get and list are ADMIN_READ: Data Access entries where the project's auditConfigs ask for them
+        r("GET", "/v3/projects/{project}/capabilityConfigs", data_access_method(
+            SERVICE, "ListCapabilityConfigs", list_capability_configs, ADMIN_READ), audited=False),
+        r("GET", "/v3/projects/{project}/capabilityConfigs/{config}", data_access_method(
+            SERVICE, "GetCapabilityConfig", get_capability_config, ADMIN_READ), audited=False),
+        r("PATCH", "/v3/projects/{project}/capabilityConfigs/{config}", patch_capability_config,
+          "UpdateCapabilityConfig"),
+        r("DELETE", "/v3/projects/{project}/capabilityConfigs/{config}", delete_capability_config,
+          "DeleteCapabilityConfig"),
     ]

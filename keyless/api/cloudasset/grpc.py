@@ -1,0 +1,33 @@
+"""Cloud Asset over gRPC (`google.cloud.asset.v1.AssetService`, the default transport of
+google-cloud-asset, issue #20): each RPC is transcoded, by the `google.api.http` rule of Google's
+asset_service.proto, to the REST method of keyless.api.cloudasset.rest, so both transports share one
+implementation (scope authorisation, Data Access entries, errors), as keyless.api.secretmanager.grpc.
+"""
+
+from __future__ import annotations
+
+from google.cloud.asset_v1.types import asset_service
+from google.longrunning import operations_pb2
+from starlette.types import ASGIApp
+
+from keyless.api.grpc_transcoding import PeerResolver, Rule, TranscodingService
+
+SERVICE = "google.cloud.asset.v1.AssetService"
+PREFIX = "/cloudasset"  # where keyless.app mounts the REST API
+
+# google/cloud/asset/v1/asset_service.proto, the RPCs keyless.api.cloudasset.rest serves
+RULES = [
+    Rule("AnalyzeIamPolicy", "get", "/v1/{analysis_query.scope=*/*}:analyzeIamPolicy",
+         asset_service.AnalyzeIamPolicyRequest.pb(), asset_service.AnalyzeIamPolicyResponse.pb()),
+    Rule("AnalyzeIamPolicyLongrunning", "post", "/v1/{analysis_query.scope=*/*}:analyzeIamPolicyLongrunning",
+         asset_service.AnalyzeIamPolicyLongrunningRequest.pb(), operations_pb2.Operation, body="*"),
+    Rule("SearchAllIamPolicies", "get", "/v1/{scope=*/*}:searchAllIamPolicies",
+         asset_service.SearchAllIamPoliciesRequest.pb(), asset_service.SearchAllIamPoliciesResponse.pb()),
+    Rule("SearchAllResources", "get", "/v1/{scope=*/*}:searchAllResources",
+         asset_service.SearchAllResourcesRequest.pb(), asset_service.SearchAllResourcesResponse.pb()),
+]
+
+
+def asset_service_grpc(app: ASGIApp, peer: PeerResolver | None = None) -> TranscodingService:
+    """The gRPC service, answered by `app` (Keyless's ASGI app)."""
+    return TranscodingService(SERVICE, RULES, app, PREFIX, peer)
