@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0017_capability_configs"
-down_revision = "0014_regional_secrets"
+down_revision = "0015_managed_workload_identity"
 branch_labels = None
 depends_on = None
 
