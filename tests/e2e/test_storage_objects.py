@@ -371,10 +371,17 @@ def test_versions_soft_delete_and_restore(world: KeylessServer) -> None:
     third = restored.generation
     restored.upload_from_string("v3")
     assert [b.generation for b in client.list_blobs(bucket, soft_deleted=True)] == [third]
-    # deleting the bucket takes its soft-deleted generations' bytes with it
+    # deleting the bucket under its soft delete policy keeps it, and its soft-deleted generations' bytes
+    # (tests/e2e/test_storage_soft_delete.py); with the policy off it takes them with it
     for b in client.list_blobs(bucket, versions=True):
         b.delete()
     files_before = sum(1 for p in (srv.data_dir / "storage" / "blobs").rglob("*") if p.is_file())
+    bucket.delete()
+    assert sum(1 for p in (srv.data_dir / "storage" / "blobs").rglob("*") if p.is_file()) == files_before
+    generation = next(b.generation for b in client.list_buckets(soft_deleted=True) if b.name == "versioned-bucket")
+    bucket = client.restore_bucket("versioned-bucket", generation=generation)
+    bucket.soft_delete_policy.retention_duration_seconds = 0
+    bucket.patch()
     bucket.delete()
     files_after = sum(1 for p in (srv.data_dir / "storage" / "blobs").rglob("*") if p.is_file())
     assert files_before - files_after == 3  # v2 (noncurrent, then soft-deleted), v1 restored then replaced, v3

@@ -369,6 +369,27 @@ def restore_object(call: StorageCall) -> dict[str, Any]:
     return body
 
 
+async def get_object_iam_path(call: StorageCall) -> Any:
+    """GET /o/O/iam (getIamPolicy); an object whose escaped name ends in `/iam` is objects.get's."""
+    if object_iam.object_iam_handler(call) is None:
+        call.params["object"] += "/iam"
+    return await get_object(call)
+
+
+async def test_object_iam_path(call: StorageCall) -> Any:
+    """GET /o/O/iam/testPermissions (testIamPermissions), or objects.get of a name ending so."""
+    if object_iam.object_iam_handler(call) is None:
+        call.params["object"] += "/iam/testPermissions"
+    return await get_object(call)
+
+
+def set_object_iam_path(call: StorageCall) -> dict[str, Any]:
+    """PUT /o/O/iam (setIamPolicy), or objects.update of a name ending in `/iam`."""
+    if object_iam.object_iam_handler(call) is None:
+        call.params["object"] += "/iam"
+    return update_object(call)
+
+
 def patch_object(call: StorageCall) -> dict[str, Any]:
     return _update_object(call, replace_all=False)
 
@@ -405,6 +426,11 @@ def routes(state: ServerState) -> list[Route]:
         Route(b + "/iam/testPermissions", storage_endpoint(state, test_bucket_iam), methods=["GET"]),
         Route(b + "/o", storage_endpoint(state, list_objects), methods=["GET"]),
         Route(b + "/o", storage_endpoint(state, media.upload, json_body=False), methods=["POST"]),
+        # one-segment object names first (the escaped name decides: keyless.api.storage.object_iam)
+        Route(b + "/o/{object}/iam", storage_endpoint(state, get_object_iam_path, media=True), methods=["GET"]),
+        Route(b + "/o/{object}/iam", storage_endpoint(state, set_object_iam_path), methods=["PUT"]),
+        Route(b + "/o/{object}/iam/testPermissions", storage_endpoint(state, test_object_iam_path, media=True),
+              methods=["GET"]),
         Route(b + "/o/{object:path}", storage_endpoint(state, get_object, media=True), methods=["GET"]),
         *rewrite.routes(state),
         *folders.routes(state),
