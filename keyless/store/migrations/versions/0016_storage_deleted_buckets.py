@@ -1,14 +1,14 @@
 """Soft-deleted Cloud Storage buckets (issue #20): a bucket's generation, and the buckets deleted
 under a soft delete policy, restorable with buckets.restore until their hard delete time.
 
-Revision ID: 0016_storage_soft_deleted_buckets
+Revision ID: 0016_storage_deleted_buckets (alembic_version holds 32 characters)
 Revises: 0014_regional_secrets
 Create Date: 2026-12-07 17:00:00
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0016_storage_soft_deleted_buckets"
+revision = "0016_storage_deleted_buckets"
 down_revision = "0014_regional_secrets"
 branch_labels = None
 depends_on = None
