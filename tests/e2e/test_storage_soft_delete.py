@@ -152,6 +152,12 @@ def test_soft_deleted_listing_permissions_and_pages(world: KeylessServer) -> Non
         assert r.status_code == 400 and r.json()["error"]["errors"][0]["reason"] == "invalid"
     r = srv.call("POST", "/storage/v1/b/..bad../restore", params={"generation": "1"})
     assert r.status_code == 400
+    # not into a project pending deletion
+    doomed = _client(srv, srv.owner_token, OTHER).create_bucket("doomed-bucket")
+    doomed.delete()
+    assert srv.call("DELETE", f"/cloudresourcemanager/v1/projects/{OTHER}").status_code == 200
+    r = srv.call("POST", "/storage/v1/b/doomed-bucket/restore", params={"generation": str(doomed.generation)})
+    assert r.status_code == 400 and "pending deletion" in r.json()["error"]["message"]
     # beyond int64 (the store's column) on the read paths too: 400, never a 500
     r = srv.call("GET", "/storage/v1/b/paged-bucket", params={"softDeleted": "true", "generation": "9" * 20})
     assert r.status_code == 400

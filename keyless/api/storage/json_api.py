@@ -168,6 +168,8 @@ def restore_bucket(call: StorageCall) -> dict[str, Any]:
     touch_bucket(call, soft_deleted_buckets.as_bucket(parked))
     call.authorize("storage.buckets.restore", project_chain(parked.project_id), bucket_context(name), "bucket",
                    parked.project_id)
+    with call.read() as s:  # as buckets.insert: not into a project pending deletion
+        active_project(s, parked.project_id)
     with call.write() as s:
         row = soft_deleted_buckets.restore_bucket(s, name, generation)
         s.flush()
