@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -41,6 +42,9 @@ BUCKET_NOT_EMPTY = "The bucket you tried to delete is not empty."
 YOU_OWN_IT = "Your previous request to create the named bucket succeeded and you already own it."
 NAME_TAKEN = ("The requested bucket name is not available. The bucket namespace is shared by all users of "
               "the system. Please select a different name and try again.")
+# New buckets soft-delete for 7 days unless created with another softDeletePolicy
+# (https://cloud.google.com/storage/docs/soft-delete#default-policy); 0 turns soft delete off.
+DEFAULT_SOFT_DELETE_SECONDS = 7 * 24 * 3600
 MULTI_REGIONS = {"US", "EU", "ASIA"}
 DUAL_REGIONS = {"NAM4", "EUR4", "ASIA1", "EUR5", "EUR7", "EUR8"}
 STORAGE_CLASSES = {"STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE", "MULTI_REGIONAL", "REGIONAL",
@@ -128,9 +132,13 @@ def create_bucket(s: Session, project: Project, body: dict[str, Any],
         raise InvalidArgument(f"Invalid argument: unknown storage class '{str(storage_class)[:64]}'.")
     now = datetime.now(UTC)
     echoed = {k: v for k, v in body.items() if k in ECHOED}
+    if "softDeletePolicy" not in echoed:  # Google's default for new buckets since 2024-03-01
+        echoed["softDeletePolicy"] = {"retentionDurationSeconds": str(DEFAULT_SOFT_DELETE_SECONDS),
+                                      "effectiveTime": rfc3339(now)}
     row = StorageBucket(name=name, project_id=project.project_id, project_number=project.project_number,
                         location=location.upper(), storage_class=storage_class, metageneration=1,
-                        create_time=now, update_time=now, labels=_labels(body.get("labels")), body=echoed)
+                        create_time=now, update_time=now, labels=_labels(body.get("labels")), body=echoed,
+                        generation=time.time_ns() // 1000)
     s.add(row)
     set_policy(s, bucket_resource(name), {"bindings": default_bindings(project.project_id)}, None,
                role_exists, check_member)
@@ -153,17 +161,21 @@ def list_buckets(s: Session, project_id: str, prefix: str = "") -> list[StorageB
     return [b for b in s.scalars(q).all() if b.name.startswith(prefix)]
 
 
-def delete_bucket(s: Session, name: str, if_metageneration_match: int | None = None) -> list[str]:
-    """Delete an empty bucket; return the blobs of its soft-deleted objects, to delete with it."""
-    row = get_bucket(s, name)
+def check_deletable(s: Session, row: StorageBucket, if_metageneration_match: int | None) -> None:
+    """A bucket is deleted only when empty: noncurrent versions count, soft-deleted ones do not."""
     if if_metageneration_match is not None and row.metageneration != if_metageneration_match:
         raise PreconditionFailed(PRECONDITION_FAILED)
+    name = row.name
     if s.scalar(select(StorageObject.id).where(StorageObject.bucket == name).limit(1)) is not None or s.scalar(
             select(StorageObjectVersion.id).where(StorageObjectVersion.bucket == name,
                                                   StorageObjectVersion.soft_delete_time.is_(None)).limit(1)) is not None:
-        raise ConflictError(BUCKET_NOT_EMPTY)  # noncurrent versions count, soft-deleted ones do not
-    soft = s.scalars(select(StorageObjectVersion.blob_id).where(StorageObjectVersion.bucket == name)).all()
-    s.execute(delete(StorageObjectVersion).where(StorageObjectVersion.bucket == name))
+        raise ConflictError(BUCKET_NOT_EMPTY)
+
+
+def drop_bucket(s: Session, row: StorageBucket) -> None:
+    """Remove the live bucket `row`, its policy, managed folders (and theirs) and operations; its
+    object versions are the caller's (hard delete drops them, soft delete parks them)."""
+    name = row.name
     s.execute(delete(StorageManagedFolder).where(StorageManagedFolder.bucket == name))
     s.execute(delete(IamPolicy).where(IamPolicy.resource.startswith(f"{bucket_resource(name)}/managedFolders/",
                                                                     autoescape=True)))
@@ -172,7 +184,22 @@ def delete_bucket(s: Session, name: str, if_metageneration_match: int | None = N
                                                                 autoescape=True)))
     s.delete(row)
     s.execute(delete(IamPolicy).where(IamPolicy.resource == bucket_resource(name)))
-    return list(soft)
+
+
+def soft_delete_seconds(row: StorageBucket) -> int:
+    """The bucket's soft delete retention in seconds (0: deletes are for good)."""
+    try:
+        return int(((row.body or {}).get("softDeletePolicy") or {}).get("retentionDurationSeconds") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def bucket_generation(row: StorageBucket) -> int:
+    """The bucket's generation (buckets created before migration 0016 have their creation time's)."""
+    if row.generation is not None:
+        return row.generation
+    created = row.create_time if row.create_time.tzinfo else row.create_time.replace(tzinfo=UTC)
+    return int(created.timestamp() * 1_000_000)
 
 
 def location_type(location: str) -> str:
@@ -211,6 +238,7 @@ def bucket_json(row: StorageBucket, base_url: str) -> dict[str, Any]:
         "location": row.location,
         "storageClass": row.storage_class,
         "etag": metageneration_etag(row.metageneration),
+        "generation": str(bucket_generation(row)),
         "timeCreated": created,
         "updated": rfc3339(row.update_time),
         "iamConfiguration": {

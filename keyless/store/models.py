@@ -264,6 +264,35 @@ class StorageBucket(Base):
     update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     body: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The bucket's generation (migration 0016): names a soft-deleted bucket among others of its name.
+    generation: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class StorageSoftDeletedBucket(Base):
+    """A soft-deleted bucket (migration 0016, issue #20): the bucket row and IAM policy as they were,
+    kept until `hard_delete_time`. Its soft-deleted objects stay in storage_object_versions under
+    the parked bucket key `~ID` (no bucket name has a `~`), so a new bucket may take the name."""
+
+    __tablename__ = "storage_soft_deleted_buckets"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(222))
+    generation: Mapped[int] = mapped_column(BigInteger)
+    project_id: Mapped[str] = mapped_column(String(30), index=True)
+    project_number: Mapped[str] = mapped_column(String(20))
+    location: Mapped[str] = mapped_column(String(64))
+    storage_class: Mapped[str] = mapped_column(String(32))
+    metageneration: Mapped[int] = mapped_column(BigInteger)
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    update_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    policy: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    soft_delete_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    hard_delete_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+Index("ux_storage_soft_deleted_bucket", StorageSoftDeletedBucket.name, StorageSoftDeletedBucket.generation,
+      unique=True)
 
 
 class StorageObject(Base):

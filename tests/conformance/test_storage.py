@@ -33,8 +33,9 @@ FLOW = Flow(DOC, [
         "name": BUCKET, "location": "US", "storageClass": "STANDARD", "labels": {"team": "conformance"},
         "iamConfiguration": {"uniformBucketLevelAccess": {"enabled": True}},
         "id": "ignored", "kind": "storage#bucket", "timeCreated": "2000-01-01T00:00:00Z"}},
-         present=["kind", "id", "name", "projectNumber", "metageneration", "location", "storageClass", "etag",
-                  "timeCreated", "updated"], check=kind("storage#bucket")),
+         save="bucket", present=["kind", "id", "name", "projectNumber", "metageneration", "location", "storageClass",
+                                 "etag", "generation", "timeCreated", "updated", "softDeletePolicy"],
+         check=kind("storage#bucket")),
     Step("storage.buckets.get", lambda c: {"bucket": BUCKET, "userProject": PROJECT},
          present=["kind", "id", "name", "location", "etag"]),
     Step("storage.buckets.list", lambda c: {"project": PROJECT, "maxResults": 10, "prefix": "conformance-"},
@@ -113,6 +114,14 @@ FLOW = Flow(DOC, [
         "softDeletePolicy": {"retentionDurationSeconds": "604800"}}},
          check=lambda c, a: a["softDeletePolicy"]["retentionDurationSeconds"] == "604800" or pytest.fail(str(a))),
     Step("storage.objects.get", lambda c: {"bucket": BUCKET, "object": "dir/object.txt"}, save="live"),
+    # object IAM (issue #20): the bucket has uniform bucket-level access, so Google refuses object policies
+    Step("storage.objects.getIamPolicy", lambda c: {"bucket": BUCKET, "object": "dir/object.txt"}, error=400),
+    Step("storage.objects.setIamPolicy", lambda c: {"bucket": BUCKET, "object": "dir/object.txt", "body": {
+        "bindings": [{"role": "roles/storage.objectViewer", "members": ["allUsers"]}]}}, error=400),
+    Step("storage.objects.testIamPermissions", lambda c: {
+        "bucket": BUCKET, "object": "dir/object.txt", "permissions": ["storage.objects.get", "storage.objects.nope"]},
+         check=lambda c, a: (a["kind"] == "storage#testIamPermissionsResponse"
+                             and a["permissions"] == ["storage.objects.get"]) or pytest.fail(str(a))),
     Step("storage.objects.delete", lambda c: {"bucket": BUCKET, "object": "dir/object.txt"}),
     Step("storage.objects.list", lambda c: {"bucket": BUCKET, "softDeleted": True},
          check=lambda c, a: [(o["name"], o["generation"]) for o in a["items"]] == [
@@ -173,6 +182,20 @@ FLOW = Flow(DOC, [
     Step("storage.buckets.patch", lambda c: {"bucket": BUCKET, "body": {"retentionPolicy": None}}, error=403),
     Step("storage.buckets.delete", lambda c: {"bucket": BUCKET}),
     Step("storage.buckets.get", lambda c: {"bucket": BUCKET}, error=404),
+    # bucket soft delete (issue #20): the deleted bucket is kept under its soft delete policy, restorable
+    Step("storage.buckets.list", lambda c: {"project": PROJECT, "softDeleted": True, "prefix": BUCKET},
+         check=lambda c, a: [(b["name"], b["generation"]) for b in a["items"]] == [
+             (BUCKET, c["bucket"]["generation"])] and "softDeleteTime" in a["items"][0] or pytest.fail(str(a))),
+    Step("storage.buckets.get", lambda c: {"bucket": BUCKET, "softDeleted": True,
+                                           "generation": c["bucket"]["generation"]},
+         present=["kind", "name", "generation", "softDeleteTime", "hardDeleteTime"]),
+    Step("storage.buckets.restore", lambda c: {"bucket": BUCKET, "generation": c["bucket"]["generation"]},
+         present=["kind", "name", "generation", "metageneration", "retentionPolicy"],
+         check=lambda c, a: ("softDeleteTime" not in a and a["retentionPolicy"]["isLocked"] is True)
+         or pytest.fail(str(a))),
+    Step("storage.buckets.restore", lambda c: {"bucket": BUCKET, "generation": c["bucket"]["generation"]},
+         error=404),
+    Step("storage.buckets.get", lambda c: {"bucket": BUCKET}, present=["kind", "name", "generation"]),
 ])
 
 

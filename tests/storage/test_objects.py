@@ -28,7 +28,9 @@ def _put(state: ServerState, blobs: BlobStore, name: str, data: bytes = b"x",
 def blobs(state: ServerState, tmp_path: Path) -> BlobStore:
     with state.db.write() as s:
         project = create_project(s, "my-project")
-        buckets.create_bucket(s, project, {"name": "bkt"}, state.role_exists(s), state.member_check(s, "bucket"))
+        # no soft delete (new buckets get Google's 7-day default): deletes here are for good
+        buckets.create_bucket(s, project, {"name": "bkt", "softDeletePolicy": {"retentionDurationSeconds": 0}},
+                              state.role_exists(s), state.member_check(s, "bucket"))
     return BlobStore(tmp_path / "blobs")
 
 

@@ -11,12 +11,13 @@ auditConfigs enable them for storage.googleapis.com, as on Google.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
-from keyless.api.storage import folders, media, operations, rewrite
+from keyless.api.storage import folders, media, object_iam, operations, rewrite
 from keyless.api.storage.wire import (
     StorageCall,
     authorize_bucket,
@@ -33,8 +34,8 @@ from keyless.iam.evaluate import ResourceContext
 from keyless.iam.policy import audit_data, get_policy_row, parse_requested_version, policy_json, set_policy
 from keyless.projects import active_project, project_chain, project_resource
 from keyless.state import ServerState
-from keyless.storage import buckets, objects
-from keyless.storage.names import validate_object_name
+from keyless.storage import buckets, objects, soft_deleted_buckets
+from keyless.storage.names import validate_bucket_name, validate_object_name
 from keyless.store.models import StorageBucket
 
 MAX_LIST_RESULTS = 1000
@@ -73,6 +74,8 @@ def insert_bucket(call: StorageCall) -> dict[str, Any]:
 
 
 def get_bucket(call: StorageCall) -> dict[str, Any]:
+    if call.flag("softDeleted"):
+        return get_soft_deleted_bucket(call)
     row = load_bucket(call)
     authorize_bucket(call, row, "storage.buckets.get")
     data_access(call, "storage.buckets.get", row, buckets.bucket_resource(row.name), "storage.buckets.get")
@@ -97,6 +100,8 @@ def list_buckets(call: StorageCall) -> dict[str, Any]:
     call.authorize("storage.buckets.list", project_chain(project.project_id),
                    ResourceContext(project_resource(project.project_id), "cloudresourcemanager.googleapis.com/Project",
                                    "cloudresourcemanager.googleapis.com"), "project")
+    if call.flag("softDeleted"):
+        return _list_soft_deleted(call, project.project_id)
     with call.read() as s:
         rows = buckets.list_buckets(s, project.project_id, call.arg("prefix") or "")
     start = 0
@@ -110,12 +115,74 @@ def list_buckets(call: StorageCall) -> dict[str, Any]:
     return body
 
 
+# -- soft-deleted buckets (keyless.storage.soft_deleted_buckets) ----------------------------------
+
+def _list_soft_deleted(call: StorageCall, project_id: str) -> dict[str, Any]:
+    """buckets.list?softDeleted=true: storage.buckets.list on the project, as a live listing.
+    Names repeat (one per generation): the page token is `NAME:GENERATION` (no bucket name has `:`)."""
+    with call.read() as s:
+        rows = soft_deleted_buckets.list_soft_deleted(s, project_id, call.arg("prefix") or "")
+    start = 0
+    token = (call.arg("pageToken") or "")[:256]
+    if token:
+        name, _, generation = token.partition(":")
+        after = (name, int(generation) if generation.isdigit() else 0)
+        start = next((i for i, b in enumerate(rows) if (b.name, b.generation) > after), len(rows))
+    page = rows[start:start + _max_results(call)]
+    body: dict[str, Any] = {"kind": "storage#buckets",
+                            "items": [soft_deleted_buckets.soft_deleted_json(b, call.base_url) for b in page]}
+    if start + len(page) < len(rows):
+        body["nextPageToken"] = f"{page[-1].name}:{page[-1].generation}"
+    return body
+
+
+def _soft_deleted_generation(call: StorageCall) -> int:
+    generation = call.int_arg("generation")
+    if generation is None:
+        raise InvalidArgument("Required parameter: generation")
+    return generation
+
+
+def get_soft_deleted_bucket(call: StorageCall) -> dict[str, Any]:
+    """buckets.get?softDeleted=true&generation=N: storage.buckets.list on the bucket's project, what
+    buckets.list?softDeleted=true needs to show the same resource (the bucket's own policy, which
+    grants storage.buckets.get to the project's owners, is parked with it, and no basic role
+    holds storage.buckets.get on the project)."""
+    name = validate_bucket_name(call.params["bucket"])
+    generation = _soft_deleted_generation(call)
+    with call.read() as s:
+        row = soft_deleted_buckets.get_soft_deleted(s, name, generation)
+    call.authorize("storage.buckets.list", project_chain(row.project_id), bucket_context(name), "bucket",
+                   row.project_id)
+    data_access(call, "storage.buckets.get", soft_deleted_buckets.as_bucket(row), buckets.bucket_resource(name),
+                "storage.buckets.list")
+    return soft_deleted_buckets.soft_deleted_json(row, call.base_url)
+
+
+def restore_bucket(call: StorageCall) -> dict[str, Any]:
+    """buckets.restore: storage.buckets.restore on the project (or above), an Admin Activity entry."""
+    name = validate_bucket_name(call.params["bucket"])
+    generation = _soft_deleted_generation(call)
+    with call.read() as s:
+        parked = soft_deleted_buckets.get_soft_deleted(s, name, generation)
+    touch_bucket(call, soft_deleted_buckets.as_bucket(parked))
+    call.authorize("storage.buckets.restore", project_chain(parked.project_id), bucket_context(name), "bucket",
+                   parked.project_id)
+    with call.read() as s:  # as buckets.insert: not into a project pending deletion
+        active_project(s, parked.project_id)
+    with call.write() as s:
+        row = soft_deleted_buckets.restore_bucket(s, name, generation)
+        s.flush()
+        return buckets.bucket_json(row, call.base_url)
+
+
 def delete_bucket(call: StorageCall) -> None:
     row = load_bucket(call)
     touch_bucket(call, row)
     authorize_bucket(call, row, "storage.buckets.delete")
     with call.write() as s:
-        soft_deleted = buckets.delete_bucket(s, row.name, call.int_arg("ifMetagenerationMatch"))
+        soft_deleted = soft_deleted_buckets.delete_bucket(s, row.name, call.int_arg("ifMetagenerationMatch"),
+                                                          datetime.now(UTC))
     for blob_id in soft_deleted:
         call.storage.blobs.delete(blob_id)
     return None
@@ -230,7 +297,11 @@ def list_objects(call: StorageCall) -> dict[str, Any]:
 
 
 async def get_object(call: StorageCall) -> Any:
-    """Metadata, or the bytes with alt=media (the JSON API serves both at one path)."""
+    """Metadata, or the bytes with alt=media (the JSON API serves both at one path), or the
+    object's IAM policy or permissions (`/iam`, `/iam/testPermissions`: keyless.api.storage.object_iam)."""
+    iam = object_iam.object_iam_handler(call)
+    if iam is not None:
+        return await run_in_threadpool(iam, call)
     if call.arg("alt") == "media":
         return await media.download(call)
     return await run_in_threadpool(get_object_metadata, call)
@@ -300,11 +371,35 @@ def restore_object(call: StorageCall) -> dict[str, Any]:
     return body
 
 
+async def get_object_iam_path(call: StorageCall) -> Any:
+    """GET /o/O/iam (getIamPolicy); an object whose escaped name ends in `/iam` is objects.get's."""
+    if object_iam.object_iam_handler(call) is None:
+        call.params["object"] += "/iam"
+    return await get_object(call)
+
+
+async def test_object_iam_path(call: StorageCall) -> Any:
+    """GET /o/O/iam/testPermissions (testIamPermissions), or objects.get of a name ending so."""
+    if object_iam.object_iam_handler(call) is None:
+        call.params["object"] += "/iam/testPermissions"
+    return await get_object(call)
+
+
+def set_object_iam_path(call: StorageCall) -> dict[str, Any]:
+    """PUT /o/O/iam (setIamPolicy), or objects.update of a name ending in `/iam`."""
+    if object_iam.object_iam_handler(call) is None:
+        call.params["object"] += "/iam"
+    return update_object(call)
+
+
 def patch_object(call: StorageCall) -> dict[str, Any]:
     return _update_object(call, replace_all=False)
 
 
 def update_object(call: StorageCall) -> dict[str, Any]:
+    iam = object_iam.object_iam_handler(call)  # PUT .../o/O/iam is objects.setIamPolicy
+    if iam is not None:
+        return iam(call)
     return _update_object(call, replace_all=True)
 
 
@@ -324,6 +419,8 @@ def routes(state: ServerState) -> list[Route]:
         Route(b, storage_endpoint(state, update_bucket, method="storage.buckets.update"), methods=["PUT"]),
         Route(b + "/lockRetentionPolicy", storage_endpoint(state, lock_retention_policy,
                                                            method="storage.buckets.update"), methods=["POST"]),
+        Route(b + "/restore", storage_endpoint(state, restore_bucket, method="storage.buckets.restore"),
+              methods=["POST"]),
         Route(b + "/storageLayout", storage_endpoint(state, get_storage_layout), methods=["GET"]),
         Route(b + "/iam", storage_endpoint(state, get_bucket_iam), methods=["GET"]),
         Route(b + "/iam", storage_endpoint(state, set_bucket_iam, method="storage.setIamPermissions"),
@@ -331,6 +428,11 @@ def routes(state: ServerState) -> list[Route]:
         Route(b + "/iam/testPermissions", storage_endpoint(state, test_bucket_iam), methods=["GET"]),
         Route(b + "/o", storage_endpoint(state, list_objects), methods=["GET"]),
         Route(b + "/o", storage_endpoint(state, media.upload, json_body=False), methods=["POST"]),
+        # one-segment object names first (the escaped name decides: keyless.api.storage.object_iam)
+        Route(b + "/o/{object}/iam", storage_endpoint(state, get_object_iam_path, media=True), methods=["GET"]),
+        Route(b + "/o/{object}/iam", storage_endpoint(state, set_object_iam_path), methods=["PUT"]),
+        Route(b + "/o/{object}/iam/testPermissions", storage_endpoint(state, test_object_iam_path, media=True),
+              methods=["GET"]),
         Route(b + "/o/{object:path}", storage_endpoint(state, get_object, media=True), methods=["GET"]),
         *rewrite.routes(state),
         *folders.routes(state),

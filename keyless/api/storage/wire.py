@@ -106,9 +106,12 @@ class StorageCall(Call):
         if raw is None or raw == "":
             return None
         try:
-            return int(raw)
+            value = int(raw) if len(raw) <= 32 else 2**63
         except ValueError as exc:
             raise InvalidArgument(f"Invalid value for {name}: {raw[:64]}") from exc
+        if not -2**63 <= value < 2**63:  # every integer parameter is an int64: the store's columns too
+            raise InvalidArgument(f"Invalid value for {name}: {raw[:64]}")
+        return value
 
     def authorize(self, permission: str, chain: list[str], context: ResourceContext, kind: str,
                   project_id: str = "") -> None:

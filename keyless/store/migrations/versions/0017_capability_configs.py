@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0017_capability_configs"
-down_revision = "0015_managed_workload_identity"
+down_revision = "0016_storage_deleted_buckets"
 branch_labels = None
 depends_on = None
 
