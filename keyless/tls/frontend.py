@@ -74,12 +74,14 @@ class TlsFrontend:
     async def _start_grpc(self) -> None:
         import grpc
 
+        from keyless.api.logging.grpc import services as logging_services
         from keyless.api.pubsub.grpc import services as pubsub_services
         from keyless.api.secretmanager.grpc import secret_manager_service
 
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         server.add_generic_rpc_handlers([secret_manager_service(self.app, self.peers.client),
-                                         *pubsub_services(self.app, self.peers.client)])
+                                         *pubsub_services(self.app, self.peers.client),
+                                         *logging_services(self.app, self.peers.client)])
         server.add_insecure_port(f"unix:{self.peers.target}")
         await server.start()
         self.grpc = server

@@ -1,0 +1,227 @@
+"""Seed 003's workload in a real pod (issue #20): a KSA bound to a GSA (roles/iam.workloadIdentityUser
+on the GSA for `serviceAccount:PROJECT.svc.id.goog[NS/KSA]`), the GSA holding roles/pubsub.publisher
+on one topic, roles/logging.logWriter and roles/secretmanager.secretAccessor on one secret, and
+Google's Python clients run unmodified in the pod through the GKE metadata server: google-cloud-pubsub
+publishes over gRPC to pubsub.googleapis.com, google-cloud-logging's handler writes structured entries
+to logging.googleapis.com, and `gcloud logging read` (as the owner) finds them beside the audit
+entries of the same pod's calls. Least privilege holds: another topic, another project's logs and a
+pod whose KSA is not bound get nothing."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.api.helpers import audit_data_access
+from tests.conftest import GCLOUD, Gcloud, KeylessServer, free_port, fresh_database_url
+from tests.gke.pod_helpers import GSA, NUMBER, POOL, PROJECT, apply_ksa, leftovers, make_cluster, pod_run
+
+PYTHON = sys.executable
+ANNOTATION = "iam.gke.io/gcp-service-account"
+OTHER_PROJECT = "other-project"
+TOPIC = f"projects/{PROJECT}/topics/orders"
+KSA_MEMBER = f"serviceAccount:{POOL}[production/my-app-ksa]"
+
+# The workload: seed 003's pod, Google's clients with no endpoint, credential or transport setting.
+# It prints one JSON object: what each call returned, or the error the client raised.
+WORKLOAD = r'''
+import json, logging, sys
+from google.api_core import exceptions
+from google.cloud import pubsub_v1, secretmanager
+import google.cloud.logging
+from google.cloud.logging.handlers import CloudLoggingHandler, setup_logging
+
+out = {}
+def attempt(name, call):
+    try:
+        out[name] = call()
+    except Exception as e:
+        out[name] = {"error": type(e).__name__, "code": getattr(e, "code", None) and int(e.code),
+                     "message": " ".join(str(getattr(e, "message", e)).split())[:300]}
+
+publisher = pubsub_v1.PublisherClient()
+attempt("publish", lambda: publisher.publish("projects/my-project/topics/orders", b"order 42",
+                                             origin="pod").result(timeout=60))
+attempt("publish_other", lambda: publisher.publish("projects/my-project/topics/audit-events",
+                                                   b"not yours").result(timeout=60))
+secrets = secretmanager.SecretManagerServiceClient()
+attempt("secret", lambda: secrets.access_secret_version(
+    name="projects/my-project/secrets/db-password/versions/latest").payload.data.decode())
+
+client = google.cloud.logging.Client()
+out["project"] = client.project
+# On GKE the default handler is the structured one (JSON on stdout, which GKE's agent ships); the
+# API handler writes the same records to logging.googleapis.com as the pod's identity.
+out["default_handler"] = type(client.get_default_handler()).__name__
+handler = CloudLoggingHandler(client, name="my-app")
+out["resource"] = handler.resource._to_dict()
+setup_logging(handler)
+logging.getLogger("orders").warning("order 42 published as %s", out["publish"])
+handler.flush()
+elsewhere = google.cloud.logging.Client(project="other-project").logger("my-app")
+attempt("log_other", lambda: elsewhere.log_struct({"message": "not yours"}))
+print(json.dumps(out))
+'''
+
+# A pod whose KSA is not bound: the metadata server refuses its token, and the clients (called
+# without retries: they would retry UNAVAILABLE for a minute) fail before sending anything.
+UNBOUND = r'''
+import json
+import google.auth, google.auth.transport.requests, requests
+from google.cloud import pubsub_v1, secretmanager
+
+out = {}
+def attempt(name, call):
+    try:
+        out[name] = call()
+    except Exception as e:
+        out[name] = {"error": type(e).__name__, "message": " ".join(str(e).split())[:600]}
+
+credentials, project = google.auth.default()
+out["email"] = requests.get("http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/email",
+                            headers={"Metadata-Flavor": "Google"}).text
+attempt("refresh", lambda: credentials.refresh(google.auth.transport.requests.Request()))
+attempt("publish", lambda: pubsub_v1.PublisherClient().publish("projects/my-project/topics/orders", b"order 43",
+                                                              retry=None, timeout=10).result(timeout=30))
+attempt("secret", lambda: secretmanager.SecretManagerServiceClient().access_secret_version(
+    name="projects/my-project/secrets/db-password/versions/latest", retry=None, timeout=10).payload.data.decode())
+print(json.dumps(out))
+'''
+
+
+def ok(r: Any) -> dict[str, Any]:
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeylessServer]:
+    """Seed 003's setup: my-app-gsa bound to production/my-app-ksa (annotated); the GSA holds
+    roles/pubsub.publisher on `orders` only, roles/logging.logWriter on my-project and
+    secretAccessor on db-password. `audit-events` and other-project exist but grant it nothing;
+    unbound-ksa is annotated with the GSA but has no workloadIdentityUser binding."""
+    tls_port = free_port()
+    server = KeylessServer(tmp_path_factory.mktemp("pod-wi") / "data", fresh_database_url(),
+                           "--tls-port", str(tls_port))
+    for project, number in ((PROJECT, NUMBER), (OTHER_PROJECT, "210987654321")):
+        made = server.keyless("projects", "create", project, "--number", number)
+        assert made.returncode == 0, made.stderr
+    ok(server.call("POST", f"/iam/v1/projects/{PROJECT}/serviceAccounts", body={"accountId": "my-app-gsa"}))
+    cluster_id = make_cluster(server, pools={"default-pool": "GKE_METADATA"})
+    ok(server.call("POST", f"/iam/v1/projects/{PROJECT}/serviceAccounts/{GSA}:setIamPolicy", body={"policy": {
+        "bindings": [{"role": "roles/iam.workloadIdentityUser", "members": [KSA_MEMBER]}]}}))
+    apply_ksa(server, cluster_id, "production", "my-app-ksa", {ANNOTATION: GSA})
+    apply_ksa(server, cluster_id, "production", "unbound-ksa", {ANNOTATION: GSA})
+    audit_data_access(server, PROJECT, {"iam.googleapis.com": ["DATA_READ"],
+                                        "secretmanager.googleapis.com": ["DATA_READ"]})
+    policy = ok(server.call("POST", f"/cloudresourcemanager/v1/projects/{PROJECT}:getIamPolicy", body={}))
+    policy["bindings"].append({"role": "roles/logging.logWriter", "members": [f"serviceAccount:{GSA}"]})
+    ok(server.call("POST", f"/cloudresourcemanager/v1/projects/{PROJECT}:setIamPolicy", body={"policy": policy}))
+    ps = f"/pubsub/v1/projects/{PROJECT}"
+    for topic in ("orders", "audit-events"):
+        ok(server.call("PUT", f"{ps}/topics/{topic}", body={}))
+        ok(server.call("PUT", f"{ps}/subscriptions/{topic}-sub", body={"topic": f"projects/{PROJECT}/topics/{topic}"}))
+    ok(server.call("POST", f"{ps}/topics/orders:setIamPolicy", body={"policy": {"bindings": [
+        {"role": "roles/pubsub.publisher", "members": [f"serviceAccount:{GSA}"]}]}}))
+    sm = f"/secretmanager/v1/projects/{PROJECT}/secrets"
+    ok(server.call("POST", sm, params={"secretId": "db-password"}, body={"replication": {"automatic": {}}}))
+    ok(server.call("POST", f"{sm}/db-password:addVersion", body={"payload": {"data": base64.b64encode(b"hunter2").decode()}}))
+    ok(server.call("POST", f"{sm}/db-password:setIamPolicy", body={"policy": {"bindings": [
+        {"role": "roles/secretmanager.secretAccessor", "members": [f"serviceAccount:{GSA}"]}]}}))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind(srv: KeylessServer) -> Iterator[None]:
+    """After each test, nothing its server's pods made is left on this machine (pod_helpers.leftovers)."""
+    yield
+    deadline = time.monotonic() + 10
+    while leftovers(srv) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert leftovers(srv) == []
+
+
+def workload(srv: KeylessServer, ksa: str, script: str) -> dict[str, Any]:
+    """WORKLOAD as a pod of my-cluster (production/KSA) that reaches Keyless as Google's hosts (the
+    server's URL and TLS port come from its record, keyless.discovery)."""
+    result = pod_run(srv, "--cluster", "my-cluster", "--namespace", "production", "--service-account", ksa,
+                     command=[PYTHON, "-c", script])
+    assert result.returncode == 0, result.stdout + result.stderr[-4000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def pull(srv: KeylessServer, subscription: str) -> list[dict[str, Any]]:
+    got = ok(srv.call("POST", f"/pubsub/v1/projects/{PROJECT}/subscriptions/{subscription}:pull",
+                      body={"maxMessages": 10}))
+    return [m["message"] for m in got.get("receivedMessages", [])]
+
+
+@pytest.fixture(scope="module")
+def gc(srv: KeylessServer, tmp_path_factory: pytest.TempPathFactory) -> Gcloud:
+    if GCLOUD is None:
+        pytest.skip("gcloud is not installed: this test needs the Google Cloud CLI on PATH")
+    return Gcloud(srv, tmp_path_factory.mktemp("gcloud"))
+
+
+def test_bound_pod_publishes_and_logs_as_its_gsa_and_gcloud_finds_it_beside_the_audit(
+        srv: KeylessServer, gc: Gcloud) -> None:
+    out = workload(srv, "my-app-ksa", WORKLOAD)
+    # Pub/Sub over gRPC as the GSA: the message reaches the topic's subscription as published.
+    [message] = pull(srv, "orders-sub")
+    assert out["publish"] == message["messageId"]
+    assert base64.b64decode(message["data"]) == b"order 42" and message["attributes"] == {"origin": "pod"}
+    # roles/pubsub.publisher on `orders` only: the other topic refuses, and nothing reaches it.
+    assert out["publish_other"] == {"error": "PermissionDenied", "code": 403,
+                                    "message": "User not authorized to perform this action."}
+    assert pull(srv, "audit-events-sub") == []
+    assert out["secret"] == "hunter2"
+    # google-cloud-logging found GKE through the metadata server (cluster-name, cluster-location,
+    # asked of `metadata.google.internal.`): its default handler is the structured one, and the
+    # API handler's entries are a k8s_container's.
+    assert out["project"] == PROJECT and out["default_handler"] == "StructuredLogHandler"
+    assert out["resource"] == {"type": "k8s_container", "labels": {
+        "project_id": PROJECT, "location": "us-central1", "cluster_name": "my-cluster"}}
+    # roles/logging.logWriter on my-project: writing into another project's logs is refused.
+    assert out["log_other"] == {"error": "PermissionDenied", "code": 403, "message": (
+        "Permission 'logging.logEntries.create' denied on resource 'projects/other-project' (or it may not exist).")}
+
+    # Seed 002's audit query, with the application's own log beside it, as the owner.
+    found = gc.json("logging", "read", f'logName="projects/{PROJECT}/logs/my-app" OR '
+                    f'protoPayload.authenticationInfo.principalEmail="{GSA}" OR '
+                    f'protoPayload.authenticationInfo.principalSubject="{KSA_MEMBER}"',
+                    f"--project={PROJECT}", "--limit=20")
+    [app] = [e for e in found if e["logName"] == f"projects/{PROJECT}/logs/my-app"]
+    assert app["textPayload"] == "order 42 published as 1" and app["severity"] == "WARNING"
+    assert app["labels"] == {"python_logger": "orders"} and app["resource"] == {
+        "type": "k8s_container", "labels": {"project_id": PROJECT, "location": "us-central1",
+                                            "cluster_name": "my-cluster"}}
+    audit = {(e["protoPayload"]["methodName"], json.dumps(e["protoPayload"]["authenticationInfo"], sort_keys=True))
+             for e in found if "protoPayload" in e}
+    assert audit == {
+        # the pod's KSA identity obtaining the GSA's token (the metadata server's impersonation) ...
+        ("GenerateAccessToken", json.dumps({"principalSubject": KSA_MEMBER})),
+        # ... and the GSA's own call, with the GSA as the principal
+        ("google.cloud.secretmanager.v1.SecretManagerService.AccessSecretVersion",
+         json.dumps({"principalEmail": GSA, "principalSubject": f"serviceAccount:{GSA}"}, sort_keys=True)),
+    }, found
+
+
+def test_pod_whose_ksa_is_not_bound_gets_no_access(srv: KeylessServer) -> None:
+    out = workload(srv, "unbound-ksa", UNBOUND)
+    assert out["email"] == GSA  # the annotation answers: the refusal comes with the token
+    # The metadata server's answer (quoted by google-auth inside its own message).
+    denial = r"Unable to generate access token; IAM returned 403 Forbidden: Permission \'iam.serviceAccounts.getAccessToken\' denied"
+    assert out["refresh"]["error"] == "RefreshError" and "Status: 403" in out["refresh"]["message"]
+    assert denial in out["refresh"]["message"]
+    for call in ("publish", "secret"):  # grpc's credentials plugin fails: no request is sent
+        assert out[call]["error"] == "ServiceUnavailable", out
+        assert out[call]["message"].startswith("503 Getting metadata from plugin failed with error: "), out
+        assert denial in out[call]["message"], out
+    assert pull(srv, "orders-sub") == []
