@@ -109,6 +109,7 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeylessServer]:
     tls_port = free_port()
     server = KeylessServer(tmp_path_factory.mktemp("pod-wi") / "data", fresh_database_url(),
                            "--tls-port", str(tls_port))
+    server.tls_port = tls_port  # type: ignore[attr-defined]
     for project, number in ((PROJECT, NUMBER), (OTHER_PROJECT, "210987654321")):
         made = server.keyless("projects", "create", project, "--number", number)
         assert made.returncode == 0, made.stderr
@@ -225,3 +226,50 @@ def test_pod_whose_ksa_is_not_bound_gets_no_access(srv: KeylessServer) -> None:
         assert out[call]["message"].startswith("503 Getting metadata from plugin failed with error: "), out
         assert denial in out[call]["message"], out
     assert pull(srv, "orders-sub") == []
+
+
+def test_logging_over_grpc_answers_as_the_rest_api(srv: KeylessServer) -> None:
+    """google.logging.v2.LoggingServiceV2 on the TLS port (keyless.api.logging.grpc), called from the
+    host as logging.googleapis.com: written entries and audit entries (protoPayload AuditLog) list
+    as over REST; refusals carry Google's codes."""
+    import grpc
+    from google.cloud.logging_v2.types import logging as messages
+    from google.protobuf import empty_pb2, json_format
+
+    bundle = (srv.data_dir / "tls" / "bundle.pem").read_bytes()
+    channel = grpc.secure_channel(f"127.0.0.1:{srv.tls_port}", grpc.ssl_channel_credentials(bundle),  # type: ignore[attr-defined]
+                                  options=[("grpc.ssl_target_name_override", "logging.googleapis.com")])
+
+    def rpc(name: str, request: Any, response: Any, token: str | None = srv.owner_token) -> Any:
+        call = channel.unary_unary(f"/google.logging.v2.LoggingServiceV2/{name}",
+                                   request_serializer=lambda m: m.SerializeToString(),
+                                   response_deserializer=response.FromString)
+        return call(request, metadata=[("authorization", f"Bearer {token}")] if token else [], timeout=30)
+
+    log = f"projects/{PROJECT}/logs/grpc-check"
+    entry = {"logName": log, "resource": {"type": "global"}, "jsonPayload": {"order": 7}, "severity": "NOTICE"}
+    rpc("WriteLogEntries", json_format.ParseDict({"entries": [entry]}, messages.WriteLogEntriesRequest.pb()()),
+        messages.WriteLogEntriesResponse.pb())
+    wanted = f'logName="{log}" OR logName="projects/{PROJECT}/logs/cloudaudit.googleapis.com%2Factivity"'
+    request = {"resourceNames": [f"projects/{PROJECT}"], "filter": wanted, "pageSize": 50}
+    listed = json_format.MessageToDict(rpc("ListLogEntries", json_format.ParseDict(
+        request, messages.ListLogEntriesRequest.pb()()), messages.ListLogEntriesResponse.pb()))
+    rest = ok(srv.call("POST", "/logging/v2/entries:list", body=request))
+    assert listed["entries"] == rest["entries"]  # the same entries, AuditLog payloads included
+    assert {e["logName"] for e in listed["entries"]} == {log, f"projects/{PROJECT}/logs/cloudaudit.googleapis.com%2Factivity"}
+    assert next(e for e in listed["entries"] if e["logName"] == log)["jsonPayload"] == {"order": 7.0}
+    logs = rpc("ListLogs", messages.ListLogsRequest.pb()(parent=f"projects/{PROJECT}"), messages.ListLogsResponse.pb())
+    assert log in logs.log_names
+    rpc("DeleteLog", messages.DeleteLogRequest.pb()(log_name=log), empty_pb2.Empty)
+    assert not ok(srv.call("POST", "/logging/v2/entries:list", body={
+        "resourceNames": [f"projects/{PROJECT}"], "filter": f'logName="{log}"'})).get("entries")
+    # Refusals (PERMISSION_DENIED is the pod's, above): no credentials; a request without a project.
+    with pytest.raises(grpc.RpcError) as caught:
+        rpc("ListLogEntries", json_format.ParseDict(request, messages.ListLogEntriesRequest.pb()()),
+            messages.ListLogEntriesResponse.pb(), token=None)
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+    with pytest.raises(grpc.RpcError) as caught:
+        rpc("ListLogEntries", messages.ListLogEntriesRequest.pb()(), messages.ListLogEntriesResponse.pb())
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    assert "resourceNames is required" in caught.value.details()  # type: ignore[attr-defined]
+    channel.close()
