@@ -1,11 +1,13 @@
 """Seed 003's workload in a real pod (issue #20): a KSA bound to a GSA (roles/iam.workloadIdentityUser
 on the GSA for `serviceAccount:PROJECT.svc.id.goog[NS/KSA]`), the GSA holding roles/pubsub.publisher
-on one topic, roles/logging.logWriter and roles/secretmanager.secretAccessor on one secret, and
-Google's Python clients run unmodified in the pod through the GKE metadata server: google-cloud-pubsub
-publishes over gRPC to pubsub.googleapis.com, google-cloud-logging's handler writes structured entries
-to logging.googleapis.com, and `gcloud logging read` (as the owner) finds them beside the audit
-entries of the same pod's calls. Least privilege holds: another topic, another project's logs and a
-pod whose KSA is not bound get nothing."""
+on one topic, roles/logging.logWriter and roles/secretmanager.secretAccessor on one secret (and
+roles/cloudasset.viewer, to ask seed 002's Policy Analyzer question itself), and Google's Python
+clients run unmodified in the pod through the GKE metadata server: google-cloud-pubsub publishes over
+gRPC to pubsub.googleapis.com, google-cloud-logging's handler writes structured entries to
+logging.googleapis.com over gRPC, google-cloud-asset (REST) analyzes the GSA's access, and `gcloud
+logging read` (as the owner) finds the entries beside the audit entries of the same pod's calls.
+Least privilege holds: another topic, another project's logs and a pod whose KSA is not bound get
+nothing. The pods cost seconds each, so one pod runs the whole workload."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import pytest
 
 from tests.api.helpers import audit_data_access
 from tests.conftest import GCLOUD, Gcloud, KeylessServer, free_port, fresh_database_url
-from tests.gke.pod_helpers import GSA, NUMBER, POOL, PROJECT, apply_ksa, leftovers, make_cluster, pod_run
+from tests.gke.pod_helpers import GSA, POOL, PROJECT, apply_ksas, leftovers, make_cluster, pod_run
 
 PYTHON = sys.executable
 ANNOTATION = "iam.gke.io/gcp-service-account"
@@ -66,6 +68,14 @@ logging.getLogger("orders").warning("order 42 published as %s", out["publish"])
 handler.flush()
 elsewhere = google.cloud.logging.Client(project="other-project").logger("my-app")
 attempt("log_other", lambda: elsewhere.log_struct({"message": "not yours"}))
+from google.cloud import asset_v1
+analyzer = asset_v1.AssetServiceClient(transport="rest")  # Keyless serves Cloud Asset over REST
+def analysis():
+    got = analyzer.analyze_iam_policy(request={"analysis_query": {
+        "scope": "projects/my-project", "identity_selector": {"identity": "serviceAccount:" + GSA}}})
+    return sorted([r.attached_resource_full_name, r.iam_binding.role] for r in got.main_analysis.analysis_results)
+GSA = "my-app-gsa@my-project.iam.gserviceaccount.com"
+attempt("analysis", analysis)
 print(json.dumps(out))
 '''
 
@@ -103,26 +113,26 @@ def ok(r: Any) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeylessServer]:
     """Seed 003's setup: my-app-gsa bound to production/my-app-ksa (annotated); the GSA holds
-    roles/pubsub.publisher on `orders` only, roles/logging.logWriter on my-project and
-    secretAccessor on db-password. `audit-events` and other-project exist but grant it nothing;
+    roles/pubsub.publisher on `orders` only, roles/logging.logWriter and roles/cloudasset.viewer on
+    my-project and secretAccessor on db-password. `audit-events` and other-project exist but grant it nothing;
     unbound-ksa is annotated with the GSA but has no workloadIdentityUser binding."""
     tls_port = free_port()
     server = KeylessServer(tmp_path_factory.mktemp("pod-wi") / "data", fresh_database_url(),
                            "--tls-port", str(tls_port))
     server.tls_port = tls_port  # type: ignore[attr-defined]
-    for project, number in ((PROJECT, NUMBER), (OTHER_PROJECT, "210987654321")):
-        made = server.keyless("projects", "create", project, "--number", number)
-        assert made.returncode == 0, made.stderr
+    for project in (PROJECT, OTHER_PROJECT):  # as gcloud projects create does; Keyless picks the numbers
+        ok(server.call("POST", "/cloudresourcemanager/v3/projects", body={"projectId": project}))
+    server.number = ok(server.call("GET", f"/cloudresourcemanager/v1/projects/{PROJECT}"))["projectNumber"]  # type: ignore[attr-defined]
     ok(server.call("POST", f"/iam/v1/projects/{PROJECT}/serviceAccounts", body={"accountId": "my-app-gsa"}))
     cluster_id = make_cluster(server, pools={"default-pool": "GKE_METADATA"})
     ok(server.call("POST", f"/iam/v1/projects/{PROJECT}/serviceAccounts/{GSA}:setIamPolicy", body={"policy": {
         "bindings": [{"role": "roles/iam.workloadIdentityUser", "members": [KSA_MEMBER]}]}}))
-    apply_ksa(server, cluster_id, "production", "my-app-ksa", {ANNOTATION: GSA})
-    apply_ksa(server, cluster_id, "production", "unbound-ksa", {ANNOTATION: GSA})
+    apply_ksas(server, cluster_id, "production", {"my-app-ksa": {ANNOTATION: GSA}, "unbound-ksa": {ANNOTATION: GSA}})
     audit_data_access(server, PROJECT, {"iam.googleapis.com": ["DATA_READ"],
                                         "secretmanager.googleapis.com": ["DATA_READ"]})
     policy = ok(server.call("POST", f"/cloudresourcemanager/v1/projects/{PROJECT}:getIamPolicy", body={}))
     policy["bindings"].append({"role": "roles/logging.logWriter", "members": [f"serviceAccount:{GSA}"]})
+    policy["bindings"].append({"role": "roles/cloudasset.viewer", "members": [f"serviceAccount:{GSA}"]})
     ok(server.call("POST", f"/cloudresourcemanager/v1/projects/{PROJECT}:setIamPolicy", body={"policy": policy}))
     ps = f"/pubsub/v1/projects/{PROJECT}"
     for topic in ("orders", "audit-events"):
@@ -190,6 +200,15 @@ def test_bound_pod_publishes_and_logs_as_its_gsa_and_gcloud_finds_it_beside_the_
     assert out["resource"] == {"type": "k8s_container", "labels": {
         "project_id": PROJECT, "location": "us-central1", "cluster_name": "my-cluster"}}
     # roles/logging.logWriter on my-project: writing into another project's logs is refused.
+    # Seed 002's "what can this identity do", asked by the pod itself (google-cloud-asset, REST):
+    # its project roles and the secret's grant. Google's analyzer also lists the topic's binding;
+    # Keyless's Cloud Asset does not cover Pub/Sub policies yet, so that row may be absent.
+    project, secret = f"//cloudresourcemanager.googleapis.com/projects/{PROJECT}", \
+        f"//secretmanager.googleapis.com/projects/{srv.number}/secrets/db-password"  # type: ignore[attr-defined]
+    topic_row = [f"//pubsub.googleapis.com/{TOPIC}", "roles/pubsub.publisher"]
+    assert [row for row in out["analysis"] if row != topic_row] == [
+        [project, "roles/cloudasset.viewer"], [project, "roles/logging.logWriter"],
+        [secret, "roles/secretmanager.secretAccessor"]], out["analysis"]
     assert out["log_other"] == {"error": "PermissionDenied", "code": 403, "message": (
         "Permission 'logging.logEntries.create' denied on resource 'projects/other-project' (or it may not exist).")}
 

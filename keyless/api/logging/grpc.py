@@ -5,14 +5,14 @@ google/logging/v2/logging.proto to the REST method of keyless.api.logging, so bo
 authorisation, audit entries and errors. Not served: TailLogEntries (a stream with no HTTP rule)
 and ListMonitoredResourceDescriptors, as over REST; entries whose protoPayload is of a type this
 process does not know (only google.cloud.audit.AuditLog is) cannot be listed over gRPC.
+
+The message types come from google-cloud-logging, whose import takes a good half second: they are
+loaded at the first Logging call, so a process that serves Pub/Sub or Secret Manager alone never pays it.
 """
 
 from __future__ import annotations
 
 import grpc
-from google.cloud.audit import audit_log_pb2  # noqa: F401  (protoPayload's type must be known to ParseDict)
-from google.cloud.logging_v2.types import logging as messages
-from google.protobuf import empty_pb2
 from starlette.types import ASGIApp
 
 from keyless.api.grpc_transcoding import PeerResolver, Rule, TranscodingService
@@ -20,17 +20,40 @@ from keyless.api.grpc_transcoding import PeerResolver, Rule, TranscodingService
 LOGGING = "google.logging.v2.LoggingServiceV2"
 PREFIX = "/logging"  # where keyless.app mounts the REST API
 
-RULES = [
-    Rule("WriteLogEntries", "post", "/v2/entries:write", messages.WriteLogEntriesRequest.pb(),
-         messages.WriteLogEntriesResponse.pb(), body="*"),
-    Rule("ListLogEntries", "post", "/v2/entries:list", messages.ListLogEntriesRequest.pb(),
-         messages.ListLogEntriesResponse.pb(), body="*"),
-    Rule("ListLogs", "get", "/v2/{parent=projects/*}/logs", messages.ListLogsRequest.pb(),
-         messages.ListLogsResponse.pb()),
-    Rule("DeleteLog", "delete", "/v2/{log_name=projects/*/logs/*}", messages.DeleteLogRequest.pb(), empty_pb2.Empty),
-]
+
+def rules() -> list[Rule]:
+    """The served RPCs and their HTTP rules (google/logging/v2/logging.proto)."""
+    from google.cloud.audit import audit_log_pb2  # noqa: F401  (protoPayload's type must be known to ParseDict)
+    from google.cloud.logging_v2.types import logging as messages
+    from google.protobuf import empty_pb2
+
+    return [
+        Rule("WriteLogEntries", "post", "/v2/entries:write", messages.WriteLogEntriesRequest.pb(),
+             messages.WriteLogEntriesResponse.pb(), body="*"),
+        Rule("ListLogEntries", "post", "/v2/entries:list", messages.ListLogEntriesRequest.pb(),
+             messages.ListLogEntriesResponse.pb(), body="*"),
+        Rule("ListLogs", "get", "/v2/{parent=projects/*}/logs", messages.ListLogsRequest.pb(),
+             messages.ListLogsResponse.pb()),
+        Rule("DeleteLog", "delete", "/v2/{log_name=projects/*/logs/*}", messages.DeleteLogRequest.pb(),
+             empty_pb2.Empty),
+    ]
+
+
+class LoggingService(grpc.GenericRpcHandler):
+    """LoggingServiceV2, built (its message types imported) when its first call arrives."""
+
+    def __init__(self, app: ASGIApp, peer: PeerResolver | None) -> None:
+        self._app, self._peer = app, peer
+        self._service: TranscodingService | None = None
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        if not handler_call_details.method.startswith(f"/{LOGGING}/"):
+            return None
+        if self._service is None:
+            self._service = TranscodingService(LOGGING, rules(), self._app, PREFIX, self._peer)
+        return self._service.service(handler_call_details)
 
 
 def services(app: ASGIApp, peer: PeerResolver | None = None) -> list[grpc.GenericRpcHandler]:
     """The gRPC service, answered by `app` (Keyless's ASGI app)."""
-    return [TranscodingService(LOGGING, RULES, app, PREFIX, peer)]
+    return [LoggingService(app, peer)]
