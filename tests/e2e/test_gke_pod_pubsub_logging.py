@@ -31,14 +31,16 @@ OTHER_PROJECT = "other-project"
 TOPIC = f"projects/{PROJECT}/topics/orders"
 KSA_MEMBER = f"serviceAccount:{POOL}[production/my-app-ksa]"
 
-# The workload: seed 003's pod, Google's clients with no endpoint, credential or transport setting.
-# It prints one JSON object: what each call returned, or the error the client raised.
+# The workload: seed 003's pod, Google's clients with no endpoint or credential setting and their
+# default transports (gRPC), but for google-cloud-asset: its REST transport (Keyless's Cloud Asset is
+# REST). It prints one JSON object: what each call returned, or the error the client raised.
 WORKLOAD = r'''
-import json, logging, sys
-from google.api_core import exceptions
-from google.cloud import pubsub_v1, secretmanager
+import json, logging
+from google.cloud import asset_v1, pubsub_v1, secretmanager
 import google.cloud.logging
 from google.cloud.logging.handlers import CloudLoggingHandler, setup_logging
+
+GSA = "my-app-gsa@my-project.iam.gserviceaccount.com"
 
 out = {}
 def attempt(name, call):
@@ -69,13 +71,11 @@ logging.getLogger("orders").warning("order 42 published as %s", out["publish"])
 handler.flush()
 elsewhere = google.cloud.logging.Client(project="other-project").logger("my-app")
 attempt("log_other", lambda: elsewhere.log_struct({"message": "not yours"}))
-from google.cloud import asset_v1
-analyzer = asset_v1.AssetServiceClient(transport="rest")  # Keyless serves Cloud Asset over REST
+analyzer = asset_v1.AssetServiceClient(transport="rest")
 def analysis():
     got = analyzer.analyze_iam_policy(request={"analysis_query": {
         "scope": "projects/my-project", "identity_selector": {"identity": "serviceAccount:" + GSA}}})
     return sorted([r.attached_resource_full_name, r.iam_binding.role] for r in got.main_analysis.analysis_results)
-GSA = "my-app-gsa@my-project.iam.gserviceaccount.com"
 attempt("analysis", analysis)
 print(json.dumps(out))
 '''
@@ -115,8 +115,8 @@ def ok(r: Any) -> dict[str, Any]:
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeylessServer]:
     """Seed 003's setup: my-app-gsa bound to production/my-app-ksa (annotated); the GSA holds
     roles/pubsub.publisher on `orders` only, roles/logging.logWriter and roles/cloudasset.viewer on
-    my-project and secretAccessor on db-password. `audit-events` and other-project exist but grant it nothing;
-    unbound-ksa is annotated with the GSA but has no workloadIdentityUser binding."""
+    my-project and secretAccessor on db-password. `audit-events` and other-project exist but grant
+    it nothing; unbound-ksa is annotated with the GSA but has no workloadIdentityUser binding."""
     tls_port = free_port()
     server = KeylessServer(tmp_path_factory.mktemp("pod-wi") / "data", fresh_database_url(),
                            "--tls-port", str(tls_port))
