@@ -94,6 +94,24 @@ class TranscodingService(grpc.GenericRpcHandler):
         return run
 
 
+class LazyTranscodingService(grpc.GenericRpcHandler):
+    """A TranscodingService built when its first call arrives: its `rules()` import the service's
+    message types (google-cloud-logging's or google-cloud-asset's take most of a second), which a
+    process serving only other APIs over gRPC then never pays for."""
+
+    def __init__(self, service: str, rules: Callable[[], list[Rule]], app: ASGIApp, prefix: str,
+                 peer: PeerResolver | None = None) -> None:
+        self._name, self._rules, self._app, self._prefix, self._peer = service, rules, app, prefix, peer
+        self._service: TranscodingService | None = None
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        if not handler_call_details.method.startswith(f"/{self._name}/"):
+            return None
+        if self._service is None:
+            self._service = TranscodingService(self._name, self._rules(), self._app, self._prefix, self._peer)
+        return self._service.service(handler_call_details)
+
+
 def _json(message: Any) -> dict[str, Any]:
     if isinstance(message, Message):
         return json_format.MessageToDict(message)

@@ -41,6 +41,10 @@ NODE_PREFIX = "kl-n-"
 POD_PREFIX = "kl-p-"
 METADATA_IP = "169.254.169.254"
 METADATA_HOSTS = ("metadata.google.internal", "metadata.goog", "metadata")
+# The same names written fully qualified: google-cloud-logging asks for `metadata.google.internal.`
+# (its resource detection, google/cloud/logging_v2/_helpers.py METADATA_URL), which GKE's DNS
+# answers and glibc's hosts file matches only as written (issue #20).
+METADATA_NAMES = (*METADATA_HOSTS, *(f"{name}." for name in METADATA_HOSTS if "." in name))
 BRIDGE = "br0"
 VETH_PREFIX = "klv"
 NETNS_DIR = Path("/run/netns")
@@ -249,7 +253,7 @@ def create_pod(name: str, node_ns: str, veth: str, address: str, gateway: str, *
     etc.mkdir(parents=True, exist_ok=True)
     hosts = ["127.0.0.1\tlocalhost", f"{address}\t{name}"]
     if metadata_egress:
-        hosts.append(f"{METADATA_IP}\t{' '.join(METADATA_HOSTS)}")
+        hosts.append(f"{METADATA_IP}\t{' '.join(METADATA_NAMES)}")
     hosts += [f"{gateway}\t{host}" for host in api_hosts]
     (etc / "hosts").write_text("\n".join(hosts) + "\n")
     # No DNS server is reachable from a pod: the pod's own loopback answers a query with ICMP

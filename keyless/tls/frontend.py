@@ -75,13 +75,15 @@ class TlsFrontend:
         import grpc
 
         from keyless.api.cloudasset.grpc import asset_service_grpc
+        from keyless.api.logging.grpc import services as logging_services
         from keyless.api.pubsub.grpc import services as pubsub_services
         from keyless.api.secretmanager.grpc import secret_manager_service
 
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         server.add_generic_rpc_handlers([secret_manager_service(self.app, self.peers.client),
                                          asset_service_grpc(self.app, self.peers.client),
-                                         *pubsub_services(self.app, self.peers.client)])
+                                         *pubsub_services(self.app, self.peers.client),
+                                         *logging_services(self.app, self.peers.client)])
         server.add_insecure_port(f"unix:{self.peers.target}")
         await server.start()
         self.grpc = server

@@ -13,7 +13,8 @@ INSTALL_REPORT = pytest.StashKey[str]()
 
 @pytest.fixture(scope="session")
 def node_clients(request: pytest.FixtureRequest) -> None:
-    """google-auth-library, @google-cloud/storage and @google-cloud/secret-manager in node_modules."""
+    """google-auth-library, @google-cloud/storage, @google-cloud/secret-manager and @google-cloud/pubsub
+    in node_modules."""
     if shutil.which("node") is None or shutil.which("npm") is None:
         pytest.skip("node and npm are not installed: the Node.js client tests need Node.js >= 18 and npm on PATH")
     request.config.stash[INSTALL_REPORT] = nodejs.install()

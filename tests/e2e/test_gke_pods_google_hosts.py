@@ -102,7 +102,7 @@ def test_pod_has_google_hosts_and_the_ca_but_no_endpoint_settings(srv: KeylessSe
         "import json, os, socket; print(json.dumps({'env': {k: v for k, v in os.environ.items() if k not in "
         "('PATH', 'HOME', 'HOSTNAME', 'LANG', 'TERM', 'TZ')}, 'hosts': {h: socket.gethostbyname(h) for h in "
         "('sts.googleapis.com', 'storage.googleapis.com', 'secretmanager.googleapis.com', 'oauth2.googleapis.com',"
-        " 'iamcredentials.googleapis.com', 'metadata.google.internal')}}))")],
+        " 'iamcredentials.googleapis.com', 'metadata.google.internal', 'metadata.google.internal.')}}))")],
                  "--tls-port", str(srv.tls_port), "--server", srv.base_url)  # type: ignore[attr-defined]
     got = json.loads(out)
     # Only the CA bundle variables: no endpoint override, no universe, no credentials file.
@@ -112,6 +112,8 @@ def test_pod_has_google_hosts_and_the_ca_but_no_endpoint_settings(srv: KeylessSe
     gateways = {v for k, v in got["hosts"].items() if k.endswith(".googleapis.com")}
     assert len(gateways) == 1 and re.fullmatch(r"10\.\d+\.\d+\.1", gateways.pop())
     assert got["hosts"]["metadata.google.internal"] == "169.254.169.254"
+    # fully qualified too, as GKE's DNS answers it (google-cloud-logging asks that name)
+    assert got["hosts"]["metadata.google.internal."] == "169.254.169.254"
 
 
 def test_curl_reaches_keyless_as_google_over_https_with_the_metadata_token(srv: KeylessServer) -> None:

@@ -1,7 +1,8 @@
 """Google's Node.js clients, unmodified, against a real `keyless serve` (issue #15): google-auth-library
 with external_account files (file and url credential sources, with and without service account
 impersonation), @google-cloud/storage and @google-cloud/secret-manager reading seed 000's
-`my-bucket/data.txt` and `api-key` as seed 001's federated GitHub identity, and the denial an
+`my-bucket/data.txt` and `api-key` as seed 001's federated GitHub identity, @google-cloud/pubsub
+publishing and receiving with that identity as Application Default Credentials, and the denial an
 identity without the role gets. The scripts are tests/e2e/node/*.mjs, installed by `npm ci`.
 
 What each needs to reach Keyless (README "Google's Node.js clients"):
@@ -308,3 +309,43 @@ def test_secret_manager_through_the_universe(srv: KeylessServer, universe: dict[
                          'AccessSecretVersion" AND protoPayload.authenticationInfo.principalSubject:'
                          f'"ref:refs/heads/node-secret-{transport}"', count=2)
     assert sorted(e["protoPayload"]["status"].get("code", 0) for e in entries) == [0, 7], entries
+
+
+# -- @google-cloud/pubsub -------------------------------------------------------------------------
+
+@needs_namespaces
+def test_pubsub_publishes_and_receives_with_adc_through_the_universe(srv: KeylessServer, universe: dict[str, Any],
+                                                                    tmp_path: Path) -> None:
+    """@google-cloud/pubsub with Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS: the
+    federated external_account file) and the universe setup (`universeDomain`, `port`), over gRPC
+    (its only transport): my-repo's principal set publishes to `orders` and receives the message by
+    streaming pull; other-repo's may publish too (roles/pubsub.publisher on the topic) but holds no
+    roles/pubsub.subscriber on the subscription, and its stream is refused with PERMISSION_DENIED."""
+    ps = "/pubsub/v1/projects/my-project"
+    other_set = REPO_SET.replace("my-org/my-repo", OTHER_REPO)
+    ok(srv.call("PUT", f"{ps}/topics/orders", body={}))
+    ok(srv.call("PUT", f"{ps}/subscriptions/orders-sub", body={"topic": "projects/my-project/topics/orders"}))
+    ok(srv.call("POST", f"{ps}/topics/orders:setIamPolicy", body={"policy": {"bindings": [
+        {"role": "roles/pubsub.publisher", "members": [REPO_SET, other_set]}]}}))
+    ok(srv.call("POST", f"{ps}/subscriptions/orders-sub:setIamPolicy", body={"policy": {"bindings": [
+        {"role": "roles/pubsub.subscriber", "members": [REPO_SET]}]}}))
+    runs = {}
+    for repository in ("my-org/my-repo", OTHER_REPO):
+        folder = tmp_path / repository.split("/")[1]
+        folder.mkdir()
+        path = credentials(srv, folder, "file", ref="refs/heads/node-pubsub", repository=repository, universe=UNIVERSE)
+        runs[repository] = nodejs.run("pubsub.mjs", {
+            "options": {"universeDomain": UNIVERSE, "port": srv.tls_port,  # type: ignore[attr-defined]
+                        "projectId": "my-project"},
+            "topic": "orders", "subscription": "orders-sub", "data": f"order from {repository}"},
+            env={**universe["env"], "GOOGLE_APPLICATION_CREDENTIALS": str(path)},
+            hosts=universe["hosts"], resolv=universe["resolv"])
+    allowed, denied = runs["my-org/my-repo"], runs[OTHER_REPO]
+    assert allowed["received"] == {"id": allowed["published"], "data": "order from my-org/my-repo",
+                                   "attributes": {"origin": "node"}}, allowed
+    # other-repo's publish went through (the owner pulls it); its subscriber stream did not.
+    assert isinstance(denied["published"], str), denied
+    pulled = ok(srv.call("POST", f"{ps}/subscriptions/orders-sub:pull", body={"maxMessages": 10}))
+    assert [m["message"]["messageId"] for m in pulled["receivedMessages"]] == [denied["published"]]
+    error = denied["received"]["error"]
+    assert (error["code"], error["details"]) == (7, "User not authorized to perform this action."), denied

@@ -55,9 +55,15 @@ def set_mode(srv: KeylessServer, cluster_id: str, pool: str, mode: str) -> None:
 def apply_ksa(srv: KeylessServer, cluster_id: str, namespace: str, name: str,
               annotations: dict[str, str] | None = None) -> None:
     """A ServiceAccount applied with `keyless k8s apply -f` (its namespace too), as a user would."""
-    docs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
-            {"apiVersion": "v1", "kind": "ServiceAccount",
-             "metadata": {"name": name, "namespace": namespace, "annotations": annotations or {}}}]
+    apply_ksas(srv, cluster_id, namespace, {name: annotations or {}})
+
+
+def apply_ksas(srv: KeylessServer, cluster_id: str, namespace: str, accounts: dict[str, dict[str, str]]) -> None:
+    """ServiceAccounts ({name: annotations}) and their namespace in one `keyless k8s apply -f`."""
+    docs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}]
+    docs += [{"apiVersion": "v1", "kind": "ServiceAccount",
+              "metadata": {"name": name, "namespace": namespace, "annotations": annotations}}
+             for name, annotations in accounts.items()]
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         yaml.safe_dump_all(docs, f)
     try:

@@ -1,0 +1,305 @@
+"""Seed 003's workload in a real pod (issue #20): a KSA bound to a GSA (roles/iam.workloadIdentityUser
+on the GSA for `serviceAccount:PROJECT.svc.id.goog[NS/KSA]`), the GSA holding roles/pubsub.publisher
+on one topic, roles/logging.logWriter and roles/secretmanager.secretAccessor on one secret (and
+roles/cloudasset.viewer, to ask seed 002's Policy Analyzer question itself), and Google's Python
+clients run unmodified in the pod through the GKE metadata server: google-cloud-pubsub publishes over
+gRPC to pubsub.googleapis.com, google-cloud-logging's handler writes structured entries to
+logging.googleapis.com over gRPC, google-cloud-asset (REST) analyzes the GSA's access, and `gcloud
+logging read` (as the owner) finds the entries beside the audit entries of the same pod's calls.
+Least privilege holds: another topic, another project's logs and a pod whose KSA is not bound get
+nothing. The pods cost seconds each, so one pod runs the whole workload."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from tests.api.helpers import audit_data_access
+from tests.conftest import GCLOUD, Gcloud, KeylessServer, free_port, fresh_database_url
+from tests.gke.pod_helpers import GSA, POOL, PROJECT, apply_ksas, leftovers, make_cluster, pod_run
+
+PYTHON = sys.executable
+ANNOTATION = "iam.gke.io/gcp-service-account"
+OTHER_PROJECT = "other-project"
+TOPIC = f"projects/{PROJECT}/topics/orders"
+KSA_MEMBER = f"serviceAccount:{POOL}[production/my-app-ksa]"
+
+# The workload: seed 003's pod, Google's clients with no endpoint or credential setting and their
+# default transports (gRPC), but for google-cloud-asset: its REST transport (Keyless's Cloud Asset is
+# REST). It prints one JSON object: what each call returned, or the error the client raised.
+WORKLOAD = r'''
+import json, logging
+from google.cloud import asset_v1, pubsub_v1, secretmanager
+import google.cloud.logging
+from google.cloud.logging.handlers import CloudLoggingHandler, setup_logging
+
+GSA = "my-app-gsa@my-project.iam.gserviceaccount.com"
+
+out = {}
+def attempt(name, call):
+    try:
+        out[name] = call()
+    except Exception as e:
+        out[name] = {"error": type(e).__name__, "code": getattr(e, "code", None) and int(e.code),
+                     "message": " ".join(str(getattr(e, "message", e)).split())[:300]}
+
+publisher = pubsub_v1.PublisherClient()
+attempt("publish", lambda: publisher.publish("projects/my-project/topics/orders", b"order 42",
+                                             origin="pod").result(timeout=60))
+attempt("publish_other", lambda: publisher.publish("projects/my-project/topics/audit-events",
+                                                   b"not yours").result(timeout=60))
+secrets = secretmanager.SecretManagerServiceClient()
+attempt("secret", lambda: secrets.access_secret_version(
+    name="projects/my-project/secrets/db-password/versions/latest").payload.data.decode())
+
+client = google.cloud.logging.Client()
+out["project"] = client.project
+# On GKE the default handler is the structured one (JSON on stdout, which GKE's agent ships); the
+# API handler writes the same records to logging.googleapis.com as the pod's identity.
+out["default_handler"] = type(client.get_default_handler()).__name__
+handler = CloudLoggingHandler(client, name="my-app")
+out["resource"] = handler.resource._to_dict()
+setup_logging(handler)
+logging.getLogger("orders").warning("order 42 published as %s", out["publish"])
+handler.flush()
+elsewhere = google.cloud.logging.Client(project="other-project").logger("my-app")
+attempt("log_other", lambda: elsewhere.log_struct({"message": "not yours"}))
+analyzer = asset_v1.AssetServiceClient(transport="rest")
+def analysis():
+    got = analyzer.analyze_iam_policy(request={"analysis_query": {
+        "scope": "projects/my-project", "identity_selector": {"identity": "serviceAccount:" + GSA}}})
+    return sorted([r.attached_resource_full_name, r.iam_binding.role] for r in got.main_analysis.analysis_results)
+attempt("analysis", analysis)
+print(json.dumps(out))
+'''
+
+# A pod whose KSA is not bound: the metadata server refuses its token, and the clients (called
+# without retries: they would retry UNAVAILABLE for a minute) fail before sending anything.
+UNBOUND = r'''
+import json
+import google.auth, google.auth.transport.requests, requests
+from google.cloud import pubsub_v1, secretmanager
+
+out = {}
+def attempt(name, call):
+    try:
+        out[name] = call()
+    except Exception as e:
+        out[name] = {"error": type(e).__name__, "message": " ".join(str(e).split())[:600]}
+
+credentials, project = google.auth.default()
+out["email"] = requests.get("http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/email",
+                            headers={"Metadata-Flavor": "Google"}).text
+attempt("refresh", lambda: credentials.refresh(google.auth.transport.requests.Request()))
+attempt("publish", lambda: pubsub_v1.PublisherClient().publish("projects/my-project/topics/orders", b"order 43",
+                                                              retry=None, timeout=10).result(timeout=30))
+attempt("secret", lambda: secretmanager.SecretManagerServiceClient().access_secret_version(
+    name="projects/my-project/secrets/db-password/versions/latest", retry=None, timeout=10).payload.data.decode())
+print(json.dumps(out))
+'''
+
+
+def ok(r: Any) -> dict[str, Any]:
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeylessServer]:
+    """Seed 003's setup: my-app-gsa bound to production/my-app-ksa (annotated); the GSA holds
+    roles/pubsub.publisher on `orders` only, roles/logging.logWriter and roles/cloudasset.viewer on
+    my-project and secretAccessor on db-password. `audit-events` and other-project exist but grant
+    it nothing; unbound-ksa is annotated with the GSA but has no workloadIdentityUser binding."""
+    tls_port = free_port()
+    server = KeylessServer(tmp_path_factory.mktemp("pod-wi") / "data", fresh_database_url(),
+                           "--tls-port", str(tls_port))
+    server.tls_port = tls_port  # type: ignore[attr-defined]
+    for project in (PROJECT, OTHER_PROJECT):  # as gcloud projects create does; Keyless picks the numbers
+        ok(server.call("POST", "/cloudresourcemanager/v3/projects", body={"projectId": project}))
+    server.number = ok(server.call("GET", f"/cloudresourcemanager/v1/projects/{PROJECT}"))["projectNumber"]  # type: ignore[attr-defined]
+    ok(server.call("POST", f"/iam/v1/projects/{PROJECT}/serviceAccounts", body={"accountId": "my-app-gsa"}))
+    cluster_id = make_cluster(server, pools={"default-pool": "GKE_METADATA"})
+    ok(server.call("POST", f"/iam/v1/projects/{PROJECT}/serviceAccounts/{GSA}:setIamPolicy", body={"policy": {
+        "bindings": [{"role": "roles/iam.workloadIdentityUser", "members": [KSA_MEMBER]}]}}))
+    apply_ksas(server, cluster_id, "production", {"my-app-ksa": {ANNOTATION: GSA}, "unbound-ksa": {ANNOTATION: GSA}})
+    audit_data_access(server, PROJECT, {"iam.googleapis.com": ["DATA_READ"],
+                                        "secretmanager.googleapis.com": ["DATA_READ"]})
+    policy = ok(server.call("POST", f"/cloudresourcemanager/v1/projects/{PROJECT}:getIamPolicy", body={}))
+    policy["bindings"].append({"role": "roles/logging.logWriter", "members": [f"serviceAccount:{GSA}"]})
+    policy["bindings"].append({"role": "roles/cloudasset.viewer", "members": [f"serviceAccount:{GSA}"]})
+    ok(server.call("POST", f"/cloudresourcemanager/v1/projects/{PROJECT}:setIamPolicy", body={"policy": policy}))
+    ps = f"/pubsub/v1/projects/{PROJECT}"
+    for topic in ("orders", "audit-events"):
+        ok(server.call("PUT", f"{ps}/topics/{topic}", body={}))
+        ok(server.call("PUT", f"{ps}/subscriptions/{topic}-sub", body={"topic": f"projects/{PROJECT}/topics/{topic}"}))
+    ok(server.call("POST", f"{ps}/topics/orders:setIamPolicy", body={"policy": {"bindings": [
+        {"role": "roles/pubsub.publisher", "members": [f"serviceAccount:{GSA}"]}]}}))
+    sm = f"/secretmanager/v1/projects/{PROJECT}/secrets"
+    ok(server.call("POST", sm, params={"secretId": "db-password"}, body={"replication": {"automatic": {}}}))
+    ok(server.call("POST", f"{sm}/db-password:addVersion", body={"payload": {"data": base64.b64encode(b"hunter2").decode()}}))
+    ok(server.call("POST", f"{sm}/db-password:setIamPolicy", body={"policy": {"bindings": [
+        {"role": "roles/secretmanager.secretAccessor", "members": [f"serviceAccount:{GSA}"]}]}}))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind(srv: KeylessServer) -> Iterator[None]:
+    """After each test, nothing its server's pods made is left on this machine (pod_helpers.leftovers)."""
+    yield
+    deadline = time.monotonic() + 10
+    while leftovers(srv) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert leftovers(srv) == []
+
+
+@pytest.fixture(scope="module")
+def pods(srv: KeylessServer) -> dict[str, dict[str, Any]]:
+    """WORKLOAD in a pod of my-app-ksa and UNBOUND in a pod of unbound-ksa, side by side (a pod
+    costs seconds of imports), each reaching Keyless as Google's hosts (the server's URL and TLS
+    port come from its record, keyless.discovery); what each printed."""
+    def run(ksa: str, script: str) -> dict[str, Any]:
+        result = pod_run(srv, "--cluster", "my-cluster", "--namespace", "production", "--service-account", ksa,
+                         command=[PYTHON, "-c", script])
+        assert result.returncode == 0, result.stdout + result.stderr[-4000:]
+        return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+    with ThreadPoolExecutor(2) as pool:
+        bound, unbound = pool.submit(run, "my-app-ksa", WORKLOAD), pool.submit(run, "unbound-ksa", UNBOUND)
+        return {"bound": bound.result(), "unbound": unbound.result()}
+
+
+def pull(srv: KeylessServer, subscription: str) -> list[dict[str, Any]]:
+    """What the subscription holds, received and acknowledged (as the owner)."""
+    path = f"/pubsub/v1/projects/{PROJECT}/subscriptions/{subscription}"
+    got = ok(srv.call("POST", f"{path}:pull", body={"maxMessages": 10})).get("receivedMessages", [])
+    if got:
+        ok(srv.call("POST", f"{path}:acknowledge", body={"ackIds": [m["ackId"] for m in got]}))
+    return [m["message"] for m in got]
+
+
+@pytest.fixture(scope="module")
+def gc(srv: KeylessServer, tmp_path_factory: pytest.TempPathFactory) -> Gcloud:
+    if GCLOUD is None:
+        pytest.skip("gcloud is not installed: this test needs the Google Cloud CLI on PATH")
+    return Gcloud(srv, tmp_path_factory.mktemp("gcloud"))
+
+
+def test_bound_pod_publishes_and_logs_as_its_gsa_and_gcloud_finds_it_beside_the_audit(
+        srv: KeylessServer, pods: dict[str, dict[str, Any]], gc: Gcloud) -> None:
+    out = pods["bound"]
+    # Pub/Sub over gRPC as the GSA: the message reaches the topic's subscription as published.
+    [message] = pull(srv, "orders-sub")
+    assert out["publish"] == message["messageId"]
+    assert base64.b64decode(message["data"]) == b"order 42" and message["attributes"] == {"origin": "pod"}
+    # roles/pubsub.publisher on `orders` only: the other topic refuses, and nothing reaches it.
+    assert out["publish_other"] == {"error": "PermissionDenied", "code": 403,
+                                    "message": "User not authorized to perform this action."}
+    assert pull(srv, "audit-events-sub") == []
+    assert out["secret"] == "hunter2"
+    # google-cloud-logging found GKE through the metadata server (cluster-name, cluster-location,
+    # asked of `metadata.google.internal.`): its default handler is the structured one, and the
+    # API handler's entries are a k8s_container's.
+    assert out["project"] == PROJECT and out["default_handler"] == "StructuredLogHandler"
+    assert out["resource"] == {"type": "k8s_container", "labels": {
+        "project_id": PROJECT, "location": "us-central1", "cluster_name": "my-cluster"}}
+    # roles/logging.logWriter on my-project: writing into another project's logs is refused.
+    # Seed 002's "what can this identity do", asked by the pod itself (google-cloud-asset, REST):
+    # its project roles and the secret's grant. Google's analyzer also lists the topic's binding;
+    # Keyless's Cloud Asset does not cover Pub/Sub policies yet, so that row may be absent.
+    project, secret = f"//cloudresourcemanager.googleapis.com/projects/{PROJECT}", \
+        f"//secretmanager.googleapis.com/projects/{srv.number}/secrets/db-password"  # type: ignore[attr-defined]
+    topic_row = [f"//pubsub.googleapis.com/{TOPIC}", "roles/pubsub.publisher"]
+    assert [row for row in out["analysis"] if row != topic_row] == [
+        [project, "roles/cloudasset.viewer"], [project, "roles/logging.logWriter"],
+        [secret, "roles/secretmanager.secretAccessor"]], out["analysis"]
+    assert out["log_other"] == {"error": "PermissionDenied", "code": 403, "message": (
+        "Permission 'logging.logEntries.create' denied on resource 'projects/other-project' (or it may not exist).")}
+
+    # Seed 002's audit query, with the application's own log beside it, as the owner.
+    found = gc.json("logging", "read", f'logName="projects/{PROJECT}/logs/my-app" OR '
+                    f'protoPayload.authenticationInfo.principalEmail="{GSA}" OR '
+                    f'protoPayload.authenticationInfo.principalSubject="{KSA_MEMBER}"',
+                    f"--project={PROJECT}", "--limit=20")
+    [app] = [e for e in found if e["logName"] == f"projects/{PROJECT}/logs/my-app"]
+    assert app["textPayload"] == "order 42 published as 1" and app["severity"] == "WARNING"
+    assert app["labels"] == {"python_logger": "orders"} and app["resource"] == {
+        "type": "k8s_container", "labels": {"project_id": PROJECT, "location": "us-central1",
+                                            "cluster_name": "my-cluster"}}
+    audit = {(e["protoPayload"]["methodName"], json.dumps(e["protoPayload"]["authenticationInfo"], sort_keys=True))
+             for e in found if "protoPayload" in e}
+    assert audit == {
+        # the pod's KSA identity obtaining the GSA's token (the metadata server's impersonation) ...
+        ("GenerateAccessToken", json.dumps({"principalSubject": KSA_MEMBER})),
+        # ... and the GSA's own call, with the GSA as the principal
+        ("google.cloud.secretmanager.v1.SecretManagerService.AccessSecretVersion",
+         json.dumps({"principalEmail": GSA, "principalSubject": f"serviceAccount:{GSA}"}, sort_keys=True)),
+    }, found
+
+
+def test_pod_whose_ksa_is_not_bound_gets_no_access(srv: KeylessServer, pods: dict[str, dict[str, Any]]) -> None:
+    out = pods["unbound"]
+    assert out["email"] == GSA  # the annotation answers: the refusal comes with the token
+    # The metadata server's answer (quoted by google-auth inside its own message).
+    denial = r"Unable to generate access token; IAM returned 403 Forbidden: Permission \'iam.serviceAccounts.getAccessToken\' denied"
+    assert out["refresh"]["error"] == "RefreshError" and "Status: 403" in out["refresh"]["message"]
+    assert denial in out["refresh"]["message"]
+    for call in ("publish", "secret"):  # grpc's credentials plugin fails: no request is sent
+        assert out[call]["error"] == "ServiceUnavailable", out
+        assert out[call]["message"].startswith("503 Getting metadata from plugin failed with error: "), out
+        assert denial in out[call]["message"], out
+    assert b"order 43" not in [base64.b64decode(m["data"]) for m in pull(srv, "orders-sub")]
+
+
+def test_logging_over_grpc_answers_as_the_rest_api(srv: KeylessServer) -> None:
+    """google.logging.v2.LoggingServiceV2 on the TLS port (keyless.api.logging.grpc), called from the
+    host as logging.googleapis.com: written entries and audit entries (protoPayload AuditLog) list
+    as over REST; refusals carry Google's codes."""
+    import grpc
+    from google.cloud.logging_v2.types import logging as messages
+    from google.protobuf import empty_pb2, json_format
+
+    bundle = (srv.data_dir / "tls" / "bundle.pem").read_bytes()
+    channel = grpc.secure_channel(f"127.0.0.1:{srv.tls_port}", grpc.ssl_channel_credentials(bundle),  # type: ignore[attr-defined]
+                                  options=[("grpc.ssl_target_name_override", "logging.googleapis.com")])
+
+    def rpc(name: str, request: Any, response: Any, token: str | None = srv.owner_token) -> Any:
+        call = channel.unary_unary(f"/google.logging.v2.LoggingServiceV2/{name}",
+                                   request_serializer=lambda m: m.SerializeToString(),
+                                   response_deserializer=response.FromString)
+        return call(request, metadata=[("authorization", f"Bearer {token}")] if token else [], timeout=30)
+
+    log = f"projects/{PROJECT}/logs/grpc-check"
+    entry = {"logName": log, "resource": {"type": "global"}, "jsonPayload": {"order": 7}, "severity": "NOTICE"}
+    rpc("WriteLogEntries", json_format.ParseDict({"entries": [entry]}, messages.WriteLogEntriesRequest.pb()()),
+        messages.WriteLogEntriesResponse.pb())
+    wanted = f'logName="{log}" OR logName="projects/{PROJECT}/logs/cloudaudit.googleapis.com%2Factivity"'
+    request = {"resourceNames": [f"projects/{PROJECT}"], "filter": wanted, "pageSize": 50}
+    listed = json_format.MessageToDict(rpc("ListLogEntries", json_format.ParseDict(
+        request, messages.ListLogEntriesRequest.pb()()), messages.ListLogEntriesResponse.pb()))
+    rest = ok(srv.call("POST", "/logging/v2/entries:list", body=request))
+    assert listed["entries"] == rest["entries"]  # the same entries, AuditLog payloads included
+    assert {e["logName"] for e in listed["entries"]} == {log, f"projects/{PROJECT}/logs/cloudaudit.googleapis.com%2Factivity"}
+    assert next(e for e in listed["entries"] if e["logName"] == log)["jsonPayload"] == {"order": 7.0}
+    logs = rpc("ListLogs", messages.ListLogsRequest.pb()(parent=f"projects/{PROJECT}"), messages.ListLogsResponse.pb())
+    assert log in logs.log_names
+    rpc("DeleteLog", messages.DeleteLogRequest.pb()(log_name=log), empty_pb2.Empty)
+    assert not ok(srv.call("POST", "/logging/v2/entries:list", body={
+        "resourceNames": [f"projects/{PROJECT}"], "filter": f'logName="{log}"'})).get("entries")
+    # Refusals (PERMISSION_DENIED is the pod's, above): no credentials; a request without a project.
+    with pytest.raises(grpc.RpcError) as caught:
+        rpc("ListLogEntries", json_format.ParseDict(request, messages.ListLogEntriesRequest.pb()()),
+            messages.ListLogEntriesResponse.pb(), token=None)
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+    with pytest.raises(grpc.RpcError) as caught:
+        rpc("ListLogEntries", messages.ListLogEntriesRequest.pb()(), messages.ListLogEntriesResponse.pb())
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    assert "resourceNames is required" in caught.value.details()  # type: ignore[attr-defined]
+    channel.close()
