@@ -42,7 +42,7 @@ VIEWS = ("SCHEMA_VIEW_UNSPECIFIED", "BASIC", "FULL")
 MAX_DEFINITION_BYTES = 300 * 1000
 MAX_REVISIONS = 20
 DELETED_SCHEMA = "_deleted-schema_"
-SCHEMA_FIELDS = {"name", "type", "definition", "revisionId", "revisionCreateTime"}
+SCHEMA_FIELDS = {"name", "type", "definition", "revisionId", "revisionCreateTime", "compiledProtoSchema"}
 SETTINGS_FIELDS = {"schema", "encoding", "firstRevisionId", "lastRevisionId"}
 FAILED = "Invalid data in message: Message failed schema validation."
 
@@ -84,6 +84,8 @@ def check_schema(body: Any, where: str) -> tuple[str, str]:
             raise InvalidArgument(f"Invalid JSON payload received. Unknown name \"{str(key)[:100]}\" at '{where}': "
                                   "Cannot find field.")
     schema_type, definition = body.get("type"), body.get("definition")
+    if body.get("compiledProtoSchema") is not None and schema_type != "PROTOCOL_BUFFER":
+        raise InvalidArgument("compiledProtoSchema is only for a schema of type PROTOCOL_BUFFER.")
     if schema_type in (None, "", "TYPE_UNSPECIFIED"):
         raise InvalidArgument("Schema type must be specified.")
     if schema_type not in TYPES:
