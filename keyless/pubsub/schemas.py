@@ -11,6 +11,7 @@ that matches none is refused with Google's INVALID_ARGUMENT ("Invalid data in me
 failed schema validation.", ErrorInfo INVALID_{JSON,BINARY}_AVRO_MESSAGE naming the last revision
 tried). Deleting a schema leaves its topics naming `_deleted-schema_`; they publish unchecked.
 
+Schema types: AVRO (keyless.pubsub.avro) and PROTOCOL_BUFFER (keyless.pubsub.proto_schema).
 Limits as Google's quotas page gives them: a definition of at most 300 KB, at most 20 revisions
 per schema.
 """
@@ -32,7 +33,7 @@ from keyless.clock import now as clock_now
 from keyless.clock import rfc3339
 from keyless.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from keyless.iam.policy import get_policy_row
-from keyless.pubsub import avro, names
+from keyless.pubsub import avro, names, proto_schema
 from keyless.pubsub.messages import Outgoing
 from keyless.store.models import PsSchema, PsSchemaRevision, PsTopic
 
@@ -64,14 +65,18 @@ def split_revision(resource_id: str) -> tuple[str, str | None]:
 # -- definitions ----------------------------------------------------------------------------------
 
 
+# A message that does not match a revision (the text says why).
+MISMATCH = (avro.AvroError, proto_schema.ProtoError)
+
+
 @functools.lru_cache(maxsize=256)
-def parsed_definition(schema_type: str, definition: str) -> avro.Parsed:
+def parsed_definition(schema_type: str, definition: str) -> avro.Parsed | proto_schema.Parsed:
     """The parsed definition (cached: a topic's publishes parse its revisions once)."""
-    if schema_type != "AVRO":
-        raise InvalidArgument(f"Schema type {schema_type} is not supported by this server; use AVRO.")
     try:
-        return avro.parse_definition(definition)
-    except avro.AvroError as exc:
+        if schema_type == "AVRO":
+            return avro.parse_definition(definition)
+        return proto_schema.parse_definition(definition)
+    except MISMATCH as exc:
         raise InvalidArgument(f"Invalid schema definition: {exc}") from None
 
 
@@ -84,8 +89,8 @@ def check_schema(body: Any, where: str) -> tuple[str, str]:
             raise InvalidArgument(f"Invalid JSON payload received. Unknown name \"{str(key)[:100]}\" at '{where}': "
                                   "Cannot find field.")
     schema_type, definition = body.get("type"), body.get("definition")
-    if body.get("compiledProtoSchema") is not None and schema_type != "PROTOCOL_BUFFER":
-        raise InvalidArgument("compiledProtoSchema is only for a schema of type PROTOCOL_BUFFER.")
+    if body.get("compiledProtoSchema") is not None:
+        raise InvalidArgument("compiledProtoSchema is not supported by this server: give the schema's definition.")
     if schema_type in (None, "", "TYPE_UNSPECIFIED"):
         raise InvalidArgument("Schema type must be specified.")
     if schema_type not in TYPES:
@@ -251,13 +256,13 @@ def _utc(value: datetime) -> datetime:
 # -- messages -------------------------------------------------------------------------------------
 
 
-def check_message(rev: PsSchemaRevision, encoding: str, data: bytes) -> None:
-    """Raise avro.AvroError unless `data` is a message of `rev` in `encoding`."""
-    parsed = parsed_definition(rev.type, rev.definition)
-    if encoding == "BINARY":
-        avro.read_binary(parsed, data)
+def check_message(schema_type: str, definition: str, encoding: str, data: bytes) -> None:
+    """Raise one of MISMATCH unless `data` is a message of the schema in `encoding`."""
+    parsed = parsed_definition(schema_type, definition)
+    if isinstance(parsed, avro.Parsed):
+        (avro.read_binary if encoding == "BINARY" else avro.read_json)(parsed, data)
     else:
-        avro.read_json(parsed, data)
+        (proto_schema.read_binary if encoding == "BINARY" else proto_schema.read_json)(parsed, data)
 
 
 def message_failed(encoding: str, schema_type: str, revision_info: str | None) -> InvalidArgument:
@@ -337,8 +342,8 @@ def conform(s: Session, settings: dict[str, Any], messages: list[Outgoing]) -> l
         for rev in in_range:
             last_tried = rev.revision_id
             try:
-                check_message(rev, encoding, message.data)
-            except avro.AvroError as exc:
+                check_message(rev.type, rev.definition, encoding, message.data)
+            except MISMATCH as exc:
                 last_error = str(exc)
                 continue
             matched = rev

@@ -1,6 +1,6 @@
 """Pub/Sub schemas over REST against a real `keyless serve` (issue #20): create/get/list/delete,
 revisions (commit, rollback, listRevisions, deleteRevision, `name@revision`), validate and
-validateMessage with Avro in JSON and binary encodings, a topic's schemaSettings enforced on
+validateMessage with Avro and Protocol Buffers in JSON and binary encodings, a topic's schemaSettings enforced on
 publish (Google's attributes on a message that matches, Google's INVALID_ARGUMENT on one that
 does not), IAM on a schema, audit entries, and hostile definitions and messages. One server."""
 
@@ -325,3 +325,69 @@ def test_hostile_definitions_and_messages(srv: KeylessServer) -> None:
     assert time.monotonic() - started < 10  # refused at once, not after decoding a billion values
     assert ok(srv.call("POST", f"{PS}/schemas:validateMessage", body={
         "name": f"projects/{PROJECT}/schemas/linked", "encoding": "BINARY", "message": b64(b"\x02\x02\x00")})) == {}
+
+
+PROTO = """syntax = "proto3";
+package utilities;
+
+message StateProto {
+  string name = 1;
+  string post_abbr = 2;
+  optional int64 population = 3;
+  map<string, int32> counts = 4;
+  enum Kind { STATE = 0; TERRITORY = 1; }
+  Kind kind = 5;
+  repeated Tag tags = 6;
+  message Tag { string value = 1; }
+}
+"""
+
+
+def test_protocol_buffer_schemas_and_topic_enforcement(srv: KeylessServer) -> None:
+    made = ok(create(srv, "proto-states", PROTO, "PROTOCOL_BUFFER"))
+    assert made["type"] == "PROTOCOL_BUFFER" and made["definition"] == PROTO
+    ok(srv.call("POST", f"{PS}/schemas:validate", body={"schema": {"type": "PROTOCOL_BUFFER", "definition": PROTO}}))
+    # the binary message, serialised by protobuf from the definition's message class
+    from keyless.pubsub.proto_schema import parse_definition
+
+    cls = parse_definition(PROTO).message_class
+    binary = cls(name="Utah", post_abbr="UT", population=3_271_616, counts={"a": 1}, kind=1,
+                 tags=[{"value": "x"}]).SerializeToString()
+    name = f"projects/{PROJECT}/schemas/proto-states"
+    for encoding, message in (("BINARY", binary),
+                              ("JSON", b'{"name": "Utah", "postAbbr": "UT", "kind": "TERRITORY", "counts": {"a": 2}}')):
+        assert ok(srv.call("POST", f"{PS}/schemas:validateMessage",
+                           body={"name": name, "encoding": encoding, "message": b64(message)})) == {}
+    for encoding, message in (("JSON", b'{"name": 5}'), ("JSON", b'{"unknown": "field"}'),
+                              ("JSON", b'{"kind": "CITY"}'), ("BINARY", b"\xff\xff\xff")):
+        refused = error(srv.call("POST", f"{PS}/schemas:validateMessage",
+                                 body={"name": name, "encoding": encoding, "message": b64(message)}),
+                        400, "INVALID_ARGUMENT")
+        assert refused["message"] == FAILED and refused["details"][0]["reason"] == f"INVALID_{encoding}_PROTO_MESSAGE"
+
+    ok(srv.call("PUT", f"{PS}/topics/proto-topic", body={"schemaSettings": {"schema": name, "encoding": "BINARY"}}))
+    ok(srv.call("PUT", f"{PS}/subscriptions/proto-sub", body={"topic": f"projects/{PROJECT}/topics/proto-topic"}))
+    ok(srv.call("POST", f"{PS}/topics/proto-topic:publish", body={"messages": [{"data": b64(binary)}]}))
+    error(srv.call("POST", f"{PS}/topics/proto-topic:publish", body={"messages": [{"data": b64(b"\xff\xff")}]}),
+          400, "INVALID_ARGUMENT")
+    [got] = ok(srv.call("POST", f"{PS}/subscriptions/proto-sub:pull", body={"maxMessages": 5}))["receivedMessages"]
+    assert base64.b64decode(got["message"]["data"]) == binary
+    assert got["message"]["attributes"] == {"googclient_schemaname": name, "googclient_schemaencoding": "BINARY",
+                                            "googclient_schemarevisionid": made["revisionId"]}
+
+    # definitions the parser or protobuf's descriptor pool refuses, hostile ones refused at once
+    started = time.monotonic()
+    for definition in ("message A {} message B {}", 'import "other.proto"; message A {}',
+                       'syntax = "proto3"; message A { string a = 1; string b = 1; }',
+                       'syntax = "proto3"; message A { Missing m = 1; }', "message A {",
+                       'edition = "2023"; message A {}', "message A { " + "message B { " * 5000 + "}" * 5001,
+                       'syntax = "proto3"; message A { ' + "int32 f = 1; " * 20_000 + "}"):
+        assert error(create(srv, "bad-proto", definition, "PROTOCOL_BUFFER"), 400,
+                     "INVALID_ARGUMENT")["message"].startswith(("Invalid schema definition: ", "Schema definition is"))
+    assert time.monotonic() - started < 10
+    nested = ok(create(srv, "proto-linked", 'syntax = "proto3"; message N { N next = 1; }', "PROTOCOL_BUFFER"))
+    deep = b"{}"
+    for _ in range(3000):
+        deep = b'{"next": ' + deep + b"}"
+    error(srv.call("POST", f"{PS}/schemas:validateMessage", body={"name": nested["name"], "encoding": "JSON",
+                                                                    "message": b64(deep)}), 400, "INVALID_ARGUMENT")

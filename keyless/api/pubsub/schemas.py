@@ -27,7 +27,7 @@ from keyless.api.http import Call, allowed_fields, route
 from keyless.api.pubsub.rest import IAM_POLICY, _data_access, _page, _project, _target
 from keyless.errors import InvalidArgument, PermissionDenied
 from keyless.iam.evaluate import ResourceContext
-from keyless.pubsub import avro, names
+from keyless.pubsub import names
 from keyless.pubsub import schemas as schemas_domain
 from keyless.pubsub.messages import MAX_MESSAGE_BYTES
 from keyless.pubsub.names import SERVICE
@@ -145,11 +145,8 @@ def validate_message(call: Call) -> dict[str, Any]:
         else:
             schema_type, definition = schemas_domain.check_schema(body["schema"], "schema")
     try:
-        if encoding == "BINARY":
-            avro.read_binary(schemas_domain.parsed_definition(schema_type, definition), data)
-        else:
-            avro.read_json(schemas_domain.parsed_definition(schema_type, definition), data)
-    except avro.AvroError as exc:
+        schemas_domain.check_message(schema_type, definition, encoding, data)
+    except schemas_domain.MISMATCH as exc:
         raise schemas_domain.message_failed(encoding, schema_type, str(exc)) from None
     return {}
 
