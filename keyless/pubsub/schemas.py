@@ -117,13 +117,15 @@ def check_view(view: str | None) -> str:
 # -- schemas and revisions ------------------------------------------------------------------------
 
 
-def find_schema(s: Session, project_id: str, schema_id: str) -> PsSchema | None:
-    return s.scalars(select(PsSchema).where(PsSchema.project_id == project_id,
-                                            PsSchema.schema_id == schema_id)).first()
+def find_schema(s: Session, project_id: str, schema_id: str, *, for_update: bool = False) -> PsSchema | None:
+    """The schema; `for_update` locks its row, so revisions are added and deleted one writer at a
+    time (two deleteRevision calls racing must not delete a schema's last two revisions)."""
+    query = select(PsSchema).where(PsSchema.project_id == project_id, PsSchema.schema_id == schema_id)
+    return s.scalars(query.with_for_update() if for_update else query).first()
 
 
-def get_schema(s: Session, project_id: str, schema_id: str) -> PsSchema:
-    row = find_schema(s, project_id, schema_id)
+def get_schema(s: Session, project_id: str, schema_id: str, *, for_update: bool = False) -> PsSchema:
+    row = find_schema(s, project_id, schema_id, for_update=for_update)
     if row is None:
         raise names.not_found(schema_id)
     return row

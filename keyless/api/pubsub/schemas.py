@@ -37,11 +37,11 @@ from keyless.store.models import PsSchema
 SCHEMA_SERVICE = "google.pubsub.v1.SchemaService."
 
 
-def _schema(call: Call, s: Session, permission: str) -> tuple[PsSchema, str | None]:
+def _schema(call: Call, s: Session, permission: str, *, for_update: bool = False) -> tuple[PsSchema, str | None]:
     """The schema of the path (`id` or `id@revision`), once `permission` is granted on it."""
     schema_id, revision_id = schemas_domain.split_revision(call.params["id"])
     project_id = _target(call, s, "schemas", permission, schema_id)
-    return schemas_domain.get_schema(s, project_id, schema_id), revision_id
+    return schemas_domain.get_schema(s, project_id, schema_id, for_update=for_update), revision_id
 
 
 def _view(call: Call, default: str = "BASIC") -> str:
@@ -88,27 +88,27 @@ def list_revisions(call: Call) -> dict[str, Any]:
 def commit_schema(call: Call) -> dict[str, Any]:
     allowed_fields(call.body, {"schema"}, "")
     with call.write() as s:
-        row, _ = _schema(call, s, "pubsub.schemas.commit")
+        row, _ = _schema(call, s, "pubsub.schemas.commit", for_update=True)
         return schemas_domain.schema_json(row, schemas_domain.commit(s, row, call.body.get("schema")))
 
 
 def rollback_schema(call: Call) -> dict[str, Any]:
     allowed_fields(call.body, {"revisionId"}, "")
     with call.write() as s:
-        row, _ = _schema(call, s, "pubsub.schemas.rollback")
+        row, _ = _schema(call, s, "pubsub.schemas.rollback", for_update=True)
         return schemas_domain.schema_json(row, schemas_domain.rollback(s, row, call.body.get("revisionId")))
 
 
 def delete_revision(call: Call) -> dict[str, Any]:
     with call.write() as s:
-        row, revision_id = _schema(call, s, "pubsub.schemas.delete")
+        row, revision_id = _schema(call, s, "pubsub.schemas.delete", for_update=True)
         revision_id = revision_id or call.arg("revisionId")  # the deprecated query parameter
         return schemas_domain.schema_json(row, schemas_domain.delete_revision(s, row, revision_id))
 
 
 def delete_schema(call: Call) -> dict[str, Any]:
     with call.write() as s:
-        row, revision_id = _schema(call, s, "pubsub.schemas.delete")
+        row, revision_id = _schema(call, s, "pubsub.schemas.delete", for_update=True)
         if revision_id is not None:
             raise InvalidArgument("A schema revision is deleted with deleteRevision, not delete.")
         schemas_domain.delete_schema(s, row)
