@@ -391,4 +391,3 @@ def test_protocol_buffer_schemas_and_topic_enforcement(srv: KeylessServer) -> No
         deep = b'{"next": ' + deep + b"}"
     error(srv.call("POST", f"{PS}/schemas:validateMessage", body={"name": nested["name"], "encoding": "JSON",
                                                                     "message": b64(deep)}), 400, "INVALID_ARGUMENT")
-
