@@ -261,6 +261,24 @@ def test_iam_on_a_schema_and_attach(srv: KeylessServer) -> None:
     ok(srv.call("POST", f"{PS}/topics/attach-here:publish", token=publisher,
                 body={"messages": [{"data": b64(json.dumps({"name": "Iowa", "post_abbr": "IA"}).encode())}]}))
 
+    # a schema named in a body, in a project the caller has nothing on: refused alike whether it
+    # exists or not (validateMessage's name, a topic's schemaSettings)
+    ok(srv.call("POST", "/cloudresourcemanager/v1/projects", body={"projectId": "schema-other"}))
+    ok(srv.call("POST", "/pubsub/v1/projects/schema-other/schemas?schemaId=theirs",
+                body={"type": "AVRO", "definition": json.dumps(STATE)}))
+    project_policy = ok(srv.call("POST", project_policy_path + ":getIamPolicy", body={}))
+    project_policy["bindings"].append({"role": "roles/pubsub.editor", "members": [f"serviceAccount:{EDITOR_SA}"]})
+    ok(srv.call("POST", project_policy_path + ":setIamPolicy", body={"policy": project_policy}))
+    message = b64(json.dumps({"name": "Iowa", "post_abbr": "IA"}).encode())
+    assert ok(srv.call("POST", f"{PS}/schemas:validateMessage", token=editor, body={
+        "name": schema, "encoding": "JSON", "message": message})) == {}
+    for other in ("projects/schema-other/schemas/theirs", "projects/schema-other/schemas/missing",
+                  "projects/no-such-project/schemas/theirs"):
+        assert error(srv.call("POST", f"{PS}/schemas:validateMessage", token=editor, body={
+            "name": other, "encoding": "JSON", "message": message}), 403, "PERMISSION_DENIED")["message"] == DENIED
+        assert error(srv.call("PUT", f"{PS}/topics/cross-project", token=editor, body={"schemaSettings": {
+            "schema": other, "encoding": "JSON"}}), 403, "PERMISSION_DENIED")["message"] == DENIED
+
 
 def test_audit_entries(srv: KeylessServer) -> None:
     ok(create(srv, "audited-schema", STATE))

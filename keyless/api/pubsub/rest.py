@@ -36,7 +36,7 @@ from keyless.pubsub import subscriptions as subscriptions_domain
 from keyless.pubsub import topics as topics_domain
 from keyless.pubsub.names import SERVICE
 from keyless.state import ServerState
-from keyless.store.models import PsSnapshot, PsSubscription, PsTopic
+from keyless.store.models import PsSchema, PsSnapshot, PsSubscription, PsTopic
 
 PUBLISHER = "google.pubsub.v1.Publisher."
 SUBSCRIBER = "google.pubsub.v1.Subscriber."
@@ -151,27 +151,34 @@ def _data_access(method: str, handler: Callable[[Call], Any]) -> Callable[[Call]
 # -- topics -------------------------------------------------------------------------------------
 
 
+def named_schema(call: Call, s: Session, full_name: Any, permission: str) -> tuple[PsSchema, str | None]:
+    """The schema a request body names (`projects/P/schemas/S[@revision]`, any project), once
+    `permission` is granted on it: a caller without it cannot tell whether it exists."""
+    given_project, resource_id = schemas_domain.parse_schema_name(full_name, "name")
+    schema_id, revision_id = schemas_domain.split_revision(resource_id)
+    project = projects.find_project(s, given_project, include_deleted=False)
+    if project is None:
+        _require(call, permission, [projects.project_resource(given_project), projects.ROOT],
+                 ResourceContext(schemas_domain.schema_name(given_project, schema_id)))
+        raise names.not_found(schema_id)
+    _require(call, permission, names.chain(project.project_id, "schemas", schema_id),
+             ResourceContext(schemas_domain.schema_name(project.project_id, schema_id), names.SCHEMA_TYPE, SERVICE))
+    return schemas_domain.get_schema(s, project.project_id, schema_id), revision_id
+
+
 def _schema_settings(call: Call, s: Session, body: dict[str, Any]) -> dict[str, Any]:
     """`body` with its schemaSettings checked: the caller may attach the schema (pubsub.schemas.attach),
-    which exists, as may the revisions named."""
+    which exists, as do the revisions named."""
     settings = body.get("schemaSettings")
     if not settings:
         return body
     if not isinstance(settings, dict):
         raise InvalidArgument("Invalid value at 'topic.schema_settings': expected an object.")
-    project, schema_id = schemas_domain.parse_schema_name(settings.get("schema"), "topic.schema_settings.schema")
-    if "@" in schema_id:
+    row, revision_id = named_schema(call, s, settings.get("schema"), "pubsub.schemas.attach")
+    if revision_id is not None:
         raise InvalidArgument("The schema of a topic is named without a revision; use firstRevisionId and "
                               "lastRevisionId.")
-    row = projects.find_project(s, project, include_deleted=False)
-    name = schemas_domain.schema_name(project, schema_id)
-    if row is None:
-        _require(call, "pubsub.schemas.attach", [projects.project_resource(project), projects.ROOT],
-                 ResourceContext(name))
-        raise names.not_found(schema_id)
-    _require(call, "pubsub.schemas.attach", names.chain(row.project_id, "schemas", schema_id),
-             ResourceContext(schemas_domain.schema_name(row.project_id, schema_id), names.SCHEMA_TYPE, SERVICE))
-    return {**body, "schemaSettings": schemas_domain.check_settings(s, settings, row.project_id, schema_id)}
+    return {**body, "schemaSettings": schemas_domain.check_settings(s, settings, row.project_id, row.schema_id)}
 
 
 def create_topic(call: Call) -> dict[str, Any]:

@@ -24,8 +24,8 @@ from starlette.routing import Route
 from keyless import projects
 from keyless.api import iam_methods
 from keyless.api.http import Call, allowed_fields, route
-from keyless.api.pubsub.rest import IAM_POLICY, _data_access, _page, _project, _target
-from keyless.errors import InvalidArgument, PermissionDenied
+from keyless.api.pubsub.rest import IAM_POLICY, _data_access, _page, _project, _target, named_schema
+from keyless.errors import InvalidArgument
 from keyless.iam.evaluate import ResourceContext
 from keyless.pubsub import names
 from keyless.pubsub import schemas as schemas_domain
@@ -133,13 +133,7 @@ def validate_message(call: Call) -> dict[str, Any]:
     with call.read() as s:
         _project(call, s, "pubsub.schemas.validate")
         if body.get("name") is not None:
-            given_project, schema_id = schemas_domain.parse_schema_name(body["name"], "name")
-            schema_id, revision_id = schemas_domain.split_revision(schema_id)
-            project = projects.find_project(s, given_project, include_deleted=False)
-            row = schemas_domain.find_schema(s, project.project_id, schema_id) if project is not None else None
-            if row is None:
-                raise names.not_found(schema_id)
-            _authorize_schema(call, row, "pubsub.schemas.get")
+            row, revision_id = named_schema(call, s, body["name"], "pubsub.schemas.get")
             rev = schemas_domain.revision(s, row, revision_id)
             schema_type, definition = rev.type, rev.definition
         else:
@@ -162,16 +156,6 @@ def _message_bytes(text: Any) -> bytes:
     except (binascii.Error, ValueError):
         raise InvalidArgument(f"Invalid value at 'message' (TYPE_BYTES), Base64 decoding failed for "
                               f"\"{text[:100]}\"") from None
-
-
-def _authorize_schema(call: Call, row: PsSchema, permission: str) -> None:
-    name = schemas_domain.schema_name(row.project_id, row.schema_id)
-    decision = call.state.authz.check(call.principal, permission, names.chain(row.project_id, "schemas", row.schema_id),
-                                      ResourceContext(name, names.SCHEMA_TYPE, SERVICE))
-    if call.record is not None:
-        call.record.authorize(name, permission, decision.granted)
-    if not decision.granted:
-        raise PermissionDenied(names.DENIED)
 
 
 # -- the schema's IAM policy ----------------------------------------------------------------------
