@@ -4,9 +4,9 @@ fastavro; a message is checked against it in Avro's binary encoding or its JSON 
 (unions as `{"type": value}`, bytes as code points 0-255), as Pub/Sub validates on publish.
 
 The message checks are Keyless's own, bounded for hostile input: nesting (recursive types) at
-most MAX_DEPTH levels, at most MAX_ITEMS decoded values per message (an array block of a
-billion zero-byte nulls costs no input), and every length checked against the bytes left
-before anything is read. A binary message with bytes after its datum fails as Google's does
+most MAX_DEPTH levels, at most MAX_ITEMS decoded values per message, or per publish (a Budget:
+an array block of a billion zero-byte nulls costs no input), and every length checked against
+the bytes left before anything is read. A binary message with bytes after its datum fails as Google's does
 ("Too much data to parse for schema.").
 """
 
@@ -110,14 +110,20 @@ def _check_structure(parsed: Parsed, schema: Any, seen: set[str], depth: int) ->
         _check_structure(parsed, schema["values"], seen, depth + 1)
 
 
-class _Budget:
-    def __init__(self) -> None:
-        self.items = 0
+class Budget:
+    """Values decoded so far, against a limit: one per message, or one shared by every message
+    and revision a publish checks (keyless.pubsub.schemas)."""
+
+    def __init__(self, limit: int = MAX_ITEMS) -> None:
+        self.items, self.limit = 0, limit
 
     def spend(self, n: int = 1) -> None:
+        self.afford(n)
         self.items += n
-        if self.items > MAX_ITEMS:
-            raise AvroError(f"The message has more than {MAX_ITEMS} values.")
+
+    def afford(self, n: int) -> None:
+        if self.items + n > self.limit:
+            raise AvroError(f"More than {self.limit} values to check.")
 
 
 def _resolve(parsed: Parsed, schema: Any) -> Any:
@@ -167,15 +173,15 @@ class _Reader:
         return (value >> 1) ^ -(value & 1)
 
 
-def read_binary(parsed: Parsed, data: bytes) -> None:
+def read_binary(parsed: Parsed, data: bytes, budget: Budget | None = None) -> None:
     """Check that `data` is exactly one datum of the schema in Avro's binary encoding."""
     reader = _Reader(data)
-    _read(parsed, parsed.root, reader, _Budget(), 0)
+    _read(parsed, parsed.root, reader, budget or Budget(), 0)
     if reader.pos != len(data):
         raise AvroError("Too much data to parse for schema.")
 
 
-def _read(parsed: Parsed, schema: Any, r: _Reader, budget: _Budget, depth: int) -> None:
+def _read(parsed: Parsed, schema: Any, r: _Reader, budget: Budget, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise AvroError(f"The message is nested more than {MAX_DEPTH} levels deep.")
     budget.spend()
@@ -223,7 +229,7 @@ def _read(parsed: Parsed, schema: Any, r: _Reader, budget: _Budget, depth: int) 
             if count < 0:  # a negative count is followed by the block's size in bytes
                 count = -count
                 r.long()
-            budget.spend(count)  # before the loop: a huge count of zero-byte items is refused at once
+            budget.afford(count)  # before the loop: a huge count of zero-byte items is refused at once
             for _ in range(count):
                 if kind == "map":
                     r.take(r.long())
@@ -257,7 +263,7 @@ def _mismatch(value: Any, expected: str) -> AvroError:
     return AvroError(f"JSON object with type {_json_type(value)} does not match schema which expected {expected}")
 
 
-def read_json(parsed: Parsed, text: bytes) -> None:
+def read_json(parsed: Parsed, text: bytes, budget: Budget | None = None) -> None:
     """Check that `text` is one datum of the schema in Avro's JSON encoding."""
     try:
         value = json.loads(text.decode("utf-8"))
@@ -265,7 +271,7 @@ def read_json(parsed: Parsed, text: bytes) -> None:
         raise AvroError("The message is nested too deeply.") from None
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise AvroError("Message is not valid JSON.") from None
-    _check(parsed, parsed.root, value, _Budget(), 0)
+    _check(parsed, parsed.root, value, budget or Budget(), 0)
 
 
 def _type_name(schema: Any) -> str:
@@ -276,7 +282,7 @@ def _type_name(schema: Any) -> str:
     return str(schema.get("type")) if isinstance(schema, dict) else "union"
 
 
-def _check(parsed: Parsed, schema: Any, value: Any, budget: _Budget, depth: int) -> None:
+def _check(parsed: Parsed, schema: Any, value: Any, budget: Budget, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise AvroError(f"The message is nested more than {MAX_DEPTH} levels deep.")
     budget.spend()
@@ -346,7 +352,7 @@ def _check(parsed: Parsed, schema: Any, value: Any, budget: _Budget, depth: int)
         raise AvroError(f"Unsupported type {kind[:100]}.")
 
 
-def _check_union(parsed: Parsed, branches: list[Any], value: Any, budget: _Budget, depth: int) -> None:
+def _check_union(parsed: Parsed, branches: list[Any], value: Any, budget: Budget, depth: int) -> None:
     if value is None:
         if "null" not in branches:
             raise _mismatch(value, "union")

@@ -13,7 +13,8 @@ tried). Deleting a schema leaves its topics naming `_deleted-schema_`; they publ
 
 Schema types: AVRO (keyless.pubsub.avro) and PROTOCOL_BUFFER (keyless.pubsub.proto_schema).
 Limits as Google's quotas page gives them: a definition of at most 300 KB, at most 20 revisions
-per schema.
+per schema. Keyless's own, against hostile publishes: one publish may have at most 1,000,000 Avro
+values and 20 MB of message bytes checked, across its messages and the revisions tried.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ DELETED_SCHEMA = "_deleted-schema_"
 SCHEMA_FIELDS = {"name", "type", "definition", "revisionId", "revisionCreateTime", "compiledProtoSchema"}
 SETTINGS_FIELDS = {"schema", "encoding", "firstRevisionId", "lastRevisionId"}
 FAILED = "Invalid data in message: Message failed schema validation."
+MAX_VALUES_PER_PUBLISH = avro.MAX_ITEMS  # Avro values decoded for one publish, all messages and revisions
+MAX_BYTES_PER_PUBLISH = 20 * 1000 * 1000  # message bytes checked for one publish (twice the request's 10 MB)
 
 
 def schema_name(project_id: str, schema_id: str) -> str:
@@ -258,11 +261,12 @@ def _utc(value: datetime) -> datetime:
 # -- messages -------------------------------------------------------------------------------------
 
 
-def check_message(schema_type: str, definition: str, encoding: str, data: bytes) -> None:
+def check_message(schema_type: str, definition: str, encoding: str, data: bytes,
+                  budget: avro.Budget | None = None) -> None:
     """Raise one of MISMATCH unless `data` is a message of the schema in `encoding`."""
     parsed = parsed_definition(schema_type, definition)
     if isinstance(parsed, avro.Parsed):
-        (avro.read_binary if encoding == "BINARY" else avro.read_json)(parsed, data)
+        (avro.read_binary if encoding == "BINARY" else avro.read_json)(parsed, data, budget)
     else:
         (proto_schema.read_binary if encoding == "BINARY" else proto_schema.read_json)(parsed, data)
 
@@ -338,13 +342,19 @@ def conform(s: Session, settings: dict[str, Any], messages: list[Outgoing]) -> l
         tags = {"googclient_schemaname": DELETED_SCHEMA, "googclient_schemaencoding": encoding}
         return [dataclasses.replace(m, attributes={**m.attributes, **tags}) for m in messages]
     in_range = _in_range(revisions(s, schema), settings.get("firstRevisionId"), settings.get("lastRevisionId"))
+    # One allowance for the whole request, every message and revision tried: up to 20 revisions
+    # times 10 MB of messages would otherwise be hours of decoding.
+    budget, bytes_left = avro.Budget(MAX_VALUES_PER_PUBLISH), MAX_BYTES_PER_PUBLISH
     out = []
     for message in messages:
         matched, last_error, last_tried = None, "no revision in range", ""
         for rev in in_range:
             last_tried = rev.revision_id
+            bytes_left -= len(message.data)
             try:
-                check_message(rev.type, rev.definition, encoding, message.data)
+                if bytes_left < 0:
+                    raise avro.AvroError(f"The request needs more than {MAX_BYTES_PER_PUBLISH} bytes checked.")
+                check_message(rev.type, rev.definition, encoding, message.data, budget)
             except MISMATCH as exc:
                 last_error = str(exc)
                 continue

@@ -341,6 +341,22 @@ def test_hostile_definitions_and_messages(srv: KeylessServer) -> None:
             400, "INVALID_ARGUMENT")
         assert refused["message"] == FAILED
     assert time.monotonic() - started < 10  # refused at once, not after decoding a billion values
+    # a publish of 1,000 messages each just under the per-message limit (999,999 nulls in 4 bytes):
+    # the allowance is the request's, so it is refused after the first, not after 10^9 decodes
+    ok(srv.call("PUT", f"{PS}/topics/null-topic", body={"schemaSettings": {
+        "schema": f"projects/{PROJECT}/schemas/nulls", "encoding": "BINARY"}}))
+    count, varint = 999_999 << 1, b""
+    while count >= 0x80:
+        varint, count = varint + bytes([count & 0x7F | 0x80]), count >> 7
+    block = varint + bytes([count]) + b"\x00"
+    assert ok(srv.call("POST", f"{PS}/schemas:validateMessage", body={
+        "name": f"projects/{PROJECT}/schemas/nulls", "encoding": "BINARY", "message": b64(block)})) == {}
+    started = time.monotonic()
+    refused = error(srv.call("POST", f"{PS}/topics/null-topic:publish",
+                             body={"messages": [{"data": b64(block)}] * 1000}), 400, "INVALID_ARGUMENT")
+    assert refused["message"] == FAILED and "More than 1000000 values" in refused["details"][0]["metadata"][
+        "revisionInfo"]
+    assert time.monotonic() - started < 10
     assert ok(srv.call("POST", f"{PS}/schemas:validateMessage", body={
         "name": f"projects/{PROJECT}/schemas/linked", "encoding": "BINARY", "message": b64(b"\x02\x02\x00")})) == {}
 
