@@ -58,6 +58,7 @@ ALIASES = {
     "POST /pubsub/v1/projects/{}/topics/{}:getIamPolicy": "GET /pubsub/v1/projects/{}/topics/{}:getIamPolicy",
     "POST /pubsub/v1/projects/{}/subscriptions/{}:getIamPolicy": "GET /pubsub/v1/projects/{}/subscriptions/{}:getIamPolicy",
     "POST /pubsub/v1/projects/{}/snapshots/{}:getIamPolicy": "GET /pubsub/v1/projects/{}/snapshots/{}:getIamPolicy",
+    "POST /pubsub/v1/projects/{}/schemas/{}:getIamPolicy": "GET /pubsub/v1/projects/{}/schemas/{}:getIamPolicy",
     # the XML API's object requests (keyless.api.storage.xml_api) take their JSON twins' scopes
     "GET /storage/{}/{}": "GET /storage/v1/b/{}/o/{}",
     "PUT /storage/{}/{}": "POST /upload/storage/v1/b/{}/o",

@@ -18,6 +18,7 @@ DELETED_TOPIC = "_deleted-topic_"
 TOPIC_TYPE = "pubsub.googleapis.com/Topic"
 SUBSCRIPTION_TYPE = "pubsub.googleapis.com/Subscription"
 SNAPSHOT_TYPE = "pubsub.googleapis.com/Snapshot"
+SCHEMA_TYPE = "pubsub.googleapis.com/Schema"
 DENIED = "User not authorized to perform this action."
 
 

@@ -568,6 +568,31 @@ class PsSnapshot(Base):
 
 
 Index("ux_ps_snapshot_name", PsSnapshot.project_id, PsSnapshot.snapshot_id, unique=True)
+
+
+class PsSchema(Base):
+    """A Pub/Sub schema (issue #20; migration 0018): its name; its content is its revisions."""
+
+    __tablename__ = "ps_schemas"
+    uid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(30))
+    schema_id: Mapped[str] = mapped_column(String(255))
+
+
+Index("ux_ps_schema_name", PsSchema.project_id, PsSchema.schema_id, unique=True)
+
+
+class PsSchemaRevision(Base):
+    """One revision of a schema: `seq` orders them (the highest is the schema's current one);
+    `revision_id` is Google's eight hex digits."""
+
+    __tablename__ = "ps_schema_revisions"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    schema_uid: Mapped[str] = mapped_column(String(36), index=True)
+    revision_id: Mapped[str] = mapped_column(String(8))
+    type: Mapped[str] = mapped_column(String(20))
+    definition: Mapped[str] = mapped_column(Text)
+    create_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 # --- end Pub/Sub ------------------------------------------------------------------------------
 
 # --- Cloud Logging sinks and exclusions (issue #20; migration 0011) --------------------------

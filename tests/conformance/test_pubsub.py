@@ -4,6 +4,7 @@ method called in a realistic order, each answer checked against its response sch
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,10 @@ P = f"projects/{PROJECT}"
 TOPIC = f"{P}/topics/conformance-topic"
 SUB = f"{P}/subscriptions/conformance-sub"
 SNAP = f"{P}/snapshots/conformance-snap"
+SCHEMA = f"{P}/schemas/conformance-schema"
+AVRO = json.dumps({"type": "record", "name": "Reading", "fields": [{"name": "celsius", "type": "double"}]})
+AVRO_V2 = json.dumps({"type": "record", "name": "Reading", "fields": [
+    {"name": "celsius", "type": "double"}, {"name": "station", "type": "string", "default": ""}]})
 
 
 def fail_unless(condition: Callable[[dict[str, Any], Any], bool]) -> Callable[[dict[str, Any], Any], None]:
@@ -99,6 +104,31 @@ FLOW = Flow(DOC, [
     Step("pubsub.projects.subscriptions.delete", lambda c: {"subscription": SUB}),
     Step("pubsub.projects.topics.delete", lambda c: {"topic": TOPIC}),
     Step("pubsub.projects.topics.get", lambda c: {"topic": TOPIC}, error=404),
+    # schemas and their revisions
+    Step("pubsub.projects.schemas.validate", lambda c: {"parent": P, "body": {"schema": {
+        "type": "AVRO", "definition": AVRO}}}),
+    Step("pubsub.projects.schemas.create", lambda c: {"parent": P, "schemaId": "conformance-schema", "body": {
+        "type": "AVRO", "definition": AVRO}}, save="schema",
+         present=["name", "type", "definition", "revisionId", "revisionCreateTime"]),
+    Step("pubsub.projects.schemas.get", lambda c: {"name": SCHEMA, "view": "FULL"},
+         check=fail_unless(lambda c, a: a["revisionId"] == c["schema"]["revisionId"])),
+    Step("pubsub.projects.schemas.list", lambda c: {"parent": P, "view": "BASIC"},
+         check=fail_unless(lambda c, a: [s["name"] for s in a["schemas"]] == [SCHEMA]
+                           and "definition" not in a["schemas"][0])),
+    Step("pubsub.projects.schemas.validateMessage", lambda c: {"parent": P, "body": {
+        "name": SCHEMA, "encoding": "JSON", "message": base64.b64encode(b'{"celsius": 21.5}').decode()}}),
+    Step("pubsub.projects.schemas.commit", lambda c: {"name": SCHEMA, "body": {"schema": {
+        "type": "AVRO", "definition": AVRO_V2}}}, save="second", present=["revisionId", "definition"]),
+    Step("pubsub.projects.schemas.listRevisions", lambda c: {"name": SCHEMA, "view": "FULL"},
+         check=fail_unless(lambda c, a: [s["revisionId"] for s in a["schemas"]]
+                           == [c["second"]["revisionId"], c["schema"]["revisionId"]])),
+    Step("pubsub.projects.schemas.rollback", lambda c: {"name": SCHEMA, "body": {
+        "revisionId": c["schema"]["revisionId"]}}, check=fail_unless(lambda c, a: a["definition"] == AVRO)),
+    Step("pubsub.projects.schemas.deleteRevision", lambda c: {"name": f"{SCHEMA}@{c['second']['revisionId']}"},
+         present=["revisionId"]),
+    *iam_steps("schemas", SCHEMA, "roles/pubsub.viewer", "pubsub.schemas.get"),
+    Step("pubsub.projects.schemas.delete", lambda c: {"name": SCHEMA}),
+    Step("pubsub.projects.schemas.get", lambda c: {"name": SCHEMA}, error=404),
 ])
 
 
@@ -119,7 +149,8 @@ def test_flow(flowed: dict[str, Any]) -> None:
 # Probes create their own resources where the method creates one (ids in `fresh`).
 FRESH = {"pubsub.projects.topics.create": {"name": f"{P}/topics/fields-probe"},
          "pubsub.projects.subscriptions.create": {"name": f"{P}/subscriptions/fields-probe"},
-         "pubsub.projects.snapshots.create": {"name": f"{P}/snapshots/fields-probe"}}
+         "pubsub.projects.snapshots.create": {"name": f"{P}/snapshots/fields-probe"},
+         "pubsub.projects.schemas.create": {"schemaId": "fields-probe"}}
 
 
 @pytest.mark.parametrize("method_id", harness.body_methods(FLOW))

@@ -4,7 +4,10 @@ FlowControl) pointed at Keyless with `client_options={"api_endpoint": ...}` and 
 Keyless, as a user of the library does. The client trusts Keyless's CA through
 GRPC_DEFAULT_SSL_ROOTS_FILE_PATH (read when grpc loads, so the client runs in a subprocess).
 Also the real gcloud: `gcloud pubsub topics create/publish`, `subscriptions create/pull --auto-ack`
-through the pubsub override `keyless configure-gcloud` writes."""
+through the pubsub override `keyless configure-gcloud` writes. And Pub/Sub schemas: SchemaServiceClient
+over gRPC (every SchemaService RPC and the schema's IAM policy), a topic with schemaSettings published
+to by PublisherClient (Google's googclient_* attributes; an invalid message's future fails with
+INVALID_ARGUMENT), and `gcloud pubsub schemas create/describe/list/validate-message/commit`."""
 
 from __future__ import annotations
 
@@ -342,3 +345,164 @@ def test_streaming_pull_honours_max_outstanding_messages(srv: KeylessServer) -> 
         responses.cancel()
         channel.close()
     assert sorted(seen) == [f"f{i}" for i in range(5)]
+
+
+# -- Pub/Sub schemas (issue #20): SchemaServiceClient over gRPC, a topic with schemaSettings
+# published to by PublisherClient, and `gcloud pubsub schemas` -------------------------------------
+
+SCHEMA_STATE = {"type": "record", "name": "State", "namespace": "utilities",
+                "fields": [{"name": "name", "type": "string"}, {"name": "post_abbr", "type": "string"}]}
+
+
+SCHEMA_CLIENT = r'''
+import json, sys, threading
+from google.api_core import exceptions
+from google.cloud import pubsub_v1
+from google.pubsub_v1 import SchemaServiceClient
+from google.pubsub_v1.types import Encoding, Schema, SchemaView
+from google.oauth2.credentials import Credentials
+
+endpoint, token, args = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+creds = Credentials(token)
+options = {"api_endpoint": endpoint}
+schemas = SchemaServiceClient(credentials=creds, client_options=options)
+publisher = pubsub_v1.PublisherClient(credentials=creds, client_options=options)
+subscriber = pubsub_v1.SubscriberClient(credentials=creds, client_options=options)
+out = {"transport": type(schemas._transport).__name__}
+project, definition, v2 = args["project"], args["definition"], args["definition_v2"]
+
+
+def attempt(key, fn):
+    try:
+        out[key] = fn()
+    except exceptions.GoogleAPICallError as e:
+        out[key] = {"error": type(e).__name__, "message": e.message,
+                    "reasons": [getattr(d, "reason", "") for d in e.details or []]}
+
+
+if args["mode"] == "owner":
+    made = schemas.create_schema(request={"parent": project, "schema_id": "grpc-states",
+                                          "schema": {"type_": Schema.Type.AVRO, "definition": definition}})
+    name = made.name
+    out["created"] = {"name": name, "type": Schema.Type(made.type_).name, "revision": made.revision_id}
+    out["get"] = schemas.get_schema(request={"name": name}).definition == definition
+    out["basic"] = schemas.get_schema(request={"name": name, "view": SchemaView.BASIC}).definition
+    out["list"] = [s.name for s in schemas.list_schemas(request={"parent": project})]
+    second = schemas.commit_schema(request={"name": name, "schema": {"type_": Schema.Type.AVRO, "definition": v2}})
+    out["revisions"] = [s.revision_id for s in schemas.list_schema_revisions(
+        request={"name": name, "view": SchemaView.FULL})]
+    out["second"] = second.revision_id
+    rolled = schemas.rollback_schema(request={"name": name, "revision_id": made.revision_id})
+    out["rolled_definition"] = rolled.definition == definition
+    after = schemas.delete_schema_revision(request={"name": f"{name}@{second.revision_id}"})
+    out["after_delete_revision"] = after.revision_id == rolled.revision_id
+    schemas.validate_schema(request={"parent": project, "schema": {"type_": Schema.Type.AVRO, "definition": v2}})
+    schemas.validate_message(request={"parent": project, "name": name, "encoding": Encoding.JSON,
+                                      "message": json.dumps({"name": "Utah", "post_abbr": "UT"}).encode()})
+    attempt("invalid_message", lambda: schemas.validate_message(request={
+        "parent": project, "name": name, "encoding": Encoding.JSON, "message": b'{"name": 1}'}))
+    attempt("invalid_schema", lambda: schemas.validate_schema(request={
+        "parent": project, "schema": {"type_": Schema.Type.AVRO, "definition": '{"type": "nope"}'}}))
+    policy = schemas.get_iam_policy(request={"resource": name})
+    policy.bindings.add(role="roles/pubsub.viewer", members=[args["member"]])
+    schemas.set_iam_policy(request={"resource": name, "policy": policy})
+    out["roles"] = [b.role for b in schemas.get_iam_policy(request={"resource": name}).bindings]
+
+    topic = publisher.create_topic(request={"name": args["topic"], "schema_settings": {
+        "schema": name, "encoding": Encoding.JSON}})
+    out["topic_schema"] = topic.schema_settings.schema
+    sub = subscriber.create_subscription(request={"name": args["subscription"], "topic": topic.name})
+    good = publisher.publish(topic.name, json.dumps({"name": "Utah", "post_abbr": "UT"}).encode(), origin="grpc")
+    out["good"] = good.result(timeout=30).isdigit()
+    bad = publisher.publish(topic.name, b'{"name": "Utah"}')
+    try:
+        bad.result(timeout=30)
+        out["bad"] = "published"
+    except exceptions.GoogleAPICallError as e:
+        out["bad"] = {"error": type(e).__name__, "message": e.message}
+    pulled = subscriber.pull(request={"subscription": sub.name, "max_messages": 10})
+    out["attributes"] = [dict(r.message.attributes) for r in pulled.received_messages]
+else:
+    name = args["name"]
+    out["get"] = schemas.get_schema(request={"name": name}).name
+    attempt("commit", lambda: schemas.commit_schema(request={"name": name, "schema": {
+        "type_": Schema.Type.AVRO, "definition": definition}}).name)
+    attempt("create", lambda: schemas.create_schema(request={"parent": project, "schema_id": "not-mine",
+        "schema": {"type_": Schema.Type.AVRO, "definition": definition}}).name)
+    out["permissions"] = list(schemas.test_iam_permissions(request={
+        "resource": name, "permissions": ["pubsub.schemas.get", "pubsub.schemas.commit"]}).permissions)
+publisher.stop()
+print(json.dumps(out))
+'''
+
+
+def run_schema_client(srv: KeylessServer, tmp_path: Path, token: str, args: dict[str, Any]) -> dict[str, Any]:
+    (tmp_path / "client.py").write_text(SCHEMA_CLIENT)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "GRPC_", "PUBSUB_"))},
+           "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH": str(srv.data_dir / "tls" / "ca.pem")}
+    endpoint = f"localhost:{srv.tls_port}"  # type: ignore[attr-defined]
+    run = subprocess.run([sys.executable, str(tmp_path / "client.py"), endpoint, token, json.dumps(args)],
+                         env=env, capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr[-3000:] + srv.logs()[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out.pop("transport") == "SchemaServiceGrpcTransport"  # the default: gRPC, not REST
+    return out
+
+
+def test_schema_service_client_and_publisher_over_grpc(srv: KeylessServer, tmp_path: Path) -> None:
+    definition = json.dumps(SCHEMA_STATE)
+    v2 = json.dumps({**SCHEMA_STATE, "fields": [*SCHEMA_STATE["fields"], {"name": "capital", "type": ["null", "string"],
+                                                             "default": None}]})
+    common = {"project": f"projects/{PROJECT}", "definition": definition, "definition_v2": v2}
+    out = run_schema_client(srv, tmp_path, srv.owner_token, {
+        **common, "mode": "owner", "member": f"serviceAccount:{APP_SA}",
+        "topic": f"projects/{PROJECT}/topics/grpc-validated", "subscription": f"projects/{PROJECT}/subscriptions/grpc-validated-sub"})
+    name = f"projects/{PROJECT}/schemas/grpc-states"
+    first = out["created"]["revision"]
+    assert out["created"]["name"] == name and out["created"]["type"] == "AVRO" and len(first) == 8
+    assert out["get"] is True and out["basic"] == "" and out["list"] == [name]
+    assert out["revisions"] == [out["second"], first]
+    assert out["rolled_definition"] is True and out["after_delete_revision"] is True
+    assert out["invalid_message"]["error"] == "InvalidArgument"
+    assert out["invalid_message"]["message"] == "Invalid data in message: Message failed schema validation."
+    assert out["invalid_message"]["reasons"] == ["INVALID_JSON_AVRO_MESSAGE"]
+    assert out["invalid_schema"]["error"] == "InvalidArgument"
+    assert out["roles"] == ["roles/pubsub.viewer"]
+    # the topic with schema settings: the valid message published, the invalid one's future failed
+    assert out["topic_schema"] == name and out["good"] is True
+    assert out["bad"] == {"error": "InvalidArgument",
+                          "message": "Invalid data in message: Message failed schema validation."}
+    [attributes] = out["attributes"]
+    revision = ok(srv.call("GET", f"{PS}/schemas/grpc-states"))["revisionId"]
+    assert attributes == {"origin": "grpc", "googclient_schemaname": name, "googclient_schemaencoding": "JSON",
+                          "googclient_schemarevisionid": revision}
+
+    # the viewer bound on the schema: reads it, may not commit or create
+    viewer = run_schema_client(srv, tmp_path, token_for_service_account(srv, APP_SA),
+                        {**common, "mode": "viewer", "name": name})
+    assert viewer["get"] == name
+    assert viewer["commit"]["error"] == "PermissionDenied"
+    assert viewer["commit"]["message"] == "User not authorized to perform this action."
+    assert viewer["create"]["error"] == "PermissionDenied"
+    assert viewer["permissions"] == ["pubsub.schemas.get"]
+    assert len(ok(srv.call("GET", f"{PS}/schemas/grpc-states:listRevisions"))["schemas"]) == 2  # no commit landed
+
+
+@pytest.mark.skipif(GCLOUD is None, reason="gcloud is not installed: needs the Google Cloud CLI on PATH")
+def test_gcloud_pubsub_schemas(srv: KeylessServer, tmp_path: Path) -> None:
+    g = Gcloud(srv, tmp_path / "gcloud", project=PROJECT)
+    made = g.json("pubsub", "schemas", "create", "cli-states", "--type", "avro", "--definition", json.dumps(SCHEMA_STATE))
+    assert made["name"] == f"projects/{PROJECT}/schemas/cli-states" and made["type"] == "AVRO"
+    described = g.json("pubsub", "schemas", "describe", "cli-states")
+    assert json.loads(described["definition"]) == SCHEMA_STATE and described["revisionId"] == made["revisionId"]
+    assert f"projects/{PROJECT}/schemas/cli-states" in [s["name"] for s in g.json("pubsub", "schemas", "list")]
+    g.run("pubsub", "schemas", "validate-message", "--schema-name", "cli-states", "--message-encoding", "json",
+          "--message", json.dumps({"name": "Ohio", "post_abbr": "OH"}))
+    refused = g.run("pubsub", "schemas", "validate-message", "--schema-name", "cli-states", "--message-encoding",
+                    "json", "--message", '{"name": 1}', check=False)
+    assert refused.returncode != 0 and "Message failed schema validation" in refused.stderr
+    committed = g.json("pubsub", "schemas", "commit", "cli-states", "--type", "avro", "--definition",
+                       json.dumps({**SCHEMA_STATE, "doc": "second"}))
+    assert committed["revisionId"] != made["revisionId"]
+    revisions = ok(srv.call("GET", f"{PS}/schemas/cli-states:listRevisions"))["schemas"]
+    assert [r["revisionId"] for r in revisions] == [committed["revisionId"], made["revisionId"]]

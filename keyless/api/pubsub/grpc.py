@@ -1,5 +1,5 @@
-"""Pub/Sub over gRPC (`google.pubsub.v1.Publisher`, `google.pubsub.v1.Subscriber` and
-`google.iam.v1.IAMPolicy` on Pub/Sub's host: google-cloud-pubsub's default transport). Unary RPCs
+"""Pub/Sub over gRPC (`google.pubsub.v1.Publisher`, `google.pubsub.v1.Subscriber`,
+`google.pubsub.v1.SchemaService` and `google.iam.v1.IAMPolicy` on Pub/Sub's host: google-cloud-pubsub's default transport). Unary RPCs
 are transcoded by the `google.api.http` rules of Google's pubsub.proto to the REST methods of
 keyless.api.pubsub.rest, so both transports share one implementation (authorisation, audit
 entries, errors). StreamingPull, which has no HTTP rule, is a bidirectional stream built here
@@ -22,6 +22,7 @@ import grpc
 from google.iam.v1 import iam_policy_pb2, policy_pb2
 from google.protobuf import empty_pb2, json_format
 from google.pubsub_v1.types import pubsub
+from google.pubsub_v1.types import schema as schema_types
 from starlette.types import ASGIApp
 
 from keyless.api.grpc_transcoding import (
@@ -39,6 +40,7 @@ logger = logging.getLogger("keyless.grpc")
 
 PUBLISHER = "google.pubsub.v1.Publisher"
 SUBSCRIBER = "google.pubsub.v1.Subscriber"
+SCHEMA_SERVICE = "google.pubsub.v1.SchemaService"
 IAM_POLICY = "google.iam.v1.IAMPolicy"
 PREFIX = "/pubsub"  # where keyless.app mounts the REST API
 POLL_SECONDS = 0.25  # how often a stream looks for what no publish here announced
@@ -49,6 +51,7 @@ MIN_STREAM_DEADLINE, MAX_STREAM_DEADLINE = 10, 600
 _TOPIC = "projects/*/topics/*"
 _SUB = "projects/*/subscriptions/*"
 _SNAP = "projects/*/snapshots/*"
+_SCHEMA = "projects/*/schemas/*"
 
 # google/pubsub/v1/pubsub.proto
 PUBLISHER_RULES = [
@@ -99,17 +102,38 @@ SUBSCRIBER_RULES = [
     Rule("Seek", "post", "/v1/{subscription=" + _SUB + "}:seek", pubsub.SeekRequest.pb(), pubsub.SeekResponse.pb(),
          body="*"),
 ]
+_IAM_OF = (_SUB, _SNAP, _SCHEMA)  # the IAMPolicy mixin's additional bindings on Pub/Sub's host
 IAM_RULES = [
     Rule("SetIamPolicy", "post", "/v1/{resource=" + _TOPIC + "}:setIamPolicy", iam_policy_pb2.SetIamPolicyRequest,
-         policy_pb2.Policy, body="*",
-         additional=("/v1/{resource=" + _SUB + "}:setIamPolicy", "/v1/{resource=" + _SNAP + "}:setIamPolicy")),
+         policy_pb2.Policy, body="*", additional=tuple("/v1/{resource=" + p + "}:setIamPolicy" for p in _IAM_OF)),
     Rule("GetIamPolicy", "get", "/v1/{resource=" + _TOPIC + "}:getIamPolicy", iam_policy_pb2.GetIamPolicyRequest,
-         policy_pb2.Policy,
-         additional=("/v1/{resource=" + _SUB + "}:getIamPolicy", "/v1/{resource=" + _SNAP + "}:getIamPolicy")),
+         policy_pb2.Policy, additional=tuple("/v1/{resource=" + p + "}:getIamPolicy" for p in _IAM_OF)),
     Rule("TestIamPermissions", "post", "/v1/{resource=" + _TOPIC + "}:testIamPermissions",
          iam_policy_pb2.TestIamPermissionsRequest, iam_policy_pb2.TestIamPermissionsResponse, body="*",
-         additional=("/v1/{resource=" + _SUB + "}:testIamPermissions",
-                     "/v1/{resource=" + _SNAP + "}:testIamPermissions")),
+         additional=tuple("/v1/{resource=" + p + "}:testIamPermissions" for p in _IAM_OF)),
+]
+# google/pubsub/v1/schema.proto
+SCHEMA_RULES = [
+    Rule("CreateSchema", "post", "/v1/{parent=projects/*}/schemas", schema_types.CreateSchemaRequest.pb(),
+         schema_types.Schema.pb(), body="schema"),
+    Rule("GetSchema", "get", "/v1/{name=" + _SCHEMA + "}", schema_types.GetSchemaRequest.pb(),
+         schema_types.Schema.pb()),
+    Rule("ListSchemas", "get", "/v1/{parent=projects/*}/schemas", schema_types.ListSchemasRequest.pb(),
+         schema_types.ListSchemasResponse.pb()),
+    Rule("ListSchemaRevisions", "get", "/v1/{name=" + _SCHEMA + "}:listRevisions",
+         schema_types.ListSchemaRevisionsRequest.pb(), schema_types.ListSchemaRevisionsResponse.pb()),
+    Rule("CommitSchema", "post", "/v1/{name=" + _SCHEMA + "}:commit", schema_types.CommitSchemaRequest.pb(),
+         schema_types.Schema.pb(), body="*"),
+    Rule("RollbackSchema", "post", "/v1/{name=" + _SCHEMA + "}:rollback", schema_types.RollbackSchemaRequest.pb(),
+         schema_types.Schema.pb(), body="*"),
+    Rule("DeleteSchemaRevision", "delete", "/v1/{name=" + _SCHEMA + "}:deleteRevision",
+         schema_types.DeleteSchemaRevisionRequest.pb(), schema_types.Schema.pb()),
+    Rule("DeleteSchema", "delete", "/v1/{name=" + _SCHEMA + "}", schema_types.DeleteSchemaRequest.pb(),
+         empty_pb2.Empty),
+    Rule("ValidateSchema", "post", "/v1/{parent=projects/*}/schemas:validate",
+         schema_types.ValidateSchemaRequest.pb(), schema_types.ValidateSchemaResponse.pb(), body="*"),
+    Rule("ValidateMessage", "post", "/v1/{parent=projects/*}/schemas:validateMessage",
+         schema_types.ValidateMessageRequest.pb(), schema_types.ValidateMessageResponse.pb(), body="*"),
 ]
 
 
@@ -293,4 +317,5 @@ def services(app: ASGIApp, peer: PeerResolver | None = None) -> list[grpc.Generi
     """The gRPC services, answered by `app` (Keyless's ASGI app)."""
     return [StreamingPull(app, peer), TranscodingService(PUBLISHER, PUBLISHER_RULES, app, PREFIX, peer),
             TranscodingService(SUBSCRIBER, SUBSCRIBER_RULES, app, PREFIX, peer),
+            TranscodingService(SCHEMA_SERVICE, SCHEMA_RULES, app, PREFIX, peer),
             TranscodingService(IAM_POLICY, IAM_RULES, app, PREFIX, peer)]

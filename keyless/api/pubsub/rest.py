@@ -30,12 +30,13 @@ from keyless.errors import InvalidArgument, NotFound, PermissionDenied
 from keyless.iam.evaluate import ResourceContext
 from keyless.pubsub import messages as messages_domain
 from keyless.pubsub import names, notify
+from keyless.pubsub import schemas as schemas_domain
 from keyless.pubsub import snapshots as snapshots_domain
 from keyless.pubsub import subscriptions as subscriptions_domain
 from keyless.pubsub import topics as topics_domain
 from keyless.pubsub.names import SERVICE
 from keyless.state import ServerState
-from keyless.store.models import PsSnapshot, PsSubscription, PsTopic
+from keyless.store.models import PsSchema, PsSnapshot, PsSubscription, PsTopic
 
 PUBLISHER = "google.pubsub.v1.Publisher."
 SUBSCRIBER = "google.pubsub.v1.Subscriber."
@@ -45,7 +46,8 @@ STREAM_PROPERTIES = "keylessSubscriptionProperties"  # a query parameter only th
 # collection -> (resource type for IAM conditions, audit resource type, its id label)
 KINDS = {"topics": (names.TOPIC_TYPE, "pubsub_topic", "topic_id"),
          "subscriptions": (names.SUBSCRIPTION_TYPE, "pubsub_subscription", "subscription_id"),
-         "snapshots": (names.SNAPSHOT_TYPE, "pubsub_snapshot", "snapshot_id")}
+         "snapshots": (names.SNAPSHOT_TYPE, "pubsub_snapshot", "snapshot_id"),
+         "schemas": (names.SCHEMA_TYPE, "pubsub_schema", "schema_id")}
 
 
 # -- authorisation and resolution ---------------------------------------------------------------
@@ -149,10 +151,41 @@ def _data_access(method: str, handler: Callable[[Call], Any]) -> Callable[[Call]
 # -- topics -------------------------------------------------------------------------------------
 
 
+def named_schema(call: Call, s: Session, full_name: Any, permission: str) -> tuple[PsSchema, str | None]:
+    """The schema a request body names (`projects/P/schemas/S[@revision]`, any project), once
+    `permission` is granted on it: a caller without it cannot tell whether it exists."""
+    given_project, resource_id = schemas_domain.parse_schema_name(full_name, "name")
+    schema_id, revision_id = schemas_domain.split_revision(resource_id)
+    project = projects.find_project(s, given_project, include_deleted=False)
+    if project is None:
+        _require(call, permission, [projects.project_resource(given_project), projects.ROOT],
+                 ResourceContext(schemas_domain.schema_name(given_project, schema_id)))
+        raise names.not_found(schema_id)
+    _require(call, permission, names.chain(project.project_id, "schemas", schema_id),
+             ResourceContext(schemas_domain.schema_name(project.project_id, schema_id), names.SCHEMA_TYPE, SERVICE))
+    return schemas_domain.get_schema(s, project.project_id, schema_id), revision_id
+
+
+def _schema_settings(call: Call, s: Session, body: dict[str, Any]) -> dict[str, Any]:
+    """`body` with its schemaSettings checked: the caller may attach the schema (pubsub.schemas.attach),
+    which exists, as do the revisions named."""
+    settings = body.get("schemaSettings")
+    if not settings:
+        return body
+    if not isinstance(settings, dict):
+        raise InvalidArgument("Invalid value at 'topic.schema_settings': expected an object.")
+    row, revision_id = named_schema(call, s, settings.get("schema"), "pubsub.schemas.attach")
+    if revision_id is not None:
+        raise InvalidArgument("The schema of a topic is named without a revision; use firstRevisionId and "
+                              "lastRevisionId.")
+    return {**body, "schemaSettings": schemas_domain.check_settings(s, settings, row.project_id, row.schema_id)}
+
+
 def create_topic(call: Call) -> dict[str, Any]:
     with call.write() as s:
         project_id = _target(call, s, "topics", "pubsub.topics.create")
-        row = topics_domain.create_topic(s, project_id, call.params["id"], call.body)
+        body = _schema_settings(call, s, call.body)
+        row = topics_domain.create_topic(s, project_id, call.params["id"], body)
         return topics_domain.topic_json(row)
 
 
@@ -178,6 +211,8 @@ def patch_topic(call: Call) -> dict[str, Any]:
     body, mask = _update_body(call, "topic")
     with call.write() as s:
         row = _topic(call, s, "pubsub.topics.update")
+        if mask and any(p in ("schemaSettings", "schema_settings") for p in mask):
+            body = _schema_settings(call, s, body)
         return topics_domain.topic_json(topics_domain.update_topic(row, body, mask))
 
 
@@ -191,6 +226,9 @@ def publish(call: Call) -> dict[str, Any]:
     outgoing = messages_domain.parse_messages(call.body)
     with call.write() as s:
         topic = _topic(call, s, "pubsub.topics.publish")
+        settings = (topic.body or {}).get("schemaSettings")
+        if settings:  # each message must match a revision in range; it then carries Google's attributes
+            outgoing = schemas_domain.conform(s, settings, outgoing)
         ids = messages_domain.publish(s, topic, outgoing)
     notify.published()  # committed: this process's streaming pulls look at once
     return {"messageIds": ids}
@@ -464,6 +502,8 @@ def test_iam_permissions(collection: str) -> Callable[[Call], Any]:
 
 
 def routes(state: ServerState) -> list[Route]:
+    from keyless.api.pubsub import schemas  # it builds on this module's helpers
+
     def admin(http_method: str, path: str, handler: Callable[[Call], Any], method: str) -> Route:
         return route(state, http_method, path, handler, service=SERVICE, method=method)
 
@@ -473,7 +513,7 @@ def routes(state: ServerState) -> list[Route]:
     def read(http_method: str, path: str, handler: Callable[[Call], Any], method: str) -> Route:
         return route(state, http_method, path, _data_access(method, handler), service=SERVICE, audited=False)
 
-    out: list[Route] = []
+    out: list[Route] = schemas.routes(state)
     for collection in ("topics", "subscriptions", "snapshots"):
         one = f"/v1/projects/{{project}}/{collection}/{{id}}"
         out += [read("GET", one + ":getIamPolicy", get_iam_policy(collection), IAM_POLICY + "GetIamPolicy"),
