@@ -3,7 +3,11 @@ steps in bash with the runner's files and variables, google-github-actions/auth 
 ../shared/clients) as `node dist/main/index.js` with its `with:` as INPUT_* and its post step, the
 world file and the repository's test from the same page. Only actions/checkout and
 actions/setup-python are taken as done: the workspace holds the checkout, and this interpreter is
-the job's Python. The job on `main` passes; on another branch the binding refuses it."""
+the job's Python. The job on `main` passes; on another branch the binding refuses it.
+
+The "Install Keyless" step (a venv and `pip install` of this checkout with all its dependencies,
+the better part of a minute of CPU) runs as written once for the file, in a runner of its own; in
+each job that step puts that venv's `keyless` on the job's PATH, as the step itself would."""
 
 from __future__ import annotations
 
@@ -115,13 +119,34 @@ class Runner:
                 pass
 
 
-def run_job(tmp_path: Path, ref: str) -> tuple[Runner, list[tuple[str, subprocess.CompletedProcess[str]]]]:
+INSTALL = "Install Keyless (in a venv of its own; only its command on PATH)"
+
+
+@pytest.fixture(scope="module")
+def keyless_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The recipe's install step, run as written in a runner of its own: the venv it makes."""
+    job = yaml.safe_load(block("ci-workflow"))["jobs"]["test"]
+    job["env"]["KEYLESS_SPEC"] = str(ROOT)  # this checkout, as `pip install ./tools/keyless` would
+    runner = Runner(tmp_path_factory.mktemp("install"), job, "refs/heads/main")
+    step = next(s for s in job["steps"] if s.get("name") == INSTALL)
+    result = runner.run(step)
+    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    venv = runner.temp / "keyless-venv"
+    assert (venv / "bin" / "keyless").exists() and (runner.temp / "bin" / "keyless").is_symlink()
+    return venv
+
+
+def run_job(tmp_path: Path, ref: str, venv: Path) -> tuple[Runner, list[tuple[str, subprocess.CompletedProcess[str]]]]:
     port = str(free_port())
     workflow = yaml.safe_load(block("ci-workflow"))
     job = workflow["jobs"]["test"]
     job["env"]["KEYLESS_SPEC"] = str(ROOT)  # this checkout, as `pip install ./tools/keyless` would
     job["env"]["KEYLESS_PORT"] = port
     runner = Runner(tmp_path / "runner", job, ref)
+    for step in job["steps"]:  # the install step ran once (keyless_venv): its last two lines, on that venv
+        if step.get("name") == INSTALL:
+            step["run"] = (f'mkdir -p "$RUNNER_TEMP/bin" && ln -s "{venv}/bin/keyless" "$RUNNER_TEMP/bin/keyless"\n'
+                           'echo "$RUNNER_TEMP/bin" >> "$GITHUB_PATH"')
     (runner.workspace / "ci").mkdir()
     (runner.workspace / "ci" / "world.yaml").write_text(block("ci-world").replace(":8080/", f":{port}/"))
     (runner.workspace / "ci" / "test_deploy.py").write_text(block("ci-test"))
@@ -144,8 +169,8 @@ def run_job(tmp_path: Path, ref: str) -> tuple[Runner, list[tuple[str, subproces
     return runner, done
 
 
-def test_the_recipe_passes_on_main(tmp_path: Path) -> None:
-    runner, done = run_job(tmp_path, "refs/heads/main")
+def test_the_recipe_passes_on_main(tmp_path: Path, keyless_venv: Path) -> None:
+    runner, done = run_job(tmp_path, "refs/heads/main", keyless_venv)
     for name, result in done:
         assert result.returncode == 0 and "::error::" not in result.stdout, (
             f"step {name!r} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
@@ -156,8 +181,8 @@ def test_the_recipe_passes_on_main(tmp_path: Path) -> None:
     assert not list(runner.workspace.glob("gha-creds-*.json"))
 
 
-def test_another_branch_is_refused_and_explained(tmp_path: Path) -> None:
-    runner, done = run_job(tmp_path, "refs/heads/feature")
+def test_another_branch_is_refused_and_explained(tmp_path: Path, keyless_venv: Path) -> None:
+    runner, done = run_job(tmp_path, "refs/heads/feature", keyless_venv)
     # the action only writes the credentials file; the first impersonation, in the tests, is refused
     assert [n for n, _ in done][-3:] == ["google-github-actions/auth@v3",
                                          "The repository's tests, as the deploy service account",
