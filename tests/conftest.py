@@ -53,18 +53,32 @@ def _slowness(item: pytest.Item) -> int:
     return next((i for i, prefix in enumerate(SLOWEST_FIRST) if path.startswith(prefix)), len(SLOWEST_FIRST))
 
 
+# Store-independent files that run once on the PostgreSQL leg instead, when both legs run at once
+# (scripts/test says so in KEYLESS_TEST_LEGS): the gcloud and client matrices all fell on the
+# SQLite leg, which ended minutes after the other; this one evens the two legs' wall time.
+ON_POSTGRES_LEG = ("tests/e2e/test_gcloud_workload_identity_pools.py",)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The slowest files first (SLOWEST_FIRST; a stable sort keeps each file's tests together and in
-    order). On the PostgreSQL leg, deselect (not skip) tests marked `store_independent`: pure functions
-    with no store, and client matrices (kubectl versions, Node.js clients, the browser) whose server
-    side is the same code on both stores and is run on PostgreSQL by the rest of the suite. They run
-    once, on the SQLite leg, which keeps CI within its time (README)."""
+    order). Tests marked `store_independent` (pure functions with no store, and client matrices such
+    as kubectl versions, Node.js clients and the browser, whose server side is the same code on both
+    stores and is run on PostgreSQL by the rest of the suite) run once: on the SQLite leg, or, for
+    the files in ON_POSTGRES_LEG when both legs run at once, on the PostgreSQL leg. The other leg
+    deselects (does not skip) them, which keeps CI within its time (README)."""
     items.sort(key=_slowness)
-    if os.environ.get("KEYLESS_TEST_DATABASE") != "postgres":
-        return
-    keep = [i for i in items if i.get_closest_marker("store_independent") is None]
+    both = {"sqlite", "postgres"} <= set(os.environ.get("KEYLESS_TEST_LEGS", "").split())
+    on_postgres = os.environ.get("KEYLESS_TEST_DATABASE") == "postgres"
+
+    def runs_here(item: pytest.Item) -> bool:
+        if item.get_closest_marker("store_independent") is None:
+            return True
+        moved = both and item.nodeid.split("::", 1)[0] in ON_POSTGRES_LEG
+        return moved == on_postgres
+
+    keep = [i for i in items if runs_here(i)]
     if len(keep) != len(items):
-        config.hook.pytest_deselected(items=[i for i in items if i.get_closest_marker("store_independent")])
+        config.hook.pytest_deselected(items=[i for i in items if not runs_here(i)])
         items[:] = keep
 
 
