@@ -34,7 +34,7 @@ from keyless.iam.evaluate import ResourceContext
 from keyless.iam.policy import audit_data, get_policy_row, parse_requested_version, policy_json, set_policy
 from keyless.projects import active_project, project_chain, project_resource
 from keyless.state import ServerState
-from keyless.storage import buckets, objects, soft_deleted_buckets
+from keyless.storage import buckets, objects, relocation, soft_deleted_buckets
 from keyless.storage.names import validate_bucket_name, validate_object_name
 from keyless.store.models import StorageBucket
 
@@ -180,6 +180,7 @@ def delete_bucket(call: StorageCall) -> None:
     row = load_bucket(call)
     touch_bucket(call, row)
     authorize_bucket(call, row, "storage.buckets.delete")
+    relocation.check_configurable(row)
     with call.write() as s:
         soft_deleted = soft_deleted_buckets.delete_bucket(s, row.name, call.int_arg("ifMetagenerationMatch"),
                                                           datetime.now(UTC))
@@ -193,6 +194,7 @@ def _update_bucket(call: StorageCall, replace_all: bool) -> dict[str, Any]:
     row = load_bucket(call)
     touch_bucket(call, row)
     authorize_bucket(call, row, "storage.buckets.update")
+    relocation.check_configurable(row)
     pre = buckets.MetagenerationPreconditions(call.int_arg("ifMetagenerationMatch"),
                                               call.int_arg("ifMetagenerationNotMatch"))
     with call.write() as s:
@@ -207,6 +209,7 @@ def lock_retention_policy(call: StorageCall) -> dict[str, Any]:
     row = load_bucket(call)
     touch_bucket(call, row)
     authorize_bucket(call, row, "storage.buckets.update")
+    relocation.check_configurable(row)
     with call.write() as s:
         locked = buckets.lock_retention_policy(s, row.name, call.int_arg("ifMetagenerationMatch"))
         s.flush()
