@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import google.oauth2.credentials
@@ -991,3 +992,22 @@ def test_bucket_relocation(world: KeylessServer) -> None:
                                                              "projects/_/buckets/reloc-down")} == {"activity"}
     assert _entries(srv, "storage.buckets.operations.cancel", first["name"])
     assert _entries(srv, "storage.buckets.operations.advanceRelocateBucket", second["name"])
+
+
+@pytest.mark.store_independent  # the client matrix; the conformance flow runs these methods on both stores
+def test_gcloud_bucket_relocation(world: KeylessServer, module_gcloud: Gcloud) -> None:
+    """gcloud storage buckets relocate (a relocation, then --finalize --ttl) and gcloud storage
+    operations cancel, as a user runs them."""
+    srv, g = world, module_gcloud
+    _client(srv, srv.owner_token).create_bucket("reloc-gcloud", location="US")
+    started = g.json("storage", "buckets", "relocate", "gs://reloc-gcloud", "--location=eu")
+    assert started["done"] is False and started["metadata"]["destinationLocation"] == "EU"
+    g.run("storage", "operations", "cancel", started["name"])
+    described = _op(srv, "reloc-gcloud", started)
+    assert described["done"] is True and described["error"]["code"] == 1
+    again = srv.call("POST", "/storage/v1/b/reloc-gcloud/relocate", body={"destinationLocation": "EU"}).json()
+    before = datetime.now(UTC)
+    finalized = g.run("storage", "buckets", "relocate", f"--operation={again['name']}", "--finalize", "--ttl=7h")
+    assert "Sent request to advance relocation" in finalized.stderr
+    expire = datetime.fromisoformat(_op(srv, "reloc-gcloud", again)["metadata"]["writeDowntimeExpireTime"])
+    assert timedelta(hours=7) <= expire - before < timedelta(hours=7, minutes=1)
