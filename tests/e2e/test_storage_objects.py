@@ -17,6 +17,7 @@ import httpx
 import pytest
 from google.api_core import exceptions
 from google.cloud import storage
+from google.cloud.storage.blob import ObjectContexts, ObjectCustomContextPayload
 from sqlalchemy import select
 
 from keyless.store.models import AuditEntry
@@ -829,6 +830,107 @@ def test_gcloud_soft_deleted_buckets(soft_world: KeylessServer, module_gcloud: G
         ("gcloud-soft", str(generation))]
     g.run("storage", "restore", f"gs://gcloud-soft#{generation}", f"--project={SOFT_PROJECT}")
     assert owner.get_bucket("gcloud-soft").generation == generation
+
+
+# -- object contexts and objects.viewFullContext (issue #20) ----------------------------------------
+
+def _with_contexts(bucket: Any, name: str, contexts: dict[str, str]) -> Any:
+    blob = bucket.blob(name)
+    blob.contexts = ObjectContexts(blob, custom={k: ObjectCustomContextPayload(v) for k, v in contexts.items()})
+    return blob
+
+
+def test_object_contexts(world: KeylessServer) -> None:
+    """Contexts on upload, patch, update and copy through google-cloud-storage, each change needing
+    its own permission; objects.list's filter on them; objects.viewFullContext."""
+    srv = world
+    audit_data_access(srv, PROJECT, {"storage.googleapis.com": ["DATA_READ", "DATA_WRITE", "ADMIN_READ"]})
+    _client(srv, srv.owner_token).create_bucket("ctx-bucket")
+    r = srv.call("POST", f"/iam/v1/projects/{PROJECT}/roles", body={
+        "roleId": "noContexts", "role": {"title": "Objects, no contexts", "includedPermissions": [
+            "storage.objects.get", "storage.objects.list", "storage.objects.create", "storage.objects.update",
+            "storage.objects.delete"]}})
+    assert r.status_code == 200, r.text
+    plain = f"plain-sa@{PROJECT}.iam.gserviceaccount.com"
+    assert srv.call("POST", f"/iam/v1/projects/{PROJECT}/serviceAccounts", body={"accountId": "plain-sa"}
+                    ).status_code == 200
+    _bind(srv, "ctx-bucket", "roles/storage.objectUser", f"serviceAccount:{WRITER}")
+    _bind(srv, "ctx-bucket", "roles/storage.objectViewer", f"serviceAccount:{READER}")
+    _bind(srv, "ctx-bucket", f"projects/{PROJECT}/roles/noContexts", f"serviceAccount:{plain}")
+    writer_token, reader_token = token_for_service_account(srv, WRITER), token_for_service_account(srv, READER)
+    plain_token = token_for_service_account(srv, plain)
+    bucket = _client(srv, writer_token).bucket("ctx-bucket")
+    a = _with_contexts(bucket, "a.txt", {"team": "data", "stage": "raw"})
+    a.upload_from_string("a")
+    _with_contexts(bucket, "b.txt", {"stage": "raw"}).upload_from_string("b")
+    bucket.blob("c.txt").upload_from_string("c")
+    a.reload()
+    assert {k: p.value for k, p in a.contexts.custom.items()} == {"team": "data", "stage": "raw"}
+    created = a.contexts.custom["stage"].create_time
+    assert created is not None and a.contexts.custom["stage"].update_time == created
+    # objects.list's filter (the reader's storage.objects.list is enough); prefixes are exempt
+    reader_bucket = _client(srv, reader_token).bucket("ctx-bucket")
+    for expression, names in (('contexts."stage"="raw"', ["a.txt", "b.txt"]), ('contexts."team":*', ["a.txt"]),
+                              ('-contexts."team":*', ["b.txt", "c.txt"]),
+                              ('contexts."stage"="raw" AND NOT contexts."team":*', ["b.txt"]),
+                              ("contexts.stage=raw", ["a.txt", "b.txt"]), ('contexts."stage"="none"', [])):
+        assert [b.name for b in reader_bucket.list_blobs(filter_=expression)] == names, expression
+    for hostile in ('name="a.txt"', 'contexts."stage"="raw" OR contexts."team":*', "contexts." + "a" * 5000,
+                    'contexts."stage"=', "contexts.\"a\"\\\"=1"):
+        r = srv.call("GET", "/storage/v1/b/ctx-bucket/o", params={"filter": hostile})
+        assert r.status_code == 400 and r.json()["error"]["errors"][0]["reason"] == "invalid", (hostile, r.text)
+    # patch: a context changed (its createTime kept), one added, one removed
+    r = srv.call("PATCH", "/storage/v1/b/ctx-bucket/o/a.txt", token=writer_token, body={"contexts": {"custom": {
+        "stage": {"value": "clean"}, "owner": {"value": "me"}, "team": None}}})
+    assert r.status_code == 200, r.text
+    custom = r.json()["contexts"]["custom"]
+    assert {k: p["value"] for k, p in custom.items()} == {"stage": "clean", "owner": "me"}
+    assert custom["stage"]["createTime"] == a.contexts.custom["stage"]["createTime"]
+    assert custom["stage"]["updateTime"] > custom["stage"]["createTime"]
+    # each change needs its permission: without them, nothing changes (an update that drops them too)
+    plain_bucket = _client(srv, plain_token).bucket("ctx-bucket")
+    with pytest.raises(exceptions.Forbidden, match="storage.objects.createContext"):
+        _with_contexts(plain_bucket, "d.txt", {"team": "x"}).upload_from_string("d")
+    assert not bucket.blob("d.txt").exists()
+    for change, permission in (({"stage": {"value": "x"}}, "updateContext"), ({"new": {"value": "x"}}, "createContext"),
+                               ({"owner": None}, "deleteContext")):
+        r = srv.call("PATCH", "/storage/v1/b/ctx-bucket/o/a.txt", token=plain_token,
+                     body={"contexts": {"custom": change}})
+        assert r.status_code == 403 and f"storage.objects.{permission}" in r.text, (change, r.text)
+    r = srv.call("PUT", "/storage/v1/b/ctx-bucket/o/a.txt", token=plain_token, body={"contentType": "text/plain"})
+    assert r.status_code == 403 and "storage.objects.deleteContext" in r.text, r.text
+    r = srv.call("PATCH", "/storage/v1/b/ctx-bucket/o/a.txt", token=plain_token, body={"metadata": {"k": "v"}})
+    assert r.status_code == 200 and set(r.json()["contexts"]["custom"]) == {"stage", "owner"}, r.text
+    # copies keep the source's contexts
+    copied = bucket.copy_blob(bucket.blob("a.txt"), bucket, "copy.txt")
+    assert {k: p.value for k, p in copied.contexts.custom.items()} == {"stage": "clean", "owner": "me"}
+    # refused contexts: Google's shape, nothing stored
+    for hostile in ({"custom": {"-x": {"value": "v"}}}, {"custom": {"k": {"value": "v" * 257}}},
+                    {"custom": {f"k{i}": {"value": "v"} for i in range(51)}}, {"custom": ["k"]},
+                    {"custom": {"k": {"other": "v"}}}, {"custom": {"k": {"value": 7}}}, {"other": {}},
+                    {"custom": {"k": {"value": "a\u0000b"}}}, "k=v"):
+        r = srv.call("PATCH", "/storage/v1/b/ctx-bucket/o/b.txt", token=writer_token, body={"contexts": hostile})
+        assert r.status_code == 400 and r.json()["error"]["errors"][0]["reason"] == "invalid", (hostile, r.text)
+    assert {k: p.value for k, p in bucket.get_blob("b.txt").contexts.custom.items()} == {"stage": "raw"}
+    # objects.viewFullContext: storage.objects.viewFullContext (Storage Object User), not the viewer's get
+    path = "/storage/v1/b/ctx-bucket/o/a.txt/viewFullContext"
+    r = srv.call("GET", path, token=writer_token, params={"contextKey": "stage"})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"kind": "storage#objectFullContext", "key": "stage", "type": "CUSTOM", "value": "clean",
+                        "createTime": custom["stage"]["createTime"], "updateTime": custom["stage"]["updateTime"]}
+    r = srv.call("GET", path, token=reader_token, params={"contextKey": "stage"})
+    assert r.status_code == 403 and "storage.objects.viewFullContext" in r.text, r.text
+    assert srv.call("GET", path, token=writer_token, params={"contextKey": "nope"}).status_code == 404
+    assert srv.call("GET", path, token=writer_token).status_code == 400
+    # an object named x/viewFullContext is still objects.get's
+    bucket.blob("x/viewFullContext").upload_from_string("named so")
+    assert bucket.blob("x/viewFullContext").download_as_bytes() == b"named so"
+    deadline = time.monotonic() + 10
+    while not _entries(srv, "storage.objects.viewFullContext", "projects/_/buckets/ctx-bucket/objects/a.txt") \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert {e.log_name.rsplit("%2F", 1)[1] for e in _entries(
+        srv, "storage.objects.viewFullContext", "projects/_/buckets/ctx-bucket/objects/a.txt")} == {"data_access"}
 
 
 # -- bucket relocation (issue #20) ---------------------------------------------------------------

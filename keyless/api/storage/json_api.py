@@ -17,7 +17,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
-from keyless.api.storage import folders, media, object_iam, operations, rewrite
+from keyless.api.storage import contexts, folders, media, object_iam, operations, rewrite
 from keyless.api.storage.wire import (
     StorageCall,
     authorize_bucket,
@@ -287,7 +287,8 @@ def list_objects(call: StorageCall) -> dict[str, Any]:
                 s, row.name, prefix=call.arg("prefix") or "", delimiter=call.arg("delimiter") or "",
                 max_results=_max_results(call), page_token=call.arg("pageToken"),
                 start_offset=call.arg("startOffset") or "", end_offset=call.arg("endOffset") or "",
-                include_trailing_delimiter=call.flag("includeTrailingDelimiter"))
+                include_trailing_delimiter=call.flag("includeTrailingDelimiter"),
+                matches=objects.context_filter(call.arg("filter") or "") if call.arg("filter") else None)
     data_access(call, "storage.objects.list", row, buckets.bucket_resource(row.name), "storage.objects.list")
     body: dict[str, Any] = {"kind": "storage#objects"}
     if prefixes:
@@ -305,6 +306,8 @@ async def get_object(call: StorageCall) -> Any:
     iam = object_iam.object_iam_handler(call)
     if iam is not None:
         return await run_in_threadpool(iam, call)
+    if contexts.is_view_full_context(call):
+        return await run_in_threadpool(contexts.view_full_context, call)
     if call.arg("alt") == "media":
         return await media.download(call)
     return await run_in_threadpool(get_object_metadata, call)
@@ -339,6 +342,11 @@ def _update_object(call: StorageCall, replace_all: bool) -> dict[str, Any]:
     row = load_bucket(call)
     name = validate_object_name(call.params["object"])
     authorize_object(call, row, name, "storage.objects.update")
+    if "contexts" in call.body or replace_all:  # creating, changing, removing contexts need their own
+        with call.read() as s:
+            current = objects.get_object(s, row.name, name, call.int_arg("generation"))
+        for permission in objects.context_permissions(current.body, call.body, replace_all):
+            authorize_object(call, row, name, permission)
     with call.state.db.write(bump=False) as s:  # no cache depends on objects
         obj = objects.update_object(s, row.name, name, call.body, replace_all=replace_all,
                                     generation=call.int_arg("generation"), pre=read_preconditions(call))

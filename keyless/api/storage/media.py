@@ -212,6 +212,8 @@ def commit_object(call: StorageCall, row: StorageBucket, name: str, blob: Stored
     expected = expected or {}
     blobs = call.storage.blobs
     try:
+        if metadata.get("contexts"):  # a new object with contexts (https://cloud.google.com/storage/docs/use-object-contexts)
+            authorize_object(call, row, name, "storage.objects.createContext")
         if "crc32c" in expected and expected["crc32c"] != blob.crc32c_b64:
             raise InvalidArgument(f"Provided CRC32C \"{expected['crc32c'][:32]}\" doesn't match calculated "
                                   f"CRC32C \"{blob.crc32c_b64}\".")

@@ -53,6 +53,7 @@ METHOD_LOG = {"storage.managedFolders.get": ADMIN_READ, "storage.managedFolders.
               "storage.objects.get": DATA_READ, "storage.objects.list": DATA_READ,
               "storage.objects.create": DATA_WRITE, "storage.objects.delete": DATA_WRITE,
               "storage.objects.update": DATA_WRITE, "storage.objects.bulkRestore": DATA_WRITE,
+              "storage.objects.viewFullContext": DATA_READ,
               "storage.buckets.operations.get": ADMIN_READ, "storage.buckets.operations.list": ADMIN_READ,
               "storage.getIamPermissions": ADMIN_READ, "storage.buckets.get": ADMIN_READ,
               "storage.buckets.list": ADMIN_READ, "storage.buckets.getStorageLayout": ADMIN_READ}
