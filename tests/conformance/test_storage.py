@@ -147,6 +147,15 @@ FLOW = Flow(DOC, [
              f"projects/_/buckets/{BUCKET}/operations/")) or pytest.fail(str(a))),
     Step("storage.objects.get", lambda c: {"bucket": BUCKET, "object": "copy.txt"},
          present=["kind", "name", "generation"]),
+    # object contexts (issue #20)
+    Step("storage.objects.patch", lambda c: {"bucket": BUCKET, "object": "copy.txt", "body": {
+        "contexts": {"custom": {"stage": {"value": "raw"}}}}},
+         check=lambda c, a: a["contexts"]["custom"]["stage"]["value"] == "raw" or pytest.fail(str(a))),
+    Step("storage.objects.list", lambda c: {"bucket": BUCKET, "filter": 'contexts."stage"="raw"'},
+         check=lambda c, a: [o["name"] for o in a["items"]] == ["copy.txt"] or pytest.fail(str(a))),
+    Step("storage.objects.viewFullContext", lambda c: {"bucket": BUCKET, "object": "copy.txt", "contextKey": "stage"},
+         present=["kind", "key", "type", "value", "createTime", "updateTime"],
+         check=lambda c, a: a["value"] == "raw" or pytest.fail(str(a))),
     Step("storage.buckets.operations.get", lambda c: {"bucket": BUCKET,
                                                       "operationId": c["bulk"]["name"].rsplit("/", 1)[1]},
          check=lambda c, a: a["name"] == c["bulk"]["name"] or pytest.fail(str(a))),

@@ -389,6 +389,13 @@ async def get_object_iam_path(call: StorageCall) -> Any:
     return await get_object(call)
 
 
+async def view_full_context_path(call: StorageCall) -> Any:
+    """GET /o/O/viewFullContext (objects.viewFullContext), or objects.get of a name ending so."""
+    if not contexts.is_view_full_context(call):
+        call.params["object"] += "/viewFullContext"
+    return await get_object(call)
+
+
 async def test_object_iam_path(call: StorageCall) -> Any:
     """GET /o/O/iam/testPermissions (testIamPermissions), or objects.get of a name ending so."""
     if object_iam.object_iam_handler(call) is None:
@@ -443,6 +450,8 @@ def routes(state: ServerState) -> list[Route]:
         Route(b + "/o/{object}/iam", storage_endpoint(state, get_object_iam_path, media=True), methods=["GET"]),
         Route(b + "/o/{object}/iam", storage_endpoint(state, set_object_iam_path), methods=["PUT"]),
         Route(b + "/o/{object}/iam/testPermissions", storage_endpoint(state, test_object_iam_path, media=True),
+              methods=["GET"]),
+        Route(b + "/o/{object}/viewFullContext", storage_endpoint(state, view_full_context_path, media=True),
               methods=["GET"]),
         Route(b + "/o/{object:path}", storage_endpoint(state, get_object, media=True), methods=["GET"]),
         *rewrite.routes(state),
