@@ -617,6 +617,7 @@ def move_object(s: Session, bucket: str, source: str, destination: str, source_p
 
 def list_versions(s: Session, bucket: str, *, prefix: str = "", delimiter: str = "", max_results: int = 1000,
                   page_token: str | None = None, soft_deleted: bool = False,
+                  matches: Callable[[AnyObject], bool] | None = None,
                   ) -> tuple[list[AnyObject], list[str], str | None]:
     """objects.list with versions=true (live and noncurrent generations, by name then generation)
     or softDeleted=true (the soft-deleted only). Page tokens are (name, generation) keys; each page
@@ -658,7 +659,8 @@ def list_versions(s: Session, bucket: str, *, prefix: str = "", delimiter: str =
             if p not in prefixes:
                 prefixes.append(p)
             continue
-        items.append(row)
+        if matches is None or matches(row):  # a page may come out short: the token follows the rows read
+            items.append(row)
     token = None
     if len(rows) >= limit:
         last = rows[limit - 2]

@@ -14,6 +14,13 @@ checks and answers an operation born done. While a relocation runs the bucket's 
 cannot change, and it is cancelled (an operation error of code 1, CANCELLED) only before its
 final step. Buckets with a hierarchical namespace or Object Retention Lock do not relocate.
 
+Google's documents publish no schema for the operation's metadata; Keyless's has commonMetadata
+(as objects.bulkRestore's), sourceLocation, destinationLocation[, destinationCustomPlacementConfig,
+destinationKmsKeyName], validateOnly, writeDowntime, and while it runs `state` (SYNCING, then
+FINALIZING with writeDowntimeExpireTime). Refusals that depend on the operation's or bucket's state
+(a second relocation, a locked configuration, the write downtime, cancelling a done operation)
+are 400 FAILED_PRECONDITION, as google.longrunning's cancel of a finished operation is.
+
 Keyless's bytes are local, so a step is a pause, not a copy: RELOCATION_STEP (5 s, or
 $KEYLESS_STORAGE_RELOCATION_STEP_SECONDS) for the incremental copy of the no-downtime type and
 for the final synchronization; a bucket's relocation settles when it is next read after that.

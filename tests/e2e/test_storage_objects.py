@@ -875,6 +875,7 @@ def test_object_contexts(world: KeylessServer) -> None:
                               ('contexts."stage"="raw" AND NOT contexts."team":*', ["b.txt"]),
                               ("contexts.stage=raw", ["a.txt", "b.txt"]), ('contexts."stage"="none"', [])):
         assert [b.name for b in reader_bucket.list_blobs(filter_=expression)] == names, expression
+    assert [b.name for b in reader_bucket.list_blobs(filter_='contexts."team":*', versions=True)] == ["a.txt"]
     for hostile in ('name="a.txt"', 'contexts."stage"="raw" OR contexts."team":*', "contexts." + "a" * 5000,
                     'contexts."stage"=', "contexts.\"a\"\\\"=1"):
         r = srv.call("GET", "/storage/v1/b/ctx-bucket/o", params={"filter": hostile})

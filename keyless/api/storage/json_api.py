@@ -277,18 +277,20 @@ def test_bucket_iam(call: StorageCall) -> dict[str, Any]:
 def list_objects(call: StorageCall) -> dict[str, Any]:
     row = load_bucket(call)
     authorize_bucket(call, row, "storage.objects.list")
+    matches = objects.context_filter(call.arg("filter") or "") if call.arg("filter") else None
     with call.read() as s:
         if call.flag("versions") or call.flag("softDeleted"):
             items, prefixes, token = objects.list_versions(
                 s, row.name, prefix=call.arg("prefix") or "", delimiter=call.arg("delimiter") or "",
-                max_results=_max_results(call), page_token=call.arg("pageToken"), soft_deleted=call.flag("softDeleted"))
+                max_results=_max_results(call), page_token=call.arg("pageToken"), soft_deleted=call.flag("softDeleted"),
+                matches=matches)
         else:
             items, prefixes, token = objects.list_objects(  # type: ignore[assignment]
                 s, row.name, prefix=call.arg("prefix") or "", delimiter=call.arg("delimiter") or "",
                 max_results=_max_results(call), page_token=call.arg("pageToken"),
                 start_offset=call.arg("startOffset") or "", end_offset=call.arg("endOffset") or "",
                 include_trailing_delimiter=call.flag("includeTrailingDelimiter"),
-                matches=objects.context_filter(call.arg("filter") or "") if call.arg("filter") else None)
+                matches=matches)
     data_access(call, "storage.objects.list", row, buckets.bucket_resource(row.name), "storage.objects.list")
     body: dict[str, Any] = {"kind": "storage#objects"}
     if prefixes:
