@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,13 +36,12 @@ AnyObject = StorageObject | StorageObjectVersion
 MAX_CUSTOM_METADATA_BYTES = 8 * 1024  # Google's limit on the custom metadata of one object
 # Object resource fields a client may set (the rest are computed).
 WRITABLE = {"contentType", "contentEncoding", "contentDisposition", "contentLanguage", "cacheControl",
-            "metadata", "customTime", "storageClass", "temporaryHold", "eventBasedHold"}
+            "metadata", "customTime", "storageClass", "temporaryHold", "eventBasedHold", "contexts"}
 # The object holds (https://cloud.google.com/storage/docs/object-holding): while either is true the
 # object can be neither deleted nor replaced; their names in Google's refusal.
 HOLDS = {"temporaryHold": "Temporary", "eventBasedHold": "Event-Based"}
 # Fields of the Object resource for features Keyless lacks: known, and refused by name when set.
-UNIMPLEMENTED = {"retention": "object retention", "contexts": "object contexts",
-                 "kmsKeyName": "customer-managed encryption keys"}
+UNIMPLEMENTED = {"retention": "object retention", "kmsKeyName": "customer-managed encryption keys"}
 # The rest are output only: ignored on input, as Google does (issue #19).
 ACCEPTED = WRITABLE | UNIMPLEMENTED.keys() | {
     "name", "bucket", "md5Hash", "crc32c", "kind", "acl", "size", "id", "generation", "metageneration", "etag",
@@ -115,7 +116,11 @@ def validate_metadata(body: dict[str, Any]) -> dict[str, Any]:
             if not isinstance(body[key], bool):
                 raise InvalidArgument(f"Invalid value for {key}: expected a boolean.")
             out[key] = body[key]
-    for key in WRITABLE - {"metadata"} - HOLDS.keys():
+    if body.get("contexts") is not None:
+        contexts = {k: {"value": v} for k, v in validate_contexts(body["contexts"]).items() if v is not None}
+        if contexts:
+            out["contexts"] = {"custom": contexts}
+    for key in WRITABLE - {"metadata", "contexts"} - HOLDS.keys():
         value = body.get(key)
         if value is None:
             continue
@@ -133,6 +138,126 @@ def validate_metadata(body: dict[str, Any]) -> dict[str, Any]:
         if custom:
             out["metadata"] = custom
     return out
+
+
+# -- object contexts (https://cloud.google.com/storage/docs/object-contexts) ----------------------
+# `contexts.custom`: KEY -> {value, createTime, updateTime}. Keys and values are 1 to 256
+# characters beginning with a letter or digit (https://cloud.google.com/storage/docs/use-object-contexts);
+# MAX_CONTEXTS bounds how many one object keeps.
+MAX_CONTEXTS = 50
+CONTEXT_PAYLOAD = {"value", "createTime", "updateTime", "extendedDataTypeUrl"}  # the rest is output only
+
+
+def _context_text(what: str, text: Any) -> str:
+    if not isinstance(text, str) or not 1 <= len(text) <= 256 or not text[0].isalnum() \
+            or any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise InvalidArgument(f"Invalid object context {what} '{str(text)[:64]}': expected 1 to 256 characters "
+                              "beginning with a letter or digit.")
+    return text
+
+
+def validate_contexts(raw: Any) -> dict[str, str | None]:
+    """`contexts` of a request, checked: KEY -> value, None where a patch removes the key."""
+    if not isinstance(raw, dict) or set(raw) - {"custom"}:
+        raise InvalidArgument("Invalid value for contexts: expected {\"custom\": {KEY: {\"value\": VALUE}}}.")
+    custom = raw.get("custom") or {}
+    if not isinstance(custom, dict) or len(custom) > MAX_CONTEXTS:
+        raise InvalidArgument(f"Invalid value for contexts.custom: expected a map of at most {MAX_CONTEXTS} "
+                              "contexts.")
+    out: dict[str, str | None] = {}
+    for key, payload in custom.items():
+        _context_text("key", key)
+        if payload is None:
+            out[key] = None
+            continue
+        if not isinstance(payload, dict) or set(payload) - CONTEXT_PAYLOAD or "value" not in payload:
+            raise InvalidArgument(f"Invalid value for contexts.custom['{key[:64]}']: expected {{\"value\": VALUE}}.")
+        out[key] = _context_text("value", payload["value"])
+    return out
+
+
+def custom_contexts(body: dict[str, Any] | None) -> dict[str, dict[str, str]]:
+    """An object body's `contexts.custom` (empty when it has none)."""
+    return dict(((body or {}).get("contexts") or {}).get("custom") or {})
+
+
+def stamp_contexts(before: dict[str, Any] | None, after: dict[str, Any], now: datetime) -> None:
+    """Give `after`'s contexts their times: a key's createTime is when it first came, its
+    updateTime when its value last changed (`before`: the body it replaces, if any)."""
+    new = custom_contexts(after)
+    if not new:
+        after.pop("contexts", None)
+        return
+    old = custom_contexts(before)
+    stamped: dict[str, dict[str, str]] = {}
+    for key, payload in new.items():
+        kept = old.get(key)
+        if kept is not None and kept.get("value") == payload["value"]:
+            stamped[key] = dict(kept)
+        else:
+            stamped[key] = {"value": payload["value"], "createTime": kept["createTime"] if kept else rfc3339(now),
+                            "updateTime": rfc3339(now)}
+    after["contexts"] = {"custom": stamped}
+
+
+def context_permissions(current: dict[str, Any] | None, body: dict[str, Any], replace_all: bool) -> list[str]:
+    """What a patch (merge) or update (replace) of an object needs beyond storage.objects.update
+    for the contexts it creates, changes and removes."""
+    before = {k: p.get("value") for k, p in custom_contexts(current).items()}
+    if "contexts" not in body and not replace_all:
+        return []
+    given = body.get("contexts")
+    asked = validate_contexts(given) if given is not None else {}
+    if replace_all or given is None or (isinstance(given, dict) and given.get("custom") is None):
+        after = {k: v for k, v in asked.items() if v is not None}
+    else:
+        after = {k: v for k, v in {**before, **asked}.items() if v is not None}
+    needed = []
+    if set(after) - set(before):
+        needed.append("storage.objects.createContext")
+    if any(k in before and before[k] != v for k, v in after.items()):
+        needed.append("storage.objects.updateContext")
+    if set(before) - set(after):
+        needed.append("storage.objects.deleteContext")
+    return needed
+
+
+def context_filter(text: str) -> Callable[[AnyObject], bool]:
+    """objects.list's `filter`, which Google supports for contexts only: terms joined by AND, each
+    `contexts."KEY"="VALUE"` or `contexts."KEY":*` (present), negated by a leading `-` or NOT."""
+    if len(text) > MAX_FILTER:
+        raise InvalidArgument(f"Invalid filter: longer than {MAX_FILTER} characters.")
+    terms: list[tuple[bool, str, str | None]] = []
+    rest = text.strip()
+    while rest:
+        m = _FILTER_TERM.match(rest)
+        if m is None:
+            raise InvalidArgument(f"Invalid filter: '{text[:128]}'. Supported: contexts.\"KEY\"=\"VALUE\", "
+                                  "contexts.\"KEY\":*, negated with - or NOT, joined with AND.")
+        key = m.group("qkey") if m.group("qkey") is not None else m.group("key")
+        value = m.group("qvalue") if m.group("qvalue") is not None else m.group("value")
+        terms.append((bool(m.group("neg")), key, value))
+        rest = rest[m.end():]
+        if rest:
+            joined = re.match(r"\s+AND\s+", rest)
+            if joined is None:
+                raise InvalidArgument(f"Invalid filter: '{text[:128]}': terms are joined with AND.")
+            rest = rest[joined.end():]
+
+    def matches(row: AnyObject) -> bool:
+        found = custom_contexts(row.body)
+        for negated, key, value in terms:
+            hit = key in found and (value is None or found[key].get("value") == value)
+            if hit == negated:
+                return False
+        return True
+    return matches
+
+
+MAX_FILTER = 4096
+_FILTER_TERM = re.compile(
+    r'(?P<neg>-|NOT\s+)?contexts\.(?:"(?P<qkey>[^"\\]{1,256})"|(?P<key>[A-Za-z0-9][\w.-]{0,255}))'
+    r'(?:=(?:"(?P<qvalue>[^"\\]{1,256})"|(?P<value>[A-Za-z0-9][\w.-]{0,255}))|:\*)')
 
 
 def find_object(s: Session, bucket: str, name: str) -> StorageObject | None:
@@ -260,6 +385,7 @@ def put_object(s: Session, bucket: str, name: str, blob: StoredBlob, metadata: d
     bucket_row = s.get(StorageBucket, bucket)
     if "eventBasedHold" not in body and bucket_row is not None and (bucket_row.body or {}).get("defaultEventBasedHold"):
         body["eventBasedHold"] = True  # the bucket's default hold, on every new object
+    stamp_contexts(None, body, now)
     row.body = body
     return row, replaced
 
@@ -329,7 +455,7 @@ def _parse_token(token: str) -> tuple[str, bool]:
 
 def list_objects(s: Session, bucket: str, *, prefix: str = "", delimiter: str = "", max_results: int = 1000,
                  page_token: str | None = None, start_offset: str = "", end_offset: str = "",
-                 include_trailing_delimiter: bool = False,
+                 include_trailing_delimiter: bool = False, matches: Callable[[AnyObject], bool] | None = None,
                  ) -> tuple[list[StorageObject], list[str], str | None]:
     """One page: (objects, prefixes, nextPageToken). maxResults counts both, as on Google."""
     name = _bytewise(StorageObject.name, s)
@@ -362,11 +488,12 @@ def list_objects(s: Session, bucket: str, *, prefix: str = "", delimiter: str = 
             if cut >= 0:
                 p = row.name[:cut + len(delimiter)]
                 prefixes.append(p)
-                if include_trailing_delimiter and row.name == p:
+                if include_trailing_delimiter and row.name == p and (matches is None or matches(row)):
                     items.append(row)
                 lower = (_after_prefix(p), True)  # skip the rest of this prefix in one query
                 break
-            items.append(row)
+            if matches is None or matches(row):  # the prefixes are exempt from the filter, as on Google
+                items.append(row)
             lower = (row.name, False)
         else:
             if len(rows) < batch:
@@ -433,6 +560,9 @@ def _merge_patch(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, An
             out.pop(key, None)
         elif key == "metadata" and isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = {k: v for k, v in {**out[key], **value}.items() if v is not None}
+        elif key == "contexts" and isinstance(value, dict) and isinstance(value.get("custom"), dict):
+            merged = {k: v for k, v in {**custom_contexts(out), **value["custom"]}.items() if v is not None}
+            out[key] = {"custom": merged}
         else:
             out[key] = value
     return out
@@ -455,6 +585,7 @@ def update_object(s: Session, bucket: str, name: str, body: dict[str, Any], *, r
     if (row.body or {}).get("eventBasedHold") and not new_body.get("eventBasedHold") and period:
         # releasing an event-based hold starts the retention period afresh (the "event")
         new_body["retentionExpirationTime"] = rfc3339(now + timedelta(seconds=period))
+    stamp_contexts(row.body, new_body, now)
     row.body = new_body
     row.metageneration += 1
     row.update_time = now
@@ -486,6 +617,7 @@ def move_object(s: Session, bucket: str, source: str, destination: str, source_p
 
 def list_versions(s: Session, bucket: str, *, prefix: str = "", delimiter: str = "", max_results: int = 1000,
                   page_token: str | None = None, soft_deleted: bool = False,
+                  matches: Callable[[AnyObject], bool] | None = None,
                   ) -> tuple[list[AnyObject], list[str], str | None]:
     """objects.list with versions=true (live and noncurrent generations, by name then generation)
     or softDeleted=true (the soft-deleted only). Page tokens are (name, generation) keys; each page
@@ -527,7 +659,8 @@ def list_versions(s: Session, bucket: str, *, prefix: str = "", delimiter: str =
             if p not in prefixes:
                 prefixes.append(p)
             continue
-        items.append(row)
+        if matches is None or matches(row):  # a page may come out short: the token follows the rows read
+            items.append(row)
     token = None
     if len(rows) >= limit:
         last = rows[limit - 2]

@@ -266,6 +266,8 @@ class StorageBucket(Base):
     body: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # The bucket's generation (migration 0016): names a soft-deleted bucket among others of its name.
     generation: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # The relocation under way (migration 0019, keyless.storage.relocation), else None.
+    relocation: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, default=None)
 
 
 class StorageSoftDeletedBucket(Base):

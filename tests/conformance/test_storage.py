@@ -20,6 +20,7 @@ DOC = "storage.v1"
 PROJECT = "conformance-storage"
 BUCKET = "conformance-bucket-19"
 DATA = b"conformance object bytes\n"
+RELOCATED = "conformance-relocated-20"
 
 
 def kind(expected: str) -> Callable[[dict[str, Any], Any], None]:
@@ -146,6 +147,15 @@ FLOW = Flow(DOC, [
              f"projects/_/buckets/{BUCKET}/operations/")) or pytest.fail(str(a))),
     Step("storage.objects.get", lambda c: {"bucket": BUCKET, "object": "copy.txt"},
          present=["kind", "name", "generation"]),
+    # object contexts (issue #20)
+    Step("storage.objects.patch", lambda c: {"bucket": BUCKET, "object": "copy.txt", "body": {
+        "contexts": {"custom": {"stage": {"value": "raw"}}}}},
+         check=lambda c, a: a["contexts"]["custom"]["stage"]["value"] == "raw" or pytest.fail(str(a))),
+    Step("storage.objects.list", lambda c: {"bucket": BUCKET, "filter": 'contexts."stage"="raw"'},
+         check=lambda c, a: [o["name"] for o in a["items"]] == ["copy.txt"] or pytest.fail(str(a))),
+    Step("storage.objects.viewFullContext", lambda c: {"bucket": BUCKET, "object": "copy.txt", "contextKey": "stage"},
+         present=["kind", "key", "type", "value", "createTime", "updateTime"],
+         check=lambda c, a: a["value"] == "raw" or pytest.fail(str(a))),
     Step("storage.buckets.operations.get", lambda c: {"bucket": BUCKET,
                                                       "operationId": c["bulk"]["name"].rsplit("/", 1)[1]},
          check=lambda c, a: a["name"] == c["bulk"]["name"] or pytest.fail(str(a))),
@@ -196,6 +206,26 @@ FLOW = Flow(DOC, [
     Step("storage.buckets.restore", lambda c: {"bucket": BUCKET, "generation": c["bucket"]["generation"]},
          error=404),
     Step("storage.buckets.get", lambda c: {"bucket": BUCKET}, present=["kind", "name", "generation"]),
+    # bucket relocation (issue #20): a dry run, a relocation cancelled, another advanced to its final step
+    Step("storage.buckets.insert", lambda c: {"project": PROJECT, "body": {"name": RELOCATED, "location": "US"}},
+         present=["name", "location"]),
+    Step("storage.buckets.relocate", lambda c: {"bucket": RELOCATED, "body": {
+        "destinationLocation": "EU", "validateOnly": True}}, present=["kind", "name", "done", "metadata"],
+         check=lambda c, a: a["done"] is True or pytest.fail(str(a))),
+    Step("storage.buckets.relocate", lambda c: {"bucket": RELOCATED, "body": {"destinationLocation": "EU"}},
+         save="relocation", check=lambda c, a: a["done"] is False or pytest.fail(str(a))),
+    Step("storage.buckets.operations.cancel", lambda c: {
+        "bucket": RELOCATED, "operationId": c["relocation"]["name"].rsplit("/", 1)[1]}),
+    Step("storage.buckets.operations.get", lambda c: {
+        "bucket": RELOCATED, "operationId": c["relocation"]["name"].rsplit("/", 1)[1]},
+         check=lambda c, a: (a["done"] is True and a["error"]["code"] == 1) or pytest.fail(str(a))),
+    Step("storage.buckets.relocate", lambda c: {"bucket": RELOCATED, "body": {"destinationLocation": "EU"}},
+         save="relocation"),
+    Step("storage.buckets.operations.advanceRelocateBucket", lambda c: {
+        "bucket": RELOCATED, "operationId": c["relocation"]["name"].rsplit("/", 1)[1], "body": {"ttl": "43200s"}}),
+    Step("storage.buckets.operations.get", lambda c: {
+        "bucket": RELOCATED, "operationId": c["relocation"]["name"].rsplit("/", 1)[1]},
+         check=lambda c, a: a["metadata"]["state"] == "FINALIZING" or a["done"] or pytest.fail(str(a))),
 ])
 
 

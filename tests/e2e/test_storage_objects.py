@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import base64
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import google.oauth2.credentials
 import google_crc32c
+import httpx
 import pytest
 from google.api_core import exceptions
 from google.cloud import storage
+from google.cloud.storage.blob import ObjectContexts, ObjectCustomContextPayload
 from sqlalchemy import select
 
 from keyless.store.models import AuditEntry
@@ -827,3 +830,287 @@ def test_gcloud_soft_deleted_buckets(soft_world: KeylessServer, module_gcloud: G
         ("gcloud-soft", str(generation))]
     g.run("storage", "restore", f"gs://gcloud-soft#{generation}", f"--project={SOFT_PROJECT}")
     assert owner.get_bucket("gcloud-soft").generation == generation
+
+
+# -- object contexts and objects.viewFullContext (issue #20) ----------------------------------------
+
+def _with_contexts(bucket: Any, name: str, contexts: dict[str, str]) -> Any:
+    blob = bucket.blob(name)
+    blob.contexts = ObjectContexts(blob, custom={k: ObjectCustomContextPayload(v) for k, v in contexts.items()})
+    return blob
+
+
+def test_object_contexts(world: KeylessServer) -> None:
+    """Contexts on upload, patch, update and copy through google-cloud-storage, each change needing
+    its own permission; objects.list's filter on them; objects.viewFullContext."""
+    srv = world
+    audit_data_access(srv, PROJECT, {"storage.googleapis.com": ["DATA_READ", "DATA_WRITE", "ADMIN_READ"]})
+    _client(srv, srv.owner_token).create_bucket("ctx-bucket")
+    r = srv.call("POST", f"/iam/v1/projects/{PROJECT}/roles", body={
+        "roleId": "noContexts", "role": {"title": "Objects, no contexts", "includedPermissions": [
+            "storage.objects.get", "storage.objects.list", "storage.objects.create", "storage.objects.update",
+            "storage.objects.delete"]}})
+    assert r.status_code == 200, r.text
+    plain = f"plain-sa@{PROJECT}.iam.gserviceaccount.com"
+    assert srv.call("POST", f"/iam/v1/projects/{PROJECT}/serviceAccounts", body={"accountId": "plain-sa"}
+                    ).status_code == 200
+    _bind(srv, "ctx-bucket", "roles/storage.objectUser", f"serviceAccount:{WRITER}")
+    _bind(srv, "ctx-bucket", "roles/storage.objectViewer", f"serviceAccount:{READER}")
+    _bind(srv, "ctx-bucket", f"projects/{PROJECT}/roles/noContexts", f"serviceAccount:{plain}")
+    writer_token, reader_token = token_for_service_account(srv, WRITER), token_for_service_account(srv, READER)
+    plain_token = token_for_service_account(srv, plain)
+    bucket = _client(srv, writer_token).bucket("ctx-bucket")
+    a = _with_contexts(bucket, "a.txt", {"team": "data", "stage": "raw"})
+    a.upload_from_string("a")
+    _with_contexts(bucket, "b.txt", {"stage": "raw"}).upload_from_string("b")
+    bucket.blob("c.txt").upload_from_string("c")
+    a.reload()
+    assert {k: p.value for k, p in a.contexts.custom.items()} == {"team": "data", "stage": "raw"}
+    created = a.contexts.custom["stage"].create_time
+    assert created is not None and a.contexts.custom["stage"].update_time == created
+    # objects.list's filter (the reader's storage.objects.list is enough); prefixes are exempt
+    reader_bucket = _client(srv, reader_token).bucket("ctx-bucket")
+    for expression, names in (('contexts."stage"="raw"', ["a.txt", "b.txt"]), ('contexts."team":*', ["a.txt"]),
+                              ('-contexts."team":*', ["b.txt", "c.txt"]),
+                              ('contexts."stage"="raw" AND NOT contexts."team":*', ["b.txt"]),
+                              ("contexts.stage=raw", ["a.txt", "b.txt"]), ('contexts."stage"="none"', [])):
+        assert [b.name for b in reader_bucket.list_blobs(filter_=expression)] == names, expression
+    assert [b.name for b in reader_bucket.list_blobs(filter_='contexts."team":*', versions=True)] == ["a.txt"]
+    for hostile in ('name="a.txt"', 'contexts."stage"="raw" OR contexts."team":*', "contexts." + "a" * 5000,
+                    'contexts."stage"=', "contexts.\"a\"\\\"=1"):
+        r = srv.call("GET", "/storage/v1/b/ctx-bucket/o", params={"filter": hostile})
+        assert r.status_code == 400 and r.json()["error"]["errors"][0]["reason"] == "invalid", (hostile, r.text)
+    # patch: a context changed (its createTime kept), one added, one removed
+    r = srv.call("PATCH", "/storage/v1/b/ctx-bucket/o/a.txt", token=writer_token, body={"contexts": {"custom": {
+        "stage": {"value": "clean"}, "owner": {"value": "me"}, "team": None}}})
+    assert r.status_code == 200, r.text
+    custom = r.json()["contexts"]["custom"]
+    assert {k: p["value"] for k, p in custom.items()} == {"stage": "clean", "owner": "me"}
+    assert custom["stage"]["createTime"] == a.contexts.custom["stage"]["createTime"]
+    assert custom["stage"]["updateTime"] > custom["stage"]["createTime"]
+    # each change needs its permission: without them, nothing changes (an update that drops them too)
+    plain_bucket = _client(srv, plain_token).bucket("ctx-bucket")
+    with pytest.raises(exceptions.Forbidden, match="storage.objects.createContext"):
+        _with_contexts(plain_bucket, "d.txt", {"team": "x"}).upload_from_string("d")
+    assert not bucket.blob("d.txt").exists()
+    for change, permission in (({"stage": {"value": "x"}}, "updateContext"), ({"new": {"value": "x"}}, "createContext"),
+                               ({"owner": None}, "deleteContext")):
+        r = srv.call("PATCH", "/storage/v1/b/ctx-bucket/o/a.txt", token=plain_token,
+                     body={"contexts": {"custom": change}})
+        assert r.status_code == 403 and f"storage.objects.{permission}" in r.text, (change, r.text)
+    r = srv.call("PUT", "/storage/v1/b/ctx-bucket/o/a.txt", token=plain_token, body={"contentType": "text/plain"})
+    assert r.status_code == 403 and "storage.objects.deleteContext" in r.text, r.text
+    r = srv.call("PATCH", "/storage/v1/b/ctx-bucket/o/a.txt", token=plain_token, body={"metadata": {"k": "v"}})
+    assert r.status_code == 200 and set(r.json()["contexts"]["custom"]) == {"stage", "owner"}, r.text
+    # copies keep the source's contexts
+    copied = bucket.copy_blob(bucket.blob("a.txt"), bucket, "copy.txt")
+    assert {k: p.value for k, p in copied.contexts.custom.items()} == {"stage": "clean", "owner": "me"}
+    # refused contexts: Google's shape, nothing stored
+    for hostile in ({"custom": {"-x": {"value": "v"}}}, {"custom": {"k": {"value": "v" * 257}}},
+                    {"custom": {f"k{i}": {"value": "v"} for i in range(51)}}, {"custom": ["k"]},
+                    {"custom": {"k": {"other": "v"}}}, {"custom": {"k": {"value": 7}}}, {"other": {}},
+                    {"custom": {"k": {"value": "a\u0000b"}}}, "k=v"):
+        r = srv.call("PATCH", "/storage/v1/b/ctx-bucket/o/b.txt", token=writer_token, body={"contexts": hostile})
+        assert r.status_code == 400 and r.json()["error"]["errors"][0]["reason"] == "invalid", (hostile, r.text)
+    assert {k: p.value for k, p in bucket.get_blob("b.txt").contexts.custom.items()} == {"stage": "raw"}
+    # objects.viewFullContext: storage.objects.viewFullContext (Storage Object User), not the viewer's get
+    path = "/storage/v1/b/ctx-bucket/o/a.txt/viewFullContext"
+    r = srv.call("GET", path, token=writer_token, params={"contextKey": "stage"})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"kind": "storage#objectFullContext", "key": "stage", "type": "CUSTOM", "value": "clean",
+                        "createTime": custom["stage"]["createTime"], "updateTime": custom["stage"]["updateTime"]}
+    r = srv.call("GET", path, token=reader_token, params={"contextKey": "stage"})
+    assert r.status_code == 403 and "storage.objects.viewFullContext" in r.text, r.text
+    assert srv.call("GET", path, token=writer_token, params={"contextKey": "nope"}).status_code == 404
+    assert srv.call("GET", path, token=writer_token).status_code == 400
+    # an object named x/viewFullContext is still objects.get's
+    bucket.blob("x/viewFullContext").upload_from_string("named so")
+    assert bucket.blob("x/viewFullContext").download_as_bytes() == b"named so"
+    deadline = time.monotonic() + 10
+    while not _entries(srv, "storage.objects.viewFullContext", "projects/_/buckets/ctx-bucket/objects/a.txt") \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert {e.log_name.rsplit("%2F", 1)[1] for e in _entries(
+        srv, "storage.objects.viewFullContext", "projects/_/buckets/ctx-bucket/objects/a.txt")} == {"data_access"}
+
+
+# -- bucket relocation (issue #20) ---------------------------------------------------------------
+# buckets.relocate: the dry run born done; the no-downtime type (a placement within the bucket's
+# multi-region) completing by itself; the write-downtime type syncing until advanceRelocateBucket,
+# refusing writes in its final step, then swapping the location; cancel before the final step only;
+# a final step past its ttl back to syncing. Keyless's steps last RELOCATION_STEP (5 s).
+
+def _op(srv: KeylessServer, bucket: str, op: dict[str, Any]) -> dict[str, Any]:
+    r = srv.call("GET", f"/storage/v1/b/{bucket}/operations/{op['name'].rsplit('/', 1)[1]}")
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _until_done(srv: KeylessServer, bucket: str, op: dict[str, Any], seconds: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while not (found := _op(srv, bucket, op))["done"]:
+        assert time.monotonic() < deadline, found
+        time.sleep(0.2)
+    return found
+
+
+def _refused(r: Any, status: int, words: str) -> None:
+    assert r.status_code == status and words in r.json()["error"]["message"], r.text
+    assert r.json()["error"]["errors"][0]["domain"] == "global"
+
+
+def test_bucket_relocation(world: KeylessServer) -> None:
+    srv = world
+    client = _client(srv, srv.owner_token)
+    for name in ("reloc-down", "reloc-nodown", "reloc-ttl"):
+        client.create_bucket(name, location="US")
+    _bind(srv, "reloc-down", "roles/storage.objectUser", f"serviceAccount:{WRITER}")
+    down = client.bucket("reloc-down")
+    down.blob("kept.txt").upload_from_string("kept")
+    path = "/storage/v1/b/{}/relocate"
+    # the no-downtime type: US to a configurable dual-region within US; it completes by itself
+    r = srv.call("POST", path.format("reloc-nodown"), body={
+        "destinationLocation": "us", "destinationCustomPlacementConfig": {"dataLocations": ["us-central1", "us-east1"]}})
+    assert r.status_code == 200, r.text
+    nodown = r.json()
+    assert nodown["done"] is False and nodown["metadata"]["writeDowntime"] is False
+    assert nodown["metadata"]["sourceLocation"] == "US" and nodown["metadata"]["commonMetadata"]["type"] == \
+        "relocate-bucket"
+    _refused(srv.call("POST", f"/storage/v1/b/reloc-nodown/operations/{nodown['name'].rsplit('/', 1)[1]}"
+                              "/advanceRelocateBucket", body={}), 400, "without write downtime")
+    # the dry run: checked, born done, nothing moves or locks
+    r = srv.call("POST", path.format("reloc-down"), body={"destinationLocation": "EU", "validateOnly": True})
+    assert r.status_code == 200 and r.json()["done"] is True and "error" not in r.json(), r.text
+    assert client.get_bucket("reloc-down").location == "US"
+    # the write-downtime type: syncs (writes allowed, configuration locked) until advanced
+    r = srv.call("POST", path.format("reloc-down"), body={"destinationLocation": "eu"})
+    first = r.json()
+    assert r.status_code == 200 and first["done"] is False and first["metadata"]["state"] == "SYNCING", r.text
+    assert first["selfLink"].endswith(f"/storage/v1/b/reloc-down/operations/{first['name'].rsplit('/', 1)[1]}")
+    _refused(srv.call("POST", path.format("reloc-down"), body={"destinationLocation": "ASIA"}), 400,
+             "already being relocated")
+    _refused(srv.call("PATCH", "/storage/v1/b/reloc-down", body={"labels": {"a": "b"}}), 400,
+             "cannot change while it is being relocated")
+    _refused(srv.call("DELETE", "/storage/v1/b/reloc-down"), 400, "cannot change while it is being relocated")
+    down.blob("during-sync.txt").upload_from_string("ok")
+    # IAM: cancel needs storage.bucketOperations.cancel, advance storage.buckets.relocate
+    op_path = f"/storage/v1/b/reloc-down/operations/{first['name'].rsplit('/', 1)[1]}"
+    reader = token_for_service_account(srv, READER)
+    writer = token_for_service_account(srv, WRITER)
+    _refused(srv.call("POST", op_path + "/cancel", token=reader), 403, "storage.bucketOperations.cancel")
+    _refused(srv.call("POST", op_path + "/advanceRelocateBucket", body={}, token=writer), 403,
+             "storage.buckets.relocate")
+    _refused(srv.call("POST", path.format("reloc-down"), body={"destinationLocation": "EU"}, token=writer), 403,
+             "storage.buckets.relocate")
+    # cancel before the final step: CANCELLED, the bucket stays; a done operation is not cancelled again
+    assert srv.call("POST", op_path + "/cancel").status_code == 204
+    cancelled = _op(srv, "reloc-down", first)
+    assert cancelled["done"] is True and cancelled["error"]["code"] == 1
+    assert cancelled["metadata"]["commonMetadata"]["requestedCancellation"] is True
+    _refused(srv.call("POST", op_path + "/cancel"), 400, "already completed")
+    _refused(srv.call("POST", op_path + "/advanceRelocateBucket", body={}), 400, "already completed")
+    bucket = client.get_bucket("reloc-down")
+    assert bucket.location == "US"
+    bucket.labels = {"after": "cancel"}
+    bucket.patch()  # unlocked again
+    # again, to the end: advance starts the write downtime
+    second = srv.call("POST", path.format("reloc-down"), body={"destinationLocation": "EU"}).json()
+    op_path = f"/storage/v1/b/reloc-down/operations/{second['name'].rsplit('/', 1)[1]}"
+    resumable = down.blob("in-flight.bin").create_resumable_upload_session(size=4)  # begun before the downtime
+    r = srv.call("POST", op_path + "/advanceRelocateBucket", body={"ttl": "3600s"})
+    assert r.status_code == 204, r.text
+    final = _op(srv, "reloc-down", second)
+    assert final["done"] is False and final["metadata"]["state"] == "FINALIZING"
+    assert final["metadata"]["writeDowntimeExpireTime"]
+    # write downtime: uploads (a resumable one begun before too), deletes, updates, copies refused; reads not
+    with pytest.raises(exceptions.BadRequest, match="write downtime"):
+        down.blob("new.txt").upload_from_string("no")
+    r = httpx.put(resumable, content=b"late", headers={"Content-Range": "bytes 0-3/4"}, timeout=30)
+    assert r.status_code == 400 and "write downtime" in r.text, r.text
+    _refused(srv.call("DELETE", "/storage/v1/b/reloc-down/o/kept.txt"), 400, "write downtime")
+    _refused(srv.call("PATCH", "/storage/v1/b/reloc-down/o/kept.txt", body={"metadata": {"a": "b"}}), 400,
+             "write downtime")
+    _refused(srv.call("POST", "/storage/v1/b/reloc-down/o/kept.txt/rewriteTo/b/reloc-down/o/copy.txt", body={}),
+             400, "write downtime")
+    _refused(srv.call("POST", "/storage/v1/b/reloc-down/o/bulkRestore", body={}), 400, "write downtime")
+    _refused(srv.call("POST", op_path + "/cancel"), 400, "final synchronization")
+    _refused(srv.call("POST", op_path + "/advanceRelocateBucket", body={}), 400, "final synchronization")
+    assert down.blob("kept.txt").download_as_bytes() == b"kept"
+    # (while the final step runs) a final step past its ttl reverts to syncing: writes resume, and it can be cancelled again
+    third = srv.call("POST", path.format("reloc-ttl"), body={"destinationLocation": "ASIA"}).json()
+    op_path = f"/storage/v1/b/reloc-ttl/operations/{third['name'].rsplit('/', 1)[1]}"
+    assert srv.call("POST", op_path + "/advanceRelocateBucket", body={"ttl": "1s"}).status_code == 204
+    deadline = time.monotonic() + 20
+    while _op(srv, "reloc-ttl", third)["metadata"]["state"] != "SYNCING":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    client.bucket("reloc-ttl").blob("x").upload_from_string("x")
+    assert srv.call("POST", op_path + "/cancel").status_code == 204
+    assert client.get_bucket("reloc-ttl").location == "US"
+    # refused requests: Google's shape, nothing started
+    for hostile in ({}, {"destinationLocation": "EU", "nonsense": 1}, {"destinationLocation": "../EU"},
+                    {"destinationLocation": "E" * 65}, {"destinationLocation": 7}, {"destinationLocation": "US"},
+                    {"destinationLocation": "EU", "validateOnly": "yes"},
+                    {"destinationLocation": "US", "destinationCustomPlacementConfig": {"dataLocations": ["a"]}},
+                    {"destinationLocation": "US", "destinationCustomPlacementConfig": {"dataLocations": "ab"}},
+                    {"destinationLocation": "US-EAST1", "destinationCustomPlacementConfig": {
+                        "dataLocations": ["us-east1", "us-east4"]}},
+                    {"destinationLocation": "EU", "destinationKmsKeyName": "projects/p/../x"}):
+        r = srv.call("POST", path.format("reloc-ttl"), body=hostile)
+        assert r.status_code == 400 and r.json()["error"]["errors"][0]["reason"] == "invalid", (hostile, r.text)
+    fourth = srv.call("POST", path.format("reloc-ttl"), body={"destinationLocation": "EU"}).json()
+    op_path = f"/storage/v1/b/reloc-ttl/operations/{fourth['name'].rsplit('/', 1)[1]}"
+    for hostile in ({"ttl": "-5s"}, {"ttl": "12h"}, {"ttl": "0s"}, {"ttl": "9" * 12 + "s"}, {"ttl": "1s" * 20},
+                    {"ttl": "60s", "expireTime": "2030-01-01T00:00:00Z"}, {"expireTime": "2001-01-01T00:00:00Z"},
+                    {"expireTime": "tomorrow"}, {"other": 1}):
+        r = srv.call("POST", op_path + "/advanceRelocateBucket", body=hostile)
+        assert r.status_code == 400, (hostile, r.text)
+    assert _op(srv, "reloc-ttl", fourth)["metadata"]["state"] == "SYNCING"
+    assert srv.call("POST", "/storage/v1/b/reloc-ttl/operations/nope/cancel").status_code == 404
+    assert srv.call("POST", "/storage/v1/b/reloc-ttl/operations/" + "x" * 5000 + "/cancel").status_code == 404
+    assert srv.call("POST", op_path + "/cancel").status_code == 204
+    # buckets Google does not relocate
+    client.create_bucket("reloc-hns", location="US")
+    srv.call("PATCH", "/storage/v1/b/reloc-hns")  # nothing to change; the field is set at creation
+    r = srv.call("POST", "/storage/v1/b", params={"project": PROJECT}, body={
+        "name": "reloc-hns2", "hierarchicalNamespace": {"enabled": True}})
+    assert r.status_code == 200, r.text
+    _refused(srv.call("POST", path.format("reloc-hns2"), body={"destinationLocation": "EU"}), 400,
+             "hierarchical namespace")
+    # the final step ends: the location swaps, writes resume
+    done = _until_done(srv, "reloc-down", second)
+    assert done["response"]["@type"] == "type.googleapis.com/google.protobuf.Empty" and "error" not in done
+    assert done["metadata"]["commonMetadata"]["progressPercent"] == 100
+    relocated = client.get_bucket("reloc-down")
+    assert relocated.location == "EU" and relocated.metageneration == bucket.metageneration + 1
+    assert [b.name for b in client.list_blobs("reloc-down")] == ["during-sync.txt", "kept.txt"]
+    down.blob("after.txt").upload_from_string("after")
+    # the no-downtime one has completed by now: US with its placement
+    _until_done(srv, "reloc-nodown", nodown)
+    placed = srv.call("GET", "/storage/v1/b/reloc-nodown").json()
+    assert placed["location"] == "US" and placed["customPlacementConfig"] == {
+        "dataLocations": ["US-CENTRAL1", "US-EAST1"]}
+    # Admin Activity entries, the operation's name as the resource of cancel and advance
+    assert {e.log_name.rsplit("%2F", 1)[1] for e in _entries(srv, "storage.buckets.relocate",
+                                                             "projects/_/buckets/reloc-down")} == {"activity"}
+    assert _entries(srv, "storage.buckets.operations.cancel", first["name"])
+    assert _entries(srv, "storage.buckets.operations.advanceRelocateBucket", second["name"])
+
+
+@pytest.mark.store_independent  # the client matrix; the conformance flow runs these methods on both stores
+def test_gcloud_bucket_relocation(world: KeylessServer, module_gcloud: Gcloud) -> None:
+    """gcloud storage buckets relocate (a relocation, then --finalize --ttl) and gcloud storage
+    operations cancel, as a user runs them."""
+    srv, g = world, module_gcloud
+    _client(srv, srv.owner_token).create_bucket("reloc-gcloud", location="US")
+    started = g.json("storage", "buckets", "relocate", "gs://reloc-gcloud", "--location=eu")
+    assert started["done"] is False and started["metadata"]["destinationLocation"] == "EU"
+    g.run("storage", "operations", "cancel", started["name"])
+    described = _op(srv, "reloc-gcloud", started)
+    assert described["done"] is True and described["error"]["code"] == 1
+    again = srv.call("POST", "/storage/v1/b/reloc-gcloud/relocate", body={"destinationLocation": "EU"}).json()
+    before = datetime.now(UTC)
+    finalized = g.run("storage", "buckets", "relocate", f"--operation={again['name']}", "--finalize", "--ttl=7h")
+    assert "Sent request to advance relocation" in finalized.stderr
+    expire = datetime.fromisoformat(_op(srv, "reloc-gcloud", again)["metadata"]["writeDowntimeExpireTime"])
+    assert timedelta(hours=7) <= expire - before < timedelta(hours=7, minutes=1)

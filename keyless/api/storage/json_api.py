@@ -17,7 +17,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
-from keyless.api.storage import folders, media, object_iam, operations, rewrite
+from keyless.api.storage import contexts, folders, media, object_iam, operations, rewrite
 from keyless.api.storage.wire import (
     StorageCall,
     authorize_bucket,
@@ -34,7 +34,7 @@ from keyless.iam.evaluate import ResourceContext
 from keyless.iam.policy import audit_data, get_policy_row, parse_requested_version, policy_json, set_policy
 from keyless.projects import active_project, project_chain, project_resource
 from keyless.state import ServerState
-from keyless.storage import buckets, objects, soft_deleted_buckets
+from keyless.storage import buckets, objects, relocation, soft_deleted_buckets
 from keyless.storage.names import validate_bucket_name, validate_object_name
 from keyless.store.models import StorageBucket
 
@@ -180,6 +180,7 @@ def delete_bucket(call: StorageCall) -> None:
     row = load_bucket(call)
     touch_bucket(call, row)
     authorize_bucket(call, row, "storage.buckets.delete")
+    relocation.check_configurable(row)
     with call.write() as s:
         soft_deleted = soft_deleted_buckets.delete_bucket(s, row.name, call.int_arg("ifMetagenerationMatch"),
                                                           datetime.now(UTC))
@@ -193,6 +194,7 @@ def _update_bucket(call: StorageCall, replace_all: bool) -> dict[str, Any]:
     row = load_bucket(call)
     touch_bucket(call, row)
     authorize_bucket(call, row, "storage.buckets.update")
+    relocation.check_configurable(row)
     pre = buckets.MetagenerationPreconditions(call.int_arg("ifMetagenerationMatch"),
                                               call.int_arg("ifMetagenerationNotMatch"))
     with call.write() as s:
@@ -207,6 +209,7 @@ def lock_retention_policy(call: StorageCall) -> dict[str, Any]:
     row = load_bucket(call)
     touch_bucket(call, row)
     authorize_bucket(call, row, "storage.buckets.update")
+    relocation.check_configurable(row)
     with call.write() as s:
         locked = buckets.lock_retention_policy(s, row.name, call.int_arg("ifMetagenerationMatch"))
         s.flush()
@@ -274,17 +277,20 @@ def test_bucket_iam(call: StorageCall) -> dict[str, Any]:
 def list_objects(call: StorageCall) -> dict[str, Any]:
     row = load_bucket(call)
     authorize_bucket(call, row, "storage.objects.list")
+    matches = objects.context_filter(call.arg("filter") or "") if call.arg("filter") else None
     with call.read() as s:
         if call.flag("versions") or call.flag("softDeleted"):
             items, prefixes, token = objects.list_versions(
                 s, row.name, prefix=call.arg("prefix") or "", delimiter=call.arg("delimiter") or "",
-                max_results=_max_results(call), page_token=call.arg("pageToken"), soft_deleted=call.flag("softDeleted"))
+                max_results=_max_results(call), page_token=call.arg("pageToken"), soft_deleted=call.flag("softDeleted"),
+                matches=matches)
         else:
             items, prefixes, token = objects.list_objects(  # type: ignore[assignment]
                 s, row.name, prefix=call.arg("prefix") or "", delimiter=call.arg("delimiter") or "",
                 max_results=_max_results(call), page_token=call.arg("pageToken"),
                 start_offset=call.arg("startOffset") or "", end_offset=call.arg("endOffset") or "",
-                include_trailing_delimiter=call.flag("includeTrailingDelimiter"))
+                include_trailing_delimiter=call.flag("includeTrailingDelimiter"),
+                matches=matches)
     data_access(call, "storage.objects.list", row, buckets.bucket_resource(row.name), "storage.objects.list")
     body: dict[str, Any] = {"kind": "storage#objects"}
     if prefixes:
@@ -302,6 +308,8 @@ async def get_object(call: StorageCall) -> Any:
     iam = object_iam.object_iam_handler(call)
     if iam is not None:
         return await run_in_threadpool(iam, call)
+    if contexts.is_view_full_context(call):
+        return await run_in_threadpool(contexts.view_full_context, call)
     if call.arg("alt") == "media":
         return await media.download(call)
     return await run_in_threadpool(get_object_metadata, call)
@@ -336,6 +344,11 @@ def _update_object(call: StorageCall, replace_all: bool) -> dict[str, Any]:
     row = load_bucket(call)
     name = validate_object_name(call.params["object"])
     authorize_object(call, row, name, "storage.objects.update")
+    if "contexts" in call.body or replace_all:  # creating, changing, removing contexts need their own
+        with call.read() as s:
+            current = objects.get_object(s, row.name, name, call.int_arg("generation"))
+        for permission in objects.context_permissions(current.body, call.body, replace_all):
+            authorize_object(call, row, name, permission)
     with call.state.db.write(bump=False) as s:  # no cache depends on objects
         obj = objects.update_object(s, row.name, name, call.body, replace_all=replace_all,
                                     generation=call.int_arg("generation"), pre=read_preconditions(call))
@@ -375,6 +388,13 @@ async def get_object_iam_path(call: StorageCall) -> Any:
     """GET /o/O/iam (getIamPolicy); an object whose escaped name ends in `/iam` is objects.get's."""
     if object_iam.object_iam_handler(call) is None:
         call.params["object"] += "/iam"
+    return await get_object(call)
+
+
+async def view_full_context_path(call: StorageCall) -> Any:
+    """GET /o/O/viewFullContext (objects.viewFullContext), or objects.get of a name ending so."""
+    if not contexts.is_view_full_context(call):
+        call.params["object"] += "/viewFullContext"
     return await get_object(call)
 
 
@@ -432,6 +452,8 @@ def routes(state: ServerState) -> list[Route]:
         Route(b + "/o/{object}/iam", storage_endpoint(state, get_object_iam_path, media=True), methods=["GET"]),
         Route(b + "/o/{object}/iam", storage_endpoint(state, set_object_iam_path), methods=["PUT"]),
         Route(b + "/o/{object}/iam/testPermissions", storage_endpoint(state, test_object_iam_path, media=True),
+              methods=["GET"]),
+        Route(b + "/o/{object}/viewFullContext", storage_endpoint(state, view_full_context_path, media=True),
               methods=["GET"]),
         Route(b + "/o/{object:path}", storage_endpoint(state, get_object, media=True), methods=["GET"]),
         *rewrite.routes(state),

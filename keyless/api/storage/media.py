@@ -13,6 +13,7 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any, BinaryIO
 from urllib.parse import quote
 
@@ -29,7 +30,7 @@ from keyless.api.storage.wire import (
     read_preconditions,
 )
 from keyless.errors import InvalidArgument
-from keyless.storage import objects
+from keyless.storage import buckets, objects, relocation
 from keyless.storage.blobs import BlobWriter
 from keyless.storage.errors import PayloadTooLarge, RangeNotSatisfiable
 from keyless.storage.names import validate_object_name
@@ -211,6 +212,8 @@ def commit_object(call: StorageCall, row: StorageBucket, name: str, blob: Stored
     expected = expected or {}
     blobs = call.storage.blobs
     try:
+        if metadata.get("contexts"):  # a new object with contexts (https://cloud.google.com/storage/docs/use-object-contexts)
+            authorize_object(call, row, name, "storage.objects.createContext")
         if "crc32c" in expected and expected["crc32c"] != blob.crc32c_b64:
             raise InvalidArgument(f"Provided CRC32C \"{expected['crc32c'][:32]}\" doesn't match calculated "
                                   f"CRC32C \"{blob.crc32c_b64}\".")
@@ -218,6 +221,8 @@ def commit_object(call: StorageCall, row: StorageBucket, name: str, blob: Stored
             raise InvalidArgument(f"Provided MD5 hash \"{expected['md5Hash'][:32]}\" doesn't match calculated "
                                   f"MD5 hash \"{blob.md5_b64}\".")
         with call.state.db.write(bump=False) as s:  # no cache depends on objects
+            # a resumable upload begun before a relocation's write downtime is lost in it, as on Google
+            relocation.check_writable(buckets.get_bucket(s, row.name), datetime.now(UTC))
             obj, replaced = objects.put_object(s, row.name, name, blob, metadata, read_preconditions(call))
             s.flush()
             body = objects.object_json(obj, call.base_url)

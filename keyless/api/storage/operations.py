@@ -1,11 +1,16 @@
 """Cloud Storage's long-running operations on the JSON API: objects.bulkRestore
-(`POST /storage/v1/b/B/o/bulkRestore`) and buckets.operations.get/list
-(`GET /storage/v1/b/B/operations[/ID]`), https://cloud.google.com/storage/docs/json_api/v1/objects/bulkRestore.
+(`POST /storage/v1/b/B/o/bulkRestore`), buckets.relocate (`POST /storage/v1/b/B/relocate`) and
+buckets.operations.get/list/cancel/advanceRelocateBucket (`/storage/v1/b/B/operations[/ID[/VERB]]`),
+https://cloud.google.com/storage/docs/json_api/v1/objects/bulkRestore,
+https://cloud.google.com/storage/docs/json_api/v1/buckets/relocate.
 
 bulkRestore needs storage.objects.restore and storage.objects.create on the bucket (and
 storage.objects.delete with allowOverwrite, as it displaces live objects), like objects.restore;
 reading operations needs storage.bucketOperations.get/list. The restore is a Data Access
 DATA_WRITE entry, reading operations ADMIN_READ ones (keyless.storage.bulk_restore has the rest).
+relocate and advanceRelocateBucket need storage.buckets.relocate, cancel needs
+storage.bucketOperations.cancel, all on the bucket; each is an Admin Activity entry
+(keyless.storage.relocation has the rest).
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ from keyless.api.storage.wire import (
     data_access,
     load_bucket,
     storage_endpoint,
+    touch_bucket,
 )
 from keyless.errors import InvalidArgument
 from keyless.state import ServerState
-from keyless.storage import bulk_restore
+from keyless.storage import bulk_restore, relocation
 from keyless.storage.buckets import bucket_resource
 
 
@@ -55,7 +61,7 @@ def get_operation(call: StorageCall) -> dict[str, Any]:
     row = load_bucket(call)
     authorize_bucket(call, row, "storage.bucketOperations.get")
     with call.read() as s:
-        body = bulk_restore.get_operation(s, row.name, call.params["operationId"][:256])
+        body = bulk_restore.get_operation(s, row.name, _operation_id(call))
     data_access(call, "storage.buckets.operations.get", row, body["name"], "storage.bucketOperations.get")
     return _operation_json(call, row.name, body)
 
@@ -81,6 +87,37 @@ def list_operations(call: StorageCall) -> dict[str, Any]:
     return body
 
 
+def relocate_bucket(call: StorageCall) -> dict[str, Any]:
+    row = load_bucket(call)
+    touch_bucket(call, row)
+    authorize_bucket(call, row, "storage.buckets.relocate")
+    with call.write() as s:
+        body = relocation.start(s, row.name, call.body, operations.new_id(), datetime.now(UTC))
+    return _operation_json(call, row.name, body)
+
+
+def _operation_id(call: StorageCall) -> str:
+    return call.params["operationId"][:256]
+
+
+def advance_relocate_bucket(call: StorageCall) -> None:
+    row = load_bucket(call)
+    touch_bucket(call, row, bulk_restore.operation_prefix(row.name) + _operation_id(call))
+    authorize_bucket(call, row, "storage.buckets.relocate")
+    with call.write() as s:
+        relocation.advance(s, row.name, _operation_id(call), call.body, datetime.now(UTC))
+    return None
+
+
+def cancel_operation(call: StorageCall) -> None:
+    row = load_bucket(call)
+    touch_bucket(call, row, bulk_restore.operation_prefix(row.name) + _operation_id(call))
+    authorize_bucket(call, row, "storage.bucketOperations.cancel")
+    with call.write() as s:
+        relocation.cancel(s, row.name, _operation_id(call), datetime.now(UTC))
+    return None
+
+
 def routes(state: ServerState) -> list[Route]:
     """Mounted with the JSON API's other routes, under /storage."""
     b = "/v1/b/{bucket}"
@@ -88,4 +125,11 @@ def routes(state: ServerState) -> list[Route]:
         Route(b + "/o/bulkRestore", storage_endpoint(state, bulk_restore_objects), methods=["POST"]),
         Route(b + "/operations", storage_endpoint(state, list_operations), methods=["GET"]),
         Route(b + "/operations/{operationId}", storage_endpoint(state, get_operation), methods=["GET"]),
+        Route(b + "/relocate", storage_endpoint(state, relocate_bucket, method="storage.buckets.relocate"),
+              methods=["POST"]),
+        Route(b + "/operations/{operationId}/cancel", storage_endpoint(
+            state, cancel_operation, method="storage.buckets.operations.cancel"), methods=["POST"]),
+        Route(b + "/operations/{operationId}/advanceRelocateBucket", storage_endpoint(
+            state, advance_relocate_bucket, method="storage.buckets.operations.advanceRelocateBucket"),
+              methods=["POST"]),
     ]

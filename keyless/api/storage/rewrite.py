@@ -86,8 +86,9 @@ def _read_source(call: StorageCall, row: StorageBucket, name: str, generation: i
 def _destination_metadata(call: StorageCall, source: AnyObject) -> dict[str, Any]:
     """The request body's metadata when it sets any writable field, else the source's (as Google copies)."""
     given = objects.validate_metadata(call.body)
-    if given:
-        return given
+    if given:  # the source's contexts persist unless the request sets its own, as on Google
+        kept = (source.body or {}).get("contexts")
+        return given if "contexts" in given or not kept else {**given, "contexts": kept}
     return {k: v for k, v in (source.body or {}).items() if k in objects.COPIED}
 
 

@@ -15,6 +15,7 @@ import os
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -31,7 +32,7 @@ from keyless.errors import InvalidArgument, KeylessError, PermissionDenied, Unau
 from keyless.iam.evaluate import ResourceContext
 from keyless.iam.principal import ANONYMOUS, Principal
 from keyless.state import ServerState
-from keyless.storage import buckets, managed_folders, objects
+from keyless.storage import buckets, managed_folders, objects, relocation
 from keyless.storage.blobs import BlobStore
 from keyless.storage.buckets import bucket_context
 from keyless.storage.names import validate_bucket_name
@@ -52,9 +53,12 @@ METHOD_LOG = {"storage.managedFolders.get": ADMIN_READ, "storage.managedFolders.
               "storage.objects.get": DATA_READ, "storage.objects.list": DATA_READ,
               "storage.objects.create": DATA_WRITE, "storage.objects.delete": DATA_WRITE,
               "storage.objects.update": DATA_WRITE, "storage.objects.bulkRestore": DATA_WRITE,
+              "storage.objects.viewFullContext": DATA_READ,
               "storage.buckets.operations.get": ADMIN_READ, "storage.buckets.operations.list": ADMIN_READ,
               "storage.getIamPermissions": ADMIN_READ, "storage.buckets.get": ADMIN_READ,
               "storage.buckets.list": ADMIN_READ, "storage.buckets.getStorageLayout": ADMIN_READ}
+# What a relocation's write downtime refuses (keyless.storage.relocation).
+OBJECT_WRITES = {"storage.objects.create", "storage.objects.delete", "storage.objects.update"}
 # Cloud Storage's answer to a token without any of the method's scopes (its own words, not the
 # ACCESS_TOKEN_SCOPE_INSUFFICIENT ErrorInfo of Google's other APIs; keyless.api.scopes).
 SCOPES_NOT_AUTHORIZED = "Provided scope(s) are not authorized"
@@ -143,9 +147,17 @@ class StorageCall(Call):
 # -- what every storage handler does ------------------------------------------------------------
 
 def load_bucket(call: StorageCall) -> StorageBucket:
+    """The bucket, its relocation moved on first if a step of it has ended (keyless.storage.relocation)."""
     name = validate_bucket_name(call.params["bucket"])
     with call.read() as s:
-        return buckets.get_bucket(s, name)
+        row = buckets.get_bucket(s, name)
+    now = datetime.now(UTC)
+    if relocation.due(row, now):
+        with call.write() as s:
+            relocation.settle(s, name, now)
+        with call.read() as s:
+            row = buckets.get_bucket(s, name)
+    return row
 
 
 def bucket_labels(row: StorageBucket) -> dict[str, str]:
@@ -159,6 +171,8 @@ def touch_bucket(call: StorageCall, row: StorageBucket, resource_name: str = "")
 
 def authorize_bucket(call: StorageCall, row: StorageBucket, permission: str) -> None:
     call.authorize(permission, buckets.bucket_chain(row), bucket_context(row.name), "bucket", row.project_id)
+    if permission in OBJECT_WRITES:  # objects.bulkRestore
+        relocation.check_writable(row, datetime.now(UTC))
 
 
 def authorize_object(call: StorageCall, row: StorageBucket, name: str, permission: str) -> None:
@@ -166,6 +180,8 @@ def authorize_object(call: StorageCall, row: StorageBucket, name: str, permissio
     with call.read() as s:
         chain = managed_folders.object_chain(s, row, name)
     call.authorize(permission, chain, object_context(row.name, name), "object", row.project_id)
+    if permission in OBJECT_WRITES:  # refused during a relocation's write downtime, once authorized
+        relocation.check_writable(row, datetime.now(UTC))
 
 
 def data_access(call: StorageCall, method: str, row: StorageBucket, resource_name: str, permission: str) -> None:
