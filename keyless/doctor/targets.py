@@ -61,6 +61,10 @@ PUBSUB_KINDS = {"topics": ("topic", pubsub_names.TOPIC_TYPE), "subscriptions": (
                 "schemas": ("schema", pubsub_names.SCHEMA_TYPE)}
 # Keyless's hierarchy has one root standing for every organization and folder (keyless.projects.ROOT)
 _CONTAINER = re.compile(r"^(organizations|folders)/[1-9][0-9]{0,19}$")
+# every Target.kind resolve() gives (keyless.iam.grantable has an entry for each)
+KINDS = ("project", "organization", "folder", "bucket", "object", "managed folder", "secret", "secret version",
+         "service account", *(kind for kind, _ in PUBSUB_KINDS.values()),
+         *(kind for kind, _, _ in POOL_PARTS.values()))
 
 
 @dataclass(frozen=True)
