@@ -678,3 +678,26 @@ def test_grantable_roles_on_resources_below_the_project(resource_policies: Keyle
     stranger = token_for_user(srv, "stranger@example.com")
     denied = srv.call("POST", "/iam/v1/roles:queryGrantableRoles", token=stranger, body={"fullResourceName": TOPIC})
     assert denied.status_code == 403 and "pubsub.topics.getIamPolicy" in denied.json()["error"]["message"]
+
+
+def test_console_explains_a_subscription_denial(resource_policies: KeylessServer) -> None:
+    """The console's explain (signed in as the owner) walks the subscription's chain, as the CLI's."""
+    import httpx
+
+    from tests.console.conftest import names, sign_in_link
+
+    srv = resource_policies
+    client = httpx.Client(base_url=srv.base_url, timeout=30)
+    link = sign_in_link(srv)
+    client.get(link)
+    r = client.post("/console/signin", data={"csrf": client.cookies[names(srv).csrf], "code": link.split("code=")[1]})
+    assert r.status_code == 303, r.text
+    r = client.post("/console/api/explain", headers={"X-CSRF-Token": client.cookies[names(srv).csrf]},
+                    json={"principal": f"serviceAccount:{RELAY}", "permission": "pubsub.subscriptions.delete",
+                          "resource": SUBSCRIPTION})
+    result = ok(r)
+    assert result["granted"] is False and result["firstFailure"]["step"] == "role"
+    assert [level["resource"] for level in result["policies"]] == [SUBSCRIPTION, f"projects/{PROJECT}", ROOT]
+    assert result["policies"][0]["bindings"][0]["role"] == "roles/pubsub.subscriber"
+    assert result["policies"][0]["bindings"][0]["memberMatches"] is True
+    assert "gcloud pubsub subscriptions add-iam-policy-binding orders-sub" in result["firstFailure"]["fix"]
