@@ -483,6 +483,8 @@ RELAY = f"relay-gsa@{PROJECT}.iam.gserviceaccount.com"
 TOPIC = f"//pubsub.googleapis.com/projects/{PROJECT}/topics/orders"
 SUBSCRIPTION = f"//pubsub.googleapis.com/projects/{PROJECT}/subscriptions/orders-sub"
 OTHER_TOPIC = f"//pubsub.googleapis.com/projects/{OTHER}/topics/orders"
+SNAPSHOT = f"//pubsub.googleapis.com/projects/{PROJECT}/snapshots/orders-snap"
+SCHEMA = f"//pubsub.googleapis.com/projects/{PROJECT}/schemas/order"
 FOLDER = f"//storage.googleapis.com/projects/_/buckets/{LABELLED_BUCKET}/managedFolders/reports/"
 
 
@@ -494,14 +496,20 @@ def pool_name(srv: KeylessServer) -> str:
 @pytest.fixture(scope="module")
 def resource_policies(inventory: KeylessServer) -> KeylessServer:
     """relay-gsa holds roles only on resources below the project: the `orders` topic, its
-    subscription, the `reports/` managed folder and the `ci-pool` pool; and, outside the scope,
-    OTHER's `orders` topic."""
+    subscription, a snapshot of it, the `order` schema, the `reports/` managed folder and the
+    `ci-pool` pool; and, outside the scope, OTHER's `orders` topic."""
     srv = inventory
     ok(srv.call("POST", f"/iam/v1/projects/{PROJECT}/serviceAccounts", body={"accountId": "relay-gsa"}))
     member = f"serviceAccount:{RELAY}"
     grant(srv, f"/pubsub/v1/projects/{PROJECT}/topics/orders", "roles/pubsub.publisher", member)
     grant(srv, f"/pubsub/v1/projects/{PROJECT}/subscriptions/orders-sub", "roles/pubsub.subscriber", member)
     grant(srv, f"/pubsub/v1/projects/{OTHER}/topics/orders", "roles/pubsub.viewer", member)
+    ok(srv.call("PUT", f"/pubsub/v1/projects/{PROJECT}/snapshots/orders-snap",
+                body={"subscription": f"projects/{PROJECT}/subscriptions/orders-sub"}))
+    grant(srv, f"/pubsub/v1/projects/{PROJECT}/snapshots/orders-snap", "roles/pubsub.viewer", member)
+    ok(srv.call("POST", f"/pubsub/v1/projects/{PROJECT}/schemas", params={"schemaId": "order"}, body={
+        "type": "AVRO", "definition": '{"type": "record", "name": "Order", "fields": [{"name": "id", "type": "int"}]}'}))
+    grant(srv, f"/pubsub/v1/projects/{PROJECT}/schemas/order", "roles/pubsub.viewer", member)
     grant(srv, f"/iam/v1/{pool_name(srv)}", "roles/iam.workloadIdentityPoolViewer", member)
     folders = f"/storage/v1/b/{LABELLED_BUCKET}/managedFolders"
     ok(srv.call("POST", folders, body={"name": "reports/"}))
@@ -527,6 +535,7 @@ def test_analysis_lists_access_through_resource_policies(resource_policies: Keyl
         "analysisQuery.identitySelector.identity": f"serviceAccount:{RELAY}"}))
     rows = {(r["attachedResourceFullName"], r["iamBinding"]["role"]): r for r in body["mainAnalysis"]["analysisResults"]}
     assert set(rows) == {(TOPIC, "roles/pubsub.publisher"), (SUBSCRIPTION, "roles/pubsub.subscriber"),
+                         (SNAPSHOT, "roles/pubsub.viewer"), (SCHEMA, "roles/pubsub.viewer"),
                          (FOLDER, "roles/storage.objectViewer"),
                          (f"//iam.googleapis.com/{pool_name(srv)}", "roles/iam.workloadIdentityPoolViewer")}, rows
     topic = rows[(TOPIC, "roles/pubsub.publisher")]
@@ -593,6 +602,7 @@ def test_search_all_iam_policies_finds_resource_policies(resource_policies: Keyl
     found = ok(srv.call("GET", path, token=token_for_user(srv, ANALYST), params={"query": "policy:relay-gsa"}))["results"]
     assert {(r["resource"], r["assetType"]) for r in found} == {
         (TOPIC, "pubsub.googleapis.com/Topic"), (SUBSCRIPTION, "pubsub.googleapis.com/Subscription"),
+        (SNAPSHOT, "pubsub.googleapis.com/Snapshot"), (SCHEMA, "pubsub.googleapis.com/Schema"),
         (FOLDER, "storage.googleapis.com/ManagedFolder"),
         (f"//iam.googleapis.com/{pool_name(srv)}", "iam.googleapis.com/WorkloadIdentityPool")}, found
     assert {r["project"] for r in found} == {f"projects/{number}"}
@@ -601,7 +611,7 @@ def test_search_all_iam_policies_finds_resource_policies(resource_policies: Keyl
     assert topic["policy"] == {"bindings": [{"role": "roles/pubsub.publisher", "members": [f"serviceAccount:{RELAY}"]}]}
     only = ok(srv.call("GET", path, params={"query": "policy:relay-gsa", "assetTypes": "pubsub.googleapis.com.*",
                                             "orderBy": "assetType DESC"}))["results"]
-    assert [r["resource"] for r in only] == [TOPIC, SUBSCRIPTION]
+    assert [r["resource"] for r in only] == [TOPIC, SUBSCRIPTION, SNAPSHOT, SCHEMA]
     by_resource = ok(srv.call("GET", path, params={"query": "resource:managedFolders"}))["results"]
     assert [r["resource"] for r in by_resource] == [FOLDER]
     permission = ok(srv.call("GET", path, params={
