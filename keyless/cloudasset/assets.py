@@ -6,7 +6,9 @@ https://cloud.google.com/asset-inventory/docs/supported-asset-types).
 A scope is `projects/P` (id or number) or `organizations/ORG`. Keyless's root policy plays the
 organization (keyless.projects), so an organization scope holds the root's policy, named
 `//cloudresourcemanager.googleapis.com/organizations/ORG`, and the policies of the projects whose
-`parent` is that organization. A project scope holds its project's policies only: as on Google,
+`parent` is that organization. A project scope holds its project's policies and those of the
+resources in it (service accounts, buckets and their managed folders, secrets, Pub/Sub topics,
+subscriptions, snapshots and schemas, workload identity pools: issue #20) only: as on Google,
 policies above the scope are not analyzed.
 """
 
@@ -18,9 +20,9 @@ from typing import Any
 
 from sqlalchemy import select
 
+from keyless.doctor import targets
 from keyless.errors import InvalidArgument
 from keyless.projects import ROOT, find_project, project_chain
-from keyless.storage import buckets
 from keyless.store.models import Project
 
 CRM = "cloudresourcemanager.googleapis.com"
@@ -28,10 +30,6 @@ PROJECT_TYPE = f"{CRM}/Project"
 ORGANIZATION_TYPE = f"{CRM}/Organization"
 _SCOPE = re.compile(r"^(projects|organizations)/([a-z0-9-]{1,30})$")
 _BUCKET = re.compile(r"^projects/_/buckets/([^/]{1,222})$")
-_ACCOUNT = re.compile(r"^projects/([^/]{1,30})/serviceAccounts/([^/]{1,256})$")
-_SECRET = re.compile(r"^//secretmanager\.googleapis\.com/projects/([0-9]{1,20})(?:/locations/[a-z0-9-]{1,40})?/secrets/([^/]{1,255})$")
-_POOL = re.compile(r"^(?://iam\.googleapis\.com/)?(projects/([^/]{1,30})/locations/[^/]+/workloadIdentityPools/.+)$")
-_PROJECT = re.compile(r"^projects/([^/]{1,30})$")
 
 
 @dataclass(frozen=True)
@@ -96,35 +94,36 @@ def _organization(row: Project) -> str | None:
 
 def asset_of(s: Any, resource: str, projects: dict[str, Project], organization: str | None) -> Asset | None:
     """The asset a stored policy is attached to; None for policies of resources that are gone
-    or of a kind Cloud Asset Inventory does not search. `organization` names the root."""
+    or of a kind Cloud Asset Inventory does not search. `organization` names the root. What the
+    resource is, and which project holds it, is the doctor's (keyless.doctor.targets): one model
+    of the hierarchy for the analysis, the search and explain."""
     if resource == ROOT:
         if organization is None:
             return None
         return Asset(ROOT, f"//{CRM}/organizations/{organization}", ORGANIZATION_TYPE,
                      organization=f"organizations/{organization}")
-    project: Project | None
-    if (m := _PROJECT.match(resource)) is not None:
-        project = projects.get(m.group(1))
-        full, kind = (f"//{CRM}/projects/{project.project_id}", PROJECT_TYPE) if project else ("", "")
-    elif (m := _BUCKET.match(resource)) is not None:
-        bucket = buckets.find_bucket(s, m.group(1))
-        project = projects.get(bucket.project_id) if bucket is not None else None
-        full, kind = f"//storage.googleapis.com/{m.group(1)}", "storage.googleapis.com/Bucket"
-    elif (m := _ACCOUNT.match(resource)) is not None:
-        project = projects.get(m.group(1))
-        full, kind = f"//iam.googleapis.com/{resource}", "iam.googleapis.com/ServiceAccount"
-    elif (m := _SECRET.match(resource)) is not None:
-        project = projects.get(m.group(1))
-        full, kind = resource, "secretmanager.googleapis.com/Secret"
-    elif (m := _POOL.match(resource)) is not None:
-        project = projects.get(m.group(2))
-        kind = "iam.googleapis.com/WorkloadIdentityPool" + ("Provider" if "/providers/" in m.group(1) else "")
-        full = f"//iam.googleapis.com/{m.group(1)}"
-    else:
+    try:
+        target = targets.resolve(s, resource)
+    except InvalidArgument:
         return None
-    if project is None:
+    project = projects.get(target.project_id) if target.exists and target.project_id else None
+    if project is None or not target.context.type:
         return None
-    return Asset(resource, full, kind, project.project_id, project.project_number, _organization(project))
+    return Asset(resource, full_name(resource, target.context.service), target.context.type, project.project_id,
+                 project.project_number, _organization(project))
+
+
+def full_name(resource: str, service: str) -> str:
+    """Cloud Asset Inventory's name of the resource whose policy is stored under `resource`
+    (https://cloud.google.com/asset-inventory/docs/asset-names): Keyless keeps Pub/Sub's and Secret
+    Manager's policies under their full names already; a bucket is `//storage.googleapis.com/BUCKET`;
+    the rest are their relative names under their service (a project by id, a service account by
+    unique id, a pool by project number, a managed folder under `projects/_/buckets/B`)."""
+    if resource.startswith("//"):
+        return resource
+    if (m := _BUCKET.match(resource)) is not None:
+        return f"//storage.googleapis.com/{m.group(1)}"
+    return f"//{service}/{resource}"
 
 
 def policy_resource(full_name: str) -> str:

@@ -28,10 +28,12 @@ MAX_QUERY = 2048
 MAX_ASSET_TYPES = 100
 FIELDS = {"policy", "policy.role.permissions", "memberTypes", "resource"}
 ORDER_FIELDS = {"resource", "assetType", "project"}
+# the asset types of the resources Keyless keeps IAM policies on (keyless.doctor.targets)
 ASSET_TYPES = ("cloudresourcemanager.googleapis.com/Organization", "cloudresourcemanager.googleapis.com/Project",
                "iam.googleapis.com/ServiceAccount", "iam.googleapis.com/WorkloadIdentityPool",
                "iam.googleapis.com/WorkloadIdentityPoolProvider", "secretmanager.googleapis.com/Secret",
-               "storage.googleapis.com/Bucket")
+               "storage.googleapis.com/Bucket", "storage.googleapis.com/ManagedFolder", "pubsub.googleapis.com/Topic",
+               "pubsub.googleapis.com/Subscription", "pubsub.googleapis.com/Snapshot", "pubsub.googleapis.com/Schema")
 _TERM = re.compile(r"^(?P<field>[A-Za-z.]+)(?P<op>[:=])(?P<value>.+)$")
 _WORDS = re.compile(r"[A-Za-z0-9_]+")
 _ASSET_TYPE_PATTERN = re.compile(r"[A-Za-z0-9./_*-]{1,256}")

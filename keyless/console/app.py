@@ -329,7 +329,7 @@ def _viewer_allows(call: Call) -> graph.Allowed:
 
     def allowed(permission: str, chain: list[str], target: targets.Target | None) -> bool:
         principal = call.principal
-        if target is not None and target.kind == "bucket":  # projectOwner:P & co., as Cloud Storage checks
+        if target is not None and target.kind in ("bucket", "managed folder"):  # projectOwner:P & co., as Storage checks
             principal = with_convenience_members(call.state.authz, principal, target.project_id)
         context = target.context if target is not None else None
         return call.state.authz.check(principal, permission, chain, context).granted

@@ -23,6 +23,7 @@ from keyless.doctor.lint import lint
 from keyless.doctor.model import Setup
 from keyless.doctor.rules import Finding
 from keyless.errors import KeylessError
+from keyless.iam.grantable import GET_POLICY_PERMISSION
 from keyless.projects import ROOT, project_chain
 
 # Columns, left to right: where an identity comes from, who it becomes, what it reaches.
@@ -210,7 +211,7 @@ def _bindings(g: Graph, setup: Setup, project_id: str, number: str, chain: list[
             if target is None or (target.project_id != project_id and not _in_project(resource, project_id, number)):
                 continue
             key_chain = target.chain
-            permission = _POLICY_PERMISSION.get(target.kind, "resourcemanager.projects.getIamPolicy")
+            permission = GET_POLICY_PERMISSION.get(target.kind, "resourcemanager.projects.getIamPolicy")
         if resource not in readable:
             readable[resource] = allowed(permission, key_chain, target)
             if not readable[resource]:
@@ -252,8 +253,6 @@ def short_name(setup: Setup, resource: str) -> str:
     return parts[-1]
 
 
-_POLICY_PERMISSION = {"bucket": "storage.buckets.getIamPolicy", "secret": "secretmanager.secrets.getIamPolicy",
-                      "project": "resourcemanager.projects.getIamPolicy"}
 
 
 def policy_readable(session: Any, setup: Setup, resource: str, allowed: Allowed, cache: dict[str, Any]) -> bool:
@@ -269,7 +268,7 @@ def policy_readable(session: Any, setup: Setup, resource: str, allowed: Allowed,
         else:
             target = _target(session, resource, cache)
             cache[key] = target is not None and allowed(
-                _POLICY_PERMISSION.get(target.kind, "resourcemanager.projects.getIamPolicy"), target.chain, target)
+                GET_POLICY_PERMISSION.get(target.kind, "resourcemanager.projects.getIamPolicy"), target.chain, target)
     return bool(cache[key])
 
 

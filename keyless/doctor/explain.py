@@ -694,7 +694,7 @@ def _resource_path(state: ServerState, q: Question, ex: Explanation, principal: 
 
     with state.db.read() as s:
         target = resolve(s, q.resource)
-    if target.kind in ("bucket", "object"):
+    if target.kind in ("bucket", "object", "managed folder"):  # below a bucket's policy
         principal = with_convenience_members(state.authz, principal, target.project_id)
     ex.identity = principal.email or principal.member
     who = principal.email or principal.member
@@ -806,6 +806,14 @@ def _grant_fix(kind: str, target: str, project: str, member: str, permission: st
                 f"--role={role}")
     if kind == "service account":
         return f'gcloud iam service-accounts add-iam-policy-binding {target} --member="{member}" --role={role}'
+    if kind in ("topic", "subscription"):  # gcloud has no add-iam-policy-binding for snapshots or schemas
+        return (f'gcloud pubsub {kind}s add-iam-policy-binding {target} --project={project} --member="{member}" '
+                f"--role={role}")
+    if kind == "managed folder":
+        return f'gcloud storage managed-folders add-iam-policy-binding {target} --member="{member}" --role={role}'
+    if kind.startswith("workload identity pool"):  # the pool's policy governs what is below it
+        return (f'gcloud iam workload-identity-pools add-iam-policy-binding {target} --location=global '
+                f'--project={project} --member="{member}" --role={role}')
     return f'gcloud projects add-iam-policy-binding {project or "PROJECT_ID"} --member="{member}" --role={role}'
 
 

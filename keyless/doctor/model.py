@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select
 
 from keyless.doctor.manifests import ANNOTATION, Manifest, pod_spec, service_account_name
+from keyless.errors import KeylessError
 from keyless.iam.members import Member, parse_member
 from keyless.projects import KEY_CREATION_CONSTRAINT, ROOT, constraint_enforced
 from keyless.store.models import (
@@ -218,12 +219,19 @@ class Setup:
         return out
 
 
-def _in_scope(resource: str, project: str | None, sa_projects: dict[str, str]) -> bool:
+def _in_scope(s: Any, resource: str, project: str | None) -> bool:
+    """Whether the policy stored under `resource` is `project`'s or one of its resources' (a topic,
+    a bucket, a pool named by the project's number, ...: keyless.doctor.targets knows which)."""
     if project is None:
         return True
     if resource == f"projects/{project}" or resource.startswith(f"projects/{project}/"):
         return True
-    return False
+    from keyless.doctor.targets import resolve
+
+    try:
+        return resolve(s, resource).project_id == project
+    except KeylessError:
+        return False
 
 
 def load(state: Any, project: str | None = None, manifests: list[Manifest] | None = None) -> Setup:
@@ -244,7 +252,7 @@ def load(state: Any, project: str | None = None, manifests: list[Manifest] | Non
             va = k.valid_after if k.valid_after.tzinfo else k.valid_after.replace(tzinfo=UTC)
             setup.keys.append(KeyInfo(k.key_id, a.email, a.project_id, k.key_type, va, k.disabled))
         for row in s.scalars(select(IamPolicy)).all():
-            if not _in_scope(row.resource, project, {}):
+            if not _in_scope(s, row.resource, project):
                 continue
             for b in row.bindings or []:
                 for m in b.get("members", []):

@@ -4,8 +4,9 @@ its `auditConfigs` configure (iamPolicies.queryAuditableServices).
 
 A role is grantable on a resource when one of its permissions applies to that kind of resource:
 every role on a project, organization or folder (they contain everything), the roles that carry a
-bucket's, secret's, service account's or pool's permissions on those. Resource names are resolved
-as the doctor resolves them (keyless.doctor.targets), so the chain checked is the APIs' own.
+bucket's, managed folder's, secret's, service account's, pool's or Pub/Sub resource's permissions
+on those. Resource names are resolved as the doctor resolves them (keyless.doctor.targets), so the
+chain checked is the APIs' own; every kind it resolves is in the tables below (issue #20).
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ KIND_PERMISSIONS: dict[str, tuple[str, ...] | None] = {
     "secret version": ("secretmanager.versions.",),
     "service account": ("iam.serviceAccounts.", "iam.serviceAccountKeys."),
     "workload identity pool": ("iam.workloadIdentityPool", "iam.googleapis.com/workloadIdentityPool"),
+    "managed folder": ("storage.managedFolders.", "storage.objects."),
+    "topic": ("pubsub.topics.",), "subscription": ("pubsub.subscriptions.",),
+    "snapshot": ("pubsub.snapshots.",), "schema": ("pubsub.schemas.",),
 }
 
 # the permission that lets a caller ask what a resource's policy may hold: reading that policy
@@ -38,6 +42,9 @@ GET_POLICY_PERMISSION = {
     "secret": "secretmanager.secrets.getIamPolicy", "secret version": "secretmanager.secrets.getIamPolicy",
     "service account": "iam.serviceAccounts.getIamPolicy",
     "workload identity pool": "iam.workloadIdentityPools.getIamPolicy",
+    "managed folder": "storage.managedFolders.getIamPolicy",
+    "topic": "pubsub.topics.getIamPolicy", "subscription": "pubsub.subscriptions.getIamPolicy",
+    "snapshot": "pubsub.snapshots.getIamPolicy", "schema": "pubsub.schemas.getIamPolicy",
 }
 
 # Services whose Data Access entries Keyless writes as a policy's auditConfigs say (keyless.audit),
@@ -49,7 +56,15 @@ KIND_SERVICES: dict[str, tuple[str, ...]] = {
     "secret": ("secretmanager.googleapis.com",), "secret version": ("secretmanager.googleapis.com",),
     "service account": ("iam.googleapis.com",),
     "workload identity pool": ("iam.googleapis.com", "sts.googleapis.com"),
+    "managed folder": ("storage.googleapis.com",),
+    **{kind: ("pubsub.googleapis.com",) for kind in ("topic", "subscription", "snapshot", "schema")},
 }
+# what is below a pool has no policy of its own: the pool's governs it
+for _part in ("workload identity pool provider", "workload identity pool namespace",
+              "workload identity pool managed identity"):
+    KIND_PERMISSIONS[_part] = KIND_PERMISSIONS["workload identity pool"]
+    GET_POLICY_PERMISSION[_part] = GET_POLICY_PERMISSION["workload identity pool"]
+    KIND_SERVICES[_part] = KIND_SERVICES["workload identity pool"]
 
 
 def _applies(permissions: Iterable[str], prefixes: tuple[str, ...] | None) -> bool:

@@ -17,6 +17,7 @@ import yaml
 from google.api_core import exceptions
 from sqlalchemy import select
 
+from keyless.projects import ROOT
 from keyless.store.models import AuditEntry
 from tests.api.helpers import audit_data_access, server_state, token_for_user
 from tests.conftest import GCLOUD, Gcloud, KeylessServer, _need_gcloud
@@ -474,3 +475,239 @@ def test_search_all_resources_data_access_entry(inventory: KeylessServer) -> Non
     assert entries[0]["logName"].endswith("cloudaudit.googleapis.com%2Fdata_access")
     assert payload["authorizationInfo"][0] == {"resource": f"projects/{PROJECT}", "granted": True,
                                                "permission": "cloudasset.assets.searchAllResources"}
+
+
+# -- resource-level policies: Pub/Sub, managed folders, pools (issue #20) ---------------------------
+
+RELAY = f"relay-gsa@{PROJECT}.iam.gserviceaccount.com"
+TOPIC = f"//pubsub.googleapis.com/projects/{PROJECT}/topics/orders"
+SUBSCRIPTION = f"//pubsub.googleapis.com/projects/{PROJECT}/subscriptions/orders-sub"
+OTHER_TOPIC = f"//pubsub.googleapis.com/projects/{OTHER}/topics/orders"
+SNAPSHOT = f"//pubsub.googleapis.com/projects/{PROJECT}/snapshots/orders-snap"
+SCHEMA = f"//pubsub.googleapis.com/projects/{PROJECT}/schemas/order"
+FOLDER = f"//storage.googleapis.com/projects/_/buckets/{LABELLED_BUCKET}/managedFolders/reports/"
+
+
+def pool_name(srv: KeylessServer) -> str:
+    number = ok(srv.call("GET", f"{CRM}/{PROJECT}"))["projectNumber"]
+    return f"projects/{number}/locations/global/workloadIdentityPools/ci-pool"
+
+
+@pytest.fixture(scope="module")
+def resource_policies(inventory: KeylessServer) -> KeylessServer:
+    """relay-gsa holds roles only on resources below the project: the `orders` topic, its
+    subscription, a snapshot of it, the `order` schema, the `reports/` managed folder and the
+    `ci-pool` pool; and, outside the scope, OTHER's `orders` topic."""
+    srv = inventory
+    ok(srv.call("POST", f"/iam/v1/projects/{PROJECT}/serviceAccounts", body={"accountId": "relay-gsa"}))
+    member = f"serviceAccount:{RELAY}"
+    grant(srv, f"/pubsub/v1/projects/{PROJECT}/topics/orders", "roles/pubsub.publisher", member)
+    grant(srv, f"/pubsub/v1/projects/{PROJECT}/subscriptions/orders-sub", "roles/pubsub.subscriber", member)
+    grant(srv, f"/pubsub/v1/projects/{OTHER}/topics/orders", "roles/pubsub.viewer", member)
+    ok(srv.call("PUT", f"/pubsub/v1/projects/{PROJECT}/snapshots/orders-snap",
+                body={"subscription": f"projects/{PROJECT}/subscriptions/orders-sub"}))
+    grant(srv, f"/pubsub/v1/projects/{PROJECT}/snapshots/orders-snap", "roles/pubsub.viewer", member)
+    ok(srv.call("POST", f"/pubsub/v1/projects/{PROJECT}/schemas", params={"schemaId": "order"}, body={
+        "type": "AVRO", "definition": '{"type": "record", "name": "Order", "fields": [{"name": "id", "type": "int"}]}'}))
+    grant(srv, f"/pubsub/v1/projects/{PROJECT}/schemas/order", "roles/pubsub.viewer", member)
+    grant(srv, f"/iam/v1/{pool_name(srv)}", "roles/iam.workloadIdentityPoolViewer", member)
+    folders = f"/storage/v1/b/{LABELLED_BUCKET}/managedFolders"
+    ok(srv.call("POST", folders, body={"name": "reports/"}))
+    policy = ok(srv.call("GET", f"{folders}/reports%2F/iam"))
+    policy.setdefault("bindings", []).append({"role": "roles/storage.objectViewer", "members": [member]})
+    ok(srv.call("PUT", f"{folders}/reports%2F/iam", body=policy))
+    ok(srv.call("POST", f"/upload/storage/v1/b/{LABELLED_BUCKET}/o", params={"uploadType": "media",
+                                                                             "name": "reports/q4.csv"},
+                raw=b"q4", headers={"Content-Type": "text/csv"}))
+    return srv
+
+
+def analyze(srv: KeylessServer, token: str | None = None, **params: str) -> Any:
+    return srv.call("GET", ANALYZE, token=token, params=params)
+
+
+def test_analysis_lists_access_through_resource_policies(resource_policies: KeylessServer) -> None:
+    """The pod-side finding of issue #20: Google's analyzer lists a topic's binding for an identity.
+    Each of relay-gsa's grants is one result, attached to the resource whose policy holds it; the
+    topic of the project outside the scope is not among them."""
+    srv = resource_policies
+    body = ok(analyze(srv, token_for_user(srv, ANALYST), **{
+        "analysisQuery.identitySelector.identity": f"serviceAccount:{RELAY}"}))
+    rows = {(r["attachedResourceFullName"], r["iamBinding"]["role"]): r for r in body["mainAnalysis"]["analysisResults"]}
+    assert set(rows) == {(TOPIC, "roles/pubsub.publisher"), (SUBSCRIPTION, "roles/pubsub.subscriber"),
+                         (SNAPSHOT, "roles/pubsub.viewer"), (SCHEMA, "roles/pubsub.viewer"),
+                         (FOLDER, "roles/storage.objectViewer"),
+                         (f"//iam.googleapis.com/{pool_name(srv)}", "roles/iam.workloadIdentityPoolViewer")}, rows
+    topic = rows[(TOPIC, "roles/pubsub.publisher")]
+    assert topic["accessControlLists"] == [{"resources": [{"fullResourceName": TOPIC}],
+                                            "accesses": [{"role": "roles/pubsub.publisher"}]}]
+    assert topic["identityList"] == {"identities": [{"name": f"serviceAccount:{RELAY}"}]}
+    assert topic["iamBinding"]["members"] == [f"serviceAccount:{RELAY}"]
+    # expandRoles and a permission selector, as for a project's binding
+    body = ok(analyze(srv, **{"analysisQuery.identitySelector.identity": f"serviceAccount:{RELAY}",
+                              "analysisQuery.accessSelector.permissions": "pubsub.topics.publish"}))
+    assert [(r["attachedResourceFullName"], r["accessControlLists"][0]["accesses"])
+            for r in body["mainAnalysis"]["analysisResults"]] == [(TOPIC, [{"permission": "pubsub.topics.publish"}])]
+    # the owner, scoped to OTHER, sees OTHER's topic grant
+    other = ok(srv.call("GET", f"/cloudasset/v1/projects/{OTHER}:analyzeIamPolicy", params={
+        "analysisQuery.identitySelector.identity": f"serviceAccount:{RELAY}"}))
+    assert [r["attachedResourceFullName"] for r in other["mainAnalysis"]["analysisResults"]] == [OTHER_TOPIC]
+
+
+def test_resource_selector_on_resources_below_the_project(resource_policies: KeylessServer) -> None:
+    """Who can reach the topic: its own policy's members and the project's (the chain topic ->
+    project); an object beneath the managed folder: the folder's grant, then the bucket's."""
+    srv = resource_policies
+    body = ok(analyze(srv, **{"analysisQuery.resourceSelector.fullResourceName": TOPIC}))
+    results = body["mainAnalysis"]["analysisResults"]
+    attached = {r["attachedResourceFullName"] for r in results}
+    assert attached == {TOPIC, f"//cloudresourcemanager.googleapis.com/projects/{PROJECT}"}, attached
+    publisher = next(r for r in results if r["attachedResourceFullName"] == TOPIC)
+    assert publisher["identityList"]["identities"] == [{"name": f"serviceAccount:{RELAY}"}]
+    assert all(r["accessControlLists"][0]["resources"] == [{"fullResourceName": TOPIC}] for r in results)
+    obj = f"//storage.googleapis.com/projects/_/buckets/{LABELLED_BUCKET}/objects/reports/q4.csv"
+    body = ok(analyze(srv, **{"analysisQuery.resourceSelector.fullResourceName": obj,
+                              "analysisQuery.identitySelector.identity": f"serviceAccount:{RELAY}"}))
+    assert [(r["attachedResourceFullName"], r["iamBinding"]["role"]) for r in body["mainAnalysis"]["analysisResults"]] \
+        == [(FOLDER, "roles/storage.objectViewer")]
+    # an object outside the folder is not reached by the folder's grant
+    body = ok(analyze(srv, **{"analysisQuery.resourceSelector.fullResourceName":
+                              f"//storage.googleapis.com/projects/_/buckets/{LABELLED_BUCKET}",
+                              "analysisQuery.identitySelector.identity": f"serviceAccount:{RELAY}"}))
+    assert body["mainAnalysis"].get("analysisResults", []) == []
+
+
+def test_resource_policies_stay_behind_the_scope_s_permission(resource_policies: KeylessServer) -> None:
+    """No cloudasset permission on the scope: refused, nothing listed. Another project's topic named
+    within PROJECT's scope reveals nothing. An identity without a grant gets nothing."""
+    srv = resource_policies
+    stranger = token_for_user(srv, "stranger@example.com")
+    denied = analyze(srv, stranger, **{"analysisQuery.identitySelector.identity": f"serviceAccount:{RELAY}"})
+    assert denied.status_code == 403 and "cloudasset.assets.analyzeIamPolicy" in denied.json()["error"]["message"]
+    assert TOPIC not in denied.text
+    denied = srv.call("GET", f"/cloudasset/v1/projects/{PROJECT}:searchAllIamPolicies", token=stranger,
+                      params={"query": f"policy:{RELAY}"})
+    assert denied.status_code == 403 and TOPIC not in denied.text
+    analyst = token_for_user(srv, ANALYST)
+    body = ok(analyze(srv, analyst, **{"analysisQuery.resourceSelector.fullResourceName": OTHER_TOPIC}))
+    assert body["mainAnalysis"].get("analysisResults", []) == [], body
+    body = ok(analyze(srv, analyst, **{"analysisQuery.identitySelector.identity": "user:nobody@example.com"}))
+    assert body["mainAnalysis"].get("analysisResults", []) == [], body
+
+
+def test_search_all_iam_policies_finds_resource_policies(resource_policies: KeylessServer) -> None:
+    srv = resource_policies
+    number = ok(srv.call("GET", f"{CRM}/{PROJECT}"))["projectNumber"]
+    path = f"/cloudasset/v1/projects/{PROJECT}:searchAllIamPolicies"
+    found = ok(srv.call("GET", path, token=token_for_user(srv, ANALYST), params={"query": "policy:relay-gsa"}))["results"]
+    assert {(r["resource"], r["assetType"]) for r in found} == {
+        (TOPIC, "pubsub.googleapis.com/Topic"), (SUBSCRIPTION, "pubsub.googleapis.com/Subscription"),
+        (SNAPSHOT, "pubsub.googleapis.com/Snapshot"), (SCHEMA, "pubsub.googleapis.com/Schema"),
+        (FOLDER, "storage.googleapis.com/ManagedFolder"),
+        (f"//iam.googleapis.com/{pool_name(srv)}", "iam.googleapis.com/WorkloadIdentityPool")}, found
+    assert {r["project"] for r in found} == {f"projects/{number}"}
+    assert {r["organization"] for r in found} == {f"organizations/{ORG}"}
+    topic = next(r for r in found if r["resource"] == TOPIC)
+    assert topic["policy"] == {"bindings": [{"role": "roles/pubsub.publisher", "members": [f"serviceAccount:{RELAY}"]}]}
+    only = ok(srv.call("GET", path, params={"query": "policy:relay-gsa", "assetTypes": "pubsub.googleapis.com.*",
+                                            "orderBy": "assetType DESC"}))["results"]
+    assert [r["resource"] for r in only] == [TOPIC, SUBSCRIPTION, SNAPSHOT, SCHEMA]
+    by_resource = ok(srv.call("GET", path, params={"query": "resource:managedFolders"}))["results"]
+    assert [r["resource"] for r in by_resource] == [FOLDER]
+    permission = ok(srv.call("GET", path, params={
+        "query": "policy:relay-gsa policy.role.permissions:pubsub.subscriptions.consume"}))["results"]
+    assert [r["resource"] for r in permission] == [SUBSCRIPTION]
+    assert permission[0]["explanation"]["matchedPermissions"] == {
+        "roles/pubsub.subscriber": {"permissions": ["pubsub.subscriptions.consume"]}}
+
+
+def test_gcloud_shows_the_topic_row(resource_policies: KeylessServer, gcloud: Gcloud) -> None:
+    """Seed 002's analyze-iam-policy and search-all-iam-policies, as gcloud prints them."""
+    result = gcloud.run("asset", "analyze-iam-policy", f"--project={PROJECT}", f"--identity=serviceAccount:{RELAY}")
+    entries = [e for e in yaml.safe_load_all(result.stdout) if e]
+    rows = {(e["policy"]["attachedResource"], e["policy"]["binding"]["role"]) for e in entries}
+    assert (TOPIC, "roles/pubsub.publisher") in rows and (SUBSCRIPTION, "roles/pubsub.subscriber") in rows, entries
+    found = gcloud.json("asset", "search-all-iam-policies", f"--scope=projects/{PROJECT}",
+                        "--query=policy:relay-gsa", "--asset-types=pubsub.googleapis.com/Topic")
+    assert [(r["resource"], r["policy"]["bindings"][0]["role"]) for r in found] == [(TOPIC, "roles/pubsub.publisher")]
+
+
+def doctor_explain(srv: KeylessServer, *args: str) -> tuple[int, Any]:
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "keyless.cli.main", "doctor", "explain", *args, "--format", "json",
+           "--data-dir", str(srv.data_dir)]
+    if srv.database_url:
+        cmd += ["--database", srv.database_url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.returncode in (0, 1) and not out.stderr, out.stderr
+    return out.returncode, json.loads(out.stdout)
+
+
+def test_doctor_explains_a_topic_denial_through_its_chain(resource_policies: KeylessServer) -> None:
+    """relay-gsa may view OTHER's topic but not publish to it: the explanation walks the topic's
+    policy, then its project's and the root's, and names the topic's gcloud command as the fix."""
+    code, result = doctor_explain(resource_policies, "--principal", f"serviceAccount:{RELAY}",
+                                  "--permission", "pubsub.topics.publish", "--resource", OTHER_TOPIC)
+    assert code == 1 and result["granted"] is False
+    assert [level["resource"] for level in result["policies"]] == [OTHER_TOPIC, f"projects/{OTHER}", ROOT]
+    viewer = result["policies"][0]["bindings"]
+    assert viewer == [{"role": "roles/pubsub.viewer", "members": [f"serviceAccount:{RELAY}"], "memberCount": 1,
+                       "containsPermission": False, "memberMatches": True, "matchedMember": f"serviceAccount:{RELAY}",
+                       "grants": False}]
+    assert result["firstFailure"]["step"] == "role"
+    assert result["firstFailure"]["fix"].startswith(f"gcloud pubsub topics add-iam-policy-binding orders "
+                                                    f"--project={OTHER} ")
+    # the managed folder's grant reaches the object beneath it
+    code, result = doctor_explain(resource_policies, "--principal", f"serviceAccount:{RELAY}",
+                                  "--permission", "storage.objects.get", "--resource",
+                                  f"//storage.googleapis.com/projects/_/buckets/{LABELLED_BUCKET}/objects/reports/q4.csv")
+    assert code == 0 and result["granted"] is True, result
+    assert result["policies"][0]["resource"] == f"projects/_/buckets/{LABELLED_BUCKET}/managedFolders/reports/"
+    assert result["policies"][0]["bindings"][0]["grants"] is True
+
+
+@pytest.mark.store_independent
+def test_every_kind_of_target_has_its_grantable_roles() -> None:
+    """queryGrantableRoles looks a resolved resource's kind up in these tables: a kind missing
+    from them would answer a topic's or a managed folder's full name with a 500."""
+    from keyless.doctor.targets import KINDS
+    from keyless.iam.grantable import GET_POLICY_PERMISSION, KIND_PERMISSIONS
+
+    assert set(KINDS) == set(GET_POLICY_PERMISSION) == set(KIND_PERMISSIONS)
+
+
+def test_grantable_roles_on_resources_below_the_project(resource_policies: KeylessServer) -> None:
+    srv = resource_policies
+    for name, wanted, foreign in ((TOPIC, "roles/pubsub.publisher", "roles/storage.objectViewer"),
+                                  (FOLDER, "roles/storage.objectViewer", "roles/pubsub.publisher")):
+        roles = ok(srv.call("POST", "/iam/v1/roles:queryGrantableRoles",
+                            body={"fullResourceName": name, "pageSize": 1000}))["roles"]
+        assert wanted in {r["name"] for r in roles} and foreign not in {r["name"] for r in roles}, name
+    stranger = token_for_user(srv, "stranger@example.com")
+    denied = srv.call("POST", "/iam/v1/roles:queryGrantableRoles", token=stranger, body={"fullResourceName": TOPIC})
+    assert denied.status_code == 403 and "pubsub.topics.getIamPolicy" in denied.json()["error"]["message"]
+
+
+def test_console_explains_a_subscription_denial(resource_policies: KeylessServer) -> None:
+    """The console's explain (signed in as the owner) walks the subscription's chain, as the CLI's."""
+    import httpx
+
+    from tests.console.conftest import names, sign_in_link
+
+    srv = resource_policies
+    client = httpx.Client(base_url=srv.base_url, timeout=30)
+    link = sign_in_link(srv)
+    client.get(link)
+    r = client.post("/console/signin", data={"csrf": client.cookies[names(srv).csrf], "code": link.split("code=")[1]})
+    assert r.status_code == 303, r.text
+    r = client.post("/console/api/explain", headers={"X-CSRF-Token": client.cookies[names(srv).csrf]},
+                    json={"principal": f"serviceAccount:{RELAY}", "permission": "pubsub.subscriptions.delete",
+                          "resource": SUBSCRIPTION})
+    result = ok(r)
+    assert result["granted"] is False and result["firstFailure"]["step"] == "role"
+    assert [level["resource"] for level in result["policies"]] == [SUBSCRIPTION, f"projects/{PROJECT}", ROOT]
+    assert result["policies"][0]["bindings"][0]["role"] == "roles/pubsub.subscriber"
+    assert result["policies"][0]["bindings"][0]["memberMatches"] is True
+    assert "gcloud pubsub subscriptions add-iam-policy-binding orders-sub" in result["firstFailure"]["fix"]

@@ -212,13 +212,12 @@ def test_bound_pod_publishes_and_logs_as_its_gsa_and_gcloud_finds_it_beside_the_
         "project_id": PROJECT, "location": "us-central1", "cluster_name": "my-cluster"}}
     # roles/logging.logWriter on my-project: writing into another project's logs is refused.
     # Seed 002's "what can this identity do", asked by the pod itself (google-cloud-asset, REST):
-    # its project roles and the secret's grant. Google's analyzer also lists the topic's binding;
-    # Keyless's Cloud Asset does not cover Pub/Sub policies yet, so that row may be absent.
+    # its project roles, the topic's grant and the secret's, as Google's analyzer lists them (issue #20).
     project, secret = f"//cloudresourcemanager.googleapis.com/projects/{PROJECT}", \
         f"//secretmanager.googleapis.com/projects/{srv.number}/secrets/db-password"  # type: ignore[attr-defined]
-    topic_row = [f"//pubsub.googleapis.com/{TOPIC}", "roles/pubsub.publisher"]
-    assert [row for row in out["analysis"] if row != topic_row] == [
+    assert out["analysis"] == [
         [project, "roles/cloudasset.viewer"], [project, "roles/logging.logWriter"],
+        [f"//pubsub.googleapis.com/{TOPIC}", "roles/pubsub.publisher"],
         [secret, "roles/secretmanager.secretAccessor"]], out["analysis"]
     assert out["log_other"] == {"error": "PermissionDenied", "code": 403, "message": (
         "Permission 'logging.logEntries.create' denied on resource 'projects/other-project' (or it may not exist).")}

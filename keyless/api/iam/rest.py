@@ -27,8 +27,10 @@ from keyless.iam import condition_lint, grantable
 from keyless.iam import roles as roles_domain
 from keyless.iam import service_account_keys as keys_domain
 from keyless.iam import service_accounts as sa_domain
+from keyless.iam.evaluate import permission_denied
 from keyless.iam.predefined import get_predefined_role, known_permissions, role_to_json
 from keyless.state import ServerState
+from keyless.storage.buckets import with_convenience_members
 from keyless.store.models import Project, ServiceAccount, WorkloadIdentityPool, WorkloadIdentityPoolProvider
 
 SERVICE = "iam.googleapis.com"
@@ -388,7 +390,16 @@ def _target(call: Call, s: Session, full_name: Any, permission_of: dict[str, str
     except InvalidArgument as exc:
         raise InvalidArgument(f"Invalid full resource name: {full_name[:200]!r}.") from exc
     call.touch(project_id=target.project_id)
-    call.require(permission_of[target.kind], target.chain, full_name)
+    if target.kind in ("bucket", "object", "managed folder"):
+        # projectOwner:P & co. in the bucket's policy, as Cloud Storage checks its own getIamPolicy
+        principal = with_convenience_members(call.state.authz, call.principal, target.project_id)
+        decision = call.state.authz.check(principal, permission_of[target.kind], target.chain)
+        if call.record is not None:
+            call.record.authorize(full_name, permission_of[target.kind], decision.granted)
+        if not decision.granted:
+            raise permission_denied(permission_of[target.kind], full_name)
+    else:
+        call.require(permission_of[target.kind], target.chain, full_name)
     if not target.exists:
         raise NotFound(f"The {target.kind} {full_name[:200]} does not exist.")
     return target
