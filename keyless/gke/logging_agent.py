@@ -44,10 +44,10 @@ from keyless.store.models import GkeCluster, GkeNode, GkeNodePool, K8sObject
 log = logging.getLogger("keyless.gke.logging_agent")
 
 MAX_LINE_BYTES = written.MAX_ENTRY_BYTES
-BUFFER_LINES = 10_000  # per pod, waiting for the agent
+BUFFER_LINES = 5_000  # per pod, waiting for the agent
 BUFFER_BYTES = 8 * 1024 * 1024
-ROUND_ENTRIES = 1_000  # per pod and round (ROUND_SECONDS): at most 2,000 entries/s
-ROUND_BYTES = 2 * 1024 * 1024
+ROUND_ENTRIES = 500  # per pod and round (ROUND_SECONDS): at most 1,000 entries and 2 MiB a second
+ROUND_BYTES = 1024 * 1024
 ROUND_SECONDS = 0.5
 READ_CHUNK = 64 * 1024
 WRITE_PERMISSION = "logging.logEntries.create"
