@@ -91,7 +91,7 @@ def structured(line: str) -> dict[str, Any]:
     for key, field_name in SPECIAL.items():
         if key in payload:
             value = payload.pop(key)
-            if value not in (None, "", {}):
+            if value not in (None, "", {}, False):  # as proto3 JSON: defaults are absent
                 entry[field_name] = value
     if isinstance(entry.get("severity"), str):
         severity = entry["severity"].upper()
