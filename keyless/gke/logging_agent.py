@@ -24,6 +24,7 @@ import os
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -65,6 +66,22 @@ TIME_FIELDS = ("timestamp", "time")
 # The agent matches common severity spellings, beside the LogSeverity names.
 SEVERITY_ALIASES = {"WARN": "WARNING", "ERR": "ERROR", "FATAL": "CRITICAL", "TRACE": "DEBUG", "I": "INFO",
                     "W": "WARNING", "E": "ERROR", "D": "DEBUG"}
+
+
+def log_to(path: Path) -> logging.Handler:
+    """The agent's own log (refusals, dropped lines) appended to `path`, as GKE's agent logs on its
+    node, not in the pod's output; remove the handler with `stop_logging`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.propagate = False
+    return handler
+
+
+def stop_logging(handler: logging.Handler) -> None:
+    log.removeHandler(handler)
+    handler.close()
 
 
 def workload_logging(cluster: GkeCluster) -> bool:
@@ -334,4 +351,4 @@ class NodeLoggingAgent(Worker):
                         o.too_long, MAX_LINE_BYTES, self.invalid)
 
 
-__all__ = ["ContainerOutput", "ContainerRef", "container_ref", "NodeLoggingAgent", "structured", "workload_logging"]
+__all__ = ["ContainerOutput", "ContainerRef", "container_ref", "log_to", "stop_logging", "NodeLoggingAgent", "structured", "workload_logging"]

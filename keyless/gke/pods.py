@@ -467,6 +467,11 @@ def sandbox_config(settings: Settings, place: Placement, bundle: Path | None) ->
             "files": [str(bundle)] if bundle is not None else []}
 
 
+def agent_log(settings: Settings) -> Path:
+    """Where the nodes' logging agent logs what it refused or dropped (not the pod's output)."""
+    return settings.data_dir / "gke" / "logging-agent.log"
+
+
 class ContainerLogs:
     """The pod's stdout and stderr as its node's logging agent sees them (keyless/gke/logging_agent.py):
     pipes the runner reads, passes on to its own stdout and stderr, and ships to Cloud Logging."""
@@ -484,6 +489,7 @@ class ContainerLogs:
 
         self.agent = logging_agent.NodeLoggingAgent(ServerState(settings, db), ref, logging_agent.ContainerOutput())
         self._pipes = [os.pipe(), os.pipe()]
+        self._log = logging_agent.log_to(agent_log(settings))
 
     def popen_arguments(self) -> dict[str, Any]:
         """Popen's stdout and stderr for the pod (nothing: the runner's own, when not shipped)."""
@@ -510,6 +516,7 @@ class ContainerLogs:
         if self.agent is not None:
             self.agent.output.join(10)
             self.agent.finish()
+            logging_agent.stop_logging(self._log)
 
 
 def run_pod(settings: Settings, spec: PodSpec) -> int:

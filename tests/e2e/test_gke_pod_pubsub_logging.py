@@ -362,6 +362,12 @@ def test_logging_over_grpc_answers_as_the_rest_api(srv: KeylessServer) -> None:
     channel.close()
 
 
+def agent_log(srv: KeylessServer) -> str:
+    """What the nodes' logging agent logged (keyless.gke.pods.agent_log)."""
+    path = srv.data_dir / "gke" / "logging-agent.log"
+    return path.read_text() if path.exists() else ""
+
+
 def _shipped(srv: KeylessServer, cluster: str, pod: str) -> list[dict[str, Any]]:
     """The k8s_container entries stored for one pod (read from the store: a flood is thousands)."""
     from sqlalchemy import select
@@ -390,8 +396,9 @@ def test_a_pod_flooding_stdout_is_bounded_by_its_nodes_agent(srv: KeylessServer,
     assert first["jsonPayload"] == {"message": "flood starts"} and first["severity"] == "NOTICE"
     assert first["logName"] == f"projects/{PROJECT}/logs/stdout"
     assert all(len(e.get("textPayload", "")) < 1000 for e in shipped)  # the 1 MiB line never stored
-    assert f"log lines dropped (the agent's buffer was full), 1 longer than {logging_agent.MAX_LINE_BYTES} bytes" \
-        in result.stderr
+    assert f"pod default/flood: {FLOOD_LINES + 1 - len(shipped)} log lines dropped (the agent's buffer was full), " \
+        f"1 longer than {logging_agent.MAX_LINE_BYTES} bytes" in agent_log(srv)
+    assert "flood" not in result.stderr  # the agent's own log is the node's, not the pod's output
 
 
 def test_no_workload_logs_where_the_cluster_or_the_nodes_account_does_not_allow_them(
@@ -401,8 +408,9 @@ def test_no_workload_logs_where_the_cluster_or_the_nodes_account_does_not_allow_
     written, though the pod's own GSA holds roles/logging.logWriter (the agent writes as the node),
     and the runner says why."""
     for name in ("quiet", "bare"):
-        assert pods[name].stdout == "words of a quiet pod\n" and '{"message": "json of a quiet pod"}' in pods[name].stderr
+        assert pods[name].stdout == "words of a quiet pod\n"
+        assert pods[name].stderr == '{"message": "json of a quiet pod"}\n'
     assert _shipped(srv, "quiet-cluster", "quiet") == [] and _shipped(srv, "my-cluster", "bare") == []
     assert "Permission 'logging.logEntries.create' denied on resource 'projects/my-project' for the node's " \
-           f"service account {BARE_NODE_SA}" in pods["bare"].stderr
-    assert "denied" not in pods["quiet"].stderr
+           f"service account {BARE_NODE_SA}: the logs of pod production/bare are not written" in agent_log(srv)
+    assert "pod default/quiet" not in agent_log(srv)
