@@ -25,7 +25,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -35,12 +35,13 @@ from keyless.background import Worker
 from keyless.cloudlogging import config
 from keyless.cloudlogging import entries as written
 from keyless.errors import InvalidArgument
-from keyless.gke.clusters import oauth_scopes
-from keyless.gke.metadata import node_service_account
+from keyless.gke.clusters import node_service_account, oauth_scopes
 from keyless.iam.members import member_keys_for_service_account
-from keyless.iam.principal import Principal
-from keyless.state import ServerState, service_account_principal
+from keyless.iam.principal import Principal, service_account_principal
 from keyless.store.models import GkeCluster, GkeNode, GkeNodePool, K8sObject
+
+if TYPE_CHECKING:
+    from keyless.state import ServerState
 
 log = logging.getLogger("keyless.gke.logging_agent")
 

@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from keyless.errors import KeylessError
 from keyless.federation.exchange import ACCESS_TOKEN_TYPE, GRANT_TYPE, OAuthError
-from keyless.gke.clusters import default_compute_sa, oauth_scopes
+from keyless.gke.clusters import node_service_account, oauth_scopes
 from keyless.iam.directory import AccountInfo
 from keyless.iam.members import gke_subject, member_keys_for_gke_workload, member_keys_for_service_account
 from keyless.iam.principal import Principal
@@ -153,16 +153,6 @@ def pod_identity(s: Any, pod: K8sObject, node: GkeNode) -> PodIdentity | None:
         workload_pool=cluster.workload_pool, project_id=cluster.project_id, project_number=number,
         node_name=node.name, node_id=str(int(hashlib.sha256(node.name.encode()).hexdigest()[:15], 16)), zone=zone_of(cluster.location),
         mode=pool.workload_metadata_mode, node_service_account=node_sa, node_scopes=scopes)
-
-
-def node_service_account(pool: GkeNodePool, project_number: str) -> str:
-    """The nodes' service account: the pool's config.serviceAccount, else the project's default
-    Compute Engine account (PROJECT_NUMBER-compute@developer.gserviceaccount.com)."""
-    config = (pool.body.get("config") or {}) if isinstance(pool.body, dict) else {}
-    node_sa = pool.service_account or config.get("serviceAccount") or ""
-    if not node_sa or node_sa == "default":
-        node_sa = default_compute_sa(project_number)
-    return str(node_sa)
 
 
 class PodDirectory:
