@@ -195,8 +195,8 @@ def pods(srv: KeylessServer) -> dict[str, Any]:
     """WORKLOAD in a pod of my-app-ksa (named my-app) and UNBOUND in a pod of unbound-ksa, side by
     side (a pod costs seconds of imports), each reaching Keyless as Google's hosts (the server's URL
     and TLS port come from its record, keyless.discovery); what each printed. Beside them, for the
-    node's logging agent: FLOOD (its runner's output and seconds), a pod of my-app-ksa on bare-pool
-    and one on quiet-cluster (their runners' output)."""
+    node's logging agent: FLOOD (its runner's output and seconds), a pod of my-app-ksa on bare-pool,
+    one on quiet-cluster and a `--network loopback` one (their runners' output)."""
     def run(ksa: str, script: str, *extra: str) -> dict[str, Any]:
         result = pod_run(srv, "--cluster", "my-cluster", "--node-pool", "default-pool", "--namespace", "production",
                          "--service-account", ksa, *extra, command=[PYTHON, "-c", script])
@@ -210,7 +210,7 @@ def pods(srv: KeylessServer) -> dict[str, Any]:
         return result, time.monotonic() - started
 
     echo = ["sh", "-c", 'echo "words of a quiet pod"; echo \'{"message": "json of a quiet pod"}\' >&2']
-    with ThreadPoolExecutor(5) as pool:
+    with ThreadPoolExecutor(6) as pool:
         bound = pool.submit(run, "my-app-ksa", WORKLOAD, "--name", "my-app")
         unbound = pool.submit(run, "unbound-ksa", UNBOUND)
         flood = pool.submit(runner, "my-cluster", "--node-pool", "default-pool", "--name", "flood",
@@ -218,8 +218,10 @@ def pods(srv: KeylessServer) -> dict[str, Any]:
         bare = pool.submit(runner, "my-cluster", "--namespace", "production", "--service-account", "my-app-ksa",
                            "--node-pool", "bare-pool", "--name", "bare", command=echo)
         quiet = pool.submit(runner, "quiet-cluster", "--name", "quiet", command=echo)
+        loop = pool.submit(runner, "my-cluster", "--node-pool", "default-pool", "--network", "loopback",
+                           "--name", "loop", command=echo)
         return {"bound": bound.result(), "unbound": unbound.result(), "flood": flood.result(),
-                "bare": bare.result()[0], "quiet": quiet.result()[0]}
+                "bare": bare.result()[0], "quiet": quiet.result()[0], "loop": loop.result()[0]}
 
 
 def pull(srv: KeylessServer, subscription: str) -> list[dict[str, Any]]:
@@ -399,6 +401,17 @@ def test_a_pod_flooding_stdout_is_bounded_by_its_nodes_agent(srv: KeylessServer,
     assert f"pod default/flood: {FLOOD_LINES + 1 - len(shipped)} log lines dropped (the agent's buffer was full), " \
         f"1 longer than {logging_agent.MAX_LINE_BYTES} bytes" in agent_log(srv)
     assert "flood" not in result.stderr  # the agent's own log is the node's, not the pod's output
+
+
+def test_a_loopback_pods_lines_are_shipped_as_a_namespace_pods(srv: KeylessServer, pods: dict[str, Any]) -> None:
+    assert pods["loop"].stdout == "words of a quiet pod\n"
+    shipped = sorted(_shipped(srv, "my-cluster", "loop"), key=lambda e: e["logName"])
+    assert [(e["logName"].rsplit("/", 1)[1], e.get("textPayload"), e.get("jsonPayload")) for e in shipped] == [
+        ("stderr", None, {"message": "json of a quiet pod"}), ("stdout", "words of a quiet pod", None)]
+    assert shipped[0]["resource"]["labels"] == {
+        "project_id": PROJECT, "location": "us-central1", "cluster_name": "my-cluster",
+        "namespace_name": "default", "pod_name": "loop", "container_name": "loop"}
+    assert shipped[0]["severity"] == shipped[1]["severity"] == "DEFAULT"
 
 
 def test_no_workload_logs_where_the_cluster_or_the_nodes_account_does_not_allow_them(
