@@ -7,7 +7,13 @@ gRPC to pubsub.googleapis.com, google-cloud-logging's handler writes structured 
 logging.googleapis.com over gRPC, google-cloud-asset (REST) analyzes the GSA's access, and `gcloud
 logging read` (as the owner) finds the entries beside the audit entries of the same pod's calls.
 Least privilege holds: another topic, another project's logs and a pod whose KSA is not bound get
-nothing. The pods cost seconds each, so one pod runs the whole workload."""
+nothing. The pods cost seconds each, so one pod runs the whole workload.
+
+The workload also logs as an unmodified application on GKE does (`setup_logging()`: JSON lines on
+stderr), and the node's logging agent ships its containers' output as the node's account
+(keyless/gke/logging_agent.py): found by `gcloud logging read` as `k8s_container` entries; a pod
+flooding its stdout stays bounded; nothing is shipped from a cluster without workload logging or
+by a node account without logging.logEntries.create."""
 
 from __future__ import annotations
 
