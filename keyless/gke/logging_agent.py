@@ -22,7 +22,7 @@ import json
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,6 +54,7 @@ ROUND_SECONDS = 0.5
 READ_CHUNK = 64 * 1024
 WRITE_PERMISSION = "logging.logEntries.create"
 WORKLOADS = "WORKLOADS"
+POD_LABELS = 32  # of an entry's 64 labels: the rest are the line's own
 LOGGING_SCOPES = {"https://www.googleapis.com/auth/logging.write", "https://www.googleapis.com/auth/logging.admin",
                   "https://www.googleapis.com/auth/cloud-platform"}
 # Google's structured-logging fields: JSON key -> LogEntry field (the rest stays in jsonPayload).
@@ -237,6 +238,7 @@ class ContainerRef:
     node_service_account: str
     enabled: bool  # the cluster's logging config ships workload logs
     scoped: bool  # the node's access scopes allow writing logs
+    labels: dict[str, str] = field(default_factory=dict)  # every entry's: the node's name, the pod's labels
 
     def resource(self) -> dict[str, Any]:
         return {"type": "k8s_container", "labels": {
@@ -258,11 +260,18 @@ def container_ref(s: Any, node_name: str, pod_uid: str) -> ContainerRef | None:
     containers = (pod.body.get("spec") or {}).get("containers") or [{}]
     config_ = (pool.body.get("config") or {}) if isinstance(pool.body, dict) else {}
     scopes = oauth_scopes(config_)
+    # As GKE's agent: the node's name and the pod's labels (`k8s-pod/KEY`), up to POD_LABELS of them.
+    labels = {"compute.googleapis.com/resource_name": node.name}
+    pod_labels = (pod.body.get("metadata") or {}).get("labels") or {}
+    for key, value in sorted(pod_labels.items())[:POD_LABELS] if isinstance(pod_labels, dict) else ():
+        if isinstance(key, str) and isinstance(value, str) and len(key) < 256 and len(value) < 1024:
+            labels[f"k8s-pod/{key}"] = value
     return ContainerRef(project_id=cluster.project_id, location=cluster.location, cluster_name=cluster.name,
                         namespace=pod.namespace, pod_name=pod.name,
                         container_name=str((containers[0] or {}).get("name") or pod.name),
                         node_service_account=node_service_account(pool, project.project_number if project else ""),
-                        enabled=workload_logging(cluster), scoped=bool(set(scopes) & LOGGING_SCOPES))
+                        enabled=workload_logging(cluster), scoped=bool(set(scopes) & LOGGING_SCOPES),
+                        labels=labels)
 
 
 class NodeLoggingAgent(Worker):
@@ -318,13 +327,13 @@ class NodeLoggingAgent(Worker):
             raw.setdefault("timestamp", line.at.isoformat().replace("+00:00", "Z"))
             raw["logName"] = f"projects/{c.project_id}/logs/{line.stream}"
             try:
-                ready.append((written.check_entry(raw, i, log_name=None, resource=c.resource(), labels={},
+                ready.append((written.check_entry(raw, i, log_name=None, resource=c.resource(), labels=c.labels,
                                                   now=now), c.project_id))
             except InvalidArgument:
                 try:  # a special field Google's schema refuses: the line is kept as text
                     ready.append((written.check_entry(
                         {"textPayload": line.text, "logName": raw["logName"], "timestamp": raw["timestamp"]}, i,
-                        log_name=None, resource=c.resource(), labels={}, now=now), c.project_id))
+                        log_name=None, resource=c.resource(), labels=c.labels, now=now), c.project_id))
                 except InvalidArgument:
                     self.invalid += 1
         if ready:

@@ -290,7 +290,8 @@ def test_bound_pod_publishes_and_logs_as_its_gsa_and_gcloud_finds_it_beside_the_
     assert shipped["resource"]["labels"] == {
         "project_id": PROJECT, "location": "us-central1", "cluster_name": "my-cluster",
         "namespace_name": "production", "pod_name": "my-app", "container_name": "my-app"}
-    assert shipped["labels"] == {"order": "42", "python_logger": "shipping"}
+    assert shipped["labels"] == {"order": "42", "python_logger": "shipping", "k8s-pod/run": "my-app",
+                                 "compute.googleapis.com/resource_name": node_of(srv, "default-pool")}
     assert shipped["jsonPayload"] == {"message": "order 42 shipped"}
     assert shipped["sourceLocation"]["function"] == "<module>" and "trace" not in shipped
     [app] = [e for e in found if e["logName"] == f"projects/{PROJECT}/logs/my-app"]
@@ -370,6 +371,18 @@ def test_logging_over_grpc_answers_as_the_rest_api(srv: KeylessServer) -> None:
     channel.close()
 
 
+def node_of(srv: KeylessServer, pool: str) -> str:
+    """The name of my-cluster's node of `pool` (one node per pool)."""
+    from sqlalchemy import select
+
+    from keyless.store.models import GkeCluster, GkeNode, GkeNodePool
+
+    with server_state(srv).db.read() as s:
+        return str(s.scalars(select(GkeNode.name).join(GkeNodePool, GkeNodePool.id == GkeNode.node_pool_id)
+                             .join(GkeCluster, GkeCluster.id == GkeNode.cluster_id)
+                             .where(GkeCluster.name == "my-cluster", GkeNodePool.name == pool)).one())
+
+
 def agent_log(srv: KeylessServer) -> str:
     """What the nodes' logging agent logged (keyless.gke.pods.agent_log)."""
     path = srv.data_dir / "gke" / "logging-agent.log"
@@ -418,6 +431,8 @@ def test_a_loopback_pods_lines_are_shipped_as_a_namespace_pods(srv: KeylessServe
         "project_id": PROJECT, "location": "us-central1", "cluster_name": "my-cluster",
         "namespace_name": "default", "pod_name": "loop", "container_name": "loop"}
     assert shipped[0]["severity"] == shipped[1]["severity"] == "DEFAULT"
+    assert shipped[0]["labels"] == shipped[1]["labels"] == {
+        "k8s-pod/run": "loop", "compute.googleapis.com/resource_name": node_of(srv, "default-pool")}
 
 
 def test_no_workload_logs_where_the_cluster_or_the_nodes_account_does_not_allow_them(
