@@ -479,8 +479,8 @@ class ContainerLogs:
     def __init__(self, settings: Settings, db: Database, place: Placement, spec: PodSpec) -> None:
         self.agent: logging_agent.NodeLoggingAgent | None = None
         self._pipes: list[tuple[int, int]] = []
-        if not spec.container_logs:
-            return
+        if not spec.container_logs or os.isatty(1) or os.isatty(2):
+            return  # a pod run in a terminal keeps it (a shell stays interactive): its output is not shipped
         with db.read() as s:
             ref = logging_agent.container_ref(s, place.node_name, place.pod_uid)
         if ref is None:
