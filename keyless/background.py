@@ -44,6 +44,12 @@ class Worker:
         self._stop.set()
         self._wake.set()
 
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the thread to end (after stop())."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()

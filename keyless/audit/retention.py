@@ -1,5 +1,5 @@
 """Audit log retention: entries older than their log's retention period are deleted, and the
-log never holds more than a bounded number of entries. Periods follow Google's defaults
+log never holds more than a bounded number of entries (the _Default bucket's go first). Periods follow Google's defaults
 (https://cloud.google.com/logging/quotas#logs_retention_periods): Admin Activity and System
 Event (the _Required bucket) 400 days, Data Access and the entries written with entries.write
 (the _Default bucket; issue #20) 30 days; each is configurable (keyless.config.Settings).
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import delete, func, or_, select
@@ -44,12 +45,29 @@ def prune(db: Database, now: datetime, retention: Retention | None = None) -> in
     if r.days > 0:
         deleted += _delete(db, required, AuditEntry.timestamp < now - timedelta(days=r.days))
     if r.max_entries > 0:
-        with db.read() as s:
-            # The id of the newest entry beyond the bound (ids grow with arrival).
-            cutoff = s.scalar(select(AuditEntry.id).order_by(AuditEntry.id.desc())
-                              .offset(r.max_entries).limit(1))
-        if cutoff is not None:
-            deleted += _delete(db, AuditEntry.id <= cutoff)
+        deleted += _bound(db, r.max_entries, required)
+    return deleted
+
+
+def _bound(db: Database, max_entries: int, required: Any) -> int:
+    """The oldest entries beyond `max_entries` deleted: the _Default bucket's first (Data Access,
+    written entries, pods' stdout and stderr), so that a flood of written entries (a pod writing
+    without pause, issue #20) never pushes the _Required bucket's audit trail out; the oldest
+    _Required entries only when they alone exceed the bound."""
+    with db.read() as s:
+        # The id of the newest entry beyond the bound (ids grow with arrival).
+        cutoff = s.scalar(select(AuditEntry.id).order_by(AuditEntry.id.desc()).offset(max_entries).limit(1))
+        if cutoff is None:
+            return 0
+        excess = int(s.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.id <= cutoff)) or 0)
+        last = s.scalar(select(AuditEntry.id).where(~required).order_by(AuditEntry.id).offset(excess - 1).limit(1))
+    if last is not None:
+        return _delete(db, ~required, AuditEntry.id <= last)
+    deleted = _delete(db, ~required)
+    with db.read() as s:
+        cutoff = s.scalar(select(AuditEntry.id).order_by(AuditEntry.id.desc()).offset(max_entries).limit(1))
+    if cutoff is not None:
+        deleted += _delete(db, AuditEntry.id <= cutoff)
     return deleted
 
 

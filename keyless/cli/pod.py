@@ -33,7 +33,8 @@ def cmd_pod_run(args: argparse.Namespace) -> int:
                    service_account=args.service_account, pod=args.pod, name=args.name, node_pool=args.node_pool,
                    project=args.project, location=args.location, env=env,
                    metadata_egress=not args.deny_metadata_egress, network=args.network,
-                   run_as_user=args.run_as_user, run_as_group=args.run_as_group)
+                   run_as_user=args.run_as_user, run_as_group=args.run_as_group,
+                   container_logs=not args.no_container_logs)
     # The server's URL and TLS port come from --server/--tls-port, KEYLESS_*, or its record (keyless.discovery).
     settings = _settings(args)
     if args.network == "loopback" and args.tls_port is None:
@@ -133,6 +134,9 @@ def register(sub: Any,
                      help="the new pod's securityContext.runAsUser (default 65534, nobody); the pod has no "
                           "capabilities whatever its uid")
     run.add_argument("--run-as-group", type=int, metavar="GID", help="the new pod's securityContext.runAsGroup")
+    run.add_argument("--no-container-logs", action="store_true",
+                     help="do not ship the command's stdout and stderr to Cloud Logging as the container's logs "
+                          "(kubectl exec's commands; keyless/gke/logging_agent.py)")
     run.add_argument("--universe-domain", help="also resolve SERVICE.UNIVERSE to Keyless (as given to serve)")
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
     add_store_flags(run)

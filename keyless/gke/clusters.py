@@ -60,6 +60,16 @@ def default_compute_sa(project_number: str) -> str:
     return f"{project_number}-compute@developer.gserviceaccount.com"
 
 
+def node_service_account(pool: GkeNodePool, project_number: str) -> str:
+    """The nodes' service account: the pool's config.serviceAccount, else the project's default
+    Compute Engine account (PROJECT_NUMBER-compute@developer.gserviceaccount.com)."""
+    config = (pool.body.get("config") or {}) if isinstance(pool.body, dict) else {}
+    node_sa = pool.service_account or config.get("serviceAccount") or ""
+    if not node_sa or node_sa == "default":
+        node_sa = default_compute_sa(project_number)
+    return str(node_sa)
+
+
 def cluster_path(c: GkeCluster) -> str:
     return f"projects/{c.project_id}/locations/{c.location}/clusters/{c.name}"
 

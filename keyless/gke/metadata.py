@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from keyless.errors import KeylessError
 from keyless.federation.exchange import ACCESS_TOKEN_TYPE, GRANT_TYPE, OAuthError
-from keyless.gke.clusters import oauth_scopes
+from keyless.gke.clusters import node_service_account, oauth_scopes
 from keyless.iam.directory import AccountInfo
 from keyless.iam.members import gke_subject, member_keys_for_gke_workload, member_keys_for_service_account
 from keyless.iam.principal import Principal
@@ -145,9 +145,7 @@ def pod_identity(s: Any, pod: K8sObject, node: GkeNode) -> PodIdentity | None:
     config = (pool.body.get("config") or {}) if isinstance(pool.body, dict) else {}
     scopes = oauth_scopes(config)
     number = project.project_number if project else ""
-    node_sa = pool.service_account or config.get("serviceAccount") or ""
-    if not node_sa or node_sa == "default":
-        node_sa = f"{number}-compute@developer.gserviceaccount.com"
+    node_sa = node_service_account(pool, number)
     return PodIdentity(
         pod_name=pod.name, pod_uid=pod.uid, namespace=pod.namespace, ksa=ksa,
         annotation=ksa_annotation(sa_row.body) if sa_row is not None else None,

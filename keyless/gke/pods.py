@@ -38,7 +38,7 @@ from sqlalchemy import select
 from keyless.api.hosts import hostnames
 from keyless.config import Settings
 from keyless.errors import FailedPrecondition, InvalidArgument, NotFound
-from keyless.gke import loopback, netns
+from keyless.gke import logging_agent, loopback, netns
 from keyless.store.db import Database, open_database
 from keyless.store.models import GkeCluster, GkeNode, GkeNodePool, K8sObject
 
@@ -70,6 +70,7 @@ class PodSpec:
     network: str = "namespace"  # or "loopback" (keyless/gke/loopback.py): no namespace, no root needed
     run_as_user: int | None = None  # securityContext.runAsUser of a new pod (default: NOBODY)
     run_as_group: int | None = None
+    container_logs: bool = True  # False for `kubectl exec`: its output is not the container's log
 
 
 @dataclass
@@ -466,6 +467,58 @@ def sandbox_config(settings: Settings, place: Placement, bundle: Path | None) ->
             "files": [str(bundle)] if bundle is not None else []}
 
 
+def agent_log(settings: Settings) -> Path:
+    """Where the nodes' logging agent logs what it refused or dropped (not the pod's output)."""
+    return settings.data_dir / "gke" / "logging-agent.log"
+
+
+class ContainerLogs:
+    """The pod's stdout and stderr as its node's logging agent sees them (keyless/gke/logging_agent.py):
+    pipes the runner reads, passes on to its own stdout and stderr, and ships to Cloud Logging."""
+
+    def __init__(self, settings: Settings, db: Database, place: Placement, spec: PodSpec) -> None:
+        self.agent: logging_agent.NodeLoggingAgent | None = None
+        self._pipes: list[tuple[int, int]] = []
+        if not spec.container_logs or os.isatty(1) or os.isatty(2):
+            return  # a pod run in a terminal keeps it (a shell stays interactive): its output is not shipped
+        with db.read() as s:
+            ref = logging_agent.container_ref(s, place.node_name, place.pod_uid)
+        if ref is None:
+            return
+        from keyless.state import ServerState  # the store, IAM and key ring the agent writes with
+
+        self.agent = logging_agent.NodeLoggingAgent(ServerState(settings, db), ref, logging_agent.ContainerOutput())
+        self._pipes = [os.pipe(), os.pipe()]
+        self._log = logging_agent.log_to(agent_log(settings))
+
+    def popen_arguments(self) -> dict[str, Any]:
+        """Popen's stdout and stderr for the pod (nothing: the runner's own, when not shipped)."""
+        if not self._pipes:
+            return {}
+        return {"stdout": self._pipes[0][1], "stderr": self._pipes[1][1]}
+
+    def started(self) -> None:
+        """The pod holds the write ends: follow the read ends and start the agent."""
+        if self.agent is None:
+            return
+        for (read_fd, write_fd), stream, echo in zip(self._pipes, ("stdout", "stderr"), (1, 2), strict=True):
+            os.close(write_fd)
+            self.agent.output.follow(stream, read_fd, echo)
+        self._pipes = []
+        self.agent.start()
+
+    def close(self) -> None:
+        """After the pod ended: its last lines read (the pipes close with its processes) and shipped."""
+        for read_fd, write_fd in self._pipes:  # the pod never started
+            os.close(read_fd)
+            os.close(write_fd)
+        self._pipes = []
+        if self.agent is not None:
+            self.agent.output.join(10)
+            self.agent.finish()
+            logging_agent.stop_logging(self._log)
+
+
 def run_pod(settings: Settings, spec: PodSpec) -> int:
     """Run `spec.command` as a pod until it ends; its exit status is returned."""
     if spec.network not in loopback.NETWORKS:
@@ -484,6 +537,7 @@ def run_pod(settings: Settings, spec: PodSpec) -> int:
     db = open_database(settings.database_url, settings.data_dir)
     info: dict[str, Any] | None = None
     returncode: int | None = None
+    logs: ContainerLogs | None = None
     try:
         netns.sweep()
         with db.read() as s:
@@ -503,13 +557,17 @@ def run_pod(settings: Settings, spec: PodSpec) -> int:
             _record_running(db, place, body, address)
         config = json.dumps(sandbox_config(settings, place, bundle))
         runner = os.getpid()
+        logs = ContainerLogs(settings, db, place, spec)
         proc = subprocess.Popen(["ip", "netns", "exec", pod_ns, sys.executable, "-I", "-S", str(SANDBOX), config,
                                  "--", *spec.command], env=pod_environment(place, spec, bundle),
-                                preexec_fn=lambda: _pdeathsig(runner))
+                                preexec_fn=lambda: _pdeathsig(runner), **logs.popen_arguments())
+        logs.started()
         returncode = _wait_forwarding_signals(proc)
         return returncode
     finally:
         try:
+            if logs is not None:
+                logs.close()
             if info is not None:
                 teardown(info, db, returncode)
         finally:
@@ -532,6 +590,7 @@ def _run_loopback(settings: Settings, spec: PodSpec) -> int:
     returncode: int | None = None
     endpoint: loopback.PodEndpoint | None = None
     previous_tty: int | None = None
+    logs: ContainerLogs | None = None
     try:
         with db.read() as s:
             place, body = _place(s, settings, spec)
@@ -555,8 +614,10 @@ def _run_loopback(settings: Settings, spec: PodSpec) -> int:
             me = netns.owner(os.getpid())
             os.write(to_reaper, json.dumps({**told, "pgid": me[0], "pgid_started": me[1]}).encode() + b"\n")
 
+        logs = ContainerLogs(settings, db, place, spec)
         proc = subprocess.Popen(spec.command, env=pod_environment(place, spec, None, extra), cwd=home,
-                                preexec_fn=in_the_pod, process_group=0)
+                                preexec_fn=in_the_pod, process_group=0, **logs.popen_arguments())
+        logs.started()
         info = {**info, "pgid": proc.pid, "pgid_started": netns.owner(proc.pid)[1]}
         previous_tty = loopback.foreground(proc.pid)
         returncode = _wait_forwarding_signals(proc)
@@ -569,6 +630,8 @@ def _run_loopback(settings: Settings, spec: PodSpec) -> int:
             if info is not None:
                 teardown(info, db, returncode)
             loopback.kill_descendants(keep=reaper)  # what left the process group
+            if logs is not None:
+                logs.close()
         finally:
             _release_reaper(to_reaper, reaper)
             db.dispose()

@@ -155,11 +155,22 @@ def test_retention_by_log_and_age_and_size(state: ServerState) -> None:
         left = {r.insert_id for r in s.query(AuditEntry)}
     assert left == {r["insert_id"] for r in mid_kept + new}
     assert prune(state.db, now) == 0
-    assert prune(state.db, now, Retention(max_entries=100)) == len(left) - 100
-    assert count(state.db) == 100
-    with state.db.read() as s:  # the newest are the ones kept
+    assert prune(state.db, now, Retention(max_entries=420)) == len(left) - 420
+    assert count(state.db) == 420
+    # Beyond the bound the _Default bucket's oldest go first: the _Required audit trail is kept
+    # whole while the other entries alone make up the excess (a pod flooding its stdout, issue #20).
+    arrival = mid_kept + new
+    default = [r["insert_id"] for r in arrival if r["log_name"].endswith("%2Fdata_access")]
+    assert len(default) >= len(left) - 420
+    with state.db.read() as s:
         kept = {r.insert_id for r in s.query(AuditEntry)}
-    assert kept == {r["insert_id"] for r in new[-100:]}
+    assert kept == {r["insert_id"] for r in arrival} - set(default[:len(left) - 420])
+    # when the _Required entries alone exceed it, the newest of them are kept
+    assert prune(state.db, now, Retention(max_entries=100)) == 320
+    with state.db.read() as s:
+        kept = {r.insert_id for r in s.query(AuditEntry)}
+    required = [r["insert_id"] for r in arrival if not r["log_name"].endswith("%2Fdata_access")]
+    assert kept == set(required[-100:])
 
 
 def test_the_histogram_counts_the_whole_range_as_entries_list_finds_it(state: ServerState) -> None:

@@ -7,7 +7,13 @@ gRPC to pubsub.googleapis.com, google-cloud-logging's handler writes structured 
 logging.googleapis.com over gRPC, google-cloud-asset (REST) analyzes the GSA's access, and `gcloud
 logging read` (as the owner) finds the entries beside the audit entries of the same pod's calls.
 Least privilege holds: another topic, another project's logs and a pod whose KSA is not bound get
-nothing. The pods cost seconds each, so one pod runs the whole workload."""
+nothing. The pods cost seconds each, so one pod runs the whole workload.
+
+The workload also logs as an unmodified application on GKE does (`setup_logging()`: JSON lines on
+stderr), and the node's logging agent ships its containers' output as the node's account
+(keyless/gke/logging_agent.py): found by `gcloud logging read` as `k8s_container` entries; a pod
+flooding its stdout stays bounded; nothing is shipped from a cluster without workload logging or
+by a node account without logging.logEntries.create."""
 
 from __future__ import annotations
 
@@ -21,15 +27,17 @@ from typing import Any
 
 import pytest
 
-from tests.api.helpers import audit_data_access
+from keyless.gke import logging_agent
+from tests.api.helpers import audit_data_access, server_state
 from tests.conftest import GCLOUD, Gcloud, KeylessServer, free_port, fresh_database_url
-from tests.gke.pod_helpers import GSA, POOL, PROJECT, apply_ksas, leftovers, make_cluster, pod_run
+from tests.gke.pod_helpers import CLUSTERS, GSA, POOL, PROJECT, apply_ksas, leftovers, make_cluster, pod_run
 
 PYTHON = sys.executable
 ANNOTATION = "iam.gke.io/gcp-service-account"
 OTHER_PROJECT = "other-project"
 TOPIC = f"projects/{PROJECT}/topics/orders"
 KSA_MEMBER = f"serviceAccount:{POOL}[production/my-app-ksa]"
+BARE_NODE_SA = f"bare-node@{PROJECT}.iam.gserviceaccount.com"
 
 # The workload: seed 003's pod, Google's clients with no endpoint or credential setting and their
 # default transports (gRPC), but for google-cloud-asset: its REST transport (Keyless's Cloud Asset is
@@ -77,8 +85,25 @@ def analysis():
         "scope": "projects/my-project", "identity_selector": {"identity": "serviceAccount:" + GSA}}})
     return sorted([r.attached_resource_full_name, r.iam_binding.role] for r in got.main_analysis.analysis_results)
 attempt("analysis", analysis)
+# What an unmodified application on GKE does: setup_logging() finds GKE and installs the
+# structured handler (JSON lines on stderr), which the node's logging agent ships.
+logging.getLogger().removeHandler(handler)
+google.cloud.logging.Client().setup_logging()
+logging.getLogger("shipping").error("order 42 shipped", extra={"labels": {"order": "42"}})
 print(json.dumps(out))
 '''
+
+# A pod flooding its stdout: one structured line, one line of 1 MiB (over Cloud Logging's 256 KB
+# entry limit), then 100,000 lines as fast as Python writes them.
+FLOOD = r'''
+import sys
+w = sys.stdout.write
+w('{"message": "flood starts", "severity": "NOTICE"}\n')
+w("A" * (1 << 20) + "\n")
+for i in range(100_000):
+    w("flood %06d %s\n" % (i, "x" * 80))
+'''
+FLOOD_LINES = 100_000
 
 # A pod whose KSA is not bound: the metadata server refuses its token, and the clients (called
 # without retries: they would retry UNAVAILABLE for a minute) fail before sending anything.
@@ -126,6 +151,14 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeylessServer]:
     server.number = ok(server.call("GET", f"/cloudresourcemanager/v1/projects/{PROJECT}"))["projectNumber"]  # type: ignore[attr-defined]
     ok(server.call("POST", f"/iam/v1/projects/{PROJECT}/serviceAccounts", body={"accountId": "my-app-gsa"}))
     cluster_id = make_cluster(server, pools={"default-pool": "GKE_METADATA"})
+    # bare-pool's nodes run as an account holding nothing; quiet-cluster ships system logs only.
+    ok(server.call("POST", f"/iam/v1/projects/{PROJECT}/serviceAccounts", body={"accountId": "bare-node"}))
+    ok(server.call("POST", f"{CLUSTERS}/my-cluster/nodePools", body={"nodePool": {
+        "name": "bare-pool", "initialNodeCount": 1,
+        "config": {"serviceAccount": BARE_NODE_SA, "workloadMetadataConfig": {"mode": "GKE_METADATA"}}}}))
+    ok(server.call("POST", CLUSTERS, body={"cluster": {
+        "name": "quiet-cluster", "nodePools": [{"name": "default-pool", "initialNodeCount": 1}],
+        "loggingConfig": {"componentConfig": {"enableComponents": ["SYSTEM_COMPONENTS"]}}}}))
     ok(server.call("POST", f"/iam/v1/projects/{PROJECT}/serviceAccounts/{GSA}:setIamPolicy", body={"policy": {
         "bindings": [{"role": "roles/iam.workloadIdentityUser", "members": [KSA_MEMBER]}]}}))
     apply_ksas(server, cluster_id, "production", {"my-app-ksa": {ANNOTATION: GSA}, "unbound-ksa": {ANNOTATION: GSA}})
@@ -134,6 +167,9 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeylessServer]:
     policy = ok(server.call("POST", f"/cloudresourcemanager/v1/projects/{PROJECT}:getIamPolicy", body={}))
     policy["bindings"].append({"role": "roles/logging.logWriter", "members": [f"serviceAccount:{GSA}"]})
     policy["bindings"].append({"role": "roles/cloudasset.viewer", "members": [f"serviceAccount:{GSA}"]})
+    # The nodes' account (the default compute SA) writes the pods' stdout/stderr, as on GKE.
+    policy["bindings"].append({"role": "roles/container.defaultNodeServiceAccount",
+                               "members": [f"serviceAccount:{server.number}-compute@developer.gserviceaccount.com"]})  # type: ignore[attr-defined]
     ok(server.call("POST", f"/cloudresourcemanager/v1/projects/{PROJECT}:setIamPolicy", body={"policy": policy}))
     ps = f"/pubsub/v1/projects/{PROJECT}"
     for topic in ("orders", "audit-events"):
@@ -161,19 +197,37 @@ def nothing_left_behind(srv: KeylessServer) -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def pods(srv: KeylessServer) -> dict[str, dict[str, Any]]:
-    """WORKLOAD in a pod of my-app-ksa and UNBOUND in a pod of unbound-ksa, side by side (a pod
-    costs seconds of imports), each reaching Keyless as Google's hosts (the server's URL and TLS
-    port come from its record, keyless.discovery); what each printed."""
-    def run(ksa: str, script: str) -> dict[str, Any]:
-        result = pod_run(srv, "--cluster", "my-cluster", "--namespace", "production", "--service-account", ksa,
-                         command=[PYTHON, "-c", script])
+def pods(srv: KeylessServer) -> dict[str, Any]:
+    """WORKLOAD in a pod of my-app-ksa (named my-app) and UNBOUND in a pod of unbound-ksa, side by
+    side (a pod costs seconds of imports), each reaching Keyless as Google's hosts (the server's URL
+    and TLS port come from its record, keyless.discovery); what each printed. Beside them, for the
+    node's logging agent: FLOOD (its runner's output and seconds), a pod of my-app-ksa on bare-pool,
+    one on quiet-cluster and a `--network loopback` one (their runners' output)."""
+    def run(ksa: str, script: str, *extra: str) -> dict[str, Any]:
+        result = pod_run(srv, "--cluster", "my-cluster", "--node-pool", "default-pool", "--namespace", "production",
+                         "--service-account", ksa, *extra, command=[PYTHON, "-c", script])
         assert result.returncode == 0, result.stdout + result.stderr[-4000:]
         return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
-    with ThreadPoolExecutor(2) as pool:
-        bound, unbound = pool.submit(run, "my-app-ksa", WORKLOAD), pool.submit(run, "unbound-ksa", UNBOUND)
-        return {"bound": bound.result(), "unbound": unbound.result()}
+    def runner(cluster: str, *args: str, command: list[str]) -> tuple[Any, float]:
+        started = time.monotonic()
+        result = pod_run(srv, "--cluster", cluster, *args, command=command)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+        return result, time.monotonic() - started
+
+    echo = ["sh", "-c", 'echo "words of a quiet pod"; echo \'{"message": "json of a quiet pod"}\' >&2']
+    with ThreadPoolExecutor(6) as pool:
+        bound = pool.submit(run, "my-app-ksa", WORKLOAD, "--name", "my-app")
+        unbound = pool.submit(run, "unbound-ksa", UNBOUND)
+        flood = pool.submit(runner, "my-cluster", "--node-pool", "default-pool", "--name", "flood",
+                            command=[PYTHON, "-c", FLOOD])
+        bare = pool.submit(runner, "my-cluster", "--namespace", "production", "--service-account", "my-app-ksa",
+                           "--node-pool", "bare-pool", "--name", "bare", command=echo)
+        quiet = pool.submit(runner, "quiet-cluster", "--name", "quiet", command=echo)
+        loop = pool.submit(runner, "my-cluster", "--node-pool", "default-pool", "--network", "loopback",
+                           "--name", "loop", command=echo)
+        return {"bound": bound.result(), "unbound": unbound.result(), "flood": flood.result(),
+                "bare": bare.result()[0], "quiet": quiet.result()[0], "loop": loop.result()[0]}
 
 
 def pull(srv: KeylessServer, subscription: str) -> list[dict[str, Any]]:
@@ -193,7 +247,7 @@ def gc(srv: KeylessServer, tmp_path_factory: pytest.TempPathFactory) -> Gcloud:
 
 
 def test_bound_pod_publishes_and_logs_as_its_gsa_and_gcloud_finds_it_beside_the_audit(
-        srv: KeylessServer, pods: dict[str, dict[str, Any]], gc: Gcloud) -> None:
+        srv: KeylessServer, pods: dict[str, Any], gc: Gcloud) -> None:
     out = pods["bound"]
     # Pub/Sub over gRPC as the GSA: the message reaches the topic's subscription as published.
     [message] = pull(srv, "orders-sub")
@@ -225,8 +279,20 @@ def test_bound_pod_publishes_and_logs_as_its_gsa_and_gcloud_finds_it_beside_the_
     # Seed 002's audit query, with the application's own log beside it, as the owner.
     found = gc.json("logging", "read", f'logName="projects/{PROJECT}/logs/my-app" OR '
                     f'protoPayload.authenticationInfo.principalEmail="{GSA}" OR '
-                    f'protoPayload.authenticationInfo.principalSubject="{KSA_MEMBER}"',
+                    f'protoPayload.authenticationInfo.principalSubject="{KSA_MEMBER}" OR '
+                    '(resource.type="k8s_container" AND jsonPayload.message="order 42 shipped")',
                     f"--project={PROJECT}", "--limit=20")
+    # setup_logging()'s structured line on the pod's stderr, shipped by the node's logging agent as
+    # GKE's: the container's resource, Google's special fields lifted, the rest in jsonPayload.
+    [shipped] = [e for e in found if e["logName"] != f"projects/{PROJECT}/logs/my-app" and "protoPayload" not in e]
+    assert shipped["logName"] == f"projects/{PROJECT}/logs/stderr" and shipped["severity"] == "ERROR"
+    assert shipped["resource"]["labels"] == {
+        "project_id": PROJECT, "location": "us-central1", "cluster_name": "my-cluster",
+        "namespace_name": "production", "pod_name": "my-app", "container_name": "my-app"}
+    assert shipped["labels"] == {"order": "42", "python_logger": "shipping", "k8s-pod/run": "my-app",
+                                 "compute.googleapis.com/resource_name": node_of(srv, "default-pool")}
+    assert shipped["jsonPayload"] == {"message": "order 42 shipped"}
+    assert shipped["sourceLocation"]["function"] == "<module>" and "trace" not in shipped
     [app] = [e for e in found if e["logName"] == f"projects/{PROJECT}/logs/my-app"]
     assert app["textPayload"] == "order 42 published as 1" and app["severity"] == "WARNING"
     assert app["labels"] == {"python_logger": "orders"} and app["resource"] == {
@@ -243,7 +309,7 @@ def test_bound_pod_publishes_and_logs_as_its_gsa_and_gcloud_finds_it_beside_the_
     }, found
 
 
-def test_pod_whose_ksa_is_not_bound_gets_no_access(srv: KeylessServer, pods: dict[str, dict[str, Any]]) -> None:
+def test_pod_whose_ksa_is_not_bound_gets_no_access(srv: KeylessServer, pods: dict[str, Any]) -> None:
     out = pods["unbound"]
     assert out["email"] == GSA  # the annotation answers: the refusal comes with the token
     # The metadata server's answer (quoted by google-auth inside its own message).
@@ -302,3 +368,82 @@ def test_logging_over_grpc_answers_as_the_rest_api(srv: KeylessServer) -> None:
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
     assert "resourceNames is required" in caught.value.details()  # type: ignore[attr-defined]
     channel.close()
+
+
+def node_of(srv: KeylessServer, pool: str) -> str:
+    """The name of my-cluster's node of `pool` (one node per pool)."""
+    from sqlalchemy import select
+
+    from keyless.store.models import GkeCluster, GkeNode, GkeNodePool
+
+    with server_state(srv).db.read() as s:
+        return str(s.scalars(select(GkeNode.name).join(GkeNodePool, GkeNodePool.id == GkeNode.node_pool_id)
+                             .join(GkeCluster, GkeCluster.id == GkeNode.cluster_id)
+                             .where(GkeCluster.name == "my-cluster", GkeNodePool.name == pool)).one())
+
+
+def agent_log(srv: KeylessServer) -> str:
+    """What the nodes' logging agent logged (keyless.gke.pods.agent_log)."""
+    path = srv.data_dir / "gke" / "logging-agent.log"
+    return path.read_text() if path.exists() else ""
+
+
+def _shipped(srv: KeylessServer, cluster: str, pod: str) -> list[dict[str, Any]]:
+    """The k8s_container entries stored for one pod (read from the store: a flood is thousands)."""
+    from sqlalchemy import select
+
+    from keyless.store.models import AuditEntry
+
+    with server_state(srv).db.read() as s:
+        rows = s.scalars(select(AuditEntry.entry).where(AuditEntry.project_id == PROJECT,
+                                                        AuditEntry.resource_type == "k8s_container")).all()
+    return [e for e in rows if e["resource"].get("labels", {}).get("cluster_name") == cluster
+            and e["resource"]["labels"].get("pod_name") == pod]
+
+
+def test_a_pod_flooding_stdout_is_bounded_by_its_nodes_agent(srv: KeylessServer, pods: dict[str, Any]) -> None:
+    """The attack: 100,000 lines and a 1 MiB line as fast as the pod writes. Its output still
+    reaches the runner's stdout whole (the pipes are always drained: the pod is never blocked), but
+    the store gets at most its buffer plus its rate for the seconds it ran; the oversized line is
+    skipped, and the runner says what was dropped. The pods beside it (above) shipped theirs."""
+    result, seconds = pods["flood"]
+    out = result.stdout.splitlines()
+    assert len(out) == 2 + FLOOD_LINES and out[-1].startswith("flood 099999 ")
+    shipped = _shipped(srv, "my-cluster", "flood")
+    ceiling = logging_agent.BUFFER_LINES + logging_agent.ROUND_ENTRIES * (seconds / logging_agent.ROUND_SECONDS + 2)
+    assert logging_agent.BUFFER_LINES <= len(shipped) <= ceiling < FLOOD_LINES / 2, (len(shipped), seconds)
+    first = min(shipped, key=lambda e: e["timestamp"])
+    assert first["jsonPayload"] == {"message": "flood starts"} and first["severity"] == "NOTICE"
+    assert first["logName"] == f"projects/{PROJECT}/logs/stdout"
+    assert all(len(e.get("textPayload", "")) < 1000 for e in shipped)  # the 1 MiB line never stored
+    assert f"pod default/flood: {FLOOD_LINES + 1 - len(shipped)} log lines dropped (the agent's buffer was full), " \
+        f"1 longer than {logging_agent.MAX_LINE_BYTES} bytes" in agent_log(srv)
+    assert "flood" not in result.stderr  # the agent's own log is the node's, not the pod's output
+
+
+def test_a_loopback_pods_lines_are_shipped_as_a_namespace_pods(srv: KeylessServer, pods: dict[str, Any]) -> None:
+    assert pods["loop"].stdout == "words of a quiet pod\n"
+    shipped = sorted(_shipped(srv, "my-cluster", "loop"), key=lambda e: e["logName"])
+    assert [(e["logName"].rsplit("/", 1)[1], e.get("textPayload"), e.get("jsonPayload")) for e in shipped] == [
+        ("stderr", None, {"message": "json of a quiet pod"}), ("stdout", "words of a quiet pod", None)]
+    assert shipped[0]["resource"]["labels"] == {
+        "project_id": PROJECT, "location": "us-central1", "cluster_name": "my-cluster",
+        "namespace_name": "default", "pod_name": "loop", "container_name": "loop"}
+    assert shipped[0]["severity"] == shipped[1]["severity"] == "DEFAULT"
+    assert shipped[0]["labels"] == shipped[1]["labels"] == {
+        "k8s-pod/run": "loop", "compute.googleapis.com/resource_name": node_of(srv, "default-pool")}
+
+
+def test_no_workload_logs_where_the_cluster_or_the_nodes_account_does_not_allow_them(
+        srv: KeylessServer, pods: dict[str, Any]) -> None:
+    """quiet-cluster's loggingConfig names SYSTEM_COMPONENTS only: its pod's output is shown, not
+    shipped. bare-pool's nodes run as an account without logging.logEntries.create: nothing is
+    written, though the pod's own GSA holds roles/logging.logWriter (the agent writes as the node),
+    and the runner says why."""
+    for name in ("quiet", "bare"):
+        assert pods[name].stdout == "words of a quiet pod\n"
+        assert pods[name].stderr == '{"message": "json of a quiet pod"}\n'
+    assert _shipped(srv, "quiet-cluster", "quiet") == [] and _shipped(srv, "my-cluster", "bare") == []
+    assert "Permission 'logging.logEntries.create' denied on resource 'projects/my-project' for the node's " \
+           f"service account {BARE_NODE_SA}: the logs of pod production/bare are not written" in agent_log(srv)
+    assert "pod default/quiet" not in agent_log(srv)

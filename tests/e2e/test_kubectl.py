@@ -186,6 +186,12 @@ def test_exec_and_run_reach_the_metadata_server_as_the_ksa(g: Gcloud) -> None:
                   "--namespace=production", '--overrides={"spec": {"serviceAccountName": "my-app-ksa"}}', "--",
                   *_seed_curl())
     assert run.stdout.startswith(GSA) and 'pod "workload-identity-test" deleted' in run.stdout
+    # The nodes' logging agent (keyless/gke/logging_agent.py) takes attach's output (kubectl run),
+    # the container's own, and not exec's; the nodes' account here may not write logs, so the
+    # agent's log names the pods whose lines it refused.
+    agent = (g.server.data_dir / "gke" / "logging-agent.log").read_text()
+    assert "the logs of pod production/workload-identity-test are not written" in agent
+    assert f"production/{pods[0].split('/')[1]} are not written" not in agent
     # `-- bash` fed the seed's commands on stdin; the shell's exit code is kubectl's
     script = " ".join(f"'{a}'" for a in _seed_curl()) + "; echo; exit 3\n"
     shell = as_owner(g, "run", "-i", "--rm", "--restart=Never", "wi-debug", "--image=google/cloud-sdk:slim",

@@ -156,6 +156,8 @@ class Streams:
                 args += ["--tls-port", str(settings.tls_port), "--server", settings.base_url]
         else:
             args += ["--network", "loopback"]
+        if self.subresource == "exec":  # the kubelet's exec output is not the container's log; attach's is
+            args.append("--no-container-logs")
         return [*args, "--", *command]
 
     async def pump(self, cluster: GkeCluster, pod: dict[str, Any], command: list[str], stdin: bool,
