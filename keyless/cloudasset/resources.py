@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from keyless.clock import rfc3339
 from keyless.cloudasset import query as resource_query
+from keyless.cloudasset import search
 from keyless.cloudasset.assets import CRM, ORGANIZATION_TYPE, PROJECT_TYPE, Scope
 from keyless.cloudasset.search import asset_type_filter
 from keyless.errors import InvalidArgument
@@ -225,23 +226,6 @@ def read_mask(mask: str | None) -> tuple[str, ...]:
     return tuple(paths)
 
 
-def order(results: list[dict[str, Any]], order_by: str | None) -> list[dict[str, Any]]:
-    """orderBy: "location DESC, name"; by name when absent."""
-    keys: list[tuple[str, bool]] = []
-    for part in (order_by or "").split(","):
-        words = part.split()
-        if not words:
-            continue
-        if words[0] not in ORDER_FIELDS or len(words) > 2 or (len(words) == 2 and words[1].upper() not in ("ASC", "DESC")):
-            raise InvalidArgument(f"Invalid order_by {(order_by or '')[:200]!r}: the sortable fields are "
-                                  f"{', '.join(ORDER_FIELDS)}, each optionally followed by DESC.")
-        keys.append((words[0], len(words) == 2 and words[1].upper() == "DESC"))
-    out = sorted(results, key=lambda r: r["name"])
-    for name, descending in reversed(keys):
-        out.sort(key=lambda r: str(r.get(name, "")), reverse=descending)
-    return out
-
-
 def search_all_resources(s: Session, scope: Scope, text: str, asset_types: list[str], order_by: str | None,
                          mask: str | None) -> list[dict[str, Any]]:
     """The request's results, ordered and masked (pagination is the caller's)."""
@@ -250,4 +234,4 @@ def search_all_resources(s: Session, scope: Scope, text: str, asset_types: list[
     fields = read_mask(mask)
     found = [r for r in collect(s, scope)
              if (not types or any(rx.fullmatch(r["assetType"]) for rx in types)) and resource_query.matches(tree, r)]
-    return [{k: r[k] for k in fields if k in r} for r in order(found, order_by)]
+    return [{k: r[k] for k in fields if k in r} for r in search.order(found, order_by, ORDER_FIELDS, "name")]

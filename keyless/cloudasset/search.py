@@ -27,7 +27,7 @@ from keyless.errors import InvalidArgument
 MAX_QUERY = 2048
 MAX_ASSET_TYPES = 100
 FIELDS = {"policy", "policy.role.permissions", "memberTypes", "resource"}
-ORDER_FIELDS = {"resource", "assetType", "project"}
+ORDER_FIELDS = ("resource", "assetType", "project")
 # the asset types of the resources Keyless keeps IAM policies on (keyless.doctor.targets)
 ASSET_TYPES = ("cloudresourcemanager.googleapis.com/Organization", "cloudresourcemanager.googleapis.com/Project",
                "iam.googleapis.com/ServiceAccount", "iam.googleapis.com/WorkloadIdentityPool",
@@ -148,20 +148,22 @@ def asset_type_filter(patterns: list[str], searchable: tuple[str, ...] = ASSET_T
     return compiled
 
 
-def order(results: list[dict[str, Any]], order_by: str | None) -> list[dict[str, Any]]:
-    """orderBy: `resource`, `assetType`, `project`, each optionally ` DESC`; by resource otherwise."""
+def order(results: list[dict[str, Any]], order_by: str | None, fields: tuple[str, ...] = ORDER_FIELDS,
+          default: str = "resource") -> list[dict[str, Any]]:
+    """Cloud Asset's orderBy ("location DESC, name"): comma-separated `fields`, each optionally
+    followed by ASC or DESC; by `default` otherwise (searchAllIamPolicies and searchAllResources)."""
     keys: list[tuple[str, bool]] = []
     for part in (order_by or "").split(","):
         words = part.split()
         if not words:
             continue
-        if words[0] not in ORDER_FIELDS or len(words) > 2 or (len(words) == 2 and words[1].upper() not in ("ASC", "DESC")):
-            raise InvalidArgument(f"Invalid order_by {order_by[:200]!r}: only resource, assetType and project, "
-                                  "each optionally followed by DESC, are sortable." if order_by else "")
+        if words[0] not in fields or len(words) > 2 or (len(words) == 2 and words[1].upper() not in ("ASC", "DESC")):
+            raise InvalidArgument(f"Invalid order_by {(order_by or '')[:200]!r}: the sortable fields are "
+                                  f"{', '.join(fields)}, each optionally followed by DESC.")
         keys.append((words[0], len(words) == 2 and words[1].upper() == "DESC"))
-    out = sorted(results, key=lambda r: r["resource"])
+    out = sorted(results, key=lambda r: str(r[default]))
     for name, descending in reversed(keys):
-        out.sort(key=lambda r: r.get(name, ""), reverse=descending)
+        out.sort(key=lambda r: str(r.get(name, "")), reverse=descending)
     return out
 
 
