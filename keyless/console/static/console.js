@@ -495,13 +495,20 @@ function entryQuery() {
   return q;
 }
 
+// Each query applied (not a tail) starts a generation; an answer that comes back after a newer query
+// was applied is dropped: a tail still on its way would otherwise prepend the old filter's entries
+// to the new list and draw the old filter's histogram over the new one.
+let generation = 0;
+
 async function loadEntries(tail) {
+  const mine = tail ? generation : ++generation;
   const q = entryQuery();
   if (tail && newest) q.set("after", newest);
   let page;
   try {
     page = await api(`/console/api/entries?${q}`);
   } catch (err) {
+    if (mine !== generation) return;
     if (!tail) {
       $("#entries").replaceChildren(); $("#flows").replaceChildren(); $("#histogram").replaceChildren();
       $("#histogram-note").hidden = true;
@@ -510,6 +517,7 @@ async function loadEntries(tail) {
     showError(err);
     return;
   }
+  if (mine !== generation) return;
   showError(null);
   const list = $("#entries");
   if (!tail) {
