@@ -56,7 +56,8 @@ def _slowness(item: pytest.Item) -> int:
 # Store-independent files that run once on the PostgreSQL leg instead, when both legs run at once
 # (scripts/test says so in KEYLESS_TEST_LEGS): the gcloud and client matrices all fell on the
 # SQLite leg, which ended minutes after the other; this one evens the two legs' wall time.
-ON_POSTGRES_LEG = ("tests/e2e/test_gcloud_workload_identity_pools.py",)
+ON_POSTGRES_LEG = ("tests/e2e/test_gcloud_workload_identity_pools.py", "tests/e2e/test_gcloud_container.py",
+                   "tests/e2e/test_github_action.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -19,6 +19,9 @@ import pytest
 
 from tests.conftest import KeylessServer, free_port, fresh_database_url
 
+# How the CLI finds a running server (server.json, --server, KEYLESS_SERVER): no store involved.
+pytestmark = pytest.mark.store_independent
+
 
 def keyless(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "keyless.cli.main", *args], capture_output=True, text=True,

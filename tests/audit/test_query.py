@@ -5,7 +5,6 @@ Retention (keyless.audit.retention) deletes by log and age and bounds the size."
 from __future__ import annotations
 
 import random
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -121,24 +120,26 @@ def test_a_sparse_match_over_a_large_log_comes_back_in_short_pages(state: Server
     assert page.entries == [] and page.next_page_token  # as Google: an empty page, keep paging
 
 
-def test_seed_query_over_a_large_log_stays_fast(state: ServerState) -> None:
-    data = rows(60_000, projects=("my-project", "other-project", "third-project"), seed=7)
+def test_seed_query_over_a_large_log(state: ServerState) -> None:
+    """Seed 001's query and a principalEmail one over a log of three projects: the newest 20 matches,
+    in order. How long they take on 60,000 entries is measured by bench/audit_query.py."""
+    data = rows(6_000, projects=("my-project", "other-project", "third-project"), seed=7)
     load(state, data)
     seed = ('resource.type="service_account" protoPayload.methodName="GenerateAccessToken" '
             'protoPayload.authenticationInfo.principalSubject=~"repo:my-org/my-repo"')
-    start = time.monotonic()
     with state.db.read() as s:
         page = query.list_entries(s, ["my-project"], seed, order_by="timestamp desc", page_size=20,
                                   private={"my-project"})
-    elapsed = time.monotonic() - start
     assert len(page.entries) == 20
     assert all(e["protoPayload"]["methodName"] == "GenerateAccessToken" for e in page.entries)
-    assert elapsed < 0.5, elapsed
+    stamps = [e["timestamp"] for e in page.entries]
+    assert stamps == sorted(stamps, reverse=True)
     email = 'protoPayload.authenticationInfo.principalEmail="deploy-sa@my-project.iam.gserviceaccount.com"'
-    start = time.monotonic()
     with state.db.read() as s:
         page = query.list_entries(s, ["my-project"], email, order_by="timestamp desc", page_size=20)
-    assert len(page.entries) == 20 and time.monotonic() - start < 0.5
+    assert len(page.entries) == 20
+    assert {e["protoPayload"]["authenticationInfo"]["principalEmail"] for e in page.entries} == {
+        "deploy-sa@my-project.iam.gserviceaccount.com"}
 
 
 def test_retention_by_log_and_age_and_size(state: ServerState) -> None:
