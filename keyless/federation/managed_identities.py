@@ -27,7 +27,7 @@ a policy never silently holds less or more than the caller meant.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from keyless.clock import rfc3339
 from keyless.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from keyless.federation.pools import SOFT_DELETE, TRUST_DOMAIN, expired
+from keyless.federation.pools import TRUST_DOMAIN, expired, soft_delete, undelete
 from keyless.store.models import (
     WorkloadIdentityPool,
     WorkloadIdentityPoolManagedIdentity,
@@ -91,22 +91,6 @@ def _update(row: _Soft, kind: str, body: dict[str, Any], mask: list[str]) -> Non
             row.disabled = bool(body.get("disabled", False))
         else:
             raise InvalidArgument(f"Invalid update mask path: {f[:100]}")
-
-
-def _delete(row: _Soft, kind: str) -> None:
-    if row.state != "ACTIVE":
-        raise FailedPrecondition(f"The {kind} is already deleted.")
-    row.state = "DELETED"
-    row.expire_time = datetime.now(UTC) + SOFT_DELETE
-
-
-def _undelete(row: _Soft, kind: str, parent: _Soft | None, parent_kind: str) -> None:
-    if row.state != "DELETED":
-        raise FailedPrecondition(f"The {kind} is not deleted.")
-    if parent is None or parent.state != "ACTIVE":
-        raise FailedPrecondition(f"The {kind}'s {parent_kind} is deleted: undelete the {parent_kind} first.")
-    row.state = "ACTIVE"
-    row.expire_time = None
 
 
 def _json(row: _Soft, name: str) -> dict[str, Any]:
@@ -170,11 +154,11 @@ def update_namespace(row: WorkloadIdentityPoolNamespace, body: dict[str, Any], m
 
 
 def delete_namespace(row: WorkloadIdentityPoolNamespace) -> None:
-    _delete(row, "namespace")
+    soft_delete(row, "namespace")
 
 
 def undelete_namespace(s: Session, row: WorkloadIdentityPoolNamespace) -> None:
-    _undelete(row, "namespace", s.get(WorkloadIdentityPool, row.pool_name), "pool")
+    undelete(row, "namespace", s.get(WorkloadIdentityPool, row.pool_name), "pool")
 
 
 def namespace_json(row: WorkloadIdentityPoolNamespace) -> dict[str, Any]:
@@ -230,11 +214,11 @@ def update_managed_identity(row: WorkloadIdentityPoolManagedIdentity, body: dict
 
 
 def delete_managed_identity(row: WorkloadIdentityPoolManagedIdentity) -> None:
-    _delete(row, "managed identity")
+    soft_delete(row, "managed identity")
 
 
 def undelete_managed_identity(s: Session, row: WorkloadIdentityPoolManagedIdentity) -> None:
-    _undelete(row, "managed identity", s.get(WorkloadIdentityPoolNamespace, row.namespace_name), "namespace")
+    undelete(row, "managed identity", s.get(WorkloadIdentityPoolNamespace, row.namespace_name), "namespace")
 
 
 def managed_identity_json(row: WorkloadIdentityPoolManagedIdentity) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import ipaddress
 import json
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlparse
 
 from sqlalchemy import delete, select
@@ -79,6 +79,37 @@ def _check_mode(value: Any) -> str | None:
 
 def pool_name(project_number: str, pool_id: str) -> str:
     return f"projects/{project_number}/locations/global/workloadIdentityPools/{pool_id}"
+
+
+class SoftDeleted(Protocol):
+    """A resource of the pool family that Google deletes softly: kept DELETED for 30 days
+    (`expire_time`), then purged; undelete brings it back within them."""
+
+    state: str
+    expire_time: datetime | None
+
+
+Soft = TypeVar("Soft", bound=SoftDeleted)
+
+
+def soft_delete(row: Soft, kind: str) -> Soft:
+    """DELETED, purged after SOFT_DELETE (pools, providers, their keys, namespaces, managed identities)."""
+    if row.state != "ACTIVE":
+        raise FailedPrecondition(f"The {kind} is already deleted.")
+    row.state = "DELETED"
+    row.expire_time = datetime.now(UTC) + SOFT_DELETE
+    return row
+
+
+def undelete(row: Soft, kind: str, parent: SoftDeleted | None = None, parent_kind: str = "") -> Soft:
+    """ACTIVE again; a child only while its parent (`parent_kind`) is ACTIVE."""
+    if row.state != "DELETED":
+        raise FailedPrecondition(f"The {kind} is not deleted.")
+    if parent_kind and (parent is None or parent.state != "ACTIVE"):
+        raise FailedPrecondition(f"The {kind}'s {parent_kind} is deleted: undelete the {parent_kind} first.")
+    row.state = "ACTIVE"
+    row.expire_time = None
+    return row
 
 
 def expired(expire_time: datetime | None) -> bool:
@@ -156,19 +187,11 @@ def update_pool(row: WorkloadIdentityPool, body: dict[str, Any], mask: list[str]
 
 
 def delete_pool(row: WorkloadIdentityPool) -> WorkloadIdentityPool:
-    if row.state != "ACTIVE":
-        raise FailedPrecondition("The pool is already deleted.")
-    row.state = "DELETED"
-    row.expire_time = datetime.now(UTC) + SOFT_DELETE
-    return row
+    return soft_delete(row, "pool")
 
 
 def undelete_pool(row: WorkloadIdentityPool) -> WorkloadIdentityPool:
-    if row.state != "DELETED":
-        raise FailedPrecondition("The pool is not deleted.")
-    row.state = "ACTIVE"
-    row.expire_time = None
-    return row
+    return undelete(row, "pool")
 
 
 def pool_json(row: WorkloadIdentityPool) -> dict[str, Any]:
@@ -357,22 +380,11 @@ def _camel(snake: str) -> str:
 
 
 def delete_provider(row: WorkloadIdentityPoolProvider) -> WorkloadIdentityPoolProvider:
-    if row.state != "ACTIVE":
-        raise FailedPrecondition("The provider is already deleted.")
-    row.state = "DELETED"
-    row.expire_time = datetime.now(UTC) + SOFT_DELETE
-    return row
+    return soft_delete(row, "provider")
 
 
 def undelete_provider(s: Session, row: WorkloadIdentityPoolProvider) -> WorkloadIdentityPoolProvider:
-    if row.state != "DELETED":
-        raise FailedPrecondition("The provider is not deleted.")
-    pool = s.get(WorkloadIdentityPool, row.pool_name)
-    if pool is None or pool.state != "ACTIVE":
-        raise FailedPrecondition("The provider's pool is deleted: undelete the pool first.")
-    row.state = "ACTIVE"
-    row.expire_time = None
-    return row
+    return undelete(row, "provider", s.get(WorkloadIdentityPool, row.pool_name), "pool")
 
 
 def provider_json(row: WorkloadIdentityPoolProvider) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from keyless.clock import rfc3339
 from keyless.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from keyless.federation.pools import ID, SOFT_DELETE
+from keyless.federation.pools import ID, soft_delete, undelete
 from keyless.store.models import WorkloadIdentityPoolProvider, WorkloadIdentityPoolProviderKey
 
 KEY_SIZES = {"RSA_2048": 2048, "RSA_3072": 3072, "RSA_4096": 4096}
@@ -100,19 +100,11 @@ def list_keys(s: Session, provider: WorkloadIdentityPoolProvider, *, show_delete
 
 
 def delete_key(row: WorkloadIdentityPoolProviderKey) -> WorkloadIdentityPoolProviderKey:
-    if row.state != "ACTIVE":
-        raise FailedPrecondition("The key is already deleted.")
-    row.state = "DELETED"
-    row.expire_time = datetime.now(UTC) + SOFT_DELETE
-    return row
+    return soft_delete(row, "key")
 
 
 def undelete_key(row: WorkloadIdentityPoolProviderKey) -> WorkloadIdentityPoolProviderKey:
-    if row.state != "DELETED":
-        raise FailedPrecondition("The key is not deleted.")
-    row.state = "ACTIVE"
-    row.expire_time = None
-    return row
+    return undelete(row, "key")
 
 
 def key_json(row: WorkloadIdentityPoolProviderKey) -> dict[str, Any]:
