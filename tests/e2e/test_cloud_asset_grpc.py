@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 
 from tests.api.helpers import token_for_user
 from tests.conftest import KeylessServer, free_port, fresh_database_url
+from tests.e2e.universe import run_in_universe
 
 ORG = "777"
 PROJECT = "grpc-asset"
@@ -91,17 +91,11 @@ print(json.dumps(out))
 
 def run_client(srv: KeylessServer, tmp_path: Path, token: str, script: list[Any]) -> dict[str, Any]:
     port = srv.tls_port  # type: ignore[attr-defined]
-    hosts = tmp_path / "hosts"
-    hosts.write_text("127.0.0.1 localhost\n")
-    assert srv.keyless("env", "--universe-domain", UNIVERSE, "--write-hosts", str(hosts)).returncode == 0
     (tmp_path / "client.py").write_text(CLIENT)
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "GRPC_"))},
            "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH": str(srv.data_dir / "tls" / "ca.pem")}
-    run = subprocess.run(["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/hosts && shift && exec "$@"',
-                          str(hosts), "x", sys.executable, str(tmp_path / "client.py"), f"{UNIVERSE}:{port}", token,
-                          json.dumps(script)], env=env, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr[-3000:]
-    out = json.loads(run.stdout.strip().splitlines()[-1])
+    out = run_in_universe(srv, tmp_path, UNIVERSE, [sys.executable, str(tmp_path / "client.py"), f"{UNIVERSE}:{port}",
+                                                    token, json.dumps(script)], env)
     assert out.pop("transport") == "AssetServiceGrpcTransport"  # the default: gRPC, not REST
     return out
 

@@ -10,7 +10,6 @@ import base64
 import json
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 
 from tests.api.helpers import token_for_service_account
 from tests.conftest import KeylessServer, free_port, fresh_database_url
+from tests.e2e.universe import run_in_universe
 
 PROJECT = "my-project"
 APP_SA = f"app-sa@{PROJECT}.iam.gserviceaccount.com"
@@ -130,20 +130,14 @@ print(json.dumps(out))
                     reason="needs root and unshare(1) to give the client its own /etc/hosts (STS at sts.UNIVERSE)")
 def test_google_auth_downscoped_credentials_with_google_cloud_storage(srv: KeylessServer, tmp_path: Path) -> None:
     port = srv.tls_port  # type: ignore[attr-defined]
-    hosts = tmp_path / "hosts"
-    hosts.write_text("127.0.0.1 localhost\n")
-    assert srv.keyless("env", "--universe-domain", UNIVERSE, "--write-hosts", str(hosts)).returncode == 0
     created = ok(srv.call("POST", f"/iam/v1/projects/-/serviceAccounts/{APP_SA}/keys", body={}))
     key = json.loads(base64.b64decode(created["privateKeyData"]))
     (tmp_path / "client.py").write_text(CLIENT)
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "GRPC_"))},
            "REQUESTS_CA_BUNDLE": str(srv.data_dir / "tls" / "bundle.pem")}
-    run = subprocess.run(["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/hosts && shift && exec "$@"',
-                          str(hosts), "x", sys.executable, str(tmp_path / "client.py"), f"{UNIVERSE}:{port}",
-                          srv.base_url, json.dumps(key), json.dumps([rule(expression=REPORTS)])],
-                         env=env, capture_output=True, text=True, timeout=180)
-    assert run.returncode == 0, run.stderr[-3000:]
-    out = json.loads(run.stdout.strip().splitlines()[-1])
+    out = run_in_universe(srv, tmp_path, UNIVERSE, [sys.executable, str(tmp_path / "client.py"), f"{UNIVERSE}:{port}",
+                                                    srv.base_url, json.dumps(key), json.dumps([rule(expression=REPORTS)])],
+                          env, timeout=180)
     assert out["reports"] == "my-bucket/reports/2026.txt"
     assert out["listed"] == ["reports/2026.txt"]
     denied_get = f"{APP_SA} does not have storage.objects.get access to the Google Cloud Storage object."

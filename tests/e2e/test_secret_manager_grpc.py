@@ -10,7 +10,6 @@ import base64
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 
 from tests.api.helpers import audit_data_access, token_for_service_account
 from tests.conftest import KeylessServer, free_port, fresh_database_url
+from tests.e2e.universe import run_in_universe
 
 NUMBER = "123456789"
 APP_SA = "app-sa@my-project.iam.gserviceaccount.com"
@@ -112,17 +112,11 @@ print(json.dumps(out))
 
 def run_client(srv: KeylessServer, tmp_path: Path, token: str, script: list[Any]) -> dict[str, Any]:
     port = srv.tls_port  # type: ignore[attr-defined]
-    hosts = tmp_path / "hosts"
-    hosts.write_text("127.0.0.1 localhost\n")
-    assert srv.keyless("env", "--universe-domain", UNIVERSE, "--write-hosts", str(hosts)).returncode == 0
     (tmp_path / "client.py").write_text(CLIENT)
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "GRPC_"))},
            "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH": str(srv.data_dir / "tls" / "ca.pem")}
-    run = subprocess.run(["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/hosts && shift && exec "$@"',
-                          str(hosts), "x", sys.executable, str(tmp_path / "client.py"), f"{UNIVERSE}:{port}", token,
-                          json.dumps(script)], env=env, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr[-3000:]
-    out = json.loads(run.stdout.strip().splitlines()[-1])
+    out = run_in_universe(srv, tmp_path, UNIVERSE, [sys.executable, str(tmp_path / "client.py"), f"{UNIVERSE}:{port}",
+                                                    token, json.dumps(script)], env)
     assert out.pop("transport") == "SecretManagerServiceGrpcTransport"  # the default: gRPC, not REST
     return out
 

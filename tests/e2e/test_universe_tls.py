@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import ssl
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import KeylessServer, free_port, fresh_database_url
+from tests.e2e.universe import run_in_universe
 
 NUMBER = "123456789"
 POOL = f"projects/{NUMBER}/locations/global/workloadIdentityPools/github-pool"
@@ -148,20 +148,13 @@ def test_unmodified_clients_reach_keyless_through_the_universe(srv: KeylessServe
         "credential_source": {"file": str(tmp_path / "token")},
     }
     (tmp_path / "cred.json").write_text(json.dumps(config))
-    hosts = tmp_path / "hosts"
-    hosts.write_text("127.0.0.1 localhost\n")
-    assert srv.keyless("env", "--universe-domain", UNIVERSE, "--write-hosts", str(hosts)).returncode == 0
     env_out = srv.keyless("env", "--universe-domain", UNIVERSE, "--tls-port", str(port)).stdout
     env = {k: v for k, v in (line[len("export "):].split("=", 1) for line in env_out.splitlines()
                              if line.startswith("export "))}
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("GOOGLE_")}, **env,
            "GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "cred.json")}  # no GOOGLE_CLOUD_PROJECT: ADC asks CRM
     (tmp_path / "client.py").write_text(CLIENT)
-    run = subprocess.run(["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$1" "$2" "$3" "$4"',
-                          str(hosts), sys.executable, str(tmp_path / "client.py"), universe, SA],
-                         env=env, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr[-3000:]
-    got = json.loads(run.stdout.strip().splitlines()[-1])
+    got = run_in_universe(srv, tmp_path, UNIVERSE, [sys.executable, str(tmp_path / "client.py"), universe, SA], env)
     assert got == {"project": "my-project", "id_token_email": SA, "object": "hello from keyless.test",
                    "secret": "s3cr3t"}
     # the machine's own /etc/hosts was never touched
